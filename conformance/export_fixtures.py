@@ -414,7 +414,9 @@ class EncoderCausal(nn.Module):
     def forward(self, x):
         s = x.shape[1]
         mask = torch.triu(torch.full((s, s), float("-inf")), diagonal=1)
-        return self.enc(x, mask=mask)
+        # is_causal=True skips TransformerEncoder's data-dependent "is this mask causal?" check, which
+        # torch.export cannot trace (GuardOnDataDependentSymNode).
+        return self.enc(x, mask=mask, is_causal=True)
 
 
 @case("transformer_encoder_causal")
@@ -510,7 +512,9 @@ class SegNet(nn.Module):
     def forward(self, x):
         a = F.relu(self.gn(self.c1(x)))  # [N,8,H,W]
         b = self.c2(F.pad(a, (0, 0, 0, 0), mode="constant"))  # [N,16,H/2,W/2]
-        b = self.ln(b.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        # .contiguous(): without it the permuted result keeps channels-last strides, ExecuTorch gives it dim
+        # order [0,2,3,1] and the portable slice_copy kernel below rejects mixed dim orders.
+        b = self.ln(b.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
         u = self.up(F.silu(b))  # [N,8,H,W]
         h, w = x.shape[-2:]
         bl = F.interpolate(b[:, :8], size=(h, w), mode="bilinear", align_corners=False)
@@ -530,7 +534,9 @@ def _():
         randomize_norms(SegNet()),
         (rn(1, 3, 16, 20),),
         notes="segmentation-like net: GroupNorm, LayerNorm over channels (permute), ConvTranspose2d, F.interpolate "
-        "(bilinear align_corners False/True, nearest), F.pad constant/reflect/replicate",
+        "(bilinear align_corners False/True, nearest), F.pad constant/reflect/replicate. The permute back after the "
+        "LayerNorm is followed by .contiguous(): without it the tensor keeps channels-last strides, ExecuTorch assigns "
+        "it dim order [0,2,3,1] and the reference's slice_copy fails ('2 input tensors have different dim orders').",
         atol=1e-4,
         rtol=1e-4,
     )
@@ -1132,25 +1138,31 @@ class CLNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
         self.c2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
         self.fc = nn.Linear(8, 4)
 
     def forward(self, x):
-        y = F.relu(self.bn(self.c1(x)))
-        y = self.c2(y) + F.avg_pool2d(y, 2)
+        y = F.relu(self.c1(x))
+        y = self.c2(y)
+        y = y * torch.sigmoid(y)
         return y, self.fc(y.mean(dim=(2, 3)))
 
 
 @case("channels_last")
 def _():
-    m = randomize_norms(CLNet())
+    m = CLNet()
     x = rn(2, 3, 8, 8).to(memory_format=torch.channels_last)
     return single(
         m,
         (x,),
         notes="input exported from a channels_last example (dim order [0,2,3,1]); the .npy holds the logical NCHW array, "
-        "a runtime must feed it in the program's declared dim order.",
+        "a runtime must feed it in the program's declared dim order. conv, relu, depthwise conv, sigmoid/mul/add run "
+        "in channels-last; the exporter inserts a _to_dim_order_copy to contiguous before the mean. Output 0 is "
+        "channels-last in the program (ref_0.npy is still the logical NCHW array). "
+        "Removed because the reference rejects them: BatchNorm (portable batch norm requires contiguous dim order) "
+        "and adding avg_pool2d(y) to conv(y) (aten::add.out: '3 input tensors have different dim orders', the "
+        "pool output is contiguous while the conv output is channels-last), and adding a python scalar (y + 0.5: the "
+        "exporter lifts 0.5 to a 0-d constant tensor whose dim order [] is not channels-last, same error).",
     )
 
 
