@@ -1,0 +1,96 @@
+//! Runtime CPU capability detection with an optional cap.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+/// Instruction-set tier used by the optimized kernels.
+///
+/// Tiers are ordered: `Scalar < Avx2Fma`. Capping to a lower tier is always
+/// possible; asking for a higher tier than the CPU supports is clamped down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Portable scalar code (no explicit SIMD).
+    Scalar,
+    /// x86-64 AVX2 + FMA (256-bit vectors, fused multiply-add).
+    Avx2Fma,
+}
+
+impl Isa {
+    fn to_u8(self) -> u8 {
+        match self {
+            Isa::Scalar => 1,
+            Isa::Avx2Fma => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Isa> {
+        match v {
+            1 => Some(Isa::Scalar),
+            2 => Some(Isa::Avx2Fma),
+            _ => None,
+        }
+    }
+
+    /// Parse the values accepted by `PTERON_CPU_CAP` (`scalar`, `avx2`).
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" | "none" => Some(Isa::Scalar),
+            "avx2" | "avx2fma" | "avx2_fma" => Some(Isa::Avx2Fma),
+            _ => None,
+        }
+    }
+}
+
+/// Programmatic cap; 0 = none (use the environment cap).
+static OVERRIDE: AtomicU8 = AtomicU8::new(0);
+
+fn detected() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Isa::Avx2Fma;
+            }
+        }
+        Isa::Scalar
+    })
+}
+
+fn env_cap() -> Option<Isa> {
+    static ENV_CAP: OnceLock<Option<Isa>> = OnceLock::new();
+    *ENV_CAP.get_or_init(|| {
+        std::env::var("PTERON_CPU_CAP")
+            .ok()
+            .and_then(|v| Isa::parse(&v))
+    })
+}
+
+/// Best instruction-set tier available on this CPU, after applying the cap
+/// (`set_isa_cap`, else the `PTERON_CPU_CAP` environment variable, read once).
+pub fn isa() -> Isa {
+    let best = detected();
+    let cap = Isa::from_u8(OVERRIDE.load(Ordering::Relaxed)).or_else(env_cap);
+    match cap {
+        Some(c) if c < best => c,
+        _ => best,
+    }
+}
+
+/// Override the cap programmatically (`None` reverts to the environment cap).
+///
+/// This is process-global; tests that sweep tiers should serialize on a lock.
+/// Data pre-packed under one tier (e.g. [`crate::PackedB`], [`crate::Conv2d`])
+/// keeps using the kernel it was packed for, which is always still supported.
+pub fn set_isa_cap(cap: Option<Isa>) {
+    OVERRIDE.store(cap.map_or(0, Isa::to_u8), Ordering::Relaxed);
+}
+
+/// All tiers this CPU supports (ignoring any cap), lowest first. Handy for tests.
+pub fn supported_isas() -> Vec<Isa> {
+    let best = detected();
+    [Isa::Scalar, Isa::Avx2Fma]
+        .into_iter()
+        .filter(|&i| i <= best)
+        .collect()
+}

@@ -1,0 +1,62 @@
+//! # pteron-linalg
+//!
+//! ## Brief overview
+//!
+//! Numeric primitives for the pteron ExecuTorch runtime. This crate knows nothing
+//! about `.pte` files; it provides fast, tested `f32` kernels:
+//!
+//! * [`sgemm`], [`sgemm_batched`], [`sgemm_packed`] with [`PackedB`]: a blocked GEMM
+//!   (packed A/B panels, k-blocking with `KC = 256`, register-tiled microkernels
+//!   `f32_gemm_6x16__avx2_fma` / `f32_gemm_4x4__scalar`, fused alpha/beta, bias and
+//!   clamp activations) parallelised over output tiles, plus gemv fast paths for `m == 1`.
+//! * [`Conv2d`] / [`conv2d`]: NCHW convolution (1×1 as direct GEMM on the planes,
+//!   depthwise direct SIMD kernels, general case as GEMM with im2col fused into
+//!   panel packing) and [`conv_transpose2d`].
+//! * [`pool2d`]: max/avg pooling, [`vmath`]: vectorised exp/sigmoid/tanh/gelu.
+//! * [`parallel_for`]: a persistent, allocation-free scoped thread pool.
+//! * [`reference`]: naive, obviously-correct versions of everything, used as test oracles.
+//!
+//! SIMD is selected at run time ([`isa`]): AVX2+FMA on x86-64 when detected, else
+//! portable scalar code. `PTERON_CPU_CAP=scalar|avx2` or [`set_isa_cap`] lowers the tier.
+//!
+//! This is the only pteron crate that uses `unsafe` (SIMD intrinsics, raw pointers
+//! for disjoint parallel writes, lifetime erasure in the pool); every block carries
+//! a `// SAFETY:` justification.
+
+mod conv;
+mod dwconv;
+mod gemm;
+mod isa;
+mod pool;
+pub mod pool2d;
+pub mod reference;
+mod util;
+pub mod vmath;
+
+pub use conv::{conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError};
+pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
+pub use isa::{isa, set_isa_cap, supported_isas, Isa};
+pub use pool::{num_threads, parallel_for, set_num_threads};
+
+/// Activation fused into the output of GEMM/conv kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// Identity.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `min(max(x, min), max)`.
+    Clamp { min: f32, max: f32 },
+}
+
+impl Activation {
+    /// Apply to one value (NaN propagates).
+    pub fn apply(self, x: f32) -> f32 {
+        match gemm::act_bounds(self) {
+            Some((lo, hi)) => gemm::clamp_nan(x, lo, hi),
+            None => x,
+        }
+    }
+}

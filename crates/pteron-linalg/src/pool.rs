@@ -1,0 +1,246 @@
+//! Persistent thread pool with a single, allocation-free `parallel_for` dispatch.
+//!
+//! Design: `n - 1` worker threads (the caller is the n-th participant). A dispatch
+//! publishes a pointer to a stack-allocated job descriptor and bumps a generation
+//! word (generation << 16 | number of participating workers). Workers spin for a
+//! short while on that word and then park on a condition variable. Tasks are claimed
+//! with an atomic counter; the caller waits until every participating worker has
+//! signalled completion before returning, which is what makes borrowing from the
+//! caller's stack sound.
+//!
+//! Panics: a panic inside a task is caught (on whichever thread ran it), the
+//! remaining unclaimed tasks are skipped, and once all participants are done the
+//! first panic payload is re-raised on the caller with `resume_unwind`. The pool
+//! stays usable afterwards.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long an idle worker spins before parking.
+const SPIN_TIME: Duration = Duration::from_micros(200);
+const MAX_THREADS: usize = 0xFFFF;
+
+struct Job {
+    data: *const (),
+    call: unsafe fn(*const (), usize),
+    n_tasks: usize,
+}
+
+struct Shared {
+    /// generation << 16 | participating worker count.
+    state: AtomicU64,
+    job: AtomicPtr<Job>,
+    next: AtomicUsize,
+    pending: AtomicUsize,
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+struct Pool {
+    shared: &'static Shared,
+    /// Held for the whole dispatch; the Vec counts the spawned workers.
+    dispatch: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static IN_POOL: Cell<bool> = const { Cell::new(false) };
+}
+
+fn pool() -> &'static Pool {
+    POOL.get_or_init(|| Pool {
+        shared: Box::leak(Box::new(Shared {
+            state: AtomicU64::new(0),
+            job: AtomicPtr::new(std::ptr::null_mut()),
+            next: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+            panic: Mutex::new(None),
+        })),
+        dispatch: Mutex::new(Vec::new()),
+    })
+}
+
+/// Set the total number of threads used by [`parallel_for`] (workers plus the
+/// calling thread). `0` is treated as `1`. Workers are spawned lazily.
+pub fn set_num_threads(n: usize) {
+    NUM_THREADS.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
+}
+
+/// Current total thread count (default: `std::thread::available_parallelism`).
+pub fn num_threads() -> usize {
+    let n = NUM_THREADS.load(Ordering::Relaxed);
+    if n != 0 {
+        return n;
+    }
+    let d = std::thread::available_parallelism()
+        .map(|v| v.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_THREADS);
+    // A racing set_num_threads wins.
+    let _ = NUM_THREADS.compare_exchange(0, d, Ordering::Relaxed, Ordering::Relaxed);
+    NUM_THREADS.load(Ordering::Relaxed)
+}
+
+/// # Safety
+/// `data` must point to a live `F`.
+unsafe fn call_shim<F: Fn(usize) + Sync>(data: *const (), i: usize) {
+    // SAFETY: guaranteed by the caller (data was created from `&F` in parallel_for
+    // and the F outlives the dispatch).
+    let f = unsafe { &*(data as *const F) };
+    f(i);
+}
+
+fn run_tasks(sh: &Shared, job: &Job) {
+    loop {
+        let i = sh.next.fetch_add(1, Ordering::Relaxed);
+        if i >= job.n_tasks {
+            break;
+        }
+        // SAFETY: job.data/job.call were built together from one `&F` that stays
+        // alive until every participant has decremented `pending`.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, i) }));
+        if let Err(payload) = r {
+            // Skip the remaining tasks; keep the first payload.
+            sh.next.store(usize::MAX / 2, Ordering::Relaxed);
+            let mut slot = sh.panic.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(payload);
+            }
+        }
+    }
+}
+
+fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
+    let start = Instant::now();
+    let mut spins: u32 = 0;
+    loop {
+        let w = sh.state.load(Ordering::Acquire);
+        if w >> 16 != last_gen {
+            return w;
+        }
+        spins = spins.wrapping_add(1);
+        if spins % 64 == 0 && start.elapsed() > SPIN_TIME {
+            let mut g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            sh.sleepers.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let w = sh.state.load(Ordering::SeqCst);
+                if w >> 16 != last_gen {
+                    sh.sleepers.fetch_sub(1, Ordering::SeqCst);
+                    return w;
+                }
+                g = sh.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn worker(sh: &'static Shared, index: usize, mut last_gen: u64) {
+    IN_POOL.with(|c| c.set(true));
+    loop {
+        let w = wait_for_new(sh, last_gen);
+        last_gen = w >> 16;
+        let participants = (w & 0xFFFF) as usize;
+        if index <= participants {
+            // SAFETY: this worker is counted in `pending` for generation
+            // `last_gen`; the dispatching caller keeps the job (and what it
+            // borrows) alive and unchanged until `pending` reaches zero.
+            let job = unsafe { &*sh.job.load(Ordering::Acquire) };
+            run_tasks(sh, job);
+            sh.pending.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Run `f(i)` for every `i in 0..n_tasks` on the pool; the calling thread
+/// participates and the call returns once all tasks have finished.
+///
+/// * `f` may borrow from the caller's stack.
+/// * Runs inline when `n_tasks <= 1`, when [`num_threads`] is 1, or when called
+///   from inside a task (nested parallelism is serialized, never deadlocks).
+/// * Concurrent dispatches from different threads are serialized.
+/// * No heap allocation per call in steady state.
+/// * If a task panics, unclaimed tasks are skipped and the first panic payload is
+///   re-raised on the caller after all running tasks have returned.
+pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
+    if n_tasks == 0 {
+        return;
+    }
+    let nt = num_threads();
+    if n_tasks == 1 || nt <= 1 || IN_POOL.with(|c| c.get()) {
+        for i in 0..n_tasks {
+            f(i);
+        }
+        return;
+    }
+    let pool = pool();
+    let sh = pool.shared;
+    let mut workers = pool.dispatch.lock().unwrap_or_else(PoisonError::into_inner);
+    let cur_gen = sh.state.load(Ordering::Relaxed) >> 16;
+    while workers.len() < nt - 1 {
+        let index = workers.len() + 1;
+        let spawned = std::thread::Builder::new()
+            .name(format!("pteron-linalg-{index}"))
+            .spawn(move || worker(sh, index, cur_gen));
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(_) => break,
+        }
+    }
+    let participants = (n_tasks.min(nt) - 1).min(workers.len());
+    if participants == 0 {
+        drop(workers);
+        for i in 0..n_tasks {
+            f(i);
+        }
+        return;
+    }
+    let job = Job {
+        data: &f as *const F as *const (),
+        call: call_shim::<F>,
+        n_tasks,
+    };
+    sh.job.store(&job as *const Job as *mut Job, Ordering::Relaxed);
+    sh.next.store(0, Ordering::Relaxed);
+    sh.pending.store(participants, Ordering::Relaxed);
+    let gen = (cur_gen + 1) & ((1u64 << 48) - 1);
+    sh.state
+        .store((gen << 16) | participants as u64, Ordering::SeqCst);
+    if sh.sleepers.load(Ordering::SeqCst) > 0 {
+        let _g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        sh.cv.notify_all();
+    }
+    IN_POOL.with(|c| c.set(true));
+    run_tasks(sh, &job);
+    IN_POOL.with(|c| c.set(false));
+    let mut spins: u32 = 0;
+    while sh.pending.load(Ordering::Acquire) != 0 {
+        if spins < 4096 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    sh.job.store(std::ptr::null_mut(), Ordering::Relaxed);
+    let payload = sh
+        .panic
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    drop(workers);
+    if let Some(p) = payload {
+        std::panic::resume_unwind(p);
+    }
+}

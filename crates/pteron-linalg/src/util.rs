@@ -1,0 +1,90 @@
+//! Small internal helpers: aligned buffers, thread-local scratch, raw pointer wrappers.
+
+use std::cell::RefCell;
+
+/// A zero-initialised `f32` buffer whose usable region starts on a 64-byte boundary.
+pub(crate) struct AlignedBuf {
+    v: Vec<f32>,
+    off: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    pub(crate) fn new(len: usize) -> Self {
+        let mut b = AlignedBuf {
+            v: Vec::new(),
+            off: 0,
+            len: 0,
+        };
+        b.reserve(len);
+        b.len = len;
+        b
+    }
+
+    /// Make sure at least `len` elements are usable (contents are unspecified after growth).
+    pub(crate) fn reserve(&mut self, len: usize) {
+        if len <= self.len {
+            return;
+        }
+        let v = vec![0.0f32; len + 16];
+        let addr = v.as_ptr() as usize;
+        let off = ((64 - (addr % 64)) % 64) / 4;
+        self.v = v;
+        self.off = off;
+        self.len = len;
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &self.v[self.off..self.off + self.len]
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.v[self.off..self.off + self.len]
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.v.len() * 4
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::new(0));
+}
+
+/// Run `f` with a thread-local, 64-byte aligned scratch slice of at least `len`
+/// elements (contents unspecified). Re-entrant: a nested call gets a fresh buffer.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.reserve(len);
+            f(&mut buf.as_mut_slice()[..len])
+        }
+        Err(_) => {
+            let mut tmp = AlignedBuf::new(len);
+            f(tmp.as_mut_slice())
+        }
+    })
+}
+
+/// A raw mutable pointer that may be shared between pool tasks which write
+/// provably disjoint regions.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
+// SAFETY: SyncPtr is only a carrier; every use site documents why concurrent
+// accesses through it touch disjoint memory.
+unsafe impl Send for SyncPtr {}
+// SAFETY: see above.
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The raw pointer (a method, so closures capture the whole `SyncPtr`).
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[inline]
+pub(crate) fn div_ceil(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
