@@ -66,7 +66,7 @@ class MethodSpec:
 @dataclass
 class Spec:
     methods: Dict[str, MethodSpec]
-    atol: float = 1e-4
+    atol: Optional[float] = 1e-4  # None: max(1e-5, 1e-3 * max |ref output| of run 0)
     rtol: float = 1e-4
     notes: str = ""
     external_constants: bool = False
@@ -191,8 +191,11 @@ def _():
 # --------------------------------------------------------------------------
 
 IMG = (1, 3, 64, 64)
-DEEP = dict(atol=1e-3, rtol=1e-3)
-DEEP_NOTE = " Tolerance 1e-3: deep net, float summation order differs between kernels."
+DEEP = dict(atol=None, rtol=1e-3)
+DEEP_NOTE = (
+    " Tolerance: rtol 1e-3 and atol = max(1e-5, 1e-3 * max|ref|) (deep net: kernels sum in different orders; "
+    "atol scaled to the output because these randomly initialised heads give small logits)."
+)
 
 
 @case("mobilenet_v2")
@@ -1390,9 +1393,13 @@ def _export_case(name: str, spec: Spec, dirs: Dict[str, Path]) -> List[str]:
             raise RuntimeError(f"reference could not load method {mname}")
         notes = spec.notes + ((" " + spec.method_notes[mname]) if mname in spec.method_notes else "")
         extra = []
+        all_refs = [flat(method.execute(clone_inputs(inputs))) for inputs in ms.runs]
+        atol = spec.atol
+        if atol is None:
+            scale = max(float(np.abs(to_np(t).astype(np.float64)).max()) for t in all_refs[0] if to_np(t).size)
+            atol = float(f"{max(1e-5, 1e-3 * scale):.2g}")
         for r, inputs in enumerate(ms.runs):
-            outs = method.execute(clone_inputs(inputs))
-            refs = flat(outs)
+            refs = all_refs[r]
             eg = eager[mname][r]
             if len(refs) != len(eg):
                 raise RuntimeError(f"run {r}: reference returned {len(refs)} outputs, eager {len(eg)}")
@@ -1400,7 +1407,7 @@ def _export_case(name: str, spec: Spec, dirs: Dict[str, Path]) -> List[str]:
             bad = []
             for i, (a, b) in enumerate(zip(refs, eg)):
                 ra, eb = to_np(a), to_np(b)
-                ok, diff = compare(ra, eb, spec.atol, spec.rtol)
+                ok, diff = compare(ra, eb, atol, spec.rtol)
                 if ra.dtype.kind == "f" and not np.all(np.isfinite(ra)):
                     print(f"  WARNING {name}/{mname} run {r} output {i}: non-finite values in reference output")
                 worst = max(worst, diff)
@@ -1418,7 +1425,7 @@ def _export_case(name: str, spec: Spec, dirs: Dict[str, Path]) -> List[str]:
             "method": mname,
             "program": "program.pte" if d == first else os.path.relpath(pte_path, d),
             "ptd": ptd_name,
-            "atol": spec.atol,
+            "atol": atol,
             "rtol": spec.rtol,
             "runs": len(ms.runs),
             "ops": ops[mname],
@@ -1454,11 +1461,26 @@ def load_skipped() -> Dict[str, str]:
     res = {}
     if p.exists():
         for line in p.read_text().splitlines():
+            if line.startswith("## "):
+                break
             if line.startswith("| ") and not line.startswith("| case") and not line.startswith("| ---"):
                 cells = [c.strip() for c in line.strip().strip("|").split("|")]
                 if len(cells) >= 2:
                     res[cells[0].strip("`")] = cells[1]
     return res
+
+
+# Ops/constructs removed from otherwise-exported cases because the exporter or the reference runtime
+# rejects them (each case's notes say the same). Listed in SKIPPED.md.
+DROPPED = {
+    "zoo_pool_norm: F.adaptive_max_pool2d": "aten.adaptive_max_pool2d is not in the Core ATen opset; to_edge raises SpecViolationError",
+    "zoo_misc: torch.sort": "the reference runtime has no aten::sort.values kernel (load_method: 'Missing operator', error 0x14)",
+    "dtype_f64: log_softmax on float64": "portable aten::_log_softmax.out rejects Double (execute error 0x12)",
+    "channels_last: BatchNorm2d on a channels-last tensor": "portable _native_batch_norm_legit_no_training requires contiguous dim order (0x12)",
+    "channels_last: conv(y) + avg_pool2d(y), y + 0.5": "aten::add.out requires equal dim orders; the pool output and the lifted 0-d scalar constant are contiguous while the conv output is channels-last (0x12)",
+    "segnet: permute back to NCHW without .contiguous()": "the permuted tensor keeps channels-last dim order and the following slice_copy rejects mixed dim orders (0x12)",
+    "transformer_encoder_causal: mask without is_causal=True": "TransformerEncoder's causal-mask detection is data-dependent; torch.export fails with GuardOnDataDependentSymNode",
+}
 
 
 def write_skipped(skipped: Dict[str, str]):
@@ -1475,6 +1497,17 @@ def write_skipped(skipped: Dict[str, str]):
         lines += ["| case | reason |", "| --- | --- |"]
         for k in sorted(skipped):
             lines.append(f"| `{k}` | {skipped[k].replace('|', '/')} |")
+    lines += [
+        "",
+        "## Parts dropped from exported cases",
+        "",
+        "These constructs were removed (or worked around) so the rest of the case could be kept:",
+        "",
+        "| case: construct | reason |",
+        "| --- | --- |",
+    ]
+    for k, v in DROPPED.items():
+        lines.append(f"| {k} | {v} |")
     (FIXTURES / "SKIPPED.md").write_text("\n".join(lines) + "\n")
 
 

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Compare pteron with the ExecuTorch runtime on full-size torchvision models.
+
+Run:  conformance/.venv/bin/python bench/compare.py [--models mobilenet_v2,resnet18]
+          [--iterations 20] [--warmup 3] [--threads 2] [--json-out FILE]
+
+1. Exports, if not already present, into bench/models/ (gitignored):
+       <model>_portable.pte   to_edge_transform_and_lower(ep)                 (portable kernels only)
+       <model>_xnnpack.pte    to_edge_transform_and_lower(ep, [XnnpackPartitioner()])
+   from torchvision.models.get_model(<model>, weights=None) with a fixed seed, input 1x3x224x224.
+2. For each .pte, times the ExecuTorch runtime (python executorch.runtime, in a child process so
+   that its peak RSS and thread pool are its own) and pteron (`target/release/pteron bench FILE.pte
+   --iterations N --warmup W --threads T --json`).
+3. Prints a table (ratio = ExecuTorch median / pteron median: > 1 means pteron is faster), plus, per
+   model, the row comparing pteron on the portable export with ExecuTorch on the XNNPACK export.
+
+Threads: ExecuTorch's thread pool (used by XNNPACK and by the few threaded portable/optimized
+kernels) defaults to one thread per core; the worker calls
+executorch.extension.pybindings.portable_lib._unsafe_reset_threadpool(T) before loading anything and
+reports _threadpool_get_thread_count(). torch's own intra-op pool is also set to T (it is not used
+by executorch.runtime, but keeps the process from oversubscribing). pteron gets --threads T.
+
+Slow programs: ExecuTorch's portable kernels are naive (mobilenet_v2 ~1 s and resnet18 tens of
+seconds per run on a small machine). After the first run, if first_run * iterations would exceed
+--budget-s, the iteration count for that .pte is reduced to fit (at least --min-iterations) and the
+same reduced count is used for pteron on that file; the table marks such rows with '*'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "bench" / "models"
+DEFAULT_PTERON = ROOT / "target" / "release" / "pteron"
+EXPORTS = ("portable", "xnnpack")
+SEED = 0
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+
+
+def example_input():
+    import torch
+
+    g = torch.Generator().manual_seed(SEED)
+    return torch.randn(1, 3, 224, 224, generator=g)
+
+
+def export_model(name: str, kind: str, path: Path) -> float:
+    import torch
+    import torchvision
+    from executorch.exir import to_edge_transform_and_lower
+
+    torch.manual_seed(SEED)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    t0 = time.time()
+    ep = torch.export.export(model, (example_input(),))
+    if kind == "portable":
+        edge = to_edge_transform_and_lower(ep)
+    elif kind == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    else:
+        raise ValueError(kind)
+    et = edge.to_executorch()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".pte.tmp")
+    with open(tmp, "wb") as f:
+        et.write_to_file(f)
+    tmp.replace(path)
+    return time.time() - t0
+
+
+def ensure_exports(models, exports):
+    paths = {}
+    for name in models:
+        for kind in exports:
+            p = MODELS_DIR / f"{name}_{kind}.pte"
+            if p.exists():
+                print(f"[export] {p.relative_to(ROOT)} present, reusing", flush=True)
+            else:
+                print(f"[export] {name} ({kind}) -> {p.relative_to(ROOT)} ...", flush=True)
+                try:
+                    dt = export_model(name, kind, p)
+                    print(f"[export]   done in {dt:.1f}s, {p.stat().st_size / 1e6:.1f} MB", flush=True)
+                except Exception as e:  # noqa: BLE001
+                    print(f"[export]   FAILED: {type(e).__name__}: {e}", flush=True)
+                    paths[(name, kind)] = None
+                    continue
+            paths[(name, kind)] = p
+    return paths
+
+
+# --------------------------------------------------------------------------
+# ExecuTorch timing (child process)
+# --------------------------------------------------------------------------
+
+
+def et_worker(args) -> int:
+    """Runs in a child process; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    portable_lib._unsafe_reset_threadpool(args.threads)
+    threads = portable_lib._threadpool_get_thread_count()
+
+    x = example_input()
+    t0 = time.perf_counter()
+    program = Runtime.get().load_program(args.worker)
+    method = program.load_method("forward")
+    load_ms = (time.perf_counter() - t0) * 1e3
+
+    t0 = time.perf_counter()
+    method.execute([x])
+    first_ms = (time.perf_counter() - t0) * 1e3
+
+    iterations = args.iterations
+    warmup = max(0, args.warmup - 1)  # the first run counts as one warm-up run
+    reduced = False
+    if first_ms / 1e3 * (iterations + warmup) > args.budget_s:
+        iterations = max(args.min_iterations, int(args.budget_s / (first_ms / 1e3)))
+        iterations = min(iterations, args.iterations)
+        warmup = 0
+        reduced = True
+    for _ in range(warmup):
+        method.execute([x])
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        method.execute([x])
+        times.append((time.perf_counter() - t0) * 1e3)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "load_ms": load_ms,
+                "first_run_ms": first_ms,
+                "median_ms": statistics.median(times),
+                "min_ms": min(times),
+                "iterations": iterations,
+                "warmup": warmup + 1,
+                "reduced": reduced,
+                "threads": threads,
+                "peak_rss_bytes": rss,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def run_executorch(pte: Path, args) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_worker",
+        str(pte),
+        "--iterations",
+        str(args.iterations),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--budget-s",
+        str(args.budget_s),
+        "--min-iterations",
+        str(args.min_iterations),
+    ]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout_s}s"}
+    return parse_json_line(p, "executorch worker")
+
+
+# --------------------------------------------------------------------------
+# pteron timing
+# --------------------------------------------------------------------------
+
+
+def parse_json_line(p: subprocess.CompletedProcess, what: str) -> dict:
+    for line in reversed(p.stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                res = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if p.returncode != 0:
+                res["error"] = f"exit {p.returncode}"
+            return res
+    tail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-3:]
+    return {"error": f"{what} exit {p.returncode}: " + " / ".join(tail)[:300]}
+
+
+def run_pteron(pte: Path, iterations: int, warmup: int, args) -> dict:
+    binary = Path(args.pteron)
+    if not binary.exists():
+        return {"error": f"{binary} not found (cargo build --release)"}
+    cmd = [str(binary), "bench", str(pte), "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(args.threads), "--json"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout_s}s"}
+    except OSError as e:
+        return {"error": f"cannot run {binary}: {e}"}
+    return parse_json_line(p, "pteron")
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def fmt_ms(r: dict) -> str:
+    if not r:
+        return "-"
+    if "error" in r and "median_ms" not in r:
+        return "ERROR: " + r["error"]
+    s = f"{r['median_ms']:.1f}"
+    if r.get("reduced"):
+        s += f" (*{r['iterations']} it)"
+    return s
+
+
+def ratio(et: dict, pt: dict) -> str:
+    try:
+        return f"{et['median_ms'] / pt['median_ms']:.2f}x"
+    except (KeyError, TypeError, ZeroDivisionError):
+        return "-"
+
+
+def print_table(rows, headline):
+    headers = ["model", "export", "ExecuTorch median ms", "pteron median ms", "ratio ET/pteron"]
+    body = [[r["model"], r["export"], fmt_ms(r["executorch"]), fmt_ms(r["pteron"]), ratio(r["executorch"], r["pteron"])] for r in rows]
+    for h in headline:
+        body.append(
+            [h["model"], "pteron portable vs ET xnnpack", fmt_ms(h["executorch_xnnpack"]), fmt_ms(h["pteron_portable"]), ratio(h["executorch_xnnpack"], h["pteron_portable"])]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *body)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in body:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="mobilenet_v2,resnet18", help="comma-separated torchvision model names")
+    ap.add_argument("--exports", default=",".join(EXPORTS), help="comma-separated subset of portable,xnnpack")
+    ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget-s", type=float, default=60.0, help="max seconds of timed runs per .pte and runtime (see doc)")
+    ap.add_argument("--min-iterations", type=int, default=3)
+    ap.add_argument("--timeout-s", type=float, default=1800.0, help="kill a runtime's benchmark of one file after this long")
+    ap.add_argument("--pteron", default=str(DEFAULT_PTERON), help="path of the pteron CLI")
+    ap.add_argument("--json-out", default=None, help="also write all results as JSON to this file")
+    ap.add_argument("--skip-executorch", action="store_true", help="only time pteron")
+    ap.add_argument("--_worker", dest="worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        return et_worker(args)
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    exports = [e.strip() for e in args.exports.split(",") if e.strip()]
+    for e in exports:
+        if e not in EXPORTS:
+            ap.error(f"unknown export {e!r}")
+
+    paths = ensure_exports(models, exports)
+    rows = []
+    for name in models:
+        for kind in exports:
+            pte = paths.get((name, kind))
+            row = {"model": name, "export": kind, "pte": str(pte.relative_to(ROOT)) if pte else None}
+            if pte is None:
+                row["executorch"] = {"error": "export failed"}
+                row["pteron"] = {"error": "export failed"}
+                rows.append(row)
+                continue
+            row["pte_bytes"] = pte.stat().st_size
+            if args.skip_executorch:
+                row["executorch"] = {}
+                it = args.iterations
+            else:
+                print(f"[executorch] {pte.name} ...", flush=True)
+                row["executorch"] = run_executorch(pte, args)
+                print(f"[executorch]   {json.dumps(row['executorch'])}", flush=True)
+                it = row["executorch"].get("iterations", args.iterations)
+            warm = args.warmup if it == args.iterations else 1
+            print(f"[pteron] {pte.name} (iterations {it}, warmup {warm}) ...", flush=True)
+            row["pteron"] = run_pteron(pte, it, warm, args)
+            if it != args.iterations:
+                row["pteron"].setdefault("reduced", True)
+            print(f"[pteron]   {json.dumps(row['pteron'])}", flush=True)
+            rows.append(row)
+
+    headline = []
+    for name in models:
+        by = {r["export"]: r for r in rows if r["model"] == name}
+        if "portable" in by and "xnnpack" in by:
+            headline.append({"model": name, "pteron_portable": by["portable"]["pteron"], "executorch_xnnpack": by["xnnpack"]["executorch"]})
+
+    print()
+    print(f"threads {args.threads}, iterations {args.iterations} (warmup {args.warmup}); ratio > 1 means pteron is faster")
+    print_table(rows, headline)
+    if any(r.get(k, {}).get("reduced") for r in rows for k in ("executorch", "pteron")):
+        print("(*N it): slow program, iterations reduced to N to stay within --budget-s; both runtimes use N")
+
+    if args.json_out:
+        out = {
+            "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(), "python": platform.python_version()},
+            "settings": {k: v for k, v in vars(args).items() if k != "worker"},
+            "rows": rows,
+            "headline": headline,
+        }
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
