@@ -1,0 +1,36 @@
+//! # pteron-runtime
+//!
+//! Brief overview: executes verified ExecuTorch programs.
+//!
+//! * [`Program`] holds the file bytes and its verified description
+//!   ([`pteron_format::ProgramDesc`]), plus any `.ptd` data files.
+//! * [`Method::load`] builds one method: planned arenas allocated once, every value
+//!   materialised, every operator resolved through a [`Registry`] (all missing ones
+//!   reported together), delegates initialised by their [`Backend`].
+//! * [`Method::execute`] runs the instruction list; it allocates nothing.
+//!
+//! The runtime knows no concrete operator: kernels register by name and see their
+//! arguments through [`KernelCtx`], which hands out borrow-checked views of planned
+//! memory (see the `kernel` module docs for how that stays safe without `unsafe`).
+#![forbid(unsafe_code)]
+
+mod error;
+mod kernel;
+mod memory;
+mod method;
+mod program;
+mod tensor;
+pub mod testing;
+mod value;
+
+pub use error::{Error, KernelError, KernelErrorKind, MissingOp, Result};
+pub use kernel::{
+    Backend, BackendInitCtx, DelegateHandle, IntList, Kernel, KernelCtx, KernelFactory, KernelFn,
+    OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
+};
+pub use memory::{bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes};
+pub use method::{copy_reorder, MemoryReport, Method, MAX_INSTRUCTIONS};
+pub use program::{IoInfo, MethodMeta, Program, TensorInfo};
+pub use pteron_format::{ScalarType, ShapeDynamism};
+pub use tensor::{strides_for, DimOrder, Element, Shape, Storage, TensorMut, TensorRef, TensorValue};
+pub use value::{Scalar, Value};

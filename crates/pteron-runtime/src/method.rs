@@ -1,0 +1,704 @@
+//! [`Method`]: one loaded execution plan with its planned memory, resolved kernels and
+//! delegates; `execute` runs the instruction list without allocating.
+
+use core::cell::Cell;
+
+use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueDesc};
+
+use crate::error::{Error, KernelError, MissingOp, Result};
+use crate::kernel::{BackendInitCtx, DelegateHandle, Kernel, KernelCtx, PrepareCtx, Registry, Spaces};
+use crate::memory::{AlignedBuf, Bytes};
+use crate::program::Program;
+use crate::tensor::{strides_for, Shape, Storage, TensorRef, TensorValue};
+use crate::value::{Scalar, Value};
+
+/// ExecuTorch's default cap on executed instructions per `execute`.
+pub const MAX_INSTRUCTIONS: u64 = 10_000_000;
+
+enum Instr {
+    Kernel {
+        kernel: Box<dyn Kernel>,
+        args: Box<[usize]>,
+        op: usize,
+    },
+    Delegate {
+        handle: usize,
+        args: Box<[usize]>,
+    },
+    Move { from: usize, to: usize },
+    JumpFalse { cond: usize, dest: usize },
+    Free { value: usize },
+}
+
+/// A method ready to run.
+pub struct Method {
+    name: String,
+    values: Vec<Value>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    chains: Vec<Vec<Instr>>,
+    delegates: Vec<(String, Box<dyn DelegateHandle>)>,
+    op_names: Vec<String>,
+    /// Planned arenas first, then buffers owned for unplanned inputs/outputs.
+    mutable: Vec<AlignedBuf>,
+    /// Program bytes (space `n_mut`), then each external data file.
+    readonly: Vec<Bytes>,
+    input_set: Vec<bool>,
+    num_arenas: usize,
+    prepared_bytes: usize,
+}
+
+/// Memory a loaded method holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Planned arenas.
+    pub planned: usize,
+    /// Buffers for unplanned inputs and outputs.
+    pub io_buffers: usize,
+    /// Pre-packed weights and scratch owned by kernels and delegates.
+    pub prepared: usize,
+}
+
+fn elem_bytes(t: &TensorDesc) -> usize {
+    t.nbytes()
+}
+
+impl Method {
+    /// Loads method `name` of `program`, resolving every operator with `registry`.
+    /// All operators without a kernel are reported together.
+    pub fn load(program: &Program, name: &str, registry: &Registry) -> Result<Method> {
+        let plan = program.plan(name)?;
+        let mname = plan.name.clone();
+        let unsupported = |reason: String| Error::Unsupported {
+            method: mname.clone(),
+            reason,
+        };
+
+        // Planned arenas.
+        let mut mutable: Vec<AlignedBuf> = plan
+            .non_const_buffer_sizes
+            .iter()
+            .skip(1)
+            .map(|&s| AlignedBuf::zeroed(s as usize))
+            .collect();
+        let num_arenas = mutable.len();
+        let mut readonly: Vec<Bytes> = vec![program.bytes.clone()];
+        readonly.extend(program.external.iter().map(|(b, _)| b.clone()));
+        // Read-only space ids are only known once every owned buffer exists; record
+        // them as (readonly index, offset) and fix up afterwards.
+        enum Pending {
+            Ro(usize, usize),
+            Owned(usize),
+        }
+        let mut pending: Vec<(usize, Pending)> = Vec::new();
+        let mut owned: Vec<AlignedBuf> = Vec::new();
+        let is_io = |v: usize| plan.inputs.contains(&v) || plan.outputs.contains(&v);
+
+        let mut values = Vec::with_capacity(plan.values.len());
+        for (vi, vd) in plan.values.iter().enumerate() {
+            let v = match vd {
+                ValueDesc::Null => Value::None,
+                ValueDesc::Int(i) => Value::Scalar(Cell::new(Scalar::Int(*i))),
+                ValueDesc::Bool(b) => Value::Scalar(Cell::new(Scalar::Bool(*b))),
+                ValueDesc::Double(d) => Value::Scalar(Cell::new(Scalar::Double(*d))),
+                ValueDesc::String(s) => Value::String(s.clone()),
+                ValueDesc::IntList(l) => Value::IntList(l.clone().into()),
+                ValueDesc::DoubleList(l) => Value::DoubleList(l.clone().into()),
+                ValueDesc::BoolList(l) => Value::BoolList(l.clone().into()),
+                ValueDesc::TensorList(l) => Value::TensorList(l.clone().into()),
+                ValueDesc::OptionalTensorList(l) => Value::OptTensorList(l.clone().into()),
+                ValueDesc::Tensor(t) => {
+                    if t.dynamism == ShapeDynamism::DynamicUnbound {
+                        return Err(unsupported(format!(
+                            "value {vi}: tensors with unbounded dynamic shapes are not supported (export with bounded Dims)"
+                        )));
+                    }
+                    let nbytes = elem_bytes(t);
+                    let mut writable = true;
+                    let storage = if t.location == DataLocation::External {
+                        let key = t.fqn.clone().unwrap_or_default();
+                        let ext_err = |reason: String| Error::ExternalData {
+                            method: mname.clone(),
+                            value: vi,
+                            key: key.clone(),
+                            reason,
+                        };
+                        let found = program
+                            .external
+                            .iter()
+                            .enumerate()
+                            .find_map(|(k, (_, d))| d.get(&key).map(|b| (k, b.clone())));
+                        let (k, blob) = found.ok_or_else(|| {
+                            ext_err(if program.external.is_empty() {
+                                "the program needs an external data file (.ptd) and none was given".into()
+                            } else {
+                                "not found in the given data files".into()
+                            })
+                        })?;
+                        if let Some(l) = &blob.layout {
+                            if l.scalar_type != t.scalar_type || l.sizes != t.sizes {
+                                return Err(ext_err(format!(
+                                    "layout mismatch: file has {} {:?}, program expects {} {:?}",
+                                    l.scalar_type, l.sizes, t.scalar_type, t.sizes
+                                )));
+                            }
+                        }
+                        if blob.range.len() < nbytes {
+                            return Err(ext_err(format!(
+                                "holds {} bytes, tensor needs {nbytes}",
+                                blob.range.len()
+                            )));
+                        }
+                        match t.allocation {
+                            Some(a) => {
+                                let src = &program.external[k].0.bytes()[blob.range.start..blob.range.start + nbytes];
+                                let arena = &mut mutable[a.memory_id as usize - 1];
+                                arena.bytes_mut()[a.offset as usize..a.offset as usize + nbytes]
+                                    .copy_from_slice(src);
+                                Storage::At {
+                                    space: a.memory_id - 1,
+                                    offset: a.offset as usize,
+                                }
+                            }
+                            None => {
+                                writable = false;
+                                pending.push((vi, Pending::Ro(1 + k, blob.range.start)));
+                                Storage::Unbound
+                            }
+                        }
+                    } else if let Some(a) = t.allocation {
+                        if t.data_buffer_idx > 0 {
+                            let r = program.desc.mutable_init_range(t).ok_or_else(|| {
+                                unsupported(format!("value {vi}: initial mutable data not found"))
+                            })?;
+                            let src = &program.bytes.bytes()[r];
+                            mutable[a.memory_id as usize - 1].bytes_mut()
+                                [a.offset as usize..a.offset as usize + nbytes]
+                                .copy_from_slice(src);
+                        }
+                        Storage::At {
+                            space: a.memory_id - 1,
+                            offset: a.offset as usize,
+                        }
+                    } else if t.data_buffer_idx > 0 {
+                        writable = false;
+                        let r = program.desc.constant_range(t).ok_or_else(|| {
+                            unsupported(format!("value {vi}: constant data not found"))
+                        })?;
+                        pending.push((vi, Pending::Ro(0, r.start)));
+                        Storage::Unbound
+                    } else if is_io(vi) {
+                        pending.push((vi, Pending::Owned(owned.len())));
+                        owned.push(AlignedBuf::zeroed(nbytes));
+                        Storage::Unbound
+                    } else {
+                        Storage::Unbound
+                    };
+                    let tv = TensorValue::new(
+                        t.scalar_type,
+                        &t.sizes,
+                        &t.dim_order,
+                        t.dynamism,
+                        storage,
+                        writable,
+                    )
+                    .ok_or_else(|| unsupported(format!("value {vi}: invalid tensor")))?;
+                    Value::Tensor(tv)
+                }
+            };
+            values.push(v);
+        }
+        let io_bytes: usize = owned.iter().map(|b| b.len()).sum();
+        let first_owned = mutable.len() as u32;
+        mutable.extend(owned);
+        let n_mut = mutable.len() as u32;
+        for (vi, p) in pending {
+            if let Value::Tensor(t) = &values[vi] {
+                t.storage.set(match p {
+                    Pending::Ro(k, off) => Storage::At {
+                        space: n_mut + k as u32,
+                        offset: off,
+                    },
+                    Pending::Owned(k) => Storage::At {
+                        space: first_owned + k as u32,
+                        offset: 0,
+                    },
+                });
+            }
+        }
+
+        // Delegates.
+        let mut delegates = Vec::with_capacity(plan.delegates.len());
+        let mut prepared_bytes = 0usize;
+        // Find the args of each delegate's (first) call for the init context.
+        let mut delegate_args: Vec<&[usize]> = vec![&[]; plan.delegates.len()];
+        for chain in &plan.chains {
+            for ins in chain {
+                if let Instruction::Delegate { delegate_index, args } = ins {
+                    delegate_args[*delegate_index] = args;
+                }
+            }
+        }
+        let named = |key: &str| -> Option<&[u8]> {
+            if let Some(r) = program.desc.named_data_range(key) {
+                return program.bytes.bytes().get(r);
+            }
+            program
+                .external
+                .iter()
+                .find_map(|(b, d)| d.get(key).and_then(|blob| b.bytes().get(blob.range.clone())))
+        };
+        for (di, d) in plan.delegates.iter().enumerate() {
+            let backend = registry.backend(&d.id).ok_or_else(|| Error::BackendNotFound {
+                method: mname.clone(),
+                delegate: di,
+                backend: d.id.clone(),
+                available: {
+                    let mut v: Vec<String> = registry.backend_names().map(String::from).collect();
+                    v.sort();
+                    v
+                },
+            })?;
+            let bytes = program.bytes.bytes();
+            let payload = program
+                .desc
+                .delegate_range(d)
+                .and_then(|r| bytes.get(r))
+                .unwrap_or(&[]);
+            let specs: Vec<(String, &[u8])> = d
+                .compile_specs
+                .iter()
+                .map(|(k, r)| (k.clone(), bytes.get(r.clone()).unwrap_or(&[])))
+                .collect();
+            let ctx = BackendInitCtx {
+                method: &mname,
+                payload,
+                compile_specs: &specs,
+                named_data: &named,
+                args: PrepareCtx {
+                    args: delegate_args[di],
+                    values: &values,
+                    readonly: &readonly,
+                    n_mut,
+                },
+            };
+            let h = backend.init(&ctx).map_err(|source| Error::BackendInit {
+                method: mname.clone(),
+                delegate: di,
+                backend: d.id.clone(),
+                source,
+            })?;
+            prepared_bytes += h.prepared_bytes();
+            delegates.push((d.id.clone(), h));
+        }
+
+        // Instructions; collect every missing operator before failing.
+        let op_names: Vec<String> = plan.operators.iter().map(|o| o.full_name()).collect();
+        let mut missing = Vec::new();
+        let mut chains = Vec::with_capacity(plan.chains.len());
+        let mut global_ix = 0usize;
+        for chain in &plan.chains {
+            let mut instrs = Vec::with_capacity(chain.len());
+            for ins in chain {
+                let ix = global_ix;
+                global_ix += 1;
+                let i = match ins {
+                    Instruction::Kernel { op_index, args } => {
+                        let ctx = PrepareCtx {
+                            args,
+                            values: &values,
+                            readonly: &readonly,
+                            n_mut,
+                        };
+                        match registry.instantiate(&op_names[*op_index], &ctx) {
+                            None => {
+                                missing.push(MissingOp {
+                                    instruction: ix,
+                                    op: op_names[*op_index].clone(),
+                                });
+                                continue;
+                            }
+                            Some(Err(source)) => {
+                                return Err(Error::Prepare {
+                                    method: mname.clone(),
+                                    instruction: ix,
+                                    op: op_names[*op_index].clone(),
+                                    source,
+                                })
+                            }
+                            Some(Ok(kernel)) => {
+                                prepared_bytes += kernel.prepared_bytes();
+                                Instr::Kernel {
+                                    kernel,
+                                    args: args.clone().into(),
+                                    op: *op_index,
+                                }
+                            }
+                        }
+                    }
+                    Instruction::Delegate { delegate_index, args } => Instr::Delegate {
+                        handle: *delegate_index,
+                        args: args.clone().into(),
+                    },
+                    Instruction::Move { from, to } => Instr::Move { from: *from, to: *to },
+                    Instruction::JumpFalse { cond, destination } => Instr::JumpFalse {
+                        cond: *cond,
+                        dest: *destination,
+                    },
+                    Instruction::Free { value } => Instr::Free { value: *value },
+                };
+                instrs.push(i);
+            }
+            chains.push(instrs);
+        }
+        if !missing.is_empty() {
+            return Err(Error::MissingKernels {
+                method: mname,
+                missing,
+            });
+        }
+        let _ = io_bytes;
+        Ok(Method {
+            name: mname,
+            input_set: vec![false; plan.inputs.len()],
+            inputs: plan.inputs.clone(),
+            outputs: plan.outputs.clone(),
+            values,
+            chains,
+            delegates,
+            op_names,
+            mutable,
+            readonly,
+            num_arenas,
+            prepared_bytes,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+    pub fn num_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Memory held by this method.
+    pub fn memory(&self) -> MemoryReport {
+        MemoryReport {
+            planned: self.mutable[..self.num_arenas].iter().map(|b| b.len()).sum(),
+            io_buffers: self.mutable[self.num_arenas..].iter().map(|b| b.len()).sum(),
+            prepared: self.prepared_bytes,
+        }
+    }
+
+    fn input_err(&self, index: usize, reason: String) -> Error {
+        Error::Input {
+            method: self.name.clone(),
+            index,
+            reason,
+        }
+    }
+
+    /// The input value at `index` as declared (for its dtype, bound and dim order).
+    pub fn input_value(&self, index: usize) -> Option<&Value> {
+        self.inputs.get(index).map(|&v| &self.values[v])
+    }
+
+    /// Sets tensor input `index` from `src`, whose bytes are in `src`'s own dim order
+    /// (contiguous for plain arrays). Data is copied into the method's memory and
+    /// converted to the input's dim order.
+    pub fn set_input(&mut self, index: usize, src: TensorRef<'_>) -> Result<()> {
+        let n = self.inputs.len();
+        let vi = *self
+            .inputs
+            .get(index)
+            .ok_or_else(|| self.input_err(index, format!("the method has {n} inputs")))?;
+        let t = match &self.values[vi] {
+            Value::Tensor(t) => t,
+            other => {
+                return Err(self.input_err(index, format!("expected a {}, got a tensor", other.kind())))
+            }
+        };
+        if t.dtype != src.dtype {
+            return Err(self.input_err(
+                index,
+                format!("expected dtype {}, got {}", t.dtype, src.dtype),
+            ));
+        }
+        if t.shape.get().rank() != src.dim() {
+            return Err(self.input_err(
+                index,
+                format!(
+                    "expected rank {} (shape {:?}), got shape {:?}",
+                    t.shape.get().rank(),
+                    t.shape.get().dims(),
+                    src.sizes()
+                ),
+            ));
+        }
+        t.resize(src.sizes()).map_err(|e| {
+            let bound = match t.dynamism {
+                ShapeDynamism::Static => "static shape",
+                _ => "upper bound",
+            };
+            self.input_err(index, format!("shape {:?} does not fit: {} ({bound})", src.sizes(), e.msg))
+        })?;
+        let (space, offset) = match t.storage.get() {
+            Storage::At { space, offset } if (space as usize) < self.mutable.len() => (space as usize, offset),
+            _ => return Err(self.input_err(index, "input has no writable storage".into())),
+        };
+        let dst_order = t.order;
+        let shape = t.shape.get();
+        let nbytes = t.nbytes();
+        let dst = &mut self.mutable[space].bytes_mut()[offset..offset + nbytes];
+        copy_reorder(src, dst, shape, dst_order);
+        self.input_set[index] = true;
+        Ok(())
+    }
+
+    /// Sets a non-tensor input. ExecuTorch bakes these into the program: the value must
+    /// equal the traced one (Doubles within 1e-4 absolute / 1e-5 relative).
+    pub fn set_input_scalar(&mut self, index: usize, s: Scalar) -> Result<()> {
+        let vi = *self
+            .inputs
+            .get(index)
+            .ok_or_else(|| self.input_err(index, "no such input".into()))?;
+        let cur = match &self.values[vi] {
+            Value::Scalar(c) => c.get(),
+            other => return Err(self.input_err(index, format!("expected a {}, got a scalar", other.kind()))),
+        };
+        let ok = match (cur, s) {
+            (Scalar::Int(a), Scalar::Int(b)) => a == b,
+            (Scalar::Bool(a), Scalar::Bool(b)) => a == b,
+            (Scalar::Double(a), Scalar::Double(b)) => {
+                (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-4 + 1e-5 * b.abs()
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(self.input_err(
+                index,
+                format!("this program was traced with {cur:?} and accepts no other value (got {s:?})"),
+            ));
+        }
+        self.input_set[index] = true;
+        Ok(())
+    }
+
+    /// Runs the method. Every input must have been set. Nothing is allocated here.
+    pub fn execute(&mut self) -> Result<()> {
+        if let Some(i) = self.input_set.iter().position(|s| !s) {
+            // Non-tensor inputs carry their traced value; only tensors must be set.
+            if let Value::Tensor(_) = self.values[self.inputs[i]] {
+                return Err(self.input_err(i, "has not been set".into()));
+            }
+        }
+        let Method {
+            name,
+            values,
+            chains,
+            delegates,
+            op_names,
+            mutable,
+            readonly,
+            ..
+        } = self;
+        let mut executed: u64 = 0;
+        let mut base = 0usize;
+        for chain in chains.iter_mut() {
+            let n = chain.len();
+            let mut pc = 0usize;
+            while pc < n {
+                executed += 1;
+                if executed > MAX_INSTRUCTIONS {
+                    return Err(Error::InstructionLimit {
+                        method: name.clone(),
+                        limit: MAX_INSTRUCTIONS,
+                    });
+                }
+                let ix = base + pc;
+                let mut next = pc + 1;
+                match &mut chain[pc] {
+                    Instr::Kernel { kernel, args, op } => {
+                        let wrap = |source: KernelError| Error::Kernel {
+                            method: name.clone(),
+                            instruction: ix,
+                            op: op_names[*op].clone(),
+                            source,
+                        };
+                        let spaces = Spaces {
+                            mutable: &mut mutable[..],
+                            readonly: &readonly[..],
+                        };
+                        let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
+                        kernel.run(&ctx).map_err(wrap)?;
+                    }
+                    Instr::Delegate { handle, args } => {
+                        let (id, h) = &mut delegates[*handle];
+                        let wrap = |source: KernelError| Error::Kernel {
+                            method: name.clone(),
+                            instruction: ix,
+                            op: format!("delegate {handle} ({id})"),
+                            source,
+                        };
+                        let spaces = Spaces {
+                            mutable: &mut mutable[..],
+                            readonly: &readonly[..],
+                        };
+                        let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
+                        h.execute(&ctx).map_err(wrap)?;
+                    }
+                    Instr::Move { from, to } => {
+                        let v = values[*from].clone();
+                        values[*to] = v;
+                    }
+                    Instr::JumpFalse { cond, dest } => {
+                        let c = match &values[*cond] {
+                            Value::Scalar(s) => match s.get() {
+                                Scalar::Bool(b) => b,
+                                other => {
+                                    return Err(Error::Execution {
+                                        method: name.clone(),
+                                        instruction: ix,
+                                        reason: format!("jump condition is {}, expected Bool", other.kind()),
+                                    })
+                                }
+                            },
+                            Value::Tensor(t) => {
+                                let spaces = Spaces {
+                                    mutable: &mut mutable[..],
+                                    readonly: &readonly[..],
+                                };
+                                let one = [*cond];
+                                let ctx = KernelCtx::new(&one, values, spaces).map_err(|source| Error::Kernel {
+                                    method: name.clone(),
+                                    instruction: ix,
+                                    op: "jump_false".into(),
+                                    source,
+                                })?;
+                                let tr = ctx.tensor(0).map_err(|source| Error::Kernel {
+                                    method: name.clone(),
+                                    instruction: ix,
+                                    op: "jump_false".into(),
+                                    source,
+                                })?;
+                                if t.dtype != pteron_format::ScalarType::Bool {
+                                    return Err(Error::Execution {
+                                        method: name.clone(),
+                                        instruction: ix,
+                                        reason: format!("jump condition tensor has dtype {}, expected bool", t.dtype),
+                                    });
+                                }
+                                tr.bytes().iter().all(|b| *b != 0)
+                            }
+                            other => {
+                                return Err(Error::Execution {
+                                    method: name.clone(),
+                                    instruction: ix,
+                                    reason: format!("jump condition is {}, expected Bool", other.kind()),
+                                })
+                            }
+                        };
+                        if !c {
+                            next = *dest;
+                        }
+                    }
+                    Instr::Free { value } => match &values[*value] {
+                        Value::Tensor(t) => t.storage.set(Storage::Unbound),
+                        other => {
+                            return Err(Error::Execution {
+                                method: name.clone(),
+                                instruction: ix,
+                                reason: format!("free of a {}, expected Tensor", other.kind()),
+                            })
+                        }
+                    },
+                }
+                pc = next;
+            }
+            base += n;
+        }
+        Ok(())
+    }
+
+    /// The output value at `index`.
+    pub fn output_value(&self, index: usize) -> Result<&Value> {
+        let vi = *self.outputs.get(index).ok_or_else(|| Error::Output {
+            method: self.name.clone(),
+            index,
+            reason: format!("the method has {} outputs", self.outputs.len()),
+        })?;
+        Ok(&self.values[vi])
+    }
+
+    /// A view of tensor output `index` (valid until the next `execute`), in its own dim order.
+    pub fn output(&self, index: usize) -> Result<TensorRef<'_>> {
+        let out_err = |reason: String| Error::Output {
+            method: self.name.clone(),
+            index,
+            reason,
+        };
+        let t = match self.output_value(index)? {
+            Value::Tensor(t) => t,
+            other => return Err(out_err(format!("is a {}, not a tensor", other.kind()))),
+        };
+        let n_mut = self.mutable.len();
+        let data: &[u8] = match t.storage.get() {
+            Storage::At { space, offset } => {
+                let s = space as usize;
+                let src = if s < n_mut {
+                    self.mutable[s].bytes()
+                } else {
+                    self.readonly[s - n_mut].bytes()
+                };
+                src.get(offset..offset + t.nbytes())
+                    .ok_or_else(|| out_err("storage out of range".into()))?
+            }
+            Storage::Unbound => return Err(out_err("has no data (unbound tensor)".into())),
+        };
+        Ok(TensorRef {
+            dtype: t.dtype,
+            shape: t.shape.get(),
+            order: t.order,
+            data,
+        })
+    }
+
+    /// Operator names of the method, by operator index.
+    pub fn operator_names(&self) -> &[String] {
+        &self.op_names
+    }
+}
+
+/// Copies `src` (in its own dim order) into `dst` laid out in `dst_order`.
+pub fn copy_reorder(src: TensorRef<'_>, dst: &mut [u8], shape: Shape, dst_order: crate::tensor::DimOrder) {
+    let es = src.dtype().element_size();
+    if src.dim_order() == dst_order || shape.numel() <= 1 {
+        dst.copy_from_slice(src.bytes());
+        return;
+    }
+    let s_str = strides_for(&shape, &src.dim_order());
+    let d_str = strides_for(&shape, &dst_order);
+    let dims = shape.dims();
+    let rank = dims.len();
+    let mut idx = [0usize; 16];
+    let sb = src.bytes();
+    for _ in 0..shape.numel() {
+        let mut so = 0;
+        let mut d = 0;
+        for k in 0..rank {
+            so += idx[k] * s_str[k];
+            d += idx[k] * d_str[k];
+        }
+        dst[d * es..(d + 1) * es].copy_from_slice(&sb[so * es..(so + 1) * es]);
+        for k in (0..rank).rev() {
+            idx[k] += 1;
+            if idx[k] < dims[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
