@@ -878,6 +878,126 @@ def _():
     )
 
 
+class ZooConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.same = nn.Conv2d(4, 6, 3, padding="same", dilation=2)
+        self.refl = nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect", groups=2)
+        self.circ = nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular", bias=False)
+        self.rect = nn.Conv2d(4, 8, (1, 3), stride=(2, 1), padding=(0, 1))
+        self.dw = nn.Conv2d(4, 8, 3, groups=4)
+        self.t1 = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.t2 = nn.ConvTranspose2d(4, 2, (2, 3), stride=(1, 2), dilation=2, bias=False)
+        self.c1 = nn.Conv1d(4, 3, 1)
+
+    def forward(self, x):
+        # x [2,4,9,10]
+        return (
+            self.same(x),
+            self.refl(x),
+            self.circ(x),
+            self.rect(x),
+            self.dw(x),
+            self.t1(x),
+            self.t2(x),
+            self.c1(x.flatten(2)),
+            F.conv2d(x, self.dw.weight, stride=3, padding=2, groups=4),
+        )
+
+
+@case("zoo_conv")
+def _():
+    return single(
+        ZooConv(),
+        (rn(2, 4, 9, 10),),
+        notes="convolution variants: padding='same' with dilation, padding_mode reflect (groups 2) and circular (no bias), "
+        "rectangular kernel/stride, depthwise with multiplier 2, conv_transpose2d with groups/output_padding and with "
+        "dilation + rectangular stride, 1x1 conv1d, functional conv2d stride 3 padding 2",
+    )
+
+
+class ZooScatter(nn.Module):
+    def forward(self, x, perm, src):
+        # x [4,5] f32, perm [4,5] int64 (a permutation of 0..4 per row), src [4,5] f32
+        s = x.scatter(1, perm[:, :2], src[:, :2])
+        sv = x.scatter(1, perm[:, :3], 1.5)
+        sa = x.scatter_add(1, perm[:, :3] % 2, src[:, :3])  # duplicate targets accumulate
+        rows = perm[0, :2] % 4
+        ip = x.index_put((rows,), src[0], accumulate=True)
+        ip2 = x.index_put((perm[1, :2] % 4, perm[2, :2]), torch.tensor(7.0))
+        ia = x.index_add(0, perm[:3, 0] % 4, src[:3], alpha=2.0)
+        return s, sv, sa, ip, ip2, ia
+
+
+@case("zoo_scatter")
+def _():
+    perm = torch.stack([torch.randperm(5) for _ in range(4)])
+    return single(
+        ZooScatter(),
+        (rn(4, 5), perm, rn(4, 5)),
+        notes="scatter (src and value), scatter_add with duplicate targets, index_put (accumulate, and two index tensors "
+        "with a scalar value), index_add with alpha. Non-accumulating writes use unique indices "
+        "(row permutations) so the result is well defined. scatter_reduce was dropped: the reference has no "
+        "aten::scatter_reduce.two_out kernel.",
+    )
+
+
+class ZooAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, q, k, v, keep, kpm):
+        # q [2,2,5,8], k/v [2,2,6,8]; keep [5,6] bool (True = attend); kpm [2,6] bool (True = ignore)
+        a = F.scaled_dot_product_attention(q, k, v)
+        b = F.scaled_dot_product_attention(q, k[:, :, :5], v[:, :, :5], is_causal=True)
+        c = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        d = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.float() * 0.5, scale=0.3)
+        x = q.transpose(1, 2).reshape(2, 5, 16)
+        mem = k.transpose(1, 2).reshape(2, 6, 16)
+        e, w = self.mha(x, mem, mem, key_padding_mask=kpm, need_weights=True)
+        return a, b, c, d, e, w
+
+
+@case("zoo_attention")
+def _():
+    keep = torch.rand(5, 6) > 0.3
+    keep[:, 0] = True
+    kpm = torch.zeros(2, 6, dtype=torch.bool)
+    kpm[0, 4:] = True
+    return single(
+        ZooAttention(),
+        (rn(2, 2, 5, 8), rn(2, 2, 6, 8), rn(2, 2, 6, 8), keep, kpm),
+        notes="F.scaled_dot_product_attention plain, is_causal, bool attn_mask, float additive mask with custom scale; "
+        "nn.MultiheadAttention cross-attention with key_padding_mask and need_weights (head-averaged weights output)",
+    )
+
+
+class ZooUpsample(nn.Module):
+    def forward(self, x):
+        # x [1,2,5,6]
+        return (
+            F.interpolate(x, size=(7, 9), mode="nearest"),
+            F.interpolate(x, scale_factor=1.5, mode="bilinear", align_corners=False),
+            F.interpolate(x, size=(3, 4), mode="bilinear", align_corners=False),
+            F.interpolate(x, size=(8, 11), mode="bilinear", align_corners=True),
+            F.interpolate(x, size=(10, 12), mode="nearest-exact"),
+            F.interpolate(x, size=(9, 9), mode="bicubic", align_corners=False),
+            F.interpolate(x[:, :, 0], size=13, mode="linear", align_corners=False),
+            F.interpolate(x[:, :, 0], scale_factor=2, mode="nearest"),
+        )
+
+
+@case("zoo_upsample")
+def _():
+    return single(
+        ZooUpsample(),
+        (rn(1, 2, 5, 6),),
+        notes="interpolate: nearest to a non-integer ratio, bilinear scale 1.5 / downscale / align_corners, nearest-exact, "
+        "bicubic, 1-d linear and nearest",
+    )
+
+
 # --------------------------------------------------------------------------
 # dtype cases
 # --------------------------------------------------------------------------
@@ -1100,6 +1220,71 @@ def _():
     )
 
 
+class DynConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = F.relu(self.c1(x))
+        y = F.max_pool2d(y, 2)
+        y = F.hardswish(self.c2(y))
+        return y, self.fc(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+@case("dynamic_conv_hw")
+def _():
+    h = Dim("h", min=4, max=64)
+    w = Dim("w", min=4, max=64)
+    return single(
+        DynConv(),
+        (rn(1, 3, 16, 12),),
+        (rn(1, 3, 23, 40),),
+        dynamic_shapes=({2: h, 3: w},),
+        notes="conv net with dynamic image height and width (4..64): conv, relu, max_pool2d (floor of odd sizes), "
+        "depthwise conv, hardswish, adaptive_avg_pool2d(1), linear; run 0 16x12, run 1 23x40",
+    )
+
+
+class DynEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 32)
+        layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, ids, pad):
+        h = self.enc(self.emb(ids), src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).float()
+        pooled = (h * keep).sum(dim=1) / keep.sum(dim=1)
+        return self.head(pooled), ids.argmax(dim=1)
+
+
+@case("dynamic_transformer")
+def _():
+    s = Dim("seq", min=2, max=32)
+
+    def inputs(b, n, lens):
+        ids = torch.randint(0, 50, (b, n))
+        pad = torch.arange(n).unsqueeze(0) >= torch.tensor(lens).unsqueeze(1)
+        return ids, pad
+
+    return single(
+        randomize_norms(DynEncoder()),
+        inputs(2, 7, [7, 5]),
+        inputs(2, 19, [12, 19]),
+        dynamic_shapes=({1: s}, {1: s}),
+        notes="int64 token ids -> embedding -> 2-layer nn.TransformerEncoder (d_model 32, 4 heads, batch_first) with a "
+        "bool padding mask, masked mean pooling, linear head; sequence dim dynamic (2..32, shared by both inputs); "
+        "run 0 seq 7, run 1 seq 19",
+        atol=1e-3,
+        rtol=1e-3,
+    )
+
+
 # --------------------------------------------------------------------------
 # Program-level features
 # --------------------------------------------------------------------------
@@ -1216,7 +1401,9 @@ def _():
         (x0,),
         (x1,),
         notes="torch.cond on x.sum() > 0 (sin branch vs cos branch); run 0 has x.sum() > 0, run 1 x.sum() < 0. "
-        "Needs the executorch_prim::et_copy_index / cond control-flow instructions (JumpFalseCall) in the plan.",
+        "No extra operator: the branches are inlined into the plan and selected with JumpFalseCall instructions "
+        "(one on the predicate, one on an always-false constant to skip the other branch) plus MoveCall instructions "
+        "that copy the branch result into the cond output.",
     )
 
 
@@ -1475,6 +1662,7 @@ def load_skipped() -> Dict[str, str]:
 DROPPED = {
     "zoo_pool_norm: F.adaptive_max_pool2d": "aten.adaptive_max_pool2d is not in the Core ATen opset; to_edge raises SpecViolationError",
     "zoo_misc: torch.sort": "the reference runtime has no aten::sort.values kernel (load_method: 'Missing operator', error 0x14)",
+    "zoo_scatter: torch.scatter_reduce": "the reference runtime has no aten::scatter_reduce.two_out kernel (load_method: 'Missing operator', 0x14)",
     "dtype_f64: log_softmax on float64": "portable aten::_log_softmax.out rejects Double (execute error 0x12)",
     "channels_last: BatchNorm2d on a channels-last tensor": "portable _native_batch_norm_legit_no_training requires contiguous dim order (0x12)",
     "channels_last: conv(y) + avg_pool2d(y), y + 0.5": "aten::add.out requires equal dim orders; the pool output and the lifted 0-d scalar constant are contiguous while the conv output is channels-last (0x12)",
