@@ -83,8 +83,7 @@ pub enum Error {
     #[error("method '{name}' not found; the program has: {}", available.join(", "))]
     MethodNotFound { name: String, available: Vec<String> },
     /// Operators with no kernel in this build; every one is listed.
-    #[error("method '{method}': {} operator(s) have no kernel in this build: {}", missing.len(),
-        missing.iter().map(|m| format!("{} (instruction {})", m.op, m.instruction)).collect::<Vec<_>>().join(", "))]
+    #[error("method '{method}': {} operator(s) have no kernel in this build: {}", distinct_ops(missing), format_missing(missing))]
     MissingKernels { method: String, missing: Vec<MissingOp> },
     /// A delegate names a backend that is not registered.
     #[error("method '{method}': delegate {delegate} uses backend '{backend}', which is not registered (available: {})", available.join(", "))]
@@ -156,3 +155,31 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+fn distinct_ops(missing: &[MissingOp]) -> usize {
+    let mut ops: Vec<&str> = missing.iter().map(|m| m.op.as_str()).collect();
+    ops.sort_unstable();
+    ops.dedup();
+    ops.len()
+}
+
+/// `aten::add.out (instructions 1, 5), aten::relu.out (instruction 2)`, in first-use order.
+fn format_missing(missing: &[MissingOp]) -> String {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for m in missing {
+        match groups.iter_mut().find(|(o, _)| *o == m.op) {
+            Some((_, v)) => v.push(m.instruction),
+            None => groups.push((&m.op, vec![m.instruction])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(op, ix)| {
+            let shown: Vec<String> = ix.iter().take(8).map(|i| i.to_string()).collect();
+            let more = if ix.len() > 8 { format!(", ... {} more", ix.len() - 8) } else { String::new() };
+            let word = if ix.len() == 1 { "instruction" } else { "instructions" };
+            format!("{op} ({word} {}{more})", shown.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
