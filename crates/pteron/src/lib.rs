@@ -176,9 +176,6 @@ impl Module {
     /// Sets `inputs`, executes `name` and copies every tensor output out (C order).
     pub fn run(&mut self, name: &str, inputs: &[TensorRef<'_>]) -> Result<Vec<NpyArray>, ModuleError> {
         let m = self.method(name)?;
-        for (i, t) in inputs.iter().enumerate() {
-            m.set_input(i, *t)?;
-        }
         if inputs.len() != m.num_inputs() {
             return Err(pteron_runtime::Error::Input {
                 method: name.to_string(),
@@ -186,6 +183,9 @@ impl Module {
                 reason: format!("the method takes {} inputs, {} given", m.num_inputs(), inputs.len()),
             }
             .into());
+        }
+        for (i, t) in inputs.iter().enumerate() {
+            m.set_input(i, *t)?;
         }
         m.execute()?;
         let mut outs = Vec::with_capacity(m.num_outputs());
