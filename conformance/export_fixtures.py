@@ -70,6 +70,8 @@ class Spec:
     rtol: float = 1e-4
     notes: str = ""
     external_constants: bool = False
+    # names of mutable buffers whose initial value must be serialized (InitializedMutableBufferPass)
+    init_buffers: Optional[List[str]] = None
     # per-method notes appended to `notes` (multi-method programs)
     method_notes: Dict[str, str] = field(default_factory=dict)
 
@@ -1344,7 +1346,8 @@ def _():
         m,
         (x,),
         notes="input exported from a channels_last example (dim order [0,2,3,1]); the .npy holds the logical NCHW array, "
-        "a runtime must feed it in the program's declared dim order. conv, relu, depthwise conv, sigmoid/mul/add run "
+        "a runtime must feed it in the program's declared dim order (the reference silently accepts a contiguous "
+        "tensor for this input and returns wrong values; it derives dim order from strides). conv, relu, depthwise conv, sigmoid/mul/add run "
         "in channels-last; the exporter inserts a _to_dim_order_copy to contiguous before the mean. Output 0 is "
         "channels-last in the program (ref_0.npy is still the logical NCHW array). "
         "Removed because the reference rejects them: BatchNorm (portable batch norm requires contiguous dim order) "
@@ -1372,7 +1375,10 @@ def _():
         (rn(4, 10),),
         external_constants=True,
         notes="weights stored outside the .pte: exported with ExecutorchBackendConfig(external_constants=True) and "
-        "written with write_tensor_data_to_file(); the reference loads it with load_program(pte, data_path=ptd).",
+        "written with write_tensor_data_to_file() as _default_external_constant.ptd; the reference loads it with "
+        "Runtime.get().load_program(pte, data_path=ptd). In the .pte every weight tensor has "
+        "extra_tensor_info.location = EXTERNAL and fully_qualified_name = the parameter name ('fc1.weight', "
+        "'fc1.bias', 'fc2.weight', 'fc2.bias', 'scale'), which is the key in the .ptd.",
     )
 
 
@@ -1425,9 +1431,43 @@ def _():
         Accumulator(),
         (rn(2, 3),),
         (rn(2, 3),),
-        notes="module with mutable buffers acc [2,3] (zeros) and count [1] (zeros) updated in-place in forward "
-        "(acc += x; count += 1); outputs acc, acc/count, count. Both runs execute the SAME loaded method one after "
-        "the other, so run 1's outputs depend on the state left by run 0.",
+        notes="module with mutable buffers acc [2,3] and count [1], both registered as zeros, updated in place in "
+        "forward (acc += x; count += 1); outputs acc, acc/count, count. Both runs execute the SAME loaded method one "
+        "after the other, so run 1's outputs depend on the state left by run 0. Reference behaviour: the write-back "
+        "is an aten::copy_ instruction into the buffer; the buffer lives in planned memory (memory_id 1), state "
+        "persists across execute() calls and across load_method() of the same Program (methods are cached), and a "
+        "fresh load_program starts over. The .pte does NOT store the buffers' initial values (the emitter warns "
+        "'mutated buffers have a meaningless initial state'); the reference's planned arenas start zero-filled, so "
+        "state starts at 0 == the registered zeros (a buffer registered as 0.5 would also start at 0 in the "
+        "reference but not in eager). A runtime must zero-initialise planned memory to match. See "
+        "mutable_buffer_init for serialized initial values.",
+    )
+
+
+class InitAccumulator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("acc", torch.full((2, 3), 0.5))
+        self.register_buffer("steps", torch.arange(3, dtype=torch.int64))
+
+    def forward(self, x):
+        self.acc.mul_(0.5).add_(x)
+        self.steps.add_(1)
+        return self.acc + 0.0, self.steps * 2
+
+
+@case("mutable_buffer_init")
+def _():
+    return Spec(
+        methods={"forward": MethodSpec(InitAccumulator(), [(rn(2, 3),), (rn(2, 3),)])},
+        init_buffers=["acc", "steps"],
+        notes="mutable buffers with NON-zero initial values (acc = full 0.5 f32 [2,3]; steps = arange(3) int64) "
+        "exported with ExecutorchBackendConfig(passes=[InitializedMutableBufferPass(['acc', 'steps'])]) so the "
+        "initial values are serialized in the .pte; forward does acc = acc*0.5 + x, steps += 1 and returns "
+        "acc, steps*2. Two runs on the same loaded method: run 0 must start from the serialized initial values, "
+        "run 1 from the state left by run 0. In the .pte the buffer tensors are memory-planned (allocation_info, "
+        "memory_id 1) AND have data_buffer_idx > 0 indexing the offsets of Program.mutable_data_segments[0]; the "
+        "reference copies those bytes into planned memory once, at load_method.",
     )
 
 
@@ -1545,7 +1585,16 @@ def _export_case(name: str, spec: Spec, dirs: Dict[str, Path]) -> List[str]:
         eps[mname] = torch.export.export(model, tuple(ms.runs[0]), dynamic_shapes=ms.dynamic_shapes)
 
     edge = to_edge_transform_and_lower(eps if multi else eps["forward"])
-    config = ExecutorchBackendConfig(external_constants=True) if spec.external_constants else None
+    config = None
+    if spec.external_constants or spec.init_buffers:
+        kw = {}
+        if spec.external_constants:
+            kw["external_constants"] = True
+        if spec.init_buffers:
+            from executorch.exir.passes.init_mutable_pass import InitializedMutableBufferPass
+
+            kw["passes"] = [InitializedMutableBufferPass(spec.init_buffers)]
+        config = ExecutorchBackendConfig(**kw)
     et = edge.to_executorch(config) if config is not None else edge.to_executorch()
     pte_bytes = et.buffer
 
