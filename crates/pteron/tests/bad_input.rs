@@ -336,3 +336,18 @@ fn random_corruption_never_panics() {
     }
     eprintln!("corruption: {rejected} rejected at parse, {parsed_ok} parsed (then loaded/ran or errored)");
 }
+
+#[test]
+fn delegate_without_backend() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/xnnpack_linear.pte");
+    let program = Program::load(pteron::bytes_from_vec(std::fs::read(p).unwrap())).unwrap();
+    let e = pteron::Method::load(&program, "forward", &Registry::new()).err().expect("load fails");
+    match &e {
+        Error::BackendNotFound { backend, delegate, .. } => {
+            assert_eq!(backend, "XnnpackBackend");
+            assert_eq!(*delegate, 0);
+        }
+        other => panic!("expected BackendNotFound, got {other}"),
+    }
+    assert!(e.to_string().contains("not registered"), "{e}");
+}
