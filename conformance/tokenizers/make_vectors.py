@@ -84,7 +84,7 @@ CODE = [
     "print(f'{name!r:>10}')",
 ]
 COMBINING = ["e\u0301", "a\u0308", "n\u0303", "o\u0302\u0323", "\u0915\u094d\u0937", "A\u030a"]
-SPECIALS_IN_TEXT = ["<|endoftext|>", "<s>", "</s>", "<|begin_of_text|>", "<|eot_id|>", "<unk>"]
+SPECIALS_IN_TEXT = ["<|endoftext|>", "<s>", "</s>", "<|begin_of_text|>", "<|eot_id|>", "<unk>", "<tool>", "<mask>"]
 
 WORD_POOLS = [EN] * 6 + [FR, DE, ES, RU, EL, ZH, JA, KO, AR, HI, TH]
 
@@ -223,12 +223,21 @@ def edge_cases():
         "123 4567 89012",
         "۱۲۳ ١٢٣ ๑๒๓",
         "Ⅻ ½ ²",
+        "use <tool> now",
+        "x<tool>y",
+        "<tool>",
+        "a  <mask> b",
+        "word<mask>",
+        "  <mask>",
+        "<mask><mask>",
+        "full！width？ ｈｅｌｌｏ",
+        " line sep",
     ]
 
 
 def test_strings(rng):
     out = edge_cases()
-    while len(out) < 1500:
+    while len(out) < 1800:
         r = rng.random()
         if r < 0.6:
             s = rand_sentence(rng, rng.randint(1, 18))
@@ -323,6 +332,8 @@ def llama3_style_from(byte_level):
 
 def train_spm(lines, model_type, vocab_size, extra):
     prefix = os.path.join(tempfile.mkdtemp(), "m")
+    extra = dict(extra)
+    extra.setdefault("normalization_rule_name", "identity")
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_prefix=prefix,
@@ -330,7 +341,6 @@ def train_spm(lines, model_type, vocab_size, extra):
         vocab_size=vocab_size,
         byte_fallback=True,
         character_coverage=0.995,
-        normalization_rule_name="identity",
         bos_id=1,
         eos_id=2,
         unk_id=0,
@@ -469,7 +479,7 @@ def dump(name, obj):
         f.write("\n")
 
 
-def record_hf(name, tok, strings, n_bos=300):
+def record_hf(name, tok, strings, n_bos=200):
     path = name + ".tokenizer.json"
     tok.save(os.path.join(OUT, path))
     tok = Tokenizer.from_file(os.path.join(OUT, path))
@@ -619,8 +629,12 @@ def main():
     sp_bpe = train_spm(lines, "bpe", 1000, {"remove_extra_whitespaces": True,
                                             "user_defined_symbols": ["<tool>"]})
     sp_uni = train_spm(lines, "unigram", 1000, {"remove_extra_whitespaces": False, "split_digits": True})
+    # default SentencePiece normalization (nmt_nfkc precompiled charsmap)
+    sp_nfkc = train_spm(lines, "unigram", 800, {"normalization_rule_name": "nmt_nfkc"})
     record_spm("sp_bpe", sp_bpe, strings)
     record_spm("sp_unigram", sp_uni, strings)
+    # (first 1000 strings only: this model's charsmap alone is ~240 KB)
+    record_spm("sp_unigram_nfkc", sp_nfkc, strings[:1000])
 
     sp1 = spm.SentencePieceProcessor(model_proto=sp_bpe)
     sp2 = spm.SentencePieceProcessor(model_proto=sp_uni)

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod charsmap;
 mod error;
 pub mod hf;
 pub mod llama2c;
@@ -336,6 +337,7 @@ impl Tokenizer {
             tok: self,
             prev: None,
             pending: Vec::new(),
+            at_start: true,
         }
     }
 
@@ -410,6 +412,8 @@ pub struct StreamDecoder<'a> {
     tok: &'a Tokenizer,
     prev: Option<u32>,
     pending: Vec<u8>,
+    /// SentencePiece: still expecting the dummy-prefix whitespace.
+    at_start: bool,
 }
 
 impl StreamDecoder<'_> {
@@ -417,12 +421,16 @@ impl StreamDecoder<'_> {
     /// prompt's last token, or BOS).
     pub fn set_prev(&mut self, prev: Option<u32>) {
         self.prev = prev;
+        self.at_start = prev.is_none_or(|p| self.tok.is_special(p));
     }
 
     /// Adds one token; returns the text that became complete (maybe empty).
     /// Invalid byte sequences are replaced by U+FFFD.
     pub fn push(&mut self, id: u32) -> Result<String> {
-        let bytes = self.tok.token_bytes(self.prev, id)?;
+        let bytes = match &self.tok.inner {
+            Inner::SentencePiece(t) => t.stream_bytes(id, &mut self.at_start)?,
+            _ => self.tok.token_bytes(self.prev, id)?,
+        };
         self.prev = Some(id);
         self.pending.extend_from_slice(&bytes);
         Ok(util::take_complete_utf8(&mut self.pending))

@@ -4,6 +4,9 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
+use std::borrow::Cow;
+
+use crate::charsmap::CharsMap;
 use crate::error::{Error, Result};
 use crate::trie::Trie;
 use crate::util::{byte_piece, parse_byte_piece};
@@ -168,7 +171,7 @@ struct Spec {
     add_dummy_prefix: bool,
     remove_extra_ws: bool,
     escape_ws: bool,
-    charsmap_len: usize,
+    charsmap: Vec<u8>,
 }
 
 fn parse_model(data: &[u8]) -> Result<(Vec<Piece>, Spec)> {
@@ -184,7 +187,7 @@ fn parse_model(data: &[u8]) -> Result<(Vec<Piece>, Spec)> {
         add_dummy_prefix: true,
         remove_extra_ws: true,
         escape_ws: true,
-        charsmap_len: 0,
+        charsmap: Vec::new(),
     };
     let mut r = Reader::new(data);
     while let Some((field, value)) = r.next()? {
@@ -245,7 +248,7 @@ fn parse_model(data: &[u8]) -> Result<(Vec<Piece>, Spec)> {
                 let mut nr = Reader::new(b);
                 while let Some((f, v)) = nr.next()? {
                     match (f, v) {
-                        (2, Field::Bytes(s)) => spec.charsmap_len = s.len(),
+                        (2, Field::Bytes(s)) => spec.charsmap = s.to_vec(),
                         (3, Field::Varint(x)) => spec.add_dummy_prefix = x != 0,
                         (4, Field::Varint(x)) => spec.remove_extra_ws = x != 0,
                         (5, Field::Varint(x)) => spec.escape_ws = x != 0,
@@ -288,6 +291,7 @@ pub struct SentencePieceTokenizer {
     trie: Trie,
     min_score: f32,
     max_score: f32,
+    charsmap: Option<CharsMap>,
 }
 
 #[derive(PartialEq)]
@@ -316,12 +320,11 @@ impl SentencePieceTokenizer {
     /// Parses a serialized `ModelProto`.
     pub fn from_bytes(data: &[u8]) -> Result<Self> {
         let (pieces, spec) = parse_model(data)?;
-        if spec.charsmap_len > 0 {
-            return Err(Error::unsupported(
-                FORMAT,
-                "precompiled normalization charsmap (only identity normalization is implemented)",
-            ));
-        }
+        let charsmap = if spec.charsmap.is_empty() {
+            None
+        } else {
+            Some(CharsMap::parse(&spec.charsmap, FORMAT)?)
+        };
         if u32::try_from(pieces.len()).is_err() {
             return Err(Error::malformed(FORMAT, "too many pieces"));
         }
@@ -391,6 +394,7 @@ impl SentencePieceTokenizer {
             trie,
             min_score,
             max_score,
+            charsmap,
         })
     }
 
@@ -407,12 +411,40 @@ impl SentencePieceTokenizer {
             .unwrap_or(self.unk_id)
     }
 
-    /// SentencePiece normalization for the identity rule set.
+    /// `Normalizer::NormalizePrefix`: user-defined symbols pass through,
+    /// then the longest charsmap rule, else one character.
+    fn normalize_prefix<'a>(&'a self, input: &'a str) -> (Cow<'a, str>, usize) {
+        if self.has_user_defined {
+            let mut best = 0;
+            self.user_defined
+                .common_prefixes(input.as_bytes(), |len, _| best = len);
+            if best > 0 && input.is_char_boundary(best) {
+                return (Cow::Borrowed(&input[..best]), best);
+            }
+        }
+        if let Some(cm) = &self.charsmap {
+            if let Some((len, rep)) = cm.longest_prefix(input.as_bytes()) {
+                if input.is_char_boundary(len) {
+                    return (String::from_utf8_lossy(rep), len);
+                }
+            }
+        }
+        let n = input.chars().next().map_or(input.len(), char::len_utf8);
+        (Cow::Borrowed(&input[..n]), n)
+    }
+
+    /// SentencePiece `Normalizer::Normalize`.
     fn normalize(&self, text: &str) -> String {
         let s = &self.spec;
         let mut input = text;
         if s.remove_extra_ws {
-            input = input.trim_start_matches(' ');
+            while !input.is_empty() {
+                let (p, n) = self.normalize_prefix(input);
+                if p != " " {
+                    break;
+                }
+                input = &input[n..];
+            }
         }
         if input.is_empty() {
             return String::new();
@@ -423,15 +455,24 @@ impl SentencePieceTokenizer {
             out.push_str(ws);
         }
         let mut prev_space = s.remove_extra_ws;
-        for c in input.chars() {
-            if c == ' ' {
-                if prev_space {
-                    continue;
+        while !input.is_empty() {
+            let (p, n) = self.normalize_prefix(input);
+            let mut sp: &str = &p;
+            if prev_space {
+                sp = sp.trim_start_matches(' ');
+            }
+            if !sp.is_empty() {
+                for c in sp.chars() {
+                    if s.escape_ws && c == ' ' {
+                        out.push_str(SPACE);
+                    } else {
+                        out.push(c);
+                    }
                 }
-                out.push_str(ws);
-                prev_space = s.remove_extra_ws;
-            } else {
-                out.push(c);
+                prev_space = sp.ends_with(' ');
+            }
+            input = &input[n..];
+            if !s.remove_extra_ws {
                 prev_space = false;
             }
         }
@@ -584,16 +625,16 @@ impl SentencePieceTokenizer {
                 if p.kind == PieceType::Unused {
                     return;
                 }
-                // C++ computes in double when the user-defined bonus is involved.
-                let score: f64 = if p.kind == PieceType::UserDefined {
-                    len as f64 * f64::from(self.max_score) - 0.1
+                // The reference accumulates path scores in f32.
+                let score: f32 = if p.kind == PieceType::UserDefined {
+                    (len as f64 * f64::from(self.max_score) - 0.1) as f32
                 } else {
-                    f64::from(p.score)
+                    p.score
                 };
-                let cand = score + f64::from(here);
+                let cand = score + here;
                 let t = &mut best[pos + len];
-                if t.1 == usize::MAX || cand > f64::from(t.0) {
-                    *t = (cand as f32, pos, id);
+                if t.1 == usize::MAX || cand > t.0 {
+                    *t = (cand, pos, id);
                 }
                 if len == mblen {
                     has_single = true;
@@ -736,6 +777,27 @@ impl SentencePieceTokenizer {
                 piece.replace(SPACE, " ").into_bytes()
             }
         })
+    }
+
+    /// Streaming variant of [`Self::token_bytes`] that follows
+    /// `DecodeIds`' rule for the dummy-prefix space: `at_start` stays set
+    /// while only control tokens (and, with `remove_extra_whitespaces`,
+    /// pieces that decode to nothing) have been seen.
+    pub(crate) fn stream_bytes(&self, id: u32, at_start: &mut bool) -> Result<Vec<u8>> {
+        let p = self.check(id)?;
+        let out = self.token_bytes(id, *at_start)?;
+        match p.kind {
+            PieceType::Control => {}
+            PieceType::Normal | PieceType::UserDefined | PieceType::Unused if *at_start => {
+                *at_start = self.spec.remove_extra_ws && out.is_empty();
+            }
+            _ => {
+                if !out.is_empty() {
+                    *at_start = false;
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn vocab_size(&self) -> usize {

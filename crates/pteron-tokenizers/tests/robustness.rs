@@ -18,6 +18,7 @@ const FIXTURES: &[&str] = &[
     "llama3.tiktoken",
     "sp_bpe.model",
     "sp_unigram.model",
+    "sp_unigram_nfkc.model",
     "llama2c.bin",
     "llama2c.legacy.bin",
 ];

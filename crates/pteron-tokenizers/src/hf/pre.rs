@@ -75,12 +75,25 @@ pub(crate) enum PreTokenizer {
     CharDelimiter(char),
 }
 
+/// Punctuation as HF `tokenizers` sees it: ASCII punctuation or Unicode
+/// category P*. HF's tables (`unicode_categories`) are at Unicode 9.0, so
+/// BMP punctuation assigned later is excluded here too.
 pub(crate) fn is_punctuation(c: char) -> bool {
     static RE: OnceLock<Option<regex::Regex>> = OnceLock::new();
     if c.is_ascii_punctuation() {
         return true;
     }
     if c.is_ascii() {
+        return false;
+    }
+    const POST_UNICODE_9: &[(char, char)] = &[
+        ('\u{0C77}', '\u{0C77}'),
+        ('\u{0C84}', '\u{0C84}'),
+        ('\u{1B4E}', '\u{1B4F}'),
+        ('\u{1B7D}', '\u{1B7F}'),
+        ('\u{2E45}', '\u{2E5D}'),
+    ];
+    if POST_UNICODE_9.iter().any(|&(a, b)| (a..=b).contains(&c)) {
         return false;
     }
     let re = RE.get_or_init(|| regex::Regex::new(r"^\p{P}$").ok());
