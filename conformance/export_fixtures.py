@@ -1486,7 +1486,8 @@ def to_np(t) -> np.ndarray:
         a = np.array(t)
     else:
         raise TypeError(f"unsupported output type {type(t)}")
-    return np.ascontiguousarray(a)
+    # not np.ascontiguousarray: it turns 0-d arrays into shape [1]
+    return np.array(a, copy=True, order="C")
 
 
 def flat(outputs) -> List[Any]:
