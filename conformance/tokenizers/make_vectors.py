@@ -492,6 +492,11 @@ def record_hf(name, tok, strings, n_bos=200):
             case["decoded"] = dec
         if i < n_bos:
             case["ids_special"] = tok.encode(s, add_special_tokens=True).ids
+            tok.encode_special_tokens = True
+            plain = tok.encode(s, add_special_tokens=False).ids
+            tok.encode_special_tokens = False
+            if plain != ids:
+                case["ids_no_special"] = plain
             dec2 = tok.decode(ids, skip_special_tokens=True)
             if dec2 != dec:
                 case["decoded_skip_special"] = dec2

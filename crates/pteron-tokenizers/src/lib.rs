@@ -94,9 +94,11 @@ pub struct EncodeOptions {
     pub add_bos: bool,
     /// Append the first EOS token.
     pub add_eos: bool,
-    /// Recognise special tokens written in the text (tiktoken and
-    /// `tokenizer.json` added tokens). SentencePiece and llama2.c never
-    /// parse special tokens from text, like their references.
+    /// Recognise special tokens written in the text (tiktoken's
+    /// `allowed_special="all"`; for `tokenizer.json`, `false` is HF's
+    /// `encode_special_tokens=True`, non-special added tokens still match).
+    /// SentencePiece and llama2.c never parse special tokens from text, like
+    /// their references.
     pub parse_special: bool,
 }
 
@@ -254,14 +256,8 @@ impl Tokenizer {
     pub fn encode_with(&self, text: &str, opts: &EncodeOptions) -> Result<Vec<u32>> {
         let mut ids = match &self.inner {
             Inner::Hf(t) => {
-                if !opts.parse_special {
-                    return Err(Error::unsupported(
-                        "tokenizer.json",
-                        "encoding with parse_special=false",
-                    ));
-                }
                 let via_post = opts.add_bos && t.post_adds_bos();
-                let mut ids = t.encode(text, via_post)?;
+                let mut ids = t.encode_with(text, via_post, opts.parse_special)?;
                 if opts.add_bos && !via_post {
                     if let Some(b) = t.bos_id() {
                         ids.insert(0, b);

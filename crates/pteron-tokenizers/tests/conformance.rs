@@ -92,6 +92,20 @@ fn run_hf(name: &str, check_stream: bool) {
             let sp = ids_of(sp);
             let got = hf.encode(s, true).expect("encode with specials");
             r.check("ids_special", s, got, sp.clone());
+            let plain = case
+                .get("ids_no_special")
+                .map(ids_of)
+                .unwrap_or_else(|| want.clone());
+            let opts = EncodeOptions {
+                parse_special: false,
+                ..EncodeOptions::default()
+            };
+            r.check(
+                "ids_no_special",
+                s,
+                tok.encode_with(s, &opts).expect("encode"),
+                plain,
+            );
             // add_bos goes through the post-processor when it prepends a token
             if sp.len() > want.len() && sp[1..=want.len()] == want[..] {
                 let got = tok.encode(s, true).expect("encode with bos");

@@ -203,6 +203,7 @@ impl HfTokenizer {
         text: &str,
         first: bool,
         matcher: &Option<Matcher>,
+        split_special: bool,
         out: &mut Vec<Segment>,
     ) {
         let Some(m) = matcher else {
@@ -226,6 +227,10 @@ impl HfTokenizer {
         for mat in m.ac.find_iter(text) {
             let tok = &self.added[m.tokens[mat.pattern().as_usize()]];
             let (mut start, mut stop) = (mat.start(), mat.end());
+            // HF `encode_special_tokens`: special tokens stay plain text.
+            if !split_special && tok.special {
+                continue;
+            }
             if tok.single_word {
                 let start_space =
                     start == 0 || !text[..start].chars().next_back().is_some_and(is_word_char);
@@ -267,8 +272,20 @@ impl HfTokenizer {
     /// Encodes `text`. With `add_special_tokens` the post-processor runs
     /// (e.g. a TemplateProcessing that prepends BOS).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        self.encode_with(text, add_special_tokens, true)
+    }
+
+    /// Like [`Self::encode`]; with `split_special == false` special added
+    /// tokens written in the text are encoded as ordinary text (HF's
+    /// `encode_special_tokens = True`). Non-special added tokens still match.
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        split_special: bool,
+    ) -> Result<Vec<u32>> {
         let mut raw = Vec::new();
-        self.split_added(text, true, &self.raw_matcher, &mut raw);
+        self.split_added(text, true, &self.raw_matcher, split_special, &mut raw);
         let mut ids = Vec::new();
         for seg in raw {
             match seg {
@@ -279,7 +296,13 @@ impl HfTokenizer {
                         None => p.text,
                     };
                     let mut segs = Vec::new();
-                    self.split_added(&normalized, p.first, &self.norm_matcher, &mut segs);
+                    self.split_added(
+                        &normalized,
+                        p.first,
+                        &self.norm_matcher,
+                        split_special,
+                        &mut segs,
+                    );
                     for s in segs {
                         match s {
                             Segment::Added(id) => ids.push(id),
