@@ -1,1 +1,270 @@
-fn main() {}
+//! Micro/macro benchmarks for pteron-linalg (std::time only).
+//!
+//! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
+
+use pteron_linalg::{
+    pool2d, set_isa_cap, set_num_threads, sgemm, sgemm_packed, Activation, Bias, Conv2d,
+    Conv2dParams, GemmArgs, Isa, PackedB,
+};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Median seconds per call of `f` (warm-up first, ~0.3 s budget).
+fn time<F: FnMut()>(mut f: F) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || (start.elapsed() < Duration::from_millis(300) && samples.len() < 2000) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+fn fill(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn report(name: &str, flops: f64, secs: f64) {
+    println!(
+        "{name:<44} {:>9.1} us {:>8.1} GFLOPS",
+        secs * 1e6,
+        flops / secs / 1e9
+    );
+}
+
+fn bench_gemm(name: &str, m: usize, n: usize, k: usize) {
+    let a = fill(m * k, 1);
+    let b = fill(k * n, 2);
+    let mut c = vec![0.0; m * n];
+    let s = time(|| {
+        sgemm(GemmArgs {
+            m,
+            n,
+            k,
+            a: &a,
+            lda: k,
+            a_trans: false,
+            b: &b,
+            ldb: n,
+            b_trans: false,
+            c: &mut c,
+            ldc: n,
+            beta: 0.0,
+            alpha: 1.0,
+            bias: Bias::None,
+            act: Activation::None,
+        });
+        black_box(&c);
+    });
+    report(name, 2.0 * (m * n * k) as f64, s);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_p(in_c: usize, hw: usize, out_c: usize, k: usize, s: usize, groups: usize) -> Conv2dParams {
+    Conv2dParams {
+        batch: 1,
+        in_c,
+        in_h: hw,
+        in_w: hw,
+        out_c,
+        k_h: k,
+        k_w: k,
+        stride: (s, s),
+        padding: (k / 2, k / 2),
+        dilation: (1, 1),
+        groups,
+    }
+}
+
+fn conv_flops(p: &Conv2dParams) -> f64 {
+    let (oh, ow) = p.out_hw().unwrap();
+    2.0 * (p.out_c * oh * ow * (p.in_c / p.groups) * p.k_h * p.k_w) as f64
+}
+
+struct Layer {
+    conv: Conv2d,
+    p: Conv2dParams,
+    out: Vec<f32>,
+}
+
+fn layer(p: Conv2dParams, act: Activation) -> Layer {
+    let w = fill(p.out_c * (p.in_c / p.groups) * p.k_h * p.k_w, 7);
+    let b = fill(p.out_c, 8);
+    let (oh, ow) = p.out_hw().unwrap();
+    Layer {
+        conv: Conv2d::new(p, &w, Some(&b), act).unwrap(),
+        p,
+        out: vec![0.0; p.out_c * oh * ow],
+    }
+}
+
+fn bench_conv(name: &str, p: Conv2dParams) {
+    let mut l = layer(p, Activation::Relu6);
+    let x = fill(p.in_c * p.in_h * p.in_w, 3);
+    let s = time(|| {
+        l.conv.run(&x, &mut l.out, &mut []);
+        black_box(&l.out);
+    });
+    report(name, conv_flops(&p), s);
+}
+
+/// Run a chain of layers; each reads the previous output when the shapes line up,
+/// else the (large) random buffer `x`.
+fn run_chain(layers: &mut [Layer], x: &[f32]) {
+    for i in 0..layers.len() {
+        let (before, rest) = layers.split_at_mut(i);
+        let l = &mut rest[0];
+        let need = l.p.in_c * l.p.in_h * l.p.in_w;
+        let input = match before.last() {
+            Some(prev) if prev.out.len() == need => &prev.out[..],
+            _ => &x[..need],
+        };
+        l.conv.run(input, &mut l.out, &mut []);
+    }
+}
+
+fn mobilenet_v2() -> (Vec<Layer>, f64) {
+    let r6 = Activation::Relu6;
+    let mut v = vec![layer(conv_p(3, 224, 32, 3, 2, 1), r6)];
+    let mut c = 32;
+    let mut hw = 112;
+    // t=1 block.
+    v.push(layer(conv_p(c, hw, c, 3, 1, c), r6));
+    v.push(layer(conv_p(c, hw, 16, 1, 1, 1), Activation::None));
+    c = 16;
+    for &(t, oc, n, s) in &[(6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)] {
+        for i in 0..n {
+            let st = if i == 0 { s } else { 1 };
+            let e = c * t;
+            v.push(layer(conv_p(c, hw, e, 1, 1, 1), r6));
+            v.push(layer(conv_p(e, hw, e, 3, st, e), r6));
+            hw = hw.div_ceil(st);
+            v.push(layer(conv_p(e, hw, oc, 1, 1, 1), Activation::None));
+            c = oc;
+        }
+    }
+    v.push(layer(conv_p(c, hw, 1280, 1, 1, 1), r6));
+    let flops = v.iter().map(|l| conv_flops(&l.p)).sum::<f64>() + 2.0 * 1280.0 * 1000.0;
+    (v, flops)
+}
+
+fn resnet18() -> (Vec<Layer>, f64) {
+    let r = Activation::Relu;
+    let mut v = vec![layer(conv_p(3, 224, 64, 7, 2, 1), r)];
+    let mut c = 64;
+    let mut hw = 56;
+    for &(oc, s) in &[(64, 1), (128, 2), (256, 2), (512, 2)] {
+        for b in 0..2 {
+            let st = if b == 0 { s } else { 1 };
+            v.push(layer(conv_p(c, hw, oc, 3, st, 1), r));
+            if st != 1 || c != oc {
+                let mut ds = conv_p(c, hw, oc, 1, st, 1);
+                ds.padding = (0, 0);
+                v.push(layer(ds, Activation::None));
+            }
+            hw = hw.div_ceil(st);
+            v.push(layer(conv_p(oc, hw, oc, 3, 1, 1), r));
+            c = oc;
+        }
+    }
+    let flops = v.iter().map(|l| conv_flops(&l.p)).sum::<f64>() + 2.0 * 512.0 * 1000.0;
+    (v, flops)
+}
+
+fn bench_fc(name: &str, in_f: usize, out_f: usize, x: &[f32], out: &mut [f32], packed: &PackedB) -> f64 {
+    let s = time(|| {
+        sgemm_packed(1, x, in_f, false, packed, out, out_f, Bias::None, Activation::None);
+        black_box(&out);
+    });
+    report(name, 2.0 * (in_f * out_f) as f64, s);
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--threads" => {
+                set_num_threads(args[i + 1].parse().expect("thread count"));
+                i += 1;
+            }
+            "--isa" => {
+                set_isa_cap(Isa::parse(&args[i + 1]));
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    println!(
+        "pteron-linalg bench: isa={:?} threads={}",
+        pteron_linalg::isa(),
+        pteron_linalg::num_threads()
+    );
+    println!("-- GEMM");
+    bench_gemm("sgemm 512x512x512", 512, 512, 512);
+    bench_gemm("sgemm 16x12544x32 (1x1 32->16 @112)", 16, 12544, 32);
+    bench_gemm("sgemm 64x3136x576 (3x3 64->64 @56 im2col)", 64, 3136, 576);
+    bench_gemm("sgemm 1x1000x1280 (gemv row-major B)", 1, 1000, 1280);
+    let w = fill(1280 * 1000, 5);
+    let x = fill(1280, 6);
+    let mut out = vec![0.0; 1000];
+    let packed = PackedB::new(1280, 1000, &w, 1280, true);
+    bench_fc("sgemm_packed 1x1280x1000 (Linear)", 1280, 1000, &x, &mut out, &packed);
+    println!("-- Conv2d");
+    bench_conv("conv 1x1 32->16 @112", conv_p(32, 112, 16, 1, 1, 1));
+    bench_conv("conv 1x1 96->24 @56", conv_p(96, 56, 24, 1, 1, 1));
+    bench_conv("conv 1x1 960->160 @7", conv_p(960, 7, 160, 1, 1, 1));
+    bench_conv("conv 3x3 64->64 @56", conv_p(64, 56, 64, 3, 1, 1));
+    bench_conv("conv 3x3 256->256 @14", conv_p(256, 14, 256, 3, 1, 1));
+    bench_conv("conv 7x7/2 3->64 @224", conv_p(3, 224, 64, 7, 2, 1));
+    bench_conv("conv 3x3/2 3->32 @224", conv_p(3, 224, 32, 3, 2, 1));
+    bench_conv("dwconv 3x3 32 @112", conv_p(32, 112, 32, 3, 1, 32));
+    bench_conv("dwconv 3x3/2 96 @112", conv_p(96, 112, 96, 3, 2, 96));
+    bench_conv("dwconv 3x3 960 @7", conv_p(960, 7, 960, 3, 1, 960));
+    bench_conv("dwconv 5x5 64 @56", conv_p(64, 56, 64, 5, 1, 64));
+    println!("-- Pooling");
+    let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
+    pp.padding = (1, 1);
+    let px = fill(64 * 112 * 112, 9);
+    let mut py = vec![0.0; 64 * 56 * 56];
+    let s = time(|| pool2d::max_pool2d(&pp, &px, &mut py).unwrap());
+    report("maxpool 3x3/2 64 @112", (64 * 56 * 56 * 9) as f64, s);
+    println!("-- Networks (conv + FC layers only; no adds/pools)");
+    for (name, (mut layers, flops), in_f) in [
+        ("MobileNetV2 1x3x224x224", mobilenet_v2(), 1280),
+        ("ResNet18 1x3x224x224", resnet18(), 512),
+    ] {
+        let x = fill(96 * 112 * 112, 4);
+        let w = fill(in_f * 1000, 5);
+        let fc = PackedB::new(in_f, 1000, &w, in_f, true);
+        let feat = fill(in_f, 6);
+        let mut out = vec![0.0; 1000];
+        let s = time(|| {
+            run_chain(&mut layers, &x);
+            sgemm_packed(1, &feat, in_f, false, &fc, &mut out, 1000, Bias::None, Activation::None);
+            black_box(&out);
+        });
+        println!(
+            "{name:<44} {:>9.3} ms {:>8.1} GFLOPS ({} conv layers, {:.2} GFLOP)",
+            s * 1e3,
+            flops / s / 1e9,
+            layers.len(),
+            flops / 1e9
+        );
+    }
+}

@@ -1,0 +1,106 @@
+mod common;
+
+use common::{assert_close, for_each_isa, Rng};
+use proptest::prelude::*;
+use pteron_linalg::pool2d::{avg_pool2d, max_pool2d, Pool2dParams};
+use pteron_linalg::{reference, vmath};
+
+fn check_pool(p: &Pool2dParams, seed: u64) {
+    let (oh, ow) = p.out_hw().expect("valid");
+    let mut rng = Rng::new(seed);
+    let x = rng.vec(p.batch * p.channels * p.in_h * p.in_w);
+    let n = p.batch * p.channels * oh * ow;
+    let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
+    max_pool2d(p, &x, &mut got).unwrap();
+    reference::max_pool2d(p, &x, &mut want);
+    assert_close(&got, &want, 0.0, &format!("max {p:?}"));
+    if p.dilation == (1, 1) {
+        avg_pool2d(p, &x, &mut got).unwrap();
+        reference::avg_pool2d(p, &x, &mut want);
+        assert_close(&got, &want, 1e-5, &format!("avg {p:?}"));
+    }
+}
+
+#[test]
+fn pool_cases() {
+    let mut p = Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
+    p.padding = (1, 1);
+    check_pool(&p, 1);
+    // Global average pool.
+    check_pool(&Pool2dParams::new(2, 5, (7, 7), (7, 7), (1, 1)), 2);
+    // Ceil mode, exclude pad, divisor override.
+    let mut q = Pool2dParams::new(1, 3, (10, 11), (3, 2), (2, 3));
+    q.padding = (1, 1);
+    q.ceil_mode = true;
+    q.count_include_pad = false;
+    check_pool(&q, 3);
+    q.divisor_override = Some(4);
+    check_pool(&q, 4);
+    // NaN propagates through max.
+    let p = Pool2dParams::new(1, 1, (2, 2), (2, 2), (1, 1));
+    let mut out = [0.0];
+    max_pool2d(&p, &[1.0, f32::NAN, 3.0, 2.0], &mut out).unwrap();
+    assert!(out[0].is_nan());
+    // Invalid: padding more than half the kernel.
+    let mut bad = Pool2dParams::new(1, 1, (4, 4), (2, 2), (1, 1));
+    bad.padding = (2, 0);
+    assert!(bad.out_hw().is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn pool_random(
+        c in 1usize..4, h in 1usize..15, w in 1usize..15, k in (1usize..5, 1usize..5),
+        s in (1usize..4, 1usize..4), pad in (0usize..3, 0usize..3), dil in (1usize..3, 1usize..3),
+        ceil: bool, cip: bool, div in 0usize..3, seed: u64,
+    ) {
+        let mut p = Pool2dParams::new(1, c, (h, w), k, s);
+        p.padding = pad;
+        p.dilation = dil;
+        p.ceil_mode = ceil;
+        p.count_include_pad = cip;
+        p.divisor_override = if div == 2 { Some(3) } else { None };
+        if p.out_hw().is_some() {
+            check_pool(&p, seed);
+        }
+    }
+}
+
+fn check_vfun(f: fn(&mut [f32]), r: fn(&mut [f32]), xs: &[f32], rel: f32, abs: f32, name: &str) {
+    let mut got = xs.to_vec();
+    let mut want = xs.to_vec();
+    f(&mut got);
+    r(&mut want);
+    for i in 0..xs.len() {
+        let (g, w) = (got[i], want[i]);
+        if w.is_nan() {
+            assert!(g.is_nan(), "{name}({}) = {g}, want NaN", xs[i]);
+            continue;
+        }
+        if w.is_infinite() {
+            assert_eq!(g, w, "{name}({})", xs[i]);
+            continue;
+        }
+        let err = (g - w).abs();
+        assert!(err <= rel * w.abs() + abs, "{name}({}) = {g}, want {w}, err {err}", xs[i]);
+    }
+}
+
+#[test]
+fn vmath_accuracy() {
+    let mut xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
+    let mut rng = Rng::new(5);
+    xs.extend((0..997).map(|_| rng.f32() * 90.0));
+    xs.extend([0.0, -0.0, 1e-30, -1e-30, 88.7, 89.0, -87.0, -100.0, -110.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+    for_each_isa(|isa| {
+        let ctx = format!("{isa:?}");
+        check_vfun(vmath::vexp, reference::vexp, &xs, 1e-6, 1e-37, &format!("{ctx} exp"));
+        check_vfun(vmath::vsigmoid, reference::vsigmoid, &xs, 1e-6, 1e-37, &format!("{ctx} sigmoid"));
+        check_vfun(vmath::vtanh, reference::vtanh, &xs, 2e-6, 1e-37, &format!("{ctx} tanh"));
+        let finite: Vec<f32> = xs.iter().copied().filter(|v| v.is_finite()).collect();
+        let abs_tol: Vec<f32> = finite.clone();
+        let _ = abs_tol;
+        check_vfun(vmath::vgelu, reference::vgelu, &finite, 1e-5, 2e-6, &format!("{ctx} gelu"));
+    });
+}
