@@ -76,10 +76,23 @@ pub trait Backend: Send + Sync {
     fn init(&self, ctx: &BackendInitCtx<'_, '_>) -> Result<Box<dyn DelegateHandle>, KernelError>;
 }
 
-/// Operator kernels by name (`"aten::add.out"`) and backends by id.
+/// Builds one kernel for a run of consecutive instructions (a fusion), or declines
+/// with `Ok(None)`. It receives one [`PrepareCtx`] per instruction; at run time the
+/// fused kernel sees the concatenation of all their argument lists, in order.
+pub type FusionFactory = fn(&[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelError>;
+
+/// A fusion rule: a sequence of operator names and the factory that fuses them.
+#[derive(Clone)]
+pub struct FusionRule {
+    pub ops: Vec<String>,
+    pub factory: FusionFactory,
+}
+
+/// Operator kernels by name (`"aten::add.out"`), fusion rules, and backends by id.
 #[derive(Clone, Default)]
 pub struct Registry {
     ops: HashMap<String, OpImpl>,
+    fusions: Vec<FusionRule>,
     backends: HashMap<String, Arc<dyn Backend>>,
 }
 
@@ -94,6 +107,19 @@ impl Registry {
     /// Registers a kernel factory run once per instruction at method load.
     pub fn register_factory(&mut self, name: &str, f: KernelFactory) {
         self.ops.insert(name.to_string(), OpImpl::Factory(f));
+    }
+    /// Registers a fusion of consecutive instructions calling `ops` in order. The
+    /// loader applies it only where each intermediate result is used solely by the next
+    /// instruction of the sequence and is not a method output; longer rules win.
+    pub fn register_fusion(&mut self, ops: &[&str], factory: FusionFactory) {
+        self.fusions.push(FusionRule {
+            ops: ops.iter().map(|s| s.to_string()).collect(),
+            factory,
+        });
+        self.fusions.sort_by_key(|r| core::cmp::Reverse(r.ops.len()));
+    }
+    pub fn fusions(&self) -> &[FusionRule] {
+        &self.fusions
     }
     pub fn register_backend(&mut self, id: &str, b: Arc<dyn Backend>) {
         self.backends.insert(id.to_string(), b);

@@ -25,7 +25,7 @@ mod value;
 
 pub use error::{Error, KernelError, KernelErrorKind, MissingOp, Result};
 pub use kernel::{
-    Backend, BackendInitCtx, DelegateHandle, IntList, Kernel, KernelCtx, KernelFactory, KernelFn,
+    Backend, BackendInitCtx, DelegateHandle, FusionFactory, FusionRule, IntList, Kernel, KernelCtx, KernelFactory, KernelFn,
     OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
 };
 pub use memory::{bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes};

@@ -28,6 +28,8 @@ enum Instr {
     Move { from: usize, to: usize },
     JumpFalse { cond: usize, dest: usize },
     Free { value: usize },
+    /// Folded into a preceding fused kernel.
+    Nop,
 }
 
 /// A method ready to run.
@@ -293,15 +295,57 @@ impl Method {
         }
 
         // Instructions; collect every missing operator before failing.
-        let op_names: Vec<String> = plan.operators.iter().map(|o| o.full_name()).collect();
+        let mut op_names: Vec<String> = plan.operators.iter().map(|o| o.full_name()).collect();
+        let uses = count_uses(plan);
         let mut missing = Vec::new();
         let mut chains = Vec::with_capacity(plan.chains.len());
         let mut global_ix = 0usize;
         for chain in &plan.chains {
-            let mut instrs = Vec::with_capacity(chain.len());
-            for ins in chain {
-                let ix = global_ix;
-                global_ix += 1;
+            let jump_targets: Vec<usize> = chain
+                .iter()
+                .filter_map(|i| match i {
+                    Instruction::JumpFalse { destination, .. } => Some(*destination),
+                    _ => None,
+                })
+                .collect();
+            let mut instrs: Vec<Instr> = Vec::with_capacity(chain.len());
+            let mut k = 0usize;
+            while k < chain.len() {
+                let ix = global_ix + k;
+                let ins = &chain[k];
+                // Try fusion rules starting here.
+                if let Instruction::Kernel { .. } = ins {
+                    if let Some((len, kernel, label)) = try_fuse(
+                        registry, chain, k, &op_names, &uses, &plan.outputs, &jump_targets, &values, &readonly, n_mut,
+                    )
+                    .map_err(|(source, op)| Error::Prepare {
+                        method: mname.clone(),
+                        instruction: ix,
+                        op,
+                        source,
+                    })? {
+                        let args: Vec<usize> = chain[k..k + len]
+                            .iter()
+                            .flat_map(|i| match i {
+                                Instruction::Kernel { args, .. } => args.clone(),
+                                _ => Vec::new(),
+                            })
+                            .collect();
+                        prepared_bytes += kernel.prepared_bytes();
+                        op_names.push(label);
+                        instrs.push(Instr::Kernel {
+                            kernel,
+                            args: args.into(),
+                            op: op_names.len() - 1,
+                        });
+                        for _ in 1..len {
+                            instrs.push(Instr::Nop);
+                        }
+                        k += len;
+                        continue;
+                    }
+                }
+                k += 1;
                 let i = match ins {
                     Instruction::Kernel { op_index, args } => {
                         let ctx = PrepareCtx {
@@ -349,6 +393,7 @@ impl Method {
                 };
                 instrs.push(i);
             }
+            global_ix += chain.len();
             chains.push(instrs);
         }
         if !missing.is_empty() {
@@ -605,6 +650,7 @@ impl Method {
                             next = *dest;
                         }
                     }
+                    Instr::Nop => {}
                     Instr::Free { value } => match &values[*value] {
                         Value::Tensor(t) => t.storage.set(Storage::Unbound),
                         other => {
@@ -701,4 +747,99 @@ pub fn copy_reorder(src: TensorRef<'_>, dst: &mut [u8], shape: Shape, dst_order:
             idx[k] = 0;
         }
     }
+}
+
+/// How many times each value is referenced by an instruction (directly or inside a
+/// list), plus once more for method outputs.
+fn count_uses(plan: &pteron_format::PlanDesc) -> Vec<u32> {
+    let mut uses = vec![0u32; plan.values.len()];
+    let bump = |v: usize, uses: &mut Vec<u32>| {
+        uses[v] += 1;
+        match &plan.values[v] {
+            ValueDesc::TensorList(l) => l.iter().for_each(|&i| uses[i] += 1),
+            ValueDesc::OptionalTensorList(l) => l.iter().flatten().for_each(|&i| uses[i] += 1),
+            _ => {}
+        }
+    };
+    for chain in &plan.chains {
+        for ins in chain {
+            match ins {
+                Instruction::Kernel { args, .. } | Instruction::Delegate { args, .. } => {
+                    for &a in args {
+                        bump(a, &mut uses)
+                    }
+                }
+                Instruction::Move { from, to } => {
+                    bump(*from, &mut uses);
+                    bump(*to, &mut uses);
+                }
+                Instruction::JumpFalse { cond, .. } => bump(*cond, &mut uses),
+                Instruction::Free { value } => bump(*value, &mut uses),
+            }
+        }
+    }
+    for &o in &plan.outputs {
+        uses[o] += 1;
+    }
+    uses
+}
+
+type Fused = Option<(usize, Box<dyn Kernel>, String)>;
+
+/// Applies the first fusion rule that matches at `start` and whose factory accepts.
+#[allow(clippy::too_many_arguments)]
+fn try_fuse(
+    registry: &Registry,
+    chain: &[Instruction],
+    start: usize,
+    op_names: &[String],
+    uses: &[u32],
+    outputs: &[usize],
+    jump_targets: &[usize],
+    values: &[Value],
+    readonly: &[Bytes],
+    n_mut: u32,
+) -> core::result::Result<Fused, (KernelError, String)> {
+    'rules: for rule in registry.fusions() {
+        let len = rule.ops.len();
+        if len < 2 || start + len > chain.len() {
+            continue;
+        }
+        if jump_targets.iter().any(|&t| t > start && t < start + len) {
+            continue;
+        }
+        let mut ctxs = Vec::with_capacity(len);
+        for (j, name) in rule.ops.iter().enumerate() {
+            let Instruction::Kernel { op_index, args } = &chain[start + j] else { continue 'rules };
+            if &op_names[*op_index] != name {
+                continue 'rules;
+            }
+            if j + 1 < len {
+                // The result (last stack entry) must feed only the next instruction.
+                let Some(&ret) = args.last() else { continue 'rules };
+                let Instruction::Kernel { args: next, .. } = &chain[start + j + 1] else { continue 'rules };
+                let used_here = args.iter().filter(|&&a| a == ret).count() as u32;
+                let used_next = next.iter().filter(|&&a| a == ret).count() as u32;
+                if outputs.contains(&ret) || used_next == 0 || uses[ret] != used_here + used_next {
+                    continue 'rules;
+                }
+                if !matches!(values[ret], Value::Tensor(_)) {
+                    continue 'rules;
+                }
+            }
+            ctxs.push(PrepareCtx {
+                args,
+                values,
+                readonly,
+                n_mut,
+            });
+        }
+        let label = rule.ops.join("+");
+        match (rule.factory)(&ctxs) {
+            Ok(Some(k)) => return Ok(Some((len, k, label))),
+            Ok(None) => continue,
+            Err(e) => return Err((e, label)),
+        }
+    }
+    Ok(None)
 }

@@ -1,5 +1,0 @@
-//! Kernels: see the crate docs for conventions.
-
-use pteron_runtime::Registry;
-
-pub(crate) fn register(_reg: &mut Registry) {}
