@@ -3,7 +3,7 @@
 //! use these rather than writing their own.
 
 use half::{bf16, f16};
-use pteron_runtime::{Element, KernelError, Scalar, ScalarType, TensorRef};
+use pteron_runtime::{Element, KernelError, Scalar, ScalarType, TensorMut, TensorRef};
 
 /// Numeric element types kernels compute with. `u8` doubles as `bool` storage.
 pub trait Num: Element + PartialOrd + Default {
@@ -314,6 +314,671 @@ pub fn scalar_to<T: Num>(s: Scalar) -> T {
         Scalar::Bool(b) => T::from_i64(b as i64),
         Scalar::Double(d) => T::from_f64(d),
     }
+}
+
+// ---------------------------------------------------------------------------
+// ATen result types
+
+fn combine_categories(higher: Option<ScalarType>, lower: Option<ScalarType>) -> Option<ScalarType> {
+    match (higher, lower) {
+        (None, l) => l,
+        (h, None) => h,
+        (Some(h), Some(l)) => {
+            if h.is_floating() {
+                Some(h)
+            } else if h == ScalarType::Bool || l.is_floating() {
+                Some(promote_types(h, l))
+            } else {
+                Some(h)
+            }
+        }
+    }
+}
+
+/// One participant of ATen's `result_type`: a tensor (its rank matters: 0-dim tensors
+/// rank below dimensioned ones) or a wrapped Python scalar.
+#[derive(Clone, Copy, Debug)]
+pub enum Operand {
+    Tensor { dtype: ScalarType, rank: usize },
+    Scalar(Scalar),
+}
+
+impl Operand {
+    pub fn of(t: &TensorRef<'_>) -> Self {
+        Operand::Tensor {
+            dtype: t.dtype(),
+            rank: t.dim(),
+        }
+    }
+}
+
+/// ATen's `result_type` over tensors and scalars: dimensioned tensors first, then 0-dim
+/// tensors, then scalars, a lower level only raising the category.
+pub fn result_type(ops: &[Operand]) -> ScalarType {
+    let (mut dim, mut zero, mut wrapped) = (None, None, None);
+    let upd = |acc: &mut Option<ScalarType>, t: ScalarType| {
+        *acc = Some(match *acc {
+            None => t,
+            Some(a) => promote_types(a, t),
+        })
+    };
+    for op in ops {
+        match *op {
+            Operand::Tensor { dtype, rank } if rank > 0 => upd(&mut dim, dtype),
+            Operand::Tensor { dtype, .. } => upd(&mut zero, dtype),
+            Operand::Scalar(s) => upd(&mut wrapped, scalar_dtype(s)),
+        }
+    }
+    combine_categories(dim, combine_categories(zero, wrapped)).unwrap_or(ScalarType::Float)
+}
+
+/// Fails unless `from` can be cast to the out dtype `to` (ATen `can_cast`).
+pub fn check_cast(op: &str, from: ScalarType, to: ScalarType) -> Result<(), KernelError> {
+    if can_cast(from, to) {
+        Ok(())
+    } else {
+        Err(KernelError::dtype(format!(
+            "{op}: result type {from} cannot be cast to out dtype {to}"
+        )))
+    }
+}
+
+/// Runs `$body` with `$C` bound to the type ATen computes a dtype's elementwise ops
+/// in: `f32` for f32/f16/bf16, `f64` for f64, `i64` for integers and Bool.
+#[macro_export]
+macro_rules! dispatch_compute {
+    ($dt:expr, $C:ident => $body:expr) => {{
+        use pteron_runtime::ScalarType as __St;
+        match $dt {
+            __St::Float | __St::Half | __St::BFloat16 => { type $C = f32; $body }
+            __St::Double => { type $C = f64; $body }
+            __St::Char | __St::Short | __St::Int | __St::Long | __St::Byte | __St::Bool => { type $C = i64; $body }
+            other => return Err(pteron_runtime::KernelError::dtype(format!("dtype {other} is not supported here"))),
+        }
+    }};
+}
+
+/// Arithmetic on the compute types (`f32`, `f64`, `i64`): integer ops wrap like C++.
+pub trait Compute: Num {
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn neg(self) -> Self;
+    fn abs(self) -> Self;
+    /// `max` that propagates NaN.
+    fn max_nan(self, o: Self) -> Self;
+    /// `min` that propagates NaN.
+    fn min_nan(self, o: Self) -> Self;
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! compute_float {
+    ($($t:ty),*) => {$(
+        impl Compute for $t {
+            #[inline(always)] fn add(self, o: Self) -> Self { self + o }
+            #[inline(always)] fn sub(self, o: Self) -> Self { self - o }
+            #[inline(always)] fn mul(self, o: Self) -> Self { self * o }
+            #[inline(always)] fn neg(self) -> Self { -self }
+            #[inline(always)] fn abs(self) -> Self { <$t>::abs(self) }
+            #[inline(always)] fn max_nan(self, o: Self) -> Self {
+                if self.is_nan() || o.is_nan() { <$t>::NAN } else if self > o { self } else { o }
+            }
+            #[inline(always)] fn min_nan(self, o: Self) -> Self {
+                if self.is_nan() || o.is_nan() { <$t>::NAN } else if self < o { self } else { o }
+            }
+            #[inline(always)] fn is_nan(self) -> bool { <$t>::is_nan(self) }
+        }
+    )*};
+}
+compute_float!(f32, f64);
+
+impl Compute for i64 {
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.wrapping_add(o)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        self.wrapping_sub(o)
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        self.wrapping_mul(o)
+    }
+    #[inline(always)]
+    fn neg(self) -> Self {
+        self.wrapping_neg()
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        self.wrapping_abs()
+    }
+    #[inline(always)]
+    fn max_nan(self, o: Self) -> Self {
+        self.max(o)
+    }
+    #[inline(always)]
+    fn min_nan(self, o: Self) -> Self {
+        self.min(o)
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        false
+    }
+}
+
+/// Element conversion with C++ `static_cast` semantics (floats to ints saturate,
+/// ints wrap, f64 to f16 rounds through f32 like `c10::Half`).
+#[inline(always)]
+pub fn convert<T: Num, C: Num>(x: T) -> C {
+    if C::IS_FLOAT {
+        if core::mem::size_of::<C>() == 8 {
+            C::from_f64(x.to_f64())
+        } else {
+            C::from_f32(x.to_f32())
+        }
+    } else if T::IS_FLOAT {
+        C::from_f64(x.to_f64())
+    } else {
+        C::from_i64(x.to_i64())
+    }
+}
+
+/// A dtype-erased read-only view of a tensor's elements (memory order).
+#[derive(Clone, Copy)]
+pub enum Src<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    /// `Byte` and `Bool`.
+    U8(&'a [u8]),
+}
+
+impl<'a> Src<'a> {
+    pub fn of(t: &TensorRef<'a>) -> Result<Self, KernelError> {
+        use ScalarType as S;
+        Ok(match t.dtype() {
+            S::Float => Src::F32(t.as_slice()?),
+            S::Double => Src::F64(t.as_slice()?),
+            S::Half => Src::F16(t.as_slice()?),
+            S::BFloat16 => Src::BF16(t.as_slice()?),
+            S::Char => Src::I8(t.as_slice()?),
+            S::Short => Src::I16(t.as_slice()?),
+            S::Int => Src::I32(t.as_slice()?),
+            S::Long => Src::I64(t.as_slice()?),
+            S::Byte | S::Bool => Src::U8(t.as_slice()?),
+            other => return Err(KernelError::dtype(format!("dtype {other} is not supported here"))),
+        })
+    }
+    /// Element `i` (memory order) converted to `C`.
+    #[inline]
+    pub fn get<C: Num>(&self, i: usize) -> C {
+        match self {
+            Src::F32(s) => convert(s[i]),
+            Src::F64(s) => convert(s[i]),
+            Src::F16(s) => convert(s[i]),
+            Src::BF16(s) => convert(s[i]),
+            Src::I8(s) => convert(s[i]),
+            Src::I16(s) => convert(s[i]),
+            Src::I32(s) => convert(s[i]),
+            Src::I64(s) => convert(s[i]),
+            Src::U8(s) => convert(s[i]),
+        }
+    }
+    /// Fills `buf` with elements `off, off + stride, ...` converted to `C`.
+    #[inline]
+    fn gather<C: Num>(&self, off: usize, stride: usize, buf: &mut [C]) {
+        match self {
+            Src::F32(s) => gather_t(s, off, stride, buf),
+            Src::F64(s) => gather_t(s, off, stride, buf),
+            Src::F16(s) => gather_t(s, off, stride, buf),
+            Src::BF16(s) => gather_t(s, off, stride, buf),
+            Src::I8(s) => gather_t(s, off, stride, buf),
+            Src::I16(s) => gather_t(s, off, stride, buf),
+            Src::I32(s) => gather_t(s, off, stride, buf),
+            Src::I64(s) => gather_t(s, off, stride, buf),
+            Src::U8(s) => gather_t(s, off, stride, buf),
+        }
+    }
+}
+
+#[inline(always)]
+fn gather_t<T: Num, C: Num>(s: &[T], off: usize, stride: usize, buf: &mut [C]) {
+    let n = buf.len();
+    if n == 0 {
+        return;
+    }
+    if stride == 1 {
+        for (b, &x) in buf.iter_mut().zip(&s[off..off + n]) {
+            *b = convert(x);
+        }
+    } else if stride == 0 {
+        buf.fill(convert(s[off]));
+    } else {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = convert(s[off + i * stride]);
+        }
+    }
+}
+
+/// A dtype-erased writable view of a tensor's elements (memory order). Stores into
+/// `Bool` write `value != 0`.
+pub enum Dst<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    F16(&'a mut [f16]),
+    BF16(&'a mut [bf16]),
+    I8(&'a mut [i8]),
+    I16(&'a mut [i16]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    U8(&'a mut [u8]),
+    Bool(&'a mut [u8]),
+}
+
+impl<'a> Dst<'a> {
+    pub fn of(t: &'a mut TensorMut<'_>) -> Result<Self, KernelError> {
+        use ScalarType as S;
+        Ok(match t.dtype() {
+            S::Float => Dst::F32(t.as_mut_slice()?),
+            S::Double => Dst::F64(t.as_mut_slice()?),
+            S::Half => Dst::F16(t.as_mut_slice()?),
+            S::BFloat16 => Dst::BF16(t.as_mut_slice()?),
+            S::Char => Dst::I8(t.as_mut_slice()?),
+            S::Short => Dst::I16(t.as_mut_slice()?),
+            S::Int => Dst::I32(t.as_mut_slice()?),
+            S::Long => Dst::I64(t.as_mut_slice()?),
+            S::Byte => Dst::U8(t.as_mut_slice()?),
+            S::Bool => Dst::Bool(t.as_mut_slice()?),
+            other => return Err(KernelError::dtype(format!("dtype {other} is not supported here"))),
+        })
+    }
+    /// Stores `v` at element `i` (memory order).
+    #[inline]
+    pub fn set<R: Num>(&mut self, i: usize, v: R) {
+        match self {
+            Dst::F32(s) => s[i] = convert(v),
+            Dst::F64(s) => s[i] = convert(v),
+            Dst::F16(s) => s[i] = convert(v),
+            Dst::BF16(s) => s[i] = convert(v),
+            Dst::I8(s) => s[i] = convert(v),
+            Dst::I16(s) => s[i] = convert(v),
+            Dst::I32(s) => s[i] = convert(v),
+            Dst::I64(s) => s[i] = convert(v),
+            Dst::U8(s) => s[i] = convert(v),
+            Dst::Bool(s) => s[i] = nonzero(v) as u8,
+        }
+    }
+    #[inline]
+    fn scatter<R: Num>(&mut self, off: usize, stride: usize, buf: &[R]) {
+        match self {
+            Dst::F32(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::F64(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::F16(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::BF16(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::I8(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::I16(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::I32(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::I64(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::U8(s) => scatter_t(s, off, stride, buf, convert),
+            Dst::Bool(s) => scatter_t(s, off, stride, buf, |v: R| nonzero(v) as u8),
+        }
+    }
+}
+
+/// C++ `static_cast<bool>`: nonzero (NaN included) is true.
+#[inline(always)]
+pub fn nonzero<R: Num>(v: R) -> bool {
+    if R::IS_FLOAT {
+        v.to_f64() != 0.0
+    } else {
+        v.to_i64() != 0
+    }
+}
+
+#[inline(always)]
+fn scatter_t<T: Num, R: Num>(s: &mut [T], off: usize, stride: usize, buf: &[R], cv: impl Fn(R) -> T) {
+    let n = buf.len();
+    if n == 0 {
+        return;
+    }
+    if stride == 1 {
+        for (d, &x) in s[off..off + n].iter_mut().zip(buf) {
+            *d = cv(x);
+        }
+    } else {
+        for (i, &x) in buf.iter().enumerate() {
+            s[off + i * stride] = cv(x);
+        }
+    }
+}
+
+/// An iteration plan over an output and `N` inputs: dims in the output's memory order,
+/// size-1 dims dropped and mergeable dims coalesced.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<const N: usize> {
+    pub rank: usize,
+    pub dims: [usize; 16],
+    pub out: [usize; 16],
+    pub ins: [[usize; 16]; N],
+}
+
+impl<const N: usize> Plan<N> {
+    /// `out_dims`/`out_strides`/`order`: the output; `ins`: input strides aligned to
+    /// `out_dims` (0 on broadcast dims, see [`broadcast_strides`]).
+    pub fn new(out_dims: &[usize], out_strides: &[usize; 16], order: &[u8], ins: [[usize; 16]; N]) -> Self {
+        let mut p = Plan {
+            rank: 0,
+            dims: [0; 16],
+            out: [0; 16],
+            ins: [[0; 16]; N],
+        };
+        for &d in order {
+            let d = d as usize;
+            let size = out_dims[d];
+            if size == 1 {
+                continue;
+            }
+            let r = p.rank;
+            if r > 0 {
+                // Merge with the previous (outer) dim when it steps exactly over this one.
+                let prev = r - 1;
+                let ok = p.out[prev] == out_strides[d] * size
+                    && (0..N).all(|k| p.ins[k][prev] == ins[k][d] * size);
+                if ok {
+                    p.dims[prev] *= size;
+                    p.out[prev] = out_strides[d];
+                    for k in 0..N {
+                        p.ins[k][prev] = ins[k][d];
+                    }
+                    continue;
+                }
+            }
+            p.dims[r] = size;
+            p.out[r] = out_strides[d];
+            for k in 0..N {
+                p.ins[k][r] = ins[k][d];
+            }
+            p.rank += 1;
+        }
+        if p.rank == 0 {
+            // A single element (or a rank-0 tensor).
+            p.rank = 1;
+            p.dims[0] = out_dims.iter().product();
+            p.out[0] = 1;
+        }
+        p
+    }
+
+    /// True when the plan is one dense run: output stride 1 and every input stride 0 or 1.
+    pub fn is_flat(&self) -> bool {
+        self.rank == 1 && (self.dims[0] <= 1 || (self.out[0] == 1 && self.ins.iter().all(|s| s[0] <= 1)))
+    }
+}
+
+/// Output shape of an elementwise op over `ins` (numpy broadcasting).
+pub fn broadcast_all(ins: &[&TensorRef<'_>]) -> Result<([usize; 16], usize), KernelError> {
+    let mut shape = [0usize; 16];
+    let mut rank = 0;
+    for t in ins {
+        let (s, r) = broadcast_shapes(&shape[..rank], t.sizes())?;
+        shape = s;
+        rank = r;
+    }
+    Ok((shape, rank))
+}
+
+const BLK: usize = 128;
+/// Elementwise work above this many elements is split across threads.
+pub const PAR_MIN: usize = 1 << 16;
+
+/// Splits `out` into up to 16 chunks processed in parallel by `f(start, chunk)`
+/// (serially below [`PAR_MIN`] elements). No allocation.
+pub fn par_chunks<R: Send>(out: &mut [R], min_chunk: usize, f: impl Fn(usize, &mut [R]) + Sync) {
+    let n = out.len();
+    let nt = pteron_linalg::num_threads().clamp(1, 16);
+    if n < PAR_MIN.max(2 * min_chunk) || nt <= 1 {
+        f(0, out);
+        return;
+    }
+    let chunk = n.div_ceil(nt).next_multiple_of(64).max(min_chunk);
+    let tasks = n.div_ceil(chunk);
+    let mut it = out.chunks_mut(chunk);
+    let slots: [std::sync::Mutex<Option<&mut [R]>>; 16] = core::array::from_fn(|_| std::sync::Mutex::new(it.next()));
+    pteron_linalg::parallel_for(tasks, |t| {
+        if let Some(slot) = slots.get(t) {
+            if let Ok(mut g) = slot.lock() {
+                if let Some(d) = g.take() {
+                    f(t * chunk, d);
+                }
+            }
+        }
+    });
+}
+
+/// The general elementwise engine: `out[i] = f([in_0[i], ..., in_{N-1}[i]])` over the
+/// broadcast of the inputs, each loaded as `C` and the result `R` stored into `out`'s
+/// dtype. Resizes `out` to the broadcast shape. Handles any dim orders and dtypes;
+/// takes a direct typed path when every operand already has the compute dtype and
+/// the layout is one dense run (same-shape or scalar-broadcast).
+pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
+    out: &mut TensorMut<'_>,
+    ins: [&TensorRef<'_>; N],
+    f: impl Fn([C; N]) -> R + Sync,
+) -> Result<(), KernelError> {
+    let (shape, rank) = broadcast_all(&ins)?;
+    let dims = &shape[..rank];
+    out.resize(dims)?;
+    let numel: usize = dims.iter().product();
+    if numel == 0 {
+        return Ok(());
+    }
+    let ostr = out.strides();
+    let order = out.dim_order();
+    let mut istr = [[0usize; 16]; N];
+    for k in 0..N {
+        istr[k] = broadcast_strides(ins[k], dims);
+    }
+    let plan = Plan::new(dims, &ostr, order.as_slice(), istr);
+    let native = ins.iter().all(|t| t.dtype() == C::DTYPE) && out.dtype() == R::DTYPE;
+    if native && plan.is_flat() {
+        let mut srcs: [&[C]; N] = [&[]; N];
+        for k in 0..N {
+            srcs[k] = ins[k].as_slice::<C>()?;
+        }
+        let dst = out.as_mut_slice::<R>()?;
+        let st: [usize; N] = core::array::from_fn(|k| plan.ins[k][0]);
+        par_chunks(dst, 1024, |start, d| flat_run(&srcs, &st, start, d, &f));
+        return Ok(());
+    }
+    let mut srcs: [Option<Src<'_>>; N] = [None; N];
+    for k in 0..N {
+        srcs[k] = Some(Src::of(ins[k])?);
+    }
+    let mut dst = Dst::of(out)?;
+    strided_run(&plan, &srcs, &mut dst, &f);
+    Ok(())
+}
+
+/// Dense run: inputs with stride 1 are read directly, stride-0 ones are scalars.
+#[inline(always)]
+fn flat_run<const N: usize, C: Num, R: Num>(
+    srcs: &[&[C]; N],
+    st: &[usize; N],
+    start: usize,
+    d: &mut [R],
+    f: &impl Fn([C; N]) -> R,
+) {
+    let n = d.len();
+    if N == 1 {
+        if st[0] == 1 {
+            for (o, &x) in d.iter_mut().zip(&srcs[0][start..start + n]) {
+                *o = f(core::array::from_fn(|_| x));
+            }
+        } else {
+            let v = f(core::array::from_fn(|_| srcs[0][0]));
+            d.fill(v);
+        }
+        return;
+    }
+    if N == 2 {
+        let (a, b) = (srcs[0], srcs[1]);
+        match (st[0], st[1]) {
+            (1, 1) => {
+                for ((o, &x), &y) in d.iter_mut().zip(&a[start..start + n]).zip(&b[start..start + n]) {
+                    *o = f(core::array::from_fn(|k| if k == 0 { x } else { y }));
+                }
+            }
+            (1, _) => {
+                let y = b[0];
+                for (o, &x) in d.iter_mut().zip(&a[start..start + n]) {
+                    *o = f(core::array::from_fn(|k| if k == 0 { x } else { y }));
+                }
+            }
+            (_, 1) => {
+                let x = a[0];
+                for (o, &y) in d.iter_mut().zip(&b[start..start + n]) {
+                    *o = f(core::array::from_fn(|k| if k == 0 { x } else { y }));
+                }
+            }
+            _ => {
+                let v = f(core::array::from_fn(|k| if k == 0 { a[0] } else { b[0] }));
+                d.fill(v);
+            }
+        }
+        return;
+    }
+    for (i, o) in d.iter_mut().enumerate() {
+        let j = start + i;
+        *o = f(core::array::from_fn(|k| srcs[k][j * st[k]]));
+    }
+}
+
+/// The general strided path: rows of the innermost planned dim are gathered into
+/// blocks of `C`, computed, and scattered into the output.
+fn strided_run<const N: usize, C: Num, R: Num>(
+    plan: &Plan<N>,
+    srcs: &[Option<Src<'_>>; N],
+    dst: &mut Dst<'_>,
+    f: &impl Fn([C; N]) -> R,
+) {
+    let rank = plan.rank;
+    let last = rank - 1;
+    let len = plan.dims[last];
+    let outer: usize = plan.dims[..last].iter().product();
+    let mut bufs = [[C::zero(); BLK]; N];
+    let mut obuf = [R::zero(); BLK];
+    let mut idx = [0usize; 16];
+    let mut ooff = 0usize;
+    let mut ioff = [0usize; N];
+    for _ in 0..outer {
+        let mut s = 0;
+        while s < len {
+            let m = (len - s).min(BLK);
+            for k in 0..N {
+                if let Some(src) = &srcs[k] {
+                    src.gather(ioff[k] + s * plan.ins[k][last], plan.ins[k][last], &mut bufs[k][..m]);
+                }
+            }
+            for i in 0..m {
+                obuf[i] = f(core::array::from_fn(|k| bufs[k][i]));
+            }
+            dst.scatter(ooff + s * plan.out[last], plan.out[last], &obuf[..m]);
+            s += m;
+        }
+        // Advance the outer multi-index.
+        let mut d = last;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            ooff += plan.out[d];
+            for k in 0..N {
+                ioff[k] += plan.ins[k][d];
+            }
+            if idx[d] < plan.dims[d] {
+                break;
+            }
+            ooff -= plan.out[d] * plan.dims[d];
+            for k in 0..N {
+                ioff[k] -= plan.ins[k][d] * plan.dims[d];
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `out = f(x)` elementwise (see [`map_n`]).
+pub fn map1<C: Num + Send + Sync, R: Num + Send + Sync>(
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+    f: impl Fn(C) -> R + Sync,
+) -> Result<(), KernelError> {
+    map_n(out, [x], |[a]: [C; 1]| f(a))
+}
+
+/// `out = f(a, b)` elementwise with broadcasting (see [`map_n`]).
+pub fn map2<C: Num + Send + Sync, R: Num + Send + Sync>(
+    out: &mut TensorMut<'_>,
+    a: &TensorRef<'_>,
+    b: &TensorRef<'_>,
+    f: impl Fn(C, C) -> R + Sync,
+) -> Result<(), KernelError> {
+    map_n(out, [a, b], |[x, y]: [C; 2]| f(x, y))
+}
+
+/// `out = f(a, b, c)` elementwise with broadcasting (see [`map_n`]).
+pub fn map3<C: Num + Send + Sync, R: Num + Send + Sync>(
+    out: &mut TensorMut<'_>,
+    a: &TensorRef<'_>,
+    b: &TensorRef<'_>,
+    c: &TensorRef<'_>,
+    f: impl Fn(C, C, C) -> R + Sync,
+) -> Result<(), KernelError> {
+    map_n(out, [a, b, c], |[x, y, z]: [C; 3]| f(x, y, z))
+}
+
+/// Copies `src` into `out` (resized to `src`'s shape) converting dtypes and dim orders.
+pub fn copy_convert(out: &mut TensorMut<'_>, src: &TensorRef<'_>) -> Result<(), KernelError> {
+    copy_broadcast(out, src, src.sizes())
+}
+
+/// Copies `src` broadcast to `sizes` into `out` (resized to `sizes`), converting the
+/// dtype (C++ `static_cast`) and the dim order. Same-dtype same-layout copies are memcpy.
+pub fn copy_broadcast(out: &mut TensorMut<'_>, src: &TensorRef<'_>, sizes: &[usize]) -> Result<(), KernelError> {
+    let (n, r) = (sizes.len(), src.dim());
+    let fits = r <= n && (0..r).all(|i| src.size(i) == 1 || src.size(i) == sizes[n - r + i]);
+    if !fits {
+        return Err(KernelError::invalid(format!(
+            "cannot broadcast a tensor of shape {:?} to {sizes:?}",
+            src.sizes()
+        )));
+    }
+    out.resize(sizes)?;
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    if out.dtype() == src.dtype() && src.sizes() == sizes && (src.dim_order() == out.dim_order() || src.numel() == 1) {
+        out.bytes_mut().copy_from_slice(src.bytes());
+        return Ok(());
+    }
+    let ostr = out.strides();
+    let order = out.dim_order();
+    let istr = broadcast_strides(src, sizes);
+    let plan = Plan::new(sizes, &ostr, order.as_slice(), [istr]);
+    let s = Src::of(src)?;
+    let mut d = Dst::of(out)?;
+    // Compute type wide enough to carry any value exactly between the supported dtypes.
+    if src.dtype().is_floating() {
+        strided_run(&plan, &[Some(s)], &mut d, &|[x]: [f64; 1]| x);
+    } else {
+        strided_run(&plan, &[Some(s)], &mut d, &|[x]: [i64; 1]| x);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
