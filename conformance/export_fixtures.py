@@ -1104,6 +1104,131 @@ def _():
     )
 
 
+class HalfZoo(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x, y):
+        # x, y [3,4,8] f16
+        p = x.abs() + 0.25
+        return (
+            x + y,
+            x * y - y,
+            x / (y.abs() + 1),
+            torch.exp(x * 0.5),
+            torch.log(p),
+            torch.sqrt(p),
+            torch.tanh(x),
+            torch.sigmoid(x),
+            F.gelu(x),
+            F.silu(x),
+            F.relu(x),
+            x.sum(dim=-1),
+            x.mean(dim=1, keepdim=True),
+            x.amax(dim=-1),
+            x.argmax(dim=-1),
+            F.softmax(x, dim=-1),
+            F.log_softmax(x, dim=-1),
+            self.ln(x),
+            self.fc(x),
+            x @ y.transpose(1, 2),
+            torch.cat([x, y], dim=1),
+            x.permute(2, 0, 1),
+            torch.where(x > y, x, y),
+            x > 0,
+            x.to(torch.float32),
+            torch.clamp(x, -0.5, 0.5),
+            torch.cumsum(x, dim=-1),
+        )
+
+
+@case("dtype_f16_zoo")
+def _():
+    m = randomize_norms(HalfZoo()).half()
+    return single(
+        m,
+        (rn(3, 4, 8, dtype=torch.float16), rn(3, 4, 8, dtype=torch.float16)),
+        notes="common ops in float16 (inputs, weights and outputs f16): arithmetic, exp/log/sqrt/tanh/sigmoid/gelu/silu/"
+        "relu, sum/mean/amax/argmax, softmax/log_softmax, layer_norm, linear, bmm, cat/permute, where, compare, "
+        "cast to f32, clamp, cumsum. Tolerance 1e-2 (f16 has ~3 significant digits; kernels may accumulate in f32).",
+        atol=1e-2,
+        rtol=1e-2,
+    )
+
+
+class IntZoo(nn.Module):
+    def forward(self, a, b):
+        # a, b int64 [3,6] in [-9, 9]; b nonzero
+        return (
+            a + b,
+            a - 2 * b,
+            a * b,
+            torch.div(a, b, rounding_mode="floor"),
+            torch.div(a, b, rounding_mode="trunc"),
+            torch.remainder(a.abs(), b.abs()),  # negative operands: see quirk_int_remainder
+            torch.fmod(a, b),
+            a / b,  # true division -> float32
+            a.abs(),
+            -a,
+            torch.sign(a),
+            torch.clamp(a, -3, 4),
+            torch.maximum(a, b),
+            a.sum(dim=0),
+            a.prod(dim=1),
+            a.cumsum(dim=1),
+            a.amax(dim=1),
+            a.argmin(dim=1),
+            torch.topk(a * 10 + torch.arange(6), 2, dim=1).values,
+            a == b,
+            a >= 0,
+            torch.where(a > 0, a, b),
+            a.pow(2),
+            torch.bitwise_xor(a, b),
+            a.to(torch.int32) * 3,
+            a.to(torch.uint8),
+            a.float().mean(dim=1),
+            torch.gather(a, 1, (b.abs() % 6)),
+        )
+
+
+@case("dtype_int_zoo")
+def _():
+    a = torch.randint(-9, 10, (3, 6), dtype=torch.int64)
+    b = torch.randint(1, 10, (3, 6), dtype=torch.int64) * (torch.randint(0, 2, (3, 6)) * 2 - 1)
+    return single(
+        IntZoo(),
+        (a, b),
+        notes="int64 ops: add/sub/mul, floor and trunc division and fmod with negative operands, remainder on "
+        "non-negative operands (the reference's integer remainder with negative operands differs from PyTorch: see "
+        "quirk_int_remainder), true division to f32, abs/neg/sign, "
+        "clamp, maximum, sum/prod/cumsum/amax/argmin, topk on ints, compare, where, pow, bitwise_xor, casts to "
+        "int32 and uint8 (wrapping negative values), mean of a float cast, gather",
+    )
+
+
+class IntRemainder(nn.Module):
+    def forward(self, a, b):
+        return torch.remainder(a, b), torch.remainder(a, 4), torch.remainder(a.float(), b.float())
+
+
+@case("quirk_int_remainder")
+def _():
+    a = torch.tensor([[7, -7, 7, -7, 0, 3, -3, 9]], dtype=torch.int64)
+    b = torch.tensor([[3, 3, -3, -3, 5, -2, 2, 9]], dtype=torch.int64)
+    return single(
+        IntRemainder(),
+        (a, b),
+        notes="KNOWN DIVERGENCE of the reference: the portable aten::remainder kernels on int64 with negative operands "
+        "return the C truncated remainder (sign of the dividend, like fmod): ref_0 = [1,-1,1,-1,0,1,-1,0] where "
+        "PyTorch gives the floored remainder (sign of the divisor) eager_0 = [1,2,-2,-1,0,-1,1,0]; same for the "
+        "Scalar overload (ref_1 vs eager_1). The float path (ref_2) agrees with PyTorch. ref_*.npy records what "
+        "ExecuTorch does; eager_*.npy what PyTorch specifies. A runtime must pick one: the harness may want to "
+        "compare this case against eager_*.npy instead.",
+    )
+
+
 class DoubleNet(nn.Module):
     def __init__(self):
         super().__init__()
