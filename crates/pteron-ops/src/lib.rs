@@ -20,6 +20,7 @@ use pteron_runtime::Registry;
 pub mod util;
 
 mod binary;
+mod fuse;
 mod nn;
 mod prim;
 mod reduce;
@@ -34,6 +35,7 @@ pub fn register_all(reg: &mut Registry) {
     shape::register(reg);
     reduce::register(reg);
     nn::register(reg);
+    fuse::register(reg);
 }
 
 /// A registry with every kernel of this crate.

@@ -815,15 +815,26 @@ fn try_fuse(
                 continue 'rules;
             }
             if j + 1 < len {
-                // The result (last stack entry) must feed only the next instruction.
+                // Every result (the return slot, or each element of a returned list)
+                // must be used only here and by the next instruction, never be a method
+                // output, and the next instruction must consume at least one of them.
                 let Some(&ret) = args.last() else { continue 'rules };
                 let Instruction::Kernel { args: next, .. } = &chain[start + j + 1] else { continue 'rules };
-                let used_here = args.iter().filter(|&&a| a == ret).count() as u32;
-                let used_next = next.iter().filter(|&&a| a == ret).count() as u32;
-                if outputs.contains(&ret) || used_next == 0 || uses[ret] != used_here + used_next {
-                    continue 'rules;
+                let results: &[usize] = match &values[ret] {
+                    Value::Tensor(_) => core::slice::from_ref(&ret),
+                    Value::TensorList(items) => items,
+                    _ => continue 'rules,
+                };
+                let mut feeds_next = false;
+                for &r in results {
+                    let here = uses_in(args, r, values);
+                    let there = uses_in(next, r, values);
+                    feeds_next |= there > 0;
+                    if outputs.contains(&r) || uses[r] != here + there {
+                        continue 'rules;
+                    }
                 }
-                if !matches!(values[ret], Value::Tensor(_)) {
+                if !feeds_next {
                     continue 'rules;
                 }
             }
@@ -842,4 +853,18 @@ fn try_fuse(
         }
     }
     Ok(None)
+}
+
+/// References to value `v` in an argument list, directly or inside a tensor list.
+fn uses_in(args: &[usize], v: usize, values: &[Value]) -> u32 {
+    args.iter()
+        .map(|&a| {
+            let inner = match &values[a] {
+                Value::TensorList(l) => l.iter().filter(|&&i| i == v).count(),
+                Value::OptTensorList(l) => l.iter().filter(|i| **i == Some(v)).count(),
+                _ => 0,
+            };
+            (a == v) as u32 + inner as u32
+        })
+        .sum()
 }
