@@ -1,0 +1,376 @@
+//! The strided copy engine behind every view-like copy op: copies a source view
+//! (sizes, signed element strides, offset) into a destination view, after sorting
+//! dims into destination memory order and merging dims that are contiguous in both.
+//! Inner runs contiguous in both are `copy_from_slice`; transposes use 32x32 tiles.
+
+use pteron_runtime::{KernelError, TensorMut, TensorRef};
+
+/// Highest rank the engine handles (repeat doubles the rank of its input).
+pub(crate) const MAXR: usize = 32;
+
+/// A copy of `dims` elements: destination offset `dst_off + sum(i_k * dst[k])`,
+/// source offset `src_off + sum(i_k * src[k])` (element units).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub rank: usize,
+    pub dims: [usize; MAXR],
+    pub dst: [isize; MAXR],
+    pub src: [isize; MAXR],
+    pub dst_off: isize,
+    pub src_off: isize,
+}
+
+impl Layout {
+    pub fn new() -> Self {
+        Layout {
+            rank: 0,
+            dims: [0; MAXR],
+            dst: [0; MAXR],
+            src: [0; MAXR],
+            dst_off: 0,
+            src_off: 0,
+        }
+    }
+    /// Appends a dim.
+    pub fn push(&mut self, size: usize, dst: isize, src: isize) -> Result<(), KernelError> {
+        if self.rank >= MAXR {
+            return Err(KernelError::invalid("copy of rank above 32"));
+        }
+        self.dims[self.rank] = size;
+        self.dst[self.rank] = dst;
+        self.src[self.rank] = src;
+        self.rank += 1;
+        Ok(())
+    }
+}
+
+/// `(min, max)` element offsets a strided view touches (numel > 0).
+fn span(dims: &[usize], st: &[isize], off: isize) -> (isize, isize) {
+    let (mut lo, mut hi) = (off, off);
+    for (&d, &s) in dims.iter().zip(st) {
+        let e = (d as isize - 1) * s;
+        if e < 0 {
+            lo += e;
+        } else {
+            hi += e;
+        }
+    }
+    (lo, hi)
+}
+
+/// Sorts dims by destination stride (descending), drops size-1 dims and merges dims
+/// contiguous in both views. Returns the simplified layout.
+fn simplify(l: &Layout) -> Layout {
+    let mut s = Layout::new();
+    s.dst_off = l.dst_off;
+    s.src_off = l.src_off;
+    for k in 0..l.rank {
+        if l.dims[k] != 1 {
+            s.dims[s.rank] = l.dims[k];
+            s.dst[s.rank] = l.dst[k];
+            s.src[s.rank] = l.src[k];
+            s.rank += 1;
+        }
+    }
+    // Stable insertion sort by |dst stride| descending.
+    for i in 1..s.rank {
+        let mut j = i;
+        while j > 0 && s.dst[j - 1].unsigned_abs() < s.dst[j].unsigned_abs() {
+            s.dims.swap(j - 1, j);
+            s.dst.swap(j - 1, j);
+            s.src.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    // Merge.
+    let mut m = Layout::new();
+    m.dst_off = s.dst_off;
+    m.src_off = s.src_off;
+    for k in 0..s.rank {
+        if m.rank > 0 {
+            let p = m.rank - 1;
+            let n = s.dims[k] as isize;
+            if m.dst[p] == s.dst[k] * n && m.src[p] == s.src[k] * n {
+                m.dims[p] *= s.dims[k];
+                m.dst[p] = s.dst[k];
+                m.src[p] = s.src[k];
+                continue;
+            }
+        }
+        m.dims[m.rank] = s.dims[k];
+        m.dst[m.rank] = s.dst[k];
+        m.src[m.rank] = s.src[k];
+        m.rank += 1;
+    }
+    m
+}
+
+/// Calls `f(dst_off, src_off)` for every index of `dims` (row-major), no allocation.
+#[inline]
+pub(crate) fn walk2(
+    dims: &[usize],
+    a: &[isize],
+    b: &[isize],
+    a0: isize,
+    b0: isize,
+    mut f: impl FnMut(isize, isize),
+) {
+    let r = dims.len();
+    if dims.contains(&0) {
+        return;
+    }
+    let mut idx = [0usize; MAXR];
+    let (mut oa, mut ob) = (a0, b0);
+    loop {
+        f(oa, ob);
+        let mut d = r;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            oa += a[d];
+            ob += b[d];
+            if idx[d] < dims[d] {
+                break;
+            }
+            oa -= a[d] * dims[d] as isize;
+            ob -= b[d] * dims[d] as isize;
+            idx[d] = 0;
+        }
+    }
+}
+
+const TILE: usize = 32;
+
+/// Copies the view described by `l` from `src` into `dst`, checking every offset
+/// range first.
+pub(crate) fn copy_typed<T: Copy>(dst: &mut [T], src: &[T], l: &Layout) -> Result<(), KernelError> {
+    let dims = &l.dims[..l.rank];
+    if dims.contains(&0) {
+        return Ok(());
+    }
+    let (slo, shi) = span(dims, &l.src[..l.rank], l.src_off);
+    let (dlo, dhi) = span(dims, &l.dst[..l.rank], l.dst_off);
+    if slo < 0 || shi as usize >= src.len() {
+        return Err(KernelError::invalid(format!(
+            "view reads elements [{slo}, {shi}] of a source of {} elements",
+            src.len()
+        )));
+    }
+    if dlo < 0 || dhi as usize >= dst.len() {
+        return Err(KernelError::internal(format!(
+            "copy writes elements [{dlo}, {dhi}] of a destination of {} elements",
+            dst.len()
+        )));
+    }
+    let s = simplify(l);
+    if s.rank == 0 {
+        dst[s.dst_off as usize] = src[s.src_off as usize];
+        return Ok(());
+    }
+    let r = s.rank;
+    let n = s.dims[r - 1];
+    let (di, si) = (s.dst[r - 1], s.src[r - 1]);
+    if di == 1 && si == 1 {
+        walk2(&s.dims[..r - 1], &s.dst[..r - 1], &s.src[..r - 1], s.dst_off, s.src_off, |d, o| {
+            let (d, o) = (d as usize, o as usize);
+            dst[d..d + n].copy_from_slice(&src[o..o + n]);
+        });
+        return Ok(());
+    }
+    // Transpose-like: the source's unit-stride dim is an outer dim here.
+    if di == 1 && r >= 2 && n >= 8 {
+        if let Some(k) = (0..r - 1).find(|&k| s.src[k] == 1 && s.dims[k] >= 8) {
+            let mut od = [0usize; MAXR];
+            let mut oa = [0isize; MAXR];
+            let mut ob = [0isize; MAXR];
+            let mut m = 0;
+            for j in 0..r - 1 {
+                if j != k {
+                    od[m] = s.dims[j];
+                    oa[m] = s.dst[j];
+                    ob[m] = s.src[j];
+                    m += 1;
+                }
+            }
+            let (nk, dk) = (s.dims[k], s.dst[k]);
+            walk2(&od[..m], &oa[..m], &ob[..m], s.dst_off, s.src_off, |d0, s0| {
+                let mut i0 = 0;
+                while i0 < nk {
+                    let i1 = (i0 + TILE).min(nk);
+                    let mut j0 = 0;
+                    while j0 < n {
+                        let j1 = (j0 + TILE).min(n);
+                        for i in i0..i1 {
+                            let drow = (d0 + i as isize * dk) as usize;
+                            let srow = s0 + i as isize;
+                            for j in j0..j1 {
+                                dst[drow + j] = src[(srow + j as isize * si) as usize];
+                            }
+                        }
+                        j0 = j1;
+                    }
+                    i0 = i1;
+                }
+            });
+            return Ok(());
+        }
+    }
+    walk2(&s.dims[..r - 1], &s.dst[..r - 1], &s.src[..r - 1], s.dst_off, s.src_off, |d, o| {
+        for j in 0..n as isize {
+            dst[(d + j * di) as usize] = src[(o + j * si) as usize];
+        }
+    });
+    Ok(())
+}
+
+/// Runs `$body` with `$T` bound to an unsigned type of `$size` bytes.
+macro_rules! by_size {
+    ($size:expr, $T:ident => $body:expr) => {{
+        match $size {
+            1 => {
+                type $T = u8;
+                $body
+            }
+            2 => {
+                type $T = u16;
+                $body
+            }
+            4 => {
+                type $T = u32;
+                $body
+            }
+            8 => {
+                type $T = u64;
+                $body
+            }
+            other => {
+                return Err(pteron_runtime::KernelError::dtype(format!(
+                    "element size {other} is not supported"
+                )))
+            }
+        }
+    }};
+}
+pub(crate) use by_size;
+
+pub(crate) fn cast<T: bytemuck::Pod>(b: &[u8]) -> Result<&[T], KernelError> {
+    bytemuck::try_cast_slice(b).map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
+}
+pub(crate) fn cast_mut<T: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [T], KernelError> {
+    bytemuck::try_cast_slice_mut(b).map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
+}
+
+/// Copies a view of raw element bytes (`esize` bytes per element).
+pub(crate) fn copy_bytes(esize: usize, dst: &mut [u8], src: &[u8], l: &Layout) -> Result<(), KernelError> {
+    by_size!(esize, T => copy_typed::<T>(cast_mut::<T>(dst)?, cast::<T>(src)?, l))
+}
+
+/// Signed element strides of a tensor.
+pub(crate) fn istrides(t: &TensorRef<'_>) -> [isize; 16] {
+    let st = t.strides();
+    let mut o = [0isize; 16];
+    for i in 0..t.dim() {
+        o[i] = st[i] as isize;
+    }
+    o
+}
+pub(crate) fn istrides_mut(t: &TensorMut<'_>) -> [isize; 16] {
+    let st = t.strides();
+    let mut o = [0isize; 16];
+    for i in 0..t.dim() {
+        o[i] = st[i] as isize;
+    }
+    o
+}
+
+/// Fails unless `out` has the dtype of `x`.
+pub(crate) fn same_dtype(op: &str, x: &TensorRef<'_>, out: &TensorMut<'_>) -> Result<(), KernelError> {
+    if x.dtype() != out.dtype() {
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype {} != input dtype {}",
+            out.dtype(),
+            x.dtype()
+        )));
+    }
+    Ok(())
+}
+
+/// Resizes `out` to `dims` and fills it with the view of `x` given by per-dim source
+/// strides `src_st` and offset `src_off` (handles any dim order of `out`).
+pub(crate) fn view_into(
+    op: &str,
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+    dims: &[usize],
+    src_st: &[isize],
+    src_off: isize,
+) -> Result<(), KernelError> {
+    same_dtype(op, x, out)?;
+    out.resize(dims)?;
+    let ost = istrides_mut(out);
+    let mut l = Layout::new();
+    for k in 0..dims.len() {
+        l.push(dims[k], ost[k], src_st[k])?;
+    }
+    l.src_off = src_off;
+    copy_bytes(x.dtype().element_size(), out.bytes_mut(), x.bytes(), &l)
+        .map_err(|e| KernelError::new(e.kind, format!("{op}: {}", e.msg)))
+}
+
+/// Copies `x` (logical order) into `out` reshaped to `dims` (same element count).
+pub(crate) fn reshape_into(
+    op: &str,
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+    dims: &[usize],
+) -> Result<(), KernelError> {
+    same_dtype(op, x, out)?;
+    let n: usize = dims.iter().product();
+    if n != x.numel() {
+        return Err(KernelError::invalid(format!(
+            "{op}: cannot view shape {:?} as {dims:?}",
+            x.sizes()
+        )));
+    }
+    out.resize(dims)?;
+    let es = x.dtype().element_size();
+    if x.is_contiguous() && out.is_contiguous() {
+        out.bytes_mut().copy_from_slice(x.bytes());
+        return Ok(());
+    }
+    let mut l = Layout::new();
+    if out.is_contiguous() {
+        // Walk the source's logical dims; the destination is flat row-major.
+        let xs = istrides(x);
+        let mut acc = 1isize;
+        let mut dst = [0isize; 16];
+        for k in (0..x.dim()).rev() {
+            dst[k] = acc;
+            acc *= x.size(k) as isize;
+        }
+        for k in 0..x.dim() {
+            l.push(x.size(k), dst[k], xs[k])?;
+        }
+    } else if x.is_contiguous() {
+        let os = istrides_mut(out);
+        let mut acc = 1isize;
+        let mut src = [0isize; 16];
+        for k in (0..dims.len()).rev() {
+            src[k] = acc;
+            acc *= dims[k] as isize;
+        }
+        for k in 0..dims.len() {
+            l.push(dims[k], os[k], src[k])?;
+        }
+    } else {
+        return Err(KernelError::unsupported(format!(
+            "{op}: input dim order {:?} and out dim order {:?} are both non-contiguous",
+            x.dim_order(),
+            out.dim_order()
+        )));
+    }
+    copy_bytes(es, out.bytes_mut(), x.bytes(), &l)
+}
