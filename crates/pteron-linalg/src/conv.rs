@@ -124,7 +124,15 @@ pub(crate) struct Im2colView<'a> {
 
 impl Im2colView<'_> {
     /// Pack B rows `p0..p0+kc`, columns `j0..j0+lanes` into `r`-wide slivers.
-    pub(crate) fn pack(&self, p0: usize, kc: usize, j0: usize, lanes: usize, r: usize, dst: &mut [f32]) {
+    pub(crate) fn pack(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        lanes: usize,
+        r: usize,
+        dst: &mut [f32],
+    ) {
         let nsl = div_ceil(lanes, r);
         let plane = self.h * self.w;
         for s in 0..nsl {
@@ -312,7 +320,10 @@ impl Conv2d {
             output.len() >= p.batch * p.out_c * oh * ow,
             "conv2d: output too short"
         );
-        assert!(scratch.len() >= p.scratch_len(), "conv2d: scratch too short");
+        assert!(
+            scratch.len() >= p.scratch_len(),
+            "conv2d: scratch too short"
+        );
         match &self.kind {
             ConvKind::Depthwise { weight, bias } => {
                 dwconv::run(p, oh, ow, weight, bias, self.act, input, output)
@@ -333,7 +344,8 @@ impl Conv2d {
                 let act = self.act;
                 gemm_multi(kern, p.batch * g, og, ohw, kk, |t| {
                     let (bi, gi) = (t / g, t % g);
-                    let inp = &input[(bi * p.in_c + gi * ig) * hw..(bi * p.in_c + (gi + 1) * ig) * hw];
+                    let inp =
+                        &input[(bi * p.in_c + gi * ig) * hw..(bi * p.in_c + (gi + 1) * ig) * hw];
                     let b = if *pointwise {
                         Src::Strided {
                             data: inp,
@@ -357,7 +369,7 @@ impl Conv2d {
                         })
                     };
                     Prob {
-                        a: Src::Packed(&panels[gi]),
+                        a: Src::Packed(panels[gi].view()),
                         b,
                         // Each (image, group) owns a disjoint og×ohw block of the
                         // output (length asserted above).
@@ -531,7 +543,8 @@ pub fn conv_transpose2d(
                 act: Activation::None,
             });
             let cols_ref: &[f32] = cols;
-            let out_g = &mut output[(bi * p.out_c + gi * og) * ohw..(bi * p.out_c + (gi + 1) * og) * ohw];
+            let out_g =
+                &mut output[(bi * p.out_c + gi * og) * ohw..(bi * p.out_c + (gi + 1) * og) * ohw];
             let op = SyncPtr(out_g.as_mut_ptr());
             parallel_for(og, |o| {
                 // SAFETY: task `o` exclusively owns output plane `o` of this group,
@@ -542,7 +555,8 @@ pub fn conv_transpose2d(
                     for kx in 0..p.k_w {
                         let row = &cols_ref[((o * p.k_h + ky) * p.k_w + kx) * hw..][..hw];
                         for iy in 0..p.in_h {
-                            let oy = (iy * p.stride.0 + ky * p.dilation.0) as isize - p.padding.0 as isize;
+                            let oy = (iy * p.stride.0 + ky * p.dilation.0) as isize
+                                - p.padding.0 as isize;
                             if oy < 0 || oy >= oh as isize {
                                 continue;
                             }

@@ -10,7 +10,6 @@ use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, with_scratch, SyncPtr};
 use crate::{isa, Activation, Isa};
 
-
 /// Geometry shared by the row kernels.
 #[derive(Clone, Copy)]
 pub(crate) struct DwGeom {
@@ -304,7 +303,10 @@ pub(crate) mod x86 {
         let need = if g.rows == 0 {
             0
         } else {
-            ((g.rows - 1) * g.sh + (kh - 1) * g.dh) * wp + (ow.div_ceil(8) * 8 - 1) * sw + (kw - 1) * g.dw + 1
+            ((g.rows - 1) * g.sh + (kh - 1) * g.dh) * wp
+                + (ow.div_ceil(8) * 8 - 1) * sw
+                + (kw - 1) * g.dw
+                + 1
         };
         assert!(buf.len() >= need + sw);
         let vb = _mm256_set1_ps(bias);
@@ -360,7 +362,11 @@ pub(crate) mod x86 {
                         let wv = _mm256_set1_ps(wts[ky * kw + kx]);
                         // SAFETY: ox+7 <= round_up(ow, 8) - 1, covered by `need + sw`.
                         unsafe {
-                            a0 = _mm256_fmadd_ps(load_strided::<S>(bp.add(rb + kx * g.dw), sw), wv, a0);
+                            a0 = _mm256_fmadd_ps(
+                                load_strided::<S>(bp.add(rb + kx * g.dw), sw),
+                                wv,
+                                a0,
+                            );
                         }
                     }
                 }

@@ -10,6 +10,7 @@ use crate::conv::Im2colView;
 use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, with_scratch, AlignedBuf, SyncPtr};
 use crate::{isa, Activation, Isa};
+use std::sync::Mutex;
 
 /// Depth of one k-block (cache blocking for the packed B sliver in L1 / A block in L2).
 pub(crate) const KC: usize = 256;
@@ -180,7 +181,16 @@ impl Panels {
             for kb in 0..nkb {
                 let p0 = kb * kcmax;
                 let kc = kcmax.min(depth - p0);
-                pack_block(data, p0 * ps, ls, ps, lanes, r, kc, &mut out[p0 * lanes_pad..]);
+                pack_block(
+                    data,
+                    p0 * ps,
+                    ls,
+                    ps,
+                    lanes,
+                    r,
+                    kc,
+                    &mut out[p0 * lanes_pad..],
+                );
             }
         }
         Panels {
@@ -195,7 +205,15 @@ impl Panels {
 
     /// Packed data of k-block starting at `p0` (length `kc`) from sliver containing `lane0`.
     fn block(&self, p0: usize, kc: usize, lane0: usize) -> &[f32] {
-        &self.buf.as_slice()[p0 * self.lanes_pad + (lane0 / self.r) * kc * self.r..]
+        self.view().block(p0, kc, lane0)
+    }
+
+    pub(crate) fn view(&self) -> PanelView<'_> {
+        PanelView {
+            r: self.r,
+            lanes_pad: self.lanes_pad,
+            data: self.buf.as_slice(),
+        }
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -203,13 +221,36 @@ impl Panels {
     }
 }
 
+/// Borrowed packed panels (same layout as [`Panels`]).
+#[derive(Clone, Copy)]
+pub(crate) struct PanelView<'a> {
+    r: usize,
+    lanes_pad: usize,
+    data: &'a [f32],
+}
+
+impl<'a> PanelView<'a> {
+    fn block(&self, p0: usize, kc: usize, lane0: usize) -> &'a [f32] {
+        &self.data[p0 * self.lanes_pad + (lane0 / self.r) * kc * self.r..]
+    }
+}
+
+/// Persistent buffer for B operands packed once per call (shared by all tiles).
+static SHARED_B: Mutex<Option<AlignedBuf>> = Mutex::new(None);
+/// Largest shared packed B (floats) worth keeping around.
+const SHARED_B_MAX: usize = 1 << 25;
+
 /// Source of a GEMM operand, viewed as lanes × depth.
 #[derive(Clone, Copy)]
 pub(crate) enum Src<'a> {
     /// Element (lane, depth) at `data[lane*ls + depth*ps]`.
-    Strided { data: &'a [f32], ls: usize, ps: usize },
+    Strided {
+        data: &'a [f32],
+        ls: usize,
+        ps: usize,
+    },
     /// Pre-packed with the matching sliver width.
-    Packed(&'a Panels),
+    Packed(PanelView<'a>),
     /// Implicit im2col matrix of a convolution input (B operand only).
     Im2col(Im2colView<'a>),
 }
@@ -500,7 +541,13 @@ pub(crate) mod x86 {
     /// # Safety
     /// AVX2+FMA; `b` valid for `(k-1)*ldb + n` reads, `out` for `n` writes.
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn gemv_rows(x: &[f32], b: *const f32, ldb: usize, n: usize, out: &mut [f32]) {
+    pub(crate) unsafe fn gemv_rows(
+        x: &[f32],
+        b: *const f32,
+        ldb: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
         let mut j = 0;
         while j < n {
             let w = (n - j).min(32);
@@ -696,7 +743,51 @@ where
         }
     }
     let mblocks = div_ceil(m_sl, mb);
-    let nblocks = div_ceil(n_sl, nb);
+    // When several m-blocks would each re-pack the same B columns, pack B once
+    // (in parallel) into a shared buffer and let all tiles read it.
+    let b_packed = matches!(get(0).b, Src::Packed(_));
+    let n_pad = n_sl * nr;
+    let shared_len = nprob * n_pad * k;
+    if mblocks > 1 && !b_packed && k > 0 && shared_len <= SHARED_B_MAX {
+        if let Ok(mut guard) = SHARED_B.try_lock() {
+            let buf = guard.get_or_insert_with(|| AlignedBuf::new(0));
+            buf.reserve(shared_len);
+            let data = &mut buf.as_mut_slice()[..shared_len];
+            pack_b_shared(kern, nprob, n, k, &get, data, parallel);
+            let data: &[f32] = data;
+            gemm_tiles(kern, nprob, m, n, k, mb, nb, parallel, |t| {
+                let mut p = get(t);
+                p.b = Src::Packed(PanelView {
+                    r: nr,
+                    lanes_pad: n_pad,
+                    data: &data[t * n_pad * k..(t + 1) * n_pad * k],
+                });
+                p
+            });
+            return;
+        }
+    }
+    gemm_tiles(kern, nprob, m, n, k, mb, nb, parallel, get);
+}
+
+/// Run all (problem, m-block, n-block) tiles.
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles<'a, G>(
+    kern: Kern,
+    nprob: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    mb: usize,
+    nb: usize,
+    parallel: bool,
+    get: G,
+) where
+    G: Fn(usize) -> Prob<'a> + Sync,
+{
+    let (mr, nr) = (kern.mr(), kern.nr());
+    let mblocks = div_ceil(div_ceil(m, mr), mb);
+    let nblocks = div_ceil(div_ceil(n, nr), nb);
     let per_prob = mblocks * nblocks;
     let task = |t: usize| {
         let pi = t / per_prob;
@@ -716,6 +807,56 @@ where
         for t in 0..nprob * per_prob {
             task(t);
         }
+    }
+}
+
+/// Pack every problem's B operand into `out` (problem t at `t*n_pad*k`, Panels layout).
+fn pack_b_shared<'a, G>(
+    kern: Kern,
+    nprob: usize,
+    n: usize,
+    k: usize,
+    get: &G,
+    out: &mut [f32],
+    parallel: bool,
+) where
+    G: Fn(usize) -> Prob<'a> + Sync,
+{
+    let nr = kern.nr();
+    let n_sl = div_ceil(n, nr);
+    let n_pad = n_sl * nr;
+    let (nkb, kcmax) = k_blocks(k);
+    const CHUNK: usize = 8;
+    let chunks = div_ceil(n_sl, CHUNK);
+    let per_prob = nkb * chunks;
+    let op = SyncPtr(out.as_mut_ptr());
+    assert!(out.len() >= nprob * n_pad * k);
+    let task = |t: usize| {
+        let pi = t / per_prob;
+        let kb = (t % per_prob) / chunks;
+        let ch = t % chunks;
+        let p0 = kb * kcmax;
+        let kc = kcmax.min(k - p0);
+        let s0 = ch * CHUNK;
+        let s1 = (s0 + CHUNK).min(n_sl);
+        let j0 = s0 * nr;
+        let lanes = (s1 * nr).min(n) - j0;
+        let off = pi * n_pad * k + p0 * n_pad + s0 * kc * nr;
+        // SAFETY: (problem, k-block, sliver chunk) triples map to disjoint ranges
+        // [off, off + (s1-s0)*kc*nr) of `out`, all inside its asserted length.
+        let dst = unsafe { std::slice::from_raw_parts_mut(op.get().add(off), (s1 - s0) * kc * nr) };
+        match get(pi).b {
+            Src::Strided { data, ls, ps } => {
+                pack_block(data, j0 * ls + p0 * ps, ls, ps, lanes, nr, kc, dst)
+            }
+            Src::Im2col(v) => v.pack(p0, kc, j0, lanes, nr, dst),
+            Src::Packed(_) => unreachable!("already packed"),
+        }
+    };
+    if parallel {
+        parallel_for(nprob * per_prob, task);
+    } else {
+        (0..nprob * per_prob).for_each(task);
     }
 }
 
@@ -952,7 +1093,20 @@ pub fn sgemm_batched(
             &a[..k]
         };
         let (ls, ps) = if b_trans { (ldb, 1) } else { (1, ldb) };
-        gemv(kern, n, k, xs, b, ls, ps, &mut c[..n], alpha, beta, bias, act);
+        gemv(
+            kern,
+            n,
+            k,
+            xs,
+            b,
+            ls,
+            ps,
+            &mut c[..n],
+            alpha,
+            beta,
+            bias,
+            act,
+        );
         return;
     }
     let cp = SyncPtr(c.as_mut_ptr());
@@ -1000,7 +1154,7 @@ fn gemv(
     let bounds = act_bounds(act);
     let threads = num_threads();
     let chunk = if threads > 1 && n * k > 64 * 1024 {
-        (div_ceil(n, threads * 4).max(64) + 31) / 32 * 32
+        div_ceil(n, threads * 4).max(64).div_ceil(32) * 32
     } else {
         n
     };
@@ -1143,7 +1297,10 @@ pub fn sgemm_packed(
         assert!(ea <= a.len(), "sgemm_packed: A slice too short");
     }
     assert!(m == 1 || ldc >= n, "sgemm_packed: ldc < n");
-    assert!(extent(m, n, ldc) <= c.len(), "sgemm_packed: C slice too short");
+    assert!(
+        extent(m, n, ldc) <= c.len(),
+        "sgemm_packed: C slice too short"
+    );
     check_bias(&bias, m, n);
     let kern = p.kern;
     if m == 1 && k > 0 {
@@ -1165,7 +1322,7 @@ pub fn sgemm_packed(
             ls: a_ls,
             ps: a_ps,
         },
-        b: Src::Packed(p),
+        b: Src::Packed(p.view()),
         c: cp,
         ldc,
         alpha: 1.0,

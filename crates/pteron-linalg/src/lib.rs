@@ -33,7 +33,9 @@ pub mod reference;
 mod util;
 pub mod vmath;
 
-pub use conv::{conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError};
+pub use conv::{
+    conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError,
+};
 pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
 pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};

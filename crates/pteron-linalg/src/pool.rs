@@ -211,7 +211,8 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
         call: call_shim::<F>,
         n_tasks,
     };
-    sh.job.store(&job as *const Job as *mut Job, Ordering::Relaxed);
+    sh.job
+        .store(&job as *const Job as *mut Job, Ordering::Relaxed);
     sh.next.store(0, Ordering::Relaxed);
     sh.pending.store(participants, Ordering::Relaxed);
     let gen = (cur_gen + 1) & ((1u64 << 48) - 1);

@@ -28,7 +28,13 @@ pub struct Pool2dParams {
 
 impl Pool2dParams {
     /// Simple constructor: no padding, dilation 1, floor mode, count_include_pad = true.
-    pub fn new(batch: usize, channels: usize, in_hw: (usize, usize), k: (usize, usize), stride: (usize, usize)) -> Self {
+    pub fn new(
+        batch: usize,
+        channels: usize,
+        in_hw: (usize, usize),
+        k: (usize, usize),
+        stride: (usize, usize),
+    ) -> Self {
         Pool2dParams {
             batch,
             channels,
@@ -51,8 +57,22 @@ impl Pool2dParams {
         if self.divisor_override == Some(0) {
             return None;
         }
-        let oh = pool_out(self.in_h, self.k_h, self.stride.0, self.padding.0, self.dilation.0, self.ceil_mode)?;
-        let ow = pool_out(self.in_w, self.k_w, self.stride.1, self.padding.1, self.dilation.1, self.ceil_mode)?;
+        let oh = pool_out(
+            self.in_h,
+            self.k_h,
+            self.stride.0,
+            self.padding.0,
+            self.dilation.0,
+            self.ceil_mode,
+        )?;
+        let ow = pool_out(
+            self.in_w,
+            self.k_w,
+            self.stride.1,
+            self.padding.1,
+            self.dilation.1,
+            self.ceil_mode,
+        )?;
         Some((oh, ow))
     }
 }
@@ -88,7 +108,13 @@ fn check(p: &Pool2dParams, input: &[f32], output: &[f32]) -> Result<(usize, usiz
     Ok((oh, ow))
 }
 
-fn for_planes(p: &Pool2dParams, oh: usize, ow: usize, output: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+fn for_planes(
+    p: &Pool2dParams,
+    oh: usize,
+    ow: usize,
+    output: &mut [f32],
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
     let planes = p.batch * p.channels;
     let op = SyncPtr(output.as_mut_ptr());
     let work = planes * oh * ow * p.k_h * p.k_w;

@@ -18,7 +18,13 @@ pub fn sgemm(args: GemmArgs<'_>) {
 }
 
 /// Reference [`crate::sgemm_batched`].
-pub fn sgemm_batched(batch: usize, stride_a: usize, stride_b: usize, stride_c: usize, args: GemmArgs<'_>) {
+pub fn sgemm_batched(
+    batch: usize,
+    stride_a: usize,
+    stride_b: usize,
+    stride_c: usize,
+    args: GemmArgs<'_>,
+) {
     let GemmArgs {
         m,
         n,
@@ -120,12 +126,19 @@ pub fn conv2d(
                         let c = g * ig + ci;
                         for ky in 0..p.k_h {
                             for kx in 0..p.k_w {
-                                let iy = (oy * p.stride.0 + ky * p.dilation.0) as isize - p.padding.0 as isize;
-                                let ix = (ox * p.stride.1 + kx * p.dilation.1) as isize - p.padding.1 as isize;
-                                if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
+                                let iy = (oy * p.stride.0 + ky * p.dilation.0) as isize
+                                    - p.padding.0 as isize;
+                                let ix = (ox * p.stride.1 + kx * p.dilation.1) as isize
+                                    - p.padding.1 as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= p.in_h as isize
+                                    || ix >= p.in_w as isize
+                                {
                                     continue;
                                 }
-                                let xv = input[((b * p.in_c + c) * p.in_h + iy as usize) * p.in_w + ix as usize];
+                                let xv = input[((b * p.in_c + c) * p.in_h + iy as usize) * p.in_w
+                                    + ix as usize];
                                 let wv = weight[((oc * ig + ci) * p.k_h + ky) * p.k_w + kx];
                                 s += xv as f64 * wv as f64;
                             }
@@ -160,13 +173,16 @@ pub fn conv_transpose2d(
                         let oc = g * og + o;
                         for ky in 0..p.k_h {
                             for kx in 0..p.k_w {
-                                let oy = (iy * p.stride.0 + ky * p.dilation.0) as isize - p.padding.0 as isize;
-                                let ox = (ix * p.stride.1 + kx * p.dilation.1) as isize - p.padding.1 as isize;
+                                let oy = (iy * p.stride.0 + ky * p.dilation.0) as isize
+                                    - p.padding.0 as isize;
+                                let ox = (ix * p.stride.1 + kx * p.dilation.1) as isize
+                                    - p.padding.1 as isize;
                                 if oy < 0 || ox < 0 || oy >= oh as isize || ox >= ow as isize {
                                     continue;
                                 }
                                 let wv = weight[((ci * og + o) * p.k_h + ky) * p.k_w + kx] as f64;
-                                acc[((b * p.out_c + oc) * oh + oy as usize) * ow + ox as usize] += xv * wv;
+                                acc[((b * p.out_c + oc) * oh + oy as usize) * ow + ox as usize] +=
+                                    xv * wv;
                             }
                         }
                     }
@@ -193,8 +209,10 @@ pub fn max_pool2d(p: &Pool2dParams, input: &[f32], output: &mut [f32]) {
                 let mut m = f32::NEG_INFINITY;
                 for ky in 0..p.k_h {
                     for kx in 0..p.k_w {
-                        let iy = (oy * p.stride.0 + ky * p.dilation.0) as isize - p.padding.0 as isize;
-                        let ix = (ox * p.stride.1 + kx * p.dilation.1) as isize - p.padding.1 as isize;
+                        let iy =
+                            (oy * p.stride.0 + ky * p.dilation.0) as isize - p.padding.0 as isize;
+                        let ix =
+                            (ox * p.stride.1 + kx * p.dilation.1) as isize - p.padding.1 as isize;
                         if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
                             continue;
                         }

@@ -18,14 +18,14 @@ const EXP_P: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5,
 ];
 const TANH_P: [f32; 5] = [
     -5.704_988_7e-3,
-    2.063_908_9e-2,
+    2.063_909e-2,
     -5.373_971_6e-2,
     1.333_144_2e-1,
-    -3.333_328_2e-1,
+    -3.333_328e-1,
 ];
 // Abramowitz & Stegun 7.1.26-style erf constants.
 const ERF_P: f32 = 0.327_591_1;
@@ -177,15 +177,21 @@ mod x86 {
     /// AVX2+FMA available.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn exp8(x: __m256) -> __m256 {
-        let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-            xc,
-            _mm256_set1_ps(LOG2E),
-        ));
+        let xc = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(EXP_LO)),
+            _mm256_set1_ps(EXP_HI),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)),
+        );
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
         let p = poly(r, &EXP_P);
-        let y = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let y = _mm256_fmadd_ps(
+            _mm256_mul_ps(p, r),
+            r,
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
         let ni = _mm256_cvtps_epi32(n);
         let n1 = _mm256_srai_epi32::<1>(ni);
         let n2 = _mm256_sub_epi32(ni, n1);
@@ -223,7 +229,10 @@ mod x86 {
         let a_cl = _mm256_min_ps(a, _mm256_set1_ps(9.0));
         // SAFETY: same target features.
         let e = unsafe { exp8(_mm256_add_ps(a_cl, a_cl)) };
-        let big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)));
+        let big = _mm256_sub_ps(
+            one,
+            _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+        );
         let big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
         // Small branch: polynomial.
         let z = _mm256_mul_ps(x, x);
@@ -252,6 +261,9 @@ mod x86 {
         let e = unsafe { exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a))) };
         let erf_a = _mm256_fnmadd_ps(_mm256_mul_ps(p, t), e, one);
         let erf = _mm256_or_ps(erf_a, _mm256_and_ps(sign, u));
-        _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), _mm256_add_ps(one, erf))
+        _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_set1_ps(0.5), x),
+            _mm256_add_ps(one, erf),
+        )
     }
 }

@@ -23,7 +23,10 @@ fn check_conv(p: &Conv2dParams, act: Activation, with_bias: bool, seed: u64, ctx
     let mut scratch = vec![0.0; p.scratch_len()];
     let mut got = vec![f32::NAN; out_len + 3];
     conv.run(&input, &mut got, &mut scratch);
-    assert!(got[out_len..].iter().all(|v| v.is_nan()), "{ctx}: wrote past output");
+    assert!(
+        got[out_len..].iter().all(|v| v.is_nan()),
+        "{ctx}: wrote past output"
+    );
     assert_close(&got[..out_len], &want, TOL, &format!("{ctx} {p:?} {act:?}"));
     // One-shot API gives the same.
     let mut got2 = vec![0.0; out_len];
@@ -62,13 +65,43 @@ fn params(
 fn conv_pointwise() {
     for_each_isa(|isa| {
         let ctx = format!("{isa:?}");
-        check_conv(&params(1, 32, (20, 21), 16, (1, 1), (1, 1), (0, 0), (1, 1), 1), Activation::Relu6, true, 1, &ctx);
-        check_conv(&params(2, 7, (5, 3), 13, (1, 1), (1, 1), (0, 0), (1, 1), 1), Activation::None, false, 2, &ctx);
+        check_conv(
+            &params(1, 32, (20, 21), 16, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            Activation::Relu6,
+            true,
+            1,
+            &ctx,
+        );
+        check_conv(
+            &params(2, 7, (5, 3), 13, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            Activation::None,
+            false,
+            2,
+            &ctx,
+        );
         // Grouped 1x1 and strided/padded 1x1 (im2col path).
-        check_conv(&params(1, 8, (9, 9), 12, (1, 1), (1, 1), (0, 0), (1, 1), 4), Activation::Relu, true, 3, &ctx);
-        check_conv(&params(1, 6, (9, 10), 5, (1, 1), (2, 2), (1, 0), (1, 1), 1), Activation::None, true, 4, &ctx);
+        check_conv(
+            &params(1, 8, (9, 9), 12, (1, 1), (1, 1), (0, 0), (1, 1), 4),
+            Activation::Relu,
+            true,
+            3,
+            &ctx,
+        );
+        check_conv(
+            &params(1, 6, (9, 10), 5, (1, 1), (2, 2), (1, 0), (1, 1), 1),
+            Activation::None,
+            true,
+            4,
+            &ctx,
+        );
         // Large K crossing k-blocks.
-        check_conv(&params(1, 300, (7, 7), 40, (1, 1), (1, 1), (0, 0), (1, 1), 1), Activation::Relu, true, 5, &ctx);
+        check_conv(
+            &params(1, 300, (7, 7), 40, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            Activation::Relu,
+            true,
+            5,
+            &ctx,
+        );
     });
 }
 
@@ -86,17 +119,53 @@ fn conv_depthwise_fast_paths() {
                             continue;
                         }
                         seed += 1;
-                        check_conv(&p, [Activation::Relu6, Activation::None][seed as usize % 2], seed % 3 != 0, seed, &ctx);
+                        check_conv(
+                            &p,
+                            [Activation::Relu6, Activation::None][seed as usize % 2],
+                            seed % 3 != 0,
+                            seed,
+                            &ctx,
+                        );
                     }
                 }
             }
         }
         // Generic paths: 7x7, asymmetric kernel/stride/padding, dilation, stride 3, batch 2.
-        check_conv(&params(2, 3, (20, 23), 3, (7, 7), (1, 1), (3, 3), (1, 1), 3), Activation::None, true, 40, &ctx);
-        check_conv(&params(1, 4, (17, 29), 4, (3, 5), (2, 1), (1, 2), (1, 1), 4), Activation::Relu, true, 41, &ctx);
-        check_conv(&params(1, 2, (19, 19), 2, (3, 3), (1, 1), (2, 2), (2, 2), 2), Activation::None, false, 42, &ctx);
-        check_conv(&params(1, 3, (25, 31), 3, (3, 3), (3, 3), (1, 1), (1, 3), 3), Activation::Relu6, true, 43, &ctx);
-        check_conv(&params(1, 2, (30, 60), 2, (3, 3), (2, 9), (1, 1), (1, 1), 2), Activation::None, true, 44, &ctx);
+        check_conv(
+            &params(2, 3, (20, 23), 3, (7, 7), (1, 1), (3, 3), (1, 1), 3),
+            Activation::None,
+            true,
+            40,
+            &ctx,
+        );
+        check_conv(
+            &params(1, 4, (17, 29), 4, (3, 5), (2, 1), (1, 2), (1, 1), 4),
+            Activation::Relu,
+            true,
+            41,
+            &ctx,
+        );
+        check_conv(
+            &params(1, 2, (19, 19), 2, (3, 3), (1, 1), (2, 2), (2, 2), 2),
+            Activation::None,
+            false,
+            42,
+            &ctx,
+        );
+        check_conv(
+            &params(1, 3, (25, 31), 3, (3, 3), (3, 3), (1, 1), (1, 3), 3),
+            Activation::Relu6,
+            true,
+            43,
+            &ctx,
+        );
+        check_conv(
+            &params(1, 2, (30, 60), 2, (3, 3), (2, 9), (1, 1), (1, 1), 2),
+            Activation::None,
+            true,
+            44,
+            &ctx,
+        );
     });
 }
 
@@ -105,15 +174,60 @@ fn conv_general_im2col() {
     for_each_isa(|isa| {
         let ctx = format!("{isa:?}");
         // ResNet stem-like.
-        check_conv(&params(1, 3, (32, 30), 16, (7, 7), (2, 2), (3, 3), (1, 1), 1), Activation::Relu, true, 50, &ctx);
+        check_conv(
+            &params(1, 3, (32, 30), 16, (7, 7), (2, 2), (3, 3), (1, 1), 1),
+            Activation::Relu,
+            true,
+            50,
+            &ctx,
+        );
         // 3x3 same.
-        check_conv(&params(1, 16, (14, 14), 24, (3, 3), (1, 1), (1, 1), (1, 1), 1), Activation::None, true, 51, &ctx);
+        check_conv(
+            &params(1, 16, (14, 14), 24, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            Activation::None,
+            true,
+            51,
+            &ctx,
+        );
         // Grouped, dilated, asymmetric.
-        check_conv(&params(2, 6, (11, 13), 9, (3, 2), (2, 1), (2, 1), (2, 3), 3), Activation::Relu6, true, 52, &ctx);
+        check_conv(
+            &params(2, 6, (11, 13), 9, (3, 2), (2, 1), (2, 1), (2, 3), 3),
+            Activation::Relu6,
+            true,
+            52,
+            &ctx,
+        );
         // Channel multiplier (groups == in_c but out_c = 2*in_c): not the depthwise kernel.
-        check_conv(&params(1, 4, (10, 10), 8, (3, 3), (1, 1), (1, 1), (1, 1), 4), Activation::None, true, 53, &ctx);
+        check_conv(
+            &params(1, 4, (10, 10), 8, (3, 3), (1, 1), (1, 1), (1, 1), 4),
+            Activation::None,
+            true,
+            53,
+            &ctx,
+        );
+        // Many output channels: B (im2col) packed once into the shared buffer.
+        check_conv(
+            &params(2, 20, (9, 8), 130, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            Activation::Relu,
+            true,
+            55,
+            &ctx,
+        );
+        check_conv(
+            &params(1, 300, (5, 5), 200, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            Activation::None,
+            true,
+            56,
+            &ctx,
+        );
         // Output width 1, tall.
-        check_conv(&params(1, 5, (40, 3), 7, (3, 3), (1, 1), (0, 0), (1, 1), 1), Activation::None, false, 54, &ctx);
+        check_conv(
+            &params(1, 5, (40, 3), 7, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+            Activation::None,
+            false,
+            54,
+            &ctx,
+        );
     });
 }
 
@@ -123,10 +237,16 @@ fn conv_invalid_params_rejected() {
     assert!(bad.out_hw().is_none());
     assert!(Conv2d::new(bad, &[0.0; 300], None, Activation::None).is_err());
     let good = params(1, 4, (4, 4), 4, (3, 3), (1, 1), (1, 1), (1, 1), 2);
-    let e = Conv2d::new(good, &[0.0; 3], None, Activation::None).err().expect("length error");
+    let e = Conv2d::new(good, &[0.0; 3], None, Activation::None)
+        .err()
+        .expect("length error");
     assert!(e.to_string().contains("weight"));
-    assert!(params(1, 3, (4, 4), 4, (1, 1), (1, 1), (0, 0), (1, 1), 2).out_hw().is_none());
-    assert!(params(1, 4, (4, 4), 4, (1, 1), (0, 1), (0, 0), (1, 1), 1).out_hw().is_none());
+    assert!(params(1, 3, (4, 4), 4, (1, 1), (1, 1), (0, 0), (1, 1), 2)
+        .out_hw()
+        .is_none());
+    assert!(params(1, 4, (4, 4), 4, (1, 1), (0, 1), (0, 0), (1, 1), 1)
+        .out_hw()
+        .is_none());
 }
 
 fn check_convt(p: &ConvTranspose2dParams, with_bias: bool, seed: u64, ctx: &str) {
@@ -178,13 +298,37 @@ fn tparams(
 fn conv_transpose_cases() {
     for_each_isa(|isa| {
         let ctx = format!("{isa:?}");
-        check_convt(&tparams(1, 4, (5, 6), 3, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1), true, 1, &ctx);
-        check_convt(&tparams(2, 6, (4, 4), 4, (4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 2), false, 2, &ctx);
-        check_convt(&tparams(1, 3, (7, 5), 6, (3, 2), (1, 3), (0, 1), (0, 2), (2, 1), 3), true, 3, &ctx);
-        check_convt(&tparams(1, 8, (9, 9), 8, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 1), true, 4, &ctx);
+        check_convt(
+            &tparams(1, 4, (5, 6), 3, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1),
+            true,
+            1,
+            &ctx,
+        );
+        check_convt(
+            &tparams(2, 6, (4, 4), 4, (4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 2),
+            false,
+            2,
+            &ctx,
+        );
+        check_convt(
+            &tparams(1, 3, (7, 5), 6, (3, 2), (1, 3), (0, 1), (0, 2), (2, 1), 3),
+            true,
+            3,
+            &ctx,
+        );
+        check_convt(
+            &tparams(1, 8, (9, 9), 8, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 1),
+            true,
+            4,
+            &ctx,
+        );
     });
     // output_padding must be smaller than stride or dilation.
-    assert!(tparams(1, 1, (3, 3), 1, (3, 3), (1, 1), (0, 0), (1, 1), (1, 1), 1).out_hw().is_none());
+    assert!(
+        tparams(1, 1, (3, 3), 1, (3, 3), (1, 1), (0, 0), (1, 1), (1, 1), 1)
+            .out_hw()
+            .is_none()
+    );
 }
 
 fn conv_strategy() -> impl Strategy<Value = (Conv2dParams, usize, bool, u64)> {
@@ -200,24 +344,31 @@ fn conv_strategy() -> impl Strategy<Value = (Conv2dParams, usize, bool, u64)> {
         (1usize..20, 1usize..20),
         (0usize..4, any::<bool>(), any::<u64>(), any::<bool>()),
     )
-        .prop_filter_map("valid conv", |(batch, groups, icg, ocg, k, s, pad, d, hw, (act, bias, seed, dw))| {
-            let (in_c, out_c) = if dw { (groups * 2, groups * 2) } else { (groups * icg, groups * ocg) };
-            let groups = if dw { in_c } else { groups };
-            let p = Conv2dParams {
-                batch,
-                in_c,
-                in_h: hw.0,
-                in_w: hw.1,
-                out_c,
-                k_h: k.0,
-                k_w: k.1,
-                stride: s,
-                padding: pad,
-                dilation: d,
-                groups,
-            };
-            p.out_hw().map(|_| (p, act, bias, seed))
-        })
+        .prop_filter_map(
+            "valid conv",
+            |(batch, groups, icg, ocg, k, s, pad, d, hw, (act, bias, seed, dw))| {
+                let (in_c, out_c) = if dw {
+                    (groups * 2, groups * 2)
+                } else {
+                    (groups * icg, groups * ocg)
+                };
+                let groups = if dw { in_c } else { groups };
+                let p = Conv2dParams {
+                    batch,
+                    in_c,
+                    in_h: hw.0,
+                    in_w: hw.1,
+                    out_c,
+                    k_h: k.0,
+                    k_w: k.1,
+                    stride: s,
+                    padding: pad,
+                    dilation: d,
+                    groups,
+                };
+                p.out_hw().map(|_| (p, act, bias, seed))
+            },
+        )
 }
 
 proptest! {

@@ -27,7 +27,10 @@ fn acts() -> [Activation; 4] {
         Activation::None,
         Activation::Relu,
         Activation::Relu6,
-        Activation::Clamp { min: -0.25, max: 0.5 },
+        Activation::Clamp {
+            min: -0.25,
+            max: 0.5,
+        },
     ]
 }
 
@@ -170,9 +173,14 @@ fn sgemm_every_transpose_bias_act_combo() {
 fn sgemm_large_multi_block() {
     // Crosses k-blocks (KC=256), m- and n-blocks, and exercises the thread pool.
     for_each_isa(|isa| {
-        for (i, &(m, n, k)) in [(100, 300, 520), (97, 250, 257), (200, 49, 960), (16, 3136, 27)]
-            .iter()
-            .enumerate()
+        for (i, &(m, n, k)) in [
+            (100, 300, 520),
+            (97, 250, 257),
+            (200, 49, 960),
+            (16, 3136, 27),
+        ]
+        .iter()
+        .enumerate()
         {
             let case = Case {
                 m,
@@ -238,7 +246,10 @@ fn sgemm_k_zero_and_empty() {
 #[test]
 fn gemv_paths() {
     for_each_isa(|isa| {
-        for (i, &(n, k)) in [(1000, 1280), (7, 3), (33, 100), (64, 1), (257, 513)].iter().enumerate() {
+        for (i, &(n, k)) in [(1000, 1280), (7, 3), (33, 100), (64, 1), (257, 513)]
+            .iter()
+            .enumerate()
+        {
             for b_trans in [false, true] {
                 for a_trans in [false, true] {
                     let case = Case {
@@ -309,7 +320,13 @@ fn sgemm_batched_matches_reference() {
 fn sgemm_packed_matches_reference() {
     for_each_isa(|isa| {
         let mut rng = Rng::new(11);
-        for &(m, n, k) in &[(1, 1000, 1280), (5, 37, 300), (64, 17, 9), (1, 5, 3), (33, 130, 600)] {
+        for &(m, n, k) in &[
+            (1, 1000, 1280),
+            (5, 37, 300),
+            (64, 17, 9),
+            (1, 5, 3),
+            (33, 130, 600),
+        ] {
             for b_trans in [false, true] {
                 let ldb = if b_trans { k + 1 } else { n + 2 };
                 let b = rng.vec(if b_trans { n * ldb } else { k * ldb });
@@ -345,7 +362,12 @@ fn sgemm_packed_matches_reference() {
                     Bias::PerColumn(&bias),
                     Activation::Relu6,
                 );
-                assert_close(&got, &want, TOL, &format!("{isa:?} packed {m}x{n}x{k} bt={b_trans}"));
+                assert_close(
+                    &got,
+                    &want,
+                    TOL,
+                    &format!("{isa:?} packed {m}x{n}x{k} bt={b_trans}"),
+                );
             }
         }
     });

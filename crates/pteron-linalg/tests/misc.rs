@@ -83,7 +83,11 @@ fn check_vfun(f: fn(&mut [f32]), r: fn(&mut [f32]), xs: &[f32], rel: f32, abs: f
             continue;
         }
         let err = (g - w).abs();
-        assert!(err <= rel * w.abs() + abs, "{name}({}) = {g}, want {w}, err {err}", xs[i]);
+        assert!(
+            err <= rel * w.abs() + abs,
+            "{name}({}) = {g}, want {w}, err {err}",
+            xs[i]
+        );
     }
 }
 
@@ -92,15 +96,56 @@ fn vmath_accuracy() {
     let mut xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
     let mut rng = Rng::new(5);
     xs.extend((0..997).map(|_| rng.f32() * 90.0));
-    xs.extend([0.0, -0.0, 1e-30, -1e-30, 88.7, 89.0, -87.0, -100.0, -110.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+    xs.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        88.7,
+        89.0,
+        -87.0,
+        -100.0,
+        -110.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ]);
     for_each_isa(|isa| {
         let ctx = format!("{isa:?}");
-        check_vfun(vmath::vexp, reference::vexp, &xs, 1e-6, 1e-37, &format!("{ctx} exp"));
-        check_vfun(vmath::vsigmoid, reference::vsigmoid, &xs, 1e-6, 1e-37, &format!("{ctx} sigmoid"));
-        check_vfun(vmath::vtanh, reference::vtanh, &xs, 2e-6, 1e-37, &format!("{ctx} tanh"));
+        check_vfun(
+            vmath::vexp,
+            reference::vexp,
+            &xs,
+            1e-6,
+            1e-37,
+            &format!("{ctx} exp"),
+        );
+        check_vfun(
+            vmath::vsigmoid,
+            reference::vsigmoid,
+            &xs,
+            1e-6,
+            1e-37,
+            &format!("{ctx} sigmoid"),
+        );
+        check_vfun(
+            vmath::vtanh,
+            reference::vtanh,
+            &xs,
+            2e-6,
+            1e-37,
+            &format!("{ctx} tanh"),
+        );
         let finite: Vec<f32> = xs.iter().copied().filter(|v| v.is_finite()).collect();
         let abs_tol: Vec<f32> = finite.clone();
         let _ = abs_tol;
-        check_vfun(vmath::vgelu, reference::vgelu, &finite, 1e-5, 2e-6, &format!("{ctx} gelu"));
+        check_vfun(
+            vmath::vgelu,
+            reference::vgelu,
+            &finite,
+            1e-5,
+            2e-6,
+            &format!("{ctx} gelu"),
+        );
     });
 }

@@ -1,7 +1,10 @@
 mod common;
 
 use common::{assert_close, lock, Rng};
-use pteron_linalg::{num_threads, parallel_for, set_num_threads, sgemm, Activation, Bias, Conv2d, Conv2dParams, GemmArgs};
+use pteron_linalg::{
+    num_threads, parallel_for, set_num_threads, sgemm, Activation, Bias, Conv2d, Conv2dParams,
+    GemmArgs,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn gemm_with_threads(t: usize) -> Vec<f32> {
@@ -63,7 +66,10 @@ fn results_identical_across_thread_counts() {
     let c1 = conv_with_threads(1);
     for t in [2, 3, 4] {
         assert!(gemm_with_threads(t) == g1, "sgemm differs with {t} threads");
-        assert!(conv_with_threads(t) == c1, "dwconv differs with {t} threads");
+        assert!(
+            conv_with_threads(t) == c1,
+            "dwconv differs with {t} threads"
+        );
     }
     assert_close(&g1, &g1, 0.0, "self");
     set_num_threads(before);
@@ -78,7 +84,10 @@ fn every_task_runs_exactly_once() {
         parallel_for(n, |i| {
             counts[i].fetch_add(1, Ordering::Relaxed);
         });
-        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1), "n={n}");
+        assert!(
+            counts.iter().all(|c| c.load(Ordering::Relaxed) == 1),
+            "n={n}"
+        );
     }
 }
 
@@ -110,10 +119,7 @@ fn panic_in_task_propagates_and_pool_survives() {
             });
         });
         let err = r.expect_err("panic must propagate");
-        let msg = err
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
         assert_eq!(msg, format!("boom {victim}"));
     }
     // Still usable.

@@ -9,20 +9,43 @@ use pteron_linalg::{
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// Median seconds per call of `f` (warm-up first, ~0.3 s budget).
+/// On-CPU nanoseconds of the calling thread (Linux schedstat), if available.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Seconds per call of `f`: the best batch (wall clock). With one thread the
+/// calling thread's on-CPU time is used instead when available, which is robust
+/// against other processes competing for the (shared) cores.
 fn time<F: FnMut()>(mut f: F) -> f64 {
-    for _ in 0..3 {
-        f();
-    }
-    let mut samples = Vec::new();
+    f();
+    let t = Instant::now();
+    f();
+    let one = t.elapsed().as_secs_f64().max(1e-7);
+    let iters = ((2e-3 / one) as usize).clamp(1, 10_000);
+    let use_cpu = pteron_linalg::num_threads() == 1 && thread_cpu_ns().is_some();
+    let mut best = f64::INFINITY;
     let start = Instant::now();
-    while samples.len() < 5 || (start.elapsed() < Duration::from_millis(300) && samples.len() < 2000) {
+    let mut batches = 0;
+    let mut total_iters = 0usize;
+    let c0 = thread_cpu_ns().unwrap_or(0);
+    while batches < 5 || (start.elapsed() < Duration::from_millis(400) && batches < 200) {
         let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64());
+        for _ in 0..iters {
+            f();
+        }
+        best = best.min(t.elapsed().as_secs_f64() / iters as f64);
+        batches += 1;
+        total_iters += iters;
     }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[samples.len() / 2]
+    // schedstat advances at scheduler ticks, so use the mean over the whole run.
+    let cpu = thread_cpu_ns().unwrap_or(0).saturating_sub(c0) as f64 * 1e-9;
+    if use_cpu && cpu > 0.0 {
+        (cpu / total_iters as f64).min(best)
+    } else {
+        best
+    }
 }
 
 fn fill(n: usize, seed: u32) -> Vec<f32> {
@@ -145,7 +168,14 @@ fn mobilenet_v2() -> (Vec<Layer>, f64) {
     v.push(layer(conv_p(c, hw, c, 3, 1, c), r6));
     v.push(layer(conv_p(c, hw, 16, 1, 1, 1), Activation::None));
     c = 16;
-    for &(t, oc, n, s) in &[(6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)] {
+    for &(t, oc, n, s) in &[
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ] {
         for i in 0..n {
             let st = if i == 0 { s } else { 1 };
             let e = c * t;
@@ -184,9 +214,26 @@ fn resnet18() -> (Vec<Layer>, f64) {
     (v, flops)
 }
 
-fn bench_fc(name: &str, in_f: usize, out_f: usize, x: &[f32], out: &mut [f32], packed: &PackedB) -> f64 {
+fn bench_fc(
+    name: &str,
+    in_f: usize,
+    out_f: usize,
+    x: &[f32],
+    out: &mut [f32],
+    packed: &PackedB,
+) -> f64 {
     let s = time(|| {
-        sgemm_packed(1, x, in_f, false, packed, out, out_f, Bias::None, Activation::None);
+        sgemm_packed(
+            1,
+            x,
+            in_f,
+            false,
+            packed,
+            out,
+            out_f,
+            Bias::None,
+            Activation::None,
+        );
         black_box(&out);
     });
     report(name, 2.0 * (in_f * out_f) as f64, s);
@@ -224,7 +271,14 @@ fn main() {
     let x = fill(1280, 6);
     let mut out = vec![0.0; 1000];
     let packed = PackedB::new(1280, 1000, &w, 1280, true);
-    bench_fc("sgemm_packed 1x1280x1000 (Linear)", 1280, 1000, &x, &mut out, &packed);
+    bench_fc(
+        "sgemm_packed 1x1280x1000 (Linear)",
+        1280,
+        1000,
+        &x,
+        &mut out,
+        &packed,
+    );
     println!("-- Conv2d");
     bench_conv("conv 1x1 32->16 @112", conv_p(32, 112, 16, 1, 1, 1));
     bench_conv("conv 1x1 96->24 @56", conv_p(96, 56, 24, 1, 1, 1));
@@ -256,9 +310,34 @@ fn main() {
         let mut out = vec![0.0; 1000];
         let s = time(|| {
             run_chain(&mut layers, &x);
-            sgemm_packed(1, &feat, in_f, false, &fc, &mut out, 1000, Bias::None, Activation::None);
+            sgemm_packed(
+                1,
+                &feat,
+                in_f,
+                false,
+                &fc,
+                &mut out,
+                1000,
+                Bias::None,
+                Activation::None,
+            );
             black_box(&out);
         });
+        if args.iter().any(|a| a == "--layers") {
+            for l in layers.iter_mut() {
+                let need = l.p.in_c * l.p.in_h * l.p.in_w;
+                let t = time(|| l.conv.run(&x[..need], &mut l.out, &mut []));
+                let p = &l.p;
+                report(
+                    &format!(
+                        "  {}x{}/{} {}->{} g{} @{}",
+                        p.k_h, p.k_w, p.stride.0, p.in_c, p.out_c, p.groups, p.in_h
+                    ),
+                    conv_flops(p),
+                    t,
+                );
+            }
+        }
         println!(
             "{name:<44} {:>9.3} ms {:>8.1} GFLOPS ({} conv layers, {:.2} GFLOP)",
             s * 1e3,
