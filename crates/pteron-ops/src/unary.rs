@@ -2,10 +2,10 @@
 //! Every kernel is a thin adapter over the elementwise engine in [`crate::util`]
 //! (`map1`/`map2`/`map3`). See the crate docs for conventions.
 
-use pteron_runtime::{KernelCtx, KernelError, Registry, ScalarType, TensorMut, TensorRef};
+use pteron_runtime::{KernelCtx, KernelError, Registry, Scalar, ScalarType, TensorMut, TensorRef};
 
 use crate::dispatch_compute;
-use crate::util::{check_cast, map1, map2, map3, par_chunks, result_type, scalar_to, Compute, Num, Operand};
+use crate::util::{check_cast, map1, map2, map3, par_chunks, result_type, scalar_as, Compute, Num, Operand};
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.register("aten::relu.out", relu_out);
@@ -100,7 +100,7 @@ fn float_unary_on(
         return map1::<f64, f64>(out, x, f64f);
     }
     if let Some(v) = vec {
-        if x.dtype() == ScalarType::Float && out.dtype() == ScalarType::Float && x.dim_order() == out.dim_order() {
+        if x.numel() > 0 && x.dtype() == ScalarType::Float && out.dtype() == ScalarType::Float && x.dim_order() == out.dim_order() {
             out.resize(x.sizes())?;
             let d = out.as_mut_slice::<f32>()?;
             d.copy_from_slice(x.as_slice::<f32>()?);
@@ -319,8 +319,13 @@ fn sign_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 fn logit_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 4, 2)?;
     let eps = ctx.opt_double(1)?;
+    // Bounds are computed in the input dtype, like ATen's `scalar_t lo = eps, hi = 1 - eps`.
     let (lo, hi) = match eps {
-        Some(e) => (e, 1.0 - e),
+        Some(e) => {
+            let dt = if x.dtype().is_floating() { x.dtype() } else { ScalarType::Float };
+            let lo: f64 = scalar_as(Scalar::Double(e), dt);
+            (lo, scalar_as(Scalar::Double(1.0 - lo), dt))
+        }
         None => (f64::NEG_INFINITY, f64::INFINITY),
     };
     let (lo32, hi32) = (lo as f32, hi as f32);
@@ -455,7 +460,7 @@ fn hardtanh_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         return Err(KernelError::dtype("hardtanh: Bool input is not supported"));
     }
     dispatch_compute!(x.dtype(), C => {
-        let (l, h): (C, C) = (scalar_to(lo), scalar_to(hi));
+        let (l, h): (C, C) = (scalar_as(lo, x.dtype()), scalar_as(hi, x.dtype()));
         map1::<C, C>(&mut out, &x, move |v| clamp_val(v, Some(l), Some(h)))
     })
 }
@@ -479,8 +484,8 @@ fn clamp_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         return Err(KernelError::dtype("clamp: Bool is not supported"));
     }
     dispatch_compute!(rt, C => {
-        let l: Option<C> = lo.map(scalar_to);
-        let h: Option<C> = hi.map(scalar_to);
+        let l: Option<C> = lo.map(|s| scalar_as(s, rt));
+        let h: Option<C> = hi.map(|s| scalar_as(s, rt));
         map1::<C, C>(&mut out, &x, move |v| clamp_val(v, l, h))
     })
 }
@@ -517,7 +522,7 @@ fn leaky_relu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         return Err(KernelError::dtype(format!("leaky_relu: input dtype {} is not floating", x.dtype())));
     }
     dispatch_compute!(x.dtype(), C => {
-        let s: C = scalar_to(slope);
+        let s: C = scalar_as(slope, x.dtype());
         let z = C::zero();
         map1::<C, C>(&mut out, &x, move |v| if v > z { v } else { v.mul(s) })
     })

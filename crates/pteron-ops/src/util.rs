@@ -981,6 +981,25 @@ pub fn copy_broadcast(out: &mut TensorMut<'_>, src: &TensorRef<'_>, sizes: &[usi
     Ok(())
 }
 
+/// A scalar converted to dtype `dt` first (wrapping/rounding like `scalar.to<T>()`),
+/// then to the compute type `C`.
+pub fn scalar_as<C: Num>(s: Scalar, dt: ScalarType) -> C {
+    use ScalarType as S;
+    match dt {
+        S::Float => convert(scalar_to::<f32>(s)),
+        S::Double => convert(scalar_to::<f64>(s)),
+        S::Half => convert(scalar_to::<f16>(s)),
+        S::BFloat16 => convert(scalar_to::<bf16>(s)),
+        S::Char => convert(scalar_to::<i8>(s)),
+        S::Short => convert(scalar_to::<i16>(s)),
+        S::Int => convert(scalar_to::<i32>(s)),
+        S::Long => convert(scalar_to::<i64>(s)),
+        S::Byte => convert(scalar_to::<u8>(s)),
+        S::Bool => C::from_i64((scalar_to::<f64>(s) != 0.0) as i64),
+        _ => scalar_to(s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
