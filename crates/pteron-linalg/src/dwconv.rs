@@ -314,77 +314,97 @@ pub(crate) mod x86 {
         let hi = _mm256_set1_ps(g.hi);
         let bp = buf.as_ptr();
         let op = out.as_mut_ptr();
-        for r in 0..g.rows {
-            let row0 = r * g.sh * wp;
-            let orow = r * ow;
-            let mut ox = 0;
-            while ox + 32 <= ow {
-                let mut a0 = vb;
-                let mut a1 = vb;
-                let mut a2 = vb;
-                let mut a3 = vb;
-                for ky in 0..kh {
-                    let rb = row0 + ky * g.dh * wp + ox * sw;
-                    for kx in 0..kw {
-                        let wv = _mm256_set1_ps(wts[ky * kw + kx]);
-                        // SAFETY: rb + kx*dw + 31*sw (+ sw for the stride-2 pair
-                        // read) is within `need + sw` (asserted).
-                        unsafe {
-                            let q = bp.add(rb + kx * g.dw);
-                            a0 = _mm256_fmadd_ps(load_strided::<S>(q, sw), wv, a0);
-                            a1 = _mm256_fmadd_ps(load_strided::<S>(q.add(8 * sw), sw), wv, a1);
-                            a2 = _mm256_fmadd_ps(load_strided::<S>(q.add(16 * sw), sw), wv, a2);
-                            a3 = _mm256_fmadd_ps(load_strided::<S>(q.add(24 * sw), sw), wv, a3);
+        let ox_main = ow / 32 * 32;
+        let mut r0 = 0;
+        while r0 < g.rows {
+            let nrow = (g.rows - r0).min(4);
+            for r in r0..r0 + nrow {
+                let row0 = r * g.sh * wp;
+                let orow = r * ow;
+                let mut ox = 0;
+                while ox + 32 <= ow {
+                    let mut a0 = vb;
+                    let mut a1 = vb;
+                    let mut a2 = vb;
+                    let mut a3 = vb;
+                    for ky in 0..kh {
+                        let rb = row0 + ky * g.dh * wp + ox * sw;
+                        for kx in 0..kw {
+                            let wv = _mm256_set1_ps(wts[ky * kw + kx]);
+                            // SAFETY: rb + kx*dw + 31*sw (+ sw for the stride-2 pair
+                            // read) is within `need + sw` (asserted).
+                            unsafe {
+                                let q = bp.add(rb + kx * g.dw);
+                                a0 = _mm256_fmadd_ps(load_strided::<S>(q, sw), wv, a0);
+                                a1 = _mm256_fmadd_ps(load_strided::<S>(q.add(8 * sw), sw), wv, a1);
+                                a2 = _mm256_fmadd_ps(load_strided::<S>(q.add(16 * sw), sw), wv, a2);
+                                a3 = _mm256_fmadd_ps(load_strided::<S>(q.add(24 * sw), sw), wv, a3);
+                            }
                         }
                     }
+                    if g.act {
+                        a0 = _mm256_min_ps(hi, _mm256_max_ps(lo, a0));
+                        a1 = _mm256_min_ps(hi, _mm256_max_ps(lo, a1));
+                        a2 = _mm256_min_ps(hi, _mm256_max_ps(lo, a2));
+                        a3 = _mm256_min_ps(hi, _mm256_max_ps(lo, a3));
+                    }
+                    // SAFETY: ox + 32 <= ow, inside output row r.
+                    unsafe {
+                        let d = op.add(orow + ox);
+                        _mm256_storeu_ps(d, a0);
+                        _mm256_storeu_ps(d.add(8), a1);
+                        _mm256_storeu_ps(d.add(16), a2);
+                        _mm256_storeu_ps(d.add(24), a3);
+                    }
+                    ox += 32;
                 }
-                if g.act {
-                    a0 = _mm256_min_ps(hi, _mm256_max_ps(lo, a0));
-                    a1 = _mm256_min_ps(hi, _mm256_max_ps(lo, a1));
-                    a2 = _mm256_min_ps(hi, _mm256_max_ps(lo, a2));
-                    a3 = _mm256_min_ps(hi, _mm256_max_ps(lo, a3));
-                }
-                // SAFETY: ox + 32 <= ow, inside output row r.
-                unsafe {
-                    let d = op.add(orow + ox);
-                    _mm256_storeu_ps(d, a0);
-                    _mm256_storeu_ps(d.add(8), a1);
-                    _mm256_storeu_ps(d.add(16), a2);
-                    _mm256_storeu_ps(d.add(24), a3);
-                }
-                ox += 32;
             }
+            // Tail columns: four output rows at once for independent FMA chains
+            // (rows past the band end are recomputed from the last row, not stored).
+            let rr = [
+                r0,
+                r0 + 1.min(nrow - 1),
+                r0 + 2.min(nrow - 1),
+                r0 + 3.min(nrow - 1),
+            ];
+            let mut ox = ox_main;
             while ox < ow {
-                let mut a0 = vb;
+                let mut acc = [vb; 4];
                 for ky in 0..kh {
-                    let rb = row0 + ky * g.dh * wp + ox * sw;
                     for kx in 0..kw {
                         let wv = _mm256_set1_ps(wts[ky * kw + kx]);
-                        // SAFETY: ox+7 <= round_up(ow, 8) - 1, covered by `need + sw`.
-                        unsafe {
-                            a0 = _mm256_fmadd_ps(
-                                load_strided::<S>(bp.add(rb + kx * g.dw), sw),
-                                wv,
-                                a0,
-                            );
+                        for q in 0..4 {
+                            let rb = (rr[q] * g.sh + ky * g.dh) * wp + ox * sw + kx * g.dw;
+                            // SAFETY: rr[q] < rows and ox+7 <= round_up(ow, 8) - 1,
+                            // covered by `need + sw` (asserted).
+                            unsafe {
+                                acc[q] =
+                                    _mm256_fmadd_ps(load_strided::<S>(bp.add(rb), sw), wv, acc[q]);
+                            }
                         }
                     }
-                }
-                if g.act {
-                    a0 = _mm256_min_ps(hi, _mm256_max_ps(lo, a0));
                 }
                 let rem = ow - ox;
-                // SAFETY: full store when 8 outputs remain, else masked to `rem`.
-                unsafe {
-                    let d = op.add(orow + ox);
-                    if rem >= 8 {
-                        _mm256_storeu_ps(d, a0);
+                for (q, &a) in acc.iter().enumerate().take(nrow) {
+                    let a = if g.act {
+                        _mm256_min_ps(hi, _mm256_max_ps(lo, a))
                     } else {
-                        _mm256_maskstore_ps(d, tail_mask(rem), a0);
+                        a
+                    };
+                    // SAFETY: row r0+q < rows; full store when 8 outputs remain,
+                    // else masked to `rem`.
+                    unsafe {
+                        let d = op.add((r0 + q) * ow + ox);
+                        if rem >= 8 {
+                            _mm256_storeu_ps(d, a);
+                        } else {
+                            _mm256_maskstore_ps(d, tail_mask(rem), a);
+                        }
                     }
                 }
                 ox += 8;
             }
+            r0 += nrow;
         }
     }
 }
