@@ -845,6 +845,9 @@ fn try_fuse(
                 n_mut,
             });
         }
+        if !fusion_is_alias_free(&chain[start..start + len], values) {
+            continue;
+        }
         let label = rule.ops.join("+");
         match (rule.factory)(&ctxs) {
             Ok(Some(k)) => return Ok(Some((len, k, label))),
@@ -867,4 +870,59 @@ fn uses_in(args: &[usize], v: usize, values: &[Value]) -> u32 {
             (a == v) as u32 + inner as u32
         })
         .sum()
+}
+
+/// Tensor values referenced by `args`, directly or through lists.
+fn tensor_args<'v>(args: &'v [usize], values: &'v [Value]) -> impl Iterator<Item = usize> + 'v {
+    args.iter().flat_map(move |&a| -> Vec<usize> {
+        match &values[a] {
+            Value::Tensor(_) => vec![a],
+            Value::TensorList(l) => l.to_vec(),
+            Value::OptTensorList(l) => l.iter().flatten().copied().collect(),
+            _ => Vec::new(),
+        }
+    })
+}
+
+/// A fused kernel reads the group's first inputs while writing its last results, which
+/// the unfused program never did at the same time: the memory planner may legally have
+/// placed them at the same bytes. Refuse fusion when any tensor of an earlier
+/// instruction overlaps a result of the last one (or has no storage known at load).
+fn fusion_is_alias_free(group: &[Instruction], values: &[Value]) -> bool {
+    let range = |v: usize| -> Option<(u32, usize, usize)> {
+        match &values[v] {
+            Value::Tensor(t) => match t.storage.get() {
+                Storage::At { space, offset } => Some((space, offset, offset + t.capacity_bytes())),
+                Storage::Unbound => None,
+            },
+            _ => None,
+        }
+    };
+    let Some(Instruction::Kernel { args: last, .. }) = group.last() else { return false };
+    let results: Vec<usize> = last
+        .last()
+        .map(|&r| tensor_args(core::slice::from_ref(&r), values).collect())
+        .unwrap_or_default();
+    let mut result_ranges = Vec::new();
+    for &r in &results {
+        match range(r) {
+            Some(x) => result_ranges.push((r, x)),
+            None => return false,
+        }
+    }
+    for ins in &group[..group.len() - 1] {
+        let Instruction::Kernel { args, .. } = ins else { return false };
+        for v in tensor_args(args, values) {
+            let Some((sp, s, e)) = range(v) else { return false };
+            if s == e {
+                continue;
+            }
+            for &(r, (rsp, rs, re)) in &result_ranges {
+                if r != v && rsp == sp && s < re && rs < e {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }

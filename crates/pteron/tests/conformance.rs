@@ -19,7 +19,17 @@ fn fixtures_dir() -> PathBuf {
 }
 
 fn xfail() -> BTreeMap<String, String> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance_xfail.txt");
+    listed("tests/conformance_xfail.txt")
+}
+
+/// Cases compared with eager PyTorch (`eager_<i>.npy`) instead of the reference
+/// runtime, because the reference runtime is wrong there (each line says how).
+fn eager_cases() -> BTreeMap<String, String> {
+    listed("tests/conformance_eager.txt")
+}
+
+fn listed(file: &str) -> BTreeMap<String, String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(p).unwrap_or_default();
     text.lines()
         .map(str::trim)
@@ -53,7 +63,7 @@ fn compare(what: &str, got: &NpyArray, want: &NpyArray, atol: f64, rtol: f64) ->
     Ok(max_err)
 }
 
-fn run_case(dir: &Path) -> Result<String, String> {
+fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
     let meta: J = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     let method = meta["method"].as_str().unwrap_or("forward");
@@ -80,7 +90,7 @@ fn run_case(dir: &Path) -> Result<String, String> {
         let outs = module.run(method, &views).map_err(|e| format!("run {r}: {e}"))?;
         let mut n_ref = 0;
         for (i, o) in outs.iter().enumerate() {
-            let p = rd.join(format!("ref_{i}.npy"));
+            let p = rd.join(format!("{expected}_{i}.npy"));
             if !p.exists() {
                 return Err(format!("run {r}: output {i} has no reference file"));
             }
@@ -88,7 +98,7 @@ fn run_case(dir: &Path) -> Result<String, String> {
             let want = read_npy(&p).map_err(|e| e.to_string())?;
             worst = worst.max(compare(&format!("run {r} output {i}"), o, &want, atol, rtol)?);
         }
-        if rd.join(format!("ref_{n_ref}.npy")).exists() {
+        if rd.join(format!("{expected}_{n_ref}.npy")).exists() {
             return Err(format!("run {r}: reference has more outputs than the {n_ref} we produced"));
         }
     }
@@ -99,6 +109,7 @@ fn run_case(dir: &Path) -> Result<String, String> {
 fn fixtures_match_reference_runtime() {
     let filter = std::env::var("PTERON_CASE").ok();
     let xf = xfail();
+    let eager = eager_cases();
     let mut cases: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures/ exists")
         .map(|e| e.unwrap().path())
@@ -112,7 +123,8 @@ fn fixtures_match_reference_runtime() {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let res = run_case(dir);
+        let expected = if eager.contains_key(&name) { "eager" } else { "ref" };
+        let res = run_case(dir, expected);
         match (&res, xf.get(&name)) {
             (Ok(msg), None) => {
                 passed += 1;
