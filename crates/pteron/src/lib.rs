@@ -106,6 +106,7 @@ pub fn operators_markdown(registry: &Registry) -> String {
 pub fn default_registry() -> Registry {
     let mut r = Registry::new();
     pteron_ops::register_all(&mut r);
+    pteron_xnnpack::register(&mut r);
     r
 }
 
