@@ -534,11 +534,11 @@ impl Method {
 
     /// Runs the method. Every input must have been set. Nothing is allocated here.
     pub fn execute(&mut self) -> Result<()> {
-        if let Some(i) = self.input_set.iter().position(|s| !s) {
-            // Non-tensor inputs carry their traced value; only tensors must be set.
-            if let Value::Tensor(_) = self.values[self.inputs[i]] {
-                return Err(self.input_err(i, "has not been set".into()));
-            }
+        // Non-tensor inputs carry their traced value; only tensors must be set.
+        let unset = (0..self.inputs.len())
+            .find(|&i| !self.input_set[i] && matches!(self.values[self.inputs[i]], Value::Tensor(_)));
+        if let Some(i) = unset {
+            return Err(self.input_err(i, "has not been set".into()));
         }
         let Method {
             name,
