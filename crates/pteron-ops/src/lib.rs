@@ -21,6 +21,7 @@ pub mod util;
 
 mod binary;
 mod fuse;
+mod llm;
 mod nn;
 mod prim;
 mod reduce;
@@ -36,6 +37,7 @@ pub fn register_all(reg: &mut Registry) {
     reduce::register(reg);
     nn::register(reg);
     fuse::register(reg);
+    llm::register(reg);
 }
 
 /// A registry with every kernel of this crate.
