@@ -12,7 +12,7 @@ use pteron_runtime::{
 };
 
 use crate::dispatch_all;
-use crate::shape::engine::walk2;
+use crate::shape::engine::{tm, ts, walk2};
 use crate::util::{norm_dim, Num};
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -81,16 +81,16 @@ enum OutW<'a> {
 impl<'a> OutW<'a> {
     fn new(out: &'a mut TensorMut<'_>) -> Result<Self, KernelError> {
         Ok(match out.dtype() {
-            ScalarType::Float => OutW::F32(out.as_mut_slice()?),
-            ScalarType::Double => OutW::F64(out.as_mut_slice()?),
-            ScalarType::Half => OutW::F16(out.as_mut_slice()?),
-            ScalarType::BFloat16 => OutW::BF16(out.as_mut_slice()?),
-            ScalarType::Char => OutW::I8(out.as_mut_slice()?),
-            ScalarType::Short => OutW::I16(out.as_mut_slice()?),
-            ScalarType::Int => OutW::I32(out.as_mut_slice()?),
-            ScalarType::Long => OutW::I64(out.as_mut_slice()?),
-            ScalarType::Byte => OutW::U8(out.as_mut_slice()?),
-            ScalarType::Bool => OutW::Bool(out.as_mut_slice()?),
+            ScalarType::Float => OutW::F32(tm(out)?),
+            ScalarType::Double => OutW::F64(tm(out)?),
+            ScalarType::Half => OutW::F16(tm(out)?),
+            ScalarType::BFloat16 => OutW::BF16(tm(out)?),
+            ScalarType::Char => OutW::I8(tm(out)?),
+            ScalarType::Short => OutW::I16(tm(out)?),
+            ScalarType::Int => OutW::I32(tm(out)?),
+            ScalarType::Long => OutW::I64(tm(out)?),
+            ScalarType::Byte => OutW::U8(tm(out)?),
+            ScalarType::Bool => OutW::Bool(tm(out)?),
             other => return Err(KernelError::dtype(format!("out dtype {other} is not supported"))),
         })
     }
@@ -607,7 +607,7 @@ fn sum_like(
     let mut w = OutW::new(out)?;
     let wide = od == ScalarType::Double || x.dtype() == ScalarType::Double || !in_float;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
         match kind {
             SumKind::Prod if out_float => drive(xv, &p, &ProdF, |o, a| w.f(o, a)),
             SumKind::Prod => drive(xv, &p, &ProdI, |o, a| w.i(o, a)),
@@ -692,8 +692,8 @@ fn amax_like(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError
     let p = setup(op, &x, &mut out, Some(&d[..n]), ctx.bool(2)?, true)?;
     check_nonempty(op, &p)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
-        let o = out.as_mut_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
+        let o = tm::<T>(&mut out)?;
         drive(xv, &p, &ExtV { max }, |i, a| o[i] = a.0);
     });
     Ok(())
@@ -731,10 +731,10 @@ fn ext_dim(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError> 
     if idx.strides() != vals.strides() {
         return Err(KernelError::unsupported(format!("{op}: values and indices have different dim orders")));
     }
-    let iv = idx.as_mut_slice::<i64>()?;
+    let iv = tm::<i64>(&mut idx)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
-        let o = vals.as_mut_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
+        let o = tm::<T>(&mut vals)?;
         drive(xv, &p, &Ext { max }, |i, a| {
             o[i] = a.0;
             iv[i] = a.1;
@@ -760,8 +760,8 @@ fn ext_unary(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError
     let p = setup(op, &x, &mut out, None, false, true)?;
     check_nonempty(op, &p)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
-        let o = out.as_mut_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
+        let o = tm::<T>(&mut out)?;
         drive(xv, &p, &ExtV { max }, |i, a| o[i] = a.0);
     });
     Ok(())
@@ -794,9 +794,9 @@ fn arg_ext(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError> 
         }
     };
     check_nonempty(op, &p)?;
-    let o = out.as_mut_slice::<i64>()?;
+    let o = tm::<i64>(&mut out)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
         drive(xv, &p, &Ext { max }, |i, a| o[i] = a.1);
     });
     Ok(())
@@ -820,9 +820,9 @@ fn any_all(
         return Err(KernelError::dtype(format!("{op}: out must be Bool or Byte, got {}", out.dtype())));
     }
     let p = setup(op, x, out, dims, keepdim, true)?;
-    let o = out.as_mut_slice::<u8>()?;
+    let o = tm::<u8>(out)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
         drive(xv, &p, &AnyAll { any }, |i, a| o[i] = a as u8);
     });
     Ok(())
@@ -904,7 +904,7 @@ fn var_like(
     };
     let mut w = OutW::new(out)?;
     dispatch_float!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
         drive(xv, &p, &Welford, |i, a| {
             let v = a.2 / (a.0 - correction).max(0.0);
             w.f(i, if take_sqrt { v.sqrt() } else { v });
@@ -1016,7 +1016,7 @@ fn scan(ctx: &KernelCtx<'_>, op: &str, prod: bool) -> Result<(), KernelError> {
     let (n, sx, so) = if r == 0 { (1, 0, 0) } else { (x.size(d), xs[d] as isize, os[d] as isize) };
     let mut w = OutW::new(&mut out)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = x.as_slice::<T>()?;
+        let xv = ts::<T>(&x)?;
         if kr >= 1 && ks[kr - 1] == 1 && ko[kr - 1] == 1 && sx != 1 {
             // Scan rows: COLS columns of running accumulators at a time.
             let last = kr - 1;
@@ -1161,10 +1161,10 @@ impl Kernel for SortKernel {
         }
         let (sx, so) = if r == 0 { (0, 0) } else { (xs[d] as isize, os[d] as isize) };
         let idx = &mut self.idx[..n];
-        let iv = inds.as_mut_slice::<i64>()?;
+        let iv = tm::<i64>(&mut inds)?;
         dispatch_all!(x.dtype(), T => {
-            let xv = x.as_slice::<T>()?;
-            let o = vals.as_mut_slice::<T>()?;
+            let xv = ts::<T>(&x)?;
+            let o = tm::<T>(&mut vals)?;
             walk2(&kd[..kr], &ks[..kr], &ko[..kr], 0, 0, |s0, o0| {
                 let at = |i: usize| xv[(s0 + i as isize * sx) as usize];
                 // NaN ranks above every number; ties keep the lower index first.

@@ -257,9 +257,15 @@ macro_rules! by_size {
 pub(crate) use by_size;
 
 pub(crate) fn cast<T: bytemuck::Pod>(b: &[u8]) -> Result<&[T], KernelError> {
+    if b.is_empty() {
+        return Ok(&[]);
+    }
     bytemuck::try_cast_slice(b).map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
 }
 pub(crate) fn cast_mut<T: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [T], KernelError> {
+    if b.is_empty() {
+        return Ok(&mut []);
+    }
     bytemuck::try_cast_slice_mut(b).map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
 }
 
@@ -373,4 +379,26 @@ pub(crate) fn reshape_into(
         )));
     }
     copy_bytes(es, out.bytes_mut(), x.bytes(), &l)
+}
+
+/// `t.as_slice()` that also accepts empty tensors (whose data pointer may be unaligned).
+pub(crate) fn ts<'a, T: pteron_runtime::Element>(t: &TensorRef<'a>) -> Result<&'a [T], KernelError> {
+    if t.numel() == 0 {
+        if !T::matches(t.dtype()) {
+            return Err(KernelError::dtype(format!("tensor of dtype {} viewed as {}", t.dtype(), T::DTYPE)));
+        }
+        return Ok(&[]);
+    }
+    t.as_slice()
+}
+
+/// `t.as_mut_slice()` that also accepts empty tensors.
+pub(crate) fn tm<'a, T: pteron_runtime::Element>(t: &'a mut TensorMut<'_>) -> Result<&'a mut [T], KernelError> {
+    if t.numel() == 0 {
+        if !T::matches(t.dtype()) {
+            return Err(KernelError::dtype(format!("tensor of dtype {} viewed as {}", t.dtype(), T::DTYPE)));
+        }
+        return Ok(&mut []);
+    }
+    t.as_mut_slice()
 }

@@ -3,7 +3,7 @@
 
 use pteron_runtime::{KernelCtx, KernelError, OptTensorList, Registry, Scalar, ScalarType, TensorMut, TensorRef};
 
-use super::engine::{by_size, cast, cast_mut, copy_typed, istrides, istrides_mut, same_dtype, view_into, walk2, Layout};
+use super::engine::{by_size, cast, cast_mut, copy_typed, istrides, istrides_mut, same_dtype, tm, ts, view_into, walk2, Layout};
 use crate::dispatch_all;
 use crate::util::{broadcast_shapes, norm_dim, scalar_to, Num};
 
@@ -36,8 +36,8 @@ enum Idx<'a> {
 impl<'a> Idx<'a> {
     fn of(op: &str, t: &TensorRef<'a>) -> Result<Self, KernelError> {
         match t.dtype() {
-            ScalarType::Long => Ok(Idx::L(t.as_slice()?)),
-            ScalarType::Int => Ok(Idx::I(t.as_slice()?)),
+            ScalarType::Long => Ok(Idx::L(ts(&t)?)),
+            ScalarType::Int => Ok(Idx::I(ts(&t)?)),
             other => Err(KernelError::dtype(format!("{op}: index tensors must be Long or Int, got {other}"))),
         }
     }
@@ -145,7 +145,7 @@ impl<'a> Plan<'a> {
             last_k = k;
             let (kind, m, nnz) = match t.dtype() {
                 ScalarType::Bool | ScalarType::Byte => {
-                    let data: &[u8] = t.as_slice()?;
+                    let data: &[u8] = ts(&t)?;
                     let m = t.dim();
                     if sd + m > r || t.sizes() != &xs[sd..sd + m] {
                         return Err(KernelError::invalid(format!(
@@ -428,8 +428,8 @@ fn index_put_into(
         return Ok(());
     }
     dispatch_all!(values.dtype(), T => {
-        let dst = out.as_mut_slice::<T>()?;
-        let src = values.as_slice::<T>()?;
+        let dst = tm::<T>(out)?;
+        let src = ts::<T>(&values)?;
         let nd = l.rank;
         loop {
             let d0 = p.offset(op, &c[..br], &os, xsz)?;
@@ -652,9 +652,9 @@ fn scatter_impl(ctx: &KernelCtx<'_>, op: &str, src_is_value: bool, accumulate: b
         ScatterSrc::Value(_) => [0isize; 16],
     };
     dispatch_all!(x.dtype(), T => {
-        let dst = out.as_mut_slice::<T>()?;
+        let dst = tm::<T>(&mut out)?;
         let (sv, val): (&[T], T) = match &src {
-            ScatterSrc::Tensor(s) => (s.as_slice::<T>()?, T::zero()),
+            ScatterSrc::Tensor(s) => (ts::<T>(&s)?, T::zero()),
             ScatterSrc::Value(v) => (&[], scalar_to::<T>(*v)),
         };
         walk3(index.sizes(), &os0[..r], &is[..r], &ss[..r], |o, i, s| {
@@ -683,7 +683,7 @@ fn scatter_add_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 
 fn bool_mask<'a>(op: &str, m: &TensorRef<'a>) -> Result<&'a [u8], KernelError> {
     match m.dtype() {
-        ScalarType::Bool | ScalarType::Byte => m.as_slice::<u8>(),
+        ScalarType::Bool | ScalarType::Byte => ts::<u8>(&m),
         other => Err(KernelError::dtype(format!("{op}: mask must be Bool, got {other}"))),
     }
 }
@@ -797,7 +797,7 @@ fn nonzero_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let r = x.dim();
     let xs = istrides(&x);
     dispatch_all!(x.dtype(), T => {
-        let src = x.as_slice::<T>()?;
+        let src = ts::<T>(&x)?;
         let zero = T::zero();
         let mut count = 0usize;
         walk2(x.sizes(), &xs[..r], &xs[..r], 0, 0, |s, _| count += (src[s as usize] != zero) as usize);
@@ -805,7 +805,7 @@ fn nonzero_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         if !out.is_contiguous() {
             return Err(KernelError::unsupported(format!("{OP}: out must be contiguous")));
         }
-        let dst = out.as_mut_slice::<i64>()?;
+        let dst = tm::<i64>(&mut out)?;
         let mut k = 0;
         let mut c = [0usize; 16];
         if x.numel() > 0 {
@@ -860,7 +860,7 @@ fn repeat_interleave_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut k = 0usize;
     match rep.dtype() {
         ScalarType::Long => {
-            let dst = out.as_mut_slice::<i64>()?;
+            let dst = tm::<i64>(&mut out)?;
             for i in 0..n {
                 for _ in 0..ix.get(i) {
                     dst[k] = i as i64;
@@ -869,7 +869,7 @@ fn repeat_interleave_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             }
         }
         _ => {
-            let dst = out.as_mut_slice::<i32>()?;
+            let dst = tm::<i32>(&mut out)?;
             for i in 0..n {
                 for _ in 0..ix.get(i) {
                     dst[k] = i as i32;
