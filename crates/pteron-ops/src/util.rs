@@ -467,8 +467,8 @@ impl Compute for i64 {
     }
 }
 
-/// Element conversion with C++ `static_cast` semantics (floats to ints saturate,
-/// ints wrap, f64 to f16 rounds through f32 like `c10::Half`).
+/// Element conversion with C++ `static_cast` semantics as PyTorch on x86 shows them
+/// (floats to ints go through i64, so narrow ints wrap; ints wrap; f64 to f16 rounds through f32 like `c10::Half`).
 #[inline(always)]
 pub fn convert<T: Num, C: Num>(x: T) -> C {
     if C::IS_FLOAT {
@@ -478,7 +478,8 @@ pub fn convert<T: Num, C: Num>(x: T) -> C {
             C::from_f32(x.to_f32())
         }
     } else if T::IS_FLOAT {
-        C::from_f64(x.to_f64())
+        // Through i64 like ATen on x86: narrow integer types wrap.
+        C::from_i64(x.to_f64() as i64)
     } else {
         C::from_i64(x.to_i64())
     }
