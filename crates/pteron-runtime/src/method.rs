@@ -69,6 +69,20 @@ impl Method {
     /// Loads method `name` of `program`, resolving every operator with `registry`.
     /// All operators without a kernel are reported together.
     pub fn load(program: &Program, name: &str, registry: &Registry) -> Result<Method> {
+        Self::load_with_arenas(program, name, registry, None)
+    }
+
+    /// Like [`Method::load`], but runs in caller-provided planned arenas (one per entry
+    /// of [`crate::MethodMeta::planned_buffers`], each at least that large). Their
+    /// contents are used as they are (mutable buffers without initial values start
+    /// from whatever the arena holds, as in ExecuTorch). Get them back with
+    /// [`Method::into_arenas`].
+    pub fn load_with_arenas(
+        program: &Program,
+        name: &str,
+        registry: &Registry,
+        arenas: Option<Vec<AlignedBuf>>,
+    ) -> Result<Method> {
         let plan = program.plan(name)?;
         let mname = plan.name.clone();
         let unsupported = |reason: String| Error::Unsupported {
@@ -77,12 +91,28 @@ impl Method {
         };
 
         // Planned arenas.
-        let mut mutable: Vec<AlignedBuf> = plan
-            .non_const_buffer_sizes
-            .iter()
-            .skip(1)
-            .map(|&s| AlignedBuf::zeroed(s as usize))
-            .collect();
+        let sizes: Vec<usize> = plan.non_const_buffer_sizes.iter().skip(1).map(|&s| s as usize).collect();
+        let mut mutable: Vec<AlignedBuf> = match arenas {
+            None => sizes.iter().map(|&s| AlignedBuf::zeroed(s)).collect(),
+            Some(given) => {
+                if given.len() != sizes.len() {
+                    return Err(unsupported(format!(
+                        "{} planned arena(s) given, the method needs {}",
+                        given.len(),
+                        sizes.len()
+                    )));
+                }
+                for (i, (g, &need)) in given.iter().zip(&sizes).enumerate() {
+                    if g.len() < need {
+                        return Err(unsupported(format!(
+                            "planned arena {i} holds {} bytes, the method needs {need}",
+                            g.len()
+                        )));
+                    }
+                }
+                given
+            }
+        };
         let num_arenas = mutable.len();
         let mut readonly: Vec<Bytes> = vec![program.bytes.clone()];
         readonly.extend(program.external.iter().map(|(b, _)| b.clone()));
@@ -710,6 +740,12 @@ impl Method {
             order: t.order,
             data,
         })
+    }
+
+    /// Gives back the planned arenas (e.g. to reuse them for another load).
+    pub fn into_arenas(mut self) -> Vec<AlignedBuf> {
+        self.mutable.truncate(self.num_arenas);
+        self.mutable
     }
 
     /// Operator names of the method, by operator index.

@@ -351,3 +351,18 @@ fn delegate_without_backend() {
     }
     assert!(e.to_string().contains("not registered"), "{e}");
 }
+
+#[test]
+fn caller_provided_arenas_are_checked_and_used() {
+    let program = Program::load(pteron::bytes_from_vec(bytes("mlp"))).unwrap();
+    let reg = stub_registry(&program);
+    let sizes = program.method_meta("forward").unwrap().planned_buffers;
+    let small: Vec<pteron::AlignedBuf> = sizes.iter().map(|&s| pteron::AlignedBuf::zeroed(s as usize / 2)).collect();
+    let e = pteron::Method::load_with_arenas(&program, "forward", &reg, Some(small)).err().unwrap();
+    assert!(e.to_string().contains("needs"), "{e}");
+    let ok: Vec<pteron::AlignedBuf> = sizes.iter().map(|&s| pteron::AlignedBuf::zeroed(s as usize + 64)).collect();
+    let m = pteron::Method::load_with_arenas(&program, "forward", &reg, Some(ok)).unwrap();
+    let back = m.into_arenas();
+    assert_eq!(back.len(), sizes.len());
+    assert_eq!(back[0].len(), sizes[0] as usize + 64);
+}
