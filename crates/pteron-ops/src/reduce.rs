@@ -1222,16 +1222,7 @@ fn arange_impl(out: &mut TensorMut<'_>, start: Scalar, end: Scalar, step: Scalar
             other => other.to_i64().unwrap_or(0),
         }
     };
-    let size = if od == ScalarType::Long {
-        let (a, b, c) = (trunc(start), trunc(end), trunc(step));
-        let sgn = (c > 0) as i64 - (c < 0) as i64;
-        if c == 0 {
-            return Err(KernelError::invalid("arange: step must be nonzero"));
-        }
-        ((b - a + c - sgn) as f64 / c as f64).ceil()
-    } else {
-        ((e - s) / st).ceil()
-    };
+    let size = ((e - s) / st).ceil();
     if !(size >= 0.0) || size > 1e15 {
         return Err(KernelError::invalid(format!("arange: invalid size {size}")));
     }
