@@ -140,7 +140,7 @@ fn geometry(
         }
         w[1] * groups
     } else {
-        if w[1] * groups != ic || w[0] % groups != 0 {
+        if w[1] * groups != ic || !w[0].is_multiple_of(groups) {
             return Err(KernelError::invalid(format!(
                 "{OP}: weight shape {w:?} does not match input channels {ic} with groups {groups}"
             )));
@@ -387,12 +387,25 @@ impl Kernel for ConvOp {
         let half = dt != ScalarType::Float;
         let xs: &[f32] = if !half && x.is_contiguous() {
             super::slice::<f32>(&x)?
+        } else if !half && x.dim() == 4 && x.dim_order().is_channels_last() {
+            let s = scratch(xbuf, x.numel(), "input")?;
+            let d = x.sizes();
+            nhwc_to_nchw(super::slice::<f32>(&x)?, d[0], d[1], d[2] * d[3], s);
+            s
         } else {
             let s = scratch(xbuf, x.numel(), "input")?;
             to_f32_contiguous(&x, s)?;
             s
         };
-        let ws: &[f32] = if !half && w.is_contiguous() {
+        // The prepared conv holds its own packed weights and bias.
+        let use_packed = !half
+            && !g.transposed
+            && packed
+                .as_ref()
+                .is_some_and(|k| *k.params() == g.conv2d_params());
+        let ws: &[f32] = if use_packed {
+            &[]
+        } else if !half && w.is_contiguous() {
             super::slice::<f32>(&w)?
         } else {
             let s = scratch(wbuf, w.numel(), "weight")?;
@@ -400,8 +413,9 @@ impl Kernel for ConvOp {
             s
         };
         let bs: Option<&[f32]> = match &b {
+            _ if use_packed => None,
             None => None,
-            Some(b) if !half => Some(super::slice::<f32>(&b)?),
+            Some(b) if !half => Some(super::slice::<f32>(b)?),
             Some(b) => {
                 let s = scratch(bbuf, b.numel(), "bias")?;
                 to_f32_contiguous(b, s)?;
@@ -421,7 +435,38 @@ impl Kernel for ConvOp {
         } else {
             let ys = scratch(ybuf, out.numel(), "output")?;
             conv_f32(&g, packed.as_ref(), xs, ws, bs, ys, cols)?;
+            if !half && out.dim() == 4 && out.dim_order().is_channels_last() {
+                let (n, c, hw) = (g.n, g.oc, g.oh * g.ow);
+                nchw_to_nhwc(ys, n, c, hw, super::slice_mut::<f32>(&mut out)?);
+                return Ok(());
+            }
             from_f32_contiguous(ys, &mut out)
+        }
+    }
+}
+
+/// `[n, hw, c]` (channels-last memory) to `[n, c, hw]`.
+fn nhwc_to_nchw(src: &[f32], n: usize, c: usize, hw: usize, dst: &mut [f32]) {
+    for b in 0..n {
+        let s = &src[b * hw * c..(b + 1) * hw * c];
+        let d = &mut dst[b * hw * c..(b + 1) * hw * c];
+        for ch in 0..c {
+            for (p, o) in d[ch * hw..(ch + 1) * hw].iter_mut().enumerate() {
+                *o = s[p * c + ch];
+            }
+        }
+    }
+}
+
+/// `[n, c, hw]` to `[n, hw, c]` (channels-last memory).
+fn nchw_to_nhwc(src: &[f32], n: usize, c: usize, hw: usize, dst: &mut [f32]) {
+    for b in 0..n {
+        let s = &src[b * hw * c..(b + 1) * hw * c];
+        let d = &mut dst[b * hw * c..(b + 1) * hw * c];
+        for p in 0..hw {
+            for (ch, o) in d[p * c..(p + 1) * c].iter_mut().enumerate() {
+                *o = s[ch * hw + p];
+            }
         }
     }
 }
@@ -582,10 +627,10 @@ fn conv_ref_f64(
     let xs = strides4(&x.strides(), g.one_d);
     let ws = strides4(&w.strides(), g.one_d);
     let ys = strides4(&out.strides(), g.one_d);
-    let xd = super::slice::<f64>(&x)?;
-    let wd = super::slice::<f64>(&w)?;
+    let xd = super::slice::<f64>(x)?;
+    let wd = super::slice::<f64>(w)?;
     let bd = match b {
-        Some(b) => Some(super::slice::<f64>(&b)?),
+        Some(b) => Some(super::slice::<f64>(b)?),
         None => None,
     };
     let y = super::slice_mut::<f64>(out)?;

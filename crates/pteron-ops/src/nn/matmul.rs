@@ -156,8 +156,8 @@ fn compute(
     }
     if out.dtype() == ScalarType::Float && out.is_contiguous() && k > 0 {
         if let (Some((lda, ta)), Some((ldb, tb))) = (a.gemm_layout(), b.gemm_layout()) {
-            let av = super::slice::<f32>(&at)?;
-            let bv = super::slice::<f32>(&bt)?;
+            let av = super::slice::<f32>(at)?;
+            let bv = super::slice::<f32>(bt)?;
             let c = super::slice_mut::<f32>(out)?;
             let alpha = p.alpha as f32;
             // Single-pass bias: a row vector added with beta == alpha == 1.
@@ -254,8 +254,8 @@ fn compute(
         [0, ost[0], ost[1]]
     };
     dispatch_all!(out.dtype(), T => {
-        let av = super::slice::<T>(&at)?;
-        let bv = super::slice::<T>(&bt)?;
+        let av = super::slice::<T>(at)?;
+        let bv = super::slice::<T>(bt)?;
         let add = match &p.add {
             Some(t) => Some((super::slice::<T>(&t.t)?, t.st, t.beta)),
             None => None,
@@ -558,8 +558,8 @@ fn compute_flat(
     }
     if out.dtype() == ScalarType::Float && p.a.cols > 0 {
         if let (Some((lda, ta)), Some((ldb, tb))) = (p.a.gemm_layout(), p.b.gemm_layout()) {
-            let av = super::slice::<f32>(&at)?;
-            let bv = super::slice::<f32>(&bt)?;
+            let av = super::slice::<f32>(at)?;
+            let bv = super::slice::<f32>(bt)?;
             let bias = match &p.add {
                 Some(t) if t.st[1] == 0 && (t.st[2] == 1 || n == 1) => {
                     let s = super::slice::<f32>(&t.t)?;
@@ -601,8 +601,8 @@ fn compute_flat(
         }
     }
     dispatch_all!(out.dtype(), T => {
-        let av = super::slice::<T>(&at)?;
-        let bv = super::slice::<T>(&bt)?;
+        let av = super::slice::<T>(at)?;
+        let bv = super::slice::<T>(bt)?;
         let add = match &p.add {
             Some(t) => Some((super::slice::<T>(&t.t)?, t.st, t.beta)),
             None => None,

@@ -90,7 +90,7 @@ pub(crate) fn spatial_list(
 
 /// Calls `f(index)` for every multi-index of `dims` in row-major order.
 pub(crate) fn for_each_multi(dims: &[usize], mut f: impl FnMut(&[usize])) {
-    if dims.iter().any(|&d| d == 0) {
+    if dims.contains(&0) {
         return;
     }
     let rank = dims.len();
@@ -131,7 +131,7 @@ pub(crate) fn to_f32_contiguous(src: &TensorRef<'_>, dst: &mut [f32]) -> Result<
     let dims = src.sizes();
     let st = src.strides();
     crate::dispatch_float!(src.dtype(), T => {
-        let s = slice::<T>(&src)?;
+        let s = slice::<T>(src)?;
         if src.is_contiguous() {
             for (d, v) in dst.iter_mut().zip(s) {
                 *d = v.to_f32();

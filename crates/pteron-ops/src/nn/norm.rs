@@ -25,7 +25,7 @@ pub(super) fn register(reg: &mut Registry) {
 /// Element `i` (memory order) of a floating tensor as f64.
 fn elem(t: &TensorRef<'_>, i: usize) -> Result<f64, KernelError> {
     dispatch_float!(t.dtype(), T => {
-        let s = super::slice::<T>(&t)?;
+        let s = super::slice::<T>(t)?;
         s.get(i)
             .map(|v| v.to_f64())
             .ok_or_else(|| KernelError::invalid(format!("element {i} out of range for shape {:?}", t.sizes())))
@@ -65,7 +65,7 @@ fn affine_per_channel(
     let c_n = dims[1];
     let inner: usize = dims[2..].iter().product();
     if x.dtype() == ScalarType::Float && x.is_contiguous() && out.is_contiguous() {
-        let xs = super::slice::<f32>(&x)?;
+        let xs = super::slice::<f32>(x)?;
         let ys = super::slice_mut::<f32>(out)?;
         for c in 0..c_n {
             let (a, b) = coef(c)?;
@@ -86,7 +86,7 @@ fn affine_per_channel(
     sub[..r].copy_from_slice(dims);
     sub[1] = 1;
     dispatch_float!(x.dtype(), T => {
-        let xs = super::slice::<T>(&x)?;
+        let xs = super::slice::<T>(x)?;
         let ys = super::slice_mut::<T>(out)?;
         for c in 0..c_n {
             let (a, b) = coef(c)?;
@@ -114,7 +114,7 @@ fn channel_stats(x: &TensorRef<'_>, c: usize) -> Result<(f64, f64, usize), Kerne
     }
     let (mut s, mut s2) = (0.0f64, 0.0f64);
     dispatch_float!(x.dtype(), T => {
-        let xs = super::slice::<T>(&x)?;
+        let xs = super::slice::<T>(x)?;
         for_each_multi(&sub[..r], |idx| s += xs[offset(idx, &xst[..r]) + c * xst[1]].to_f64());
         let mean = s / count as f64;
         for_each_multi(&sub[..r], |idx| {
@@ -348,11 +348,11 @@ fn layer_norm_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     if x.dtype() == ScalarType::Float {
         let xs = super::slice::<f32>(&x)?;
         let ws = match &w {
-            Some(w) => Some(super::slice::<f32>(&w)?),
+            Some(w) => Some(super::slice::<f32>(w)?),
             None => None,
         };
         let bs = match &b {
-            Some(b) => Some(super::slice::<f32>(&b)?),
+            Some(b) => Some(super::slice::<f32>(b)?),
             None => None,
         };
         let ys = super::slice_mut::<f32>(&mut out)?;
@@ -384,11 +384,11 @@ fn layer_norm_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     dispatch_float!(x.dtype(), T => {
         let xs = super::slice::<T>(&x)?;
         let ws = match &w {
-            Some(w) => Some(super::slice::<T>(&w)?),
+            Some(w) => Some(super::slice::<T>(w)?),
             None => None,
         };
         let bs = match &b {
-            Some(b) => Some(super::slice::<T>(&b)?),
+            Some(b) => Some(super::slice::<T>(b)?),
             None => None,
         };
         for i in 0..rows {

@@ -354,7 +354,7 @@ fn adaptive_avg(
 ) -> Result<(), KernelError> {
     let ost = out_planes(out);
     dispatch_float!(x.dtype(), T => {
-        let xs = super::slice::<T>(&x)?;
+        let xs = super::slice::<T>(x)?;
         let ys = super::slice_mut::<T>(out)?;
         for n in 0..xp.n {
             for c in 0..xp.c {

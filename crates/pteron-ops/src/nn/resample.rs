@@ -255,7 +255,7 @@ fn pad_generic(
 ) -> Result<(), KernelError> {
     let r = x.dim();
     let k = pad.len() / 2;
-    if pad.len() % 2 != 0 || k > r {
+    if !pad.len().is_multiple_of(2) || k > r {
         return Err(KernelError::invalid(format!(
             "{op}: padding of length {} does not fit an input of rank {r}",
             pad.len()
@@ -300,7 +300,7 @@ fn pad_generic(
     let xst = x.strides();
     let ost = out.strides();
     dispatch_all!(x.dtype(), T => {
-        let xs = super::slice::<T>(&x)?;
+        let xs = super::slice::<T>(x)?;
         let fill: T = value.map_or(T::zero(), scalar_to::<T>);
         let ys = super::slice_mut::<T>(out)?;
         for_each_multi(&od[..r], |idx| {

@@ -46,7 +46,9 @@ fn run(ctx: &KernelCtx<'_>, op: &str, log: bool) -> Result<(), KernelError> {
         // Softmax of a single element: 1 (log: 0), NaN stays NaN.
         return dispatch_float!(x.dtype(), T => {
             let v = super::slice::<T>(&x)?[0].to_f64();
-            let r = if v.is_nan() { v } else if log { v - v } else { 1.0 + (v - v) };
+            // exp(v - v): NaN for infinities and NaN, else exactly 1.
+            let d = if v.is_finite() { 0.0 } else { f64::NAN };
+            let r = if log { d } else { 1.0 + d };
             super::slice_mut::<T>(&mut out)?[0] = T::from_f64(r);
             Ok(())
         });
@@ -204,7 +206,7 @@ fn generic(
     let ost = out.strides();
     let (sx, so) = (xst[d], ost[d]);
     dispatch_float!(x.dtype(), T => {
-        let xs = super::slice::<T>(&x)?;
+        let xs = super::slice::<T>(x)?;
         let ys = super::slice_mut::<T>(out)?;
         for_each_multi(&dims[..r], |idx| {
             let bx = offset(idx, &xst[..r]);
