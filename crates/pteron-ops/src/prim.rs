@@ -3,6 +3,7 @@
 //! zero-copy `executorch_prim::et_view.default` / `et_copy_index.tensor`.
 //!
 //! Stacks: binary scalar ops `[a, b, ret]`, unary `[a, ret]`, `sym_ite` `[c, a, b, ret]`.
+#![allow(clippy::needless_range_loop)] // loops index several parallel arrays
 
 use half::{bf16, f16};
 use pteron_runtime::{KernelCtx, KernelError, Registry, Scalar, ScalarType};
@@ -155,7 +156,11 @@ pub(crate) fn py_floordiv_i(a: i64, b: i64) -> Result<i64, KernelError> {
         return Err(KernelError::invalid("integer division by zero"));
     }
     let q = a.checked_div(b).ok_or_else(overflow)?;
-    Ok(if (a % b != 0) && ((a < 0) != (b < 0)) { q - 1 } else { q })
+    Ok(if (a % b != 0) && ((a < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    })
 }
 /// Python's integer modulo (result has the divisor's sign).
 pub(crate) fn py_mod_i(a: i64, b: i64) -> Result<i64, KernelError> {
@@ -163,7 +168,11 @@ pub(crate) fn py_mod_i(a: i64, b: i64) -> Result<i64, KernelError> {
         return Err(KernelError::invalid("integer modulo by zero"));
     }
     let r = a.checked_rem(b).unwrap_or(0);
-    Ok(if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r })
+    Ok(if r != 0 && ((r < 0) != (b < 0)) {
+        r + b
+    } else {
+        r
+    })
 }
 /// Python's float modulo.
 fn py_mod_f(a: f64, b: f64) -> f64 {
@@ -225,26 +234,57 @@ fn prim_mod(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     )
 }
 fn prim_eq(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    binary(ctx, "eq", |a, b| Ok(Scalar::Bool(a == b)), |a, b| Ok(Scalar::Bool(a == b)))
+    binary(
+        ctx,
+        "eq",
+        |a, b| Ok(Scalar::Bool(a == b)),
+        |a, b| Ok(Scalar::Bool(a == b)),
+    )
 }
 fn prim_gt(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    binary(ctx, "gt", |a, b| Ok(Scalar::Bool(a > b)), |a, b| Ok(Scalar::Bool(a > b)))
+    binary(
+        ctx,
+        "gt",
+        |a, b| Ok(Scalar::Bool(a > b)),
+        |a, b| Ok(Scalar::Bool(a > b)),
+    )
 }
 fn prim_ge(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    binary(ctx, "ge", |a, b| Ok(Scalar::Bool(a >= b)), |a, b| Ok(Scalar::Bool(a >= b)))
+    binary(
+        ctx,
+        "ge",
+        |a, b| Ok(Scalar::Bool(a >= b)),
+        |a, b| Ok(Scalar::Bool(a >= b)),
+    )
 }
 fn prim_lt(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    binary(ctx, "lt", |a, b| Ok(Scalar::Bool(a < b)), |a, b| Ok(Scalar::Bool(a < b)))
+    binary(
+        ctx,
+        "lt",
+        |a, b| Ok(Scalar::Bool(a < b)),
+        |a, b| Ok(Scalar::Bool(a < b)),
+    )
 }
 fn prim_le(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    binary(ctx, "le", |a, b| Ok(Scalar::Bool(a <= b)), |a, b| Ok(Scalar::Bool(a <= b)))
+    binary(
+        ctx,
+        "le",
+        |a, b| Ok(Scalar::Bool(a <= b)),
+        |a, b| Ok(Scalar::Bool(a <= b)),
+    )
 }
 fn prim_max(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     binary(
         ctx,
         "sym_max",
         |a, b| Ok(Scalar::Int(a.max(b))),
-        |a, b| Ok(Scalar::Double(if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })),
+        |a, b| {
+            Ok(Scalar::Double(if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                a.max(b)
+            }))
+        },
     )
 }
 fn prim_min(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -252,11 +292,20 @@ fn prim_min(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         ctx,
         "sym_min",
         |a, b| Ok(Scalar::Int(a.min(b))),
-        |a, b| Ok(Scalar::Double(if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) })),
+        |a, b| {
+            Ok(Scalar::Double(if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else {
+                a.min(b)
+            }))
+        },
     )
 }
 
-fn unary(ctx: &KernelCtx<'_>, f: impl Fn(Scalar) -> Result<Scalar, KernelError>) -> Result<(), KernelError> {
+fn unary(
+    ctx: &KernelCtx<'_>,
+    f: impl Fn(Scalar) -> Result<Scalar, KernelError>,
+) -> Result<(), KernelError> {
     ctx.expect_args(2)?;
     let a = ctx.scalar(0)?;
     let r = f(a)?;
@@ -265,7 +314,7 @@ fn unary(ctx: &KernelCtx<'_>, f: impl Fn(Scalar) -> Result<Scalar, KernelError>)
 
 /// A double converted to Int, failing for NaN or out-of-range values.
 fn f2i(v: f64, what: &str) -> Result<Scalar, KernelError> {
-    if !v.is_finite() || v < -9.223372036854776e18 || v >= 9.223372036854776e18 {
+    if !v.is_finite() || !(-9.223372036854776e18..9.223372036854776e18).contains(&v) {
         return Err(KernelError::invalid(format!(
             "executorch_prim::{what}: {v} cannot be converted to an integer"
         )));
@@ -276,7 +325,12 @@ fn f2i(v: f64, what: &str) -> Result<Scalar, KernelError> {
 fn prim_neg(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     unary(ctx, |a| match a {
         Scalar::Double(d) => Ok(Scalar::Double(-d)),
-        other => other.to_i64().unwrap_or(0).checked_neg().map(Scalar::Int).ok_or_else(overflow),
+        other => other
+            .to_i64()
+            .unwrap_or(0)
+            .checked_neg()
+            .map(Scalar::Int)
+            .ok_or_else(overflow),
     })
 }
 fn prim_ceil(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -335,11 +389,15 @@ pub(crate) fn infer_size(
         let v = raw[i];
         if v == -1 {
             if infer.is_some() {
-                return Err(KernelError::invalid(format!("{what}: only one dimension can be -1")));
+                return Err(KernelError::invalid(format!(
+                    "{what}: only one dimension can be -1"
+                )));
             }
             infer = Some(i);
         } else if v < 0 {
-            return Err(KernelError::invalid(format!("{what}: invalid size {v} at dim {i}")));
+            return Err(KernelError::invalid(format!(
+                "{what}: invalid size {v} at dim {i}"
+            )));
         } else {
             out[i] = v as usize;
             prod = prod
@@ -348,7 +406,7 @@ pub(crate) fn infer_size(
         }
     }
     if let Some(k) = infer {
-        if prod == 0 || numel % prod != 0 {
+        if prod == 0 || !numel.is_multiple_of(prod) {
             return Err(KernelError::invalid(format!(
                 "{what}: shape {:?} is invalid for input of size {numel}",
                 &raw[..n]
@@ -401,7 +459,9 @@ fn et_copy_index(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         )));
     }
     if index < 0 {
-        return Err(KernelError::invalid(format!("et_copy_index: negative index {index}")));
+        return Err(KernelError::invalid(format!(
+            "et_copy_index: negative index {index}"
+        )));
     }
     let mut sizes = [0usize; 16];
     sizes[0] = index as usize + 1;
@@ -416,7 +476,9 @@ fn et_copy_index(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         sizes[i + 1] = from.size(i);
     }
     if !from.is_contiguous() || !to.is_contiguous() {
-        return Err(KernelError::unsupported("et_copy_index: tensors must be contiguous"));
+        return Err(KernelError::unsupported(
+            "et_copy_index: tensors must be contiguous",
+        ));
     }
     to.resize(&sizes[..shape.rank()])?;
     let src = from.bytes();

@@ -5,6 +5,7 @@
 //! either each output reduces one contiguous run (tight loop), or, when the kept
 //! inner dim is contiguous, rows are accumulated 64 columns at a time, or (any other
 //! layout) a strided walk is used.
+#![allow(clippy::needless_range_loop)] // loops index several parallel arrays
 
 use half::{bf16, f16};
 use pteron_runtime::{
@@ -91,7 +92,11 @@ impl<'a> OutW<'a> {
             ScalarType::Long => OutW::I64(tm(out)?),
             ScalarType::Byte => OutW::U8(tm(out)?),
             ScalarType::Bool => OutW::Bool(tm(out)?),
-            other => return Err(KernelError::dtype(format!("out dtype {other} is not supported"))),
+            other => {
+                return Err(KernelError::dtype(format!(
+                    "out dtype {other} is not supported"
+                )))
+            }
         })
     }
     #[inline]
@@ -165,7 +170,9 @@ fn dim_mask(op: &str, dims: Option<&[i64]>, rank: usize) -> Result<[bool; 16], K
                 let k = norm_dim(v, rank).map_err(|e| err(op, e))?;
                 if rank > 0 {
                     if m[k] {
-                        return Err(KernelError::invalid(format!("{op}: dim {k} appears more than once")));
+                        return Err(KernelError::invalid(format!(
+                            "{op}: dim {k} appears more than once"
+                        )));
                     }
                     m[k] = true;
                 }
@@ -224,7 +231,13 @@ fn merge(n: &mut usize, d: &mut [usize; 16], a: &mut [isize; 16], b: Option<&mut
 }
 
 impl Plan {
-    fn new(x: &TensorRef<'_>, red: &[bool; 16], out_st: &[usize; 16], keepdim: bool, order_free: bool) -> Plan {
+    fn new(
+        x: &TensorRef<'_>,
+        red: &[bool; 16],
+        out_st: &[usize; 16],
+        keepdim: bool,
+        order_free: bool,
+    ) -> Plan {
         let xs = x.strides();
         let mut p = Plan {
             kr: 0,
@@ -356,7 +369,12 @@ impl<T: Num> Red<T> for SumF32 {
             for &v in it.remainder() {
                 rest += v.to_f32();
             }
-            let s4 = [lanes[0] + lanes[4], lanes[1] + lanes[5], lanes[2] + lanes[6], lanes[3] + lanes[7]];
+            let s4 = [
+                lanes[0] + lanes[4],
+                lanes[1] + lanes[5],
+                lanes[2] + lanes[6],
+                lanes[3] + lanes[7],
+            ];
             total += ((s4[0] + s4[2]) + (s4[1] + s4[3])) + rest;
         }
         a + total
@@ -584,14 +602,19 @@ fn sum_like(
 ) -> Result<(), KernelError> {
     if let Some(dt) = dtype {
         if dt != out.dtype() {
-            return Err(KernelError::dtype(format!("{op}: dtype {dt} != out dtype {}", out.dtype())));
+            return Err(KernelError::dtype(format!(
+                "{op}: dtype {dt} != out dtype {}",
+                out.dtype()
+            )));
         }
     }
     let od = out.dtype();
     let out_float = od.is_floating();
     let in_float = x.dtype().is_floating();
     if kind == SumKind::Mean && !out_float {
-        return Err(KernelError::dtype(format!("{op}: out dtype must be floating, got {od}")));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype must be floating, got {od}"
+        )));
     }
     if in_float && !out_float {
         return Err(KernelError::dtype(format!(
@@ -600,14 +623,16 @@ fn sum_like(
         )));
     }
     if od == ScalarType::Bool && kind != SumKind::Mean {
-        return Err(KernelError::dtype(format!("{op}: Bool out is not supported")));
+        return Err(KernelError::dtype(format!(
+            "{op}: Bool out is not supported"
+        )));
     }
     let p = setup(op, x, out, dims, keepdim, true)?;
     let rn = p.rn as f64;
     let mut w = OutW::new(out)?;
     let wide = od == ScalarType::Double || x.dtype() == ScalarType::Double || !in_float;
     dispatch_all!(x.dtype(), T => {
-        let xv = ts::<T>(&x)?;
+        let xv = ts::<T>(x)?;
         match kind {
             SumKind::Prod if out_float => drive(xv, &p, &ProdF, |o, a| w.f(o, a)),
             SumKind::Prod => drive(xv, &p, &ProdI, |o, a| w.i(o, a)),
@@ -627,7 +652,15 @@ fn sum_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(4)?;
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
-    sum_like("sum", &x, &mut out, n.map(|n| &d[..n]), ctx.bool(2)?, ctx.opt_dtype(3)?, SumKind::Sum)
+    sum_like(
+        "sum",
+        &x,
+        &mut out,
+        n.map(|n| &d[..n]),
+        ctx.bool(2)?,
+        ctx.opt_dtype(3)?,
+        SumKind::Sum,
+    )
 }
 
 /// `sum.out(Tensor self, *, ScalarType? dtype=None, Tensor(a!) out)`.
@@ -635,7 +668,15 @@ fn sum_all_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(4)?;
     let mut out = ctx.out(2)?;
     let x = ctx.tensor(0)?;
-    sum_like("sum", &x, &mut out, None, false, ctx.opt_dtype(1)?, SumKind::Sum)
+    sum_like(
+        "sum",
+        &x,
+        &mut out,
+        None,
+        false,
+        ctx.opt_dtype(1)?,
+        SumKind::Sum,
+    )
 }
 
 /// `mean.out(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None, Tensor(a!) out)`.
@@ -644,7 +685,15 @@ fn mean_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(4)?;
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
-    sum_like("mean", &x, &mut out, n.map(|n| &d[..n]), ctx.bool(2)?, ctx.opt_dtype(3)?, SumKind::Mean)
+    sum_like(
+        "mean",
+        &x,
+        &mut out,
+        n.map(|n| &d[..n]),
+        ctx.bool(2)?,
+        ctx.opt_dtype(3)?,
+        SumKind::Mean,
+    )
 }
 
 /// `mean.dtype_out(Tensor self, *, ScalarType? dtype=None, Tensor(a!) out)`.
@@ -652,7 +701,15 @@ fn mean_dtype_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(4)?;
     let mut out = ctx.out(2)?;
     let x = ctx.tensor(0)?;
-    sum_like("mean", &x, &mut out, None, false, ctx.opt_dtype(1)?, SumKind::Mean)
+    sum_like(
+        "mean",
+        &x,
+        &mut out,
+        None,
+        false,
+        ctx.opt_dtype(1)?,
+        SumKind::Mean,
+    )
 }
 
 /// `prod.out(Tensor self, *, ScalarType? dtype=None, Tensor(a!) out)`.
@@ -660,7 +717,15 @@ fn prod_all_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(4)?;
     let mut out = ctx.out(2)?;
     let x = ctx.tensor(0)?;
-    sum_like("prod", &x, &mut out, None, false, ctx.opt_dtype(1)?, SumKind::Prod)
+    sum_like(
+        "prod",
+        &x,
+        &mut out,
+        None,
+        false,
+        ctx.opt_dtype(1)?,
+        SumKind::Prod,
+    )
 }
 
 /// `prod.int_out(Tensor self, int dim, bool keepdim=False, *, ScalarType? dtype=None, Tensor(a!) out)`.
@@ -669,7 +734,15 @@ fn prod_int_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(4)?;
     let x = ctx.tensor(0)?;
     let d = [ctx.int(1)?];
-    sum_like("prod", &x, &mut out, Some(&d), ctx.bool(2)?, ctx.opt_dtype(3)?, SumKind::Prod)
+    sum_like(
+        "prod",
+        &x,
+        &mut out,
+        Some(&d),
+        ctx.bool(2)?,
+        ctx.opt_dtype(3)?,
+        SumKind::Prod,
+    )
 }
 
 fn check_nonempty(op: &str, p: &Plan) -> Result<(), KernelError> {
@@ -686,7 +759,11 @@ fn amax_like(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError
     let mut out = ctx.out(3)?;
     let x = ctx.tensor(0)?;
     if out.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("{op}: out dtype {} != input dtype {}", out.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype {} != input dtype {}",
+            out.dtype(),
+            x.dtype()
+        )));
     }
     let (d, n) = ctx.int_list(1)?.to_array()?;
     let p = setup(op, &x, &mut out, Some(&d[..n]), ctx.bool(2)?, true)?;
@@ -716,10 +793,17 @@ fn ext_dim(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError> 
     let mut idx = ctx.out(4)?;
     let x = ctx.tensor(0)?;
     if vals.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("{op}: values dtype {} != input dtype {}", vals.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: values dtype {} != input dtype {}",
+            vals.dtype(),
+            x.dtype()
+        )));
     }
     if idx.dtype() != ScalarType::Long {
-        return Err(KernelError::dtype(format!("{op}: indices must be Long, got {}", idx.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: indices must be Long, got {}",
+            idx.dtype()
+        )));
     }
     let d = [ctx.int(1)?];
     let keep = ctx.bool(2)?;
@@ -729,7 +813,9 @@ fn ext_dim(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError> 
     let (os, n) = out_shape(x.sizes(), &red, keep);
     idx.resize(&os[..n])?;
     if idx.strides() != vals.strides() {
-        return Err(KernelError::unsupported(format!("{op}: values and indices have different dim orders")));
+        return Err(KernelError::unsupported(format!(
+            "{op}: values and indices have different dim orders"
+        )));
     }
     let iv = tm::<i64>(&mut idx)?;
     dispatch_all!(x.dtype(), T => {
@@ -755,7 +841,11 @@ fn ext_unary(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError
     let mut out = ctx.out(1)?;
     let x = ctx.tensor(0)?;
     if out.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("{op}: out dtype {} != input dtype {}", out.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype {} != input dtype {}",
+            out.dtype(),
+            x.dtype()
+        )));
     }
     let p = setup(op, &x, &mut out, None, false, true)?;
     check_nonempty(op, &p)?;
@@ -779,7 +869,10 @@ fn arg_ext(ctx: &KernelCtx<'_>, op: &str, max: bool) -> Result<(), KernelError> 
     let mut out = ctx.out(3)?;
     let x = ctx.tensor(0)?;
     if out.dtype() != ScalarType::Long {
-        return Err(KernelError::dtype(format!("{op}: out must be Long, got {}", out.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out must be Long, got {}",
+            out.dtype()
+        )));
     }
     let dim = ctx.opt_int(1)?;
     let keep = ctx.bool(2)?;
@@ -817,12 +910,15 @@ fn any_all(
     any: bool,
 ) -> Result<(), KernelError> {
     if !matches!(out.dtype(), ScalarType::Bool | ScalarType::Byte) {
-        return Err(KernelError::dtype(format!("{op}: out must be Bool or Byte, got {}", out.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out must be Bool or Byte, got {}",
+            out.dtype()
+        )));
     }
     let p = setup(op, x, out, dims, keepdim, true)?;
     let o = tm::<u8>(out)?;
     dispatch_all!(x.dtype(), T => {
-        let xv = ts::<T>(&x)?;
+        let xv = ts::<T>(x)?;
         drive(xv, &p, &AnyAll { any }, |i, a| o[i] = a as u8);
     });
     Ok(())
@@ -833,7 +929,14 @@ fn any_dim_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(5)?;
     let mut out = ctx.out(3)?;
     let x = ctx.tensor(0)?;
-    any_all("any", &x, &mut out, Some(&[ctx.int(1)?]), ctx.bool(2)?, true)
+    any_all(
+        "any",
+        &x,
+        &mut out,
+        Some(&[ctx.int(1)?]),
+        ctx.bool(2)?,
+        true,
+    )
 }
 /// `any.all_out(Tensor self, *, Tensor(a!) out)`.
 fn any_all_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -854,7 +957,14 @@ fn all_dim_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(5)?;
     let mut out = ctx.out(3)?;
     let x = ctx.tensor(0)?;
-    any_all("all", &x, &mut out, Some(&[ctx.int(1)?]), ctx.bool(2)?, false)
+    any_all(
+        "all",
+        &x,
+        &mut out,
+        Some(&[ctx.int(1)?]),
+        ctx.bool(2)?,
+        false,
+    )
 }
 fn all_all_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(3)?;
@@ -883,20 +993,33 @@ fn var_like(
     take_sqrt: bool,
 ) -> Result<(), KernelError> {
     if !x.dtype().is_floating() {
-        return Err(KernelError::dtype(format!("{op}: input must be floating, got {}", x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: input must be floating, got {}",
+            x.dtype()
+        )));
     }
     if out.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("{op}: out dtype {} != input dtype {}", out.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype {} != input dtype {}",
+            out.dtype(),
+            x.dtype()
+        )));
     }
     let p = setup(op, x, out, dims, keepdim, true)?;
     let mut mw = match mean_out {
         Some(m) => {
             if m.dtype() != x.dtype() {
-                return Err(KernelError::dtype(format!("{op}: mean dtype {} != input dtype {}", m.dtype(), x.dtype())));
+                return Err(KernelError::dtype(format!(
+                    "{op}: mean dtype {} != input dtype {}",
+                    m.dtype(),
+                    x.dtype()
+                )));
             }
             m.resize(out.shape().dims())?;
             if m.strides() != out.strides() {
-                return Err(KernelError::unsupported(format!("{op}: outputs have different dim orders")));
+                return Err(KernelError::unsupported(format!(
+                    "{op}: outputs have different dim orders"
+                )));
             }
             Some(OutW::new(m)?)
         }
@@ -904,7 +1027,7 @@ fn var_like(
     };
     let mut w = OutW::new(out)?;
     dispatch_float!(x.dtype(), T => {
-        let xv = ts::<T>(&x)?;
+        let xv = ts::<T>(x)?;
         drive(xv, &p, &Welford, |i, a| {
             let v = a.2 / (a.0 - correction).max(0.0);
             w.f(i, if take_sqrt { v.sqrt() } else { v });
@@ -931,7 +1054,16 @@ fn var_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
     let c = correction_arg(ctx, 2)?;
-    var_like("var", &x, &mut out, None, n.map(|n| &d[..n]), c, ctx.bool(3)?, false)
+    var_like(
+        "var",
+        &x,
+        &mut out,
+        None,
+        n.map(|n| &d[..n]),
+        c,
+        ctx.bool(3)?,
+        false,
+    )
 }
 /// `std.correction_out(...)`: like `var.correction_out`, square-rooted.
 fn std_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -940,7 +1072,16 @@ fn std_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
     let c = correction_arg(ctx, 2)?;
-    var_like("std", &x, &mut out, None, n.map(|n| &d[..n]), c, ctx.bool(3)?, true)
+    var_like(
+        "std",
+        &x,
+        &mut out,
+        None,
+        n.map(|n| &d[..n]),
+        c,
+        ctx.bool(3)?,
+        true,
+    )
 }
 /// `var.out(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False, *, Tensor(a!) out)`.
 fn var_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -949,7 +1090,16 @@ fn var_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
     let c = if ctx.bool(2)? { 1.0 } else { 0.0 };
-    var_like("var", &x, &mut out, None, n.map(|n| &d[..n]), c, ctx.bool(3)?, false)
+    var_like(
+        "var",
+        &x,
+        &mut out,
+        None,
+        n.map(|n| &d[..n]),
+        c,
+        ctx.bool(3)?,
+        false,
+    )
 }
 /// `std.out(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False, *, Tensor(a!) out)`.
 fn std_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -958,7 +1108,16 @@ fn std_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
     let c = if ctx.bool(2)? { 1.0 } else { 0.0 };
-    var_like("std", &x, &mut out, None, n.map(|n| &d[..n]), c, ctx.bool(3)?, true)
+    var_like(
+        "std",
+        &x,
+        &mut out,
+        None,
+        n.map(|n| &d[..n]),
+        c,
+        ctx.bool(3)?,
+        true,
+    )
 }
 /// `var_mean.correction_out(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False, Tensor(a!) out0, Tensor(b!) out1)`:
 /// `[self, dim, correction, keepdim, out0, out1, ret]`.
@@ -969,7 +1128,16 @@ fn var_mean_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
     let c = correction_arg(ctx, 2)?;
-    var_like("var_mean", &x, &mut out, Some(&mut mean), n.map(|n| &d[..n]), c, ctx.bool(3)?, false)
+    var_like(
+        "var_mean",
+        &x,
+        &mut out,
+        Some(&mut mean),
+        n.map(|n| &d[..n]),
+        c,
+        ctx.bool(3)?,
+        false,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -981,16 +1149,24 @@ fn scan(ctx: &KernelCtx<'_>, op: &str, prod: bool) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     if let Some(dt) = ctx.opt_dtype(2)? {
         if dt != out.dtype() {
-            return Err(KernelError::dtype(format!("{op}: dtype {dt} != out dtype {}", out.dtype())));
+            return Err(KernelError::dtype(format!(
+                "{op}: dtype {dt} != out dtype {}",
+                out.dtype()
+            )));
         }
     }
     let od = out.dtype();
     let float = od.is_floating();
     if x.dtype().is_floating() && !float {
-        return Err(KernelError::dtype(format!("{op}: cannot scan {} into {od}", x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: cannot scan {} into {od}",
+            x.dtype()
+        )));
     }
     if od == ScalarType::Bool {
-        return Err(KernelError::dtype(format!("{op}: Bool out is not supported")));
+        return Err(KernelError::dtype(format!(
+            "{op}: Bool out is not supported"
+        )));
     }
     let r = x.dim();
     let d = norm_dim(ctx.int(1)?, r).map_err(|e| err(op, e))?;
@@ -1013,7 +1189,11 @@ fn scan(ctx: &KernelCtx<'_>, op: &str, prod: bool) -> Result<(), KernelError> {
         }
     }
     merge(&mut kr, &mut kd, &mut ks, Some(&mut ko));
-    let (n, sx, so) = if r == 0 { (1, 0, 0) } else { (x.size(d), xs[d] as isize, os[d] as isize) };
+    let (n, sx, so) = if r == 0 {
+        (1, 0, 0)
+    } else {
+        (x.size(d), xs[d] as isize, os[d] as isize)
+    };
     let mut w = OutW::new(&mut out)?;
     dispatch_all!(x.dtype(), T => {
         let xv = ts::<T>(&x)?;
@@ -1086,7 +1266,10 @@ struct SortKernel {
 fn sort_scratch(ctx: &PrepareCtx<'_>, topk: bool) -> Result<Box<dyn Kernel>, KernelError> {
     let (_, shape, _) = ctx.tensor_meta(0)?;
     let n = shape.dims().iter().copied().max().unwrap_or(1).max(1);
-    Ok(Box::new(SortKernel { idx: vec![0; n], topk }))
+    Ok(Box::new(SortKernel {
+        idx: vec![0; n],
+        topk,
+    }))
 }
 fn topk_factory(ctx: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     sort_scratch(ctx, true)
@@ -1102,16 +1285,27 @@ impl Kernel for SortKernel {
     fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         // topk: [self, k, dim, largest, sorted, values, indices, ret]
         // sort: [self, dim, descending, values, indices, ret]
-        let (op, k_arg, dim_arg, vo) = if self.topk { ("topk", Some(1), 2, 5) } else { ("sort", None, 1, 3) };
+        let (op, k_arg, dim_arg, vo) = if self.topk {
+            ("topk", Some(1), 2, 5)
+        } else {
+            ("sort", None, 1, 3)
+        };
         ctx.expect_args(if self.topk { 8 } else { 6 })?;
         let mut vals = ctx.out(vo)?;
         let mut inds = ctx.out(vo + 1)?;
         let x = ctx.tensor(0)?;
         if vals.dtype() != x.dtype() {
-            return Err(KernelError::dtype(format!("{op}: values dtype {} != input dtype {}", vals.dtype(), x.dtype())));
+            return Err(KernelError::dtype(format!(
+                "{op}: values dtype {} != input dtype {}",
+                vals.dtype(),
+                x.dtype()
+            )));
         }
         if inds.dtype() != ScalarType::Long {
-            return Err(KernelError::dtype(format!("{op}: indices must be Long, got {}", inds.dtype())));
+            return Err(KernelError::dtype(format!(
+                "{op}: indices must be Long, got {}",
+                inds.dtype()
+            )));
         }
         let r = x.dim();
         let d = norm_dim(ctx.int(dim_arg)?, r).map_err(|e| err(op, e))?;
@@ -1120,7 +1314,9 @@ impl Kernel for SortKernel {
             Some(a) => {
                 let k = ctx.int(a)?;
                 if k < 0 || k as usize > n {
-                    return Err(KernelError::invalid(format!("{op}: k {k} out of range for dim of size {n}")));
+                    return Err(KernelError::invalid(format!(
+                        "{op}: k {k} out of range for dim of size {n}"
+                    )));
                 }
                 (k as usize, ctx.bool(3)?)
             }
@@ -1140,7 +1336,9 @@ impl Kernel for SortKernel {
         vals.resize(&sizes[..r])?;
         inds.resize(&sizes[..r])?;
         if vals.strides() != inds.strides() {
-            return Err(KernelError::unsupported(format!("{op}: values and indices have different dim orders")));
+            return Err(KernelError::unsupported(format!(
+                "{op}: values and indices have different dim orders"
+            )));
         }
         if x.numel() == 0 || k == 0 {
             return Ok(());
@@ -1159,7 +1357,11 @@ impl Kernel for SortKernel {
                 kr += 1;
             }
         }
-        let (sx, so) = if r == 0 { (0, 0) } else { (xs[d] as isize, os[d] as isize) };
+        let (sx, so) = if r == 0 {
+            (0, 0)
+        } else {
+            (xs[d] as isize, os[d] as isize)
+        };
         let idx = &mut self.idx[..n];
         let iv = tm::<i64>(&mut inds)?;
         dispatch_all!(x.dtype(), T => {
@@ -1201,13 +1403,20 @@ impl Kernel for SortKernel {
 // ---------------------------------------------------------------------------
 // Creation
 
-fn arange_impl(out: &mut TensorMut<'_>, start: Scalar, end: Scalar, step: Scalar) -> Result<(), KernelError> {
+fn arange_impl(
+    out: &mut TensorMut<'_>,
+    start: Scalar,
+    end: Scalar,
+    step: Scalar,
+) -> Result<(), KernelError> {
     let (s, e, st) = (start.to_f64(), end.to_f64(), step.to_f64());
     if st == 0.0 {
         return Err(KernelError::invalid("arange: step must be nonzero"));
     }
     if !s.is_finite() || !e.is_finite() {
-        return Err(KernelError::invalid(format!("arange: unsupported range {s} -> {e}")));
+        return Err(KernelError::invalid(format!(
+            "arange: unsupported range {s} -> {e}"
+        )));
     }
     if (st > 0.0 && e < s) || (st < 0.0 && e > s) {
         return Err(KernelError::invalid(format!(
@@ -1223,12 +1432,15 @@ fn arange_impl(out: &mut TensorMut<'_>, start: Scalar, end: Scalar, step: Scalar
         }
     };
     let size = ((e - s) / st).ceil();
-    if !(size >= 0.0) || size > 1e15 {
+    if !(0.0..=1e15).contains(&size) {
         return Err(KernelError::invalid(format!("arange: invalid size {size}")));
     }
     let size = size as usize;
     if out.dim() != 1 {
-        return Err(KernelError::invalid(format!("arange: out must be 1-D, has rank {}", out.dim())));
+        return Err(KernelError::invalid(format!(
+            "arange: out must be 1-D, has rank {}",
+            out.dim()
+        )));
     }
     out.resize(&[size])?;
     let mut w = OutW::new(out)?;
@@ -1258,12 +1470,20 @@ fn arange_start_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     arange_impl(&mut out, ctx.scalar(0)?, ctx.scalar(1)?, ctx.scalar(2)?)
 }
 
-fn resize_to_list(ctx: &KernelCtx<'_>, out: &mut TensorMut<'_>, op: &str) -> Result<(), KernelError> {
+fn resize_to_list(
+    ctx: &KernelCtx<'_>,
+    out: &mut TensorMut<'_>,
+    op: &str,
+) -> Result<(), KernelError> {
     let (s, n) = ctx.int_list(0)?.to_array()?;
     let mut sizes = [0usize; 16];
     for i in 0..n {
         if s[i] < 0 {
-            return Err(KernelError::invalid(format!("{op}: negative size {} in {:?}", s[i], &s[..n])));
+            return Err(KernelError::invalid(format!(
+                "{op}: negative size {} in {:?}",
+                s[i],
+                &s[..n]
+            )));
         }
         sizes[i] = s[i] as usize;
     }

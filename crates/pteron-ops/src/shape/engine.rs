@@ -2,6 +2,7 @@
 //! (sizes, signed element strides, offset) into a destination view, after sorting
 //! dims into destination memory order and merging dims that are contiguous in both.
 //! Inner runs contiguous in both are `copy_from_slice`; transposes use 32x32 tiles.
+#![allow(clippy::needless_range_loop)] // loops index several parallel arrays
 
 use pteron_runtime::{KernelError, TensorMut, TensorRef};
 
@@ -174,10 +175,17 @@ pub(crate) fn copy_typed<T: Copy>(dst: &mut [T], src: &[T], l: &Layout) -> Resul
     let n = s.dims[r - 1];
     let (di, si) = (s.dst[r - 1], s.src[r - 1]);
     if di == 1 && si == 1 {
-        walk2(&s.dims[..r - 1], &s.dst[..r - 1], &s.src[..r - 1], s.dst_off, s.src_off, |d, o| {
-            let (d, o) = (d as usize, o as usize);
-            dst[d..d + n].copy_from_slice(&src[o..o + n]);
-        });
+        walk2(
+            &s.dims[..r - 1],
+            &s.dst[..r - 1],
+            &s.src[..r - 1],
+            s.dst_off,
+            s.src_off,
+            |d, o| {
+                let (d, o) = (d as usize, o as usize);
+                dst[d..d + n].copy_from_slice(&src[o..o + n]);
+            },
+        );
         return Ok(());
     }
     // Transpose-like: the source's unit-stride dim is an outer dim here.
@@ -196,33 +204,47 @@ pub(crate) fn copy_typed<T: Copy>(dst: &mut [T], src: &[T], l: &Layout) -> Resul
                 }
             }
             let (nk, dk) = (s.dims[k], s.dst[k]);
-            walk2(&od[..m], &oa[..m], &ob[..m], s.dst_off, s.src_off, |d0, s0| {
-                let mut i0 = 0;
-                while i0 < nk {
-                    let i1 = (i0 + TILE).min(nk);
-                    let mut j0 = 0;
-                    while j0 < n {
-                        let j1 = (j0 + TILE).min(n);
-                        for i in i0..i1 {
-                            let drow = (d0 + i as isize * dk) as usize;
-                            let srow = s0 + i as isize;
-                            for j in j0..j1 {
-                                dst[drow + j] = src[(srow + j as isize * si) as usize];
+            walk2(
+                &od[..m],
+                &oa[..m],
+                &ob[..m],
+                s.dst_off,
+                s.src_off,
+                |d0, s0| {
+                    let mut i0 = 0;
+                    while i0 < nk {
+                        let i1 = (i0 + TILE).min(nk);
+                        let mut j0 = 0;
+                        while j0 < n {
+                            let j1 = (j0 + TILE).min(n);
+                            for i in i0..i1 {
+                                let drow = (d0 + i as isize * dk) as usize;
+                                let srow = s0 + i as isize;
+                                for j in j0..j1 {
+                                    dst[drow + j] = src[(srow + j as isize * si) as usize];
+                                }
                             }
+                            j0 = j1;
                         }
-                        j0 = j1;
+                        i0 = i1;
                     }
-                    i0 = i1;
-                }
-            });
+                },
+            );
             return Ok(());
         }
     }
-    walk2(&s.dims[..r - 1], &s.dst[..r - 1], &s.src[..r - 1], s.dst_off, s.src_off, |d, o| {
-        for j in 0..n as isize {
-            dst[(d + j * di) as usize] = src[(o + j * si) as usize];
-        }
-    });
+    walk2(
+        &s.dims[..r - 1],
+        &s.dst[..r - 1],
+        &s.src[..r - 1],
+        s.dst_off,
+        s.src_off,
+        |d, o| {
+            for j in 0..n as isize {
+                dst[(d + j * di) as usize] = src[(o + j * si) as usize];
+            }
+        },
+    );
     Ok(())
 }
 
@@ -260,17 +282,24 @@ pub(crate) fn cast<T: bytemuck::Pod>(b: &[u8]) -> Result<&[T], KernelError> {
     if b.is_empty() {
         return Ok(&[]);
     }
-    bytemuck::try_cast_slice(b).map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
+    bytemuck::try_cast_slice(b)
+        .map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
 }
 pub(crate) fn cast_mut<T: bytemuck::Pod>(b: &mut [u8]) -> Result<&mut [T], KernelError> {
     if b.is_empty() {
         return Ok(&mut []);
     }
-    bytemuck::try_cast_slice_mut(b).map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
+    bytemuck::try_cast_slice_mut(b)
+        .map_err(|e| KernelError::invalid(format!("misaligned tensor data: {e:?}")))
 }
 
 /// Copies a view of raw element bytes (`esize` bytes per element).
-pub(crate) fn copy_bytes(esize: usize, dst: &mut [u8], src: &[u8], l: &Layout) -> Result<(), KernelError> {
+pub(crate) fn copy_bytes(
+    esize: usize,
+    dst: &mut [u8],
+    src: &[u8],
+    l: &Layout,
+) -> Result<(), KernelError> {
     by_size!(esize, T => copy_typed::<T>(cast_mut::<T>(dst)?, cast::<T>(src)?, l))
 }
 
@@ -293,7 +322,11 @@ pub(crate) fn istrides_mut(t: &TensorMut<'_>) -> [isize; 16] {
 }
 
 /// Fails unless `out` has the dtype of `x`.
-pub(crate) fn same_dtype(op: &str, x: &TensorRef<'_>, out: &TensorMut<'_>) -> Result<(), KernelError> {
+pub(crate) fn same_dtype(
+    op: &str,
+    x: &TensorRef<'_>,
+    out: &TensorMut<'_>,
+) -> Result<(), KernelError> {
     if x.dtype() != out.dtype() {
         return Err(KernelError::dtype(format!(
             "{op}: out dtype {} != input dtype {}",
@@ -382,10 +415,16 @@ pub(crate) fn reshape_into(
 }
 
 /// `t.as_slice()` that also accepts empty tensors (whose data pointer may be unaligned).
-pub(crate) fn ts<'a, T: pteron_runtime::Element>(t: &TensorRef<'a>) -> Result<&'a [T], KernelError> {
+pub(crate) fn ts<'a, T: pteron_runtime::Element>(
+    t: &TensorRef<'a>,
+) -> Result<&'a [T], KernelError> {
     if t.numel() == 0 {
         if !T::matches(t.dtype()) {
-            return Err(KernelError::dtype(format!("tensor of dtype {} viewed as {}", t.dtype(), T::DTYPE)));
+            return Err(KernelError::dtype(format!(
+                "tensor of dtype {} viewed as {}",
+                t.dtype(),
+                T::DTYPE
+            )));
         }
         return Ok(&[]);
     }
@@ -393,10 +432,16 @@ pub(crate) fn ts<'a, T: pteron_runtime::Element>(t: &TensorRef<'a>) -> Result<&'
 }
 
 /// `t.as_mut_slice()` that also accepts empty tensors.
-pub(crate) fn tm<'a, T: pteron_runtime::Element>(t: &'a mut TensorMut<'_>) -> Result<&'a mut [T], KernelError> {
+pub(crate) fn tm<'a, T: pteron_runtime::Element>(
+    t: &'a mut TensorMut<'_>,
+) -> Result<&'a mut [T], KernelError> {
     if t.numel() == 0 {
         if !T::matches(t.dtype()) {
-            return Err(KernelError::dtype(format!("tensor of dtype {} viewed as {}", t.dtype(), T::DTYPE)));
+            return Err(KernelError::dtype(format!(
+                "tensor of dtype {} viewed as {}",
+                t.dtype(),
+                T::DTYPE
+            )));
         }
         return Ok(&mut []);
     }

@@ -1,9 +1,15 @@
 //! Data-dependent indexing: `index.Tensor`, `index_put`, `index_select`, `gather`,
 //! `scatter*`, `masked_select`, `masked_scatter`, `nonzero`, `repeat_interleave`.
+#![allow(clippy::needless_range_loop)] // loops index several parallel arrays
 
-use pteron_runtime::{KernelCtx, KernelError, OptTensorList, Registry, Scalar, ScalarType, TensorMut, TensorRef};
+use pteron_runtime::{
+    KernelCtx, KernelError, OptTensorList, Registry, Scalar, ScalarType, TensorMut, TensorRef,
+};
 
-use super::engine::{by_size, cast, cast_mut, copy_typed, istrides, istrides_mut, same_dtype, tm, ts, view_into, walk2, Layout};
+use super::engine::{
+    by_size, cast, cast_mut, copy_typed, istrides, istrides_mut, same_dtype, tm, ts, view_into,
+    walk2, Layout,
+};
 use crate::dispatch_all;
 use crate::util::{broadcast_shapes, norm_dim, scalar_to, Num};
 
@@ -36,9 +42,11 @@ enum Idx<'a> {
 impl<'a> Idx<'a> {
     fn of(op: &str, t: &TensorRef<'a>) -> Result<Self, KernelError> {
         match t.dtype() {
-            ScalarType::Long => Ok(Idx::L(ts(&t)?)),
-            ScalarType::Int => Ok(Idx::I(ts(&t)?)),
-            other => Err(KernelError::dtype(format!("{op}: index tensors must be Long or Int, got {other}"))),
+            ScalarType::Long => Ok(Idx::L(ts(t)?)),
+            ScalarType::Int => Ok(Idx::I(ts(t)?)),
+            other => Err(KernelError::dtype(format!(
+                "{op}: index tensors must be Long or Int, got {other}"
+            ))),
         }
     }
     #[inline]
@@ -54,7 +62,9 @@ impl<'a> Idx<'a> {
 fn wrap(op: &str, v: i64, n: usize) -> Result<usize, KernelError> {
     let w = if v < 0 { v + n as i64 } else { v };
     if w < 0 || w >= n as i64 {
-        return Err(KernelError::invalid(format!("{op}: index {v} is out of bounds for size {n}")));
+        return Err(KernelError::invalid(format!(
+            "{op}: index {v} is out of bounds for size {n}"
+        )));
     }
     Ok(w as usize)
 }
@@ -189,10 +199,14 @@ impl<'a> Plan<'a> {
             sd += m;
         }
         if sd > r {
-            return Err(KernelError::invalid(format!("{op}: too many indices for a tensor of rank {r}")));
+            return Err(KernelError::invalid(format!(
+                "{op}: too many indices for a tensor of rank {r}"
+            )));
         }
         if p.ne == 0 {
-            return Err(KernelError::invalid(format!("{op}: at least one index must be given")));
+            return Err(KernelError::invalid(format!(
+                "{op}: at least one index must be given"
+            )));
         }
         // Index strides aligned to the broadcast shape.
         for e in p.e[..p.ne].iter_mut().flatten() {
@@ -202,7 +216,11 @@ impl<'a> Plan<'a> {
                     let rr = e.t.dim();
                     for i in 0..rr {
                         let oi = br - rr + i;
-                        e.bst[oi] = if e.t.size(i) == 1 && b[oi] != 1 { 0 } else { st[i] };
+                        e.bst[oi] = if e.t.size(i) == 1 && b[oi] != 1 {
+                            0
+                        } else {
+                            st[i]
+                        };
                     }
                 }
                 Kind::Mask(_) => {}
@@ -217,7 +235,11 @@ impl<'a> Plan<'a> {
                 p.nblk += 1;
             }
         }
-        p.bpos = if gap { 0 } else { (0..first_dim).filter(|&d| !indexed[d]).count() };
+        p.bpos = if gap {
+            0
+        } else {
+            (0..first_dim).filter(|&d| !indexed[d]).count()
+        };
         if br + p.nblk > 16 {
             return Err(KernelError::invalid(format!("{op}: result rank above 16")));
         }
@@ -248,7 +270,13 @@ impl<'a> Plan<'a> {
     }
 
     /// Element offset into self (strides `xs`) selected by broadcast coordinate `c`.
-    fn offset(&mut self, op: &str, c: &[usize], xs: &[isize], xsz: &[usize]) -> Result<isize, KernelError> {
+    fn offset(
+        &mut self,
+        op: &str,
+        c: &[usize],
+        xs: &[isize],
+        xsz: &[usize],
+    ) -> Result<isize, KernelError> {
         let mut off = 0isize;
         let br = self.br;
         for e in self.e[..self.ne].iter_mut().flatten() {
@@ -264,7 +292,11 @@ impl<'a> Plan<'a> {
                 Kind::Mask(data) => {
                     let j = if e.nnz == 1 || br == 0 { 0 } else { c[br - 1] };
                     // Find the logical position of the j-th set element.
-                    let (mut cj, mut cp) = if e.cj != usize::MAX && j >= e.cj { (e.cj, e.cp) } else { (usize::MAX, 0) };
+                    let (mut cj, mut cp) = if e.cj != usize::MAX && j >= e.cj {
+                        (e.cj, e.cp)
+                    } else {
+                        (usize::MAX, 0)
+                    };
                     let numel = e.t.numel();
                     while cj != j {
                         let mut q = if cj == usize::MAX { 0 } else { cp + 1 };
@@ -272,7 +304,9 @@ impl<'a> Plan<'a> {
                             q += 1;
                         }
                         if q >= numel {
-                            return Err(KernelError::internal(format!("{op}: mask cursor ran past the mask")));
+                            return Err(KernelError::internal(format!(
+                                "{op}: mask cursor ran past the mask"
+                            )));
                         }
                         cj = if cj == usize::MAX { 0 } else { cj + 1 };
                         cp = q;
@@ -429,7 +463,7 @@ fn index_put_into(
     }
     dispatch_all!(values.dtype(), T => {
         let dst = tm::<T>(out)?;
-        let src = ts::<T>(&values)?;
+        let src = ts::<T>(values)?;
         let nd = l.rank;
         loop {
             let d0 = p.offset(op, &c[..br], &os, xsz)?;
@@ -454,7 +488,14 @@ fn index_put_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     ctx.expect_args(6)?;
     let mut out = ctx.out(4)?;
     let x = ctx.tensor(0)?;
-    view_into("index_put", &mut out, &x, x.sizes(), &istrides(&x)[..x.dim()], 0)?;
+    view_into(
+        "index_put",
+        &mut out,
+        &x,
+        x.sizes(),
+        &istrides(&x)[..x.dim()],
+        0,
+    )?;
     let list = ctx.opt_tensor_list(1)?;
     let values = ctx.tensor(2)?;
     let acc = ctx.bool(3)?;
@@ -483,7 +524,10 @@ fn index_select_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let r = x.dim();
     let d = norm_dim(ctx.int(1)?, r).map_err(|e| err(OP, e))?;
     if index.dim() > 1 {
-        return Err(KernelError::invalid(format!("{OP}: index must be 0-D or 1-D, got {:?}", index.sizes())));
+        return Err(KernelError::invalid(format!(
+            "{OP}: index must be 0-D or 1-D, got {:?}",
+            index.sizes()
+        )));
     }
     let ix = Idx::of(OP, &index)?;
     let n = index.numel();
@@ -492,7 +536,9 @@ fn index_select_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     if r > 0 {
         sizes[d] = n;
     } else if n != 1 {
-        return Err(KernelError::invalid(format!("{OP}: index of {n} elements for a 0-D tensor")));
+        return Err(KernelError::invalid(format!(
+            "{OP}: index of {n} elements for a 0-D tensor"
+        )));
     }
     out.resize(&sizes[..r])?;
     let xs = istrides(&x);
@@ -505,7 +551,11 @@ fn index_select_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         }
     }
     let (xd, od) = if r == 0 { (0, 0) } else { (xs[d], os[d]) };
-    let ist = if index.dim() == 1 { index.strides()[0] } else { 0 };
+    let ist = if index.dim() == 1 {
+        index.strides()[0]
+    } else {
+        0
+    };
     by_size!(x.dtype().element_size(), T => {
         let dst = cast_mut::<T>(out.bytes_mut())?;
         let src = cast::<T>(x.bytes())?;
@@ -520,7 +570,13 @@ fn index_select_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 }
 
 /// Calls `f(a, b, c)` for every index of `dims` with three stride sets.
-fn walk3(dims: &[usize], a: &[isize], b: &[isize], c: &[isize], mut f: impl FnMut(isize, isize, isize) -> Result<(), KernelError>) -> Result<(), KernelError> {
+fn walk3(
+    dims: &[usize],
+    a: &[isize],
+    b: &[isize],
+    c: &[isize],
+    mut f: impl FnMut(isize, isize, isize) -> Result<(), KernelError>,
+) -> Result<(), KernelError> {
     if dims.contains(&0) {
         return Ok(());
     }
@@ -552,7 +608,13 @@ fn walk3(dims: &[usize], a: &[isize], b: &[isize], c: &[isize], mut f: impl FnMu
 }
 
 /// Checks `index` against `self` (and `src`) for gather/scatter along `d`.
-fn check_gather(op: &str, x: &[usize], index: &TensorRef<'_>, d: usize, src: Option<&TensorRef<'_>>) -> Result<(), KernelError> {
+fn check_gather(
+    op: &str,
+    x: &[usize],
+    index: &TensorRef<'_>,
+    d: usize,
+    src: Option<&TensorRef<'_>>,
+) -> Result<(), KernelError> {
     let r = x.len().max(1);
     if index.dim().max(1) != r && index.numel() != 0 {
         return Err(KernelError::invalid(format!(
@@ -599,7 +661,11 @@ fn gather_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     if r > 0 {
         xs0[d] = 0;
     }
-    let (xd, n) = if x.dim() == 0 { (0, 1) } else { (xs[d], x.size(d)) };
+    let (xd, n) = if x.dim() == 0 {
+        (0, 1)
+    } else {
+        (xs[d], x.size(d))
+    };
     let is = istrides(&index);
     let os = istrides_mut(&out);
     by_size!(x.dtype().element_size(), T => {
@@ -619,18 +685,31 @@ enum ScatterSrc<'a> {
     Value(Scalar),
 }
 
-fn scatter_impl(ctx: &KernelCtx<'_>, op: &str, src_is_value: bool, accumulate: bool) -> Result<(), KernelError> {
+fn scatter_impl(
+    ctx: &KernelCtx<'_>,
+    op: &str,
+    src_is_value: bool,
+    accumulate: bool,
+) -> Result<(), KernelError> {
     ctx.expect_args(6)?;
     let mut out = ctx.out(4)?;
     let x = ctx.tensor(0)?;
     let index = ctx.tensor(2)?;
-    let src = if src_is_value { ScatterSrc::Value(ctx.scalar(3)?) } else { ScatterSrc::Tensor(ctx.tensor(3)?) };
+    let src = if src_is_value {
+        ScatterSrc::Value(ctx.scalar(3)?)
+    } else {
+        ScatterSrc::Tensor(ctx.tensor(3)?)
+    };
     same_dtype(op, &x, &out)?;
     let d = norm_dim(ctx.int(1)?, x.dim()).map_err(|e| err(op, e))?;
     let st = match &src {
         ScatterSrc::Tensor(s) => {
             if s.dtype() != x.dtype() {
-                return Err(KernelError::dtype(format!("{op}: src dtype {} != self dtype {}", s.dtype(), x.dtype())));
+                return Err(KernelError::dtype(format!(
+                    "{op}: src dtype {} != self dtype {}",
+                    s.dtype(),
+                    x.dtype()
+                )));
             }
             Some(s)
         }
@@ -645,7 +724,11 @@ fn scatter_impl(ctx: &KernelCtx<'_>, op: &str, src_is_value: bool, accumulate: b
     if r > 0 {
         os0[d] = 0;
     }
-    let (od, n) = if x.dim() == 0 { (0, 1) } else { (os[d], x.size(d)) };
+    let (od, n) = if x.dim() == 0 {
+        (0, 1)
+    } else {
+        (os[d], x.size(d))
+    };
     let is = istrides(&index);
     let ss = match &src {
         ScatterSrc::Tensor(s) => istrides(s),
@@ -654,7 +737,7 @@ fn scatter_impl(ctx: &KernelCtx<'_>, op: &str, src_is_value: bool, accumulate: b
     dispatch_all!(x.dtype(), T => {
         let dst = tm::<T>(&mut out)?;
         let (sv, val): (&[T], T) = match &src {
-            ScatterSrc::Tensor(s) => (ts::<T>(&s)?, T::zero()),
+            ScatterSrc::Tensor(s) => (ts::<T>(s)?, T::zero()),
             ScatterSrc::Value(v) => (&[], scalar_to::<T>(*v)),
         };
         walk3(index.sizes(), &os0[..r], &is[..r], &ss[..r], |o, i, s| {
@@ -683,8 +766,10 @@ fn scatter_add_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 
 fn bool_mask<'a>(op: &str, m: &TensorRef<'a>) -> Result<&'a [u8], KernelError> {
     match m.dtype() {
-        ScalarType::Bool | ScalarType::Byte => ts::<u8>(&m),
-        other => Err(KernelError::dtype(format!("{op}: mask must be Bool, got {other}"))),
+        ScalarType::Bool | ScalarType::Byte => ts::<u8>(m),
+        other => Err(KernelError::dtype(format!(
+            "{op}: mask must be Bool, got {other}"
+        ))),
     }
 }
 
@@ -721,7 +806,9 @@ fn masked_select_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let xs = bstrides(OP, &x, dims)?;
     let ms = bstrides(OP, &mask, dims)?;
     let mut count = 0usize;
-    walk2(dims, &ms[..br], &ms[..br], 0, 0, |m, _| count += (md[m as usize] != 0) as usize);
+    walk2(dims, &ms[..br], &ms[..br], 0, 0, |m, _| {
+        count += (md[m as usize] != 0) as usize
+    });
     out.resize(&[count])?;
     by_size!(x.dtype().element_size(), T => {
         let dst = cast_mut::<T>(out.bytes_mut())?;
@@ -747,7 +834,11 @@ fn masked_scatter_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let source = ctx.tensor(2)?;
     same_dtype(OP, &x, &out)?;
     if source.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("{OP}: source dtype {} != self dtype {}", source.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{OP}: source dtype {} != self dtype {}",
+            source.dtype(),
+            x.dtype()
+        )));
     }
     let md = bool_mask(OP, &mask)?;
     let (b, br) = broadcast_shapes(x.sizes(), mask.sizes()).map_err(|e| err(OP, e))?;
@@ -755,7 +846,9 @@ fn masked_scatter_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let xs = bstrides(OP, &x, dims)?;
     let ms = bstrides(OP, &mask, dims)?;
     let mut count = 0usize;
-    walk2(dims, &ms[..br], &ms[..br], 0, 0, |m, _| count += (md[m as usize] != 0) as usize);
+    walk2(dims, &ms[..br], &ms[..br], 0, 0, |m, _| {
+        count += (md[m as usize] != 0) as usize
+    });
     if count > source.numel() {
         return Err(KernelError::invalid(format!(
             "{OP}: mask selects {count} elements but source has {}",
@@ -763,7 +856,9 @@ fn masked_scatter_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         )));
     }
     if !source.is_contiguous() {
-        return Err(KernelError::unsupported(format!("{OP}: source must be contiguous")));
+        return Err(KernelError::unsupported(format!(
+            "{OP}: source must be contiguous"
+        )));
     }
     out.resize(dims)?;
     let os = istrides_mut(&out);
@@ -792,7 +887,10 @@ fn nonzero_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(1)?;
     let x = ctx.tensor(0)?;
     if out.dtype() != ScalarType::Long {
-        return Err(KernelError::dtype(format!("{OP}: out must be Long, got {}", out.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{OP}: out must be Long, got {}",
+            out.dtype()
+        )));
     }
     let r = x.dim();
     let xs = istrides(&x);
@@ -836,10 +934,17 @@ fn repeat_interleave_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(2)?;
     let rep = ctx.tensor(0)?;
     if rep.dim() > 1 {
-        return Err(KernelError::invalid(format!("{OP}: repeats must be 0-D or 1-D, got {:?}", rep.sizes())));
+        return Err(KernelError::invalid(format!(
+            "{OP}: repeats must be 0-D or 1-D, got {:?}",
+            rep.sizes()
+        )));
     }
     if out.dtype() != rep.dtype() {
-        return Err(KernelError::dtype(format!("{OP}: out dtype {} != repeats dtype {}", out.dtype(), rep.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{OP}: out dtype {} != repeats dtype {}",
+            out.dtype(),
+            rep.dtype()
+        )));
     }
     let ix = Idx::of(OP, &rep)?;
     let n = rep.numel();
@@ -847,13 +952,17 @@ fn repeat_interleave_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     for i in 0..n {
         let v = ix.get(i);
         if v < 0 {
-            return Err(KernelError::invalid(format!("{OP}: repeats must be non-negative, got {v}")));
+            return Err(KernelError::invalid(format!(
+                "{OP}: repeats must be non-negative, got {v}"
+            )));
         }
         total += v;
     }
     if let Some(s) = ctx.opt_int(1)? {
         if s != total {
-            return Err(KernelError::invalid(format!("{OP}: output_size {s} != sum of repeats {total}")));
+            return Err(KernelError::invalid(format!(
+                "{OP}: output_size {s} != sum of repeats {total}"
+            )));
         }
     }
     out.resize(&[total as usize])?;

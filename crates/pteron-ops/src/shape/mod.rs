@@ -1,6 +1,7 @@
 //! Shape and copy kernels: view-like copies (view/permute/expand/slice/...), joins and
 //! splits (cat/stack/split/unbind), and data-dependent indexing (in [`index`]).
 //! Every view-like op reduces to one strided copy through [`engine`].
+#![allow(clippy::needless_range_loop)] // loops index several parallel arrays
 
 use pteron_runtime::{KernelCtx, KernelError, Registry, TensorMut, TensorRef};
 
@@ -78,7 +79,10 @@ fn permute_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     for i in 0..r {
         let d = norm_dim(p[i], r).map_err(|e| err("permute_copy", e))?;
         if seen[d] {
-            return Err(KernelError::invalid(format!("permute_copy: dim {d} repeated in {:?}", &p[..n])));
+            return Err(KernelError::invalid(format!(
+                "permute_copy: dim {d} repeated in {:?}",
+                &p[..n]
+            )));
         }
         seen[d] = true;
         dims[i] = x.size(d);
@@ -87,14 +91,23 @@ fn permute_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     view_into("permute_copy", &mut out, &x, &dims[..r], &st[..r], 0)
 }
 
-fn transpose_into(op: &str, out: &mut TensorMut<'_>, x: &TensorRef<'_>, d0: i64, d1: i64) -> Result<(), KernelError> {
+fn transpose_into(
+    op: &str,
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+    d0: i64,
+    d1: i64,
+) -> Result<(), KernelError> {
     let r = x.dim();
     let (a, b) = if r == 0 {
         norm_dim(d0, 0).map_err(|e| err(op, e))?;
         norm_dim(d1, 0).map_err(|e| err(op, e))?;
         (0, 0)
     } else {
-        (norm_dim(d0, r).map_err(|e| err(op, e))?, norm_dim(d1, r).map_err(|e| err(op, e))?)
+        (
+            norm_dim(d0, r).map_err(|e| err(op, e))?,
+            norm_dim(d1, r).map_err(|e| err(op, e))?,
+        )
     };
     let xs = istrides(x);
     let mut dims = [0usize; 16];
@@ -122,10 +135,20 @@ fn t_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(1)?;
     let x = ctx.tensor(0)?;
     if x.dim() > 2 {
-        return Err(KernelError::invalid(format!("t_copy: expected rank <= 2, got shape {:?}", x.sizes())));
+        return Err(KernelError::invalid(format!(
+            "t_copy: expected rank <= 2, got shape {:?}",
+            x.sizes()
+        )));
     }
     if x.dim() < 2 {
-        return view_into("t_copy", &mut out, &x, x.sizes(), &istrides(&x)[..x.dim()], 0);
+        return view_into(
+            "t_copy",
+            &mut out,
+            &x,
+            x.sizes(),
+            &istrides(&x)[..x.dim()],
+            0,
+        );
     }
     transpose_into("t_copy", &mut out, &x, 0, 1)
 }
@@ -150,7 +173,9 @@ fn expand_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         let want = sz[i];
         if i < lead {
             if want < 0 {
-                return Err(KernelError::invalid(format!("expand_copy: size {want} for a new leading dim")));
+                return Err(KernelError::invalid(format!(
+                    "expand_copy: size {want} for a new leading dim"
+                )));
             }
             dims[i] = want as usize;
             st[i] = 0;
@@ -175,7 +200,12 @@ fn expand_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 }
 
 /// Copies `x` with the dims flagged in `drop` (all of size 1) removed.
-fn squeeze_into(op: &str, out: &mut TensorMut<'_>, x: &TensorRef<'_>, drop: &[bool; 16]) -> Result<(), KernelError> {
+fn squeeze_into(
+    op: &str,
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+    drop: &[bool; 16],
+) -> Result<(), KernelError> {
     let xs = istrides(x);
     let mut dims = [0usize; 16];
     let mut st = [0isize; 16];
@@ -293,9 +323,18 @@ fn as_strided_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         sst[i] = st[i] as isize;
     }
     if off < 0 {
-        return Err(KernelError::invalid(format!("as_strided_copy: negative storage offset {off}")));
+        return Err(KernelError::invalid(format!(
+            "as_strided_copy: negative storage offset {off}"
+        )));
     }
-    view_into("as_strided_copy", &mut out, &x, &dims[..n], &sst[..n], off as isize)
+    view_into(
+        "as_strided_copy",
+        &mut out,
+        &x,
+        &dims[..n],
+        &sst[..n],
+        off as isize,
+    )
 }
 
 /// Copies `x` into the sub-block of `out` starting at `offset` along `dim`.
@@ -345,7 +384,9 @@ fn cat_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (_, rs) = list.meta(refi)?;
     let r = rs.rank();
     if r == 0 {
-        return Err(KernelError::invalid("cat: zero-dimensional tensors cannot be concatenated"));
+        return Err(KernelError::invalid(
+            "cat: zero-dimensional tensors cannot be concatenated",
+        ));
     }
     let d = norm_dim(dim, r).map_err(|e| err("cat", e))?;
     let mut sizes = [0usize; 16];
@@ -393,7 +434,9 @@ fn stack_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(2)?;
     let list = ctx.tensor_list(0)?;
     if list.is_empty() {
-        return Err(KernelError::invalid("stack: expects a non-empty list of tensors"));
+        return Err(KernelError::invalid(
+            "stack: expects a non-empty list of tensors",
+        ));
     }
     let (_, s0) = list.meta(0)?;
     let r = s0.rank();
@@ -416,7 +459,10 @@ fn stack_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     for k in 0..list.len() {
         let (dt, s) = list.meta(k)?;
         if dt != out.dtype() {
-            return Err(KernelError::dtype(format!("stack: tensor {k} has dtype {dt}, out has {}", out.dtype())));
+            return Err(KernelError::dtype(format!(
+                "stack: tensor {k} has dtype {dt}, out has {}",
+                out.dtype()
+            )));
         }
         if s.dims() != s0.dims() {
             return Err(KernelError::invalid(format!(
@@ -510,23 +556,39 @@ fn split_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     expect_args_or_void(ctx, 4)?;
     let x = ctx.tensor(0)?;
     if x.dim() == 0 {
-        return Err(KernelError::invalid("split_copy: cannot split a zero-dimensional tensor"));
+        return Err(KernelError::invalid(
+            "split_copy: cannot split a zero-dimensional tensor",
+        ));
     }
     let size = ctx.int(1)?;
     let d = norm_dim(ctx.int(2)?, x.dim()).map_err(|e| err("split_copy", e))?;
     let n = x.size(d);
     let len = ctx.tensor_list(3)?.len();
     if size < 0 || (size == 0 && n != 0) {
-        return Err(KernelError::invalid(format!("split_copy: invalid split size {size}")));
+        return Err(KernelError::invalid(format!(
+            "split_copy: invalid split size {size}"
+        )));
     }
     let size = size as usize;
-    let expect = if size == 0 { 1 } else { n.div_ceil(size).max(1) };
+    let expect = if size == 0 {
+        1
+    } else {
+        n.div_ceil(size).max(1)
+    };
     if len != expect {
         return Err(KernelError::invalid(format!(
             "split_copy: {len} outputs given, splitting {n} by {size} gives {expect}"
         )));
     }
-    split_into(ctx, "split_copy", 3, &x, d, |k| size.min(n.saturating_sub(k * size)), false)
+    split_into(
+        ctx,
+        "split_copy",
+        3,
+        &x,
+        d,
+        |k| size.min(n.saturating_sub(k * size)),
+        false,
+    )
 }
 
 /// `split_with_sizes_copy.out(Tensor self, SymInt[] split_sizes, int dim=0, *, Tensor(a!)[] out) -> ()`.
@@ -534,7 +596,9 @@ fn split_with_sizes_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     expect_args_or_void(ctx, 4)?;
     let x = ctx.tensor(0)?;
     if x.dim() == 0 {
-        return Err(KernelError::invalid("split_with_sizes_copy: cannot split a zero-dimensional tensor"));
+        return Err(KernelError::invalid(
+            "split_with_sizes_copy: cannot split a zero-dimensional tensor",
+        ));
     }
     let sizes = ctx.int_list(1)?;
     let d = norm_dim(ctx.int(2)?, x.dim()).map_err(|e| err("split_with_sizes_copy", e))?;
@@ -549,7 +613,9 @@ fn split_with_sizes_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     for k in 0..sizes.len() {
         let v = sizes.get(k)?;
         if v < 0 {
-            return Err(KernelError::invalid(format!("split_with_sizes_copy: negative size {v}")));
+            return Err(KernelError::invalid(format!(
+                "split_with_sizes_copy: negative size {v}"
+            )));
         }
         total += v;
     }
@@ -559,7 +625,15 @@ fn split_with_sizes_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             x.size(d)
         )));
     }
-    split_into(ctx, "split_with_sizes_copy", 3, &x, d, |k| sizes.get(k).unwrap_or(0) as usize, false)
+    split_into(
+        ctx,
+        "split_with_sizes_copy",
+        3,
+        &x,
+        d,
+        |k| sizes.get(k).unwrap_or(0) as usize,
+        false,
+    )
 }
 
 /// `unbind_copy.int_out(Tensor self, int dim=0, *, Tensor(a!)[] out) -> ()`.
@@ -567,7 +641,9 @@ fn unbind_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     expect_args_or_void(ctx, 3)?;
     let x = ctx.tensor(0)?;
     if x.dim() == 0 {
-        return Err(KernelError::invalid("unbind_copy: cannot unbind a zero-dimensional tensor"));
+        return Err(KernelError::invalid(
+            "unbind_copy: cannot unbind a zero-dimensional tensor",
+        ));
     }
     let d = norm_dim(ctx.int(1)?, x.dim()).map_err(|e| err("unbind_copy", e))?;
     let len = ctx.tensor_list(2)?.len();
@@ -581,9 +657,16 @@ fn unbind_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 }
 
 /// Python-style slice bounds clamped to `[0, n]`: `(start, count)`.
-pub(crate) fn slice_bounds(start: Option<i64>, end: Option<i64>, step: i64, n: usize) -> Result<(usize, usize), KernelError> {
+pub(crate) fn slice_bounds(
+    start: Option<i64>,
+    end: Option<i64>,
+    step: i64,
+    n: usize,
+) -> Result<(usize, usize), KernelError> {
     if step <= 0 {
-        return Err(KernelError::invalid(format!("slice step must be positive, got {step}")));
+        return Err(KernelError::invalid(format!(
+            "slice step must be positive, got {step}"
+        )));
     }
     let n = n as i64;
     let norm = |v: i64| -> i64 {
@@ -597,7 +680,13 @@ pub(crate) fn slice_bounds(start: Option<i64>, end: Option<i64>, step: i64, n: u
 }
 
 /// The view of `x` sliced along `dim`: dims, strides and offset.
-fn slice_view(x: &TensorRef<'_>, d: usize, start: usize, count: usize, step: i64) -> ([usize; 16], [isize; 16], isize) {
+fn slice_view(
+    x: &TensorRef<'_>,
+    d: usize,
+    start: usize,
+    count: usize,
+    step: i64,
+) -> ([usize; 16], [isize; 16], isize) {
     let xs = istrides(x);
     let mut dims = [0usize; 16];
     dims[..x.dim()].copy_from_slice(x.sizes());
@@ -613,19 +702,31 @@ fn slice_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(5)?;
     let x = ctx.tensor(0)?;
     if x.dim() == 0 {
-        return Err(KernelError::invalid("slice_copy: cannot slice a zero-dimensional tensor"));
+        return Err(KernelError::invalid(
+            "slice_copy: cannot slice a zero-dimensional tensor",
+        ));
     }
     let d = norm_dim(ctx.int(1)?, x.dim()).map_err(|e| err("slice_copy", e))?;
     let step = ctx.int(4)?;
-    let (s, c) = slice_bounds(ctx.opt_int(2)?, ctx.opt_int(3)?, step, x.size(d)).map_err(|e| err("slice_copy", e))?;
+    let (s, c) = slice_bounds(ctx.opt_int(2)?, ctx.opt_int(3)?, step, x.size(d))
+        .map_err(|e| err("slice_copy", e))?;
     let (dims, st, off) = slice_view(&x, d, s, c, step);
-    view_into("slice_copy", &mut out, &x, &dims[..x.dim()], &st[..x.dim()], off)
+    view_into(
+        "slice_copy",
+        &mut out,
+        &x,
+        &dims[..x.dim()],
+        &st[..x.dim()],
+        off,
+    )
 }
 
 fn select_index(op: &str, index: i64, n: usize) -> Result<usize, KernelError> {
     let i = if index < 0 { index + n as i64 } else { index };
     if i < 0 || i >= n as i64 {
-        return Err(KernelError::invalid(format!("{op}: index {index} out of range for size {n}")));
+        return Err(KernelError::invalid(format!(
+            "{op}: index {index} out of range for size {n}"
+        )));
     }
     Ok(i as usize)
 }
@@ -636,7 +737,9 @@ fn select_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(3)?;
     let x = ctx.tensor(0)?;
     if x.dim() == 0 {
-        return Err(KernelError::invalid("select_copy: cannot select from a zero-dimensional tensor"));
+        return Err(KernelError::invalid(
+            "select_copy: cannot select from a zero-dimensional tensor",
+        ));
     }
     let d = norm_dim(ctx.int(1)?, x.dim()).map_err(|e| err("select_copy", e))?;
     let i = select_index("select_copy", ctx.int(2)?, x.size(d))?;
@@ -651,7 +754,14 @@ fn select_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             m += 1;
         }
     }
-    view_into("select_copy", &mut out, &x, &dims[..m], &st[..m], xs[d] * i as isize)
+    view_into(
+        "select_copy",
+        &mut out,
+        &x,
+        &dims[..m],
+        &st[..m],
+        xs[d] * i as isize,
+    )
 }
 
 /// Copies `self` into `out`, then `src` into the sub-view of `out` given by `dims`,
@@ -665,7 +775,11 @@ fn scatter_view(
 ) -> Result<(), KernelError> {
     same_dtype(op, x, out)?;
     if src.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("{op}: src dtype {} != self dtype {}", src.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: src dtype {} != self dtype {}",
+            src.dtype(),
+            x.dtype()
+        )));
     }
     view_into(op, out, x, x.sizes(), &istrides(x)[..x.dim()], 0)?;
     let os = istrides_mut(out);
@@ -697,7 +811,8 @@ fn slice_scatter_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     }
     let d = norm_dim(ctx.int(2)?, x.dim()).map_err(|e| err("slice_scatter", e))?;
     let step = ctx.int(5)?;
-    let (s, c) = slice_bounds(ctx.opt_int(3)?, ctx.opt_int(4)?, step, x.size(d)).map_err(|e| err("slice_scatter", e))?;
+    let (s, c) = slice_bounds(ctx.opt_int(3)?, ctx.opt_int(4)?, step, x.size(d))
+        .map_err(|e| err("slice_scatter", e))?;
     let r = x.dim();
     scatter_view("slice_scatter", &mut out, &x, &src, |os| {
         let mut dims = [0usize; 16];
@@ -716,7 +831,9 @@ fn select_scatter_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let src = ctx.tensor(1)?;
     if x.dim() == 0 {
-        return Err(KernelError::invalid("select_scatter: zero-dimensional self"));
+        return Err(KernelError::invalid(
+            "select_scatter: zero-dimensional self",
+        ));
     }
     let d = norm_dim(ctx.int(2)?, x.dim()).map_err(|e| err("select_scatter", e))?;
     let i = select_index("select_scatter", ctx.int(3)?, x.size(d))?;
@@ -755,7 +872,14 @@ fn narrow_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         )));
     }
     let (dims, st, off) = slice_view(&x, d, s as usize, len as usize, 1);
-    view_into("narrow_copy", &mut out, &x, &dims[..x.dim()], &st[..x.dim()], off)
+    view_into(
+        "narrow_copy",
+        &mut out,
+        &x,
+        &dims[..x.dim()],
+        &st[..x.dim()],
+        off,
+    )
 }
 
 /// `flip.out(Tensor self, int[] dims, *, Tensor(a!) out)`.
@@ -773,7 +897,10 @@ fn flip_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             continue;
         }
         if seen[d] {
-            return Err(KernelError::invalid(format!("flip: dim {d} appears twice in {:?}", &fd[..n])));
+            return Err(KernelError::invalid(format!(
+                "flip: dim {d} appears twice in {:?}",
+                &fd[..n]
+            )));
         }
         seen[d] = true;
         if x.size(d) > 0 {
@@ -800,10 +927,14 @@ fn roll_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     if nd == 0 {
         // Roll the flattened tensor.
         if ns != 1 {
-            return Err(KernelError::invalid(format!("roll: {ns} shifts given without dims")));
+            return Err(KernelError::invalid(format!(
+                "roll: {ns} shifts given without dims"
+            )));
         }
         if !x.is_contiguous() || !out.is_contiguous() {
-            return Err(KernelError::unsupported("roll without dims needs contiguous tensors"));
+            return Err(KernelError::unsupported(
+                "roll without dims needs contiguous tensors",
+            ));
         }
         let n = x.numel() as i64;
         let s = (sh[0].rem_euclid(n)) as usize * es;
@@ -815,7 +946,9 @@ fn roll_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         return Ok(());
     }
     if ns != nd {
-        return Err(KernelError::invalid(format!("roll: {ns} shifts but {nd} dims")));
+        return Err(KernelError::invalid(format!(
+            "roll: {ns} shifts but {nd} dims"
+        )));
     }
     let r = x.dim();
     let mut shift = [0usize; 16];
@@ -871,7 +1004,10 @@ fn repeat_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut inst = [0isize; 16];
     for i in 0..n {
         if rep[i] < 0 {
-            return Err(KernelError::invalid(format!("repeat: negative repeat {}", rep[i])));
+            return Err(KernelError::invalid(format!(
+                "repeat: negative repeat {}",
+                rep[i]
+            )));
         }
         if i >= lead {
             insz[i] = x.size(i - lead);
@@ -887,7 +1023,8 @@ fn repeat_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         l.push(rep[i] as usize, os[i] * insz[i] as isize, 0)?;
         l.push(insz[i], os[i], inst[i])?;
     }
-    copy_bytes(x.dtype().element_size(), out.bytes_mut(), x.bytes(), &l).map_err(|e| err("repeat", e))
+    copy_bytes(x.dtype().element_size(), out.bytes_mut(), x.bytes(), &l)
+        .map_err(|e| err("repeat", e))
 }
 
 fn tri_out(ctx: &KernelCtx<'_>, op: &str, lower: bool) -> Result<(), KernelError> {
@@ -896,7 +1033,10 @@ fn tri_out(ctx: &KernelCtx<'_>, op: &str, lower: bool) -> Result<(), KernelError
     let x = ctx.tensor(0)?;
     let k = ctx.int(1)?;
     if x.dim() < 2 {
-        return Err(KernelError::invalid(format!("{op}: input must have at least 2 dims, got {:?}", x.sizes())));
+        return Err(KernelError::invalid(format!(
+            "{op}: input must have at least 2 dims, got {:?}",
+            x.sizes()
+        )));
     }
     view_into(op, &mut out, &x, x.sizes(), &istrides(&x)[..x.dim()], 0)?;
     let r = x.dim();
@@ -938,13 +1078,18 @@ fn diagonal_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let r = x.dim();
     if r < 2 {
-        return Err(KernelError::invalid(format!("diagonal_copy: input must have at least 2 dims, got {:?}", x.sizes())));
+        return Err(KernelError::invalid(format!(
+            "diagonal_copy: input must have at least 2 dims, got {:?}",
+            x.sizes()
+        )));
     }
     let off = ctx.int(1)?;
     let d1 = norm_dim(ctx.int(2)?, r).map_err(|e| err("diagonal_copy", e))?;
     let d2 = norm_dim(ctx.int(3)?, r).map_err(|e| err("diagonal_copy", e))?;
     if d1 == d2 {
-        return Err(KernelError::invalid("diagonal_copy: dim1 and dim2 must differ"));
+        return Err(KernelError::invalid(
+            "diagonal_copy: dim1 and dim2 must differ",
+        ));
     }
     let xs = istrides(&x);
     let (n1, n2) = (x.size(d1) as i64, x.size(d2) as i64);
