@@ -1,13 +1,28 @@
 //! # pteron-xnnpack
 //!
 //! Brief overview: the `XnnpackBackend` delegate, executing XNNPACK payloads
-//! (`XH00` header + `XN00`/`XN01` graph) with pteron-linalg kernels. (Work in progress.)
+//! (`XH00` header + `XN00`/`XN01` graph) with pteron-linalg kernels.
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod graph;
+mod kernels;
+pub mod plan;
+mod shape;
+
+use std::sync::Arc;
+
 use pteron_runtime::Registry;
+
+pub use plan::{XnnDelegate, XnnpackBackend};
+
+pub use error::XnnError;
+pub use graph::{parse, Graph};
 
 /// The backend id ExecuTorch programs name.
 pub const BACKEND_ID: &str = "XnnpackBackend";
 
-/// Registers the backend (once implemented).
-pub fn register(_reg: &mut Registry) {}
+/// Registers the backend under [`BACKEND_ID`].
+pub fn register(reg: &mut Registry) {
+    reg.register_backend(BACKEND_ID, Arc::new(XnnpackBackend));
+}

@@ -1,0 +1,528 @@
+//! NHWC kernels that pteron-linalg does not provide directly (depthwise, pooling,
+//! im2col, data movement, broadcasting elementwise). All slices were sized at init;
+//! nothing here allocates.
+
+use crate::graph::{BinOp, ConvParams, PoolParams, UnOp};
+use crate::shape::Dims;
+use pteron_linalg::vmath;
+
+/// im2col of one group for an NHWC input: rows (n, oy, ox), columns (ky, kx, ci).
+#[allow(clippy::too_many_arguments)]
+pub fn im2col(
+    input: &[f32],
+    (b, h, w, c): (usize, usize, usize, usize),
+    p: &ConvParams,
+    (oh, ow): (usize, usize),
+    c0: usize,
+    cg: usize,
+    out: &mut [f32],
+) {
+    let (dh, dw) = (p.dh.max(1), p.dw.max(1));
+    let (sh, sw) = (p.sh.max(1), p.sw.max(1));
+    let k = p.kh * p.kw * cg;
+    let mut row = 0;
+    for n in 0..b {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let dst = &mut out[row * k..(row + 1) * k];
+                let mut o = 0;
+                for ky in 0..p.kh {
+                    let iy = (oy * sh + ky * dh) as isize - p.pad_top as isize;
+                    for kx in 0..p.kw {
+                        let ix = (ox * sw + kx * dw) as isize - p.pad_left as isize;
+                        let d = &mut dst[o..o + cg];
+                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                            d.fill(0.0);
+                        } else {
+                            let s = ((n * h + iy as usize) * w + ix as usize) * c + c0;
+                            d.copy_from_slice(&input[s..s + cg]);
+                        }
+                        o += cg;
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Depthwise convolution, NHWC; weights `[kh*kw, cout]`, `cout = cin * mult`.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise(
+    input: &[f32],
+    (b, h, w, cin): (usize, usize, usize, usize),
+    p: &ConvParams,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    mult: usize,
+    (lo, hi): (f32, f32),
+    out: &mut [f32],
+) {
+    let cout = cin * mult;
+    let (dh, dw) = (p.dh.max(1), p.dw.max(1));
+    let (sh, sw) = (p.sh.max(1), p.sw.max(1));
+    for n in 0..b {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o0 = ((n * oh + oy) * ow + ox) * cout;
+                let acc = &mut out[o0..o0 + cout];
+                acc.copy_from_slice(&bias[..cout]);
+                for ky in 0..p.kh {
+                    let iy = (oy * sh + ky * dh) as isize - p.pad_top as isize;
+                    if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    for kx in 0..p.kw {
+                        let ix = (ox * sw + kx * dw) as isize - p.pad_left as isize;
+                        if ix < 0 || ix as usize >= w {
+                            continue;
+                        }
+                        let i0 = ((n * h + iy as usize) * w + ix as usize) * cin;
+                        let px = &input[i0..i0 + cin];
+                        let wt = &weight[(ky * p.kw + kx) * cout..(ky * p.kw + kx + 1) * cout];
+                        if mult == 1 {
+                            for ((a, &x), &k) in acc.iter_mut().zip(px).zip(wt) {
+                                *a += x * k;
+                            }
+                        } else {
+                            for (c, (a, &k)) in acc.iter_mut().zip(wt).enumerate() {
+                                *a += px[c / mult] * k;
+                            }
+                        }
+                    }
+                }
+                clamp(acc, lo, hi);
+            }
+        }
+    }
+}
+
+/// Clamps in place (no-op for an infinite range). NaN propagates.
+pub fn clamp(x: &mut [f32], lo: f32, hi: f32) {
+    if lo == f32::NEG_INFINITY && hi == f32::INFINITY {
+        return;
+    }
+    for v in x {
+        if *v < lo {
+            *v = lo;
+        }
+        if *v > hi {
+            *v = hi;
+        }
+    }
+}
+
+/// Max or average pooling, NHWC. Average divides by the number of in-bounds taps.
+pub fn pool(
+    input: &[f32],
+    (b, h, w, c): (usize, usize, usize, usize),
+    p: &PoolParams,
+    (oh, ow): (usize, usize),
+    max: bool,
+    out: &mut [f32],
+) {
+    let (dh, dw) = (p.dh.max(1), p.dw.max(1));
+    let (sh, sw) = (p.sh.max(1), p.sw.max(1));
+    for n in 0..b {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o0 = ((n * oh + oy) * ow + ox) * c;
+                let acc = &mut out[o0..o0 + c];
+                acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
+                let mut count = 0usize;
+                for ky in 0..p.kh {
+                    let iy = (oy * sh + ky * dh) as isize - p.pad_top as isize;
+                    if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    for kx in 0..p.kw {
+                        let ix = (ox * sw + kx * dw) as isize - p.pad_left as isize;
+                        if ix < 0 || ix as usize >= w {
+                            continue;
+                        }
+                        count += 1;
+                        let i0 = ((n * h + iy as usize) * w + ix as usize) * c;
+                        let px = &input[i0..i0 + c];
+                        if max {
+                            for (a, &x) in acc.iter_mut().zip(px) {
+                                // NaN propagates.
+                                if !(x <= *a) {
+                                    *a = x;
+                                }
+                            }
+                        } else {
+                            for (a, &x) in acc.iter_mut().zip(px) {
+                                *a += x;
+                            }
+                        }
+                    }
+                }
+                if !max {
+                    let inv = 1.0 / count.max(1) as f32;
+                    for a in acc.iter_mut() {
+                        *a *= inv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Global average pooling, NHWC -> N11C.
+pub fn global_avg(input: &[f32], (b, h, w, c): (usize, usize, usize, usize), out: &mut [f32]) {
+    let inv = 1.0 / (h * w).max(1) as f32;
+    for n in 0..b {
+        let acc = &mut out[n * c..(n + 1) * c];
+        acc.fill(0.0);
+        for px in input[n * h * w * c..(n + 1) * h * w * c].chunks_exact(c.max(1)) {
+            for (a, &x) in acc.iter_mut().zip(px) {
+                *a += x;
+            }
+        }
+        for a in acc.iter_mut() {
+            *a *= inv;
+        }
+    }
+}
+
+fn strides(d: &Dims) -> [usize; 8] {
+    let mut s = [0usize; 8];
+    let mut acc = 1;
+    for i in (0..d.rank()).rev() {
+        s[i] = acc;
+        acc *= d.get(i);
+    }
+    s
+}
+
+/// Generic N-d transpose: `out[i] = in[perm-mapped index]`.
+pub fn transpose(input: &[f32], id: &Dims, perm: &[usize], out: &mut [f32], od: &Dims) {
+    let is = strides(id);
+    let r = od.rank();
+    let mut st = [0usize; 8];
+    for k in 0..r {
+        st[k] = is[perm[k]];
+    }
+    let numel = od.numel();
+    if numel == 0 {
+        return;
+    }
+    if r == 0 {
+        out[0] = input[0];
+        return;
+    }
+    let inner = od.get(r - 1);
+    let inner_st = st[r - 1];
+    let mut idx = [0usize; 8];
+    let mut o = 0;
+    while o < numel {
+        let mut base = 0;
+        for k in 0..r - 1 {
+            base += idx[k] * st[k];
+        }
+        for (j, v) in out[o..o + inner].iter_mut().enumerate() {
+            *v = input[base + j * inner_st];
+        }
+        o += inner;
+        // increment outer index
+        let mut k = r - 1;
+        while k > 0 {
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < od.get(k) {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Constant padding, N-d.
+pub fn pad(input: &[f32], id: &Dims, pre: &[usize], value: f32, out: &mut [f32], od: &Dims) {
+    let numel = od.numel();
+    out[..numel].fill(value);
+    let r = id.rank();
+    if id.numel() == 0 {
+        return;
+    }
+    if r == 0 {
+        out[0] = input[0];
+        return;
+    }
+    let os = strides(od);
+    let inner = id.get(r - 1);
+    let mut idx = [0usize; 8];
+    let mut i = 0;
+    let total = id.numel();
+    while i < total {
+        let mut o = pre[r - 1];
+        for k in 0..r - 1 {
+            o += (idx[k] + pre[k]) * os[k];
+        }
+        out[o..o + inner].copy_from_slice(&input[i..i + inner]);
+        i += inner;
+        let mut k = r - 1;
+        while k > 0 {
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < id.get(k) {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Static slice, N-d.
+pub fn slice(input: &[f32], id: &Dims, offsets: &[usize], out: &mut [f32], od: &Dims) {
+    let r = od.rank();
+    let numel = od.numel();
+    if numel == 0 {
+        return;
+    }
+    if r == 0 {
+        out[0] = input[0];
+        return;
+    }
+    let is = strides(id);
+    let inner = od.get(r - 1);
+    let mut idx = [0usize; 8];
+    let mut o = 0;
+    while o < numel {
+        let mut base = offsets[r - 1];
+        for k in 0..r - 1 {
+            base += (idx[k] + offsets[k]) * is[k];
+        }
+        out[o..o + inner].copy_from_slice(&input[base..base + inner]);
+        o += inner;
+        let mut k = r - 1;
+        while k > 0 {
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < od.get(k) {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Bilinear resize NHWC. `align_corners` or half-pixel centers (XNNPACK default),
+/// `tf_legacy`: asymmetric (no half-pixel offset).
+#[allow(clippy::too_many_arguments)]
+pub fn resize_bilinear(
+    input: &[f32],
+    (b, h, w, c): (usize, usize, usize, usize),
+    (oh, ow): (usize, usize),
+    align_corners: bool,
+    tf_legacy: bool,
+    out: &mut [f32],
+) {
+    let coord = |o: usize, insz: usize, outsz: usize| -> (usize, usize, f32) {
+        let (scale, src) = if align_corners {
+            let s = if outsz > 1 { (insz - 1) as f32 / (outsz - 1) as f32 } else { 0.0 };
+            (s, o as f32 * s)
+        } else if tf_legacy {
+            let s = insz as f32 / outsz as f32;
+            (s, o as f32 * s)
+        } else {
+            let s = insz as f32 / outsz as f32;
+            (s, ((o as f32 + 0.5) * s - 0.5).max(0.0))
+        };
+        let _ = scale;
+        let i0 = (src.floor() as usize).min(insz - 1);
+        let i1 = (i0 + 1).min(insz - 1);
+        let a = (src - i0 as f32).clamp(0.0, 1.0);
+        (i0, i1, a)
+    };
+    if h == 0 || w == 0 {
+        return;
+    }
+    for n in 0..b {
+        for oy in 0..oh {
+            let (y0, y1, ay) = coord(oy, h, oh);
+            for ox in 0..ow {
+                let (x0, x1, ax) = coord(ox, w, ow);
+                let o0 = ((n * oh + oy) * ow + ox) * c;
+                let p = |y: usize, x: usize| ((n * h + y) * w + x) * c;
+                let (tl, tr, bl, br) = (p(y0, x0), p(y0, x1), p(y1, x0), p(y1, x1));
+                for k in 0..c {
+                    let t = input[tl + k] + (input[tr + k] - input[tl + k]) * ax;
+                    let bo = input[bl + k] + (input[br + k] - input[bl + k]) * ax;
+                    out[o0 + k] = t + (bo - t) * ay;
+                }
+            }
+        }
+    }
+}
+
+/// Softmax over the last dimension.
+pub fn softmax(input: &[f32], rows: usize, n: usize, out: &mut [f32]) {
+    if n == 0 {
+        return;
+    }
+    for r in 0..rows {
+        let x = &input[r * n..(r + 1) * n];
+        let y = &mut out[r * n..(r + 1) * n];
+        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v - m;
+        }
+        vmath::vexp(y);
+        let s: f32 = y.iter().sum();
+        let inv = 1.0 / s;
+        for o in y.iter_mut() {
+            *o *= inv;
+        }
+    }
+}
+
+#[inline(always)]
+fn bin(op: BinOp, a: f32, b: f32) -> f32 {
+    match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+        BinOp::Min => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.min(b)
+            }
+        }
+        BinOp::Max => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.max(b)
+            }
+        }
+        BinOp::Prelu => {
+            if a < 0.0 {
+                a * b
+            } else {
+                a
+            }
+        }
+    }
+}
+
+fn bin_slices(op: BinOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    macro_rules! go {
+        ($f:expr) => {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = $f(x, y);
+            }
+        };
+    }
+    match op {
+        BinOp::Add => go!(|x: f32, y: f32| x + y),
+        BinOp::Sub => go!(|x: f32, y: f32| x - y),
+        BinOp::Mul => go!(|x: f32, y: f32| x * y),
+        BinOp::Div => go!(|x: f32, y: f32| x / y),
+        _ => go!(|x, y| bin(op, x, y)),
+    }
+}
+
+/// Broadcasting binary op (shapes aligned right).
+pub fn binary(op: BinOp, a: &[f32], ad: &Dims, b: &[f32], bd: &Dims, out: &mut [f32], od: &Dims) {
+    let numel = od.numel();
+    if numel == 0 {
+        return;
+    }
+    let out = &mut out[..numel];
+    if ad == od && bd == od {
+        bin_slices(op, &a[..numel], &b[..numel], out);
+        return;
+    }
+    if bd.numel() == 1 && ad.numel() == numel {
+        let y = b[0];
+        for (o, &x) in out.iter_mut().zip(a) {
+            *o = bin(op, x, y);
+        }
+        return;
+    }
+    if ad.numel() == 1 && bd.numel() == numel {
+        let x = a[0];
+        for (o, &y) in out.iter_mut().zip(b) {
+            *o = bin(op, x, y);
+        }
+        return;
+    }
+    let r = od.rank();
+    let stride_of = |d: &Dims| {
+        let mut s = [0usize; 8];
+        let off = r - d.rank();
+        let mut acc = 1;
+        for i in (0..d.rank()).rev() {
+            s[i + off] = if d.get(i) == 1 { 0 } else { acc };
+            acc *= d.get(i);
+        }
+        s
+    };
+    let (sa, sb) = (stride_of(ad), stride_of(bd));
+    let inner = od.get(r - 1);
+    let (ia, ib) = (sa[r - 1], sb[r - 1]);
+    let mut idx = [0usize; 8];
+    let mut o = 0;
+    while o < numel {
+        let (mut pa, mut pb) = (0, 0);
+        for k in 0..r - 1 {
+            pa += idx[k] * sa[k];
+            pb += idx[k] * sb[k];
+        }
+        let dst = &mut out[o..o + inner];
+        if ia == 1 && ib == 1 {
+            bin_slices(op, &a[pa..pa + inner], &b[pb..pb + inner], dst);
+        } else {
+            for (j, v) in dst.iter_mut().enumerate() {
+                *v = bin(op, a[pa + j * ia], b[pb + j * ib]);
+            }
+        }
+        o += inner;
+        let mut k = r - 1;
+        while k > 0 {
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < od.get(k) {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Elementwise unary op, in place on `x` (already a copy of the input).
+pub fn unary(op: UnOp, x: &mut [f32], lo: f32, hi: f32) {
+    match op {
+        UnOp::Clamp | UnOp::Copy | UnOp::Convert => {}
+        UnOp::Sigmoid => vmath::vsigmoid(x),
+        UnOp::Tanh => vmath::vtanh(x),
+        UnOp::Gelu => vmath::vgelu(x),
+        UnOp::Exp => vmath::vexp(x),
+        UnOp::Hardswish => x.iter_mut().for_each(|v| *v = *v * ((*v + 3.0).clamp(0.0, 6.0) / 6.0)),
+        UnOp::Floor => x.iter_mut().for_each(|v| *v = v.floor()),
+        UnOp::Ceil => x.iter_mut().for_each(|v| *v = v.ceil()),
+        UnOp::Sqrt => x.iter_mut().for_each(|v| *v = v.sqrt()),
+        UnOp::Rsqrt => x.iter_mut().for_each(|v| *v = 1.0 / v.sqrt()),
+        UnOp::Square => x.iter_mut().for_each(|v| *v *= *v),
+        UnOp::Neg => x.iter_mut().for_each(|v| *v = -*v),
+        UnOp::Abs => x.iter_mut().for_each(|v| *v = v.abs()),
+        UnOp::Log => x.iter_mut().for_each(|v| *v = v.ln()),
+        UnOp::Sin => x.iter_mut().for_each(|v| *v = v.sin()),
+        UnOp::Cos => x.iter_mut().for_each(|v| *v = v.cos()),
+        UnOp::LeakyRelu(s) => x.iter_mut().for_each(|v| {
+            if *v < 0.0 {
+                *v *= s
+            }
+        }),
+        UnOp::Elu(alpha) => x.iter_mut().for_each(|v| {
+            if *v < 0.0 {
+                *v = alpha * (v.exp() - 1.0)
+            }
+        }),
+    }
+    clamp(x, lo, hi);
+}

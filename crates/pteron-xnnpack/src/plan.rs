@@ -1,0 +1,842 @@
+//! Compilation of a verified [`Graph`] into an execution plan (once, at init) and
+//! its execution.
+//!
+//! Every activation is held as `f32` in a buffer allocated at init for the largest
+//! shape the graph can take. Quantized activations (`qint8`/`quint8` per tensor,
+//! `qdint8` per token) are kept on their quantization grid: after the node that
+//! produces one, its values are rounded to the grid with XNNPACK's rounding and
+//! saturation (and the output clamp), so results match XNNPACK's integer kernels to
+//! within a quantization step. Quantized weights are dequantized once at init and
+//! pre-packed for the f32 GEMM.
+
+use pteron_linalg::{sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB};
+use pteron_runtime::{
+    BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType, Value as RtValue,
+};
+
+use crate::error::XnnError;
+use crate::graph::{self, BinOp, Datatype, Graph, Op, Quant, UnOp, Value};
+use crate::kernels;
+use crate::shape::{conv_hw, infer, Dims};
+
+/// Largest number of external outputs one delegate may have.
+pub const MAX_OUTPUTS: usize = 32;
+
+/// How a value's contents are snapped to a quantization grid after it is produced.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fq {
+    None,
+    Static { scale: f32, zp: i32, qmin: i32, qmax: i32 },
+    /// Per-row asymmetric int8 with `rows` = all but the last `nonbatch` dims.
+    Dynamic { nonbatch: usize },
+}
+
+/// Pre-packed state of one step.
+enum Prep {
+    None,
+    Fc { packed: Option<PackedB>, bias: Option<Vec<f32>> },
+    Conv { groups: Vec<PackedB>, bias: Vec<f32>, direct: bool },
+    Dw { w: Vec<f32>, bias: Vec<f32>, mult: usize },
+}
+
+struct Step {
+    index: usize,
+    kind: &'static str,
+    op: Op,
+    lo: f32,
+    hi: f32,
+    filter_dims: Option<Dims>,
+    prep: Prep,
+}
+
+/// Element type of an external argument.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ExtType {
+    F32,
+    I8,
+    U8,
+}
+
+struct Ext {
+    value: usize,
+    arg: usize,
+    ty: ExtType,
+    /// The graph declares the value with this shape (used when ranks differ, e.g. 0-d args).
+    graph_dims: Dims,
+}
+
+/// A compiled XNNPACK delegate.
+pub struct XnnDelegate {
+    steps: Vec<Step>,
+    bufs: Vec<Vec<f32>>,
+    shapes: Vec<Dims>,
+    fq: Vec<Fq>,
+    inputs: Vec<Ext>,
+    outputs: Vec<Ext>,
+    scratch: Vec<f32>,
+    last_inputs: Vec<Dims>,
+    prepared: usize,
+}
+
+fn ext_type(dt: Datatype) -> Option<ExtType> {
+    match dt {
+        Datatype::Fp32 => Some(ExtType::F32),
+        Datatype::QInt8 => Some(ExtType::I8),
+        Datatype::QUInt8 => Some(ExtType::U8),
+        _ => None,
+    }
+}
+
+fn fq_of(v: &Value<'_>) -> Fq {
+    match (&v.quant, v.dtype) {
+        (Quant::PerTensor { scale, zero_point }, Datatype::QInt8) => Fq::Static { scale: *scale, zp: *zero_point, qmin: -128, qmax: 127 },
+        (Quant::PerTensor { scale, zero_point }, Datatype::QUInt8) => Fq::Static { scale: *scale, zp: *zero_point, qmin: 0, qmax: 255 },
+        (Quant::PerToken { num_nonbatch_dims }, _) => Fq::Dynamic { nonbatch: *num_nonbatch_dims },
+        _ if v.dq_datatype == Datatype::QInt8 || v.dq_datatype == Datatype::QdInt8 => Fq::Dynamic { nonbatch: 1 },
+        _ => Fq::None,
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let s = ((h >> 15) as u32) << 31;
+    let e = ((h >> 10) & 0x1f) as u32;
+    let m = (h & 0x3ff) as u32;
+    let bits = if e == 0 {
+        if m == 0 {
+            s
+        } else {
+            // subnormal
+            let mut e2 = 127 - 15 + 1;
+            let mut m2 = m;
+            while m2 & 0x400 == 0 {
+                m2 <<= 1;
+                e2 -= 1;
+            }
+            s | ((e2 as u32) << 23) | ((m2 & 0x3ff) << 13)
+        }
+    } else if e == 31 {
+        s | 0x7f80_0000 | (m << 13)
+    } else {
+        s | ((e + 127 - 15) << 23) | (m << 13)
+    };
+    f32::from_bits(bits)
+}
+
+/// Dequantizes (or decodes) a constant value into f32, in its own layout.
+fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
+    let data = v.data.ok_or_else(|| XnnError::Value { index, msg: "expected a constant".into() })?;
+    let n = v.numel();
+    let per_ch = |e: usize, cd: usize| -> usize {
+        let inner: usize = v.dims[cd + 1..].iter().product();
+        (e / inner.max(1)) % v.dims[cd].max(1)
+    };
+    let nib = |e: usize| -> Result<i32, XnnError> {
+        // 4-bit values, two per byte along the last dim (rows padded to whole bytes).
+        let k = *v.dims.last().unwrap_or(&1);
+        let row_bytes = k.div_ceil(2);
+        let (r, c) = (e / k.max(1), e % k.max(1));
+        let b = *data.get(r * row_bytes + c / 2).ok_or_else(|| XnnError::Value { index, msg: "4-bit constant data truncated".into() })?;
+        Ok(if c % 2 == 0 { (b & 0xf) as i32 } else { (b >> 4) as i32 })
+    };
+    let mut out = Vec::with_capacity(n);
+    match (v.dtype, &v.quant) {
+        (Datatype::Fp32, _) => out.extend(data.chunks_exact(4).take(n).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        (Datatype::Fp16, _) => out.extend(data.chunks_exact(2).take(n).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
+        (Datatype::Bf16, _) => out.extend(data.chunks_exact(2).take(n).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))),
+        (Datatype::Int32, _) => out.extend(data.chunks_exact(4).take(n).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)),
+        (Datatype::QInt8, Quant::PerTensor { scale, zero_point }) => out.extend(data[..n].iter().map(|&b| (b as i8 as i32 - zero_point) as f32 * scale)),
+        (Datatype::QUInt8, Quant::PerTensor { scale, zero_point }) => out.extend(data[..n].iter().map(|&b| (b as i32 - zero_point) as f32 * scale)),
+        (Datatype::QInt32, Quant::PerTensor { scale, zero_point }) => {
+            out.extend(data.chunks_exact(4).take(n).map(|c| (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) - zero_point) as f32 * scale))
+        }
+        (Datatype::QcInt8, Quant::PerChannel { scales, channel_dim }) => {
+            out.extend(data[..n].iter().enumerate().map(|(e, &b)| b as i8 as f32 * scales[per_ch(e, *channel_dim)]))
+        }
+        (Datatype::QcInt32, Quant::PerChannel { scales, channel_dim }) => out.extend(
+            data.chunks_exact(4)
+                .take(n)
+                .enumerate()
+                .map(|(e, c)| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32 * scales[per_ch(e, *channel_dim)]),
+        ),
+        (Datatype::QcInt4, Quant::PerChannel { scales, channel_dim }) => {
+            for e in 0..n {
+                out.push((nib(e)? - 8) as f32 * scales[per_ch(e, *channel_dim)]);
+            }
+        }
+        (Datatype::QbInt4, Quant::Blockwise { scales, group_size, .. }) => {
+            let k = v.dims[1];
+            let groups = k / group_size;
+            for e in 0..n {
+                let (r, c) = (e / k, e % k);
+                out.push((nib(e)? - 8) as f32 * scales[r * groups + c / group_size]);
+            }
+        }
+        (dt, q) => {
+            return Err(XnnError::Value { index, msg: format!("constant of type {} with quantization {q:?} is not supported", dt.name()) });
+        }
+    }
+    if out.len() != n {
+        return Err(XnnError::Value { index, msg: "constant data truncated".into() });
+    }
+    Ok(out)
+}
+
+fn act(lo: f32, hi: f32) -> Activation {
+    if lo == f32::NEG_INFINITY && hi == f32::INFINITY {
+        Activation::None
+    } else {
+        Activation::Clamp { min: lo, max: hi }
+    }
+}
+
+fn rt_meta(args: &PrepareCtx<'_>, arg: usize) -> Result<(ScalarType, Dims), XnnError> {
+    let v = args.value(arg).map_err(|e| XnnError::Args(format!("argument {arg}: {e}")))?;
+    match v {
+        RtValue::Tensor(t) => {
+            let shape = t.shape();
+            let order = t.dim_order();
+            let phys: Vec<usize> = order.as_slice().iter().map(|&o| shape.dims().get(o as usize).copied().unwrap_or(1)).collect();
+            let d = Dims::new(&phys).ok_or_else(|| XnnError::Args(format!("argument {arg}: rank too large")))?;
+            Ok((t.dtype(), d))
+        }
+        other => Err(XnnError::Args(format!("argument {arg} is a {}, expected a tensor", other.kind()))),
+    }
+}
+
+fn dtype_ok(ty: ExtType, st: ScalarType) -> bool {
+    match ty {
+        ExtType::F32 => st == ScalarType::Float,
+        ExtType::I8 => matches!(st, ScalarType::Char | ScalarType::QInt8),
+        ExtType::U8 => matches!(st, ScalarType::Byte | ScalarType::QUInt8),
+    }
+}
+
+impl XnnDelegate {
+    /// Compiles a parsed graph against the delegate call's arguments.
+    pub fn compile(g: &Graph<'_>, args: &PrepareCtx<'_>) -> Result<XnnDelegate, XnnError> {
+        let nv = g.values.len();
+        if args.num_args() < g.num_externs {
+            return Err(XnnError::Args(format!("the call has {} arguments, the graph {} external values", args.num_args(), g.num_externs)));
+        }
+        if g.outputs.len() > MAX_OUTPUTS {
+            return Err(XnnError::Args(format!("{} outputs exceed the supported {MAX_OUTPUTS}", g.outputs.len())));
+        }
+        let mut shapes = vec![Dims::default(); nv];
+        for (i, v) in g.values.iter().enumerate() {
+            shapes[i] = Dims::new(&v.dims).ok_or_else(|| XnnError::Value { index: i, msg: "rank too large".into() })?;
+        }
+        let mk_ext = |&(value, arg): &(usize, usize), shapes: &mut Vec<Dims>, is_in: bool| -> Result<Ext, XnnError> {
+            let v = &g.values[value];
+            let ty = ext_type(v.dtype).ok_or_else(|| XnnError::Value { index: value, msg: format!("external values of type {} are not supported", v.dtype.name()) })?;
+            let (st, d) = rt_meta(args, arg)?;
+            if !dtype_ok(ty, st) {
+                return Err(XnnError::Args(format!("argument {arg} has dtype {st}, graph value {value} is {}", v.dtype.name())));
+            }
+            if d.numel() != v.numel() && !is_in {
+                return Err(XnnError::Args(format!("argument {arg} has shape {d:?}, graph value {value} {:?}", v.dims)));
+            }
+            let graph_dims = shapes[value];
+            if is_in && d.rank() == graph_dims.rank() {
+                shapes[value] = d;
+            }
+            Ok(Ext { value, arg, ty, graph_dims })
+        };
+        let mut inputs = Vec::new();
+        for e in &g.inputs {
+            inputs.push(mk_ext(e, &mut shapes, true)?);
+        }
+        let mut outputs = Vec::new();
+        for e in &g.outputs {
+            outputs.push(mk_ext(e, &mut shapes, false)?);
+        }
+
+        // Producers: each value written once, never an input or a constant; inputs ready before use.
+        let mut ready: Vec<bool> = g.values.iter().map(|v| v.data.is_some() || v.is_input()).collect();
+        let mut steps = Vec::with_capacity(g.nodes.len());
+        let mut needs_buf: Vec<bool> = vec![false; nv];
+        let mut prepared = 0usize;
+        for (ni, node) in g.nodes.iter().enumerate() {
+            let out = node.op.out();
+            let ins = node.op.inputs();
+            let nerr = |m: String| XnnError::node(ni, node.kind, m);
+            for &i in &ins {
+                if !ready[i] {
+                    return Err(nerr(format!("reads value {i} before any node produces it")));
+                }
+            }
+            if ready[out] {
+                return Err(nerr(format!("writes value {out}, which is an input, a constant or already produced")));
+            }
+            ready[out] = true;
+            let ov = &g.values[out];
+            if !matches!(ov.dtype, Datatype::Fp32 | Datatype::QInt8 | Datatype::QUInt8 | Datatype::QdInt8) {
+                return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: format!("output of type {} is not supported", ov.dtype.name()) });
+            }
+            // Weight operands are consumed at init; others need run-time buffers.
+            let (weights, bias) = match &node.op {
+                Op::FullyConnected { filter, bias, .. } if g.values[*filter].data.is_some() => (Some(*filter), *bias),
+                Op::Conv { filter, bias, .. } => (Some(*filter), *bias),
+                _ => (None, None),
+            };
+            for &i in &ins {
+                if Some(i) != weights && (Some(i) != bias || g.values[i].data.is_none()) {
+                    needs_buf[i] = true;
+                }
+            }
+            needs_buf[out] = true;
+            let filter_dims = match &node.op {
+                Op::FullyConnected { filter, .. } => Some(shapes[*filter]),
+                _ => None,
+            };
+            if let Op::Deconv { .. } = node.op {
+                return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: "transposed convolution is not implemented".into() });
+            }
+            if let Op::Concat { inputs: ci, .. } = &node.op {
+                if ci.is_empty() {
+                    return Err(nerr("concatenation without inputs".into()));
+                }
+            }
+            for &i in &ins {
+                let dt = g.values[i].dtype;
+                if matches!(dt, Datatype::Fp16 | Datatype::Bf16 | Datatype::QpInt8 | Datatype::Pfp32) && g.values[i].data.is_none() {
+                    return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: format!("input value {i} of type {} is not supported", dt.name()) });
+                }
+            }
+            // Shapes at the planned (upper-bound) sizes.
+            let od = infer(ni, node, &shapes, filter_dims.as_ref())?;
+            shapes[out] = od;
+            let prep = match &node.op {
+                Op::FullyConnected { filter, bias, flags, .. } => {
+                    let fd = shapes[*filter];
+                    let (k, n) = if flags & 1 != 0 { (fd.get(0), fd.get(1)) } else { (fd.get(1), fd.get(0)) };
+                    let packed = match g.values[*filter].data {
+                        Some(_) => {
+                            let w = decode_const(*filter, &g.values[*filter]).map_err(|e| nerr(format!("filter: {e}")))?;
+                            let p = if flags & 1 != 0 { PackedB::new(k, n, &w, n, false) } else { PackedB::new(k, n, &w, k, true) };
+                            prepared += p.bytes();
+                            Some(p)
+                        }
+                        None => None,
+                    };
+                    let bias = match bias {
+                        Some(b) if g.values[*b].data.is_some() => {
+                            let bv = decode_const(*b, &g.values[*b]).map_err(|e| nerr(format!("bias: {e}")))?;
+                            if bv.len() != n {
+                                return Err(nerr(format!("bias has {} elements for {n} outputs", bv.len())));
+                            }
+                            prepared += bv.len() * 4;
+                            Some(bv)
+                        }
+                        _ => None,
+                    };
+                    Prep::Fc { packed, bias }
+                }
+                Op::Conv { p, depthwise, filter, bias, .. } => {
+                    let fv = &g.values[*filter];
+                    if fv.data.is_none() {
+                        return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: "convolution with a run-time filter".into() });
+                    }
+                    let w = decode_const(*filter, fv).map_err(|e| nerr(format!("filter: {e}")))?;
+                    let cout = p.groups * p.group_out;
+                    let bias_v = match bias {
+                        Some(b) => {
+                            if g.values[*b].data.is_none() {
+                                return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: "convolution with a run-time bias".into() });
+                            }
+                            decode_const(*b, &g.values[*b]).map_err(|e| nerr(format!("bias: {e}")))?
+                        }
+                        None => vec![0.0; cout],
+                    };
+                    if bias_v.len() != cout {
+                        return Err(nerr(format!("bias has {} elements for {cout} output channels", bias_v.len())));
+                    }
+                    prepared += bias_v.len() * 4;
+                    if *depthwise {
+                        if fv.dims != [1, p.kh, p.kw, cout] || p.group_in != 1 {
+                            return Err(nerr(format!("depthwise filter {:?} does not match [1, {}, {}, {cout}]", fv.dims, p.kh, p.kw)));
+                        }
+                        prepared += w.len() * 4;
+                        Prep::Dw { w, bias: bias_v, mult: p.group_out }
+                    } else {
+                        if fv.dims != [cout, p.kh, p.kw, p.group_in] {
+                            return Err(nerr(format!("filter {:?} does not match [{cout}, {}, {}, {}]", fv.dims, p.kh, p.kw, p.group_in)));
+                        }
+                        let k = p.kh * p.kw * p.group_in;
+                        let groups: Vec<PackedB> = (0..p.groups).map(|gi| PackedB::new(k, p.group_out, &w[gi * p.group_out * k..], k, true)).collect();
+                        prepared += groups.iter().map(PackedB::bytes).sum::<usize>();
+                        let direct = p.groups == 1
+                            && p.kh == 1
+                            && p.kw == 1
+                            && p.sh.max(1) == 1
+                            && p.sw.max(1) == 1
+                            && p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0;
+                        Prep::Conv { groups, bias: bias_v, direct }
+                    }
+                }
+                _ => Prep::None,
+            };
+            steps.push(Step { index: ni, kind: node.kind, op: node.op.clone(), lo: node.min, hi: node.max, filter_dims, prep });
+        }
+        for o in &outputs {
+            if !ready[o.value] {
+                return Err(XnnError::Value { index: o.value, msg: "external output is never produced".into() });
+            }
+            needs_buf[o.value] = true;
+        }
+        for i in &inputs {
+            needs_buf[i.value] = true;
+        }
+
+        // Buffers at the upper-bound sizes; scratch for im2col.
+        let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(nv);
+        for i in 0..nv {
+            if !needs_buf[i] {
+                bufs.push(Vec::new());
+                continue;
+            }
+            let v = &g.values[i];
+            let mut b = if v.data.is_some() {
+                decode_const(i, v)?
+            } else {
+                vec![0.0f32; shapes[i].numel().max(v.numel())]
+            };
+            if b.is_empty() {
+                b.push(0.0);
+            }
+            prepared += b.len() * 4;
+            bufs.push(b);
+        }
+        let mut scratch_len = 0usize;
+        for s in &steps {
+            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep) {
+                let d = shapes[*input];
+                let (oh, ow) = conv_hw(s.index, &g.nodes[s.index], p, d.get(1), d.get(2))?;
+                let m = d.get(0) * oh * ow;
+                scratch_len = scratch_len.max(m * p.kh * p.kw * p.group_in);
+            }
+        }
+        prepared += scratch_len * 4;
+        let fq = g.values.iter().map(fq_of).collect();
+        let last_inputs = inputs.iter().map(|e| shapes[e.value]).collect();
+        Ok(XnnDelegate { steps, bufs, shapes, fq, inputs, outputs, scratch: vec![0.0; scratch_len], last_inputs, prepared })
+    }
+
+    fn reinfer(&mut self) -> Result<(), XnnError> {
+        for s in &self.steps {
+            let od = infer_step(s, &self.shapes)?;
+            let out = s.op.out();
+            if od.numel() > self.bufs[out].len() {
+                return Err(XnnError::Shape(format!(
+                    "node {} ({}) output {:?} exceeds the {} elements planned at init",
+                    s.index,
+                    s.kind,
+                    od,
+                    self.bufs[out].len()
+                )));
+            }
+            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep) {
+                let d = self.shapes[*input];
+                let m = d.get(0) * od.get(1) * od.get(2);
+                if m * p.kh * p.kw * p.group_in > self.scratch.len() {
+                    return Err(XnnError::Shape(format!("node {} ({}) needs more scratch than planned", s.index, s.kind)));
+                }
+            }
+            self.shapes[out] = od;
+        }
+        Ok(())
+    }
+
+    fn run_step(&mut self, si: usize) -> Result<(), XnnError> {
+        let s = &self.steps[si];
+        let out = s.op.out();
+        let od = self.shapes[out];
+        let mut ob = core::mem::take(&mut self.bufs[out]);
+        let res = run_op(s, &self.bufs, &self.shapes, &mut self.scratch, &mut ob, &od);
+        self.bufs[out] = ob;
+        res?;
+        let n = od.numel();
+        apply_fq(self.fq[out], &mut self.bufs[out][..n], &od);
+        Ok(())
+    }
+}
+
+fn infer_step(s: &Step, shapes: &[Dims]) -> Result<Dims, XnnError> {
+    // `infer` only reads kind/op; build a lightweight node view without allocation.
+    let node = NodeView { kind: s.kind, op: &s.op };
+    node.infer(s.index, shapes, s.filter_dims.as_ref())
+}
+
+struct NodeView<'a> {
+    kind: &'static str,
+    op: &'a Op,
+}
+
+impl NodeView<'_> {
+    fn infer(&self, index: usize, shapes: &[Dims], fd: Option<&Dims>) -> Result<Dims, XnnError> {
+        crate::shape::infer_op(index, self.kind, self.op, shapes, fd)
+    }
+}
+
+fn round_half_even(x: f32) -> f32 {
+    x.round_ties_even()
+}
+
+fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
+    match fq {
+        Fq::None => {}
+        Fq::Static { scale, zp, qmin, qmax } => {
+            let inv = 1.0 / scale;
+            let (lo, hi) = ((qmin - zp) as f32, (qmax - zp) as f32);
+            for v in x.iter_mut() {
+                let q = round_half_even(*v * inv).clamp(lo, hi);
+                *v = if q.is_nan() { 0.0 } else { q * scale };
+            }
+        }
+        Fq::Dynamic { nonbatch } => {
+            let r = d.rank();
+            let nb = nonbatch.min(r);
+            let row: usize = d.as_slice()[r - nb..].iter().product();
+            if row == 0 {
+                return;
+            }
+            for chunk in x.chunks_mut(row) {
+                quantize_row_qd8(chunk);
+            }
+        }
+    }
+}
+
+/// XNNPACK's f32 -> qd8 conversion of one row (asymmetric int8, range includes 0).
+fn quantize_row_qd8(x: &mut [f32]) {
+    let (mut mn, mut mx) = (0.0f32, 0.0f32);
+    for &v in x.iter() {
+        mn = mn.min(v);
+        mx = mx.max(v);
+    }
+    let (qmin, qmax) = (-128.0f32, 127.0f32);
+    let mut scale = (mx - mn) / (qmax - qmin);
+    if !(scale > 0.0) || !scale.is_finite() {
+        scale = 1.0;
+    }
+    let dmin = mn / scale;
+    let dmax = mx / scale;
+    let zp_from_min_err = qmin + dmin;
+    let zp_from_max_err = qmax + dmax;
+    let zp = if zp_from_min_err + zp_from_max_err > 0.0 { qmin - dmin } else { qmax - dmax };
+    let zp = zp.clamp(qmin, qmax).round_ties_even();
+    let inv = 1.0 / scale;
+    for v in x.iter_mut() {
+        let q = (round_half_even(*v * inv) + zp).clamp(qmin, qmax);
+        *v = (q - zp) * scale;
+    }
+}
+
+fn nhwc(d: &Dims) -> (usize, usize, usize, usize) {
+    (d.get(0), d.get(1), d.get(2), d.get(3))
+}
+
+fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out: &mut [f32], od: &Dims) -> Result<(), XnnError> {
+    let (lo, hi) = (s.lo, s.hi);
+    let n_out = od.numel();
+    match (&s.op, &s.prep) {
+        (Op::Binary { op, a, b, .. }, _) => {
+            kernels::binary(*op, &bufs[*a], &shapes[*a], &bufs[*b], &shapes[*b], out, od);
+            if *op != BinOp::Min && *op != BinOp::Max {
+                kernels::clamp(&mut out[..n_out], lo, hi);
+            }
+        }
+        (Op::Unary { op, input, .. }, _) => {
+            out[..n_out].copy_from_slice(&bufs[*input][..n_out]);
+            let (l, h) = match op {
+                UnOp::Clamp => (lo, hi),
+                UnOp::Copy | UnOp::Convert => (f32::NEG_INFINITY, f32::INFINITY),
+                _ => (lo, hi),
+            };
+            kernels::unary(*op, &mut out[..n_out], l, h);
+        }
+        (Op::Softmax { input, .. }, _) => {
+            let n = od.last();
+            let rows = if n == 0 { 0 } else { n_out / n };
+            kernels::softmax(&bufs[*input], rows, n, out);
+        }
+        (Op::FullyConnected { input, filter, bias, flags, .. }, Prep::Fc { packed, bias: cbias }) => {
+            let id = shapes[*input];
+            let k = id.last();
+            let n = od.last();
+            let m = if k == 0 { 0 } else { id.numel() / k };
+            let bias_s: Option<&[f32]> = match (cbias, bias) {
+                (Some(b), _) => Some(b),
+                (None, Some(b)) => Some(&bufs[*b][..n]),
+                _ => None,
+            };
+            let bias_arg = bias_s.map_or(Bias::None, Bias::PerColumn);
+            if m == 0 || n == 0 {
+                return Ok(());
+            }
+            if k == 0 {
+                for row in out[..m * n].chunks_exact_mut(n) {
+                    match bias_s {
+                        Some(b) => row.copy_from_slice(b),
+                        None => row.fill(0.0),
+                    }
+                    kernels::clamp(row, lo, hi);
+                }
+                return Ok(());
+            }
+            match packed {
+                Some(p) => sgemm_packed(m, &bufs[*input], k, false, p, out, n, bias_arg, act(lo, hi)),
+                None => {
+                    let tw = flags & 1 != 0;
+                    sgemm(GemmArgs {
+                        m,
+                        n,
+                        k,
+                        a: &bufs[*input],
+                        lda: k,
+                        a_trans: false,
+                        b: &bufs[*filter],
+                        ldb: if tw { n } else { k },
+                        b_trans: !tw,
+                        c: out,
+                        ldc: n,
+                        beta: 0.0,
+                        alpha: 1.0,
+                        bias: bias_arg,
+                        act: act(lo, hi),
+                    })
+                }
+            }
+        }
+        (Op::Conv { p, input, .. }, Prep::Conv { groups, bias, direct }) => {
+            let id = shapes[*input];
+            let (b, h, w, c) = nhwc(&id);
+            let (oh, ow) = (od.get(1), od.get(2));
+            let m = b * oh * ow;
+            let cout = p.groups * p.group_out;
+            if m == 0 || cout == 0 {
+                return Ok(());
+            }
+            if *direct {
+                sgemm_packed(m, &bufs[*input], c, false, &groups[0], out, cout, Bias::PerColumn(bias), act(lo, hi));
+            } else {
+                let k = p.kh * p.kw * p.group_in;
+                for (g, pk) in groups.iter().enumerate() {
+                    let sc = &mut scratch[..m * k];
+                    kernels::im2col(&bufs[*input], (b, h, w, c), p, (oh, ow), g * p.group_in, p.group_in, sc);
+                    let og = p.group_out;
+                    sgemm_packed(m, sc, k, false, pk, &mut out[g * og..], cout, Bias::PerColumn(&bias[g * og..(g + 1) * og]), act(lo, hi));
+                }
+            }
+        }
+        (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
+            let id = shapes[*input];
+            kernels::depthwise(&bufs[*input], nhwc(&id), p, (od.get(1), od.get(2)), w, bias, *mult, (lo, hi), out);
+        }
+        (Op::AvgPool { p, input, .. }, _) | (Op::MaxPool { p, input, .. }, _) => {
+            let max = matches!(s.op, Op::MaxPool { .. });
+            kernels::pool(&bufs[*input], nhwc(&shapes[*input]), p, (od.get(1), od.get(2)), max, out);
+            kernels::clamp(&mut out[..n_out], lo, hi);
+        }
+        (Op::GlobalAvgPool { input, .. }, _) => {
+            kernels::global_avg(&bufs[*input], nhwc(&shapes[*input]), out);
+            kernels::clamp(&mut out[..n_out], lo, hi);
+        }
+        (Op::Transpose { perm, input, .. }, _) => kernels::transpose(&bufs[*input], &shapes[*input], perm, out, od),
+        (Op::Reshape { input, .. }, _) => out[..n_out].copy_from_slice(&bufs[*input][..n_out]),
+        (Op::Pad { pre, value, input, .. }, _) => kernels::pad(&bufs[*input], &shapes[*input], pre, *value, out, od),
+        (Op::Slice { offsets, input, .. }, _) => kernels::slice(&bufs[*input], &shapes[*input], offsets, out, od),
+        (Op::Concat { axis, inputs, .. }, _) => {
+            let outer: usize = od.as_slice()[..*axis].iter().product();
+            let inner: usize = od.as_slice()[*axis + 1..].iter().product();
+            let orow = od.get(*axis) * inner;
+            let mut off = 0;
+            for &v in inputs {
+                let chunk = shapes[v].get(*axis) * inner;
+                let src = &bufs[v];
+                for o in 0..outer {
+                    out[o * orow + off..o * orow + off + chunk].copy_from_slice(&src[o * chunk..(o + 1) * chunk]);
+                }
+                off += chunk;
+            }
+        }
+        (Op::ResizeBilinear { flags, input, .. }, _) => {
+            // XNN_FLAG_TENSORFLOW_LEGACY_MODE = 4, XNN_FLAG_ALIGN_CORNERS = 8.
+            kernels::resize_bilinear(&bufs[*input], nhwc(&shapes[*input]), (od.get(1), od.get(2)), flags & 8 != 0, flags & 4 != 0, out);
+        }
+        (Op::Bmm { a, b, flags, .. }, _) => {
+            let (da, db) = (shapes[*a], shapes[*b]);
+            let r = od.rank();
+            let (m, n) = (od.get(r - 2), od.get(r - 1));
+            let k = da.get(da.rank() - 1);
+            let batch: usize = od.as_slice()[..r - 2].iter().product();
+            let ba: usize = da.as_slice()[..da.rank() - 2].iter().product();
+            let bb: usize = db.as_slice()[..db.rank() - 2].iter().product();
+            if (ba != batch && ba != 1) || (bb != batch && bb != 1) {
+                return Err(XnnError::node(s.index, s.kind, "only full or single-matrix batch broadcasting is supported"));
+            }
+            let tb = flags & 1 != 0;
+            for t in 0..batch {
+                let ao = if ba == 1 { 0 } else { t * m * k };
+                let bo = if bb == 1 { 0 } else { t * k * n };
+                if m == 0 || n == 0 {
+                    continue;
+                }
+                sgemm(GemmArgs {
+                    m,
+                    n,
+                    k,
+                    a: &bufs[*a][ao..],
+                    lda: k,
+                    a_trans: false,
+                    b: &bufs[*b][bo..],
+                    ldb: if tb { k } else { n },
+                    b_trans: tb,
+                    c: &mut out[t * m * n..],
+                    ldc: n,
+                    beta: 0.0,
+                    alpha: 1.0,
+                    bias: Bias::None,
+                    act: act(lo, hi),
+                });
+            }
+        }
+        (op, _) => return Err(XnnError::node(s.index, s.kind, format!("no compiled kernel for {op:?}"))),
+    }
+    Ok(())
+}
+
+impl DelegateHandle for XnnDelegate {
+    fn execute(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        // 1. Input shapes (physical order) without borrowing data.
+        let mut changed = false;
+        for (k, e) in self.inputs.iter().enumerate() {
+            let d = match ctx.value(e.arg)? {
+                RtValue::Tensor(t) => {
+                    let shape = t.shape();
+                    let order = t.dim_order();
+                    let mut phys = [0usize; 16];
+                    let r = shape.rank();
+                    for (j, &o) in order.as_slice().iter().enumerate().take(r) {
+                        phys[j] = shape.dims().get(o as usize).copied().unwrap_or(1);
+                    }
+                    if r == e.graph_dims.rank() {
+                        Dims::new(&phys[..r]).ok_or_else(|| KernelError::invalid("rank too large"))?
+                    } else if shape.numel() == e.graph_dims.numel() {
+                        e.graph_dims
+                    } else {
+                        return Err(XnnError::Shape(format!("argument {} has shape {:?}, the graph expects {:?}", e.arg, shape.dims(), e.graph_dims)).into());
+                    }
+                }
+                _ => return Err(KernelError::invalid(format!("argument {} is not a tensor", e.arg))),
+            };
+            if d.numel() > self.bufs[e.value].len() {
+                return Err(XnnError::Shape(format!("argument {} of shape {:?} exceeds the planned bound", e.arg, d)).into());
+            }
+            if self.last_inputs[k] != d {
+                self.last_inputs[k] = d;
+                changed = true;
+            }
+            self.shapes[e.value] = d;
+        }
+        if changed {
+            self.reinfer()?;
+        }
+        // 2. Outputs first (resized to their logical shapes), then inputs.
+        let mut outs: [Option<pteron_runtime::TensorMut<'_>>; MAX_OUTPUTS] = core::array::from_fn(|_| None);
+        for (k, e) in self.outputs.iter().enumerate() {
+            let mut t = ctx.out(e.arg)?;
+            let d = self.shapes[e.value];
+            let order = t.dim_order();
+            let r = t.dim();
+            let mut logical = [0usize; 16];
+            if r == d.rank() {
+                for (j, &o) in order.as_slice().iter().enumerate().take(r) {
+                    logical[o as usize] = d.get(j);
+                }
+                t.resize(&logical[..r])?;
+            } else if t.numel() != d.numel() {
+                return Err(XnnError::Shape(format!("output argument {} cannot hold {:?}", e.arg, d)).into());
+            }
+            if !dtype_ok(e.ty, t.dtype()) {
+                return Err(KernelError::dtype(format!("output argument {} has dtype {}", e.arg, t.dtype())));
+            }
+            outs[k] = Some(t);
+        }
+        for e in &self.inputs {
+            let t = ctx.tensor(e.arg)?;
+            let n = self.shapes[e.value].numel();
+            let dst = &mut self.bufs[e.value][..n];
+            let src = t.bytes();
+            match e.ty {
+                ExtType::F32 => {
+                    if src.len() < n * 4 {
+                        return Err(KernelError::invalid(format!("argument {} holds too few bytes", e.arg)));
+                    }
+                    for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                        *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    }
+                }
+                ExtType::I8 | ExtType::U8 => {
+                    if src.len() < n {
+                        return Err(KernelError::invalid(format!("argument {} holds too few bytes", e.arg)));
+                    }
+                    let (scale, zp) = match self.fq[e.value] {
+                        Fq::Static { scale, zp, .. } => (scale, zp),
+                        _ => (1.0, 0),
+                    };
+                    for (d, &b) in dst.iter_mut().zip(src) {
+                        let q = if e.ty == ExtType::I8 { b as i8 as i32 } else { b as i32 };
+                        *d = (q - zp) as f32 * scale;
+                    }
+                }
+            }
+            if let Fq::Dynamic { .. } = self.fq[e.value] {
+                let d = self.shapes[e.value];
+                apply_fq(self.fq[e.value], &mut self.bufs[e.value][..n], &d);
+            }
+        }
+        // 3. The plan.
+        for si in 0..self.steps.len() {
+            self.run_step(si)?;
+        }
+        // 4. Results.
+        for (k, e) in self.outputs.iter().enumerate() {
+            let Some(t) = outs[k].as_mut() else { continue };
+            let n = self.shapes[e.value].numel();
+            let src = &self.bufs[e.value][..n];
+            let dst = t.bytes_mut();
+            match e.ty {
+                ExtType::F32 => {
+                    for (c, &v) in dst.chunks_exact_mut(4).zip(src) {
+                        c.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                ExtType::I8 | ExtType::U8 => {
+                    let (scale, zp, qmin, qmax) = match self.fq[e.value] {
+                        Fq::Static { scale, zp, qmin, qmax } => (scale, zp, qmin, qmax),
+                        _ => (1.0, 0, -128, 127),
+                    };
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        let q = ((v / scale).round_ties_even() as i32 + zp).clamp(qmin, qmax);
+                        *d = q as u8;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn prepared_bytes(&self) -> usize {
+        self.prepared
+    }
+}
+
+/// The `XnnpackBackend`.
+pub struct XnnpackBackend;
+
+impl pteron_runtime::Backend for XnnpackBackend {
+    fn init(&self, ctx: &BackendInitCtx<'_, '_>) -> Result<Box<dyn DelegateHandle>, KernelError> {
+        let g = graph::parse(ctx.payload, ctx.named_data)?;
+        Ok(Box::new(XnnDelegate::compile(&g, &ctx.args)?))
+    }
+}
