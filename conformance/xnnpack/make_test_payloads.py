@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Writes small hand-built XNNPACK payloads (XH00 + XN01 + constant region) used by
+crates/pteron-xnnpack/tests/payloads.rs: one valid graph and variants that must be
+rejected at init. Serialized with ExecuTorch's own XNNPACK serializer.
+
+Run: conformance/.venv/bin/python conformance/xnnpack/make_test_payloads.py
+"""
+import struct
+from pathlib import Path
+
+from executorch.backends.xnnpack.serialization import xnnpack_graph_schema as S
+from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import serialize_xnnpack_binary
+
+OUT = Path(__file__).resolve().parents[2] / "crates" / "pteron-xnnpack" / "tests" / "data"
+F32 = S.XNNDatatype.xnn_datatype_fp32
+
+
+def tv(dt, dims, cidx=0, ext=0xFFFFFFFF, flags=0, id_out=0):
+    return S.XNNTensorValue(datatype=dt, num_dims=len(dims), dims=dims, constant_buffer_idx=cidx, external_id=ext, flags=flags, id_out=id_out)
+
+
+def graph(filter_value=None, fc_input=0, extra_nodes=(), const=None, consts=None):
+    # y[2,3] = relu(x[2,4] @ W[3,4]^T + b[3])
+    w = struct.pack("<12f", *[0.1 * (i - 6) for i in range(12)])
+    b = struct.pack("<3f", 0.5, -0.25, 1.0)
+    data = const if const is not None else w + b
+    values = [
+        S.XValue(tv(F32, [2, 4], ext=0, flags=1, id_out=0)),
+        filter_value or S.XValue(tv(F32, [3, 4], cidx=1, id_out=1)),
+        S.XValue(tv(F32, [3], cidx=2, id_out=2)),
+        S.XValue(tv(F32, [2, 3], ext=1, flags=2, id_out=3)),
+    ]
+    nodes = [
+        S.XNode(
+            xnode_union=S.XNNFullyConnected(input1_id=fc_input, filter_id=1, bias_id=2, output_id=3, flags=0),
+            debug_handle=0,
+            output_min_max=S.OutputMinMax(output_min=0.0, output_max="+inf"),
+        )
+    ] + list(extra_nodes)
+    g = S.XNNGraph(
+        version="0",
+        xnodes=nodes,
+        xvalues=values,
+        num_externs=2,
+        input_ids=[0],
+        output_ids=[3],
+        constant_data=consts or [S.ConstantDataOffset(0, 0), S.ConstantDataOffset(0, 48), S.ConstantDataOffset(48, 12)],
+    )
+    return serialize_xnnpack_binary(g, bytearray(data))
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "fc_ok.bin").write_bytes(graph())
+    (OUT / "fc_missing_value.bin").write_bytes(graph(fc_input=42))
+    (OUT / "fc_const_out_of_range.bin").write_bytes(
+        graph(consts=[S.ConstantDataOffset(0, 0), S.ConstantDataOffset(0, 48), S.ConstantDataOffset(48, 400)])
+    )
+    qv = S.XValue(
+        S.XNNQuantizedTensorValue(
+            tensor_value=tv(S.XNNDatatype.xnn_datatype_qcint8, [3, 4], cidx=1, id_out=1),
+            quant_params=S.PerChannelQuant(scale=[0.1, 0.2], channel_dim=0, scale_buffer_idx=0, num_scales=2),
+        )
+    )
+    (OUT / "fc_bad_quant.bin").write_bytes(graph(filter_value=qv))
+    argmax = S.XNode(
+        xnode_union=S.XNNArgMaxPooling2d(
+            padding_top=0, padding_right=0, padding_bottom=0, padding_left=0, pooling_height=2, pooling_width=2,
+            input_id=0, output_value_id=3, output_index_id=3, flags=0,
+        ),
+        debug_handle=1,
+    )
+    (OUT / "fc_unsupported.bin").write_bytes(graph(extra_nodes=[argmax]))
+    print("wrote", sorted(p.name for p in OUT.iterdir()))
+
+
+if __name__ == "__main__":
+    main()

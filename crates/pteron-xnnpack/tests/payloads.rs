@@ -1,0 +1,151 @@
+//! Hand-built payloads (`conformance/xnnpack/make_test_payloads.py`): one valid graph
+//! run end to end through the backend, and malformed variants that must fail at init
+//! with typed errors naming what is wrong.
+
+use std::cell::RefCell;
+
+use pteron_runtime::testing::{run_op, TestArg, TestTensor};
+use pteron_runtime::{Backend, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, KernelError, PrepareCtx, Registry, ScalarType};
+use pteron_xnnpack::{parse, XnnError, XnnpackBackend};
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+}
+
+fn try_parse(b: &[u8]) -> Result<(), XnnError> {
+    parse(b, &|_| None).map(|_| ())
+}
+
+thread_local! {
+    static PAYLOAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+struct AsKernel(Box<dyn DelegateHandle>);
+impl Kernel for AsKernel {
+    fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        self.0.execute(ctx)
+    }
+    fn prepared_bytes(&self) -> usize {
+        self.0.prepared_bytes()
+    }
+}
+
+fn factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    PAYLOAD.with(|pl| {
+        let payload = pl.borrow().clone();
+        let named = |_: &str| -> Option<&[u8]> { None };
+        let ctx = BackendInitCtx { method: "forward", payload: &payload, compile_specs: &[], named_data: &named, args: *p };
+        let h = XnnpackBackend.init(&ctx)?;
+        Ok(Box::new(AsKernel(h)) as Box<dyn Kernel>)
+    })
+}
+
+fn run(payload: Vec<u8>, args: Vec<TestArg>) -> Result<Vec<TestArg>, KernelError> {
+    PAYLOAD.with(|p| *p.borrow_mut() = payload);
+    let mut reg = Registry::new();
+    reg.register_factory("test::xnnpack", factory);
+    run_op(&reg, "test::xnnpack", args)
+}
+
+#[test]
+fn valid_graph_runs() {
+    let x: Vec<f32> = (0..8).map(|i| i as f32 * 0.5 - 2.0).collect();
+    let out = run(
+        data("fc_ok.bin"),
+        vec![TestArg::Tensor(TestTensor::new(&[2, 4], x.clone())), TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3]))],
+    )
+    .unwrap();
+    let got = out[1].tensor().to_vec::<f32>();
+    let w: Vec<f32> = (0..12).map(|i| 0.1 * (i as f32 - 6.0)).collect();
+    let b = [0.5f32, -0.25, 1.0];
+    for r in 0..2 {
+        for n in 0..3 {
+            let mut acc = b[n];
+            for k in 0..4 {
+                acc += x[r * 4 + k] * w[n * 4 + k];
+            }
+            let want = acc.max(0.0);
+            assert!((got[r * 3 + n] - want).abs() < 1e-5, "{r},{n}: {} vs {want}", got[r * 3 + n]);
+        }
+    }
+}
+
+#[test]
+fn wrong_argument_dtype_fails_at_init() {
+    let err = run(
+        data("fc_ok.bin"),
+        vec![TestArg::Tensor(TestTensor::new(&[2, 4], vec![0i32; 8])), TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3]))],
+    )
+    .unwrap_err();
+    assert!(err.msg.contains("dtype"), "{err}");
+}
+
+#[test]
+fn wrong_magic() {
+    let mut p = data("fc_ok.bin");
+    p[4..8].copy_from_slice(b"XH99");
+    assert!(matches!(try_parse(&p), Err(XnnError::Identifier(_))));
+    let mut p = data("fc_ok.bin");
+    // FlatBuffer identifier at flatbuffer_offset (32) + 4.
+    assert_eq!(&p[36..40], b"XN01");
+    p[36..40].copy_from_slice(b"XN77");
+    assert_eq!(try_parse(&p).unwrap_err(), XnnError::Identifier(*b"XN77"));
+}
+
+#[test]
+fn truncated_payload_and_constants() {
+    let p = data("fc_ok.bin");
+    // Cut into the constant region: the header's constant range no longer fits.
+    let e = try_parse(&p[..p.len() - 4]).unwrap_err();
+    assert!(matches!(e, XnnError::Header(_)), "{e}");
+    // A constant_data entry pointing past the region.
+    let e = try_parse(&data("fc_const_out_of_range.bin")).unwrap_err();
+    assert!(matches!(e, XnnError::Constant { index: 2, .. }), "{e}");
+    // Every truncation is an error, never a panic.
+    for n in 0..p.len() {
+        let _ = try_parse(&p[..n]);
+    }
+}
+
+#[test]
+fn node_referencing_missing_value() {
+    let e = try_parse(&data("fc_missing_value.bin")).unwrap_err();
+    match &e {
+        XnnError::Node { index: 0, kind: "XNNFullyConnected", msg } => assert!(msg.contains("42"), "{msg}"),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn quant_params_of_wrong_size() {
+    let e = try_parse(&data("fc_bad_quant.bin")).unwrap_err();
+    match &e {
+        XnnError::Value { index: 1, msg } => assert!(msg.contains("2 scales for 3 channels"), "{msg}"),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn unsupported_node_fails_at_init() {
+    let e = try_parse(&data("fc_unsupported.bin")).unwrap_err();
+    assert!(matches!(e, XnnError::Unsupported { index: 1, kind: "XNNArgMaxPooling2d", .. }), "{e}");
+    let ke: KernelError = e.into();
+    assert_eq!(ke.kind, pteron_runtime::KernelErrorKind::NotSupported);
+}
+
+#[test]
+fn byte_flips_never_panic() {
+    let p = data("fc_ok.bin");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..3000 {
+        let mut q = p.clone();
+        for _ in 0..3 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed as usize) % q.len();
+            q[i] ^= (seed >> 32) as u8 | 1;
+        }
+        let _ = try_parse(&q);
+    }
+}
