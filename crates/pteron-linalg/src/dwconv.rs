@@ -1,8 +1,15 @@
 //! Depthwise convolution (`groups == in_c == out_c`), vectorised along W.
 //!
-//! Each task handles a band of output rows of one channel plane. The needed input
-//! rows are first copied into a zero-padded, per-thread band buffer so the inner
-//! loops have no border cases; vector tails use masked stores.
+//! The work is split into (plane, row band) units; a task runs a contiguous range
+//! of units (so small planes are batched several per task) with one per-thread
+//! scratch band. The input rows a band needs are first written into that band in
+//! a *phase-split* layout: each zero-padded input row is stored as `sw` phase rows
+//! of `hp = ceil(wp / sw)` floats, phase `q` holding padded columns `q, q+sw,
+//! q+2sw, ...`. Output column `ox` then reads tap `kx` from phase `(kx*dw) % sw` at
+//! index `ox + (kx*dw) / sw`, so every tap of every stride is one contiguous vector
+//! load (for stride 2 this is an even/odd column split done once per input row,
+//! instead of a gather per tap). The row kernels process up to 8 output vectors
+//! (from one or several rows) per step for independent FMA chains.
 
 use crate::conv::Conv2dParams;
 use crate::gemm::{act_bounds, clamp_nan};
@@ -10,19 +17,148 @@ use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, with_scratch, SyncPtr};
 use crate::{isa, Activation, Isa};
 
-/// Geometry shared by the row kernels.
+/// Floats of slack after a band: vector reads of discarded tail lanes may run up
+/// to 7 floats past the last band row.
+const SLACK: usize = 16;
+/// Cap on band buffer size (floats) for large planes.
+const BAND_FLOATS: usize = 8192;
+
+/// Geometry of the phase-split band.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BandLayout {
+    /// Input row width.
+    pub(crate) w: usize,
+    /// Left padding.
+    pub(crate) pw: usize,
+    /// Stride along W (number of phases).
+    pub(crate) sw: usize,
+    /// Floats per phase row.
+    pub(crate) hp: usize,
+}
+
+impl BandLayout {
+    pub(crate) fn new(w: usize, pw: usize, sw: usize) -> Self {
+        let wp = w + 2 * pw;
+        BandLayout {
+            w,
+            pw,
+            sw,
+            hp: div_ceil(wp, sw),
+        }
+    }
+
+    /// Floats per padded input row (all phases).
+    pub(crate) fn rs(&self) -> usize {
+        self.sw * self.hp
+    }
+
+    /// Phase `q`: indices `[lo, hi)` hold input data, the rest is padding.
+    fn data_range(&self, q: usize) -> (usize, usize) {
+        let lo = self.pw.saturating_sub(q).div_ceil(self.sw);
+        let hi = (self.pw + self.w).saturating_sub(q).div_ceil(self.sw);
+        (lo, hi.max(lo))
+    }
+
+    /// Offsets (within a band row) where the even / odd input columns start
+    /// (stride 1: the whole row starts at the first).
+    fn data_offsets(&self) -> (usize, usize) {
+        if self.sw == 1 {
+            (self.pw, 0)
+        } else {
+            let qe = self.pw % self.sw;
+            let qo = (self.pw + 1) % self.sw;
+            (
+                qe * self.hp + self.data_range(qe).0,
+                qo * self.hp + self.data_range(qo).0,
+            )
+        }
+    }
+
+    /// Write the data columns of one padded input row (`src`, `w` floats) into
+    /// `dst` (`rs()` floats); the padding positions are left untouched.
+    fn fill_row_scalar(&self, src: &[f32], dst: &mut [f32]) {
+        let (hp, sw) = (self.hp, self.sw);
+        for q in 0..sw {
+            let (lo, hi) = self.data_range(q);
+            let ph = &mut dst[q * hp..(q + 1) * hp];
+            for (i, d) in ph[lo..hi].iter_mut().enumerate() {
+                *d = src[(lo + i) * sw + q - self.pw];
+            }
+        }
+    }
+}
+
+/// Fill band rows `r_lo..r_hi` (band row `r` = input row `iy0 + r`) of `buf`:
+/// rows outside the input are zeroed, others get their data columns. The padding
+/// columns of `buf` must already be zero (they are never written here).
+#[allow(clippy::too_many_arguments)]
+fn fill_rows(
+    lay: &BandLayout,
+    offs: (usize, usize),
+    x: &[f32],
+    h: usize,
+    iy0: isize,
+    r_lo: usize,
+    r_hi: usize,
+    buf: &mut [f32],
+    use_avx: bool,
+) {
+    let (w, rs) = (lay.w, lay.rs());
+    assert!(x.len() >= h * w && buf.len() >= r_hi * rs + 8);
+    for r in r_lo..r_hi {
+        let iy = iy0 + r as isize;
+        if iy < 0 || iy >= h as isize {
+            buf[r * rs..(r + 1) * rs].fill(0.0);
+            continue;
+        }
+        let src = &x[iy as usize * w..(iy as usize + 1) * w];
+        #[cfg(target_arch = "x86_64")]
+        if use_avx && lay.sw <= 2 {
+            // SAFETY: AVX2 is available when `use_avx` is set (it mirrors isa()).
+            // The data ranges of a row (sw == 1: [pw, pw+w) plus at most 7 zeroed
+            // floats after it, covered by the asserted `+ 8`; sw == 2: ceil(w/2)
+            // evens at offs.0 and w/2 odds at offs.1, inside their phase rows)
+            // lie inside `buf`.
+            let dst = &mut buf[r * rs..];
+            unsafe {
+                if lay.sw == 1 {
+                    // Zeros written past the row's data land in its right
+                    // padding, the next row (filled later, in order) or SLACK.
+                    x86::copy_zero_tail(src.as_ptr(), dst.as_mut_ptr().add(offs.0), w);
+                } else {
+                    x86::deinterleave(
+                        src.as_ptr(),
+                        w,
+                        dst.as_mut_ptr().add(offs.0),
+                        dst.as_mut_ptr().add(offs.1),
+                    );
+                }
+            }
+            continue;
+        }
+        let _ = (use_avx, offs);
+        lay.fill_row_scalar(src, &mut buf[r * rs..(r + 1) * rs]);
+    }
+}
+
+/// Offsets of every tap (`ky`-major) relative to an output row's band position.
+fn tap_offsets(p: &Conv2dParams, lay: &BandLayout, out: &mut [usize]) {
+    let rs = lay.rs();
+    for ky in 0..p.k_h {
+        for kx in 0..p.k_w {
+            let c = kx * p.dilation.1;
+            out[ky * p.k_w + kx] = ky * p.dilation.0 * rs + (c % lay.sw) * lay.hp + c / lay.sw;
+        }
+    }
+}
+
+/// Per-band kernel parameters.
 #[derive(Clone, Copy)]
 pub(crate) struct DwGeom {
-    /// Padded band row stride.
-    pub(crate) wp: usize,
-    pub(crate) kh: usize,
-    pub(crate) kw: usize,
-    pub(crate) sh: usize,
-    pub(crate) sw: usize,
-    pub(crate) dh: usize,
-    pub(crate) dw: usize,
-    pub(crate) ow: usize,
+    /// Band floats between consecutive output rows (`sh * rs`).
+    pub(crate) pitch: usize,
     pub(crate) rows: usize,
+    pub(crate) ow: usize,
     pub(crate) lo: f32,
     pub(crate) hi: f32,
     pub(crate) act: bool,
@@ -44,103 +180,127 @@ pub(crate) fn run(
     if planes == 0 || oh == 0 || ow == 0 {
         return;
     }
-    let threads = num_threads();
-    let bands = if threads > 1 {
-        div_ceil(threads * 4, planes).clamp(1, oh)
-    } else {
-        1
-    };
-    let band_rows = div_ceil(oh, bands);
-    let bands = div_ceil(oh, band_rows);
     let (h, w) = (p.in_h, p.in_w);
-    let (kh, kw) = (p.k_h, p.k_w);
-    let (sh, sw) = p.stride;
-    let (ph, pw) = p.padding;
-    let (dh, dw) = p.dilation;
-    let wp = w + 2 * pw;
+    let (kh, sh, ph, dh) = (p.k_h, p.stride.0, p.padding.0, p.dilation.0);
+    let lay = BandLayout::new(w, p.padding.1, p.stride.1);
+    let rs = lay.rs();
+    let in_rows_for = |rows: usize| (rows - 1) * sh + (kh - 1) * dh + 1;
+    // Bands: keep the buffer bounded, and give every thread enough units.
+    let mut band_rows = oh;
+    while band_rows > 1 && in_rows_for(band_rows) * rs > BAND_FLOATS {
+        band_rows = div_ceil(band_rows, 2);
+    }
+    let threads = num_threads();
+    let taps = kh * p.k_w;
+    let flops = planes * oh * ow * taps * 2;
+    let parallel = threads > 1 && flops > 400_000;
+    let want_tasks = threads * 6;
+    if parallel && planes * div_ceil(oh, band_rows) < want_tasks {
+        let bands = div_ceil(want_tasks, planes).min(oh);
+        band_rows = band_rows.min(div_ceil(oh, bands));
+    }
+    let bands = div_ceil(oh, band_rows);
+    let units = planes * bands;
+    let ntasks = if parallel { units.min(want_tasks) } else { 1 };
     let bounds = act_bounds(act);
     let (lo, hi) = bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let use_avx = isa() == Isa::Avx2Fma;
     let op = SyncPtr(output.as_mut_ptr());
-    let total_flops = planes * oh * ow * kh * kw * 2;
+    let out_len = output.len();
+    let buf_len = in_rows_for(band_rows) * rs + SLACK;
+    // Tap offsets: on the stack for kernels up to 8x8.
+    let mut offs_arr = [0usize; 64];
+    let mut offs_vec = Vec::new();
+    let offs: &[usize] = if taps <= offs_arr.len() {
+        tap_offsets(p, &lay, &mut offs_arr[..taps]);
+        &offs_arr[..taps]
+    } else {
+        offs_vec.resize(taps, 0);
+        tap_offsets(p, &lay, &mut offs_vec);
+        &offs_vec
+    };
+    let data_offs = lay.data_offsets();
+    // Output rows per kernel call: band filling and compute are interleaved so
+    // the input streams in while earlier rows are computed.
+    let chunk_rows = 8;
     let task = |t: usize| {
-        let plane = t / bands;
-        let band = t % bands;
-        let ch = plane % c;
-        let oy0 = band * band_rows;
-        let oy1 = (oy0 + band_rows).min(oh);
-        let rows = oy1 - oy0;
-        let in_rows = (rows - 1) * sh + (kh - 1) * dh + 1;
-        let x = &input[plane * h * w..(plane + 1) * h * w];
-        let wts = &weight[ch * kh * kw..(ch + 1) * kh * kw];
-        // SAFETY: (plane, band) tasks write disjoint row ranges oy0..oy1 of
-        // disjoint planes; the output length was checked by the caller.
-        let out = unsafe {
-            std::slice::from_raw_parts_mut(op.get().add(plane * oh * ow + oy0 * ow), rows * ow)
-        };
-        // Slack after the band keeps vector reads of discarded tail lanes in bounds.
-        let slack = 8 * sw + 16;
-        with_scratch(in_rows * wp + slack, |buf| {
-            // Build the zero-padded band: padded row r = input row (oy0*sh + r - ph).
-            for r in 0..in_rows {
-                let dst = &mut buf[r * wp..(r + 1) * wp];
-                let iy = (oy0 * sh + r) as isize - ph as isize;
-                if iy < 0 || iy >= h as isize {
-                    dst.fill(0.0);
-                } else {
-                    dst[..pw].fill(0.0);
-                    dst[pw..pw + w].copy_from_slice(&x[iy as usize * w..(iy as usize + 1) * w]);
-                    dst[pw + w..].fill(0.0);
+        let u0 = t * units / ntasks;
+        let u1 = (t + 1) * units / ntasks;
+        with_scratch(buf_len, |buf| {
+            // Padding columns are never written afterwards, so zero them once.
+            buf.fill(0.0);
+            for u in u0..u1 {
+                // Band-major order: consecutive units share the band geometry.
+                let band = u / planes;
+                let plane = u % planes;
+                let ch = plane % c;
+                let oy0 = band * band_rows;
+                let rows = band_rows.min(oh - oy0);
+                let x = &input[plane * h * w..(plane + 1) * h * w];
+                let iy0 = (oy0 * sh) as isize - ph as isize;
+                let start = plane * oh * ow + oy0 * ow;
+                assert!(start + rows * ow <= out_len);
+                // SAFETY: units map to disjoint row ranges oy0..oy0+rows of disjoint
+                // planes, each unit is run by exactly one task, and the range is
+                // inside `output` (asserted).
+                let out = unsafe { std::slice::from_raw_parts_mut(op.get().add(start), rows * ow) };
+                let wts = &weight[ch * taps..(ch + 1) * taps];
+                let mut filled = 0;
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r1 = (r0 + chunk_rows).min(rows);
+                    let need = in_rows_for(r1);
+                    fill_rows(&lay, data_offs, x, h, iy0, filled, need, buf, use_avx);
+                    filled = need;
+                    let g = DwGeom {
+                        pitch: sh * rs,
+                        rows: r1 - r0,
+                        ow,
+                        lo,
+                        hi,
+                        act: bounds.is_some(),
+                    };
+                    let src = &buf[r0 * sh * rs..];
+                    let dst = &mut out[r0 * ow..r1 * ow];
+                    if use_avx {
+                        #[cfg(target_arch = "x86_64")]
+                        {
+                            // SAFETY: the AVX2 tier is only reported by isa() when the
+                            // CPU supports AVX2+FMA; the kernel checks its bounds.
+                            unsafe { x86::dw_dispatch(src, offs, wts, bias[ch], &g, dst) };
+                            r0 = r1;
+                            continue;
+                        }
+                    }
+                    dw_rows_scalar(src, offs, wts, bias[ch], &g, dst);
+                    r0 = r1;
                 }
             }
-            buf[in_rows * wp..].fill(0.0);
-            let g = DwGeom {
-                wp,
-                kh,
-                kw,
-                sh,
-                sw,
-                dh,
-                dw,
-                ow,
-                rows,
-                lo,
-                hi,
-                act: bounds.is_some(),
-            };
-            if use_avx {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    // SAFETY: the AVX2 tier is only reported by isa() when the CPU
-                    // supports AVX2+FMA. The band holds every padded input pixel the
-                    // rows need plus SLACK floats for discarded tail lanes, and `out`
-                    // has rows*ow elements.
-                    unsafe { x86::dw_rows_dispatch(buf, wts, bias[ch], &g, out) };
-                    return;
-                }
-            }
-            dw_rows_scalar(buf, wts, bias[ch], &g, out);
         });
     };
-    let ntasks = planes * bands;
-    if threads > 1 && total_flops > 200_000 {
+    if ntasks > 1 {
         parallel_for(ntasks, task);
     } else {
-        (0..ntasks).for_each(task);
+        task(0);
     }
 }
 
-/// Portable row kernel over a padded band.
-pub(crate) fn dw_rows_scalar(buf: &[f32], wts: &[f32], bias: f32, g: &DwGeom, out: &mut [f32]) {
+/// Portable kernel over a phase-split band.
+pub(crate) fn dw_rows_scalar(
+    buf: &[f32],
+    offs: &[usize],
+    wts: &[f32],
+    bias: f32,
+    g: &DwGeom,
+    out: &mut [f32],
+) {
     for r in 0..g.rows {
         let orow = &mut out[r * g.ow..(r + 1) * g.ow];
+        let base = &buf[r * g.pitch..];
         for (ox, o) in orow.iter_mut().enumerate() {
             let mut acc = bias;
-            for ky in 0..g.kh {
-                let base = (r * g.sh + ky * g.dh) * g.wp + ox * g.sw;
-                for kx in 0..g.kw {
-                    acc += buf[base + kx * g.dw] * wts[ky * g.kw + kx];
-                }
+            for (&off, &wt) in offs.iter().zip(wts) {
+                acc += base[off + ox] * wt;
             }
             *o = if g.act {
                 clamp_nan(acc, g.lo, g.hi)
@@ -158,157 +318,178 @@ pub(crate) mod x86 {
     use crate::gemm::x86::tail_mask;
     use std::arch::x86_64::*;
 
-    /// Pick the specialised kernel for the geometry.
+    /// Copy `n` floats from `src` to `dst`; the last vector is completed with
+    /// zeros, so up to 7 floats past `dst + n` are overwritten with `0.0`.
     ///
     /// # Safety
-    /// AVX2+FMA available; `buf` covers all padded rows/cols the band reads plus
-    /// slack for vector over-reads (≤ 8*sw + 8 floats past the last needed one);
-    /// `out.len() >= rows*ow`; `wts.len() >= kh*kw`.
+    /// AVX2 available; `src[..n]` readable, `dst[..round_up(n, 8)]` writable.
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn dw_rows_dispatch(
-        buf: &[f32],
-        wts: &[f32],
-        bias: f32,
-        g: &DwGeom,
-        out: &mut [f32],
-    ) {
-        // SAFETY: forwarded contract.
+    pub(crate) unsafe fn copy_zero_tail(src: *const f32, dst: *mut f32, n: usize) {
+        let mut i = 0;
+        // SAFETY: reads stay inside [0, n) (masked for the tail), writes inside
+        // [0, round_up(n, 8)).
         unsafe {
-            match (g.kh, g.kw, g.sw) {
-                (3, 3, 1) => f32_dwconv_3x3s1__avx2_fma(buf, wts, bias, g, out),
-                (3, 3, 2) => f32_dwconv_3x3s2__avx2_fma(buf, wts, bias, g, out),
-                (5, 5, 1) => f32_dwconv_5x5s1__avx2_fma(buf, wts, bias, g, out),
-                (5, 5, 2) => f32_dwconv_5x5s2__avx2_fma(buf, wts, bias, g, out),
-                (_, _, 1) => dw_rows::<0, 1>(buf, wts, bias, g, out),
-                (_, _, 2) => dw_rows::<0, 2>(buf, wts, bias, g, out),
-                _ => dw_rows::<0, 0>(buf, wts, bias, g, out),
+            while i + 8 <= n {
+                _mm256_storeu_ps(dst.add(i), _mm256_loadu_ps(src.add(i)));
+                i += 8;
+            }
+            if i < n {
+                let v = _mm256_maskload_ps(src.add(i), tail_mask(n - i));
+                _mm256_storeu_ps(dst.add(i), v);
             }
         }
     }
 
-    /// 3×3 stride-1 depthwise rows.
+    /// Store the first `n` (< 8) lanes of `v` without touching `d[n..]` (plain
+    /// narrow stores: masked 256-bit stores are slow on some AMD cores).
     ///
     /// # Safety
-    /// As [`dw_rows_dispatch`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn f32_dwconv_3x3s1__avx2_fma(
-        buf: &[f32],
-        w: &[f32],
-        b: f32,
-        g: &DwGeom,
-        o: &mut [f32],
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe { dw_rows::<3, 1>(buf, w, b, g, o) }
-    }
-
-    /// 3×3 stride-2 depthwise rows.
-    ///
-    /// # Safety
-    /// As [`dw_rows_dispatch`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn f32_dwconv_3x3s2__avx2_fma(
-        buf: &[f32],
-        w: &[f32],
-        b: f32,
-        g: &DwGeom,
-        o: &mut [f32],
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe { dw_rows::<3, 2>(buf, w, b, g, o) }
-    }
-
-    /// 5×5 stride-1 depthwise rows.
-    ///
-    /// # Safety
-    /// As [`dw_rows_dispatch`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn f32_dwconv_5x5s1__avx2_fma(
-        buf: &[f32],
-        w: &[f32],
-        b: f32,
-        g: &DwGeom,
-        o: &mut [f32],
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe { dw_rows::<5, 1>(buf, w, b, g, o) }
-    }
-
-    /// 5×5 stride-2 depthwise rows.
-    ///
-    /// # Safety
-    /// As [`dw_rows_dispatch`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn f32_dwconv_5x5s2__avx2_fma(
-        buf: &[f32],
-        w: &[f32],
-        b: f32,
-        g: &DwGeom,
-        o: &mut [f32],
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe { dw_rows::<5, 2>(buf, w, b, g, o) }
-    }
-
-    /// Load 8 outputs' worth of input starting at `p` with stride `S` (0 = runtime `sw`).
-    ///
-    /// # Safety
-    /// `p .. p + 8*stride` (stride 1: 8 floats; stride 2: 16 floats) readable.
-    #[inline(always)]
-    unsafe fn load_strided<const S: usize>(p: *const f32, sw: usize) -> __m256 {
-        // SAFETY: per the function contract.
-        unsafe {
-            match S {
-                1 => _mm256_loadu_ps(p),
-                2 => {
-                    let a = _mm256_loadu_ps(p);
-                    let b = _mm256_loadu_ps(p.add(8));
-                    let t = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t)))
-                }
-                _ => _mm256_setr_ps(
-                    *p,
-                    *p.add(sw),
-                    *p.add(2 * sw),
-                    *p.add(3 * sw),
-                    *p.add(4 * sw),
-                    *p.add(5 * sw),
-                    *p.add(6 * sw),
-                    *p.add(7 * sw),
-                ),
-            }
-        }
-    }
-
-    /// Generic row kernel; `K` = square kernel size (0 = runtime kh×kw), `S` = stride
-    /// along W (0 = runtime). Processes 4 vectors (32 outputs) per step for ILP,
-    /// then single (possibly masked) vectors.
-    ///
-    /// # Safety
-    /// As [`dw_rows_dispatch`].
+    /// AVX2 available; `d[..n]` writable.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn dw_rows<const K: usize, const S: usize>(
+    pub(crate) unsafe fn store_partial(d: *mut f32, v: __m256, n: usize) {
+        let mut x = _mm256_castps256_ps128(v);
+        let mut p = d;
+        let mut n = n;
+        // SAFETY: each store writes lanes below the original `n`.
+        unsafe {
+            if n >= 4 {
+                _mm_storeu_ps(p, x);
+                x = _mm256_extractf128_ps::<1>(v);
+                p = p.add(4);
+                n -= 4;
+            }
+            if n >= 2 {
+                _mm_storel_pd(p as *mut f64, _mm_castps_pd(x));
+                x = _mm_movehl_ps(x, x);
+                p = p.add(2);
+                n -= 2;
+            }
+            if n == 1 {
+                _mm_store_ss(p, x);
+            }
+        }
+    }
+
+    /// `ev[i] = src[2i]`, `od[i] = src[2i+1]` for all in-range `i`.
+    ///
+    /// # Safety
+    /// AVX2 available; `src[..n]` readable, `ev[..ceil(n/2)]`, `od[..n/2]` writable.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn deinterleave(src: *const f32, n: usize, ev: *mut f32, od: *mut f32) {
+        let mut i = 0;
+        // SAFETY: the vector loop reads src[2i..2i+16] with 2i+16 <= n and writes
+        // 8 floats at ev+i / od+i (i+8 <= n/2); the tail stays in range.
+        unsafe {
+            while 2 * i + 16 <= n {
+                let a = _mm256_loadu_ps(src.add(2 * i));
+                let b = _mm256_loadu_ps(src.add(2 * i + 8));
+                let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+                let e =
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+                let o =
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+                _mm256_storeu_ps(ev.add(i), e);
+                _mm256_storeu_ps(od.add(i), o);
+                i += 8;
+            }
+            while 2 * i + 1 < n {
+                *ev.add(i) = *src.add(2 * i);
+                *od.add(i) = *src.add(2 * i + 1);
+                i += 1;
+            }
+            if 2 * i < n {
+                *ev.add(i) = *src.add(2 * i);
+            }
+        }
+    }
+
+    /// Pick the tap-count specialisation.
+    ///
+    /// # Safety
+    /// AVX2+FMA available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn dw_dispatch(
         buf: &[f32],
+        offs: &[usize],
         wts: &[f32],
         bias: f32,
         g: &DwGeom,
         out: &mut [f32],
     ) {
-        let kh = if K > 0 { K } else { g.kh };
-        let kw = if K > 0 { K } else { g.kw };
-        let sw = if S > 0 { S } else { g.sw };
-        let (wp, ow) = (g.wp, g.ow);
-        assert!(wts.len() >= kh * kw && out.len() >= g.rows * ow);
-        let need = if g.rows == 0 {
-            0
-        } else {
-            ((g.rows - 1) * g.sh + (kh - 1) * g.dh) * wp
-                + (ow.div_ceil(8) * 8 - 1) * sw
-                + (kw - 1) * g.dw
-                + 1
-        };
-        assert!(buf.len() >= need + sw);
+        // SAFETY: forwarded contract (the kernel checks bounds itself).
+        unsafe {
+            match offs.len() {
+                9 => f32_dwconv_3x3__avx2_fma(buf, offs, wts, bias, g, out),
+                25 => f32_dwconv_5x5__avx2_fma(buf, offs, wts, bias, g, out),
+                _ => dw_kernel::<0>(buf, offs, wts, bias, g, out),
+            }
+        }
+    }
+
+    /// 9-tap (3×3, any stride/dilation) depthwise kernel.
+    ///
+    /// # Safety
+    /// AVX2+FMA available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn f32_dwconv_3x3__avx2_fma(
+        buf: &[f32],
+        offs: &[usize],
+        w: &[f32],
+        b: f32,
+        g: &DwGeom,
+        o: &mut [f32],
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { dw_kernel::<9>(buf, offs, w, b, g, o) }
+    }
+
+    /// 25-tap (5×5, any stride/dilation) depthwise kernel.
+    ///
+    /// # Safety
+    /// AVX2+FMA available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn f32_dwconv_5x5__avx2_fma(
+        buf: &[f32],
+        offs: &[usize],
+        w: &[f32],
+        b: f32,
+        g: &DwGeom,
+        o: &mut [f32],
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { dw_kernel::<25>(buf, offs, w, b, g, o) }
+    }
+
+    /// Kernel over a phase-split band: output `(r, ox)` is
+    /// `bias + sum_t buf[r*pitch + offs[t] + ox] * wts[t]` (`T` taps, 0 = runtime).
+    /// Full 32-column runs use 4 accumulators along the row; the remaining columns
+    /// are done for 4 rows at once (rows past the end are recomputed from the
+    /// last row, not stored).
+    ///
+    /// # Safety
+    /// AVX2+FMA available (bounds are asserted here).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw_kernel<const T: usize>(
+        buf: &[f32],
+        offs: &[usize],
+        wts: &[f32],
+        bias: f32,
+        g: &DwGeom,
+        out: &mut [f32],
+    ) {
+        let (rows, ow, pitch) = (g.rows, g.ow, g.pitch);
+        if rows == 0 || ow == 0 {
+            return;
+        }
+        let taps = if T > 0 { T } else { offs.len() };
+        assert!(offs.len() == taps && wts.len() >= taps && out.len() >= rows * ow);
+        let offs = &offs[..taps];
+        let wts = &wts[..taps];
+        let max_off = offs.iter().copied().max().unwrap_or(0);
+        assert!((rows - 1) * pitch + max_off + ow.div_ceil(8) * 8 <= buf.len());
         let vb = _mm256_set1_ps(bias);
         let lo = _mm256_set1_ps(g.lo);
         let hi = _mm256_set1_ps(g.hi);
@@ -316,89 +497,73 @@ pub(crate) mod x86 {
         let op = out.as_mut_ptr();
         let ox_main = ow / 32 * 32;
         let mut r0 = 0;
-        while r0 < g.rows {
-            let nrow = (g.rows - r0).min(4);
+        while r0 < rows {
+            let nrow = (rows - r0).min(4);
             for r in r0..r0 + nrow {
-                let row0 = r * g.sh * wp;
-                let orow = r * ow;
                 let mut ox = 0;
-                while ox + 32 <= ow {
-                    let mut a0 = vb;
-                    let mut a1 = vb;
-                    let mut a2 = vb;
-                    let mut a3 = vb;
-                    for ky in 0..kh {
-                        let rb = row0 + ky * g.dh * wp + ox * sw;
-                        for kx in 0..kw {
-                            let wv = _mm256_set1_ps(wts[ky * kw + kx]);
-                            // SAFETY: rb + kx*dw + 31*sw (+ sw for the stride-2 pair
-                            // read) is within `need + sw` (asserted).
-                            unsafe {
-                                let q = bp.add(rb + kx * g.dw);
-                                a0 = _mm256_fmadd_ps(load_strided::<S>(q, sw), wv, a0);
-                                a1 = _mm256_fmadd_ps(load_strided::<S>(q.add(8 * sw), sw), wv, a1);
-                                a2 = _mm256_fmadd_ps(load_strided::<S>(q.add(16 * sw), sw), wv, a2);
-                                a3 = _mm256_fmadd_ps(load_strided::<S>(q.add(24 * sw), sw), wv, a3);
-                            }
+                while ox < ox_main {
+                    let base = r * pitch + ox;
+                    let mut a = [vb; 4];
+                    for t in 0..taps {
+                        let wv = _mm256_set1_ps(wts[t]);
+                        // SAFETY: base + offs[t] + 32 <= (rows-1)*pitch + max_off
+                        // + round_up(ow, 8) <= buf.len() (asserted).
+                        unsafe {
+                            let q = bp.add(base + offs[t]);
+                            a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q), wv, a[0]);
+                            a[1] = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(8)), wv, a[1]);
+                            a[2] = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(16)), wv, a[2]);
+                            a[3] = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(24)), wv, a[3]);
                         }
                     }
-                    if g.act {
-                        a0 = _mm256_min_ps(hi, _mm256_max_ps(lo, a0));
-                        a1 = _mm256_min_ps(hi, _mm256_max_ps(lo, a1));
-                        a2 = _mm256_min_ps(hi, _mm256_max_ps(lo, a2));
-                        a3 = _mm256_min_ps(hi, _mm256_max_ps(lo, a3));
-                    }
-                    // SAFETY: ox + 32 <= ow, inside output row r.
-                    unsafe {
-                        let d = op.add(orow + ox);
-                        _mm256_storeu_ps(d, a0);
-                        _mm256_storeu_ps(d.add(8), a1);
-                        _mm256_storeu_ps(d.add(16), a2);
-                        _mm256_storeu_ps(d.add(24), a3);
+                    for (i, v) in a.into_iter().enumerate() {
+                        let v = if g.act {
+                            _mm256_min_ps(hi, _mm256_max_ps(lo, v))
+                        } else {
+                            v
+                        };
+                        // SAFETY: ox + 32 <= ow, inside output row r.
+                        unsafe { _mm256_storeu_ps(op.add(r * ow + ox + 8 * i), v) };
                     }
                     ox += 32;
                 }
             }
-            // Tail columns: four output rows at once for independent FMA chains
-            // (rows past the band end are recomputed from the last row, not stored).
             let rr = [
-                r0,
-                r0 + 1.min(nrow - 1),
-                r0 + 2.min(nrow - 1),
-                r0 + 3.min(nrow - 1),
+                r0 * pitch,
+                (r0 + 1.min(nrow - 1)) * pitch,
+                (r0 + 2.min(nrow - 1)) * pitch,
+                (r0 + 3.min(nrow - 1)) * pitch,
             ];
             let mut ox = ox_main;
             while ox < ow {
-                let mut acc = [vb; 4];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let wv = _mm256_set1_ps(wts[ky * kw + kx]);
-                        for q in 0..4 {
-                            let rb = (rr[q] * g.sh + ky * g.dh) * wp + ox * sw + kx * g.dw;
-                            // SAFETY: rr[q] < rows and ox+7 <= round_up(ow, 8) - 1,
-                            // covered by `need + sw` (asserted).
-                            unsafe {
-                                acc[q] =
-                                    _mm256_fmadd_ps(load_strided::<S>(bp.add(rb), sw), wv, acc[q]);
-                            }
-                        }
+                let mut a = [vb; 4];
+                for t in 0..taps {
+                    let wv = _mm256_set1_ps(wts[t]);
+                    let o = offs[t] + ox;
+                    // SAFETY: rr[q] <= (rows-1)*pitch and o + 8 <= max_off +
+                    // round_up(ow, 8), inside buf (asserted).
+                    unsafe {
+                        a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(bp.add(rr[0] + o)), wv, a[0]);
+                        a[1] = _mm256_fmadd_ps(_mm256_loadu_ps(bp.add(rr[1] + o)), wv, a[1]);
+                        a[2] = _mm256_fmadd_ps(_mm256_loadu_ps(bp.add(rr[2] + o)), wv, a[2]);
+                        a[3] = _mm256_fmadd_ps(_mm256_loadu_ps(bp.add(rr[3] + o)), wv, a[3]);
                     }
                 }
                 let rem = ow - ox;
-                for (q, &a) in acc.iter().enumerate().take(nrow) {
-                    let a = if g.act {
-                        _mm256_min_ps(hi, _mm256_max_ps(lo, a))
+                for (q, &v) in a.iter().enumerate().take(nrow) {
+                    let v = if g.act {
+                        _mm256_min_ps(hi, _mm256_max_ps(lo, v))
                     } else {
-                        a
+                        v
                     };
                     // SAFETY: row r0+q < rows; full store when 8 outputs remain,
                     // else masked to `rem`.
                     unsafe {
                         let d = op.add((r0 + q) * ow + ox);
                         if rem >= 8 {
-                            _mm256_storeu_ps(d, a);
+                            _mm256_storeu_ps(d, v);
                         } else {
-                            _mm256_maskstore_ps(d, tail_mask(rem), a);
+                            store_partial(d, v, rem);
                         }
                     }
                 }

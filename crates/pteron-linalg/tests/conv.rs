@@ -105,6 +105,46 @@ fn conv_pointwise() {
     });
 }
 
+/// Depthwise task splitting (small planes batched per task, row bands, phase-split
+/// bands for strides 1/2/3, odd and even padding) at several thread counts.
+#[test]
+fn conv_depthwise_tasks_and_phases() {
+    let default_threads = pteron_linalg::num_threads();
+    for_each_isa(|isa| {
+        for threads in [1usize, 2, 3] {
+            pteron_linalg::set_num_threads(threads);
+            let ctx = format!("{isa:?} threads={threads}");
+            let mut seed = 100;
+            for &(b, c, h, w) in &[
+                (1, 40, 7, 7),
+                (2, 9, 14, 14),
+                (1, 3, 64, 61),
+                (1, 2, 130, 9),
+            ] {
+                for &(k, s, pad) in &[
+                    (3, 1, 1),
+                    (3, 2, 1),
+                    (3, 2, 0),
+                    (5, 2, 2),
+                    (3, 3, 1),
+                    (4, 2, 1),
+                ] {
+                    let p = params(b, c, (h, w), c, (k, k), (s, s), (pad, pad), (1, 1), c);
+                    if p.out_hw().is_none() {
+                        continue;
+                    }
+                    seed += 1;
+                    check_conv(&p, Activation::Relu6, seed % 2 == 0, seed, &ctx);
+                }
+            }
+            // Stride 2 with dilation 2 along W (taps land in one phase).
+            let p = params(1, 3, (21, 26), 3, (3, 3), (2, 2), (2, 2), (2, 2), 3);
+            check_conv(&p, Activation::None, true, 7, &ctx);
+        }
+        pteron_linalg::set_num_threads(default_threads);
+    });
+}
+
 #[test]
 fn conv_depthwise_fast_paths() {
     for_each_isa(|isa| {

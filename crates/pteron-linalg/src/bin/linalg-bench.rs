@@ -69,6 +69,9 @@ fn report(name: &str, flops: f64, secs: f64) {
 }
 
 fn bench_gemm(name: &str, m: usize, n: usize, k: usize) {
+    if !selected(name) {
+        return;
+    }
     let a = fill(m * k, 1);
     let b = fill(k * n, 2);
     let mut c = vec![0.0; m * n];
@@ -134,7 +137,19 @@ fn layer(p: Conv2dParams, act: Activation) -> Layer {
     }
 }
 
+/// `--filter SUBSTR`: only run micro benchmarks whose name contains SUBSTR.
+fn selected(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--filter") {
+        Some(i) => args.get(i + 1).is_some_and(|f| name.contains(f.as_str())),
+        None => true,
+    }
+}
+
 fn bench_conv(name: &str, p: Conv2dParams) {
+    if !selected(name) {
+        return;
+    }
     let mut l = layer(p, Activation::Relu6);
     let x = fill(p.in_c * p.in_h * p.in_w, 3);
     let s = time(|| {
@@ -249,6 +264,7 @@ fn main() {
                 set_num_threads(args[i + 1].parse().expect("thread count"));
                 i += 1;
             }
+            "--filter" => i += 1,
             "--isa" => {
                 set_isa_cap(Isa::parse(&args[i + 1]));
                 i += 1;
@@ -271,14 +287,16 @@ fn main() {
     let x = fill(1280, 6);
     let mut out = vec![0.0; 1000];
     let packed = PackedB::new(1280, 1000, &w, 1280, true);
-    bench_fc(
-        "sgemm_packed 1x1280x1000 (Linear)",
-        1280,
-        1000,
-        &x,
-        &mut out,
-        &packed,
-    );
+    if selected("sgemm_packed 1x1280x1000 (Linear)") {
+        bench_fc(
+            "sgemm_packed 1x1280x1000 (Linear)",
+            1280,
+            1000,
+            &x,
+            &mut out,
+            &packed,
+        );
+    }
     println!("-- Conv2d");
     bench_conv("conv 1x1 32->16 @112", conv_p(32, 112, 16, 1, 1, 1));
     bench_conv("conv 1x1 96->24 @56", conv_p(96, 56, 24, 1, 1, 1));
@@ -296,13 +314,18 @@ fn main() {
     pp.padding = (1, 1);
     let px = fill(64 * 112 * 112, 9);
     let mut py = vec![0.0; 64 * 56 * 56];
-    let s = time(|| pool2d::max_pool2d(&pp, &px, &mut py).unwrap());
-    report("maxpool 3x3/2 64 @112", (64 * 56 * 56 * 9) as f64, s);
+    if selected("maxpool 3x3/2 64 @112") {
+        let s = time(|| pool2d::max_pool2d(&pp, &px, &mut py).unwrap());
+        report("maxpool 3x3/2 64 @112", (64 * 56 * 56 * 9) as f64, s);
+    }
     println!("-- Networks (conv + FC layers only; no adds/pools)");
     for (name, (mut layers, flops), in_f) in [
         ("MobileNetV2 1x3x224x224", mobilenet_v2(), 1280),
         ("ResNet18 1x3x224x224", resnet18(), 512),
     ] {
+        if !selected(name) {
+            continue;
+        }
         let x = fill(96 * 112 * 112, 4);
         let w = fill(in_f * 1000, 5);
         let fc = PackedB::new(in_f, 1000, &w, in_f, true);
