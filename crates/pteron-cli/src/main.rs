@@ -62,6 +62,9 @@ enum Cmd {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also time every operator and print where the time goes.
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -87,7 +90,8 @@ fn main() -> ExitCode {
             threads,
             data,
             json,
-        } => cmd_bench(&program, &method, warmup, iterations, threads, &data, json, cli.quiet),
+            profile,
+        } => cmd_bench(&program, &method, warmup, iterations, threads, &data, json, profile, cli.quiet),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -393,6 +397,7 @@ fn cmd_bench(
     threads: Option<usize>,
     data: &[PathBuf],
     json: bool,
+    profile: bool,
     quiet: bool,
 ) -> CliResult<()> {
     if let Some(t) = threads {
@@ -435,6 +440,14 @@ fn cmd_bench(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if profile {
+        // A separate, profiled pass so the timings above carry no profiling cost.
+        m.set_profiling(true);
+        for _ in 0..iterations {
+            set_inputs(&mut m, &arrays)?;
+            m.execute().map_err(|e| e.to_string())?;
+        }
+    }
     times.sort();
     let median = if times.len() % 2 == 1 {
         times[times.len() / 2]
@@ -457,6 +470,9 @@ fn cmd_bench(
             "peak_rss_bytes": rss,
             "planned_bytes": mem.planned,
             "prepared_bytes": mem.prepared,
+            "profile": m.profile().iter().map(|p| serde_json::json!({
+                "op": p.op, "instructions": p.instructions, "ms_per_run": p.nanos as f64 / 1e6 / iterations as f64,
+            })).collect::<Vec<_>>(),
         });
         println!("{v}");
     } else {
@@ -471,6 +487,20 @@ fn cmd_bench(
             human(mem.prepared as u64),
             rss.map(human).unwrap_or_else(|| "unknown".into())
         );
+        let prof = m.profile();
+        if !prof.is_empty() {
+            let total: u64 = prof.iter().map(|p| p.nanos).sum();
+            println!("  time per operator (profiled pass, per run):");
+            for p in &prof {
+                println!(
+                    "    {:>9.3} ms {:>5.1}%  {:>4} x {}",
+                    p.nanos as f64 / 1e6 / iterations as f64,
+                    100.0 * p.nanos as f64 / total.max(1) as f64,
+                    p.instructions,
+                    p.op
+                );
+            }
+        }
     }
     Ok(())
 }

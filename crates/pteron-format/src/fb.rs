@@ -109,7 +109,7 @@ impl<'a> Fb<'a> {
             .filter(|v| *v >= 0)
             .ok_or(FbError::BadVTable { pos })? as usize;
         let vt_size = self.u16(vt)? as usize;
-        if vt_size < 4 || vt_size % 2 != 0 {
+        if vt_size < 4 || !vt_size.is_multiple_of(2) {
             return Err(FbError::BadVTable { pos });
         }
         // The whole vtable must be readable.

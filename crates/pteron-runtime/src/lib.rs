@@ -29,7 +29,7 @@ pub use kernel::{
     OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
 };
 pub use memory::{bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes};
-pub use method::{copy_reorder, MemoryReport, Method, MAX_INSTRUCTIONS};
+pub use method::{copy_reorder, MemoryReport, Method, OpProfile, MAX_INSTRUCTIONS};
 pub use program::{IoInfo, MethodMeta, Program, TensorInfo};
 pub use pteron_format::{ScalarType, ShapeDynamism};
 pub use tensor::{strides_for, DimOrder, Element, Shape, Storage, TensorMut, TensorRef, TensorValue};

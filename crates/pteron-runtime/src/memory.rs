@@ -74,7 +74,7 @@ pub fn bytes_from_vec(v: Vec<u8>) -> Bytes {
             &self.0
         }
     }
-    if (v.as_ptr() as usize) % 16 == 0 {
+    if (v.as_ptr() as usize).is_multiple_of(16) {
         Arc::new(VecSource(v))
     } else {
         bytes_from_slice(&v)

@@ -48,6 +48,17 @@ pub struct Method {
     input_set: Vec<bool>,
     num_arenas: usize,
     prepared_bytes: usize,
+    /// Per-instruction (nanoseconds, calls) when profiling is on; allocated when enabled.
+    profile: Option<Vec<(u64, u64)>>,
+}
+
+/// Time spent in one operator (or fused group) across profiled executions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpProfile {
+    pub op: String,
+    pub instructions: usize,
+    pub calls: u64,
+    pub nanos: u64,
 }
 
 /// Memory a loaded method holds.
@@ -446,6 +457,7 @@ impl Method {
             readonly,
             num_arenas,
             prepared_bytes,
+            profile: None,
         })
     }
 
@@ -578,6 +590,7 @@ impl Method {
             op_names,
             mutable,
             readonly,
+            profile,
             ..
         } = self;
         let mut executed: u64 = 0;
@@ -595,6 +608,7 @@ impl Method {
                 }
                 let ix = base + pc;
                 let mut next = pc + 1;
+                let started = profile.as_ref().map(|_| std::time::Instant::now());
                 match &mut chain[pc] {
                     Instr::Kernel { kernel, args, op } => {
                         let wrap = |source: KernelError| Error::Kernel {
@@ -692,6 +706,12 @@ impl Method {
                         }
                     },
                 }
+                if let (Some(t0), Some(p)) = (started, profile.as_mut()) {
+                    if let Some(slot) = p.get_mut(ix) {
+                        slot.0 += t0.elapsed().as_nanos() as u64;
+                        slot.1 += 1;
+                    }
+                }
                 pc = next;
             }
             base += n;
@@ -740,6 +760,44 @@ impl Method {
             order: t.order,
             data,
         })
+    }
+
+    /// Turns per-instruction timing on (allocates its table now) or off. Timing costs
+    /// two clock reads per instruction.
+    pub fn set_profiling(&mut self, on: bool) {
+        let n: usize = self.chains.iter().map(|c| c.len()).sum();
+        self.profile = on.then(|| vec![(0, 0); n]);
+    }
+
+    /// Time per operator (fused groups under their joined name), most expensive first.
+    pub fn profile(&self) -> Vec<OpProfile> {
+        let Some(p) = &self.profile else { return Vec::new() };
+        let mut out: Vec<OpProfile> = Vec::new();
+        let mut ix = 0;
+        for chain in &self.chains {
+            for ins in chain {
+                let (nanos, calls) = p[ix];
+                ix += 1;
+                let name = match ins {
+                    Instr::Kernel { op, .. } => self.op_names[*op].clone(),
+                    Instr::Delegate { handle, .. } => format!("delegate {} ({})", handle, self.delegates[*handle].0),
+                    Instr::Nop => continue,
+                    Instr::Move { .. } => "move".into(),
+                    Instr::JumpFalse { .. } => "jump_false".into(),
+                    Instr::Free { .. } => "free".into(),
+                };
+                match out.iter_mut().find(|o| o.op == name) {
+                    Some(o) => {
+                        o.instructions += 1;
+                        o.calls += calls;
+                        o.nanos += nanos;
+                    }
+                    None => out.push(OpProfile { op: name, instructions: 1, calls, nanos }),
+                }
+            }
+        }
+        out.sort_by(|a, b| b.nanos.cmp(&a.nanos));
+        out
     }
 
     /// Gives back the planned arenas (e.g. to reuse them for another load).

@@ -148,6 +148,9 @@ fn cast<T: Element>(dtype: ScalarType, b: &[u8]) -> Result<&[T], KernelError> {
             T::DTYPE
         )));
     }
+    if b.is_empty() {
+        return Ok(&[]);
+    }
     bytemuck::try_cast_slice(b)
         .map_err(|e| KernelError::invalid(format!("misaligned {dtype} tensor data: {e:?}")))
 }
@@ -158,6 +161,9 @@ fn cast_mut<T: Element>(dtype: ScalarType, b: &mut [u8]) -> Result<&mut [T], Ker
             "tensor of dtype {dtype} viewed as {}",
             T::DTYPE
         )));
+    }
+    if b.is_empty() {
+        return Ok(&mut []);
     }
     bytemuck::try_cast_slice_mut(b)
         .map_err(|e| KernelError::invalid(format!("misaligned {dtype} tensor data: {e:?}")))
