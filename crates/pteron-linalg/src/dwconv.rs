@@ -61,7 +61,7 @@ impl BandLayout {
 
     /// Offsets (within a band row) where the even / odd input columns start
     /// (stride 1: the whole row starts at the first).
-    fn data_offsets(&self) -> (usize, usize) {
+    pub(crate) fn data_offsets(&self) -> (usize, usize) {
         if self.sw == 1 {
             (self.pw, 0)
         } else {
@@ -76,7 +76,7 @@ impl BandLayout {
 
     /// Write the data columns of one padded input row (`src`, `w` floats) into
     /// `dst` (`rs()` floats); the padding positions are left untouched.
-    fn fill_row_scalar(&self, src: &[f32], dst: &mut [f32]) {
+    pub(crate) fn fill_row_scalar(&self, src: &[f32], dst: &mut [f32]) {
         let (hp, sw) = (self.hp, self.sw);
         for q in 0..sw {
             let (lo, hi) = self.data_range(q);

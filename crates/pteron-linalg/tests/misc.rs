@@ -5,20 +5,39 @@ use proptest::prelude::*;
 use pteron_linalg::pool2d::{avg_pool2d, max_pool2d, Pool2dParams};
 use pteron_linalg::{reference, vmath};
 
-fn check_pool(p: &Pool2dParams, seed: u64) {
+/// Compare both pools with the reference on every ISA tier; with `nans`, a few
+/// inputs are NaN (max must propagate them exactly where the reference does).
+fn check_pool_with(p: &Pool2dParams, seed: u64, nans: bool) {
     let (oh, ow) = p.out_hw().expect("valid");
     let mut rng = Rng::new(seed);
-    let x = rng.vec(p.batch * p.channels * p.in_h * p.in_w);
-    let n = p.batch * p.channels * oh * ow;
-    let (mut got, mut want) = (vec![f32::NAN; n], vec![0.0; n]);
-    max_pool2d(p, &x, &mut got).unwrap();
-    reference::max_pool2d(p, &x, &mut want);
-    assert_close(&got, &want, 0.0, &format!("max {p:?}"));
-    if p.dilation == (1, 1) {
-        avg_pool2d(p, &x, &mut got).unwrap();
-        reference::avg_pool2d(p, &x, &mut want);
-        assert_close(&got, &want, 1e-5, &format!("avg {p:?}"));
+    let mut x = rng.vec(p.batch * p.channels * p.in_h * p.in_w);
+    if nans {
+        for _ in 0..(x.len() / 17).max(1) {
+            let i = rng.below(x.len());
+            x[i] = f32::NAN;
+        }
     }
+    let n = p.batch * p.channels * oh * ow;
+    let mut want = vec![0.0; n];
+    reference::max_pool2d(p, &x, &mut want);
+    let mut want_avg = vec![0.0; n];
+    if p.dilation == (1, 1) {
+        reference::avg_pool2d(p, &x, &mut want_avg);
+    }
+    for_each_isa(|isa| {
+        let mut got = vec![f32::NAN; n + 3];
+        max_pool2d(p, &x, &mut got[..n]).unwrap();
+        assert_close(&got[..n], &want, 0.0, &format!("{isa:?} max {p:?}"));
+        if p.dilation == (1, 1) {
+            avg_pool2d(p, &x, &mut got[..n]).unwrap();
+            assert_close(&got[..n], &want_avg, 1e-5, &format!("{isa:?} avg {p:?}"));
+        }
+        assert!(got[n..].iter().all(|v| v.is_nan()), "wrote past output");
+    });
+}
+
+fn check_pool(p: &Pool2dParams, seed: u64) {
+    check_pool_with(p, seed, false);
 }
 
 #[test]
@@ -36,6 +55,28 @@ fn pool_cases() {
     check_pool(&q, 3);
     q.divisor_override = Some(4);
     check_pool(&q, 4);
+    // Wide rows (vector main loops + tails), strides 1-3, dilation, NaNs.
+    for (i, &(hw, k, s, pad, dil)) in [
+        ((9, 37), 3, 1, 1, 1),
+        ((20, 45), 3, 2, 1, 1),
+        ((17, 50), 2, 2, 0, 1),
+        ((13, 40), 5, 3, 2, 1),
+        ((15, 33), 3, 2, 1, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut p = Pool2dParams::new(2, 3, hw, (k, k), (s, s));
+        p.padding = (pad, pad);
+        p.dilation = (dil, dil);
+        check_pool_with(&p, 10 + i as u64, false);
+        check_pool_with(&p, 20 + i as u64, true);
+        p.ceil_mode = true;
+        p.count_include_pad = false;
+        if p.out_hw().is_some() {
+            check_pool_with(&p, 30 + i as u64, true);
+        }
+    }
     // NaN propagates through max.
     let p = Pool2dParams::new(1, 1, (2, 2), (2, 2), (1, 1));
     let mut out = [0.0];
@@ -62,7 +103,7 @@ proptest! {
         p.count_include_pad = cip;
         p.divisor_override = if div == 2 { Some(3) } else { None };
         if p.out_hw().is_some() {
-            check_pool(&p, seed);
+            check_pool_with(&p, seed, seed % 4 == 0);
         }
     }
 }
