@@ -626,7 +626,7 @@ pub fn parse<'d>(
                     if dims.len() != 2 || channel_dim != 0 {
                         return Err(verr("blockwise quantization needs a 2-D [out, in] weight with channel_dim 0".into()));
                     }
-                    if group_size <= 0 || dims[1] % group_size as usize != 0 {
+                    if group_size <= 0 || !dims[1].is_multiple_of(group_size as usize) {
                         return Err(verr(format!("group size {group_size} does not divide {}", dims[1])));
                     }
                     let gs = group_size as usize;

@@ -147,7 +147,7 @@ pub fn pool(
                         if max {
                             for (a, &x) in acc.iter_mut().zip(px) {
                                 // NaN propagates.
-                                if !(x <= *a) {
+                                if x > *a || x.is_nan() {
                                     *a = x;
                                 }
                             }

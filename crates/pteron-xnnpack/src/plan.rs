@@ -515,7 +515,7 @@ fn quantize_row_qd8(x: &mut [f32]) {
     }
     let (qmin, qmax) = (-128.0f32, 127.0f32);
     let mut scale = (mx - mn) / (qmax - qmin);
-    if !(scale > 0.0) || !scale.is_finite() {
+    if scale.is_nan() || scale <= 0.0 || !scale.is_finite() {
         scale = 1.0;
     }
     let dmin = mn / scale;
@@ -556,14 +556,14 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
         }
         (Op::Softmax { input, .. }, _) => {
             let n = od.last();
-            let rows = if n == 0 { 0 } else { n_out / n };
+            let rows = n_out.checked_div(n).unwrap_or(0);
             kernels::softmax(&bufs[*input], rows, n, out);
         }
         (Op::FullyConnected { input, filter, bias, flags, .. }, Prep::Fc { packed, bias: cbias }) => {
             let id = shapes[*input];
             let k = id.last();
             let n = od.last();
-            let m = if k == 0 { 0 } else { id.numel() / k };
+            let m = id.numel().checked_div(k).unwrap_or(0);
             let bias_s: Option<&[f32]> = match (cbias, bias) {
                 (Some(b), _) => Some(b),
                 (None, Some(b)) => Some(&bufs[*b][..n]),
