@@ -1,6 +1,752 @@
-//! LLM custom operators (`llama::*`) emitted by `export_llm`. See the crate docs for
-//! conventions.
+//! LLM custom operators emitted by `export_llm` (`extension/llm/custom_ops`) and the
+//! quantized embedding lookups its `embedding_quantize` option produces. See the crate
+//! docs for conventions.
+//!
+//! * `llama::update_cache.out`, `llama::update_cache_with_indices.out`: in-place KV
+//!   cache writes (`[B, S, H, D]` layout, sequence at dim 1).
+//! * `llama::custom_sdpa.out`, `llama::sdpa_with_kv_cache.out`: scaled dot-product
+//!   attention over the first `start_pos + S` cache rows, causal with a `start_pos`
+//!   offset, or over all key rows with an additive 2-D mask `[S, keys]`, grouped-query heads (`H_kv` divides `H_q`).
+//!   The kernel is flash-style: query blocks × key blocks with an online softmax, so no
+//!   full score matrix exists; work items `(batch, head, query block)` run in parallel
+//!   on the `pteron-linalg` pool. f32/f16/bf16 (half types computed in f32).
+//! * `quantized_decomposed::embedding_byte` / `embedding_4bit` (`.out`, `.dtype_out`):
+//!   per-row or per-group dequantizing embedding lookups.
 
-use pteron_runtime::Registry;
+use std::sync::Mutex;
 
-pub(crate) fn register(_reg: &mut Registry) {}
+use pteron_runtime::{Kernel, KernelCtx, KernelError, PrepareCtx, Registry, ScalarType, TensorRef};
+
+use crate::dispatch_float;
+use crate::util::Num;
+
+pub(crate) fn register(reg: &mut Registry) {
+    reg.register("llama::update_cache.out", update_cache_out);
+    reg.register("llama::update_cache_with_indices.out", update_cache_with_indices_out);
+    reg.register_factory("llama::custom_sdpa.out", custom_sdpa_factory);
+    reg.register_factory("llama::sdpa_with_kv_cache.out", sdpa_with_kv_cache_factory);
+    reg.register("quantized_decomposed::embedding_byte.out", embedding_byte_out);
+    reg.register("quantized_decomposed::embedding_byte.dtype_out", embedding_byte_dtype_out);
+    reg.register("quantized_decomposed::embedding_4bit.out", embedding_4bit_out);
+    reg.register("quantized_decomposed::embedding_4bit.dtype_out", embedding_4bit_dtype_out);
+}
+
+// ---------------------------------------------------------------------------
+// KV cache updates
+
+fn dims4(op: &str, what: &str, sizes: &[usize]) -> Result<[usize; 4], KernelError> {
+    match sizes {
+        [a, b, c, d] => Ok([*a, *b, *c, *d]),
+        _ => Err(KernelError::invalid(format!(
+            "{op}: {what} must be 4-D [B, S, H, D], got shape {sizes:?}"
+        ))),
+    }
+}
+
+fn check_contiguous(op: &str, what: &str, t: &TensorRef<'_>) -> Result<(), KernelError> {
+    if !t.is_contiguous() {
+        return Err(KernelError::unsupported(format!(
+            "{op}: {what} must have the contiguous dim order, got {:?}",
+            t.dim_order()
+        )));
+    }
+    Ok(())
+}
+
+fn non_negative(op: &str, what: &str, v: i64) -> Result<usize, KernelError> {
+    usize::try_from(v).map_err(|_| KernelError::invalid(format!("{op}: {what} = {v} is negative")))
+}
+
+/// Checks `value` against `cache` (same dtype, B, H, D; 4-D, contiguous) and returns
+/// `(value dims, cache dims)`.
+fn check_cache_pair(
+    op: &str,
+    value: &TensorRef<'_>,
+    cache: &TensorRef<'_>,
+) -> Result<([usize; 4], [usize; 4]), KernelError> {
+    let v = dims4(op, "value", value.sizes())?;
+    let c = dims4(op, "cache", cache.sizes())?;
+    check_contiguous(op, "value", value)?;
+    check_contiguous(op, "cache", cache)?;
+    if value.dtype() != cache.dtype() {
+        return Err(KernelError::dtype(format!(
+            "{op}: value dtype {} differs from cache dtype {}",
+            value.dtype(),
+            cache.dtype()
+        )));
+    }
+    if v[0] != c[0] || v[2] != c[2] || v[3] != c[3] {
+        return Err(KernelError::invalid(format!(
+            "{op}: value {v:?} and cache {c:?} differ in batch, heads or head dim"
+        )));
+    }
+    Ok((v, c))
+}
+
+/// Copies `value[b]` (`S` rows) into `cache[b, start..start+S]` for every batch.
+fn write_rows(
+    op: &str,
+    value: &[u8],
+    cache: &mut [u8],
+    v: [usize; 4],
+    c: [usize; 4],
+    start: usize,
+    esize: usize,
+) -> Result<(), KernelError> {
+    let end = start.checked_add(v[1]).unwrap_or(usize::MAX);
+    if (v[1] > 0 && start >= c[1]) || end > c[1] {
+        return Err(KernelError::invalid(format!(
+            "{op}: start_pos {start} + seq_len {} exceeds the cache length {}",
+            v[1], c[1]
+        )));
+    }
+    let row = v[2] * v[3] * esize;
+    for b in 0..v[0] {
+        let src = &value[b * v[1] * row..(b + 1) * v[1] * row];
+        let dst0 = (b * c[1] + start) * row;
+        cache[dst0..dst0 + src.len()].copy_from_slice(src);
+    }
+    Ok(())
+}
+
+/// `update_cache.out(Tensor value, Tensor(a!) cache, SymInt start_pos, *, Tensor(b!) out)`:
+/// stack `[value, cache, start_pos, out, ret]`. `out` is a dummy, as in ExecuTorch.
+fn update_cache_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    const OP: &str = "update_cache";
+    ctx.expect_args(5)?;
+    let mut cache = ctx.out(1)?;
+    let value = ctx.tensor(0)?;
+    let start = non_negative(OP, "start_pos", ctx.int(2)?)?;
+    let (v, c) = check_cache_pair(OP, &value, &cache.as_ref())?;
+    let esize = value.dtype().element_size();
+    write_rows(OP, value.bytes(), cache.bytes_mut(), v, c, start, esize)
+}
+
+/// `update_cache_with_indices.out(Tensor value, Tensor(a!) cache, SymInt start_pos,
+/// Tensor indices, *, Tensor(b!) out)`: row `value[b, s]` goes to
+/// `cache[b, indices[b, s]]`.
+fn update_cache_with_indices_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    const OP: &str = "update_cache_with_indices";
+    ctx.expect_args(6)?;
+    let mut cache = ctx.out(1)?;
+    let value = ctx.tensor(0)?;
+    let indices = ctx.tensor(3)?;
+    let (v, c) = check_cache_pair(OP, &value, &cache.as_ref())?;
+    if indices.sizes() != [v[0], v[1]] {
+        return Err(KernelError::invalid(format!(
+            "{OP}: indices must have shape [{}, {}], got {:?}",
+            v[0],
+            v[1],
+            indices.sizes()
+        )));
+    }
+    let esize = value.dtype().element_size();
+    let row = v[2] * v[3] * esize;
+    let vb = value.bytes();
+    let cb = cache.bytes_mut();
+    let get = |i: usize| -> Result<i64, KernelError> {
+        match indices.dtype() {
+            ScalarType::Long => Ok(indices.as_slice::<i64>()?[i]),
+            ScalarType::Int => Ok(indices.as_slice::<i32>()?[i] as i64),
+            other => Err(KernelError::dtype(format!("{OP}: indices must be int64 or int32, got {other}"))),
+        }
+    };
+    for b in 0..v[0] {
+        for s in 0..v[1] {
+            let p = get(b * v[1] + s)?;
+            let p = usize::try_from(p)
+                .ok()
+                .filter(|&p| p < c[1])
+                .ok_or_else(|| KernelError::invalid(format!("{OP}: index {p} outside the cache length {}", c[1])))?;
+            let src = (b * v[1] + s) * row;
+            let dst = (b * c[1] + p) * row;
+            cb[dst..dst + row].copy_from_slice(&vb[src..src + row]);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Attention
+
+/// Query rows per work item.
+const QB: usize = 32;
+/// Keys per inner block.
+const KB: usize = 64;
+/// Upper bound on parallel groups (the slot array lives on the stack).
+const MAX_GROUPS: usize = 32;
+
+/// An additive attention mask `[S_q, cols]` (bool: `true` keeps, `false` masks).
+#[derive(Clone, Copy)]
+enum Mask<'a> {
+    None,
+    F32(&'a [f32], usize),
+    F16(&'a [half::f16], usize),
+    Bf16(&'a [half::bf16], usize),
+    Bool(&'a [u8], usize),
+}
+
+impl Mask<'_> {
+    #[inline]
+    fn get(&self, i: usize, j: usize) -> f32 {
+        match *self {
+            Mask::None => 0.0,
+            Mask::F32(m, c) => m[i * c + j],
+            Mask::F16(m, c) => m[i * c + j].to_f32(),
+            Mask::Bf16(m, c) => m[i * c + j].to_f32(),
+            Mask::Bool(m, c) => {
+                if m[i * c + j] != 0 {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }
+        }
+    }
+}
+
+/// Problem geometry.
+#[derive(Clone, Copy)]
+struct Geom {
+    b: usize,
+    sq: usize,
+    hq: usize,
+    d: usize,
+    skv: usize,
+    hkv: usize,
+    start: usize,
+    num_keys: usize,
+    causal: bool,
+    scale: f32,
+}
+
+/// The attention kernel instance: owns `[B, H_q, S_q, D]` f32 scratch where each work
+/// item accumulates its output rows, sized at load from the output's bound.
+struct Sdpa {
+    scratch: Vec<f32>,
+    with_cache: bool,
+}
+
+fn sdpa_scratch(pctx: &PrepareCtx<'_>, q_arg: usize, out_arg: usize) -> Result<Vec<f32>, KernelError> {
+    let (_, qs, _) = pctx.tensor_meta(q_arg)?;
+    let (_, os, _) = pctx.tensor_meta(out_arg)?;
+    let n = qs.numel().max(os.numel());
+    Ok(vec![0.0; n])
+}
+
+fn custom_sdpa_factory(pctx: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    Ok(Box::new(Sdpa {
+        scratch: sdpa_scratch(pctx, 0, 8)?,
+        with_cache: false,
+    }))
+}
+
+fn sdpa_with_kv_cache_factory(pctx: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    Ok(Box::new(Sdpa {
+        scratch: sdpa_scratch(pctx, 0, 11)?,
+        with_cache: true,
+    }))
+}
+
+impl Kernel for Sdpa {
+    fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        if self.with_cache {
+            self.run_with_cache(ctx)
+        } else {
+            self.run_custom(ctx)
+        }
+    }
+    fn prepared_bytes(&self) -> usize {
+        self.scratch.len() * 4
+    }
+}
+
+impl Sdpa {
+    /// `custom_sdpa.out(q, k, v, start_pos, attn_mask, dropout_p, is_causal, scale, *, out)`.
+    fn run_custom(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        const OP: &str = "custom_sdpa";
+        ctx.expect_args(10)?;
+        let mut out = ctx.out(8)?;
+        let q = ctx.tensor(0)?;
+        let k = ctx.tensor(1)?;
+        let v = ctx.tensor(2)?;
+        let start = non_negative(OP, "start_pos", ctx.int(3)?)?;
+        let mask = ctx.opt_tensor(4)?;
+        let causal = ctx.bool(6)?;
+        let scale = ctx.opt_double(7)?;
+        let sq = q.sizes().get(1).copied().unwrap_or(0);
+        let g = geometry(OP, &q, &k, &v, start, sq, mask.as_ref(), causal, scale)?;
+        out.resize(q.sizes())?;
+        let mask = resolve_mask(OP, mask.as_ref(), &g)?;
+        if out.dtype() != q.dtype() {
+            return Err(KernelError::dtype(format!("{OP}: out dtype {} differs from query dtype {}", out.dtype(), q.dtype())));
+        }
+        dispatch_float!(q.dtype(), T => {
+            let o = out.as_mut_slice::<T>()?;
+            attention::<T>(&mut self.scratch, o, q.as_slice::<T>()?, k.as_slice::<T>()?, v.as_slice::<T>()?, mask, &g)
+        })
+    }
+
+    /// `sdpa_with_kv_cache.out(q, k, v, k_cache, v_cache, start_pos, seq_len, attn_mask,
+    /// dropout_p, is_causal, scale, *, out)`: updates both caches, then attends over them.
+    fn run_with_cache(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        const OP: &str = "sdpa_with_kv_cache";
+        ctx.expect_args(13)?;
+        let mut out = ctx.out(11)?;
+        let mut kc = ctx.out(3)?;
+        let mut vc = ctx.out(4)?;
+        let q = ctx.tensor(0)?;
+        let k = ctx.tensor(1)?;
+        let v = ctx.tensor(2)?;
+        let start = non_negative(OP, "start_pos", ctx.int(5)?)?;
+        let seq_len = non_negative(OP, "seq_len", ctx.int(6)?)?;
+        let mask = ctx.opt_tensor(7)?;
+        let causal = ctx.bool(9)?;
+        let scale = ctx.opt_double(10)?;
+        let esize = k.dtype().element_size();
+        let (kd, kcd) = check_cache_pair(OP, &k, &kc.as_ref())?;
+        let (vd, vcd) = check_cache_pair(OP, &v, &vc.as_ref())?;
+        write_rows(OP, k.bytes(), kc.bytes_mut(), kd, kcd, start, esize)?;
+        write_rows(OP, v.bytes(), vc.bytes_mut(), vd, vcd, start, esize)?;
+        let (kr, vr) = (kc.as_ref(), vc.as_ref());
+        let g = geometry(OP, &q, &kr, &vr, start, seq_len, mask.as_ref(), causal, scale)?;
+        out.resize(q.sizes())?;
+        let mask = resolve_mask(OP, mask.as_ref(), &g)?;
+        if out.dtype() != q.dtype() {
+            return Err(KernelError::dtype(format!("{OP}: out dtype {} differs from query dtype {}", out.dtype(), q.dtype())));
+        }
+        dispatch_float!(q.dtype(), T => {
+            let o = out.as_mut_slice::<T>()?;
+            attention::<T>(&mut self.scratch, o, q.as_slice::<T>()?, kr.as_slice::<T>()?, vr.as_slice::<T>()?, mask, &g)
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn geometry(
+    op: &str,
+    q: &TensorRef<'_>,
+    k: &TensorRef<'_>,
+    v: &TensorRef<'_>,
+    start: usize,
+    seq_len: usize,
+    mask: Option<&TensorRef<'_>>,
+    causal: bool,
+    scale: Option<f64>,
+) -> Result<Geom, KernelError> {
+    let qd = dims4(op, "query", q.sizes())?;
+    let kd = dims4(op, "key", k.sizes())?;
+    let vd = dims4(op, "value", v.sizes())?;
+    check_contiguous(op, "query", q)?;
+    check_contiguous(op, "key", k)?;
+    check_contiguous(op, "value", v)?;
+    if k.dtype() != q.dtype() || v.dtype() != q.dtype() {
+        return Err(KernelError::dtype(format!(
+            "{op}: query, key and value dtypes differ ({}, {}, {})",
+            q.dtype(),
+            k.dtype(),
+            v.dtype()
+        )));
+    }
+    if kd != vd {
+        return Err(KernelError::invalid(format!("{op}: key {kd:?} and value {vd:?} shapes differ")));
+    }
+    if kd[0] != qd[0] || kd[3] != qd[3] {
+        return Err(KernelError::invalid(format!(
+            "{op}: query {qd:?} and key {kd:?} differ in batch or head dim"
+        )));
+    }
+    if kd[2] == 0 || qd[2] % kd[2] != 0 {
+        return Err(KernelError::invalid(format!(
+            "{op}: {} key/value heads do not divide {} query heads",
+            kd[2], qd[2]
+        )));
+    }
+    if mask.is_some() && causal {
+        return Err(KernelError::invalid(format!("{op}: attn_mask and is_causal are mutually exclusive")));
+    }
+    let num_keys = start
+        .checked_add(seq_len)
+        .filter(|&n| n <= kd[1])
+        .ok_or_else(|| {
+            KernelError::invalid(format!(
+                "{op}: start_pos {start} + seq_len {seq_len} exceeds the key length {}",
+                kd[1]
+            ))
+        })?;
+    // With an explicit mask the reference attends to every key row it is given (the
+    // mask spans them); otherwise to the first `start_pos + seq_len`.
+    let num_keys = if mask.is_some() { kd[1] } else { num_keys };
+    let scale = match scale {
+        Some(s) => s as f32,
+        None => 1.0 / (qd[3].max(1) as f32).sqrt(),
+    };
+    Ok(Geom {
+        b: qd[0],
+        sq: qd[1],
+        hq: qd[2],
+        d: qd[3],
+        skv: kd[1],
+        hkv: kd[2],
+        start,
+        num_keys,
+        causal,
+        scale,
+    })
+}
+
+fn resolve_mask<'a>(op: &str, m: Option<&TensorRef<'a>>, g: &Geom) -> Result<Mask<'a>, KernelError> {
+    let Some(m) = m else { return Ok(Mask::None) };
+    let s = m.sizes();
+    if s.len() != 2 || s[0] != g.sq || s[1] < g.num_keys || !m.is_contiguous() {
+        return Err(KernelError::invalid(format!(
+            "{op}: attn_mask must be a contiguous 2-D [{}, >= {}] tensor, got {s:?}",
+            g.sq, g.num_keys
+        )));
+    }
+    let c = s[1];
+    Ok(match m.dtype() {
+        ScalarType::Float => Mask::F32(m.as_slice()?, c),
+        ScalarType::Half => Mask::F16(m.as_slice()?, c),
+        ScalarType::BFloat16 => Mask::Bf16(m.as_slice()?, c),
+        ScalarType::Bool => Mask::Bool(m.as_slice()?, c),
+        other => return Err(KernelError::dtype(format!("{op}: attn_mask dtype {other} is not supported"))),
+    })
+}
+
+#[inline]
+fn dot<T: Num>(a: &[T], b: &[T]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l].to_f32() * y[l].to_f32();
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x.to_f32() * y.to_f32();
+    }
+    s
+}
+
+/// Blocked attention: `out[b, s, h, :] = softmax(scale * q k^T + mask) v` over the first
+/// `num_keys` keys, computed per `(b, h, query block)` item into `scratch`
+/// (`[B, H_q, S_q, D]`), then written to `out` in `[B, S_q, H_q, D]` order.
+fn attention<T: Num + Send + Sync>(
+    scratch: &mut [f32],
+    out: &mut [T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    mask: Mask<'_>,
+    g: &Geom,
+) -> Result<(), KernelError> {
+    let total = g.b * g.hq * g.sq * g.d;
+    if total == 0 {
+        return Ok(());
+    }
+    if scratch.len() < total || out.len() < total {
+        return Err(KernelError::internal(format!(
+            "attention scratch of {} elements is smaller than the output ({total})",
+            scratch.len()
+        )));
+    }
+    let scratch = &mut scratch[..total];
+    let qblocks = g.sq.div_ceil(QB);
+    let items = g.b * g.hq * qblocks;
+    let groups = items.min(MAX_GROUPS).min(pteron_linalg::num_threads().max(1) * 4);
+    // Item `it` covers scratch from `item_start(it)`; consecutive items are adjacent.
+    let item_start = |it: usize| -> usize {
+        let (bh, qb) = (it / qblocks, it % qblocks);
+        (bh * g.sq + qb * QB) * g.d
+    };
+    let group_first = |gi: usize| -> usize { gi * items / groups };
+    let slots: [Mutex<Option<&mut [f32]>>; MAX_GROUPS] = core::array::from_fn(|_| Mutex::new(None));
+    let mut rest: &mut [f32] = scratch;
+    for (gi, slot) in slots.iter().enumerate().take(groups) {
+        let a = item_start(group_first(gi));
+        let e = if gi + 1 == groups { total } else { item_start(group_first(gi + 1)) };
+        let (head, tail) = core::mem::take(&mut rest).split_at_mut(e - a);
+        rest = tail;
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(head);
+        }
+    }
+    pteron_linalg::parallel_for(groups, |gi| {
+        let Some(slot) = slots.get(gi) else { return };
+        let Ok(mut guard) = slot.lock() else { return };
+        let Some(buf) = guard.take() else { return };
+        let base = item_start(group_first(gi));
+        for it in group_first(gi)..group_first(gi + 1) {
+            let off = item_start(it) - base;
+            let (bh, qb) = (it / qblocks, it % qblocks);
+            let (b, h) = (bh / g.hq, bh % g.hq);
+            let i0 = qb * QB;
+            let rows = QB.min(g.sq - i0);
+            let acc = &mut buf[off..off + rows * g.d];
+            attend_block(acc, q, k, v, mask, g, b, h, i0, rows);
+        }
+    });
+    // Scatter [B, H, S, D] scratch into [B, S, H, D] output.
+    for b in 0..g.b {
+        for h in 0..g.hq {
+            for s in 0..g.sq {
+                let src = ((b * g.hq + h) * g.sq + s) * g.d;
+                let dst = ((b * g.sq + s) * g.hq + h) * g.d;
+                for (o, &x) in out[dst..dst + g.d].iter_mut().zip(&scratch[src..src + g.d]) {
+                    *o = T::from_f32(x);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One work item: query rows `i0..i0+rows` of head `h` in batch `b`, accumulated into
+/// `acc` (`rows × D`) with an online softmax over key blocks.
+#[allow(clippy::too_many_arguments)]
+fn attend_block<T: Num>(
+    acc: &mut [f32],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    mask: Mask<'_>,
+    g: &Geom,
+    b: usize,
+    h: usize,
+    i0: usize,
+    rows: usize,
+) {
+    let d = g.d;
+    let hk = h / (g.hq / g.hkv);
+    let mut m = [f32::NEG_INFINITY; QB];
+    let mut l = [0.0f32; QB];
+    let mut p = [0.0f32; KB];
+    acc.fill(0.0);
+    let kend = if g.causal {
+        g.num_keys.min(g.start + i0 + rows)
+    } else {
+        g.num_keys
+    };
+    let q_row = |i: usize| -> &[T] {
+        let o = ((b * g.sq + i) * g.hq + h) * d;
+        &q[o..o + d]
+    };
+    let kv_row = |j: usize| -> core::ops::Range<usize> {
+        let o = ((b * g.skv + j) * g.hkv + hk) * d;
+        o..o + d
+    };
+    let mut j0 = 0;
+    while j0 < kend {
+        let j1 = (j0 + KB).min(kend);
+        for r in 0..rows {
+            let i = i0 + r;
+            let limit = if g.causal { (g.start + i + 1).min(j1) } else { j1 };
+            if limit <= j0 {
+                continue;
+            }
+            let qi = q_row(i);
+            let n = limit - j0;
+            let mut bmax = f32::NEG_INFINITY;
+            for (c, pc) in p[..n].iter_mut().enumerate() {
+                let j = j0 + c;
+                let s = dot(qi, &k[kv_row(j)]) * g.scale + mask.get(i, j);
+                *pc = s;
+                if s > bmax {
+                    bmax = s;
+                }
+            }
+            let m_new = if bmax > m[r] { bmax } else { m[r] };
+            if m_new == f32::NEG_INFINITY {
+                continue;
+            }
+            for pc in p[..n].iter_mut() {
+                *pc -= m_new;
+            }
+            pteron_linalg::vmath::vexp(&mut p[..n]);
+            let corr = if m[r] == f32::NEG_INFINITY {
+                0.0
+            } else {
+                pteron_linalg::vmath::exp_scalar(m[r] - m_new)
+            };
+            m[r] = m_new;
+            let a = &mut acc[r * d..(r + 1) * d];
+            if corr != 1.0 {
+                a.iter_mut().for_each(|x| *x *= corr);
+            }
+            let mut sum = 0.0f32;
+            for (c, &pc) in p[..n].iter().enumerate() {
+                sum += pc;
+                if pc == 0.0 {
+                    continue;
+                }
+                let vr = &v[kv_row(j0 + c)];
+                for (x, &y) in a.iter_mut().zip(vr) {
+                    *x += pc * y.to_f32();
+                }
+            }
+            l[r] = l[r] * corr + sum;
+        }
+        j0 = j1;
+    }
+    for r in 0..rows {
+        let inv = 1.0 / l[r];
+        acc[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Quantized embeddings
+
+fn embedding_byte_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    ctx.expect_args(8)?;
+    quantized_embedding(ctx, 6, None, false)
+}
+
+fn embedding_byte_dtype_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    ctx.expect_args(9)?;
+    let dt = ctx.opt_dtype(6)?;
+    quantized_embedding(ctx, 7, dt, false)
+}
+
+fn embedding_4bit_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    ctx.expect_args(8)?;
+    quantized_embedding(ctx, 6, None, true)
+}
+
+fn embedding_4bit_dtype_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    ctx.expect_args(9)?;
+    let dt = ctx.opt_dtype(6)?;
+    quantized_embedding(ctx, 7, dt, true)
+}
+
+/// A float parameter tensor (scales or zero points) read as f32.
+#[derive(Clone, Copy)]
+enum FloatParam<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    Bf16(&'a [half::bf16]),
+}
+
+impl<'a> FloatParam<'a> {
+    fn of(op: &str, what: &str, t: &TensorRef<'a>) -> Result<Self, KernelError> {
+        Ok(match t.dtype() {
+            ScalarType::Float => FloatParam::F32(t.as_slice()?),
+            ScalarType::Half => FloatParam::F16(t.as_slice()?),
+            ScalarType::BFloat16 => FloatParam::Bf16(t.as_slice()?),
+            other => return Err(KernelError::dtype(format!("{op}: {what} must be a float tensor, got {other}"))),
+        })
+    }
+    #[inline]
+    fn get(&self, i: usize) -> f32 {
+        match *self {
+            FloatParam::F32(s) => s[i],
+            FloatParam::F16(s) => s[i].to_f32(),
+            FloatParam::Bf16(s) => s[i].to_f32(),
+        }
+    }
+}
+
+/// `embedding_{byte,4bit}[.dtype_out](weight, scales, zero_points?, qmin, qmax, indices,
+/// [dtype,] *, out)`: `out[..., j] = (w[idx, j] - zp[idx, g]) * scale[idx, g]` with
+/// `g = j / group_size`. 4-bit weights pack two values per byte, the even column in
+/// the high nibble, stored with an offset of 8.
+fn quantized_embedding(
+    ctx: &KernelCtx<'_>,
+    out_arg: usize,
+    dtype: Option<ScalarType>,
+    four_bit: bool,
+) -> Result<(), KernelError> {
+    let op = if four_bit { "embedding_4bit" } else { "embedding_byte" };
+    let mut out = ctx.out(out_arg)?;
+    let w = ctx.tensor(0)?;
+    let scales = ctx.tensor(1)?;
+    let zps = ctx.opt_tensor(2)?;
+    let idx = ctx.tensor(5)?;
+    if w.dim() != 2 || !w.is_contiguous() {
+        return Err(KernelError::invalid(format!("{op}: weight must be a contiguous 2-D tensor, got {:?}", w.sizes())));
+    }
+    if !matches!(w.dtype(), ScalarType::Char | ScalarType::Byte) {
+        return Err(KernelError::dtype(format!("{op}: weight must be int8 or uint8, got {}", w.dtype())));
+    }
+    let (vocab, packed) = (w.size(0), w.size(1));
+    let dim = if four_bit { packed * 2 } else { packed };
+    let groups = match scales.sizes() {
+        [r] if *r == vocab => 1,
+        [r, g] if *r == vocab && *g > 0 => *g,
+        s => {
+            return Err(KernelError::invalid(format!(
+                "{op}: weight_scales must be [{vocab}] or [{vocab}, groups], got {s:?}"
+            )))
+        }
+    };
+    if dim % groups != 0 {
+        return Err(KernelError::invalid(format!("{op}: {groups} groups do not divide embedding dim {dim}")));
+    }
+    let group = dim / groups;
+    let sc = FloatParam::of(op, "weight_scales", &scales)?;
+    let zp = match &zps {
+        Some(z) => {
+            if z.numel() != scales.numel() {
+                return Err(KernelError::invalid(format!(
+                    "{op}: weight_zero_points shape {:?} differs from weight_scales {:?}",
+                    z.sizes(),
+                    scales.sizes()
+                )));
+            }
+            Some(FloatParam::of(op, "weight_zero_points", z)?)
+        }
+        None => None,
+    };
+    let want = dtype.unwrap_or(scales.dtype());
+    if out.dtype() != want {
+        return Err(KernelError::dtype(format!("{op}: out dtype {} but result dtype is {want}", out.dtype())));
+    }
+    let mut osz = [0usize; 16];
+    let r = idx.dim();
+    if r + 1 > 16 {
+        return Err(KernelError::invalid(format!("{op}: indices rank {r} too large")));
+    }
+    osz[..r].copy_from_slice(idx.sizes());
+    osz[r] = dim;
+    out.resize(&osz[..r + 1])?;
+    let n = idx.numel();
+    let index = |i: usize| -> Result<usize, KernelError> {
+        let v = match idx.dtype() {
+            ScalarType::Long => idx.as_slice::<i64>()?[i],
+            ScalarType::Int => idx.as_slice::<i32>()?[i] as i64,
+            other => return Err(KernelError::dtype(format!("{op}: indices must be int64 or int32, got {other}"))),
+        };
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v < vocab)
+            .ok_or_else(|| KernelError::invalid(format!("{op}: index {v} out of range for {vocab} rows")))
+    };
+    let wb = w.bytes();
+    let signed = w.dtype() == ScalarType::Char;
+    dispatch_float!(out.dtype(), T => {
+        let o = out.as_mut_slice::<T>()?;
+        for i in 0..n {
+            let row = index(i)?;
+            let wrow = &wb[row * packed..(row + 1) * packed];
+            let orow = &mut o[i * dim..(i + 1) * dim];
+            for (j, oj) in orow.iter_mut().enumerate() {
+                let qv: f32 = if four_bit {
+                    let byte = wrow[j / 2];
+                    let nib = if j % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+                    nib as f32 - 8.0
+                } else if signed {
+                    wrow[j] as i8 as f32
+                } else {
+                    wrow[j] as f32
+                };
+                let gi = row * groups + j / group;
+                let z = zp.map_or(0.0, |z| z.get(gi));
+                *oj = T::from_f32((qv - z) * sc.get(gi));
+            }
+        }
+        Ok(())
+    })
+}
