@@ -12,7 +12,15 @@
 //! * [`Conv2d`] / [`conv2d`]: NCHW convolution (1×1 as direct GEMM on the planes,
 //!   depthwise direct SIMD kernels, general case as GEMM with im2col fused into
 //!   panel packing) and [`conv_transpose2d`].
-//! * [`pool2d`]: max/avg pooling, [`vmath`]: vectorised exp/sigmoid/tanh/gelu.
+//! * [`pool2d`]: max/avg pooling (AVX2: separable vertical/horizontal passes over
+//!   phase-split rows) and [`global_avg_pool_nchw`]; [`vmath`]: vectorised
+//!   exp/sigmoid/tanh/gelu.
+//! * [`elementwise`]: vectorised slice kernels for the operator crate:
+//!   [`elementwise::add`], [`elementwise::sub`], [`elementwise::mul`],
+//!   [`elementwise::div`] (`(a, b, out)`), [`elementwise::add_scalar`],
+//!   [`elementwise::mul_scalar`] (`(a, s, out)`), [`elementwise::clamp`]
+//!   (`(x, lo, hi, out)`) and [`elementwise::relu`] (`(x, out)`). All slices have
+//!   equal lengths; results are bit-identical on every ISA tier and NaN propagates.
 //! * [`parallel_for`]: a persistent, allocation-free scoped thread pool.
 //! * [`reference`]: naive, obviously-correct versions of everything, used as test oracles.
 //!
@@ -25,6 +33,7 @@
 
 mod conv;
 mod dwconv;
+pub mod elementwise;
 mod gemm;
 mod isa;
 mod pool;
@@ -39,6 +48,7 @@ pub use conv::{
 pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
 pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
+pub use pool2d::global_avg_pool_nchw;
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -297,6 +297,54 @@ pub fn avg_pool2d(p: &Pool2dParams, input: &[f32], output: &mut [f32]) -> Result
     Ok(())
 }
 
+/// Global average pooling over NCHW planes: `out[c] = mean(input[c*hw..(c+1)*hw])`
+/// for `c < n_c` (`n_c` = batch × channels). Vectorised (AVX2, scalar fallback)
+/// and parallel over channels for large inputs. `hw == 0` gives NaN (0/0).
+///
+/// # Panics
+/// If `input.len() < n_c * hw` or `out.len() < n_c`.
+pub fn global_avg_pool_nchw(input: &[f32], n_c: usize, hw: usize, out: &mut [f32]) {
+    assert!(
+        input.len() >= n_c * hw,
+        "global_avg_pool_nchw: input too short"
+    );
+    assert!(out.len() >= n_c, "global_avg_pool_nchw: output too short");
+    let use_avx = isa() == Isa::Avx2Fma;
+    let n_f = hw as f32;
+    let op = SyncPtr(out.as_mut_ptr());
+    let threads = num_threads();
+    let ntasks = if threads > 1 && n_c * hw >= 1 << 17 {
+        n_c.min(threads * 4)
+    } else {
+        1
+    };
+    let run = |t: usize| {
+        let c0 = t * n_c / ntasks;
+        let c1 = (t + 1) * n_c / ntasks;
+        for c in c0..c1 {
+            let x = &input[c * hw..(c + 1) * hw];
+            let sum = if use_avx {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    // SAFETY: isa() reports AVX2 only when the CPU supports it.
+                    unsafe { x86::sum(x) }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                x.iter().sum::<f32>()
+            } else {
+                x.iter().sum::<f32>()
+            };
+            // SAFETY: c < n_c <= out.len(); each channel is written by one task.
+            unsafe { *op.get().add(c) = sum / n_f };
+        }
+    };
+    if ntasks > 1 {
+        parallel_for(ntasks, run);
+    } else {
+        run(0);
+    }
+}
+
 /// Valid input rows `[lo, hi)` of output row/column `o` (dilation `d`) and the
 /// kernel taps they correspond to: returns `(first_tap, n_taps)`.
 fn valid_taps(o: usize, s: usize, pad: usize, k: usize, d: usize, n: usize) -> (usize, usize) {
@@ -431,6 +479,7 @@ mod x86 {
     use super::col_offset;
     use crate::dwconv::x86::store_partial;
     use crate::dwconv::BandLayout;
+    use crate::gemm::x86::hsum;
     use std::arch::x86_64::*;
 
     /// NaN-propagating max: any NaN seen in `v` is remembered in `nan`.
@@ -516,6 +565,38 @@ mod x86 {
         for (jj, d) in dst.iter_mut().enumerate().take(w).skip(j) {
             *d = (0..nk).map(|r| x[base + r * step + jj]).sum();
         }
+    }
+
+    /// Sum of `x` (4 vector accumulators, then a horizontal sum and a scalar tail).
+    ///
+    /// # Safety
+    /// AVX2 available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sum(x: &[f32]) -> f32 {
+        let n = x.len();
+        let p = x.as_ptr();
+        let mut a = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY: every load covers [i, i + 8) with i + 8 <= n.
+        unsafe {
+            while i + 32 <= n {
+                for (j, acc) in a.iter_mut().enumerate() {
+                    *acc = _mm256_add_ps(*acc, _mm256_loadu_ps(p.add(i + 8 * j)));
+                }
+                i += 32;
+            }
+            while i + 8 <= n {
+                a[0] = _mm256_add_ps(a[0], _mm256_loadu_ps(p.add(i)));
+                i += 8;
+            }
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+        // SAFETY: AVX2 available.
+        let mut s = unsafe { hsum(v) };
+        for &t in &x[i..] {
+            s += t;
+        }
+        s
     }
 
     /// Store `v` to `out[ox..]` (full or partial vector).

@@ -322,3 +322,24 @@ pub fn vgelu(x: &mut [f32]) {
         *v = (0.5 * xv * (1.0 + erf64(xv / std::f64::consts::SQRT_2))) as f32
     });
 }
+
+/// Reference global average pooling (`f64` accumulation).
+pub fn global_avg_pool_nchw(input: &[f32], n_c: usize, hw: usize, out: &mut [f32]) {
+    for c in 0..n_c {
+        let s: f64 = input[c * hw..(c + 1) * hw].iter().map(|&v| v as f64).sum();
+        out[c] = (s / hw as f64) as f32;
+    }
+}
+
+/// Reference clamp: `min(max(x, lo), hi)` with NaN inputs kept (PyTorch `clamp`).
+pub fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
+    if x.is_nan() {
+        x
+    } else if x > hi || lo > hi {
+        hi
+    } else if x < lo {
+        lo
+    } else {
+        x
+    }
+}

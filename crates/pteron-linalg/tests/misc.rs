@@ -190,3 +190,138 @@ fn vmath_accuracy() {
         );
     });
 }
+
+mod elementwise_tests {
+    use super::common::{assert_close, for_each_isa, Rng};
+    use proptest::prelude::*;
+    use pteron_linalg::{elementwise as ew, global_avg_pool_nchw, reference};
+
+    /// Values with specials mixed in.
+    fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| match rng.below(20) {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => 0.0,
+                4 => -0.0,
+                _ => rng.f32() * 10.0,
+            })
+            .collect()
+    }
+
+    /// Bitwise equality except that any NaN matches any NaN.
+    fn same(got: &[f32], want: &[f32], ctx: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g.is_nan() && w.is_nan()) || g.to_bits() == w.to_bits() || (g == 0.0 && w == 0.0),
+                "{ctx}: [{i}] got {g}, want {w}"
+            );
+        }
+    }
+
+    fn check_all(n: usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let a = values(&mut rng, n);
+        let b = values(&mut rng, n);
+        let s = rng.f32() * 4.0;
+        let (lo, hi) = (rng.f32() * 3.0 - 1.0, rng.f32() * 3.0 + 1.0);
+        type Bin = fn(&[f32], &[f32], &mut [f32]);
+        type Oracle = fn(f32, f32) -> f32;
+        let bins: [(&str, Bin, Oracle); 4] = [
+            ("add", ew::add, |x, y| x + y),
+            ("sub", ew::sub, |x, y| x - y),
+            ("mul", ew::mul, |x, y| x * y),
+            ("div", ew::div, |x, y| x / y),
+        ];
+        for_each_isa(|isa| {
+            let mut out = vec![0.0; n];
+            for (name, f, r) in bins {
+                f(&a, &b, &mut out);
+                let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| r(x, y)).collect();
+                same(&out, &want, &format!("{isa:?} {name} n={n}"));
+            }
+            ew::add_scalar(&a, s, &mut out);
+            same(
+                &out,
+                &a.iter().map(|&x| x + s).collect::<Vec<_>>(),
+                "add_scalar",
+            );
+            ew::mul_scalar(&a, s, &mut out);
+            same(
+                &out,
+                &a.iter().map(|&x| x * s).collect::<Vec<_>>(),
+                "mul_scalar",
+            );
+            for (l, h) in [(lo, hi), (hi, lo), (0.0, 6.0)] {
+                ew::clamp(&a, l, h, &mut out);
+                let want: Vec<f32> = a.iter().map(|&x| reference::clamp(x, l, h)).collect();
+                same(&out, &want, &format!("{isa:?} clamp({l}, {h}) n={n}"));
+            }
+            ew::relu(&a, &mut out);
+            let want: Vec<f32> = a
+                .iter()
+                .map(|&x| reference::clamp(x, 0.0, f32::INFINITY))
+                .collect();
+            same(&out, &want, &format!("{isa:?} relu n={n}"));
+        });
+    }
+
+    #[test]
+    fn elementwise_edges_and_long() {
+        for n in [0, 1, 7, 8, 9, 31, 32, 33, 100] {
+            check_all(n, n as u64);
+        }
+        // Long enough to be split over the thread pool.
+        check_all(140_001, 99);
+    }
+
+    #[test]
+    #[should_panic(expected = "length mismatch")]
+    fn elementwise_length_mismatch_panics() {
+        let mut out = [0.0; 3];
+        ew::add(&[1.0; 3], &[1.0; 2], &mut out);
+    }
+
+    fn check_gap(n_c: usize, hw: usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(n_c * hw);
+        let mut want = vec![0.0; n_c];
+        reference::global_avg_pool_nchw(&x, n_c, hw, &mut want);
+        for_each_isa(|isa| {
+            let mut got = vec![f32::NAN; n_c + 2];
+            global_avg_pool_nchw(&x, n_c, hw, &mut got);
+            assert_close(&got[..n_c], &want, 1e-5, &format!("{isa:?} gap {n_c}x{hw}"));
+            assert!(got[n_c..].iter().all(|v| v.is_nan()), "wrote past output");
+        });
+    }
+
+    #[test]
+    fn global_avg_pool_cases() {
+        check_gap(1280, 49, 1);
+        check_gap(512, 49, 2);
+        check_gap(3, 1, 3);
+        check_gap(5, 33, 4);
+        check_gap(64, 56 * 56, 5);
+        check_gap(0, 7, 6);
+        let mut out = [0.0; 2];
+        global_avg_pool_nchw(&[], 2, 0, &mut out);
+        assert!(out.iter().all(|v| v.is_nan()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn elementwise_random(n in 0usize..300, seed: u64) {
+            check_all(n, seed);
+        }
+
+        #[test]
+        fn global_avg_pool_random(n_c in 0usize..20, hw in 0usize..200, seed: u64) {
+            if hw > 0 {
+                check_gap(n_c, hw, seed);
+            }
+        }
+    }
+}

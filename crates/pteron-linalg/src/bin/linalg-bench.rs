@@ -318,6 +318,28 @@ fn main() {
         let s = time(|| pool2d::max_pool2d(&pp, &px, &mut py).unwrap());
         report("maxpool 3x3/2 64 @112", (64 * 56 * 56 * 9) as f64, s);
     }
+    if selected("avgpool 2x2/2 64 @112") {
+        let ap = pool2d::Pool2dParams::new(1, 64, (112, 112), (2, 2), (2, 2));
+        let s = time(|| pool2d::avg_pool2d(&ap, &px, &mut py).unwrap());
+        report("avgpool 2x2/2 64 @112", (64 * 56 * 56 * 4) as f64, s);
+    }
+    if selected("global_avg_pool 1280 @7") {
+        let mut g = vec![0.0; 1280];
+        let s = time(|| pteron_linalg::global_avg_pool_nchw(&px[..1280 * 49], 1280, 49, &mut g));
+        report("global_avg_pool 1280 @7", (1280 * 49) as f64, s);
+    }
+    println!("-- Elementwise (n = 96*56*56)");
+    let n = 96 * 56 * 56;
+    let (ea, eb) = (&px[..n], &px[n..2 * n]);
+    let mut eo = vec![0.0; n];
+    if selected("elementwise add") {
+        let s = time(|| pteron_linalg::elementwise::add(ea, eb, &mut eo));
+        report("elementwise add", n as f64, s);
+    }
+    if selected("elementwise clamp") {
+        let s = time(|| pteron_linalg::elementwise::clamp(ea, 0.0, 6.0, &mut eo));
+        report("elementwise clamp", n as f64, s);
+    }
     println!("-- Networks (conv + FC layers only; no adds/pools)");
     for (name, (mut layers, flops), in_f) in [
         ("MobileNetV2 1x3x224x224", mobilenet_v2(), 1280),
