@@ -7,8 +7,8 @@ use pteron_runtime::{KernelCtx, KernelError, Registry, Scalar, ScalarType, Tenso
 
 use crate::dispatch_compute;
 use crate::util::{
-    check_cast, copy_broadcast, copy_convert, map1, map2, map3, result_type, scalar_as, scalar_to, Compute, Num,
-    Operand,
+    check_cast, copy_broadcast, copy_convert, map1, map2, map3, result_type, scalar_as, scalar_to,
+    Compute, Num, Operand,
 };
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -42,8 +42,14 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.register("aten::bitwise_xor.Scalar_out", bitwise_xor_scalar_out);
     reg.register("aten::bitwise_left_shift.Tensor_out", lshift_out);
     reg.register("aten::bitwise_right_shift.Tensor_out", rshift_out);
-    reg.register("aten::bitwise_left_shift.Tensor_Scalar_out", lshift_scalar_out);
-    reg.register("aten::bitwise_right_shift.Tensor_Scalar_out", rshift_scalar_out);
+    reg.register(
+        "aten::bitwise_left_shift.Tensor_Scalar_out",
+        lshift_scalar_out,
+    );
+    reg.register(
+        "aten::bitwise_right_shift.Tensor_Scalar_out",
+        rshift_scalar_out,
+    );
     reg.register("aten::logical_and.out", logical_and_out);
     reg.register("aten::logical_or.out", logical_or_out);
     reg.register("aten::logical_xor.out", logical_xor_out);
@@ -62,7 +68,10 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.register("aten::where.self_out", where_out);
     reg.register("aten::masked_fill.Scalar_out", masked_fill_out);
     reg.register("aten::_to_copy.out", to_copy_out);
-    reg.register("dim_order_ops::_to_dim_order_copy.out", to_dim_order_copy_out);
+    reg.register(
+        "dim_order_ops::_to_dim_order_copy.out",
+        to_dim_order_copy_out,
+    );
     reg.register("dim_order_ops::_clone_dim_order.out", clone_dim_order_out);
     reg.register("aten::clone.out", clone_out);
     reg.register("aten::copy_", copy_inplace);
@@ -80,14 +89,22 @@ pub(crate) fn register(reg: &mut Registry) {
 // Argument helpers
 
 /// `(self, other, ..., out)` with two tensor operands: returns `(out, a, b)`.
-fn tt<'a>(ctx: &KernelCtx<'a>, n: usize, out_arg: usize) -> Result<(TensorMut<'a>, TensorRef<'a>, TensorRef<'a>), KernelError> {
+fn tt<'a>(
+    ctx: &KernelCtx<'a>,
+    n: usize,
+    out_arg: usize,
+) -> Result<(TensorMut<'a>, TensorRef<'a>, TensorRef<'a>), KernelError> {
     ctx.expect_args(n)?;
     let out = ctx.out(out_arg)?;
     Ok((out, ctx.tensor(0)?, ctx.tensor(1)?))
 }
 
 /// `(self, Scalar other, ..., out)`: returns `(out, a, s)`.
-fn ts<'a>(ctx: &KernelCtx<'a>, n: usize, out_arg: usize) -> Result<(TensorMut<'a>, TensorRef<'a>, Scalar), KernelError> {
+fn ts<'a>(
+    ctx: &KernelCtx<'a>,
+    n: usize,
+    out_arg: usize,
+) -> Result<(TensorMut<'a>, TensorRef<'a>, Scalar), KernelError> {
     ctx.expect_args(n)?;
     let out = ctx.out(out_arg)?;
     Ok((out, ctx.tensor(0)?, ctx.scalar(1)?))
@@ -145,7 +162,9 @@ fn add_like(
     check_cast(op, rt, out.dtype())?;
     check_alpha(op, rt, alpha)?;
     if sign < 0 && rt == ScalarType::Bool {
-        return Err(KernelError::dtype(format!("{op}: subtraction of Bool tensors is not supported")));
+        return Err(KernelError::dtype(format!(
+            "{op}: subtraction of Bool tensors is not supported"
+        )));
     }
     dispatch_compute!(rt, C => {
         let mut al: C = scalar_as(alpha, opmath(rt));
@@ -195,7 +214,9 @@ fn rsub_scalar_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     check_cast("rsub", rt, out.dtype())?;
     check_alpha("rsub", rt, alpha)?;
     if rt == ScalarType::Bool {
-        return Err(KernelError::dtype("rsub: subtraction of Bool tensors is not supported"));
+        return Err(KernelError::dtype(
+            "rsub: subtraction of Bool tensors is not supported",
+        ));
     }
     dispatch_compute!(rt, C => {
         let al: C = scalar_as(alpha, opmath(rt));
@@ -322,16 +343,26 @@ fn rem_i(a: i64, b: i64) -> i64 {
 }
 
 /// Fails if an integer divisor tensor holds a zero (ATen/ExecuTorch raise on it).
-fn check_int_divisor(op: &str, rt: ScalarType, b: Result<&TensorRef<'_>, Scalar>) -> Result<(), KernelError> {
+fn check_int_divisor(
+    op: &str,
+    rt: ScalarType,
+    b: Result<&TensorRef<'_>, Scalar>,
+) -> Result<(), KernelError> {
     if rt.is_floating() {
         return Ok(());
     }
     let zero = match b {
         Err(s) => s.to_f64() == 0.0,
-        Ok(t) => t.numel() > 0 && crate::util::Src::of(t).map(|s| (0..t.numel()).any(|i| s.get::<f64>(i) == 0.0))?,
+        Ok(t) => {
+            t.numel() > 0
+                && crate::util::Src::of(t)
+                    .map(|s| (0..t.numel()).any(|i| s.get::<f64>(i) == 0.0))?
+        }
     };
     if zero {
-        return Err(KernelError::invalid(format!("{op}: integer division by zero")));
+        return Err(KernelError::invalid(format!(
+            "{op}: integer division by zero"
+        )));
     }
     Ok(())
 }
@@ -349,10 +380,16 @@ fn div_like(
         Ok(b) => rt2(a, b),
         Err(s) => rts(a, s),
     };
-    let rt = if mode == Mode::True && kind == DivKind::Div { float_rt(base) } else { base };
+    let rt = if mode == Mode::True && kind == DivKind::Div {
+        float_rt(base)
+    } else {
+        base
+    };
     check_cast(op, rt, out.dtype())?;
     if rt == ScalarType::Bool && kind != DivKind::Div {
-        return Err(KernelError::dtype(format!("{op}: Bool tensors are not supported")));
+        return Err(KernelError::dtype(format!(
+            "{op}: Bool tensors are not supported"
+        )));
     }
     check_int_divisor(op, rt, b)?;
     macro_rules! run {
@@ -369,26 +406,42 @@ fn div_like(
     }
     match (rt, kind, mode) {
         (ScalarType::Double, DivKind::Div, Mode::True) => run!(f64, |x: f64, y: f64| x / y),
-        (ScalarType::Double, DivKind::Div, Mode::Trunc) => run!(f64, |x: f64, y: f64| (x / y).trunc()),
+        (ScalarType::Double, DivKind::Div, Mode::Trunc) => {
+            run!(f64, |x: f64, y: f64| (x / y).trunc())
+        }
         (ScalarType::Double, DivKind::Div, Mode::Floor) => run!(f64, floordiv64),
         (ScalarType::Double, DivKind::Rem, _) => run!(f64, rem64),
         (ScalarType::Double, DivKind::Fmod, _) => run!(f64, fmod64),
         (t, DivKind::Div, Mode::True) if t.is_floating() => run!(f32, |x: f32, y: f32| x / y),
         // Reduced-precision dtypes round the quotient before truncating, like ATen.
         (ScalarType::Half, DivKind::Div, Mode::Trunc) => {
-            run!(f32, |x: f32, y: f32| half::f16::from_f32(x / y).to_f32().trunc())
+            run!(f32, |x: f32, y: f32| half::f16::from_f32(x / y)
+                .to_f32()
+                .trunc())
         }
         (ScalarType::BFloat16, DivKind::Div, Mode::Trunc) => {
-            run!(f32, |x: f32, y: f32| half::bf16::from_f32(x / y).to_f32().trunc())
+            run!(f32, |x: f32, y: f32| half::bf16::from_f32(x / y)
+                .to_f32()
+                .trunc())
         }
-        (t, DivKind::Div, Mode::Trunc) if t.is_floating() => run!(f32, |x: f32, y: f32| (x / y).trunc()),
+        (t, DivKind::Div, Mode::Trunc) if t.is_floating() => {
+            run!(f32, |x: f32, y: f32| (x / y).trunc())
+        }
         (t, DivKind::Div, Mode::Floor) if t.is_floating() => run!(f32, floordiv32),
         (t, DivKind::Rem, _) if t.is_floating() => run!(f32, rem32),
         (t, DivKind::Fmod, _) if t.is_floating() => run!(f32, fmod32),
         (_, DivKind::Div, Mode::Floor) => run!(i64, floordiv_i),
-        (_, DivKind::Div, _) => run!(i64, |x: i64, y: i64| if y == 0 { 0 } else { x.wrapping_div(y) }),
+        (_, DivKind::Div, _) => run!(i64, |x: i64, y: i64| if y == 0 {
+            0
+        } else {
+            x.wrapping_div(y)
+        }),
         (_, DivKind::Rem, _) => run!(i64, rem_i),
-        (_, DivKind::Fmod, _) => run!(i64, |x: i64, y: i64| if y == 0 { 0 } else { x.wrapping_rem(y) }),
+        (_, DivKind::Fmod, _) => run!(i64, |x: i64, y: i64| if y == 0 {
+            0
+        } else {
+            x.wrapping_rem(y)
+        }),
     }
 }
 
@@ -426,7 +479,14 @@ fn div_scalar_mode_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 
 fn floor_divide_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, a, b) = tt(ctx, 4, 2)?;
-    div_like("floor_divide", &mut out, &a, Ok(&b), Mode::Floor, DivKind::Div)
+    div_like(
+        "floor_divide",
+        &mut out,
+        &a,
+        Ok(&b),
+        Mode::Floor,
+        DivKind::Div,
+    )
 }
 
 fn remainder_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
@@ -532,7 +592,9 @@ fn pow_ts_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, a, s) = ts(ctx, 4, 2)?;
     let rt = rts(&a, s);
     if !rt.is_floating() && s.to_f64() < 0.0 {
-        return Err(KernelError::invalid("pow: integers to negative integer powers are not allowed"));
+        return Err(KernelError::invalid(
+            "pow: integers to negative integer powers are not allowed",
+        ));
     }
     pow_run(&mut out, rt, Ok(&a), Err(s))
 }
@@ -577,19 +639,28 @@ fn minimum_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 
 fn int_rt(op: &str, rt: ScalarType) -> Result<(), KernelError> {
     if rt.is_floating() {
-        return Err(KernelError::dtype(format!("{op}: dtype {rt} is not integral or Bool")));
+        return Err(KernelError::dtype(format!(
+            "{op}: dtype {rt} is not integral or Bool"
+        )));
     }
     Ok(())
 }
 
-fn bitwise(ctx: &KernelCtx<'_>, op: &str, scalar: bool, f: impl Fn(i64, i64) -> i64 + Sync + Copy) -> Result<(), KernelError> {
+fn bitwise(
+    ctx: &KernelCtx<'_>,
+    op: &str,
+    scalar: bool,
+    f: impl Fn(i64, i64) -> i64 + Sync + Copy,
+) -> Result<(), KernelError> {
     if scalar {
         let (mut out, a, s) = ts(ctx, 4, 2)?;
         let rt = rts(&a, s);
         int_rt(op, rt)?;
         check_cast(op, rt, out.dtype())?;
         if matches!(s, Scalar::Double(_)) {
-            return Err(KernelError::dtype(format!("{op}: a floating scalar is not supported")));
+            return Err(KernelError::dtype(format!(
+                "{op}: a floating scalar is not supported"
+            )));
         }
         let v: i64 = scalar_as(s, rt);
         map1::<i64, i64>(&mut out, &a, move |x| f(x, v))
@@ -626,9 +697,16 @@ fn bitwise_xor_scalar_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 fn shift(ctx: &KernelCtx<'_>, op: &str, scalar: bool, left: bool) -> Result<(), KernelError> {
     let meta = |arg: usize| -> Result<Operand, KernelError> {
         let (dtype, shape) = ctx.tensor_meta(arg)?;
-        Ok(Operand::Tensor { dtype, rank: shape.rank() })
+        Ok(Operand::Tensor {
+            dtype,
+            rank: shape.rank(),
+        })
     };
-    let other = if scalar { Operand::Scalar(ctx.scalar(1)?) } else { meta(1)? };
+    let other = if scalar {
+        Operand::Scalar(ctx.scalar(1)?)
+    } else {
+        meta(1)?
+    };
     let rt = result_type(&[meta(0)?, other]);
     int_rt(op, rt)?;
     let bits = (rt.element_size() * 8) as i64;
@@ -780,7 +858,10 @@ fn where_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let mut out = ctx.out(3)?;
     let (c, a, b) = (ctx.tensor(0)?, ctx.tensor(1)?, ctx.tensor(2)?);
     if !matches!(c.dtype(), ScalarType::Bool | ScalarType::Byte) {
-        return Err(KernelError::dtype(format!("where: condition must be Bool, got {}", c.dtype())));
+        return Err(KernelError::dtype(format!(
+            "where: condition must be Bool, got {}",
+            c.dtype()
+        )));
     }
     let rt = rt2(&a, &b);
     check_cast("where", rt, out.dtype())?;
@@ -794,7 +875,10 @@ fn masked_fill_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (x, m) = (ctx.tensor(0)?, ctx.tensor(1)?);
     let v = ctx.scalar(2)?;
     if m.dtype() != ScalarType::Bool {
-        return Err(KernelError::dtype(format!("masked_fill: mask must be Bool, got {}", m.dtype())));
+        return Err(KernelError::dtype(format!(
+            "masked_fill: mask must be Bool, got {}",
+            m.dtype()
+        )));
     }
     if x.dtype() != out.dtype() {
         return Err(KernelError::dtype(format!(
@@ -828,7 +912,12 @@ fn masked_fill_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 // ---------------------------------------------------------------------------
 // Copies and fills
 
-fn check_dim_order_arg(ctx: &KernelCtx<'_>, arg: usize, out: &TensorMut<'_>, op: &str) -> Result<(), KernelError> {
+fn check_dim_order_arg(
+    ctx: &KernelCtx<'_>,
+    arg: usize,
+    out: &TensorMut<'_>,
+    op: &str,
+) -> Result<(), KernelError> {
     if let Some(l) = ctx.opt_int_list(arg)? {
         let (o, n) = l.to_array()?;
         let want = out.dim_order();
@@ -870,7 +959,11 @@ fn clone_dim_order_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     same_dtype_copy("_clone_dim_order", &mut out, &x)
 }
 
-fn same_dtype_copy(op: &str, out: &mut TensorMut<'_>, x: &TensorRef<'_>) -> Result<(), KernelError> {
+fn same_dtype_copy(
+    op: &str,
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+) -> Result<(), KernelError> {
     if out.dtype() != x.dtype() {
         return Err(KernelError::dtype(format!(
             "{op}: out dtype {} differs from input dtype {}",
@@ -943,14 +1036,24 @@ fn fill_with(out: &mut TensorMut<'_>, v: Scalar) -> Result<(), KernelError> {
             };
             out.as_mut_slice::<u8>()?.fill(b as u8);
         }
-        other => return Err(KernelError::dtype(format!("fill: dtype {other} is not supported"))),
+        other => {
+            return Err(KernelError::dtype(format!(
+                "fill: dtype {other} is not supported"
+            )))
+        }
     }
     Ok(())
 }
 
 fn check_fill_value(op: &str, dt: ScalarType, v: Scalar) -> Result<(), KernelError> {
-    if !dt.is_floating() && dt != ScalarType::Bool && matches!(v, Scalar::Double(d) if d.fract() != 0.0 || !d.is_finite()) {
-        return Err(KernelError::dtype(format!("{op}: value {} cannot be stored in a {dt} tensor", v.to_f64())));
+    if !dt.is_floating()
+        && dt != ScalarType::Bool
+        && matches!(v, Scalar::Double(d) if d.fract() != 0.0 || !d.is_finite())
+    {
+        return Err(KernelError::dtype(format!(
+            "{op}: value {} cannot be stored in a {dt} tensor",
+            v.to_f64()
+        )));
     }
     Ok(())
 }
@@ -962,7 +1065,11 @@ fn fill_scalar_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let x = ctx.tensor(0)?;
     let v = ctx.scalar(1)?;
     if out.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("fill: out dtype {} differs from self dtype {}", out.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "fill: out dtype {} differs from self dtype {}",
+            out.dtype(),
+            x.dtype()
+        )));
     }
     out.resize(x.sizes())?;
     fill_with(&mut out, v)
@@ -980,7 +1087,11 @@ fn fill_tensor_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         )));
     }
     if out.dtype() != x.dtype() {
-        return Err(KernelError::dtype(format!("fill: out dtype {} differs from self dtype {}", out.dtype(), x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "fill: out dtype {} differs from self dtype {}",
+            out.dtype(),
+            x.dtype()
+        )));
     }
     copy_broadcast(&mut out, &v, x.sizes())
 }
@@ -999,8 +1110,9 @@ fn sizes_arg(ctx: &KernelCtx<'_>, arg: usize) -> Result<([usize; 16], usize), Ke
     let (s, n) = ctx.int_list(arg)?.to_array()?;
     let mut u = [0usize; 16];
     for k in 0..n {
-        u[k] = usize::try_from(s[k])
-            .map_err(|_| KernelError::invalid(format!("size {} at position {k} is negative", s[k])))?;
+        u[k] = usize::try_from(s[k]).map_err(|_| {
+            KernelError::invalid(format!("size {} at position {k} is negative", s[k]))
+        })?;
     }
     Ok((u, n))
 }
@@ -1041,4 +1153,82 @@ fn scalar_tensor_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let v = ctx.scalar(0)?;
     out.resize(&[])?;
     fill_with(&mut out, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use pteron_runtime::testing::{run_op, TestArg, TestTensor};
+    use pteron_runtime::ScalarType;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 100.0 - 5.0
+            })
+            .collect()
+    }
+
+    /// Large inputs take the parallel dense path; results must equal a serial loop.
+    #[test]
+    fn large_dense_and_scalar_broadcast() {
+        let reg = crate::registry();
+        let n = 200_003;
+        let (a, b) = (data(n, 1), data(n, 7));
+        let out = run_op(
+            &reg,
+            "aten::add.out",
+            vec![
+                TestArg::Tensor(TestTensor::new(&[n], a.clone())),
+                TestArg::Tensor(TestTensor::new(&[n], b.clone())),
+                TestArg::Int(2),
+                TestArg::Tensor(TestTensor::out(ScalarType::Float, &[n])),
+                TestArg::Ref(3),
+            ],
+        )
+        .unwrap();
+        let got = out[3].tensor().to_vec::<f32>();
+        assert!(got
+            .iter()
+            .zip(a.iter().zip(&b))
+            .all(|(g, (x, y))| *g == x + 2.0 * y));
+        let out = run_op(
+            &reg,
+            "aten::mul.out",
+            vec![
+                TestArg::Tensor(TestTensor::new(&[n], a.clone())),
+                TestArg::Tensor(TestTensor::new(&[], vec![3.0f32])),
+                TestArg::Tensor(TestTensor::out(ScalarType::Float, &[n])),
+                TestArg::Ref(2),
+            ],
+        )
+        .unwrap();
+        let got = out[2].tensor().to_vec::<f32>();
+        assert!(got.iter().zip(&a).all(|(g, x)| *g == x * 3.0));
+    }
+
+    /// Channels-last input with a contiguous output and long rows (several gather blocks).
+    #[test]
+    fn strided_rows_longer_than_a_block() {
+        let reg = crate::registry();
+        let sizes = [2usize, 3, 5, 300];
+        let n: usize = sizes.iter().product();
+        let a = data(n, 3);
+        let bias = data(300, 5);
+        let out = run_op(
+            &reg,
+            "aten::sub.out",
+            vec![
+                TestArg::Tensor(TestTensor::new(&sizes, a.clone()).with_dim_order(&[0, 2, 3, 1])),
+                TestArg::Tensor(TestTensor::new(&[300], bias.clone())),
+                TestArg::Int(1),
+                TestArg::Tensor(TestTensor::out(ScalarType::Float, &sizes)),
+                TestArg::Ref(3),
+            ],
+        )
+        .unwrap();
+        let got = out[3].tensor().to_logical_vec::<f32>();
+        for i in 0..n {
+            assert_eq!(got[i], a[i] - bias[i % 300], "element {i}");
+        }
+    }
 }

@@ -5,7 +5,9 @@
 use pteron_runtime::{KernelCtx, KernelError, Registry, Scalar, ScalarType, TensorMut, TensorRef};
 
 use crate::dispatch_compute;
-use crate::util::{check_cast, map1, map2, map3, par_chunks, result_type, scalar_as, Compute, Num, Operand};
+use crate::util::{
+    check_cast, map1, map2, map3, par_chunks, result_type, scalar_as, Compute, Num, Operand,
+};
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.register("aten::relu.out", relu_out);
@@ -53,7 +55,11 @@ pub(crate) fn register(reg: &mut Registry) {
 }
 
 /// `op.out(Tensor self, *, Tensor(a!) out)`: stack `[self, out, ret]`; returns `(out, self)`.
-fn unary_args<'a>(ctx: &KernelCtx<'a>, n: usize, out_arg: usize) -> Result<(TensorMut<'a>, TensorRef<'a>), KernelError> {
+fn unary_args<'a>(
+    ctx: &KernelCtx<'a>,
+    n: usize,
+    out_arg: usize,
+) -> Result<(TensorMut<'a>, TensorRef<'a>), KernelError> {
     ctx.expect_args(n)?;
     let out = ctx.out(out_arg)?;
     let x = ctx.tensor(0)?;
@@ -94,13 +100,20 @@ fn float_unary_on(
     vec: Option<fn(&mut [f32])>,
 ) -> Result<(), KernelError> {
     if !out.dtype().is_floating() {
-        return Err(KernelError::dtype(format!("{op}: out dtype {} is not floating", out.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype {} is not floating",
+            out.dtype()
+        )));
     }
     if x.dtype() == ScalarType::Double || out.dtype() == ScalarType::Double {
         return map1::<f64, f64>(out, x, f64f);
     }
     if let Some(v) = vec {
-        if x.numel() > 0 && x.dtype() == ScalarType::Float && out.dtype() == ScalarType::Float && x.dim_order() == out.dim_order() {
+        if x.numel() > 0
+            && x.dtype() == ScalarType::Float
+            && out.dtype() == ScalarType::Float
+            && x.dim_order() == out.dim_order()
+        {
             out.resize(x.sizes())?;
             let d = out.as_mut_slice::<f32>()?;
             d.copy_from_slice(x.as_slice::<f32>()?);
@@ -146,6 +159,7 @@ float_ufunc! {
 }
 
 /// `erf` to double precision (W. J. Cody's rational approximations).
+#[allow(clippy::excessive_precision)]
 pub(crate) fn erf64(x: f64) -> f64 {
     if x.is_nan() {
         return x;
@@ -271,19 +285,28 @@ fn neg_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 3, 1)?;
     same_dtype("neg", &x, &out)?;
     if x.dtype() == ScalarType::Bool {
-        return Err(KernelError::dtype("neg: negation of a Bool tensor is not supported"));
+        return Err(KernelError::dtype(
+            "neg: negation of a Bool tensor is not supported",
+        ));
     }
     dispatch_compute!(x.dtype(), C => map1::<C, C>(&mut out, &x, |v| v.neg()))
 }
 
 /// Rounding ops keep the dtype; on integer inputs they are copies.
-fn rounding(ctx: &KernelCtx<'_>, op: &str, f32f: impl Fn(f32) -> f32 + Sync, f64f: impl Fn(f64) -> f64 + Sync) -> Result<(), KernelError> {
+fn rounding(
+    ctx: &KernelCtx<'_>,
+    op: &str,
+    f32f: impl Fn(f32) -> f32 + Sync,
+    f64f: impl Fn(f64) -> f64 + Sync,
+) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 3, 1)?;
     same_dtype(op, &x, &out)?;
     match x.dtype() {
         ScalarType::Double => map1::<f64, f64>(&mut out, &x, f64f),
         t if t.is_floating() => map1::<f32, f32>(&mut out, &x, f32f),
-        ScalarType::Bool => Err(KernelError::dtype(format!("{op}: Bool input is not supported"))),
+        ScalarType::Bool => Err(KernelError::dtype(format!(
+            "{op}: Bool input is not supported"
+        ))),
         _ => map1::<i64, i64>(&mut out, &x, |v| v),
     }
 }
@@ -295,7 +318,12 @@ fn floor_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     rounding(ctx, "floor", |x| x.floor(), |x| x.floor())
 }
 fn round_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    rounding(ctx, "round", |x| x.round_ties_even(), |x| x.round_ties_even())
+    rounding(
+        ctx,
+        "round",
+        |x| x.round_ties_even(),
+        |x| x.round_ties_even(),
+    )
 }
 fn trunc_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     rounding(ctx, "trunc", |x| x.trunc(), |x| x.trunc())
@@ -322,15 +350,35 @@ fn logit_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     // Bounds are computed in the input dtype, like ATen's `scalar_t lo = eps, hi = 1 - eps`.
     let (lo, hi) = match eps {
         Some(e) => {
-            let dt = if x.dtype().is_floating() { x.dtype() } else { ScalarType::Float };
+            let dt = if x.dtype().is_floating() {
+                x.dtype()
+            } else {
+                ScalarType::Float
+            };
             let lo: f64 = scalar_as(Scalar::Double(e), dt);
             (lo, scalar_as(Scalar::Double(1.0 - lo), dt))
         }
         None => (f64::NEG_INFINITY, f64::INFINITY),
     };
     let (lo32, hi32) = (lo as f32, hi as f32);
-    let cl32 = move |v: f32| if v < lo32 { lo32 } else if v > hi32 { hi32 } else { v };
-    let cl64 = move |v: f64| if v < lo { lo } else if v > hi { hi } else { v };
+    let cl32 = move |v: f32| {
+        if v < lo32 {
+            lo32
+        } else if v > hi32 {
+            hi32
+        } else {
+            v
+        }
+    };
+    let cl64 = move |v: f64| {
+        if v < lo {
+            lo
+        } else if v > hi {
+            hi
+        } else {
+            v
+        }
+    };
     float_unary_on(
         &mut out,
         &x,
@@ -347,10 +395,18 @@ fn logit_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     )
 }
 
-fn predicate(ctx: &KernelCtx<'_>, op: &str, f32f: impl Fn(f32) -> bool + Sync, f64f: impl Fn(f64) -> bool + Sync) -> Result<(), KernelError> {
+fn predicate(
+    ctx: &KernelCtx<'_>,
+    op: &str,
+    f32f: impl Fn(f32) -> bool + Sync,
+    f64f: impl Fn(f64) -> bool + Sync,
+) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 3, 1)?;
     if out.dtype() != ScalarType::Bool {
-        return Err(KernelError::dtype(format!("{op}: out dtype must be Bool, got {}", out.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype must be Bool, got {}",
+            out.dtype()
+        )));
     }
     match x.dtype() {
         ScalarType::Double => map1::<f64, u8>(&mut out, &x, |v| f64f(v) as u8),
@@ -372,7 +428,9 @@ fn bitwise_not_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     match x.dtype() {
         ScalarType::Bool => map1::<i64, u8>(&mut out, &x, |v| (v == 0) as u8),
         t if t.is_integral(false) => map1::<i64, i64>(&mut out, &x, |v| !v),
-        t => Err(KernelError::dtype(format!("bitwise_not: dtype {t} is not integral or Bool"))),
+        t => Err(KernelError::dtype(format!(
+            "bitwise_not: dtype {t} is not integral or Bool"
+        ))),
     }
 }
 
@@ -390,7 +448,10 @@ fn logical_not_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
 fn gelu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 4, 2)?;
     if !x.dtype().is_floating() {
-        return Err(KernelError::dtype(format!("gelu: input dtype {} is not floating", x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "gelu: input dtype {} is not floating",
+            x.dtype()
+        )));
     }
     same_dtype("gelu", &x, &out)?;
     match ctx.string(1)? {
@@ -398,7 +459,9 @@ fn gelu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             &mut out,
             &x,
             "gelu",
-            |v| (0.5 * v as f64 * (1.0 + erf64(v as f64 * core::f64::consts::FRAC_1_SQRT_2))) as f32,
+            |v| {
+                (0.5 * v as f64 * (1.0 + erf64(v as f64 * core::f64::consts::FRAC_1_SQRT_2))) as f32
+            },
             |v| 0.5 * v * (1.0 + erf64(v * core::f64::consts::FRAC_1_SQRT_2)),
             Some(pteron_linalg::vmath::vgelu),
         ),
@@ -470,7 +533,9 @@ fn clamp_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 5, 3)?;
     let (lo, hi) = (ctx.opt_scalar(1)?, ctx.opt_scalar(2)?);
     if lo.is_none() && hi.is_none() {
-        return Err(KernelError::invalid("clamp: at least one of min and max must be given"));
+        return Err(KernelError::invalid(
+            "clamp: at least one of min and max must be given",
+        ));
     }
     let mut ops = [Operand::of(&x), Operand::of(&x), Operand::of(&x)];
     let mut n = 1;
@@ -519,7 +584,10 @@ fn leaky_relu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     same_dtype("leaky_relu", &x, &out)?;
     let slope = ctx.scalar(1)?;
     if !x.dtype().is_floating() {
-        return Err(KernelError::dtype(format!("leaky_relu: input dtype {} is not floating", x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "leaky_relu: input dtype {} is not floating",
+            x.dtype()
+        )));
     }
     dispatch_compute!(x.dtype(), C => {
         let s: C = scalar_as(slope, x.dtype());
@@ -533,7 +601,10 @@ fn elu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, x) = unary_args(ctx, 6, 4)?;
     same_dtype("elu", &x, &out)?;
     if !x.dtype().is_floating() {
-        return Err(KernelError::dtype(format!("elu: input dtype {} is not floating", x.dtype())));
+        return Err(KernelError::dtype(format!(
+            "elu: input dtype {} is not floating",
+            x.dtype()
+        )));
     }
     let (a, s, is) = (ctx.double(1)?, ctx.double(2)?, ctx.double(3)?);
     let (s32, is32) = (s as f32, is as f32);
@@ -543,8 +614,20 @@ fn elu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         &mut out,
         &x,
         "elu",
-        move |v| if v > 0.0 { v * s32 } else { (v * is32).exp_m1() * neg32 },
-        move |v| if v > 0.0 { v * s } else { (v * is).exp_m1() * neg_coef },
+        move |v| {
+            if v > 0.0 {
+                v * s32
+            } else {
+                (v * is32).exp_m1() * neg32
+            }
+        },
+        move |v| {
+            if v > 0.0 {
+                v * s
+            } else {
+                (v * is).exp_m1() * neg_coef
+            }
+        },
         None,
     )
 }

@@ -107,16 +107,47 @@ macro_rules! dispatch_all {
     ($dt:expr, $T:ident => $body:expr) => {{
         use pteron_runtime::ScalarType as __St;
         match $dt {
-            __St::Float => { type $T = f32; $body }
-            __St::Double => { type $T = f64; $body }
-            __St::Half => { type $T = half::f16; $body }
-            __St::BFloat16 => { type $T = half::bf16; $body }
-            __St::Char => { type $T = i8; $body }
-            __St::Short => { type $T = i16; $body }
-            __St::Int => { type $T = i32; $body }
-            __St::Long => { type $T = i64; $body }
-            __St::Byte | __St::Bool => { type $T = u8; $body }
-            other => return Err(pteron_runtime::KernelError::dtype(format!("dtype {other} is not supported here"))),
+            __St::Float => {
+                type $T = f32;
+                $body
+            }
+            __St::Double => {
+                type $T = f64;
+                $body
+            }
+            __St::Half => {
+                type $T = half::f16;
+                $body
+            }
+            __St::BFloat16 => {
+                type $T = half::bf16;
+                $body
+            }
+            __St::Char => {
+                type $T = i8;
+                $body
+            }
+            __St::Short => {
+                type $T = i16;
+                $body
+            }
+            __St::Int => {
+                type $T = i32;
+                $body
+            }
+            __St::Long => {
+                type $T = i64;
+                $body
+            }
+            __St::Byte | __St::Bool => {
+                type $T = u8;
+                $body
+            }
+            other => {
+                return Err(pteron_runtime::KernelError::dtype(format!(
+                    "dtype {other} is not supported here"
+                )))
+            }
         }
     }};
 }
@@ -127,11 +158,27 @@ macro_rules! dispatch_float {
     ($dt:expr, $T:ident => $body:expr) => {{
         use pteron_runtime::ScalarType as __St;
         match $dt {
-            __St::Float => { type $T = f32; $body }
-            __St::Double => { type $T = f64; $body }
-            __St::Half => { type $T = half::f16; $body }
-            __St::BFloat16 => { type $T = half::bf16; $body }
-            other => return Err(pteron_runtime::KernelError::dtype(format!("dtype {other} is not a floating type"))),
+            __St::Float => {
+                type $T = f32;
+                $body
+            }
+            __St::Double => {
+                type $T = f64;
+                $body
+            }
+            __St::Half => {
+                type $T = half::f16;
+                $body
+            }
+            __St::BFloat16 => {
+                type $T = half::bf16;
+                $body
+            }
+            other => {
+                return Err(pteron_runtime::KernelError::dtype(format!(
+                    "dtype {other} is not a floating type"
+                )))
+            }
         }
     }};
 }
@@ -142,12 +189,31 @@ macro_rules! dispatch_int {
     ($dt:expr, $T:ident => $body:expr) => {{
         use pteron_runtime::ScalarType as __St;
         match $dt {
-            __St::Char => { type $T = i8; $body }
-            __St::Short => { type $T = i16; $body }
-            __St::Int => { type $T = i32; $body }
-            __St::Long => { type $T = i64; $body }
-            __St::Byte | __St::Bool => { type $T = u8; $body }
-            other => return Err(pteron_runtime::KernelError::dtype(format!("dtype {other} is not an integer type"))),
+            __St::Char => {
+                type $T = i8;
+                $body
+            }
+            __St::Short => {
+                type $T = i16;
+                $body
+            }
+            __St::Int => {
+                type $T = i32;
+                $body
+            }
+            __St::Long => {
+                type $T = i64;
+                $body
+            }
+            __St::Byte | __St::Bool => {
+                type $T = u8;
+                $body
+            }
+            other => {
+                return Err(pteron_runtime::KernelError::dtype(format!(
+                    "dtype {other} is not an integer type"
+                )))
+            }
         }
     }};
 }
@@ -232,8 +298,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<([usize; 16], usize)
     }
     let mut out = [0usize; 16];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -249,6 +323,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<([usize; 16], usize)
 
 /// Element strides of `t` aligned to an output of rank `out_rank` for broadcasting:
 /// broadcast (size-1 or missing) dims get stride 0.
+#[allow(clippy::needless_range_loop)]
 pub fn broadcast_strides(t: &TensorRef<'_>, out_dims: &[usize]) -> [usize; 16] {
     let st = t.strides();
     let r = t.dim();
@@ -256,7 +331,11 @@ pub fn broadcast_strides(t: &TensorRef<'_>, out_dims: &[usize]) -> [usize; 16] {
     let mut out = [0usize; 16];
     for i in 0..r {
         let oi = n - r + i;
-        out[oi] = if t.size(i) == 1 && out_dims[oi] != 1 { 0 } else { st[i] };
+        out[oi] = if t.size(i) == 1 && out_dims[oi] != 1 {
+            0
+        } else {
+            st[i]
+        };
     }
     out
 }
@@ -390,10 +469,23 @@ macro_rules! dispatch_compute {
     ($dt:expr, $C:ident => $body:expr) => {{
         use pteron_runtime::ScalarType as __St;
         match $dt {
-            __St::Float | __St::Half | __St::BFloat16 => { type $C = f32; $body }
-            __St::Double => { type $C = f64; $body }
-            __St::Char | __St::Short | __St::Int | __St::Long | __St::Byte | __St::Bool => { type $C = i64; $body }
-            other => return Err(pteron_runtime::KernelError::dtype(format!("dtype {other} is not supported here"))),
+            __St::Float | __St::Half | __St::BFloat16 => {
+                type $C = f32;
+                $body
+            }
+            __St::Double => {
+                type $C = f64;
+                $body
+            }
+            __St::Char | __St::Short | __St::Int | __St::Long | __St::Byte | __St::Bool => {
+                type $C = i64;
+                $body
+            }
+            other => {
+                return Err(pteron_runtime::KernelError::dtype(format!(
+                    "dtype {other} is not supported here"
+                )))
+            }
         }
     }};
 }
@@ -513,7 +605,11 @@ impl<'a> Src<'a> {
             S::Int => Src::I32(t.as_slice()?),
             S::Long => Src::I64(t.as_slice()?),
             S::Byte | S::Bool => Src::U8(t.as_slice()?),
-            other => return Err(KernelError::dtype(format!("dtype {other} is not supported here"))),
+            other => {
+                return Err(KernelError::dtype(format!(
+                    "dtype {other} is not supported here"
+                )))
+            }
         })
     }
     /// Element `i` (memory order) converted to `C`.
@@ -596,7 +692,11 @@ impl<'a> Dst<'a> {
             S::Long => Dst::I64(t.as_mut_slice()?),
             S::Byte => Dst::U8(t.as_mut_slice()?),
             S::Bool => Dst::Bool(t.as_mut_slice()?),
-            other => return Err(KernelError::dtype(format!("dtype {other} is not supported here"))),
+            other => {
+                return Err(KernelError::dtype(format!(
+                    "dtype {other} is not supported here"
+                )))
+            }
         })
     }
     /// Stores `v` at element `i` (memory order).
@@ -643,7 +743,13 @@ pub fn nonzero<R: Num>(v: R) -> bool {
 }
 
 #[inline(always)]
-fn scatter_t<T: Num, R: Num>(s: &mut [T], off: usize, stride: usize, buf: &[R], cv: impl Fn(R) -> T) {
+fn scatter_t<T: Num, R: Num>(
+    s: &mut [T],
+    off: usize,
+    stride: usize,
+    buf: &[R],
+    cv: impl Fn(R) -> T,
+) {
     let n = buf.len();
     if n == 0 {
         return;
@@ -672,7 +778,13 @@ pub struct Plan<const N: usize> {
 impl<const N: usize> Plan<N> {
     /// `out_dims`/`out_strides`/`order`: the output; `ins`: input strides aligned to
     /// `out_dims` (0 on broadcast dims, see [`broadcast_strides`]).
-    pub fn new(out_dims: &[usize], out_strides: &[usize; 16], order: &[u8], ins: [[usize; 16]; N]) -> Self {
+    #[allow(clippy::needless_range_loop)]
+    pub fn new(
+        out_dims: &[usize],
+        out_strides: &[usize; 16],
+        order: &[u8],
+        ins: [[usize; 16]; N],
+    ) -> Self {
         let mut p = Plan {
             rank: 0,
             dims: [0; 16],
@@ -718,7 +830,8 @@ impl<const N: usize> Plan<N> {
 
     /// True when the plan is one dense run: output stride 1 and every input stride 0 or 1.
     pub fn is_flat(&self) -> bool {
-        self.rank == 1 && (self.dims[0] <= 1 || (self.out[0] == 1 && self.ins.iter().all(|s| s[0] <= 1)))
+        self.rank == 1
+            && (self.dims[0] <= 1 || (self.out[0] == 1 && self.ins.iter().all(|s| s[0] <= 1)))
     }
 }
 
@@ -750,7 +863,8 @@ pub fn par_chunks<R: Send>(out: &mut [R], min_chunk: usize, f: impl Fn(usize, &m
     let chunk = n.div_ceil(nt).next_multiple_of(64).max(min_chunk);
     let tasks = n.div_ceil(chunk);
     let mut it = out.chunks_mut(chunk);
-    let slots: [std::sync::Mutex<Option<&mut [R]>>; 16] = core::array::from_fn(|_| std::sync::Mutex::new(it.next()));
+    let slots: [std::sync::Mutex<Option<&mut [R]>>; 16] =
+        core::array::from_fn(|_| std::sync::Mutex::new(it.next()));
     pteron_linalg::parallel_for(tasks, |t| {
         if let Some(slot) = slots.get(t) {
             if let Ok(mut g) = slot.lock() {
@@ -831,7 +945,11 @@ fn flat_run<const N: usize, C: Num, R: Num>(
         let (a, b) = (srcs[0], srcs[1]);
         match (st[0], st[1]) {
             (1, 1) => {
-                for ((o, &x), &y) in d.iter_mut().zip(&a[start..start + n]).zip(&b[start..start + n]) {
+                for ((o, &x), &y) in d
+                    .iter_mut()
+                    .zip(&a[start..start + n])
+                    .zip(&b[start..start + n])
+                {
                     *o = f(core::array::from_fn(|k| if k == 0 { x } else { y }));
                 }
             }
@@ -862,6 +980,7 @@ fn flat_run<const N: usize, C: Num, R: Num>(
 
 /// The general strided path: rows of the innermost planned dim are gathered into
 /// blocks of `C`, computed, and scattered into the output.
+#[allow(clippy::needless_range_loop)]
 fn strided_run<const N: usize, C: Num, R: Num>(
     plan: &Plan<N>,
     srcs: &[Option<Src<'_>>; N],
@@ -883,7 +1002,11 @@ fn strided_run<const N: usize, C: Num, R: Num>(
             let m = (len - s).min(BLK);
             for k in 0..N {
                 if let Some(src) = &srcs[k] {
-                    src.gather(ioff[k] + s * plan.ins[k][last], plan.ins[k][last], &mut bufs[k][..m]);
+                    src.gather(
+                        ioff[k] + s * plan.ins[k][last],
+                        plan.ins[k][last],
+                        &mut bufs[k][..m],
+                    );
                 }
             }
             for i in 0..m {
@@ -950,7 +1073,11 @@ pub fn copy_convert(out: &mut TensorMut<'_>, src: &TensorRef<'_>) -> Result<(), 
 
 /// Copies `src` broadcast to `sizes` into `out` (resized to `sizes`), converting the
 /// dtype (C++ `static_cast`) and the dim order. Same-dtype same-layout copies are memcpy.
-pub fn copy_broadcast(out: &mut TensorMut<'_>, src: &TensorRef<'_>, sizes: &[usize]) -> Result<(), KernelError> {
+pub fn copy_broadcast(
+    out: &mut TensorMut<'_>,
+    src: &TensorRef<'_>,
+    sizes: &[usize],
+) -> Result<(), KernelError> {
     let (n, r) = (sizes.len(), src.dim());
     let fits = r <= n && (0..r).all(|i| src.size(i) == 1 || src.size(i) == sizes[n - r + i]);
     if !fits {
@@ -963,7 +1090,10 @@ pub fn copy_broadcast(out: &mut TensorMut<'_>, src: &TensorRef<'_>, sizes: &[usi
     if out.numel() == 0 {
         return Ok(());
     }
-    if out.dtype() == src.dtype() && src.sizes() == sizes && (src.dim_order() == out.dim_order() || src.numel() == 1) {
+    if out.dtype() == src.dtype()
+        && src.sizes() == sizes
+        && (src.dim_order() == out.dim_order() || src.numel() == 1)
+    {
         out.bytes_mut().copy_from_slice(src.bytes());
         return Ok(());
     }
@@ -1027,6 +1157,16 @@ mod tests {
         b[1] = 1; // a row vector broadcast over rows
         let mut seen = Vec::new();
         for_each_index(&dims, [&a, &b], |lin, [oa, ob]| seen.push((lin, oa, ob)));
-        assert_eq!(seen, vec![(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 0), (4, 4, 1), (5, 5, 2)]);
+        assert_eq!(
+            seen,
+            vec![
+                (0, 0, 0),
+                (1, 1, 1),
+                (2, 2, 2),
+                (3, 3, 0),
+                (4, 4, 1),
+                (5, 5, 2)
+            ]
+        );
     }
 }
