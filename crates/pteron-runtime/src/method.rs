@@ -20,6 +20,9 @@ enum Instr {
         kernel: Box<dyn Kernel>,
         args: Box<[usize]>,
         op: usize,
+        /// For fused groups whose result had to be staged: copy value `.0` into `.1`
+        /// after the kernel.
+        post_copy: Option<(usize, usize)>,
     },
     Delegate {
         handle: usize,
@@ -356,7 +359,7 @@ impl Method {
                 let ins = &chain[k];
                 // Try fusion rules starting here.
                 if let Instruction::Kernel { .. } = ins {
-                    if let Some((len, kernel, label)) = try_fuse(
+                    if let Some((len, kernel, label, redirect)) = try_fuse(
                         registry, chain, k, &op_names, &uses, &plan.outputs, &jump_targets, &values, &readonly, n_mut,
                     )
                     .map_err(|(source, op)| Error::Prepare {
@@ -371,6 +374,10 @@ impl Method {
                                 Instruction::Kernel { args, .. } => args.clone(),
                                 _ => Vec::new(),
                             })
+                            .map(|a| match redirect {
+                                Some((staged, fin)) if a == fin => staged,
+                                _ => a,
+                            })
                             .collect();
                         prepared_bytes += kernel.prepared_bytes();
                         op_names.push(label);
@@ -378,6 +385,7 @@ impl Method {
                             kernel,
                             args: args.into(),
                             op: op_names.len() - 1,
+                            post_copy: redirect,
                         });
                         for _ in 1..len {
                             instrs.push(Instr::Nop);
@@ -417,6 +425,7 @@ impl Method {
                                     kernel,
                                     args: args.clone().into(),
                                     op: *op_index,
+                                    post_copy: None,
                                 }
                             }
                         }
@@ -610,7 +619,7 @@ impl Method {
                 let mut next = pc + 1;
                 let started = profile.as_ref().map(|_| std::time::Instant::now());
                 match &mut chain[pc] {
-                    Instr::Kernel { kernel, args, op } => {
+                    Instr::Kernel { kernel, args, op, post_copy } => {
                         let wrap = |source: KernelError| Error::Kernel {
                             method: name.clone(),
                             instruction: ix,
@@ -623,6 +632,10 @@ impl Method {
                         };
                         let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
                         kernel.run(&ctx).map_err(wrap)?;
+                        drop(ctx);
+                        if let Some((from, to)) = *post_copy {
+                            copy_tensor_value(values, mutable, from, to).map_err(wrap)?;
+                        }
                     }
                     Instr::Delegate { handle, args } => {
                         let (id, h) = &mut delegates[*handle];
@@ -878,7 +891,8 @@ fn count_uses(plan: &pteron_format::PlanDesc) -> Vec<u32> {
     uses
 }
 
-type Fused = Option<(usize, Box<dyn Kernel>, String)>;
+/// (instructions fused, kernel, label, staging redirect (staged value, final value)).
+type Fused = Option<(usize, Box<dyn Kernel>, String, Option<(usize, usize)>)>;
 
 /// Applies the first fusion rule that matches at `start` and whose factory accepts.
 #[allow(clippy::too_many_arguments)]
@@ -939,12 +953,14 @@ fn try_fuse(
                 n_mut,
             });
         }
-        if !fusion_is_alias_free(&chain[start..start + len], values) {
-            continue;
-        }
+        let redirect = match fusion_aliasing(&chain[start..start + len], values) {
+            Aliasing::Free => None,
+            Aliasing::Stage { staged, fin } => Some((staged, fin)),
+            Aliasing::Refuse => continue,
+        };
         let label = rule.ops.join("+");
         match (rule.factory)(&ctxs) {
-            Ok(Some(k)) => return Ok(Some((len, k, label))),
+            Ok(Some(k)) => return Ok(Some((len, k, label, redirect))),
             Ok(None) => continue,
             Err(e) => return Err((e, label)),
         }
@@ -978,11 +994,21 @@ fn tensor_args<'v>(args: &'v [usize], values: &'v [Value]) -> impl Iterator<Item
     })
 }
 
+enum Aliasing {
+    /// No result overlaps an input of an earlier instruction.
+    Free,
+    /// The single final result `fin` overlaps an earlier input, but the first
+    /// instruction's result `staged` (same dtype, large enough, overlapping none of the
+    /// group's inputs) can hold the result; the runtime copies it to `fin` afterwards.
+    Stage { staged: usize, fin: usize },
+    Refuse,
+}
+
 /// A fused kernel reads the group's first inputs while writing its last results, which
 /// the unfused program never did at the same time: the memory planner may legally have
-/// placed them at the same bytes. Refuse fusion when any tensor of an earlier
-/// instruction overlaps a result of the last one (or has no storage known at load).
-fn fusion_is_alias_free(group: &[Instruction], values: &[Value]) -> bool {
+/// placed them at the same bytes. Decide whether the group can run fused as is, with
+/// its result staged in the first instruction's result, or not at all.
+fn fusion_aliasing(group: &[Instruction], values: &[Value]) -> Aliasing {
     let range = |v: usize| -> Option<(u32, usize, usize)> {
         match &values[v] {
             Value::Tensor(t) => match t.storage.get() {
@@ -992,31 +1018,79 @@ fn fusion_is_alias_free(group: &[Instruction], values: &[Value]) -> bool {
             _ => None,
         }
     };
-    let Some(Instruction::Kernel { args: last, .. }) = group.last() else { return false };
+    let overlap = |a: (u32, usize, usize), b: (u32, usize, usize)| a.0 == b.0 && a.1 < b.2 && b.1 < a.2 && a.1 < a.2 && b.1 < b.2;
+    let Some(Instruction::Kernel { args: last, .. }) = group.last() else { return Aliasing::Refuse };
     let results: Vec<usize> = last
         .last()
         .map(|&r| tensor_args(core::slice::from_ref(&r), values).collect())
         .unwrap_or_default();
-    let mut result_ranges = Vec::new();
-    for &r in &results {
-        match range(r) {
-            Some(x) => result_ranges.push((r, x)),
-            None => return false,
-        }
-    }
+    let mut inputs: Vec<usize> = Vec::new();
     for ins in &group[..group.len() - 1] {
-        let Instruction::Kernel { args, .. } = ins else { return false };
-        for v in tensor_args(args, values) {
-            let Some((sp, s, e)) = range(v) else { return false };
-            if s == e {
-                continue;
-            }
-            for &(r, (rsp, rs, re)) in &result_ranges {
-                if r != v && rsp == sp && s < re && rs < e {
-                    return false;
-                }
+        let Instruction::Kernel { args, .. } = ins else { return Aliasing::Refuse };
+        inputs.extend(tensor_args(args, values));
+    }
+    let mut clash = false;
+    for &r in &results {
+        let Some(rr) = range(r) else { return Aliasing::Refuse };
+        for &v in &inputs {
+            let Some(vr) = range(v) else { return Aliasing::Refuse };
+            if v != r && overlap(rr, vr) {
+                clash = true;
             }
         }
     }
-    true
+    if !clash {
+        return Aliasing::Free;
+    }
+    // Stage through the first instruction's result.
+    let (&[fin], Some(Instruction::Kernel { args: first, .. })) = (results.as_slice(), group.first()) else {
+        return Aliasing::Refuse;
+    };
+    let Some(&staged) = first.last() else { return Aliasing::Refuse };
+    let (Value::Tensor(st), Value::Tensor(ft)) = (&values[staged], &values[fin]) else { return Aliasing::Refuse };
+    if st.dtype() != ft.dtype() || st.capacity_bytes() < ft.capacity_bytes() || st.shape().rank() != ft.shape().rank() {
+        return Aliasing::Refuse;
+    }
+    let Some(sr) = range(staged) else { return Aliasing::Refuse };
+    for &v in inputs.iter().filter(|&&v| v != staged) {
+        let Some(vr) = range(v) else { return Aliasing::Refuse };
+        if overlap(sr, vr) {
+            return Aliasing::Refuse;
+        }
+    }
+    Aliasing::Stage { staged, fin }
+}
+
+/// Copies tensor value `from` (bytes and shape) into tensor value `to`; both live in
+/// mutable memory. Overlap is allowed (memmove semantics).
+fn copy_tensor_value(values: &[Value], mutable: &mut [AlignedBuf], from: usize, to: usize) -> core::result::Result<(), KernelError> {
+    let (Some(Value::Tensor(f)), Some(Value::Tensor(t))) = (values.get(from), values.get(to)) else {
+        return Err(KernelError::internal("staged copy between non-tensors"));
+    };
+    t.resize(f.shape().dims())?;
+    let n = f.nbytes();
+    let (Storage::At { space: sf, offset: of }, Storage::At { space: st, offset: ot }) = (f.storage.get(), t.storage.get()) else {
+        return Err(KernelError::internal("staged copy of an unbound tensor"));
+    };
+    let (sf, st) = (sf as usize, st as usize);
+    if sf >= mutable.len() || st >= mutable.len() {
+        return Err(KernelError::internal("staged copy outside mutable memory"));
+    }
+    if sf == st {
+        let buf = mutable[sf].bytes_mut();
+        if of + n > buf.len() || ot + n > buf.len() {
+            return Err(KernelError::internal("staged copy out of range"));
+        }
+        buf.copy_within(of..of + n, ot);
+    } else {
+        let [a, b] = mutable
+            .get_disjoint_mut([sf, st])
+            .map_err(|_| KernelError::internal("staged copy spaces"))?;
+        let src = a.bytes().get(of..of + n).ok_or_else(|| KernelError::internal("staged copy out of range"))?;
+        b.bytes_mut()
+            .get_mut(ot..ot + n)
+            .ok_or_else(|| KernelError::internal("staged copy out of range"))?
+            .copy_from_slice(src);
+    }
+    Ok(())
 }
