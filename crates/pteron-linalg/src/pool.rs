@@ -2,11 +2,18 @@
 //!
 //! Design: `n - 1` worker threads (the caller is the n-th participant). A dispatch
 //! publishes a pointer to a stack-allocated job descriptor and bumps a generation
-//! word (generation << 16 | number of participating workers). Workers spin for a
-//! short while on that word and then park on a condition variable. Tasks are claimed
-//! with an atomic counter; the caller waits until every participating worker has
-//! signalled completion before returning, which is what makes borrowing from the
-//! caller's stack sound.
+//! word (`generation << 1 | open`). Workers spin for a short while on that word and
+//! then park on a condition variable. Tasks are claimed with an atomic counter and
+//! counted when finished.
+//!
+//! The caller never waits for a worker that has not started: it runs tasks itself
+//! until none are left, waits for the *tasks* to finish, closes the job, and then
+//! waits only for workers that registered on it (`active`). A worker registers
+//! before it reads the job and re-checks that the job is still open afterwards
+//! (both sequentially consistent), so a worker either sees the job closed and leaves
+//! without touching it, or is counted and waited for. That is what makes borrowing
+//! from the caller's stack sound, and it keeps a dispatch cheap on a loaded machine,
+//! where a sleeping worker may take milliseconds to be scheduled.
 //!
 //! Panics: a panic inside a task is caught (on whichever thread ran it), the
 //! remaining unclaimed tasks are skipped, and once all participants are done the
@@ -31,11 +38,14 @@ struct Job {
 }
 
 struct Shared {
-    /// generation << 16 | participating worker count.
+    /// generation << 1 | open.
     state: AtomicU64,
     job: AtomicPtr<Job>,
     next: AtomicUsize,
-    pending: AtomicUsize,
+    /// Tasks finished (or skipped after a panic) in the current job.
+    done: AtomicUsize,
+    /// Workers registered on the current job.
+    active: AtomicUsize,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     cv: Condvar,
@@ -61,7 +71,8 @@ fn pool() -> &'static Pool {
             state: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             next: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -108,14 +119,22 @@ fn run_tasks(sh: &Shared, job: &Job) {
             break;
         }
         // SAFETY: job.data/job.call were built together from one `&F` that stays
-        // alive until every participant has decremented `pending`.
+        // alive until every task has finished and every registered worker has left.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, i) }));
-        if let Err(payload) = r {
-            // Skip the remaining tasks; keep the first payload.
-            sh.next.store(usize::MAX / 2, Ordering::Relaxed);
-            let mut slot = sh.panic.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.is_none() {
-                *slot = Some(payload);
+        match r {
+            Ok(()) => {
+                sh.done.fetch_add(1, Ordering::Release);
+            }
+            Err(payload) => {
+                // Skip the remaining tasks (count them as done); keep the first payload.
+                let claimed = sh.next.swap(usize::MAX / 2, Ordering::AcqRel);
+                let skipped = job.n_tasks.saturating_sub(claimed.min(job.n_tasks));
+                let mut slot = sh.panic.lock().unwrap_or_else(PoisonError::into_inner);
+                if slot.is_none() {
+                    *slot = Some(payload);
+                }
+                drop(slot);
+                sh.done.fetch_add(1 + skipped, Ordering::Release);
             }
         }
     }
@@ -126,7 +145,7 @@ fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
     let mut spins: u32 = 0;
     loop {
         let w = sh.state.load(Ordering::Acquire);
-        if w >> 16 != last_gen {
+        if w >> 1 != last_gen {
             return w;
         }
         spins = spins.wrapping_add(1);
@@ -135,7 +154,7 @@ fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
             sh.sleepers.fetch_add(1, Ordering::SeqCst);
             loop {
                 let w = sh.state.load(Ordering::SeqCst);
-                if w >> 16 != last_gen {
+                if w >> 1 != last_gen {
                     sh.sleepers.fetch_sub(1, Ordering::SeqCst);
                     return w;
                 }
@@ -146,20 +165,24 @@ fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
     }
 }
 
-fn worker(sh: &'static Shared, index: usize, mut last_gen: u64) {
+fn worker(sh: &'static Shared, mut last_gen: u64) {
     IN_POOL.with(|c| c.set(true));
     loop {
         let w = wait_for_new(sh, last_gen);
-        last_gen = w >> 16;
-        let participants = (w & 0xFFFF) as usize;
-        if index <= participants {
-            // SAFETY: this worker is counted in `pending` for generation
-            // `last_gen`; the dispatching caller keeps the job (and what it
-            // borrows) alive and unchanged until `pending` reaches zero.
+        last_gen = w >> 1;
+        if w & 1 == 0 {
+            continue; // already closed
+        }
+        sh.active.fetch_add(1, Ordering::SeqCst);
+        if sh.state.load(Ordering::SeqCst) == w {
+            // SAFETY: this worker is registered in `active` and saw the job still
+            // open afterwards; the dispatching caller closes the job before waiting
+            // for `active` to drain, and keeps the job (and what it borrows) alive
+            // and unchanged until then.
             let job = unsafe { &*sh.job.load(Ordering::Acquire) };
             run_tasks(sh, job);
-            sh.pending.fetch_sub(1, Ordering::Release);
         }
+        sh.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -187,19 +210,18 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
     let pool = pool();
     let sh = pool.shared;
     let mut workers = pool.dispatch.lock().unwrap_or_else(PoisonError::into_inner);
-    let cur_gen = sh.state.load(Ordering::Relaxed) >> 16;
+    let cur_gen = sh.state.load(Ordering::Relaxed) >> 1;
     while workers.len() < nt - 1 {
         let index = workers.len() + 1;
         let spawned = std::thread::Builder::new()
             .name(format!("pteron-linalg-{index}"))
-            .spawn(move || worker(sh, index, cur_gen));
+            .spawn(move || worker(sh, cur_gen));
         match spawned {
             Ok(h) => workers.push(h),
             Err(_) => break,
         }
     }
-    let participants = (n_tasks.min(nt) - 1).min(workers.len());
-    if participants == 0 {
+    if workers.is_empty() {
         drop(workers);
         for i in 0..n_tasks {
             f(i);
@@ -214,10 +236,10 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
     sh.job
         .store(&job as *const Job as *mut Job, Ordering::Relaxed);
     sh.next.store(0, Ordering::Relaxed);
-    sh.pending.store(participants, Ordering::Relaxed);
-    let gen = (cur_gen + 1) & ((1u64 << 48) - 1);
-    sh.state
-        .store((gen << 16) | participants as u64, Ordering::SeqCst);
+    sh.done.store(0, Ordering::Relaxed);
+    let gen = (cur_gen + 1) & ((1u64 << 62) - 1);
+    let open = (gen << 1) | 1;
+    sh.state.store(open, Ordering::SeqCst);
     if sh.sleepers.load(Ordering::SeqCst) > 0 {
         let _g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
         sh.cv.notify_all();
@@ -225,8 +247,20 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
     IN_POOL.with(|c| c.set(true));
     run_tasks(sh, &job);
     IN_POOL.with(|c| c.set(false));
+    // Wait for tasks other threads are still running (not for idle workers).
     let mut spins: u32 = 0;
-    while sh.pending.load(Ordering::Acquire) != 0 {
+    while sh.done.load(Ordering::Acquire) < n_tasks {
+        if spins < 4096 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    // Close the job, then wait for registered workers to leave it.
+    sh.state.store(gen << 1, Ordering::SeqCst);
+    let mut spins: u32 = 0;
+    while sh.active.load(Ordering::SeqCst) != 0 {
         if spins < 4096 {
             std::hint::spin_loop();
             spins += 1;
