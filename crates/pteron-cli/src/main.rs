@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pteron::npy::{read_npy, write_npy, NpyArray};
 use pteron::{IoInfo, Method, Program, Registry, ScalarType, TensorInfo};
 
+mod generate;
+
 #[derive(Parser)]
 #[command(name = "pteron", version, about = "Run ExecuTorch .pte programs in pure Rust")]
 struct Cli {
@@ -66,6 +68,8 @@ enum Cmd {
         #[arg(long)]
         profile: bool,
     },
+    /// Generate text with an LLM program (export_llm) and its tokenizer.
+    Generate(generate::GenerateArgs),
 }
 
 type CliResult<T> = Result<T, String>;
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             json,
             profile,
         } => cmd_bench(&program, &method, warmup, iterations, threads, &data, json, profile, cli.quiet),
+        Cmd::Generate(args) => generate::cmd_generate(args, cli.quiet),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

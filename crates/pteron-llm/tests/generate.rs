@@ -109,9 +109,8 @@ fn llm_emb4_matches_reference() {
     check_case("llm_emb4");
 }
 
-/// XNNPACK-delegated 8da4w linears: needs the XNNPACK backend (separate work item).
+/// XNNPACK-delegated 8da4w linears (dynamically quantized int8 x int4 groupwise).
 #[test]
-#[ignore = "needs the XNNPACK backend (qdint8 x qbint4 fully-connected)"]
 fn llm_xnn8da4w_matches_reference() {
     check_case("llm_xnn8da4w");
 }
