@@ -68,15 +68,25 @@ pub fn cmd_generate(a: GenerateArgs, quiet: bool) -> Result<(), String> {
             runner.load_time().as_secs_f64() * 1e3,
             m.vocab_size,
             m.max_context_len,
-            if runner.parallel_prefill() { "parallel" } else { "sequential" },
+            if runner.parallel_prefill() {
+                "parallel"
+            } else {
+                "sequential"
+            },
             m.eos_ids
         );
     }
     let first = match (&a.prompt, &a.prompt_file) {
         (Some(p), _) => Some(p.clone()),
-        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?),
+        (None, Some(f)) => {
+            Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?)
+        }
         (None, None) if a.chat => None,
-        (None, None) => return Err("give --prompt or --prompt-file (or --chat to read turns from stdin)".into()),
+        (None, None) => {
+            return Err(
+                "give --prompt or --prompt-file (or --chat to read turns from stdin)".into(),
+            )
+        }
     };
     let cfg = GenerationConfig {
         max_new_tokens: a.max_new_tokens,
@@ -93,11 +103,13 @@ pub fn cmd_generate(a: GenerateArgs, quiet: bool) -> Result<(), String> {
         let mut out = stdout.lock();
         let mut io_err = None;
         let g = runner
-            .generate(prompt, &cfg, |ev| match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    io_err = Some(e);
-                    ControlFlow::Break(())
+            .generate(prompt, &cfg, |ev| {
+                match out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        io_err = Some(e);
+                        ControlFlow::Break(())
+                    }
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -109,7 +121,10 @@ pub fn cmd_generate(a: GenerateArgs, quiet: bool) -> Result<(), String> {
             let why = match g.stop {
                 StopReason::Eos(t) => format!("end of sequence (token {t})"),
                 StopReason::MaxNewTokens => "max new tokens reached".into(),
-                StopReason::ContextFull => format!("context full ({} positions)", runner.metadata().max_context_len),
+                StopReason::ContextFull => format!(
+                    "context full ({} positions)",
+                    runner.metadata().max_context_len
+                ),
                 StopReason::Cancelled => "cancelled".into(),
             };
             eprintln!("[{why}] {}", g.stats);

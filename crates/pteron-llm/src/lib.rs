@@ -121,14 +121,21 @@ pub struct Metadata {
 impl Metadata {
     /// The raw outputs of metadata method `name`, if the program has it.
     pub fn get(&self, name: &str) -> Option<&[Scalar]> {
-        self.methods.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.methods
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
 const DECODER: &str = "forward";
 
 fn read_metadata_methods(module: &mut Module) -> Result<Vec<(String, Vec<Scalar>)>> {
-    let names: Vec<String> = module.program().method_names().map(str::to_string).collect();
+    let names: Vec<String> = module
+        .program()
+        .method_names()
+        .map(str::to_string)
+        .collect();
     let mut out = Vec::new();
     for name in names {
         let meta = module.method_meta(&name)?;
@@ -171,10 +178,12 @@ fn meta_int(methods: &[(String, Vec<Scalar>)], name: &str) -> Result<Option<i64>
 fn meta_usize(methods: &[(String, Vec<Scalar>)], name: &str) -> Result<Option<usize>> {
     match meta_int(methods, name)? {
         None => Ok(None),
-        Some(v) => usize::try_from(v).map(Some).map_err(|_| LlmError::BadMetadata {
-            name: name.to_string(),
-            reason: format!("negative value {v}"),
-        }),
+        Some(v) => usize::try_from(v)
+            .map(Some)
+            .map_err(|_| LlmError::BadMetadata {
+                name: name.to_string(),
+                reason: format!("negative value {v}"),
+            }),
     }
 }
 
@@ -220,27 +229,47 @@ fn inspect_decoder(module: &Module) -> Result<Decoder> {
         _ => return Err(bad_sig("input 0 (tokens) must be a tensor")),
     };
     if tok.sizes.len() != 2 || tok.sizes[0] != 1 {
-        return Err(bad_sig(format!("tokens must be [1, S], declared {:?}", tok.sizes)));
+        return Err(bad_sig(format!(
+            "tokens must be [1, S], declared {:?}",
+            tok.sizes
+        )));
     }
     if !matches!(tok.dtype, ScalarType::Long | ScalarType::Int) {
-        return Err(bad_sig(format!("tokens must be int64 or int32, declared {}", tok.dtype)));
+        return Err(bad_sig(format!(
+            "tokens must be int64 or int32, declared {}",
+            tok.dtype
+        )));
     }
     let (pos_dtype, per_token_positions) = match meta.inputs.get(1) {
         None => (None, false),
         Some(IoInfo::Tensor(p)) => {
             if !matches!(p.dtype, ScalarType::Long | ScalarType::Int) || p.sizes.len() != 1 {
-                return Err(bad_sig(format!("input_pos must be a 1-D int tensor, declared {} {:?}", p.dtype, p.sizes)));
+                return Err(bad_sig(format!(
+                    "input_pos must be a 1-D int tensor, declared {} {:?}",
+                    p.dtype, p.sizes
+                )));
             }
             (Some(p.dtype), p.sizes[0] > 1)
         }
         Some(_) => return Err(bad_sig("input 1 (input_pos) must be a tensor")),
     };
     if meta.inputs.len() > 2 {
-        return Err(bad_sig(format!("expected 1 or 2 inputs, found {}", meta.inputs.len())));
+        return Err(bad_sig(format!(
+            "expected 1 or 2 inputs, found {}",
+            meta.inputs.len()
+        )));
     }
     let vocab = match meta.outputs.as_slice() {
-        [IoInfo::Tensor(o)] => *o.sizes.last().ok_or_else(|| bad_sig("logits have rank 0"))?,
-        other => return Err(bad_sig(format!("expected exactly one tensor output (logits), found {} outputs", other.len()))),
+        [IoInfo::Tensor(o)] => *o
+            .sizes
+            .last()
+            .ok_or_else(|| bad_sig("logits have rank 0"))?,
+        other => {
+            return Err(bad_sig(format!(
+                "expected exactly one tensor output (logits), found {} outputs",
+                other.len()
+            )))
+        }
     };
     let dynamic = tok.dynamism != ShapeDynamism::Static;
     Ok(Decoder {
@@ -388,7 +417,11 @@ impl fmt::Display for Stats {
             self.decode_tokens_per_s(),
         )?;
         if self.truncated_prompt_tokens > 0 {
-            write!(f, " | {} prompt tokens truncated", self.truncated_prompt_tokens)?;
+            write!(
+                f,
+                " | {} prompt tokens truncated",
+                self.truncated_prompt_tokens
+            )?;
         }
         Ok(())
     }
@@ -460,7 +493,11 @@ impl Engine {
                 vocab: self.meta.vocab_size,
             });
         }
-        fill_ints(&mut self.tok_buf, self.dec.token_dtype, tokens.iter().map(|&t| t as i64));
+        fill_ints(
+            &mut self.tok_buf,
+            self.dec.token_dtype,
+            tokens.iter().map(|&t| t as i64),
+        );
         let m = self.module.method(DECODER)?;
         let tok_t = TensorRef::new(self.dec.token_dtype, &[1, n], None, &self.tok_buf)
             .map_err(|source| ModuleError::Input { index: 0, source })?;
@@ -532,7 +569,11 @@ impl Runner {
         Self::load_with(model, tokenizer, &LoadOptions::default())
     }
 
-    pub fn load_with(model: impl AsRef<Path>, tokenizer: impl AsRef<Path>, opts: &LoadOptions) -> Result<Runner> {
+    pub fn load_with(
+        model: impl AsRef<Path>,
+        tokenizer: impl AsRef<Path>,
+        opts: &LoadOptions,
+    ) -> Result<Runner> {
         let t0 = Instant::now();
         if let Some(n) = opts.threads {
             pteron::set_num_threads(n.max(1));
@@ -554,12 +595,18 @@ impl Runner {
         if !module.program().method_names().any(|n| n == DECODER) {
             return Err(LlmError::MissingMethod {
                 name: DECODER.to_string(),
-                available: module.program().method_names().collect::<Vec<_>>().join(", "),
+                available: module
+                    .program()
+                    .method_names()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let methods = read_metadata_methods(&mut module)?;
-        let max_seq_len = meta_usize(&methods, "get_max_seq_len")?
-            .ok_or(LlmError::MissingMetadata { name: "get_max_seq_len" })?;
+        let max_seq_len =
+            meta_usize(&methods, "get_max_seq_len")?.ok_or(LlmError::MissingMetadata {
+                name: "get_max_seq_len",
+            })?;
         let dec = inspect_decoder(&module)?;
         let max_context_len = meta_usize(&methods, "get_max_context_len")?.unwrap_or(max_seq_len);
         let vocab_size = meta_usize(&methods, "get_vocab_size")?.unwrap_or(dec.vocab);
@@ -669,12 +716,22 @@ impl Runner {
 
     /// Encodes `prompt` like [`Runner::generate`] does (BOS only at position 0).
     pub fn encode_prompt(&self, prompt: &str, cfg: &GenerationConfig) -> Result<Vec<u32>> {
-        let bos = if self.engine.pos == 0 && self.pending.is_none() { cfg.num_bos } else { 0 };
+        let bos = if self.engine.pos == 0 && self.pending.is_none() {
+            cfg.num_bos
+        } else {
+            0
+        };
         let mut ids = Vec::new();
         if let Some(b) = self.engine.meta.bos_id {
             ids.extend(std::iter::repeat_n(b, bos));
         }
-        ids.extend(self.tokenizer.encode_with(prompt, &EncodeOptions { add_bos: false, ..EncodeOptions::default() })?);
+        ids.extend(self.tokenizer.encode_with(
+            prompt,
+            &EncodeOptions {
+                add_bos: false,
+                ..EncodeOptions::default()
+            },
+        )?);
         if let Some(&e) = self.engine.meta.eos_ids.first() {
             ids.extend(std::iter::repeat_n(e, cfg.num_eos));
         }
@@ -695,13 +752,20 @@ impl Runner {
         let ids = self.encode_prompt(prompt, cfg)?;
         let encode = t_start.elapsed();
         if cfg.echo {
-            if let ControlFlow::Break(()) = on_token(TokenEvent { token: None, text: prompt }) {
+            if let ControlFlow::Break(()) = on_token(TokenEvent {
+                token: None,
+                text: prompt,
+            }) {
                 return Ok(Generation {
                     prompt_tokens: ids,
                     tokens: vec![],
                     text: String::new(),
                     stop: StopReason::Cancelled,
-                    stats: Stats { encode, load: self.load_time, ..Stats::default() },
+                    stats: Stats {
+                        encode,
+                        load: self.load_time,
+                        ..Stats::default()
+                    },
                 });
             }
         }
@@ -729,7 +793,10 @@ impl Runner {
         t_start: Instant,
     ) -> Result<Generation> {
         self.stop.store(false, Ordering::Relaxed);
-        let mut stats = Stats { load: self.load_time, ..Stats::default() };
+        let mut stats = Stats {
+            load: self.load_time,
+            ..Stats::default()
+        };
         let ctx = self.engine.meta.max_context_len;
         // The previous turn's last token was sampled but never fed: feed it first.
         let carried: Vec<u32> = self.pending.into_iter().collect();
@@ -755,8 +822,14 @@ impl Runner {
             prompt.drain(from..from + drop);
             stats.truncated_prompt_tokens = drop;
         }
-        if let Some(&t) = prompt.iter().find(|&&t| t as usize >= self.engine.meta.vocab_size) {
-            return Err(LlmError::TokenOutOfRange { token: t as u64, vocab: self.engine.meta.vocab_size });
+        if let Some(&t) = prompt
+            .iter()
+            .find(|&&t| t as usize >= self.engine.meta.vocab_size)
+        {
+            return Err(LlmError::TokenOutOfRange {
+                token: t as u64,
+                vocab: self.engine.meta.vocab_size,
+            });
         }
         self.pending = None;
         let mut feed = carried;
@@ -777,9 +850,18 @@ impl Runner {
         let limit_ctx = ctx.saturating_sub(self.engine.pos) + 1;
         let max_new = cfg.max_new_tokens.unwrap_or(usize::MAX).min(limit_ctx);
         let context_limited = cfg.max_new_tokens.is_none_or(|m| m > limit_ctx);
-        let mut stop = if context_limited { StopReason::ContextFull } else { StopReason::MaxNewTokens };
+        let mut stop = if context_limited {
+            StopReason::ContextFull
+        } else {
+            StopReason::MaxNewTokens
+        };
 
-        let Runner { engine, tokenizer, stop: stop_flag, .. } = self;
+        let Runner {
+            engine,
+            tokenizer,
+            stop: stop_flag,
+            ..
+        } = self;
         let mut decoder = tokenizer.stream_decoder();
         decoder.set_prev(feed.last().copied());
         let mut tokens: Vec<u32> = Vec::new();
@@ -798,7 +880,10 @@ impl Runner {
             tokens.push(tok);
             let piece = decoder.push(tok)?;
             text.push_str(&piece);
-            let flow = on_token(TokenEvent { token: Some(tok), text: &piece });
+            let flow = on_token(TokenEvent {
+                token: Some(tok),
+                text: &piece,
+            });
             if !cfg.ignore_eos && engine.meta.eos_ids.contains(&tok) {
                 stop = StopReason::Eos(tok);
                 break;
@@ -815,7 +900,10 @@ impl Runner {
         let rest = decoder.finish();
         if !rest.is_empty() {
             text.push_str(&rest);
-            let _ = on_token(TokenEvent { token: None, text: &rest });
+            let _ = on_token(TokenEvent {
+                token: None,
+                text: &rest,
+            });
         }
         if let Some(d) = decode_start {
             stats.decode = d.elapsed();
@@ -828,7 +916,13 @@ impl Runner {
             (_, Some(&t)) if self.engine.pos < ctx => Some(t),
             _ => None,
         };
-        Ok(Generation { prompt_tokens: prompt, tokens, text, stop, stats })
+        Ok(Generation {
+            prompt_tokens: prompt,
+            tokens,
+            text,
+            stop,
+            stats,
+        })
     }
 }
 
@@ -844,7 +938,9 @@ fn fill_ints(buf: &mut Vec<u8>, dt: ScalarType, vals: impl Iterator<Item = i64>)
 
 fn read_last_row(t: &TensorRef<'_>, out: &mut Vec<f32>) -> Result<()> {
     let sizes = t.sizes();
-    let v = *sizes.last().ok_or_else(|| LlmError::Logits("rank-0 logits".into()))?;
+    let v = *sizes
+        .last()
+        .ok_or_else(|| LlmError::Logits("rank-0 logits".into()))?;
     let n = t.numel();
     if v == 0 || n < v {
         return Err(LlmError::Logits(format!("logits of shape {sizes:?}")));
@@ -857,9 +953,21 @@ fn read_last_row(t: &TensorRef<'_>, out: &mut Vec<f32>) -> Result<()> {
     let err = |e: pteron::KernelError| LlmError::Logits(e.to_string());
     match t.dtype() {
         ScalarType::Float => out.extend_from_slice(&t.as_slice::<f32>().map_err(err)?[start..]),
-        ScalarType::Half => out.extend(t.as_slice::<half::f16>().map_err(err)?[start..].iter().map(|x| x.to_f32())),
-        ScalarType::BFloat16 => out.extend(t.as_slice::<half::bf16>().map_err(err)?[start..].iter().map(|x| x.to_f32())),
-        other => return Err(LlmError::Logits(format!("unsupported logits dtype {other}"))),
+        ScalarType::Half => out.extend(
+            t.as_slice::<half::f16>().map_err(err)?[start..]
+                .iter()
+                .map(|x| x.to_f32()),
+        ),
+        ScalarType::BFloat16 => out.extend(
+            t.as_slice::<half::bf16>().map_err(err)?[start..]
+                .iter()
+                .map(|x| x.to_f32()),
+        ),
+        other => {
+            return Err(LlmError::Logits(format!(
+                "unsupported logits dtype {other}"
+            )))
+        }
     }
     Ok(())
 }

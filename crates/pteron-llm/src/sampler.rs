@@ -24,7 +24,11 @@ impl Sampler {
             temperature,
             top_k,
             top_p,
-            state: if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed },
+            state: if seed == 0 {
+                0x9E37_79B9_7F4A_7C15
+            } else {
+                seed
+            },
             probs: Vec::new(),
             order: Vec::new(),
         }
@@ -36,7 +40,7 @@ impl Sampler {
     }
 
     pub fn is_greedy(&self) -> bool {
-        !(self.temperature > 0.0)
+        self.temperature.is_nan() || self.temperature <= 0.0
     }
 
     fn random_u32(&mut self) -> u32 {
@@ -61,7 +65,8 @@ impl Sampler {
         }
         let n = logits.len();
         self.probs.clear();
-        self.probs.extend(logits.iter().map(|&x| x / self.temperature));
+        self.probs
+            .extend(logits.iter().map(|&x| x / self.temperature));
         softmax(&mut self.probs);
         let coin = self.random_f32();
         if self.top_k > 0 && self.top_k < n {
@@ -75,9 +80,11 @@ impl Sampler {
 
     fn sample_topk(&mut self, coin: f32) -> u32 {
         self.order.clear();
-        self.order.extend(self.probs.iter().enumerate().map(|(i, &p)| (p, i as u32)));
+        self.order
+            .extend(self.probs.iter().enumerate().map(|(i, &p)| (p, i as u32)));
         let k = self.top_k;
-        self.order.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        self.order
+            .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
         let top = &mut self.order[..k];
         top.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let total: f32 = top.iter().map(|x| x.0).sum();
@@ -97,8 +104,13 @@ impl Sampler {
         // Tokens below this probability cannot be part of the nucleus.
         let cutoff = (1.0 - self.top_p) / (n.saturating_sub(1).max(1)) as f32;
         self.order.clear();
-        self.order
-            .extend(self.probs.iter().enumerate().filter(|(_, &p)| p >= cutoff).map(|(i, &p)| (p, i as u32)));
+        self.order.extend(
+            self.probs
+                .iter()
+                .enumerate()
+                .filter(|(_, &p)| p >= cutoff)
+                .map(|(i, &p)| (p, i as u32)),
+        );
         if self.order.is_empty() {
             return argmax(&self.probs);
         }
@@ -176,12 +188,18 @@ mod tests {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
         let run = |seed| {
             let mut s = Sampler::new(0.9, 3, 1.0, seed);
-            (0..200).map(|_| s.sample(&logits).unwrap()).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| s.sample(&logits).unwrap())
+                .collect::<Vec<_>>()
         };
         let a = run(42);
         assert_eq!(a, run(42));
         assert_ne!(a, run(43));
-        let mut top: Vec<(f32, u32)> = logits.iter().enumerate().map(|(i, &v)| (v, i as u32)).collect();
+        let mut top: Vec<(f32, u32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, i as u32))
+            .collect();
         top.sort_by(|x, y| y.0.total_cmp(&x.0));
         let allowed: Vec<u32> = top[..3].iter().map(|x| x.1).collect();
         assert!(a.iter().all(|t| allowed.contains(t)));

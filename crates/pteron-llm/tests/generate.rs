@@ -10,20 +10,28 @@ use pteron_llm::{GenerationConfig, LlmError, Runner, StopReason};
 use serde_json::Value as J;
 
 fn data(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(case)
 }
 
 fn load(case: &str) -> Runner {
     let d = data(case);
-    Runner::load(d.join("program.pte"), d.join("tokenizer.model")).unwrap_or_else(|e| panic!("{case}: {e}"))
+    Runner::load(d.join("program.pte"), d.join("tokenizer.model"))
+        .unwrap_or_else(|e| panic!("{case}: {e}"))
 }
 
 fn expected(case: &str) -> J {
-    serde_json::from_str(&std::fs::read_to_string(data(case).join("expected.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(data(case).join("expected.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(j: &J) -> Vec<u32> {
-    j.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    j.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn greedy(n: usize) -> GenerationConfig {
@@ -44,14 +52,20 @@ fn check_case(case: &str) {
     assert_eq!(m.eos_ids, vec![2]);
     assert!(m.use_kv_cache && m.use_sdpa_with_kv_cache);
     assert_eq!(m.n_layers, Some(2));
-    let dynamic = exp["metadata"]["enable_dynamic_shape"][0].as_bool().unwrap();
+    let dynamic = exp["metadata"]["enable_dynamic_shape"][0]
+        .as_bool()
+        .unwrap();
     assert_eq!(m.enable_dynamic_shape, dynamic, "{case}");
     assert_eq!(r.parallel_prefill(), dynamic, "{case}");
 
     // The tokenizer reproduces the reference prompt ids.
     let prompt = exp["prompt"].as_str().unwrap();
     let prompt_ids = ids(&exp["prompt_ids"]);
-    assert_eq!(r.encode_prompt(prompt, &greedy(1)).unwrap(), prompt_ids, "{case}: prompt ids");
+    assert_eq!(
+        r.encode_prompt(prompt, &greedy(1)).unwrap(),
+        prompt_ids,
+        "{case}: prompt ids"
+    );
 
     // First steps' logits: prefill, then feed the reference's tokens one by one.
     let want = pteron::npy::read_npy(data(case).join("logits.npy")).unwrap();
@@ -60,14 +74,21 @@ fn check_case(case: &str) {
     let gen = ids(&exp["generated_ids"]);
     let mut worst = 0.0f32;
     for s in 0..steps {
-        let got = if s == 0 { r.prefill(&prompt_ids).unwrap().to_vec() } else { r.prefill(&[gen[s - 1]]).unwrap().to_vec() };
+        let got = if s == 0 {
+            r.prefill(&prompt_ids).unwrap().to_vec()
+        } else {
+            r.prefill(&[gen[s - 1]]).unwrap().to_vec()
+        };
         assert_eq!(got.len(), vocab);
         for (a, b) in got.iter().zip(&want[s * vocab..(s + 1) * vocab]) {
             let err = (a - b).abs() / (1.0 + b.abs());
             worst = worst.max(err);
         }
     }
-    assert!(worst < 1e-3, "{case}: logits differ (worst relative error {worst})");
+    assert!(
+        worst < 1e-3,
+        "{case}: logits differ (worst relative error {worst})"
+    );
 
     // Greedy generation: identical tokens.
     r.reset();
@@ -79,14 +100,21 @@ fn check_case(case: &str) {
         })
         .unwrap();
     assert_eq!(g.prompt_tokens, prompt_ids);
-    assert_eq!(g.tokens, gen, "{case}: generated tokens differ from the reference runner");
+    assert_eq!(
+        g.tokens, gen,
+        "{case}: generated tokens differ from the reference runner"
+    );
     assert_eq!(g.stop, StopReason::MaxNewTokens);
     assert_eq!(streamed, g.text);
     assert_eq!(g.stats.prompt_tokens, prompt_ids.len());
     assert_eq!(g.stats.generated_tokens, gen.len());
     let calls = if dynamic { 1 } else { prompt_ids.len() } + gen.len() - 1;
     assert_eq!(g.stats.forward_calls, calls, "{case}: prefill strategy");
-    eprintln!("{case}: {} tokens match; logits worst rel err {worst:.2e}; {}", gen.len(), g.stats);
+    eprintln!(
+        "{case}: {} tokens match; logits worst rel err {worst:.2e}; {}",
+        gen.len(),
+        g.stats
+    );
 }
 
 #[test]
@@ -118,9 +146,17 @@ fn llm_xnn8da4w_matches_reference() {
 #[test]
 fn chat_turns_keep_the_kv_cache() {
     let mut r = load("llm_dyn");
-    let a = r.generate("Once upon a time", &greedy(6), |_| ControlFlow::Continue(())).unwrap();
+    let a = r
+        .generate(
+            "Once upon a time",
+            &greedy(6),
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
     let pos1 = r.pos();
-    let b = r.generate(" the cat", &greedy(6), |_| ControlFlow::Continue(())).unwrap();
+    let b = r
+        .generate(" the cat", &greedy(6), |_| ControlFlow::Continue(()))
+        .unwrap();
     assert!(r.pos() > pos1);
     assert!(b.prompt_tokens[0] != 1, "no BOS on the second turn");
     // The same conversation fed at once gives the same second answer.
@@ -128,7 +164,9 @@ fn chat_turns_keep_the_kv_cache() {
     all.extend(&a.tokens);
     all.extend(&b.prompt_tokens);
     r.reset();
-    let c = r.generate_from_ids(&all, &greedy(6), |_| ControlFlow::Continue(())).unwrap();
+    let c = r
+        .generate_from_ids(&all, &greedy(6), |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!(c.tokens, b.tokens);
 }
 
@@ -137,10 +175,19 @@ fn static_and_dynamic_exports_agree_on_chat() {
     let mut d = load("llm_dyn");
     let mut s = load("llm_static");
     for r in [&mut d, &mut s] {
-        r.generate("Once upon a time", &greedy(3), |_| ControlFlow::Continue(())).unwrap();
+        r.generate(
+            "Once upon a time",
+            &greedy(3),
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
     }
-    let a = d.generate(" the dog", &greedy(5), |_| ControlFlow::Continue(())).unwrap();
-    let b = s.generate(" the dog", &greedy(5), |_| ControlFlow::Continue(())).unwrap();
+    let a = d
+        .generate(" the dog", &greedy(5), |_| ControlFlow::Continue(()))
+        .unwrap();
+    let b = s
+        .generate(" the dog", &greedy(5), |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!(a.tokens, b.tokens);
 }
 
@@ -180,12 +227,16 @@ fn generation_stops_at_the_context_limit() {
         ignore_eos: true,
         ..GenerationConfig::greedy()
     };
-    let g = r.generate("Once upon a time", &cfg, |_| ControlFlow::Continue(())).unwrap();
+    let g = r
+        .generate("Once upon a time", &cfg, |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!(g.stop, StopReason::ContextFull);
     assert_eq!(r.pos(), 128);
     assert_eq!(g.prompt_tokens.len() + g.tokens.len(), 129);
     // A further turn has no room.
-    let e = r.generate("more", &greedy(4), |_| ControlFlow::Continue(())).unwrap_err();
+    let e = r
+        .generate("more", &greedy(4), |_| ControlFlow::Continue(()))
+        .unwrap_err();
     assert!(matches!(e, LlmError::PromptTooLong { .. }), "{e}");
 }
 
@@ -199,13 +250,24 @@ fn sampling_is_seeded() {
         seed: Some(7),
         ..GenerationConfig::default()
     };
-    let a = r.generate("Once upon a time", &cfg, |_| ControlFlow::Continue(())).unwrap();
+    let a = r
+        .generate("Once upon a time", &cfg, |_| ControlFlow::Continue(()))
+        .unwrap();
     r.reset();
-    let b = r.generate("Once upon a time", &cfg, |_| ControlFlow::Continue(())).unwrap();
+    let b = r
+        .generate("Once upon a time", &cfg, |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!(a.tokens, b.tokens);
     r.reset();
     let c = r
-        .generate("Once upon a time", &GenerationConfig { seed: Some(8), ..cfg.clone() }, |_| ControlFlow::Continue(()))
+        .generate(
+            "Once upon a time",
+            &GenerationConfig {
+                seed: Some(8),
+                ..cfg.clone()
+            },
+            |_| ControlFlow::Continue(()),
+        )
         .unwrap();
     assert_ne!(a.tokens, c.tokens);
 }
@@ -214,50 +276,103 @@ fn sampling_is_seeded() {
 fn long_prompts_fail_clearly_or_truncate() {
     let mut r = load("llm_dyn");
     let long = "the cat ran over the hill ".repeat(40);
-    let e = r.generate(&long, &greedy(4), |_| ControlFlow::Continue(())).unwrap_err();
-    let LlmError::PromptTooLong { prompt_tokens, max_context_len, .. } = e else { panic!("{e}") };
+    let e = r
+        .generate(&long, &greedy(4), |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    let LlmError::PromptTooLong {
+        prompt_tokens,
+        max_context_len,
+        ..
+    } = e
+    else {
+        panic!("{e}")
+    };
     assert!(prompt_tokens > 128 && max_context_len == 128);
     assert!(e_msg(&mut r, &long).contains("context"));
     let cfg = GenerationConfig {
         truncate_prompt: true,
         ..greedy(4)
     };
-    let g = r.generate(&long, &cfg, |_| ControlFlow::Continue(())).unwrap();
+    let g = r
+        .generate(&long, &cfg, |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!(g.prompt_tokens.len(), 127);
     assert_eq!(g.prompt_tokens[0], 1, "BOS kept");
     assert!(g.stats.truncated_prompt_tokens > 0);
-    assert_eq!(g.tokens.len(), 2, "one token from prefill, one more for the last free position");
+    assert_eq!(
+        g.tokens.len(),
+        2,
+        "one token from prefill, one more for the last free position"
+    );
     assert_eq!(g.stop, StopReason::ContextFull);
 }
 
 fn e_msg(r: &mut Runner, p: &str) -> String {
-    r.generate(p, &greedy(1), |_| ControlFlow::Continue(())).unwrap_err().to_string()
+    r.generate(p, &greedy(1), |_| ControlFlow::Continue(()))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn out_of_range_tokens_and_empty_prompts_are_errors() {
     let mut r = load("llm_dyn");
-    let e = r.generate_from_ids(&[1, 600], &greedy(2), |_| ControlFlow::Continue(())).unwrap_err();
-    assert!(matches!(e, LlmError::TokenOutOfRange { token: 600, vocab: 512 }), "{e}");
-    let e = r.generate_from_ids(&[], &greedy(2), |_| ControlFlow::Continue(())).unwrap_err();
+    let e = r
+        .generate_from_ids(&[1, 600], &greedy(2), |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LlmError::TokenOutOfRange {
+                token: 600,
+                vocab: 512
+            }
+        ),
+        "{e}"
+    );
+    let e = r
+        .generate_from_ids(&[], &greedy(2), |_| ControlFlow::Continue(()))
+        .unwrap_err();
     assert!(matches!(e, LlmError::EmptyPrompt), "{e}");
     // The runner is still usable.
     assert_eq!(r.pos(), 0);
-    r.generate("Once", &greedy(2), |_| ControlFlow::Continue(())).unwrap();
+    r.generate("Once", &greedy(2), |_| ControlFlow::Continue(()))
+        .unwrap();
 }
 
 #[test]
 fn tokenizer_larger_than_the_model_is_rejected() {
-    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pteron-tokenizers/tests/data/sp_bpe.model");
+    let tok =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pteron-tokenizers/tests/data/sp_bpe.model");
     let e = Runner::load(data("llm_dyn").join("program.pte"), tok).unwrap_err();
-    assert!(matches!(e, LlmError::VocabMismatch { tokenizer: 1000, model: 512 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LlmError::VocabMismatch {
+                tokenizer: 1000,
+                model: 512
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn programs_without_llm_metadata_are_rejected() {
     let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/digits/digits.pte");
     let e = Runner::load(digits, data("llm_dyn").join("tokenizer.model")).unwrap_err();
-    assert!(matches!(e, LlmError::MissingMetadata { name: "get_max_seq_len" }), "{e}");
-    let e = Runner::load(data("llm_dyn").join("missing.pte"), data("llm_dyn").join("tokenizer.model")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LlmError::MissingMetadata {
+                name: "get_max_seq_len"
+            }
+        ),
+        "{e}"
+    );
+    let e = Runner::load(
+        data("llm_dyn").join("missing.pte"),
+        data("llm_dyn").join("tokenizer.model"),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("missing.pte"), "{e}");
 }

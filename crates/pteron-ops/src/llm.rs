@@ -22,13 +22,28 @@ use crate::util::Num;
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.register("llama::update_cache.out", update_cache_out);
-    reg.register("llama::update_cache_with_indices.out", update_cache_with_indices_out);
+    reg.register(
+        "llama::update_cache_with_indices.out",
+        update_cache_with_indices_out,
+    );
     reg.register_factory("llama::custom_sdpa.out", custom_sdpa_factory);
     reg.register_factory("llama::sdpa_with_kv_cache.out", sdpa_with_kv_cache_factory);
-    reg.register("quantized_decomposed::embedding_byte.out", embedding_byte_out);
-    reg.register("quantized_decomposed::embedding_byte.dtype_out", embedding_byte_dtype_out);
-    reg.register("quantized_decomposed::embedding_4bit.out", embedding_4bit_out);
-    reg.register("quantized_decomposed::embedding_4bit.dtype_out", embedding_4bit_dtype_out);
+    reg.register(
+        "quantized_decomposed::embedding_byte.out",
+        embedding_byte_out,
+    );
+    reg.register(
+        "quantized_decomposed::embedding_byte.dtype_out",
+        embedding_byte_dtype_out,
+    );
+    reg.register(
+        "quantized_decomposed::embedding_4bit.out",
+        embedding_4bit_out,
+    );
+    reg.register(
+        "quantized_decomposed::embedding_4bit.dtype_out",
+        embedding_4bit_dtype_out,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -93,7 +108,7 @@ fn write_rows(
     start: usize,
     esize: usize,
 ) -> Result<(), KernelError> {
-    let end = start.checked_add(v[1]).unwrap_or(usize::MAX);
+    let end = start.saturating_add(v[1]);
     if (v[1] > 0 && start >= c[1]) || end > c[1] {
         return Err(KernelError::invalid(format!(
             "{op}: start_pos {start} + seq_len {} exceeds the cache length {}",
@@ -148,7 +163,9 @@ fn update_cache_with_indices_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError>
         match indices.dtype() {
             ScalarType::Long => Ok(indices.as_slice::<i64>()?[i]),
             ScalarType::Int => Ok(indices.as_slice::<i32>()?[i] as i64),
-            other => Err(KernelError::dtype(format!("{OP}: indices must be int64 or int32, got {other}"))),
+            other => Err(KernelError::dtype(format!(
+                "{OP}: indices must be int64 or int32, got {other}"
+            ))),
         }
     };
     for b in 0..v[0] {
@@ -157,7 +174,12 @@ fn update_cache_with_indices_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError>
             let p = usize::try_from(p)
                 .ok()
                 .filter(|&p| p < c[1])
-                .ok_or_else(|| KernelError::invalid(format!("{OP}: index {p} outside the cache length {}", c[1])))?;
+                .ok_or_else(|| {
+                    KernelError::invalid(format!(
+                        "{OP}: index {p} outside the cache length {}",
+                        c[1]
+                    ))
+                })?;
             let src = (b * v[1] + s) * row;
             let dst = (b * c[1] + p) * row;
             cb[dst..dst + row].copy_from_slice(&vb[src..src + row]);
@@ -227,7 +249,11 @@ struct Sdpa {
     with_cache: bool,
 }
 
-fn sdpa_scratch(pctx: &PrepareCtx<'_>, q_arg: usize, out_arg: usize) -> Result<Vec<f32>, KernelError> {
+fn sdpa_scratch(
+    pctx: &PrepareCtx<'_>,
+    q_arg: usize,
+    out_arg: usize,
+) -> Result<Vec<f32>, KernelError> {
     let (_, qs, _) = pctx.tensor_meta(q_arg)?;
     let (_, os, _) = pctx.tensor_meta(out_arg)?;
     let n = qs.numel().max(os.numel());
@@ -279,7 +305,11 @@ impl Sdpa {
         out.resize(q.sizes())?;
         let mask = resolve_mask(OP, mask.as_ref(), &g)?;
         if out.dtype() != q.dtype() {
-            return Err(KernelError::dtype(format!("{OP}: out dtype {} differs from query dtype {}", out.dtype(), q.dtype())));
+            return Err(KernelError::dtype(format!(
+                "{OP}: out dtype {} differs from query dtype {}",
+                out.dtype(),
+                q.dtype()
+            )));
         }
         dispatch_float!(q.dtype(), T => {
             let o = out.as_mut_slice::<T>()?;
@@ -309,11 +339,25 @@ impl Sdpa {
         write_rows(OP, k.bytes(), kc.bytes_mut(), kd, kcd, start, esize)?;
         write_rows(OP, v.bytes(), vc.bytes_mut(), vd, vcd, start, esize)?;
         let (kr, vr) = (kc.as_ref(), vc.as_ref());
-        let g = geometry(OP, &q, &kr, &vr, start, seq_len, mask.as_ref(), causal, scale)?;
+        let g = geometry(
+            OP,
+            &q,
+            &kr,
+            &vr,
+            start,
+            seq_len,
+            mask.as_ref(),
+            causal,
+            scale,
+        )?;
         out.resize(q.sizes())?;
         let mask = resolve_mask(OP, mask.as_ref(), &g)?;
         if out.dtype() != q.dtype() {
-            return Err(KernelError::dtype(format!("{OP}: out dtype {} differs from query dtype {}", out.dtype(), q.dtype())));
+            return Err(KernelError::dtype(format!(
+                "{OP}: out dtype {} differs from query dtype {}",
+                out.dtype(),
+                q.dtype()
+            )));
         }
         dispatch_float!(q.dtype(), T => {
             let o = out.as_mut_slice::<T>()?;
@@ -349,7 +393,9 @@ fn geometry(
         )));
     }
     if kd != vd {
-        return Err(KernelError::invalid(format!("{op}: key {kd:?} and value {vd:?} shapes differ")));
+        return Err(KernelError::invalid(format!(
+            "{op}: key {kd:?} and value {vd:?} shapes differ"
+        )));
     }
     if kd[0] != qd[0] || kd[3] != qd[3] {
         return Err(KernelError::invalid(format!(
@@ -363,7 +409,9 @@ fn geometry(
         )));
     }
     if mask.is_some() && causal {
-        return Err(KernelError::invalid(format!("{op}: attn_mask and is_causal are mutually exclusive")));
+        return Err(KernelError::invalid(format!(
+            "{op}: attn_mask and is_causal are mutually exclusive"
+        )));
     }
     let num_keys = start
         .checked_add(seq_len)
@@ -395,7 +443,11 @@ fn geometry(
     })
 }
 
-fn resolve_mask<'a>(op: &str, m: Option<&TensorRef<'a>>, g: &Geom) -> Result<Mask<'a>, KernelError> {
+fn resolve_mask<'a>(
+    op: &str,
+    m: Option<&TensorRef<'a>>,
+    g: &Geom,
+) -> Result<Mask<'a>, KernelError> {
     let Some(m) = m else { return Ok(Mask::None) };
     let s = m.sizes();
     if s.len() != 2 || s[0] != g.sq || s[1] < g.num_keys || !m.is_contiguous() {
@@ -410,7 +462,11 @@ fn resolve_mask<'a>(op: &str, m: Option<&TensorRef<'a>>, g: &Geom) -> Result<Mas
         ScalarType::Half => Mask::F16(m.as_slice()?, c),
         ScalarType::BFloat16 => Mask::Bf16(m.as_slice()?, c),
         ScalarType::Bool => Mask::Bool(m.as_slice()?, c),
-        other => return Err(KernelError::dtype(format!("{op}: attn_mask dtype {other} is not supported"))),
+        other => {
+            return Err(KernelError::dtype(format!(
+                "{op}: attn_mask dtype {other} is not supported"
+            )))
+        }
     })
 }
 
@@ -456,7 +512,9 @@ fn attention<T: Num + Send + Sync>(
     let scratch = &mut scratch[..total];
     let qblocks = g.sq.div_ceil(QB);
     let items = g.b * g.hq * qblocks;
-    let groups = items.min(MAX_GROUPS).min(pteron_linalg::num_threads().max(1) * 4);
+    let groups = items
+        .min(MAX_GROUPS)
+        .min(pteron_linalg::num_threads().max(1) * 4);
     // Item `it` covers scratch from `item_start(it)`; consecutive items are adjacent.
     let item_start = |it: usize| -> usize {
         let (bh, qb) = (it / qblocks, it % qblocks);
@@ -467,7 +525,11 @@ fn attention<T: Num + Send + Sync>(
     let mut rest: &mut [f32] = scratch;
     for (gi, slot) in slots.iter().enumerate().take(groups) {
         let a = item_start(group_first(gi));
-        let e = if gi + 1 == groups { total } else { item_start(group_first(gi + 1)) };
+        let e = if gi + 1 == groups {
+            total
+        } else {
+            item_start(group_first(gi + 1))
+        };
         let (head, tail) = core::mem::take(&mut rest).split_at_mut(e - a);
         rest = tail;
         if let Ok(mut s) = slot.lock() {
@@ -543,7 +605,11 @@ fn attend_block<T: Num>(
         let j1 = (j0 + KB).min(kend);
         for r in 0..rows {
             let i = i0 + r;
-            let limit = if g.causal { (g.start + i + 1).min(j1) } else { j1 };
+            let limit = if g.causal {
+                (g.start + i + 1).min(j1)
+            } else {
+                j1
+            };
             if limit <= j0 {
                 continue;
             }
@@ -636,7 +702,11 @@ impl<'a> FloatParam<'a> {
             ScalarType::Float => FloatParam::F32(t.as_slice()?),
             ScalarType::Half => FloatParam::F16(t.as_slice()?),
             ScalarType::BFloat16 => FloatParam::Bf16(t.as_slice()?),
-            other => return Err(KernelError::dtype(format!("{op}: {what} must be a float tensor, got {other}"))),
+            other => {
+                return Err(KernelError::dtype(format!(
+                    "{op}: {what} must be a float tensor, got {other}"
+                )))
+            }
         })
     }
     #[inline]
@@ -659,17 +729,27 @@ fn quantized_embedding(
     dtype: Option<ScalarType>,
     four_bit: bool,
 ) -> Result<(), KernelError> {
-    let op = if four_bit { "embedding_4bit" } else { "embedding_byte" };
+    let op = if four_bit {
+        "embedding_4bit"
+    } else {
+        "embedding_byte"
+    };
     let mut out = ctx.out(out_arg)?;
     let w = ctx.tensor(0)?;
     let scales = ctx.tensor(1)?;
     let zps = ctx.opt_tensor(2)?;
     let idx = ctx.tensor(5)?;
     if w.dim() != 2 || !w.is_contiguous() {
-        return Err(KernelError::invalid(format!("{op}: weight must be a contiguous 2-D tensor, got {:?}", w.sizes())));
+        return Err(KernelError::invalid(format!(
+            "{op}: weight must be a contiguous 2-D tensor, got {:?}",
+            w.sizes()
+        )));
     }
     if !matches!(w.dtype(), ScalarType::Char | ScalarType::Byte) {
-        return Err(KernelError::dtype(format!("{op}: weight must be int8 or uint8, got {}", w.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: weight must be int8 or uint8, got {}",
+            w.dtype()
+        )));
     }
     let (vocab, packed) = (w.size(0), w.size(1));
     let dim = if four_bit { packed * 2 } else { packed };
@@ -683,7 +763,9 @@ fn quantized_embedding(
         }
     };
     if dim % groups != 0 {
-        return Err(KernelError::invalid(format!("{op}: {groups} groups do not divide embedding dim {dim}")));
+        return Err(KernelError::invalid(format!(
+            "{op}: {groups} groups do not divide embedding dim {dim}"
+        )));
     }
     let group = dim / groups;
     let sc = FloatParam::of(op, "weight_scales", &scales)?;
@@ -702,12 +784,17 @@ fn quantized_embedding(
     };
     let want = dtype.unwrap_or(scales.dtype());
     if out.dtype() != want {
-        return Err(KernelError::dtype(format!("{op}: out dtype {} but result dtype is {want}", out.dtype())));
+        return Err(KernelError::dtype(format!(
+            "{op}: out dtype {} but result dtype is {want}",
+            out.dtype()
+        )));
     }
     let mut osz = [0usize; 16];
     let r = idx.dim();
     if r + 1 > 16 {
-        return Err(KernelError::invalid(format!("{op}: indices rank {r} too large")));
+        return Err(KernelError::invalid(format!(
+            "{op}: indices rank {r} too large"
+        )));
     }
     osz[..r].copy_from_slice(idx.sizes());
     osz[r] = dim;
@@ -717,12 +804,18 @@ fn quantized_embedding(
         let v = match idx.dtype() {
             ScalarType::Long => idx.as_slice::<i64>()?[i],
             ScalarType::Int => idx.as_slice::<i32>()?[i] as i64,
-            other => return Err(KernelError::dtype(format!("{op}: indices must be int64 or int32, got {other}"))),
+            other => {
+                return Err(KernelError::dtype(format!(
+                    "{op}: indices must be int64 or int32, got {other}"
+                )))
+            }
         };
         usize::try_from(v)
             .ok()
             .filter(|&v| v < vocab)
-            .ok_or_else(|| KernelError::invalid(format!("{op}: index {v} out of range for {vocab} rows")))
+            .ok_or_else(|| {
+                KernelError::invalid(format!("{op}: index {v} out of range for {vocab} rows"))
+            })
     };
     let wb = w.bytes();
     let signed = w.dtype() == ScalarType::Char;
