@@ -14,7 +14,11 @@ use pteron::{IoInfo, Method, Program, Registry, ScalarType, TensorInfo};
 mod generate;
 
 #[derive(Parser)]
-#[command(name = "pteron", version, about = "Run ExecuTorch .pte programs in pure Rust")]
+#[command(
+    name = "pteron",
+    version,
+    about = "Run ExecuTorch .pte programs in pure Rust"
+)]
 struct Cli {
     /// Print only results (no progress, no notes).
     #[arg(short, long, global = true)]
@@ -84,7 +88,15 @@ fn main() -> ExitCode {
             output_dir,
             data,
             threads,
-        } => cmd_run(&program, &method, &inputs, output_dir.as_deref(), &data, threads, cli.quiet),
+        } => cmd_run(
+            &program,
+            &method,
+            &inputs,
+            output_dir.as_deref(),
+            &data,
+            threads,
+            cli.quiet,
+        ),
         Cmd::Inspect { program, data } => cmd_inspect(&program, &data),
         Cmd::Bench {
             program,
@@ -95,7 +107,9 @@ fn main() -> ExitCode {
             data,
             json,
             profile,
-        } => cmd_bench(&program, &method, warmup, iterations, threads, &data, json, profile, cli.quiet),
+        } => cmd_bench(
+            &program, &method, warmup, iterations, threads, &data, json, profile, cli.quiet,
+        ),
         Cmd::Generate(args) => generate::cmd_generate(args, cli.quiet),
     };
     match res {
@@ -117,7 +131,8 @@ fn note(quiet: bool, msg: &str) {
 /// was named, `.ptd` files next to it are attached (and this is said).
 fn load_program(path: &Path, data: &[PathBuf], quiet: bool) -> CliResult<Program> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut p = Program::load(pteron::bytes_from_vec(bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut p = Program::load(pteron::bytes_from_vec(bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut files: Vec<PathBuf> = data.to_vec();
     let needs_external = p.desc().plans.iter().any(|plan| {
         plan.values.iter().any(|v| {
@@ -125,7 +140,10 @@ fn load_program(path: &Path, data: &[PathBuf], quiet: bool) -> CliResult<Program
         })
     });
     if needs_external && files.is_empty() {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if let Ok(rd) = std::fs::read_dir(dir) {
             files = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -133,13 +151,20 @@ fn load_program(path: &Path, data: &[PathBuf], quiet: bool) -> CliResult<Program
                 .collect();
             files.sort();
             for f in &files {
-                note(quiet, &format!("note: the program uses external weights; attaching {}", f.display()));
+                note(
+                    quiet,
+                    &format!(
+                        "note: the program uses external weights; attaching {}",
+                        f.display()
+                    ),
+                );
             }
         }
     }
     for f in files {
         let b = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        p.add_data_file(pteron::bytes_from_vec(b)).map_err(|e| format!("{}: {e}", f.display()))?;
+        p.add_data_file(pteron::bytes_from_vec(b))
+            .map_err(|e| format!("{}: {e}", f.display()))?;
     }
     Ok(p)
 }
@@ -174,7 +199,11 @@ fn pteron_half(v: f64) -> [u8; 2] {
     let sign = ((bits >> 16) & 0x8000) as u16;
     let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
     let mant = (bits >> 13) & 0x3ff;
-    let h = if exp <= 0 { sign } else { sign | ((exp as u16) << 10) | mant as u16 };
+    let h = if exp <= 0 {
+        sign
+    } else {
+        sign | ((exp as u16) << 10) | mant as u16
+    };
     h.to_le_bytes()
 }
 
@@ -199,7 +228,9 @@ fn prepare_inputs(
             .enumerate()
             .map(|(i, io)| match io {
                 IoInfo::Tensor(t) => Ok(synthetic(t, i as u64 + 1)),
-                IoInfo::Other(k) => Err(format!("input {i} is a {k}; synthetic inputs can only be tensors")),
+                IoInfo::Other(k) => Err(format!(
+                    "input {i} is a {k}; synthetic inputs can only be tensors"
+                )),
             })
             .collect();
     }
@@ -210,7 +241,10 @@ fn prepare_inputs(
             inputs.len()
         ));
     }
-    inputs.iter().map(|p| read_npy(p).map_err(|e| e.to_string())).collect()
+    inputs
+        .iter()
+        .map(|p| read_npy(p).map_err(|e| e.to_string()))
+        .collect()
 }
 
 fn set_inputs(m: &mut Method, arrays: &[NpyArray]) -> CliResult<()> {
@@ -290,7 +324,12 @@ fn io_line(io: &IoInfo) -> String {
                 pteron::ShapeDynamism::DynamicBound => "dynamic (sizes are upper bounds)",
                 pteron::ShapeDynamism::DynamicUnbound => "dynamic (unbounded)",
             };
-            let order = if t.dim_order.iter().enumerate().all(|(i, &d)| i == d as usize) {
+            let order = if t
+                .dim_order
+                .iter()
+                .enumerate()
+                .all(|(i, &d)| i == d as usize)
+            {
                 String::new()
             } else {
                 format!(", dim order {:?}", t.dim_order)
@@ -299,7 +338,11 @@ fn io_line(io: &IoInfo) -> String {
                 "{} {:?}{order}, {dynm}{}",
                 t.dtype,
                 t.sizes,
-                if t.memory_planned { "" } else { ", not memory-planned" }
+                if t.memory_planned {
+                    ""
+                } else {
+                    ", not memory-planned"
+                }
             )
         }
         IoInfo::Other(k) => k.to_string(),
@@ -320,7 +363,12 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
     let program = load_program(path, data, true)?;
     let d = program.desc();
     let reg = registry();
-    println!("{}: {} bytes, schema version {}", path.display(), program.bytes().len(), d.version);
+    println!(
+        "{}: {} bytes, schema version {}",
+        path.display(),
+        program.bytes().len(),
+        d.version
+    );
     if let Some(h) = d.header {
         println!(
             "  extended header: program {} bytes, segments at {} ({} bytes)",
@@ -345,7 +393,12 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
     let mut missing_all: Vec<String> = Vec::new();
     for plan in &d.plans {
         let meta = program.method_meta(&plan.name).map_err(|e| e.to_string())?;
-        println!("method '{}': {} instructions, {} values", meta.name, meta.num_instructions, plan.values.len());
+        println!(
+            "method '{}': {} instructions, {} values",
+            meta.name,
+            meta.num_instructions,
+            plan.values.len()
+        );
         for (i, io) in meta.inputs.iter().enumerate() {
             println!("  input {i}: {}", io_line(io));
         }
@@ -355,11 +408,19 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
         println!(
             "  memory plan: {} arena(s): {}",
             meta.planned_buffers.len(),
-            meta.planned_buffers.iter().map(|b| human(*b)).collect::<Vec<_>>().join(", ")
+            meta.planned_buffers
+                .iter()
+                .map(|b| human(*b))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         println!("  operators ({} distinct):", meta.operators.len());
         for (op, n) in &meta.operators {
-            let mark = if reg.has_op(op) { "" } else { "   <- no kernel in this build" };
+            let mark = if reg.has_op(op) {
+                ""
+            } else {
+                "   <- no kernel in this build"
+            };
             println!("    {n:>5} x {op}{mark}");
             if !reg.has_op(op) && !missing_all.contains(op) {
                 missing_all.push(op.clone());
@@ -368,7 +429,11 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
         if !meta.delegates.is_empty() {
             println!("  delegates:");
             for (i, (id, size)) in meta.delegates.iter().enumerate() {
-                let mark = if reg.backend(id).is_some() { "" } else { "   <- backend not in this build" };
+                let mark = if reg.backend(id).is_some() {
+                    ""
+                } else {
+                    "   <- backend not in this build"
+                };
                 println!("    [{i}] {id}: payload {}{mark}", human(*size as u64));
                 let tag = format!("backend {id}");
                 if reg.backend(id).is_none() && !missing_all.contains(&tag) {
@@ -380,7 +445,11 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
     if missing_all.is_empty() {
         println!("this build can run every operator and delegate of this program");
     } else {
-        println!("this build cannot run ({}): {}", missing_all.len(), missing_all.join(", "));
+        println!(
+            "this build cannot run ({}): {}",
+            missing_all.len(),
+            missing_all.join(", ")
+        );
     }
     Ok(())
 }
@@ -481,10 +550,17 @@ fn cmd_bench(
         });
         println!("{v}");
     } else {
-        println!("{} ({method}), {} thread(s)", path.display(), pteron::num_threads());
+        println!(
+            "{} ({method}), {} thread(s)",
+            path.display(),
+            pteron::num_threads()
+        );
         println!("  load       {:>10.3} ms", ms(load));
         println!("  first run  {:>10.3} ms", ms(first));
-        println!("  median     {:>10.3} ms  ({iterations} iterations, {warmup} warm-up)", ms(median));
+        println!(
+            "  median     {:>10.3} ms  ({iterations} iterations, {warmup} warm-up)",
+            ms(median)
+        );
         println!("  min        {:>10.3} ms", ms(min));
         println!(
             "  memory     planned {}, pre-packed {}, peak RSS {}",

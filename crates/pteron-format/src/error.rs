@@ -20,7 +20,9 @@ pub enum FormatError {
         reason: String,
     },
     /// The schema version is newer than this runtime reads.
-    #[error("schema version {found} is newer than the highest this runtime supports ({supported})")]
+    #[error(
+        "schema version {found} is newer than the highest this runtime supports ({supported})"
+    )]
     Version { found: u32, supported: u32 },
     /// A structural or semantic inconsistency, located by a path such as
     /// `execution_plan[0].values[17].tensor.sizes`.

@@ -50,7 +50,9 @@ impl<'a> Fb<'a> {
     }
 
     pub fn bytes(&self, pos: usize, len: usize) -> Result<&'a [u8], FbError> {
-        let end = pos.checked_add(len).ok_or(FbError::OutOfBounds { pos, len })?;
+        let end = pos
+            .checked_add(len)
+            .ok_or(FbError::OutOfBounds { pos, len })?;
         self.buf
             .get(pos..end)
             .ok_or(FbError::OutOfBounds { pos, len })
@@ -88,9 +90,14 @@ impl<'a> Fb<'a> {
     /// Follows a `uoffset_t` stored at `pos` (relative to `pos`).
     pub fn deref(&self, pos: usize) -> Result<usize, FbError> {
         let off = self.u32(pos)? as usize;
-        let target = pos.checked_add(off).ok_or(FbError::OutOfBounds { pos, len: off })?;
+        let target = pos
+            .checked_add(off)
+            .ok_or(FbError::OutOfBounds { pos, len: off })?;
         if target >= self.buf.len() {
-            return Err(FbError::OutOfBounds { pos: target, len: 1 });
+            return Err(FbError::OutOfBounds {
+                pos: target,
+                len: 1,
+            });
         }
         Ok(target)
     }

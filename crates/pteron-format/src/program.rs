@@ -112,11 +112,25 @@ impl ValueDesc {
 /// One instruction of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instruction {
-    Kernel { op_index: usize, args: Vec<usize> },
-    Delegate { delegate_index: usize, args: Vec<usize> },
-    Move { from: usize, to: usize },
-    JumpFalse { cond: usize, destination: usize },
-    Free { value: usize },
+    Kernel {
+        op_index: usize,
+        args: Vec<usize>,
+    },
+    Delegate {
+        delegate_index: usize,
+        args: Vec<usize>,
+    },
+    Move {
+        from: usize,
+        to: usize,
+    },
+    JumpFalse {
+        cond: usize,
+        destination: usize,
+    },
+    Free {
+        value: usize,
+    },
 }
 
 /// An operator name as stored in the program.
@@ -232,7 +246,10 @@ fn parse_extended_header(bytes: &[u8]) -> Result<Option<ExtendedHeader>, FormatE
             reason: e.to_string(),
         })
     };
-    let length = fb.u32(12).map_err(|e| FormatError::Header { header: "eh00", reason: e.to_string() })?;
+    let length = fb.u32(12).map_err(|e| FormatError::Header {
+        header: "eh00",
+        reason: e.to_string(),
+    })?;
     if length < 24 {
         return Err(FormatError::Header {
             header: "eh00",
@@ -433,9 +450,7 @@ pub fn parse_program(bytes: &[u8]) -> Result<ProgramDesc, FormatError> {
         .at(|| "execution_plan".into())?
         .ok_or_else(|| FormatError::invalid("execution_plan", "missing"))?;
     for i in 0..plans_v.len {
-        let t = plans_v
-            .table(fb, i)
-            .at(|| format!("execution_plan[{i}]"))?;
+        let t = plans_v.table(fb, i).at(|| format!("execution_plan[{i}]"))?;
         let plan = p.plan(t, i, &desc)?;
         desc.plans.push(plan);
     }
@@ -449,7 +464,12 @@ struct Parser<'a> {
     bytes: &'a [u8],
 }
 
-fn index_in(at: impl FnOnce() -> String, what: &str, v: i64, len: usize) -> Result<usize, FormatError> {
+fn index_in(
+    at: impl FnOnce() -> String,
+    what: &str,
+    v: i64,
+    len: usize,
+) -> Result<usize, FormatError> {
     if v < 0 || v as u64 >= len as u64 {
         return Err(FormatError::invalid(
             at(),
@@ -470,7 +490,11 @@ impl<'a> Parser<'a> {
         let mut offsets = Vec::new();
         if let Some(v) = t.vector(1, 8).at(|| format!("{at}.offsets"))? {
             for i in 0..v.len {
-                offsets.push(self.fb.u64(v.pos(i, 8)).at(|| format!("{at}.offsets[{i}]"))?);
+                offsets.push(
+                    self.fb
+                        .u64(v.pos(i, 8))
+                        .at(|| format!("{at}.offsets[{i}]"))?,
+                );
             }
         }
         let seg_len = match segments.get(segment_index) {
@@ -500,7 +524,12 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn int_vec(&self, t: &Table<'a>, slot: usize, at: &dyn Fn() -> String) -> Result<Vec<i32>, FormatError> {
+    fn int_vec(
+        &self,
+        t: &Table<'a>,
+        slot: usize,
+        at: &dyn Fn() -> String,
+    ) -> Result<Vec<i32>, FormatError> {
         let mut out = Vec::new();
         if let Some(v) = t.vector(slot, 4).at(at)? {
             for i in 0..v.len {
@@ -510,7 +539,12 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    fn i64_vec(&self, t: &Table<'a>, slot: usize, at: &dyn Fn() -> String) -> Result<Vec<i64>, FormatError> {
+    fn i64_vec(
+        &self,
+        t: &Table<'a>,
+        slot: usize,
+        at: &dyn Fn() -> String,
+    ) -> Result<Vec<i64>, FormatError> {
         let mut out = Vec::new();
         if let Some(v) = t.vector(slot, 8).at(at)? {
             for i in 0..v.len {
@@ -520,7 +554,12 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
-    fn plan(&mut self, t: Table<'a>, pi: usize, prog: &ProgramDesc) -> Result<PlanDesc, FormatError> {
+    fn plan(
+        &mut self,
+        t: Table<'a>,
+        pi: usize,
+        prog: &ProgramDesc,
+    ) -> Result<PlanDesc, FormatError> {
         let fb = self.fb;
         let base = format!("execution_plan[{pi}]");
         let name = t
@@ -529,13 +568,18 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| FormatError::invalid(format!("{base}.name"), "missing"))?
             .to_string();
         let base = format!("execution_plan[{pi}] ({name})");
-        let (encoded_inp_str, encoded_out_str) = match t.table(1).at(|| format!("{base}.container_meta_type"))? {
-            Some(c) => (
-                c.string(0).at(|| format!("{base}.container_meta_type"))?.map(String::from),
-                c.string(1).at(|| format!("{base}.container_meta_type"))?.map(String::from),
-            ),
-            None => (None, None),
-        };
+        let (encoded_inp_str, encoded_out_str) =
+            match t.table(1).at(|| format!("{base}.container_meta_type"))? {
+                Some(c) => (
+                    c.string(0)
+                        .at(|| format!("{base}.container_meta_type"))?
+                        .map(String::from),
+                    c.string(1)
+                        .at(|| format!("{base}.container_meta_type"))?
+                        .map(String::from),
+                ),
+                None => (None, None),
+            };
 
         let non_const_buffer_sizes: Vec<u64> = self
             .i64_vec(&t, 8, &|| format!("{base}.non_const_buffer_sizes"))?
@@ -569,25 +613,31 @@ impl<'a> Parser<'a> {
             let ev = vals.table(fb, vi).at(at)?;
             let tag = ev.u8_or(0, 0).at(at)?;
             let payload = ev.table(1).at(at)?;
-            let need = |p: Option<Table<'a>>| p.ok_or_else(|| FormatError::invalid(at(), "union payload missing"));
+            let need = |p: Option<Table<'a>>| {
+                p.ok_or_else(|| FormatError::invalid(at(), "union payload missing"))
+            };
             let v = match tag {
                 1 => ValueDesc::Null,
                 2 => ValueDesc::Int(need(payload)?.i64_or(0, 0).at(at)?),
                 3 => ValueDesc::Bool(need(payload)?.bool_or(0, false).at(at)?),
                 4 => ValueDesc::Double(need(payload)?.f64_or(0, 0.0).at(at)?),
-                5 => ValueDesc::Tensor(self.tensor(need(payload)?, &at, &non_const_buffer_sizes, prog)?),
-                6 => ValueDesc::String(
-                    need(payload)?
-                        .string(0)
-                        .at(at)?
-                        .unwrap_or("")
-                        .to_string(),
-                ),
+                5 => ValueDesc::Tensor(self.tensor(
+                    need(payload)?,
+                    &at,
+                    &non_const_buffer_sizes,
+                    prog,
+                )?),
+                6 => ValueDesc::String(need(payload)?.string(0).at(at)?.unwrap_or("").to_string()),
                 7 => {
                     let items = self.i64_vec(&need(payload)?, 0, &at)?;
                     let mut out = Vec::with_capacity(items.len());
                     for (k, it) in items.into_iter().enumerate() {
-                        out.push(index_in(|| format!("{}.int_list[{k}]", at()), "value index", it, n_values)?);
+                        out.push(index_in(
+                            || format!("{}.int_list[{k}]", at()),
+                            "value index",
+                            it,
+                            n_values,
+                        )?);
                     }
                     ValueDesc::IntList(out)
                 }
@@ -610,7 +660,12 @@ impl<'a> Parser<'a> {
                     let items = self.int_vec(&need(payload)?, 0, &at)?;
                     let mut out = Vec::with_capacity(items.len());
                     for (k, it) in items.into_iter().enumerate() {
-                        out.push(index_in(|| format!("{}.tensor_list[{k}]", at()), "value index", it as i64, n_values)?);
+                        out.push(index_in(
+                            || format!("{}.tensor_list[{k}]", at()),
+                            "value index",
+                            it as i64,
+                            n_values,
+                        )?);
                     }
                     ValueDesc::TensorList(out)
                 }
@@ -649,7 +704,10 @@ impl<'a> Parser<'a> {
                         if !matches!(values[it], ValueDesc::Int(_)) {
                             return Err(FormatError::invalid(
                                 format!("{}.int_list[{k}]", at()),
-                                format!("refers to value {it}, a {} (expected Int)", values[it].kind()),
+                                format!(
+                                    "refers to value {it}, a {} (expected Int)",
+                                    values[it].kind()
+                                ),
                             ));
                         }
                     }
@@ -659,7 +717,10 @@ impl<'a> Parser<'a> {
                         if !matches!(values[it], ValueDesc::Tensor(_)) {
                             return Err(FormatError::invalid(
                                 format!("{}.tensor_list[{k}]", at()),
-                                format!("refers to value {it}, a {} (expected Tensor)", values[it].kind()),
+                                format!(
+                                    "refers to value {it}, a {} (expected Tensor)",
+                                    values[it].kind()
+                                ),
                             ));
                         }
                     }
@@ -670,7 +731,10 @@ impl<'a> Parser<'a> {
                             if !matches!(values[it], ValueDesc::Tensor(_) | ValueDesc::Null) {
                                 return Err(FormatError::invalid(
                                     format!("{}.optional_tensor_list[{k}]", at()),
-                                    format!("refers to value {it}, a {} (expected Tensor or None)", values[it].kind()),
+                                    format!(
+                                        "refers to value {it}, a {} (expected Tensor or None)",
+                                        values[it].kind()
+                                    ),
                                 ));
                             }
                         }
@@ -688,7 +752,14 @@ impl<'a> Parser<'a> {
             }
             raw.into_iter()
                 .enumerate()
-                .map(|(k, v)| index_in(|| format!("{}[{k}]", at()), "value index", v as i64, n_values))
+                .map(|(k, v)| {
+                    index_in(
+                        || format!("{}[{k}]", at()),
+                        "value index",
+                        v as i64,
+                        n_values,
+                    )
+                })
                 .collect()
         };
         let inputs = idx_list(3, "inputs")?;
@@ -700,7 +771,10 @@ impl<'a> Parser<'a> {
             for k in 0..v.len {
                 let at = || format!("{base}.operators[{k}]");
                 let o = v.table(fb, k).at(at)?;
-                let name = o.string(0).at(at)?.ok_or_else(|| FormatError::invalid(at(), "missing name"))?;
+                let name = o
+                    .string(0)
+                    .at(at)?
+                    .ok_or_else(|| FormatError::invalid(at(), "missing name"))?;
                 let overload = o.string(1).at(at)?.unwrap_or("");
                 operators.push(OperatorDesc {
                     name: name.to_string(),
@@ -715,20 +789,32 @@ impl<'a> Parser<'a> {
             for k in 0..v.len {
                 let at = || format!("{base}.delegates[{k}]");
                 let d = v.table(fb, k).at(at)?;
-                let id = d.string(0).at(at)?.ok_or_else(|| FormatError::invalid(at(), "missing id"))?;
-                let r = d
-                    .table(1)
+                let id = d
+                    .string(0)
                     .at(at)?
-                    .ok_or_else(|| FormatError::invalid(at(), "missing processed data reference"))?;
+                    .ok_or_else(|| FormatError::invalid(at(), "missing id"))?;
+                let r = d.table(1).at(at)?.ok_or_else(|| {
+                    FormatError::invalid(at(), "missing processed data reference")
+                })?;
                 let loc = r.u8_or(0, 0).at(at)?;
                 let idx = r.u32_or(1, 0).at(at)? as usize;
                 let data = match loc {
                     0 => {
-                        index_in(|| format!("{}.processed", at()), "inline data index", idx as i64, prog.backend_delegate_data.len())?;
+                        index_in(
+                            || format!("{}.processed", at()),
+                            "inline data index",
+                            idx as i64,
+                            prog.backend_delegate_data.len(),
+                        )?;
                         DelegateData::Inline(idx)
                     }
                     1 => {
-                        index_in(|| format!("{}.processed", at()), "segment index", idx as i64, prog.segments.len())?;
+                        index_in(
+                            || format!("{}.processed", at()),
+                            "segment index",
+                            idx as i64,
+                            prog.segments.len(),
+                        )?;
                         DelegateData::Segment(idx)
                     }
                     other => {
@@ -743,7 +829,11 @@ impl<'a> Parser<'a> {
                     for c in 0..cv.len {
                         let ct = cv.table(fb, c).at(at)?;
                         let key = ct.string(0).at(at)?.unwrap_or("").to_string();
-                        let val = ct.byte_vector(1).at(at)?.map(|(s, b)| s..s + b.len()).unwrap_or(0..0);
+                        let val = ct
+                            .byte_vector(1)
+                            .at(at)?
+                            .map(|(s, b)| s..s + b.len())
+                            .unwrap_or(0..0);
                         compile_specs.push((key, val));
                     }
                 }
@@ -776,24 +866,49 @@ impl<'a> Parser<'a> {
                         .table(1)
                         .at(at)?
                         .ok_or_else(|| FormatError::invalid(at(), "instruction payload missing"))?;
-                    let vidx = |v: i64, what: &str| index_in(|| format!("{}.{what}", at()), "value index", v, n_values);
+                    let vidx = |v: i64, what: &str| {
+                        index_in(|| format!("{}.{what}", at()), "value index", v, n_values)
+                    };
                     let args = |slot: usize| -> Result<Vec<usize>, FormatError> {
                         let raw = self.int_vec(&a, slot, &at)?;
                         raw.into_iter()
                             .enumerate()
-                            .map(|(j, v)| index_in(|| format!("{}.args[{j}]", at()), "value index", v as i64, n_values))
+                            .map(|(j, v)| {
+                                index_in(
+                                    || format!("{}.args[{j}]", at()),
+                                    "value index",
+                                    v as i64,
+                                    n_values,
+                                )
+                            })
                             .collect()
                     };
                     let ins = match tag {
                         1 => {
                             let op = a.i32_or(0, 0).at(at)? as i64;
-                            let op_index = index_in(|| format!("{}.op_index", at()), "operator index", op, operators.len())?;
-                            Instruction::Kernel { op_index, args: args(1)? }
+                            let op_index = index_in(
+                                || format!("{}.op_index", at()),
+                                "operator index",
+                                op,
+                                operators.len(),
+                            )?;
+                            Instruction::Kernel {
+                                op_index,
+                                args: args(1)?,
+                            }
                         }
                         2 => {
                             let d = a.i32_or(0, 0).at(at)? as i64;
-                            let delegate_index = index_in(|| format!("{}.delegate_index", at()), "delegate index", d, delegates.len())?;
-                            Instruction::Delegate { delegate_index, args: args(1)? }
+                            let delegate_index = index_in(
+                                || format!("{}.delegate_index", at()),
+                                "delegate index",
+                                d,
+                                delegates.len(),
+                            )?;
+                            Instruction::Delegate {
+                                delegate_index,
+                                args: args(1)?,
+                            }
                         }
                         3 => Instruction::Move {
                             from: vidx(a.i32_or(0, 0).at(at)? as i64, "move_from")?,
@@ -808,7 +923,10 @@ impl<'a> Parser<'a> {
                                     format!("jump target {dest} outside the chain ({n_instr} instructions)"),
                                 ));
                             }
-                            Instruction::JumpFalse { cond, destination: dest as usize }
+                            Instruction::JumpFalse {
+                                cond,
+                                destination: dest as usize,
+                            }
                         }
                         5 => Instruction::Free {
                             value: vidx(a.i32_or(0, 0).at(at)? as i64, "value_index")?,
@@ -850,8 +968,12 @@ impl<'a> Parser<'a> {
         let fb = self.fb;
         let tat = || format!("{}.tensor", at());
         let code = t.u8_or(0, 0).at(tat)?;
-        let scalar_type = ScalarType::from_code(code)
-            .ok_or_else(|| FormatError::invalid(format!("{}.scalar_type", tat()), format!("unknown scalar type code {code}")))?;
+        let scalar_type = ScalarType::from_code(code).ok_or_else(|| {
+            FormatError::invalid(
+                format!("{}.scalar_type", tat()),
+                format!("unknown scalar type code {code}"),
+            )
+        })?;
         let storage_offset = t.i32_or(1, 0).at(tat)?;
         if storage_offset != 0 {
             return Err(FormatError::invalid(
@@ -873,7 +995,10 @@ impl<'a> Parser<'a> {
         for k in 0..sizes_v.len {
             let s = fb.i32(sizes_v.pos(k, 4)).at(tat)?;
             if s < 0 {
-                return Err(FormatError::invalid(format!("{}.sizes[{k}]", tat()), format!("negative size {s}")));
+                return Err(FormatError::invalid(
+                    format!("{}.sizes[{k}]", tat()),
+                    format!("negative size {s}"),
+                ));
             }
             sizes.push(s as usize);
         }
@@ -884,7 +1009,11 @@ impl<'a> Parser<'a> {
         if dim_order.len() != sizes.len() {
             return Err(FormatError::invalid(
                 format!("{}.dim_order", tat()),
-                format!("has {} entries for a rank-{} tensor", dim_order.len(), sizes.len()),
+                format!(
+                    "has {} entries for a rank-{} tensor",
+                    dim_order.len(),
+                    sizes.len()
+                ),
             ));
         }
         let mut seen = [false; MAX_RANK];
@@ -902,7 +1031,12 @@ impl<'a> Parser<'a> {
             .try_fold(1usize, |a, &s| a.checked_mul(s))
             .and_then(|n| n.checked_mul(scalar_type.element_size()))
             .filter(|n| *n <= isize::MAX as usize)
-            .ok_or_else(|| FormatError::invalid(format!("{}.sizes", tat()), format!("{sizes:?} overflows the byte size")))?;
+            .ok_or_else(|| {
+                FormatError::invalid(
+                    format!("{}.sizes", tat()),
+                    format!("{sizes:?} overflows the byte size"),
+                )
+            })?;
         let nbytes = numel;
         let data_buffer_idx = t.u32_or(5, 0).at(tat)?;
         let allocation = match t.table(6).at(tat)? {
@@ -920,7 +1054,10 @@ impl<'a> Parser<'a> {
             1 => ShapeDynamism::DynamicBound,
             2 => ShapeDynamism::DynamicUnbound,
             o => {
-                return Err(FormatError::invalid(format!("{}.shape_dynamism", tat()), format!("unknown value {o}")))
+                return Err(FormatError::invalid(
+                    format!("{}.shape_dynamism", tat()),
+                    format!("unknown value {o}"),
+                ))
             }
         };
         let (location, fqn, mutable_data_segments_idx) = match t.table(9).at(tat)? {
@@ -994,20 +1131,34 @@ impl<'a> Parser<'a> {
                         "initial mutable data requested but the program has no mutable data segment",
                     )
                 })?;
-                check_subsegment(seg, idx, nbytes, &prog.segments, &|| format!("{}.data_buffer_idx", tat()))?;
-            } else if let Some(cs) = prog.constant_segment.as_ref().filter(|c| c.offsets.len() > 1) {
-                check_subsegment(cs, idx, nbytes, &prog.segments, &|| format!("{}.data_buffer_idx", tat()))?;
+                check_subsegment(seg, idx, nbytes, &prog.segments, &|| {
+                    format!("{}.data_buffer_idx", tat())
+                })?;
+            } else if let Some(cs) = prog
+                .constant_segment
+                .as_ref()
+                .filter(|c| c.offsets.len() > 1)
+            {
+                check_subsegment(cs, idx, nbytes, &prog.segments, &|| {
+                    format!("{}.data_buffer_idx", tat())
+                })?;
             } else {
                 let r = prog.constant_buffer.get(idx).ok_or_else(|| {
                     FormatError::invalid(
                         format!("{}.data_buffer_idx", tat()),
-                        format!("constant {idx} does not exist ({} inline constants)", prog.constant_buffer.len()),
+                        format!(
+                            "constant {idx} does not exist ({} inline constants)",
+                            prog.constant_buffer.len()
+                        ),
                     )
                 })?;
                 if r.len() < nbytes {
                     return Err(FormatError::invalid(
                         format!("{}.data_buffer_idx", tat()),
-                        format!("inline constant {idx} holds {} bytes, tensor needs {nbytes}", r.len()),
+                        format!(
+                            "inline constant {idx} holds {} bytes, tensor needs {nbytes}",
+                            r.len()
+                        ),
                     ));
                 }
             }
@@ -1026,7 +1177,10 @@ fn check_subsegment(
     let off = *s.offsets.get(idx).ok_or_else(|| {
         FormatError::invalid(
             at(),
-            format!("buffer index {idx} out of range ({} offsets)", s.offsets.len()),
+            format!(
+                "buffer index {idx} out of range ({} offsets)",
+                s.offsets.len()
+            ),
         )
     })?;
     let seg_len = segments.get(s.segment_index).map(|r| r.len()).unwrap_or(0) as u64;
@@ -1046,7 +1200,11 @@ impl ProgramDesc {
         if idx == 0 {
             return None;
         }
-        if let Some(cs) = self.constant_segment.as_ref().filter(|c| c.offsets.len() > 1) {
+        if let Some(cs) = self
+            .constant_segment
+            .as_ref()
+            .filter(|c| c.offsets.len() > 1)
+        {
             let seg = self.segments.get(cs.segment_index)?;
             let start = seg.start + *cs.offsets.get(idx)? as usize;
             return Some(start..start + t.nbytes());

@@ -67,7 +67,9 @@ pub fn parse_ptd(bytes: &[u8]) -> Result<FlatTensorDesc, FormatError> {
     let rd = |p| fb.u64(p).map_err(|e| hdr_err(e.to_string()));
     let length = fb.u32(12).map_err(|e| hdr_err(e.to_string()))?;
     if length < 40 {
-        return Err(hdr_err(format!("length {length} is below the minimum of 40")));
+        return Err(hdr_err(format!(
+            "length {length} is below the minimum of 40"
+        )));
     }
     let fb_off = rd(16)?;
     let fb_size = rd(24)?;
@@ -77,7 +79,11 @@ pub fn parse_ptd(bytes: &[u8]) -> Result<FlatTensorDesc, FormatError> {
     let fb_end = fb_off
         .checked_add(fb_size)
         .filter(|e| *e <= len)
-        .ok_or_else(|| hdr_err(format!("flatbuffer [{fb_off}, +{fb_size}) is outside the file ({len} bytes)")))?;
+        .ok_or_else(|| {
+            hdr_err(format!(
+                "flatbuffer [{fb_off}, +{fb_size}) is outside the file ({len} bytes)"
+            ))
+        })?;
     seg_base
         .checked_add(seg_size)
         .filter(|e| *e <= len)
@@ -89,7 +95,10 @@ pub fn parse_ptd(bytes: &[u8]) -> Result<FlatTensorDesc, FormatError> {
     let fb = Fb::new(&bytes[..fb_end as usize]);
     let root_pos = fb.u32(0).at(|| "root".into())? as usize;
     if root_pos < 8 || root_pos + 4 > fb_end as usize {
-        return Err(FormatError::invalid("root", format!("root offset {root_pos} out of range")));
+        return Err(FormatError::invalid(
+            "root",
+            format!("root offset {root_pos} out of range"),
+        ));
     }
     let root = fb.table(root_pos).at(|| "root".into())?;
     let version = root.u32_or(0, 0).at(|| "version".into())?;
@@ -113,7 +122,12 @@ pub fn parse_ptd(bytes: &[u8]) -> Result<FlatTensorDesc, FormatError> {
         let e = s.and_then(|s| s.checked_add(size));
         match (s, e) {
             (Some(s), Some(e)) if e <= len => segments.push(s as usize..e as usize),
-            _ => return Err(FormatError::invalid(at(), format!("segment [{off}, +{size}) is outside the file"))),
+            _ => {
+                return Err(FormatError::invalid(
+                    at(),
+                    format!("segment [{off}, +{size}) is outside the file"),
+                ))
+            }
         }
     }
     let nd = root
@@ -124,38 +138,67 @@ pub fn parse_ptd(bytes: &[u8]) -> Result<FlatTensorDesc, FormatError> {
     for i in 0..nd.len {
         let at = || format!("named_data[{i}]");
         let t = nd.table(fb, i).at(at)?;
-        let key = t.string(0).at(at)?.ok_or_else(|| FormatError::invalid(at(), "missing key"))?;
+        let key = t
+            .string(0)
+            .at(at)?
+            .ok_or_else(|| FormatError::invalid(at(), "missing key"))?;
         let seg = t.u32_or(1, 0).at(at)? as usize;
-        let range = segments
-            .get(seg)
-            .cloned()
-            .ok_or_else(|| FormatError::invalid(at(), format!("segment_index {seg} out of range ({} segments)", segments.len())))?;
+        let range = segments.get(seg).cloned().ok_or_else(|| {
+            FormatError::invalid(
+                at(),
+                format!(
+                    "segment_index {seg} out of range ({} segments)",
+                    segments.len()
+                ),
+            )
+        })?;
         let layout = match t.table(2).at(at)? {
             Some(l) => {
                 let code = l.u8_or(0, 0).at(at)?;
-                let scalar_type = ScalarType::from_code(code)
-                    .ok_or_else(|| FormatError::invalid(format!("{}.tensor_layout", at()), format!("unknown scalar type {code}")))?;
+                let scalar_type = ScalarType::from_code(code).ok_or_else(|| {
+                    FormatError::invalid(
+                        format!("{}.tensor_layout", at()),
+                        format!("unknown scalar type {code}"),
+                    )
+                })?;
                 let mut sizes = Vec::new();
                 if let Some(v) = l.vector(1, 4).at(at)? {
                     if v.len > crate::program::MAX_RANK {
-                        return Err(FormatError::invalid(format!("{}.tensor_layout", at()), format!("rank {} too large", v.len)));
+                        return Err(FormatError::invalid(
+                            format!("{}.tensor_layout", at()),
+                            format!("rank {} too large", v.len),
+                        ));
                     }
                     for k in 0..v.len {
                         let s = fb.i32(v.pos(k, 4)).at(at)?;
                         if s < 0 {
-                            return Err(FormatError::invalid(format!("{}.tensor_layout.sizes", at()), format!("negative size {s}")));
+                            return Err(FormatError::invalid(
+                                format!("{}.tensor_layout.sizes", at()),
+                                format!("negative size {s}"),
+                            ));
                         }
                         sizes.push(s as usize);
                     }
                 }
-                let dim_order = l.byte_vector(2).at(at)?.map(|(_, b)| b.to_vec()).unwrap_or_default();
-                let layout = TensorLayout { scalar_type, sizes, dim_order };
+                let dim_order = l
+                    .byte_vector(2)
+                    .at(at)?
+                    .map(|(_, b)| b.to_vec())
+                    .unwrap_or_default();
+                let layout = TensorLayout {
+                    scalar_type,
+                    sizes,
+                    dim_order,
+                };
                 match layout.nbytes() {
                     Some(n) if n <= range.len() => {}
                     _ => {
                         return Err(FormatError::invalid(
                             format!("{}.tensor_layout", at()),
-                            format!("layout needs more bytes than its segment holds ({})", range.len()),
+                            format!(
+                                "layout needs more bytes than its segment holds ({})",
+                                range.len()
+                            ),
                         ))
                     }
                 }
@@ -163,7 +206,11 @@ pub fn parse_ptd(bytes: &[u8]) -> Result<FlatTensorDesc, FormatError> {
             }
             None => None,
         };
-        blobs.push(NamedBlob { key: key.to_string(), range, layout });
+        blobs.push(NamedBlob {
+            key: key.to_string(),
+            range,
+            layout,
+        });
     }
     Ok(FlatTensorDesc { version, blobs })
 }

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 /// Depth of one k-block (cache blocking for the packed B sliver in L1 / A block in L2).
 pub(crate) const KC: usize = 256;
+/// Longest strided A row gathered on the stack by the m == 1 paths.
+const GATHER_STACK: usize = 4096;
 
 /// Register-tile microkernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1085,10 +1087,20 @@ pub fn sgemm_batched(
 
     let kern = Kern::current();
     if batch == 1 && m == 1 && k > 0 && (b_trans || ldb > 0) {
+        // Gather a strided row on the stack (heap only for very long rows), so
+        // steady-state calls never allocate.
+        let mut stack = [0f32; GATHER_STACK];
         let x: Vec<f32>;
         let xs: &[f32] = if a_trans && lda != 1 {
-            x = (0..k).map(|p| a[p * lda]).collect();
-            &x
+            if k <= GATHER_STACK {
+                for (p, v) in stack[..k].iter_mut().enumerate() {
+                    *v = a[p * lda];
+                }
+                &stack[..k]
+            } else {
+                x = (0..k).map(|p| a[p * lda]).collect();
+                &x
+            }
         } else {
             &a[..k]
         };
@@ -1304,10 +1316,20 @@ pub fn sgemm_packed(
     check_bias(&bias, m, n);
     let kern = p.kern;
     if m == 1 && k > 0 {
+        // Gather a strided row on the stack (heap only for very long rows), so
+        // steady-state calls never allocate.
+        let mut stack = [0f32; GATHER_STACK];
         let x: Vec<f32>;
         let xs: &[f32] = if a_trans && lda != 1 {
-            x = (0..k).map(|q| a[q * lda]).collect();
-            &x
+            if k <= GATHER_STACK {
+                for (q, v) in stack[..k].iter_mut().enumerate() {
+                    *v = a[q * lda];
+                }
+                &stack[..k]
+            } else {
+                x = (0..k).map(|q| a[q * lda]).collect();
+                &x
+            }
         } else {
             &a[..k]
         };

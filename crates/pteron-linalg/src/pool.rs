@@ -46,6 +46,8 @@ struct Shared {
     done: AtomicUsize,
     /// Workers registered on the current job.
     active: AtomicUsize,
+    /// Workers that have finished starting up (thread setup, scratch reserved).
+    started: AtomicUsize,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     cv: Condvar,
@@ -73,6 +75,7 @@ fn pool() -> &'static Pool {
             next: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -167,6 +170,8 @@ fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
 
 fn worker(sh: &'static Shared, mut last_gen: u64) {
     IN_POOL.with(|c| c.set(true));
+    crate::util::reserve_scratch();
+    sh.started.fetch_add(1, Ordering::SeqCst);
     loop {
         let w = wait_for_new(sh, last_gen);
         last_gen = w >> 1;
@@ -221,6 +226,11 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
             Err(_) => break,
         }
     }
+    // Workers allocate while starting; wait for them here (first dispatch only) so
+    // that nothing allocates in steady state.
+    while sh.started.load(Ordering::SeqCst) < workers.len() {
+        std::thread::yield_now();
+    }
     if workers.is_empty() {
         drop(workers);
         for i in 0..n_tasks {
@@ -244,6 +254,7 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
         let _g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
         sh.cv.notify_all();
     }
+    crate::util::reserve_scratch();
     IN_POOL.with(|c| c.set(true));
     run_tasks(sh, &job);
     IN_POOL.with(|c| c.set(false));

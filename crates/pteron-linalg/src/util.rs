@@ -47,8 +47,19 @@ impl AlignedBuf {
     }
 }
 
+/// Scratch reserved per thread up front (f32 elements, 1 MiB). GEMM tiles need at
+/// most `(MC + NC) * KC` ≈ 90K elements and depthwise bands about 8K plus one padded
+/// row, so kernels never grow it in steady state: `execute` stays allocation-free
+/// after the first run for planes up to ~250K elements wide.
+pub(crate) const INITIAL_SCRATCH: usize = 1 << 18;
+
 thread_local! {
-    static SCRATCH: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::new(0));
+    static SCRATCH: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::new(INITIAL_SCRATCH));
+}
+
+/// Makes sure this thread's scratch exists (allocating it now rather than later).
+pub(crate) fn reserve_scratch() {
+    with_scratch(0, |_| ());
 }
 
 /// Run `f` with a thread-local, 64-byte aligned scratch slice of at least `len`

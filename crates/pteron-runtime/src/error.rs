@@ -81,10 +81,20 @@ pub enum Error {
     Format(#[from] FormatError),
     /// No method of that name.
     #[error("method '{name}' not found; the program has: {}", available.join(", "))]
-    MethodNotFound { name: String, available: Vec<String> },
+    MethodNotFound {
+        name: String,
+        available: Vec<String>,
+    },
     /// Operators with no kernel in this build; every one is listed.
-    #[error("method '{method}': {} operator(s) have no kernel in this build: {}", distinct_ops(missing), format_missing(missing))]
-    MissingKernels { method: String, missing: Vec<MissingOp> },
+    #[error(
+        "method '{method}': {} operator(s) have no kernel in this build: {}",
+        distinct_ops(missing),
+        format_missing(missing)
+    )]
+    MissingKernels {
+        method: String,
+        missing: Vec<MissingOp>,
+    },
     /// A delegate names a backend that is not registered.
     #[error("method '{method}': delegate {delegate} uses backend '{backend}', which is not registered (available: {})", available.join(", "))]
     BackendNotFound {
@@ -143,7 +153,9 @@ pub enum Error {
         reason: String,
     },
     /// Execution exceeded the instruction budget (a loop that never ends).
-    #[error("method '{method}': executed more than {limit} instructions; stopping (infinite loop?)")]
+    #[error(
+        "method '{method}': executed more than {limit} instructions; stopping (infinite loop?)"
+    )]
     InstructionLimit { method: String, limit: u64 },
     /// Run-time control flow or value error outside a kernel.
     #[error("method '{method}', instruction {instruction}: {reason}")]
@@ -176,8 +188,16 @@ fn format_missing(missing: &[MissingOp]) -> String {
         .iter()
         .map(|(op, ix)| {
             let shown: Vec<String> = ix.iter().take(8).map(|i| i.to_string()).collect();
-            let more = if ix.len() > 8 { format!(", ... {} more", ix.len() - 8) } else { String::new() };
-            let word = if ix.len() == 1 { "instruction" } else { "instructions" };
+            let more = if ix.len() > 8 {
+                format!(", ... {} more", ix.len() - 8)
+            } else {
+                String::new()
+            };
+            let word = if ix.len() == 1 {
+                "instruction"
+            } else {
+                "instructions"
+            };
             format!("{op} ({word} {}{more})", shown.join(", "))
         })
         .collect::<Vec<_>>()

@@ -116,7 +116,8 @@ impl Registry {
             ops: ops.iter().map(|s| s.to_string()).collect(),
             factory,
         });
-        self.fusions.sort_by_key(|r| core::cmp::Reverse(r.ops.len()));
+        self.fusions
+            .sort_by_key(|r| core::cmp::Reverse(r.ops.len()));
     }
     pub fn fusions(&self) -> &[FusionRule] {
         &self.fusions
@@ -188,11 +189,7 @@ struct Access<'a> {
     n_mut: u32,
 }
 
-fn push_req(
-    reqs: &mut SmallVec<[Req; 24]>,
-    values: &[Value],
-    v: usize,
-) {
+fn push_req(reqs: &mut SmallVec<[Req; 24]>, values: &[Value], v: usize) {
     if reqs.iter().any(|r| r.value == v) {
         return;
     }
@@ -368,7 +365,10 @@ pub struct KernelCtx<'a> {
 }
 
 fn bad_kind(arg: usize, expected: &str, v: &Value) -> KernelError {
-    KernelError::invalid(format!("argument {arg}: expected {expected}, found {}", v.kind()))
+    KernelError::invalid(format!(
+        "argument {arg}: expected {expected}, found {}",
+        v.kind()
+    ))
 }
 
 impl<'a> KernelCtx<'a> {
@@ -402,10 +402,12 @@ impl<'a> KernelCtx<'a> {
 
     /// The value at argument `arg`.
     pub fn value(&self, arg: usize) -> Result<&'a Value, KernelError> {
-        let v = *self
-            .args
-            .get(arg)
-            .ok_or_else(|| KernelError::invalid(format!("argument {arg} missing ({} given)", self.args.len())))?;
+        let v = *self.args.get(arg).ok_or_else(|| {
+            KernelError::invalid(format!(
+                "argument {arg} missing ({} given)",
+                self.args.len()
+            ))
+        })?;
         self.values
             .get(v)
             .ok_or_else(|| KernelError::internal(format!("value index {v} out of range")))
@@ -423,8 +425,13 @@ impl<'a> KernelCtx<'a> {
     fn tensor_value(&self, v: usize) -> Result<&'a TensorValue, KernelError> {
         match self.values.get(v) {
             Some(Value::Tensor(t)) => Ok(t),
-            Some(other) => Err(KernelError::invalid(format!("value {v}: expected Tensor, found {}", other.kind()))),
-            None => Err(KernelError::internal(format!("value index {v} out of range"))),
+            Some(other) => Err(KernelError::invalid(format!(
+                "value {v}: expected Tensor, found {}",
+                other.kind()
+            ))),
+            None => Err(KernelError::internal(format!(
+                "value index {v} out of range"
+            ))),
         }
     }
 
@@ -442,7 +449,9 @@ impl<'a> KernelCtx<'a> {
     fn out_at(&self, v: usize) -> Result<TensorMut<'a>, KernelError> {
         let t = self.tensor_value(v)?;
         if !t.writable {
-            return Err(KernelError::invalid(format!("tensor value {v} is read-only")));
+            return Err(KernelError::invalid(format!(
+                "tensor value {v} is read-only"
+            )));
         }
         let data = self.access.exclusive(v, t.capacity)?;
         Ok(TensorMut { value: t, data })
@@ -514,7 +523,9 @@ impl<'a> KernelCtx<'a> {
         match self.scalar(arg)? {
             Scalar::Int(i) => Ok(i),
             Scalar::Bool(b) => Ok(b as i64),
-            Scalar::Double(_) => Err(KernelError::invalid(format!("argument {arg}: expected Int, found Double"))),
+            Scalar::Double(_) => Err(KernelError::invalid(format!(
+                "argument {arg}: expected Int, found Double"
+            ))),
         }
     }
     pub fn opt_int(&self, arg: usize) -> Result<Option<i64>, KernelError> {
@@ -536,7 +547,9 @@ impl<'a> KernelCtx<'a> {
         match self.scalar(arg)? {
             Scalar::Bool(b) => Ok(b),
             Scalar::Int(i) => Ok(i != 0),
-            Scalar::Double(_) => Err(KernelError::invalid(format!("argument {arg}: expected Bool, found Double"))),
+            Scalar::Double(_) => Err(KernelError::invalid(format!(
+                "argument {arg}: expected Bool, found Double"
+            ))),
         }
     }
     pub fn opt_bool(&self, arg: usize) -> Result<Option<bool>, KernelError> {
@@ -553,7 +566,9 @@ impl<'a> KernelCtx<'a> {
                 .ok()
                 .and_then(ScalarType::from_code)
                 .map(Some)
-                .ok_or_else(|| KernelError::invalid(format!("argument {arg}: unknown dtype code {c}"))),
+                .ok_or_else(|| {
+                    KernelError::invalid(format!("argument {arg}: unknown dtype code {c}"))
+                }),
         }
     }
     pub fn string(&self, arg: usize) -> Result<&'a str, KernelError> {
@@ -623,7 +638,10 @@ impl<'a> KernelCtx<'a> {
             }
         };
         if s.dtype != o.dtype {
-            return Err(KernelError::dtype(format!("view from {} to {}", s.dtype, o.dtype)));
+            return Err(KernelError::dtype(format!(
+                "view from {} to {}",
+                s.dtype, o.dtype
+            )));
         }
         let numel: usize = sizes.iter().product();
         if numel != s.shape.get().numel() {
@@ -670,7 +688,9 @@ impl<'a> IntList<'a> {
                 .get()
                 .to_i64()
                 .ok_or_else(|| KernelError::invalid(format!("int list element {i} is a Double"))),
-            _ => Err(KernelError::invalid(format!("int list element {i} is not an Int"))),
+            _ => Err(KernelError::invalid(format!(
+                "int list element {i} is not an Int"
+            ))),
         }
     }
     pub fn iter(&self) -> impl Iterator<Item = Result<i64, KernelError>> + '_ {
@@ -679,7 +699,10 @@ impl<'a> IntList<'a> {
     /// Copies into a fixed array (at most 16 entries) without allocating.
     pub fn to_array(&self) -> Result<([i64; 16], usize), KernelError> {
         if self.items.len() > 16 {
-            return Err(KernelError::invalid(format!("int list of {} entries exceeds 16", self.items.len())));
+            return Err(KernelError::invalid(format!(
+                "int list of {} entries exceeds 16",
+                self.items.len()
+            )));
         }
         let mut out = [0i64; 16];
         for (i, o) in out.iter_mut().enumerate().take(self.items.len()) {
@@ -703,16 +726,25 @@ impl<'a> TensorList<'a, '_> {
         self.items.is_empty()
     }
     pub fn get(&self, i: usize) -> Result<TensorRef<'a>, KernelError> {
-        let v = *self.items.get(i).ok_or_else(|| KernelError::invalid(format!("tensor list index {i} out of range")))?;
+        let v = *self
+            .items
+            .get(i)
+            .ok_or_else(|| KernelError::invalid(format!("tensor list index {i} out of range")))?;
         self.ctx.tensor_at(v)
     }
     /// A writable element (lists of outputs, e.g. `split_copy.Tensor_out`).
     pub fn get_mut(&self, i: usize) -> Result<TensorMut<'a>, KernelError> {
-        let v = *self.items.get(i).ok_or_else(|| KernelError::invalid(format!("tensor list index {i} out of range")))?;
+        let v = *self
+            .items
+            .get(i)
+            .ok_or_else(|| KernelError::invalid(format!("tensor list index {i} out of range")))?;
         self.ctx.out_at(v)
     }
     pub fn meta(&self, i: usize) -> Result<(ScalarType, Shape), KernelError> {
-        let v = *self.items.get(i).ok_or_else(|| KernelError::invalid(format!("tensor list index {i} out of range")))?;
+        let v = *self
+            .items
+            .get(i)
+            .ok_or_else(|| KernelError::invalid(format!("tensor list index {i} out of range")))?;
         let t = self.ctx.tensor_value(v)?;
         Ok((t.dtype, t.shape.get()))
     }
@@ -733,7 +765,9 @@ impl<'a> OptTensorList<'a, '_> {
     }
     pub fn get(&self, i: usize) -> Result<Option<TensorRef<'a>>, KernelError> {
         match self.items.get(i) {
-            None => Err(KernelError::invalid(format!("tensor list index {i} out of range"))),
+            None => Err(KernelError::invalid(format!(
+                "tensor list index {i} out of range"
+            ))),
             Some(None) => Ok(None),
             Some(Some(v)) => match self.ctx.values.get(*v) {
                 Some(Value::None) => Ok(None),
@@ -761,11 +795,19 @@ impl<'a> PrepareCtx<'a> {
         self.args.len()
     }
     pub fn value(&self, arg: usize) -> Result<&'a Value, KernelError> {
-        let v = *self.args.get(arg).ok_or_else(|| KernelError::invalid(format!("argument {arg} missing")))?;
-        self.values.get(v).ok_or_else(|| KernelError::internal("value index out of range"))
+        let v = *self
+            .args
+            .get(arg)
+            .ok_or_else(|| KernelError::invalid(format!("argument {arg} missing")))?;
+        self.values
+            .get(v)
+            .ok_or_else(|| KernelError::internal("value index out of range"))
     }
     /// dtype, current (upper-bound) shape and dynamism of a tensor argument.
-    pub fn tensor_meta(&self, arg: usize) -> Result<(ScalarType, Shape, ShapeDynamism), KernelError> {
+    pub fn tensor_meta(
+        &self,
+        arg: usize,
+    ) -> Result<(ScalarType, Shape, ShapeDynamism), KernelError> {
         match self.value(arg)? {
             Value::Tensor(t) => Ok((t.dtype, t.shape.get(), t.dynamism)),
             other => Err(bad_kind(arg, "Tensor", other)),
@@ -806,7 +848,10 @@ impl<'a> PrepareCtx<'a> {
     /// An `int[]` argument as known at load.
     pub fn int_list(&self, arg: usize) -> Result<IntList<'a>, KernelError> {
         match self.value(arg)? {
-            Value::IntList(items) => Ok(IntList { values: self.values, items }),
+            Value::IntList(items) => Ok(IntList {
+                values: self.values,
+                items,
+            }),
             other => Err(bad_kind(arg, "IntList", other)),
         }
     }

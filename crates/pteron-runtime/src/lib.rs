@@ -25,12 +25,14 @@ mod value;
 
 pub use error::{Error, KernelError, KernelErrorKind, MissingOp, Result};
 pub use kernel::{
-    Backend, BackendInitCtx, DelegateHandle, FusionFactory, FusionRule, IntList, Kernel, KernelCtx, KernelFactory, KernelFn,
-    OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
+    Backend, BackendInitCtx, DelegateHandle, FusionFactory, FusionRule, IntList, Kernel, KernelCtx,
+    KernelFactory, KernelFn, OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
 };
 pub use memory::{bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes};
 pub use method::{copy_reorder, MemoryReport, Method, OpProfile, MAX_INSTRUCTIONS};
 pub use program::{IoInfo, MethodMeta, Program, TensorInfo};
 pub use pteron_format::{ScalarType, ShapeDynamism};
-pub use tensor::{strides_for, DimOrder, Element, Shape, Storage, TensorMut, TensorRef, TensorValue};
+pub use tensor::{
+    strides_for, DimOrder, Element, Shape, Storage, TensorMut, TensorRef, TensorValue,
+};
 pub use value::{Scalar, Value};

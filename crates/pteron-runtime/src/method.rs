@@ -6,7 +6,9 @@ use core::cell::Cell;
 use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueDesc};
 
 use crate::error::{Error, KernelError, MissingOp, Result};
-use crate::kernel::{BackendInitCtx, DelegateHandle, Kernel, KernelCtx, PrepareCtx, Registry, Spaces};
+use crate::kernel::{
+    BackendInitCtx, DelegateHandle, Kernel, KernelCtx, PrepareCtx, Registry, Spaces,
+};
 use crate::memory::{AlignedBuf, Bytes};
 use crate::program::Program;
 use crate::tensor::{strides_for, Shape, Storage, TensorRef, TensorValue};
@@ -28,9 +30,17 @@ enum Instr {
         handle: usize,
         args: Box<[usize]>,
     },
-    Move { from: usize, to: usize },
-    JumpFalse { cond: usize, dest: usize },
-    Free { value: usize },
+    Move {
+        from: usize,
+        to: usize,
+    },
+    JumpFalse {
+        cond: usize,
+        dest: usize,
+    },
+    Free {
+        value: usize,
+    },
     /// Folded into a preceding fused kernel.
     Nop,
 }
@@ -105,7 +115,12 @@ impl Method {
         };
 
         // Planned arenas.
-        let sizes: Vec<usize> = plan.non_const_buffer_sizes.iter().skip(1).map(|&s| s as usize).collect();
+        let sizes: Vec<usize> = plan
+            .non_const_buffer_sizes
+            .iter()
+            .skip(1)
+            .map(|&s| s as usize)
+            .collect();
         let mut mutable: Vec<AlignedBuf> = match arenas {
             None => sizes.iter().map(|&s| AlignedBuf::zeroed(s)).collect(),
             Some(given) => {
@@ -176,7 +191,8 @@ impl Method {
                             .find_map(|(k, (_, d))| d.get(&key).map(|b| (k, b.clone())));
                         let (k, blob) = found.ok_or_else(|| {
                             ext_err(if program.external.is_empty() {
-                                "the program needs an external data file (.ptd) and none was given".into()
+                                "the program needs an external data file (.ptd) and none was given"
+                                    .into()
                             } else {
                                 "not found in the given data files".into()
                             })
@@ -197,7 +213,8 @@ impl Method {
                         }
                         match t.allocation {
                             Some(a) => {
-                                let src = &program.external[k].0.bytes()[blob.range.start..blob.range.start + nbytes];
+                                let src = &program.external[k].0.bytes()
+                                    [blob.range.start..blob.range.start + nbytes];
                                 let arena = &mut mutable[a.memory_id as usize - 1];
                                 arena.bytes_mut()[a.offset as usize..a.offset as usize + nbytes]
                                     .copy_from_slice(src);
@@ -280,7 +297,11 @@ impl Method {
         let mut delegate_args: Vec<&[usize]> = vec![&[]; plan.delegates.len()];
         for chain in &plan.chains {
             for ins in chain {
-                if let Instruction::Delegate { delegate_index, args } = ins {
+                if let Instruction::Delegate {
+                    delegate_index,
+                    args,
+                } = ins
+                {
                     delegate_args[*delegate_index] = args;
                 }
             }
@@ -289,22 +310,25 @@ impl Method {
             if let Some(r) = program.desc.named_data_range(key) {
                 return program.bytes.bytes().get(r);
             }
-            program
-                .external
-                .iter()
-                .find_map(|(b, d)| d.get(key).and_then(|blob| b.bytes().get(blob.range.clone())))
+            program.external.iter().find_map(|(b, d)| {
+                d.get(key)
+                    .and_then(|blob| b.bytes().get(blob.range.clone()))
+            })
         };
         for (di, d) in plan.delegates.iter().enumerate() {
-            let backend = registry.backend(&d.id).ok_or_else(|| Error::BackendNotFound {
-                method: mname.clone(),
-                delegate: di,
-                backend: d.id.clone(),
-                available: {
-                    let mut v: Vec<String> = registry.backend_names().map(String::from).collect();
-                    v.sort();
-                    v
-                },
-            })?;
+            let backend = registry
+                .backend(&d.id)
+                .ok_or_else(|| Error::BackendNotFound {
+                    method: mname.clone(),
+                    delegate: di,
+                    backend: d.id.clone(),
+                    available: {
+                        let mut v: Vec<String> =
+                            registry.backend_names().map(String::from).collect();
+                        v.sort();
+                        v
+                    },
+                })?;
             let bytes = program.bytes.bytes();
             let payload = program
                 .desc
@@ -360,7 +384,16 @@ impl Method {
                 // Try fusion rules starting here.
                 if let Instruction::Kernel { .. } = ins {
                     if let Some((len, kernel, label, redirect)) = try_fuse(
-                        registry, chain, k, &op_names, &uses, &plan.outputs, &jump_targets, &values, &readonly, n_mut,
+                        registry,
+                        chain,
+                        k,
+                        &op_names,
+                        &uses,
+                        &plan.outputs,
+                        &jump_targets,
+                        &values,
+                        &readonly,
+                        n_mut,
                     )
                     .map_err(|(source, op)| Error::Prepare {
                         method: mname.clone(),
@@ -430,11 +463,17 @@ impl Method {
                             }
                         }
                     }
-                    Instruction::Delegate { delegate_index, args } => Instr::Delegate {
+                    Instruction::Delegate {
+                        delegate_index,
+                        args,
+                    } => Instr::Delegate {
                         handle: *delegate_index,
                         args: args.clone().into(),
                     },
-                    Instruction::Move { from, to } => Instr::Move { from: *from, to: *to },
+                    Instruction::Move { from, to } => Instr::Move {
+                        from: *from,
+                        to: *to,
+                    },
                     Instruction::JumpFalse { cond, destination } => Instr::JumpFalse {
                         cond: *cond,
                         dest: *destination,
@@ -483,8 +522,14 @@ impl Method {
     /// Memory held by this method.
     pub fn memory(&self) -> MemoryReport {
         MemoryReport {
-            planned: self.mutable[..self.num_arenas].iter().map(|b| b.len()).sum(),
-            io_buffers: self.mutable[self.num_arenas..].iter().map(|b| b.len()).sum(),
+            planned: self.mutable[..self.num_arenas]
+                .iter()
+                .map(|b| b.len())
+                .sum(),
+            io_buffers: self.mutable[self.num_arenas..]
+                .iter()
+                .map(|b| b.len())
+                .sum(),
             prepared: self.prepared_bytes,
         }
     }
@@ -514,7 +559,9 @@ impl Method {
         let t = match &self.values[vi] {
             Value::Tensor(t) => t,
             other => {
-                return Err(self.input_err(index, format!("expected a {}, got a tensor", other.kind())))
+                return Err(
+                    self.input_err(index, format!("expected a {}, got a tensor", other.kind()))
+                )
             }
         };
         if t.dtype != src.dtype {
@@ -539,10 +586,15 @@ impl Method {
                 ShapeDynamism::Static => "static shape",
                 _ => "upper bound",
             };
-            self.input_err(index, format!("shape {:?} does not fit: {} ({bound})", src.sizes(), e.msg))
+            self.input_err(
+                index,
+                format!("shape {:?} does not fit: {} ({bound})", src.sizes(), e.msg),
+            )
         })?;
         let (space, offset) = match t.storage.get() {
-            Storage::At { space, offset } if (space as usize) < self.mutable.len() => (space as usize, offset),
+            Storage::At { space, offset } if (space as usize) < self.mutable.len() => {
+                (space as usize, offset)
+            }
             _ => return Err(self.input_err(index, "input has no writable storage".into())),
         };
         let dst_order = t.order;
@@ -563,7 +615,11 @@ impl Method {
             .ok_or_else(|| self.input_err(index, "no such input".into()))?;
         let cur = match &self.values[vi] {
             Value::Scalar(c) => c.get(),
-            other => return Err(self.input_err(index, format!("expected a {}, got a scalar", other.kind()))),
+            other => {
+                return Err(
+                    self.input_err(index, format!("expected a {}, got a scalar", other.kind()))
+                )
+            }
         };
         let ok = match (cur, s) {
             (Scalar::Int(a), Scalar::Int(b)) => a == b,
@@ -576,7 +632,9 @@ impl Method {
         if !ok {
             return Err(self.input_err(
                 index,
-                format!("this program was traced with {cur:?} and accepts no other value (got {s:?})"),
+                format!(
+                    "this program was traced with {cur:?} and accepts no other value (got {s:?})"
+                ),
             ));
         }
         self.input_set[index] = true;
@@ -586,8 +644,9 @@ impl Method {
     /// Runs the method. Every input must have been set. Nothing is allocated here.
     pub fn execute(&mut self) -> Result<()> {
         // Non-tensor inputs carry their traced value; only tensors must be set.
-        let unset = (0..self.inputs.len())
-            .find(|&i| !self.input_set[i] && matches!(self.values[self.inputs[i]], Value::Tensor(_)));
+        let unset = (0..self.inputs.len()).find(|&i| {
+            !self.input_set[i] && matches!(self.values[self.inputs[i]], Value::Tensor(_))
+        });
         if let Some(i) = unset {
             return Err(self.input_err(i, "has not been set".into()));
         }
@@ -619,7 +678,12 @@ impl Method {
                 let mut next = pc + 1;
                 let started = profile.as_ref().map(|_| std::time::Instant::now());
                 match &mut chain[pc] {
-                    Instr::Kernel { kernel, args, op, post_copy } => {
+                    Instr::Kernel {
+                        kernel,
+                        args,
+                        op,
+                        post_copy,
+                    } => {
                         let wrap = |source: KernelError| Error::Kernel {
                             method: name.clone(),
                             instruction: ix,
@@ -664,7 +728,10 @@ impl Method {
                                     return Err(Error::Execution {
                                         method: name.clone(),
                                         instruction: ix,
-                                        reason: format!("jump condition is {}, expected Bool", other.kind()),
+                                        reason: format!(
+                                            "jump condition is {}, expected Bool",
+                                            other.kind()
+                                        ),
                                     })
                                 }
                             },
@@ -674,12 +741,15 @@ impl Method {
                                     readonly: &readonly[..],
                                 };
                                 let one = [*cond];
-                                let ctx = KernelCtx::new(&one, values, spaces).map_err(|source| Error::Kernel {
-                                    method: name.clone(),
-                                    instruction: ix,
-                                    op: "jump_false".into(),
-                                    source,
-                                })?;
+                                let ctx =
+                                    KernelCtx::new(&one, values, spaces).map_err(|source| {
+                                        Error::Kernel {
+                                            method: name.clone(),
+                                            instruction: ix,
+                                            op: "jump_false".into(),
+                                            source,
+                                        }
+                                    })?;
                                 let tr = ctx.tensor(0).map_err(|source| Error::Kernel {
                                     method: name.clone(),
                                     instruction: ix,
@@ -690,7 +760,10 @@ impl Method {
                                     return Err(Error::Execution {
                                         method: name.clone(),
                                         instruction: ix,
-                                        reason: format!("jump condition tensor has dtype {}, expected bool", t.dtype),
+                                        reason: format!(
+                                            "jump condition tensor has dtype {}, expected bool",
+                                            t.dtype
+                                        ),
                                     });
                                 }
                                 tr.bytes().iter().all(|b| *b != 0)
@@ -699,7 +772,10 @@ impl Method {
                                 return Err(Error::Execution {
                                     method: name.clone(),
                                     instruction: ix,
-                                    reason: format!("jump condition is {}, expected Bool", other.kind()),
+                                    reason: format!(
+                                        "jump condition is {}, expected Bool",
+                                        other.kind()
+                                    ),
                                 })
                             }
                         };
@@ -784,7 +860,9 @@ impl Method {
 
     /// Time per operator (fused groups under their joined name), most expensive first.
     pub fn profile(&self) -> Vec<OpProfile> {
-        let Some(p) = &self.profile else { return Vec::new() };
+        let Some(p) = &self.profile else {
+            return Vec::new();
+        };
         let mut out: Vec<OpProfile> = Vec::new();
         let mut ix = 0;
         for chain in &self.chains {
@@ -793,7 +871,9 @@ impl Method {
                 ix += 1;
                 let name = match ins {
                     Instr::Kernel { op, .. } => self.op_names[*op].clone(),
-                    Instr::Delegate { handle, .. } => format!("delegate {} ({})", handle, self.delegates[*handle].0),
+                    Instr::Delegate { handle, .. } => {
+                        format!("delegate {} ({})", handle, self.delegates[*handle].0)
+                    }
                     Instr::Nop => continue,
                     Instr::Move { .. } => "move".into(),
                     Instr::JumpFalse { .. } => "jump_false".into(),
@@ -805,7 +885,12 @@ impl Method {
                         o.calls += calls;
                         o.nanos += nanos;
                     }
-                    None => out.push(OpProfile { op: name, instructions: 1, calls, nanos }),
+                    None => out.push(OpProfile {
+                        op: name,
+                        instructions: 1,
+                        calls,
+                        nanos,
+                    }),
                 }
             }
         }
@@ -826,7 +911,12 @@ impl Method {
 }
 
 /// Copies `src` (in its own dim order) into `dst` laid out in `dst_order`.
-pub fn copy_reorder(src: TensorRef<'_>, dst: &mut [u8], shape: Shape, dst_order: crate::tensor::DimOrder) {
+pub fn copy_reorder(
+    src: TensorRef<'_>,
+    dst: &mut [u8],
+    shape: Shape,
+    dst_order: crate::tensor::DimOrder,
+) {
     let es = src.dtype().element_size();
     if src.dim_order() == dst_order || shape.numel() <= 1 {
         dst.copy_from_slice(src.bytes());
@@ -918,7 +1008,9 @@ fn try_fuse(
         }
         let mut ctxs = Vec::with_capacity(len);
         for (j, name) in rule.ops.iter().enumerate() {
-            let Instruction::Kernel { op_index, args } = &chain[start + j] else { continue 'rules };
+            let Instruction::Kernel { op_index, args } = &chain[start + j] else {
+                continue 'rules;
+            };
             if &op_names[*op_index] != name {
                 continue 'rules;
             }
@@ -926,8 +1018,12 @@ fn try_fuse(
                 // Every result (the return slot, or each element of a returned list)
                 // must be used only here and by the next instruction, never be a method
                 // output, and the next instruction must consume at least one of them.
-                let Some(&ret) = args.last() else { continue 'rules };
-                let Instruction::Kernel { args: next, .. } = &chain[start + j + 1] else { continue 'rules };
+                let Some(&ret) = args.last() else {
+                    continue 'rules;
+                };
+                let Instruction::Kernel { args: next, .. } = &chain[start + j + 1] else {
+                    continue 'rules;
+                };
                 let results: &[usize] = match &values[ret] {
                     Value::Tensor(_) => core::slice::from_ref(&ret),
                     Value::TensorList(items) => items,
@@ -1000,7 +1096,10 @@ enum Aliasing {
     /// The single final result `fin` overlaps an earlier input, but the first
     /// instruction's result `staged` (same dtype, large enough, overlapping none of the
     /// group's inputs) can hold the result; the runtime copies it to `fin` afterwards.
-    Stage { staged: usize, fin: usize },
+    Stage {
+        staged: usize,
+        fin: usize,
+    },
     Refuse,
 }
 
@@ -1018,22 +1117,32 @@ fn fusion_aliasing(group: &[Instruction], values: &[Value]) -> Aliasing {
             _ => None,
         }
     };
-    let overlap = |a: (u32, usize, usize), b: (u32, usize, usize)| a.0 == b.0 && a.1 < b.2 && b.1 < a.2 && a.1 < a.2 && b.1 < b.2;
-    let Some(Instruction::Kernel { args: last, .. }) = group.last() else { return Aliasing::Refuse };
+    let overlap = |a: (u32, usize, usize), b: (u32, usize, usize)| {
+        a.0 == b.0 && a.1 < b.2 && b.1 < a.2 && a.1 < a.2 && b.1 < b.2
+    };
+    let Some(Instruction::Kernel { args: last, .. }) = group.last() else {
+        return Aliasing::Refuse;
+    };
     let results: Vec<usize> = last
         .last()
         .map(|&r| tensor_args(core::slice::from_ref(&r), values).collect())
         .unwrap_or_default();
     let mut inputs: Vec<usize> = Vec::new();
     for ins in &group[..group.len() - 1] {
-        let Instruction::Kernel { args, .. } = ins else { return Aliasing::Refuse };
+        let Instruction::Kernel { args, .. } = ins else {
+            return Aliasing::Refuse;
+        };
         inputs.extend(tensor_args(args, values));
     }
     let mut clash = false;
     for &r in &results {
-        let Some(rr) = range(r) else { return Aliasing::Refuse };
+        let Some(rr) = range(r) else {
+            return Aliasing::Refuse;
+        };
         for &v in &inputs {
-            let Some(vr) = range(v) else { return Aliasing::Refuse };
+            let Some(vr) = range(v) else {
+                return Aliasing::Refuse;
+            };
             if v != r && overlap(rr, vr) {
                 clash = true;
             }
@@ -1043,17 +1152,30 @@ fn fusion_aliasing(group: &[Instruction], values: &[Value]) -> Aliasing {
         return Aliasing::Free;
     }
     // Stage through the first instruction's result.
-    let (&[fin], Some(Instruction::Kernel { args: first, .. })) = (results.as_slice(), group.first()) else {
+    let (&[fin], Some(Instruction::Kernel { args: first, .. })) =
+        (results.as_slice(), group.first())
+    else {
         return Aliasing::Refuse;
     };
-    let Some(&staged) = first.last() else { return Aliasing::Refuse };
-    let (Value::Tensor(st), Value::Tensor(ft)) = (&values[staged], &values[fin]) else { return Aliasing::Refuse };
-    if st.dtype() != ft.dtype() || st.capacity_bytes() < ft.capacity_bytes() || st.shape().rank() != ft.shape().rank() {
+    let Some(&staged) = first.last() else {
+        return Aliasing::Refuse;
+    };
+    let (Value::Tensor(st), Value::Tensor(ft)) = (&values[staged], &values[fin]) else {
+        return Aliasing::Refuse;
+    };
+    if st.dtype() != ft.dtype()
+        || st.capacity_bytes() < ft.capacity_bytes()
+        || st.shape().rank() != ft.shape().rank()
+    {
         return Aliasing::Refuse;
     }
-    let Some(sr) = range(staged) else { return Aliasing::Refuse };
+    let Some(sr) = range(staged) else {
+        return Aliasing::Refuse;
+    };
     for &v in inputs.iter().filter(|&&v| v != staged) {
-        let Some(vr) = range(v) else { return Aliasing::Refuse };
+        let Some(vr) = range(v) else {
+            return Aliasing::Refuse;
+        };
         if overlap(sr, vr) {
             return Aliasing::Refuse;
         }
@@ -1063,13 +1185,29 @@ fn fusion_aliasing(group: &[Instruction], values: &[Value]) -> Aliasing {
 
 /// Copies tensor value `from` (bytes and shape) into tensor value `to`; both live in
 /// mutable memory. Overlap is allowed (memmove semantics).
-fn copy_tensor_value(values: &[Value], mutable: &mut [AlignedBuf], from: usize, to: usize) -> core::result::Result<(), KernelError> {
-    let (Some(Value::Tensor(f)), Some(Value::Tensor(t))) = (values.get(from), values.get(to)) else {
+fn copy_tensor_value(
+    values: &[Value],
+    mutable: &mut [AlignedBuf],
+    from: usize,
+    to: usize,
+) -> core::result::Result<(), KernelError> {
+    let (Some(Value::Tensor(f)), Some(Value::Tensor(t))) = (values.get(from), values.get(to))
+    else {
         return Err(KernelError::internal("staged copy between non-tensors"));
     };
     t.resize(f.shape().dims())?;
     let n = f.nbytes();
-    let (Storage::At { space: sf, offset: of }, Storage::At { space: st, offset: ot }) = (f.storage.get(), t.storage.get()) else {
+    let (
+        Storage::At {
+            space: sf,
+            offset: of,
+        },
+        Storage::At {
+            space: st,
+            offset: ot,
+        },
+    ) = (f.storage.get(), t.storage.get())
+    else {
         return Err(KernelError::internal("staged copy of an unbound tensor"));
     };
     let (sf, st) = (sf as usize, st as usize);
@@ -1086,7 +1224,10 @@ fn copy_tensor_value(values: &[Value], mutable: &mut [AlignedBuf], from: usize, 
         let [a, b] = mutable
             .get_disjoint_mut([sf, st])
             .map_err(|_| KernelError::internal("staged copy spaces"))?;
-        let src = a.bytes().get(of..of + n).ok_or_else(|| KernelError::internal("staged copy out of range"))?;
+        let src = a
+            .bytes()
+            .get(of..of + n)
+            .ok_or_else(|| KernelError::internal("staged copy out of range"))?;
         b.bytes_mut()
             .get_mut(ot..ot + n)
             .ok_or_else(|| KernelError::internal("staged copy out of range"))?

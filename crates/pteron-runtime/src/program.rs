@@ -127,7 +127,12 @@ impl Program {
             name: plan.name.clone(),
             inputs: plan.inputs.iter().map(|&v| io_info(plan, v)).collect(),
             outputs: plan.outputs.iter().map(|&v| io_info(plan, v)).collect(),
-            planned_buffers: plan.non_const_buffer_sizes.iter().skip(1).copied().collect(),
+            planned_buffers: plan
+                .non_const_buffer_sizes
+                .iter()
+                .skip(1)
+                .copied()
+                .collect(),
             operators,
             delegates: plan
                 .delegates

@@ -87,7 +87,10 @@ impl DimOrder {
         &self.order[..self.rank as usize]
     }
     pub fn is_contiguous(&self) -> bool {
-        self.as_slice().iter().enumerate().all(|(i, &o)| i == o as usize)
+        self.as_slice()
+            .iter()
+            .enumerate()
+            .all(|(i, &o)| i == o as usize)
     }
     /// True for the 4-D channels-last order `[0, 2, 3, 1]`.
     pub fn is_channels_last(&self) -> bool {
@@ -420,4 +423,3 @@ impl<'a> TensorMut<'a> {
         }
     }
 }
-

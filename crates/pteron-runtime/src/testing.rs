@@ -42,7 +42,11 @@ impl TestTensor {
     }
     /// A bool tensor.
     pub fn bools(sizes: &[usize], data: &[bool]) -> Self {
-        Self::from_bytes(ScalarType::Bool, sizes, data.iter().map(|b| *b as u8).collect())
+        Self::from_bytes(
+            ScalarType::Bool,
+            sizes,
+            data.iter().map(|b| *b as u8).collect(),
+        )
     }
     pub fn from_bytes(dtype: ScalarType, sizes: &[usize], data: Vec<u8>) -> Self {
         assert_eq!(
@@ -86,13 +90,19 @@ impl TestTensor {
     }
     /// Elements in memory order.
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        assert!(T::matches(self.dtype), "dtype {} viewed as {}", self.dtype, T::DTYPE);
+        assert!(
+            T::matches(self.dtype),
+            "dtype {} viewed as {}",
+            self.dtype,
+            T::DTYPE
+        );
         bytemuck::pod_collect_to_vec(&self.data)
     }
     /// Elements in logical (contiguous) order, whatever the dim order.
     pub fn to_logical_vec<T: Element>(&self) -> Vec<T> {
         let shape = crate::tensor::Shape::new(&self.sizes).expect("rank");
-        let src = TensorRef::new(self.dtype, &self.sizes, Some(&self.dim_order), &self.data).expect("tensor");
+        let src = TensorRef::new(self.dtype, &self.sizes, Some(&self.dim_order), &self.data)
+            .expect("tensor");
         let mut dst = vec![0u8; self.data.len()];
         crate::method::copy_reorder(src, &mut dst, shape, DimOrder::contiguous(self.sizes.len()));
         bytemuck::pod_collect_to_vec(&dst)
@@ -260,7 +270,9 @@ fn read_back(b: &Built, args: &[TestArg]) -> Vec<TestArg> {
                 (TestArg::Tensor(_) | TestArg::Const(_) | TestArg::Ref(_), Value::Tensor(_)) => {
                     TestArg::Tensor(tensor_of(v))
                 }
-                (_, Value::TensorList(ids)) => TestArg::TensorList(ids.iter().map(|&i| tensor_of(i)).collect()),
+                (_, Value::TensorList(ids)) => {
+                    TestArg::TensorList(ids.iter().map(|&i| tensor_of(i)).collect())
+                }
                 (_, Value::Scalar(s)) => match s.get() {
                     Scalar::Int(i) => TestArg::Int(i),
                     Scalar::Double(d) => TestArg::Double(d),
@@ -288,7 +300,11 @@ pub fn run_kernel(f: KernelFn, args: Vec<TestArg>) -> Result<Vec<TestArg>, Kerne
 
 /// Instantiates operator `name` from `registry` (running its factory, if any, as
 /// method load would) and runs it on `args`.
-pub fn run_op(registry: &Registry, name: &str, args: Vec<TestArg>) -> Result<Vec<TestArg>, KernelError> {
+pub fn run_op(
+    registry: &Registry,
+    name: &str,
+    args: Vec<TestArg>,
+) -> Result<Vec<TestArg>, KernelError> {
     let mut b = build(&args);
     let n_mut = b.mutable.len() as u32;
     let mut k: Box<dyn Kernel> = {

@@ -54,7 +54,9 @@ pub const PORTABLE_OPS: &str = include_str!("portable_ops.txt");
 
 /// Operator coverage of `registry` against the portable set: `(supported, missing)`
 /// portable names, and the extra (non-portable) operators the registry also has.
-pub fn portable_coverage(registry: &Registry) -> (Vec<&'static str>, Vec<&'static str>, Vec<String>) {
+pub fn portable_coverage(
+    registry: &Registry,
+) -> (Vec<&'static str>, Vec<&'static str>, Vec<String>) {
     let portable: Vec<&'static str> = PORTABLE_OPS
         .lines()
         .map(str::trim)
@@ -228,13 +230,21 @@ impl Module {
     }
 
     /// Sets `inputs`, executes `name` and copies every tensor output out (C order).
-    pub fn run(&mut self, name: &str, inputs: &[TensorRef<'_>]) -> Result<Vec<NpyArray>, ModuleError> {
+    pub fn run(
+        &mut self,
+        name: &str,
+        inputs: &[TensorRef<'_>],
+    ) -> Result<Vec<NpyArray>, ModuleError> {
         let m = self.method(name)?;
         if inputs.len() != m.num_inputs() {
             return Err(pteron_runtime::Error::Input {
                 method: name.to_string(),
                 index: inputs.len().min(m.num_inputs()),
-                reason: format!("the method takes {} inputs, {} given", m.num_inputs(), inputs.len()),
+                reason: format!(
+                    "the method takes {} inputs, {} given",
+                    m.num_inputs(),
+                    inputs.len()
+                ),
             }
             .into());
         }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use pteron_runtime::{DimOrder, Shape, ScalarType, TensorRef};
+use pteron_runtime::{DimOrder, ScalarType, Shape, TensorRef};
 use thiserror::Error;
 
 /// Why an `.npy` file could not be read or written.
@@ -52,15 +52,33 @@ impl NpyArray {
         use half::{bf16, f16};
         let d = &self.data;
         match self.dtype {
-            ScalarType::Float => bytemuck::pod_collect_to_vec::<u8, f32>(d).into_iter().map(f64::from).collect(),
+            ScalarType::Float => bytemuck::pod_collect_to_vec::<u8, f32>(d)
+                .into_iter()
+                .map(f64::from)
+                .collect(),
             ScalarType::Double => bytemuck::pod_collect_to_vec::<u8, f64>(d),
-            ScalarType::Half => bytemuck::pod_collect_to_vec::<u8, f16>(d).into_iter().map(|v| v.to_f64()).collect(),
-            ScalarType::BFloat16 => bytemuck::pod_collect_to_vec::<u8, bf16>(d).into_iter().map(|v| v.to_f64()).collect(),
+            ScalarType::Half => bytemuck::pod_collect_to_vec::<u8, f16>(d)
+                .into_iter()
+                .map(|v| v.to_f64())
+                .collect(),
+            ScalarType::BFloat16 => bytemuck::pod_collect_to_vec::<u8, bf16>(d)
+                .into_iter()
+                .map(|v| v.to_f64())
+                .collect(),
             ScalarType::Char => d.iter().map(|&b| b as i8 as f64).collect(),
             ScalarType::Byte | ScalarType::Bool => d.iter().map(|&b| b as f64).collect(),
-            ScalarType::Short => bytemuck::pod_collect_to_vec::<u8, i16>(d).into_iter().map(f64::from).collect(),
-            ScalarType::Int => bytemuck::pod_collect_to_vec::<u8, i32>(d).into_iter().map(f64::from).collect(),
-            ScalarType::Long => bytemuck::pod_collect_to_vec::<u8, i64>(d).into_iter().map(|v| v as f64).collect(),
+            ScalarType::Short => bytemuck::pod_collect_to_vec::<u8, i16>(d)
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            ScalarType::Int => bytemuck::pod_collect_to_vec::<u8, i32>(d)
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            ScalarType::Long => bytemuck::pod_collect_to_vec::<u8, i64>(d)
+                .into_iter()
+                .map(|v| v as f64)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -126,27 +144,40 @@ pub fn parse_npy(bytes: &[u8], path: &str) -> Result<NpyArray, NpyError> {
             if bytes.len() < 12 {
                 return Err(ferr("truncated header"));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(ferr(&format!("unsupported format version {v}"))),
     };
-    let hend = hstart.checked_add(hlen).filter(|e| *e <= bytes.len()).ok_or_else(|| ferr("truncated header"))?;
-    let header = std::str::from_utf8(&bytes[hstart..hend]).map_err(|_| ferr("header is not text"))?;
+    let hend = hstart
+        .checked_add(hlen)
+        .filter(|e| *e <= bytes.len())
+        .ok_or_else(|| ferr("truncated header"))?;
+    let header =
+        std::str::from_utf8(&bytes[hstart..hend]).map_err(|_| ferr("header is not text"))?;
     let descr = header_field(header, "descr").ok_or_else(|| ferr("header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     let dtype = descr_dtype(descr).ok_or_else(|| NpyError::Dtype {
         path: path.to_string(),
         descr: descr.to_string(),
     })?;
-    let fortran = header_field(header, "fortran_order").ok_or_else(|| ferr("header has no 'fortran_order'"))?;
+    let fortran = header_field(header, "fortran_order")
+        .ok_or_else(|| ferr("header has no 'fortran_order'"))?;
     if fortran != "False" {
-        return Err(ferr("Fortran-ordered arrays are not supported (save with np.ascontiguousarray)"));
+        return Err(ferr(
+            "Fortran-ordered arrays are not supported (save with np.ascontiguousarray)",
+        ));
     }
     let shape_s = header_field(header, "shape").ok_or_else(|| ferr("header has no 'shape'"))?;
     let inner = shape_s.trim_start_matches('(').trim_end_matches(')');
     let mut shape = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        shape.push(part.parse::<usize>().map_err(|_| ferr(&format!("bad shape entry '{part}'")))?);
+        shape.push(
+            part.parse::<usize>()
+                .map_err(|_| ferr(&format!("bad shape entry '{part}'")))?,
+        );
     }
     if shape.len() > 16 {
         return Err(ferr("more than 16 dimensions"));
@@ -157,7 +188,10 @@ pub fn parse_npy(bytes: &[u8], path: &str) -> Result<NpyArray, NpyError> {
         .ok_or_else(|| ferr("shape overflows"))?;
     let data = &bytes[hend..];
     if data.len() != n {
-        return Err(ferr(&format!("expected {n} data bytes for shape {shape:?}, found {}", data.len())));
+        return Err(ferr(&format!(
+            "expected {n} data bytes for shape {shape:?}, found {}",
+            data.len()
+        )));
     }
     if dtype == ScalarType::Bool && data.iter().any(|b| *b > 1) {
         return Err(ferr("bool array holds values other than 0 and 1"));
@@ -188,7 +222,14 @@ pub fn to_npy_bytes(a: &NpyArray) -> Result<Vec<u8>, NpyError> {
     let shape = match a.shape.len() {
         0 => "()".to_string(),
         1 => format!("({},)", a.shape[0]),
-        _ => format!("({})", a.shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            a.shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     let total = 10 + h.len() + 1;
@@ -229,13 +270,21 @@ mod tests {
         let b = to_npy_bytes(&a).unwrap();
         assert_eq!((b.len() - a.data.len()) % 64, 0);
         assert_eq!(parse_npy(&b, "x").unwrap(), a);
-        assert!(matches!(parse_npy(b"hello world", "x"), Err(NpyError::Format { .. })));
+        assert!(matches!(
+            parse_npy(b"hello world", "x"),
+            Err(NpyError::Format { .. })
+        ));
         let mut t = b.clone();
         t.truncate(t.len() - 1);
         assert!(matches!(parse_npy(&t, "x"), Err(NpyError::Format { .. })));
-        let bad = String::from_utf8(b.clone()).unwrap_or_default().replace("<f4", "<c8");
+        let bad = String::from_utf8(b.clone())
+            .unwrap_or_default()
+            .replace("<f4", "<c8");
         if !bad.is_empty() {
-            assert!(matches!(parse_npy(bad.as_bytes(), "x"), Err(NpyError::Dtype { .. })));
+            assert!(matches!(
+                parse_npy(bad.as_bytes(), "x"),
+                Err(NpyError::Dtype { .. })
+            ));
         }
     }
 }

@@ -37,7 +37,19 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn execute_does_not_allocate() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
-    let cases = ["mlp", "mobilenet_v2", "resnet", "dynamic_seq", "transformer_encoder_padmask", "zoo_shape", "lstm"];
+    let cases = [
+        "mlp",
+        "mobilenet_v2",
+        "resnet",
+        "dynamic_seq",
+        "transformer_encoder_padmask",
+        "zoo_shape",
+        "lstm",
+        "xnn_mobilenet_v2",
+        "xnn_q8_cnn",
+        "xnn_8da4w",
+        "xnn_dynamic",
+    ];
     for case in cases {
         let dir = fixtures.join(case);
         let mut module = pteron::Module::from_file(dir.join("program.pte")).unwrap();
