@@ -71,14 +71,17 @@ fn static_f32_nchw(ctx: &PrepareCtx<'_>, arg: usize) -> Result<Option<[usize; 4]
 
 fn const_f32(ctx: &PrepareCtx<'_>, arg: usize) -> Result<Option<Vec<f32>>, KernelError> {
     Ok(match ctx.constant(arg)? {
-        Some(t) if t.dtype() == ScalarType::Float && t.is_contiguous() => Some(t.as_slice::<f32>()?.to_vec()),
+        Some(t) if t.dtype() == ScalarType::Float && t.is_contiguous() => {
+            Some(t.as_slice::<f32>()?.to_vec())
+        }
         _ => None,
     })
 }
 
 fn pair(ctx: &PrepareCtx<'_>, arg: usize) -> Result<Option<(usize, usize)>, KernelError> {
     let l = ctx.int_list(arg)?;
-    let get = |i: usize| -> Result<Option<usize>, KernelError> { Ok(usize::try_from(l.get(i)?).ok()) };
+    let get =
+        |i: usize| -> Result<Option<usize>, KernelError> { Ok(usize::try_from(l.get(i)?).ok()) };
     Ok(match l.len() {
         1 => get(0)?.map(|v| (v, v)),
         2 => match (get(0)?, get(1)?) {
@@ -94,9 +97,15 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
     if conv.num_args() != 11 {
         return Ok(None);
     }
-    let Some(in_dims) = static_f32_nchw(conv, 0)? else { return Ok(None) };
-    let Some(out_dims) = static_f32_nchw(conv, 9)? else { return Ok(None) };
-    let Some(mut weight) = const_f32(conv, 1)? else { return Ok(None) };
+    let Some(in_dims) = static_f32_nchw(conv, 0)? else {
+        return Ok(None);
+    };
+    let Some(out_dims) = static_f32_nchw(conv, 9)? else {
+        return Ok(None);
+    };
+    let Some(mut weight) = const_f32(conv, 1)? else {
+        return Ok(None);
+    };
     let (_, wshape, _) = conv.tensor_meta(1)?;
     if wshape.rank() != 4 {
         return Ok(None);
@@ -108,13 +117,21 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
             None => return Ok(None),
         },
     };
-    let (Some(stride), Some(padding), Some(dilation)) = (pair(conv, 3)?, pair(conv, 4)?, pair(conv, 5)?) else {
+    let (Some(stride), Some(padding), Some(dilation)) =
+        (pair(conv, 3)?, pair(conv, 4)?, pair(conv, 5)?)
+    else {
         return Ok(None);
     };
     if !matches!(conv.scalar(6)?, Scalar::Bool(false)) {
         return Ok(None); // transposed
     }
-    let Some(groups) = conv.scalar(8)?.to_i64().and_then(|g| usize::try_from(g).ok()) else { return Ok(None) };
+    let Some(groups) = conv
+        .scalar(8)?
+        .to_i64()
+        .and_then(|g| usize::try_from(g).ok())
+    else {
+        return Ok(None);
+    };
     let wd = wshape.dims();
     let p = Conv2dParams {
         batch: in_dims[0],
@@ -149,7 +166,9 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
             pteron_runtime::Value::None => Some(vec![0.0; c]),
             _ => const_f32(bn, 2)?,
         };
-        let (Some(gamma), Some(beta), Some(mean), Some(var)) = (gamma, beta, const_f32(bn, 3)?, const_f32(bn, 4)?) else {
+        let (Some(gamma), Some(beta), Some(mean), Some(var)) =
+            (gamma, beta, const_f32(bn, 3)?, const_f32(bn, 4)?)
+        else {
             return Ok(None);
         };
         if [gamma.len(), beta.len(), mean.len(), var.len()] != [c; 4] {
@@ -168,7 +187,9 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
             b[o] = (((b[o] - mean[o]) as f64) * invstd * gamma[o] as f64 + beta[o] as f64) as f32;
         }
         bias = Some(b);
-        let Some(d) = static_f32_nchw(bn, 7)? else { return Ok(None) };
+        let Some(d) = static_f32_nchw(bn, 7)? else {
+            return Ok(None);
+        };
         out_dims = d;
         out_arg = offset + 7;
         offset += bn.num_args();
@@ -181,7 +202,9 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
         match a.num_args() {
             3 => {
                 act = Activation::Relu;
-                let Some(d) = static_f32_nchw(a, 1)? else { return Ok(None) };
+                let Some(d) = static_f32_nchw(a, 1)? else {
+                    return Ok(None);
+                };
                 out_dims = d;
                 out_arg = offset + 1;
             }
@@ -192,14 +215,17 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
                 } else {
                     Activation::Clamp { min: lo, max: hi }
                 };
-                let Some(d) = static_f32_nchw(a, 3)? else { return Ok(None) };
+                let Some(d) = static_f32_nchw(a, 3)? else {
+                    return Ok(None);
+                };
                 out_dims = d;
                 out_arg = offset + 3;
             }
             _ => return Ok(None),
         }
     }
-    let kernel = Conv2d::new(p, &weight, bias.as_deref(), act).map_err(|e| KernelError::invalid(e.to_string()))?;
+    let kernel = Conv2d::new(p, &weight, bias.as_deref(), act)
+        .map_err(|e| KernelError::invalid(e.to_string()))?;
     Ok(Some(Box::new(FusedConv {
         scratch: vec![0.0; p.scratch_len()],
         conv: kernel,

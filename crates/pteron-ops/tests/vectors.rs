@@ -52,23 +52,48 @@ fn int(v: &J) -> i64 {
 
 fn tensor(j: &J) -> TestTensor {
     let dt = dtype(j["dtype"].as_str().unwrap());
-    let sizes: Vec<usize> = j["sizes"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap() as usize).collect();
+    let sizes: Vec<usize> = j["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap() as usize)
+        .collect();
     let data = j["data"].as_array().cloned().unwrap_or_default();
     let n: usize = sizes.iter().product();
     let mut t = if data.is_empty() && n > 0 {
         TestTensor::zeros(dt, &sizes)
     } else {
         match dt {
-            ScalarType::Float => TestTensor::new(&sizes, data.iter().map(|v| num(v) as f32).collect()),
-            ScalarType::Double => TestTensor::new(&sizes, data.iter().map(num).collect::<Vec<f64>>()),
-            ScalarType::Half => TestTensor::new(&sizes, data.iter().map(|v| f16::from_f64(num(v))).collect()),
-            ScalarType::BFloat16 => TestTensor::new(&sizes, data.iter().map(|v| bf16::from_f64(num(v))).collect()),
-            ScalarType::Char => TestTensor::new(&sizes, data.iter().map(|v| int(v) as i8).collect()),
-            ScalarType::Short => TestTensor::new(&sizes, data.iter().map(|v| int(v) as i16).collect()),
-            ScalarType::Int => TestTensor::new(&sizes, data.iter().map(|v| int(v) as i32).collect()),
+            ScalarType::Float => {
+                TestTensor::new(&sizes, data.iter().map(|v| num(v) as f32).collect())
+            }
+            ScalarType::Double => {
+                TestTensor::new(&sizes, data.iter().map(num).collect::<Vec<f64>>())
+            }
+            ScalarType::Half => {
+                TestTensor::new(&sizes, data.iter().map(|v| f16::from_f64(num(v))).collect())
+            }
+            ScalarType::BFloat16 => TestTensor::new(
+                &sizes,
+                data.iter().map(|v| bf16::from_f64(num(v))).collect(),
+            ),
+            ScalarType::Char => {
+                TestTensor::new(&sizes, data.iter().map(|v| int(v) as i8).collect())
+            }
+            ScalarType::Short => {
+                TestTensor::new(&sizes, data.iter().map(|v| int(v) as i16).collect())
+            }
+            ScalarType::Int => {
+                TestTensor::new(&sizes, data.iter().map(|v| int(v) as i32).collect())
+            }
             ScalarType::Long => TestTensor::new(&sizes, data.iter().map(int).collect::<Vec<i64>>()),
-            ScalarType::Byte => TestTensor::new(&sizes, data.iter().map(|v| int(v) as u8).collect()),
-            ScalarType::Bool => TestTensor::bools(&sizes, &data.iter().map(|v| int(v) != 0).collect::<Vec<_>>()),
+            ScalarType::Byte => {
+                TestTensor::new(&sizes, data.iter().map(|v| int(v) as u8).collect())
+            }
+            ScalarType::Bool => TestTensor::bools(
+                &sizes,
+                &data.iter().map(|v| int(v) != 0).collect::<Vec<_>>(),
+            ),
             _ => unreachable!(),
         }
     };
@@ -94,10 +119,24 @@ fn arg(j: &J) -> TestArg {
         "str" => TestArg::Str(j["v"].as_str().unwrap().to_string()),
         "int_list" => TestArg::IntList(j["v"].as_array().unwrap().iter().map(int).collect()),
         "double_list" => TestArg::DoubleList(j["v"].as_array().unwrap().iter().map(num).collect()),
-        "bool_list" => TestArg::BoolList(j["v"].as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect()),
-        "tensor_list" => TestArg::TensorList(j["v"].as_array().unwrap().iter().map(tensor).collect()),
+        "bool_list" => TestArg::BoolList(
+            j["v"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_bool().unwrap())
+                .collect(),
+        ),
+        "tensor_list" => {
+            TestArg::TensorList(j["v"].as_array().unwrap().iter().map(tensor).collect())
+        }
         "opt_tensor_list" => TestArg::OptTensorList(
-            j["v"].as_array().unwrap().iter().map(|t| if t.is_null() { None } else { Some(tensor(t)) }).collect(),
+            j["v"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| if t.is_null() { None } else { Some(tensor(t)) })
+                .collect(),
         ),
         "ref" => TestArg::Ref(j["v"].as_u64().unwrap() as usize),
         other => panic!("unknown arg kind {other}"),
@@ -106,32 +145,79 @@ fn arg(j: &J) -> TestArg {
 
 fn values_f64(t: &TestTensor) -> Vec<f64> {
     match t.dtype {
-        ScalarType::Float => t.to_logical_vec::<f32>().into_iter().map(|v| v as f64).collect(),
+        ScalarType::Float => t
+            .to_logical_vec::<f32>()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
         ScalarType::Double => t.to_logical_vec::<f64>(),
-        ScalarType::Half => t.to_logical_vec::<f16>().into_iter().map(|v| v.to_f64()).collect(),
-        ScalarType::BFloat16 => t.to_logical_vec::<bf16>().into_iter().map(|v| v.to_f64()).collect(),
-        ScalarType::Char => t.to_logical_vec::<i8>().into_iter().map(|v| v as f64).collect(),
-        ScalarType::Short => t.to_logical_vec::<i16>().into_iter().map(|v| v as f64).collect(),
-        ScalarType::Int => t.to_logical_vec::<i32>().into_iter().map(|v| v as f64).collect(),
-        ScalarType::Long => t.to_logical_vec::<i64>().into_iter().map(|v| v as f64).collect(),
-        ScalarType::Byte | ScalarType::Bool => t.to_logical_vec::<u8>().into_iter().map(|v| v as f64).collect(),
+        ScalarType::Half => t
+            .to_logical_vec::<f16>()
+            .into_iter()
+            .map(|v| v.to_f64())
+            .collect(),
+        ScalarType::BFloat16 => t
+            .to_logical_vec::<bf16>()
+            .into_iter()
+            .map(|v| v.to_f64())
+            .collect(),
+        ScalarType::Char => t
+            .to_logical_vec::<i8>()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        ScalarType::Short => t
+            .to_logical_vec::<i16>()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        ScalarType::Int => t
+            .to_logical_vec::<i32>()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        ScalarType::Long => t
+            .to_logical_vec::<i64>()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        ScalarType::Byte | ScalarType::Bool => t
+            .to_logical_vec::<u8>()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
         _ => unreachable!(),
     }
 }
 
-fn check_tensor(case: &str, what: &str, got: &TestTensor, want: &J, atol: f64, rtol: f64) -> Result<(), String> {
+fn check_tensor(
+    case: &str,
+    what: &str,
+    got: &TestTensor,
+    want: &J,
+    atol: f64,
+    rtol: f64,
+) -> Result<(), String> {
     let w = tensor(want);
     if got.dtype != w.dtype {
-        return Err(format!("{case} {what}: dtype {} != expected {}", got.dtype, w.dtype));
+        return Err(format!(
+            "{case} {what}: dtype {} != expected {}",
+            got.dtype, w.dtype
+        ));
     }
     if got.sizes != w.sizes {
-        return Err(format!("{case} {what}: shape {:?} != expected {:?}", got.sizes, w.sizes));
+        return Err(format!(
+            "{case} {what}: shape {:?} != expected {:?}",
+            got.sizes, w.sizes
+        ));
     }
     let (g, e) = (values_f64(got), values_f64(&w));
     for (i, (a, b)) in g.iter().zip(e.iter()).enumerate() {
         let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs();
         if !ok {
-            return Err(format!("{case} {what}: element {i}: got {a}, expected {b} (atol {atol}, rtol {rtol})"));
+            return Err(format!(
+                "{case} {what}: element {i}: got {a}, expected {b} (atol {atol}, rtol {rtol})"
+            ));
         }
     }
     Ok(())
@@ -141,14 +227,24 @@ fn check_tensor(case: &str, what: &str, got: &TestTensor, want: &J, atol: f64, r
 fn operator_vectors_match_pytorch() {
     let reg = pteron_ops::registry();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let (mut n, mut failures) = (0, Vec::new());
-    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+    {
         let doc: J = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         for case in doc.as_array().unwrap() {
             n += 1;
-            let name = format!("{}:{}", f.file_name().unwrap().to_string_lossy(), case["name"].as_str().unwrap_or("?"));
+            let name = format!(
+                "{}:{}",
+                f.file_name().unwrap().to_string_lossy(),
+                case["name"].as_str().unwrap_or("?")
+            );
             let op = case["op"].as_str().unwrap();
             let args: Vec<TestArg> = case["args"].as_array().unwrap().iter().map(arg).collect();
             let res = run_op(&reg, op, args);
@@ -170,7 +266,9 @@ fn operator_vectors_match_pytorch() {
             for (k, want) in case["expect"].as_object().unwrap() {
                 let i: usize = k.parse().unwrap();
                 let r = match (&out[i], want) {
-                    (TestArg::Tensor(t), _) => check_tensor(&name, &format!("arg {i}"), t, want, atol, rtol),
+                    (TestArg::Tensor(t), _) => {
+                        check_tensor(&name, &format!("arg {i}"), t, want, atol, rtol)
+                    }
                     (TestArg::TensorList(ts), J::Array(ws)) => {
                         if ts.len() != ws.len() {
                             Err(format!("{name}: list length {} != {}", ts.len(), ws.len()))
@@ -180,11 +278,15 @@ fn operator_vectors_match_pytorch() {
                             })
                         }
                     }
-                    (TestArg::Int(g), w) => (*g == int(w)).then_some(()).ok_or(format!("{name}: int {g} != {w}")),
+                    (TestArg::Int(g), w) => (*g == int(w))
+                        .then_some(())
+                        .ok_or(format!("{name}: int {g} != {w}")),
                     (TestArg::Double(g), w) => ((g - num(w)).abs() <= atol + rtol * num(w).abs())
                         .then_some(())
                         .ok_or(format!("{name}: double {g} != {w}")),
-                    (TestArg::Bool(g), w) => (*g == w.as_bool().unwrap()).then_some(()).ok_or(format!("{name}: bool {g} != {w}")),
+                    (TestArg::Bool(g), w) => (*g == w.as_bool().unwrap())
+                        .then_some(())
+                        .ok_or(format!("{name}: bool {g} != {w}")),
                     (got, w) => Err(format!("{name}: arg {i} is {got:?}, expected {w}")),
                 };
                 if let Err(e) = r {
@@ -193,6 +295,11 @@ fn operator_vectors_match_pytorch() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {n} operator cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} operator cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{n} operator cases passed");
 }

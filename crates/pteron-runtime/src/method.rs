@@ -894,7 +894,7 @@ impl Method {
                 }
             }
         }
-        out.sort_by(|a, b| b.nanos.cmp(&a.nanos));
+        out.sort_by_key(|o| core::cmp::Reverse(o.nanos));
         out
     }
 

@@ -24,10 +24,18 @@ pub enum XnnError {
     Constant { index: usize, msg: String },
     /// A node is malformed, references a missing value, or is not supported.
     #[error("XNNPACK node {index} ({kind}): {msg}")]
-    Node { index: usize, kind: &'static str, msg: String },
+    Node {
+        index: usize,
+        kind: &'static str,
+        msg: String,
+    },
     /// The node type is valid but not implemented by this backend.
     #[error("XNNPACK node {index} ({kind}) is not supported: {msg}")]
-    Unsupported { index: usize, kind: &'static str, msg: String },
+    Unsupported {
+        index: usize,
+        kind: &'static str,
+        msg: String,
+    },
     /// The delegate call's arguments do not match the graph's external values.
     #[error("XNNPACK delegate arguments: {0}")]
     Args(String),
@@ -42,7 +50,11 @@ impl XnnError {
         move |err| XnnError::Fb { at, err }
     }
     pub(crate) fn node(index: usize, kind: &'static str, msg: impl Into<String>) -> XnnError {
-        XnnError::Node { index, kind, msg: msg.into() }
+        XnnError::Node {
+            index,
+            kind,
+            msg: msg.into(),
+        }
     }
 }
 

@@ -96,11 +96,23 @@ impl Datatype {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Quant {
     None,
-    PerTensor { scale: f32, zero_point: i32 },
-    PerChannel { scales: Vec<f32>, channel_dim: usize },
-    PerToken { num_nonbatch_dims: usize },
+    PerTensor {
+        scale: f32,
+        zero_point: i32,
+    },
+    PerChannel {
+        scales: Vec<f32>,
+        channel_dim: usize,
+    },
+    PerToken {
+        num_nonbatch_dims: usize,
+    },
     /// Per-channel groups along the input dimension (`qbint4`); scales are rounded to bf16.
-    Blockwise { scales: Vec<f32>, channel_dim: usize, group_size: usize },
+    Blockwise {
+        scales: Vec<f32>,
+        channel_dim: usize,
+        group_size: usize,
+    },
 }
 
 /// One value of the graph.
@@ -201,22 +213,98 @@ pub struct PoolParams {
 /// A node's operation with its value ids (indices into [`Graph::values`]).
 #[derive(Clone, Debug)]
 pub enum Op {
-    Binary { op: BinOp, a: usize, b: usize, out: usize },
-    Unary { op: UnOp, input: usize, out: usize },
-    Softmax { input: usize, out: usize },
-    FullyConnected { input: usize, filter: usize, bias: Option<usize>, out: usize, flags: u32 },
-    Conv { p: ConvParams, depthwise: bool, input: usize, filter: usize, bias: Option<usize>, out: usize },
-    Deconv { p: ConvParams, input: usize, filter: usize, bias: Option<usize>, out: usize },
-    AvgPool { p: PoolParams, input: usize, out: usize },
-    MaxPool { p: PoolParams, input: usize, out: usize },
-    GlobalAvgPool { input: usize, out: usize },
-    Transpose { perm: Vec<usize>, input: usize, out: usize },
-    Reshape { new_shape: Vec<usize>, input: usize, out: usize },
-    Pad { pre: Vec<usize>, post: Vec<usize>, value: f32, input: usize, out: usize },
-    Slice { offsets: Vec<usize>, sizes: Vec<usize>, input: usize, out: usize },
-    Concat { axis: usize, inputs: Vec<usize>, out: usize },
-    ResizeBilinear { new_h: usize, new_w: usize, flags: u32, input: usize, out: usize },
-    Bmm { a: usize, b: usize, out: usize, flags: u32 },
+    Binary {
+        op: BinOp,
+        a: usize,
+        b: usize,
+        out: usize,
+    },
+    Unary {
+        op: UnOp,
+        input: usize,
+        out: usize,
+    },
+    Softmax {
+        input: usize,
+        out: usize,
+    },
+    FullyConnected {
+        input: usize,
+        filter: usize,
+        bias: Option<usize>,
+        out: usize,
+        flags: u32,
+    },
+    Conv {
+        p: ConvParams,
+        depthwise: bool,
+        input: usize,
+        filter: usize,
+        bias: Option<usize>,
+        out: usize,
+    },
+    Deconv {
+        p: ConvParams,
+        input: usize,
+        filter: usize,
+        bias: Option<usize>,
+        out: usize,
+    },
+    AvgPool {
+        p: PoolParams,
+        input: usize,
+        out: usize,
+    },
+    MaxPool {
+        p: PoolParams,
+        input: usize,
+        out: usize,
+    },
+    GlobalAvgPool {
+        input: usize,
+        out: usize,
+    },
+    Transpose {
+        perm: Vec<usize>,
+        input: usize,
+        out: usize,
+    },
+    Reshape {
+        new_shape: Vec<usize>,
+        input: usize,
+        out: usize,
+    },
+    Pad {
+        pre: Vec<usize>,
+        post: Vec<usize>,
+        value: f32,
+        input: usize,
+        out: usize,
+    },
+    Slice {
+        offsets: Vec<usize>,
+        sizes: Vec<usize>,
+        input: usize,
+        out: usize,
+    },
+    Concat {
+        axis: usize,
+        inputs: Vec<usize>,
+        out: usize,
+    },
+    ResizeBilinear {
+        new_h: usize,
+        new_w: usize,
+        flags: u32,
+        input: usize,
+        out: usize,
+    },
+    Bmm {
+        a: usize,
+        b: usize,
+        out: usize,
+        flags: u32,
+    },
 }
 
 impl Op {
@@ -224,9 +312,24 @@ impl Op {
     pub fn inputs(&self) -> Vec<usize> {
         match self {
             Op::Binary { a, b, .. } | Op::Bmm { a, b, .. } => vec![*a, *b],
-            Op::FullyConnected { input, filter, bias, .. }
-            | Op::Conv { input, filter, bias, .. }
-            | Op::Deconv { input, filter, bias, .. } => {
+            Op::FullyConnected {
+                input,
+                filter,
+                bias,
+                ..
+            }
+            | Op::Conv {
+                input,
+                filter,
+                bias,
+                ..
+            }
+            | Op::Deconv {
+                input,
+                filter,
+                bias,
+                ..
+            } => {
                 let mut v = vec![*input, *filter];
                 v.extend(bias.iter().copied());
                 v
@@ -350,7 +453,9 @@ fn header(payload: &[u8]) -> Result<Regions<'_>, XnnError> {
     let h = |m: &str| XnnError::Header(m.to_string());
     if payload.len() >= 30 && &payload[4..8] == b"XH00" {
         let u16_at = |p: usize| u16::from_le_bytes([payload[p], payload[p + 1]]) as usize;
-        let u32_at = |p: usize| u32::from_le_bytes([payload[p], payload[p + 1], payload[p + 2], payload[p + 3]]) as u64;
+        let u32_at = |p: usize| {
+            u32::from_le_bytes([payload[p], payload[p + 1], payload[p + 2], payload[p + 3]]) as u64
+        };
         let u64_at = |p: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&payload[p..p + 8]);
@@ -368,13 +473,17 @@ fn header(payload: &[u8]) -> Result<Regions<'_>, XnnError> {
         if fb_size < 8 {
             return Err(h("flatbuffer_size below 8"));
         }
-        let fb_end = fb_off.checked_add(fb_size).ok_or_else(|| h("flatbuffer range overflows"))?;
+        let fb_end = fb_off
+            .checked_add(fb_size)
+            .ok_or_else(|| h("flatbuffer range overflows"))?;
         if fb_off < hlen as u64 || fb_end > len {
             return Err(XnnError::Header(format!(
                 "flatbuffer region [{fb_off}, {fb_end}) outside the {len}-byte payload"
             )));
         }
-        let cd_end = cd_off.checked_add(cd_size).ok_or_else(|| h("constant data range overflows"))?;
+        let cd_end = cd_off
+            .checked_add(cd_size)
+            .ok_or_else(|| h("constant data range overflows"))?;
         if cd_off < fb_end || cd_end > len {
             return Err(XnnError::Header(format!(
                 "constant data region [{cd_off}, {cd_end}) must follow the flatbuffer (ends at {fb_end}) inside the {len}-byte payload (truncated?)"
@@ -389,7 +498,10 @@ fn header(payload: &[u8]) -> Result<Regions<'_>, XnnError> {
             return Err(h("payload shorter than the 30-byte header"));
         }
         // Legacy: a bare FlatBuffer.
-        Ok(Regions { flatbuffer: payload, constants: &[] })
+        Ok(Regions {
+            flatbuffer: payload,
+            constants: &[],
+        })
     }
 }
 
@@ -436,7 +548,10 @@ pub fn parse<'d>(
     let regions = header(payload)?;
     let buf = regions.flatbuffer;
     if buf.len() < 8 {
-        return Err(XnnError::Header(format!("flatbuffer of {} bytes is too short", buf.len())));
+        return Err(XnnError::Header(format!(
+            "flatbuffer of {} bytes is too short",
+            buf.len()
+        )));
     }
     let mut ident = [0u8; 4];
     ident.copy_from_slice(&buf[4..8]);
@@ -445,13 +560,21 @@ pub fn parse<'d>(
     }
     let fb = Fb::new(buf);
     let root = fb.root().map_err(XnnError::fb("root"))?;
-    let version = root.string(0).map_err(XnnError::fb("version"))?.unwrap_or("").to_string();
+    let version = root
+        .string(0)
+        .map_err(XnnError::fb("version"))?
+        .unwrap_or("")
+        .to_string();
     let num_externs = root.u32_or(3, 0).map_err(XnnError::fb("num_externs"))?;
     if num_externs > MAX_EXTERNS {
-        return Err(XnnError::Args(format!("num_externs {num_externs} exceeds {MAX_EXTERNS}")));
+        return Err(XnnError::Args(format!(
+            "num_externs {num_externs} exceeds {MAX_EXTERNS}"
+        )));
     }
-    let input_ids = u32_vec(fb, root.vector(4, 4).map_err(XnnError::fb("input_ids"))?).map_err(XnnError::fb("input_ids"))?;
-    let output_ids = u32_vec(fb, root.vector(5, 4).map_err(XnnError::fb("output_ids"))?).map_err(XnnError::fb("output_ids"))?;
+    let input_ids = u32_vec(fb, root.vector(4, 4).map_err(XnnError::fb("input_ids"))?)
+        .map_err(XnnError::fb("input_ids"))?;
+    let output_ids = u32_vec(fb, root.vector(5, 4).map_err(XnnError::fb("output_ids"))?)
+        .map_err(XnnError::fb("output_ids"))?;
 
     // Constant tables: legacy inline buffers and constant_data offsets; index 0 is reserved.
     let legacy = root.vector(6, 4).map_err(XnnError::fb("constant_buffer"))?;
@@ -470,14 +593,23 @@ pub fn parse<'d>(
             let key = t.string(2).map_err(XnnError::fb(at.clone()))?;
             match key {
                 Some(k) if !k.is_empty() => {
-                    let d = named_data(k).ok_or_else(|| cerr(format!("named data '{k}' not found in the program or its data files")))?;
+                    let d = named_data(k).ok_or_else(|| {
+                        cerr(format!(
+                            "named data '{k}' not found in the program or its data files"
+                        ))
+                    })?;
                     if (d.len() as u64) < size {
-                        return Err(cerr(format!("named data '{k}' has {} bytes, entry says {size}", d.len())));
+                        return Err(cerr(format!(
+                            "named data '{k}' has {} bytes, entry says {size}",
+                            d.len()
+                        )));
                     }
                     d
                 }
                 _ => {
-                    let end = offset.checked_add(size).ok_or_else(|| cerr("offset + size overflows".into()))?;
+                    let end = offset
+                        .checked_add(size)
+                        .ok_or_else(|| cerr("offset + size overflows".into()))?;
                     if end > regions.constants.len() as u64 {
                         return Err(cerr(format!(
                             "bytes [{offset}, {end}) lie outside the {}-byte constant region (truncated?)",
@@ -489,16 +621,25 @@ pub fn parse<'d>(
             }
         } else if let Some(lb) = legacy {
             if idx >= lb.len {
-                return Err(cerr(format!("index out of range ({} legacy buffers)", lb.len)));
+                return Err(cerr(format!(
+                    "index out of range ({} legacy buffers)",
+                    lb.len
+                )));
             }
             let at = format!("constant_buffer[{idx}]");
             let t = lb.table(fb, idx).map_err(XnnError::fb(at.clone()))?;
-            t.byte_vector(0).map_err(XnnError::fb(at))?.map(|(_, b)| b).unwrap_or(&[])
+            t.byte_vector(0)
+                .map_err(XnnError::fb(at))?
+                .map(|(_, b)| b)
+                .unwrap_or(&[])
         } else {
             return Err(cerr("the graph has no constant table".into()));
         };
         if bytes.len() < need {
-            return Err(cerr(format!("{} bytes, the value needs {need} (truncated)", bytes.len())));
+            return Err(cerr(format!(
+                "{} bytes, the value needs {need} (truncated)",
+                bytes.len()
+            )));
         }
         Ok(&bytes[..need])
     };
@@ -511,13 +652,22 @@ pub fn parse<'d>(
     for i in 0..nvals {
         let at = format!("xvalues[{i}]");
         let verr = |msg: String| XnnError::Value { index: i, msg };
-        let xv = xvalues.unwrap().table(fb, i).map_err(XnnError::fb(at.clone()))?;
+        let xv = xvalues
+            .unwrap()
+            .table(fb, i)
+            .map_err(XnnError::fb(at.clone()))?;
         let tag = xv.u8_or(0, 0).map_err(XnnError::fb(at.clone()))?;
-        let body = xv.table(1).map_err(XnnError::fb(at.clone()))?.ok_or_else(|| verr("missing value union".into()))?;
+        let body = xv
+            .table(1)
+            .map_err(XnnError::fb(at.clone()))?
+            .ok_or_else(|| verr("missing value union".into()))?;
         let (tv, quant_t, qtag) = match tag {
             1 => (body, None, 0u8),
             2 => {
-                let tv = body.table(0).map_err(XnnError::fb(at.clone()))?.ok_or_else(|| verr("quantized value without tensor_value".into()))?;
+                let tv = body
+                    .table(0)
+                    .map_err(XnnError::fb(at.clone()))?
+                    .ok_or_else(|| verr("quantized value without tensor_value".into()))?;
                 let qtag = body.u8_or(1, 0).map_err(XnnError::fb(at.clone()))?;
                 let q = body.table(2).map_err(XnnError::fb(at.clone()))?;
                 (tv, q, qtag)
@@ -525,7 +675,8 @@ pub fn parse<'d>(
             t => return Err(verr(format!("unknown value union tag {t}"))),
         };
         let dcode = i16_field(&tv, 0, 0).map_err(XnnError::fb(at.clone()))?;
-        let dtype = Datatype::from_code(dcode).ok_or_else(|| verr(format!("unknown datatype {dcode}")))?;
+        let dtype =
+            Datatype::from_code(dcode).ok_or_else(|| verr(format!("unknown datatype {dcode}")))?;
         let num_dims = tv.u32_or(1, 0).map_err(XnnError::fb(at.clone()))? as usize;
         let dims: Vec<usize> = u32_vec(fb, tv.vector(2, 4).map_err(XnnError::fb(at.clone()))?)
             .map_err(XnnError::fb(at.clone()))?
@@ -538,13 +689,17 @@ pub fn parse<'d>(
         if dims.len() > MAX_DIMS {
             return Err(verr(format!("rank {} exceeds {MAX_DIMS}", dims.len())));
         }
-        let numel = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| verr("element count overflows".into()))?;
+        let numel = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| verr("element count overflows".into()))?;
         let cidx = tv.u32_or(3, 0).map_err(XnnError::fb(at.clone()))? as usize;
         let external_id = tv.u32_or(4, 0).map_err(XnnError::fb(at.clone()))?;
         let flags = tv.u32_or(5, 0).map_err(XnnError::fb(at.clone()))?;
         let id_out = tv.u32_or(6, 0).map_err(XnnError::fb(at.clone()))?;
         let dq = i16_field(&tv, 7, 0).map_err(XnnError::fb(at.clone()))?;
-        let dq_datatype = Datatype::from_code(dq).ok_or_else(|| verr(format!("unknown dq_datatype {dq}")))?;
+        let dq_datatype =
+            Datatype::from_code(dq).ok_or_else(|| verr(format!("unknown dq_datatype {dq}")))?;
         if flags & !(FLAG_EXTERNAL_INPUT | FLAG_EXTERNAL_OUTPUT) != 0 {
             return Err(verr(format!("unknown flags {flags:#x}")));
         }
@@ -553,7 +708,9 @@ pub fn parse<'d>(
         }
         let external = if flags != 0 {
             if external_id >= num_externs {
-                return Err(verr(format!("external_id {external_id} >= num_externs {num_externs}")));
+                return Err(verr(format!(
+                    "external_id {external_id} >= num_externs {num_externs}"
+                )));
             }
             Some(external_id as usize)
         } else {
@@ -563,7 +720,9 @@ pub fn parse<'d>(
             if external.is_some() {
                 return Err(verr("an external value cannot be constant".into()));
             }
-            let need = dtype.storage_bytes(numel).ok_or_else(|| verr("constant of a non-storable type".into()))?;
+            let need = dtype
+                .storage_bytes(numel)
+                .ok_or_else(|| verr("constant of a non-storable type".into()))?;
             Some(resolve(cidx, need)?)
         } else {
             None
@@ -576,7 +735,9 @@ pub fn parse<'d>(
                 let scale = f32_field(&q, 0, 0.0).map_err(XnnError::fb(at.clone()))?;
                 let zero_point = q.i32_or(1, 0).map_err(XnnError::fb(at.clone()))?;
                 if !(scale.is_finite() && scale > 0.0) {
-                    return Err(verr(format!("per-tensor scale {scale} is not a positive finite number")));
+                    return Err(verr(format!(
+                        "per-tensor scale {scale} is not a positive finite number"
+                    )));
                 }
                 Quant::PerTensor { scale, zero_point }
             }
@@ -590,20 +751,40 @@ pub fn parse<'d>(
                 let sbi = q.u32_or(sbi_slot, 0).map_err(XnnError::fb(at.clone()))? as usize;
                 let num_scales = q.u32_or(ns_slot, 0).map_err(XnnError::fb(at.clone()))? as usize;
                 if channel_dim < 0 || channel_dim as usize >= dims.len() {
-                    return Err(verr(format!("channel_dim {channel_dim} out of range for rank {}", dims.len())));
+                    return Err(verr(format!(
+                        "channel_dim {channel_dim} out of range for rank {}",
+                        dims.len()
+                    )));
                 }
                 let channel_dim = channel_dim as usize;
                 let scales: Vec<f32> = if sbi != 0 {
                     // fp32 (per-channel) or bf16 (blockwise) scales in constant data.
                     if qtag == 4 {
-                        let b = resolve(sbi, num_scales.checked_mul(2).ok_or_else(|| verr("num_scales overflows".into()))?)?;
-                        b.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect()
+                        let b = resolve(
+                            sbi,
+                            num_scales
+                                .checked_mul(2)
+                                .ok_or_else(|| verr("num_scales overflows".into()))?,
+                        )?;
+                        b.chunks_exact(2)
+                            .map(|c| {
+                                f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)
+                            })
+                            .collect()
                     } else {
-                        let b = resolve(sbi, num_scales.checked_mul(4).ok_or_else(|| verr("num_scales overflows".into()))?)?;
-                        b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                        let b = resolve(
+                            sbi,
+                            num_scales
+                                .checked_mul(4)
+                                .ok_or_else(|| verr("num_scales overflows".into()))?,
+                        )?;
+                        b.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect()
                     }
                 } else {
-                    let s = f32_vec(fb, q.vector(0, 4).map_err(XnnError::fb(at.clone()))?).map_err(XnnError::fb(at.clone()))?;
+                    let s = f32_vec(fb, q.vector(0, 4).map_err(XnnError::fb(at.clone()))?)
+                        .map_err(XnnError::fb(at.clone()))?;
                     if qtag == 4 {
                         s.into_iter().map(round_bf16).collect()
                     } else {
@@ -621,13 +802,19 @@ pub fn parse<'d>(
                             dims[channel_dim]
                         )));
                     }
-                    Quant::PerChannel { scales, channel_dim }
+                    Quant::PerChannel {
+                        scales,
+                        channel_dim,
+                    }
                 } else {
                     if dims.len() != 2 || channel_dim != 0 {
                         return Err(verr("blockwise quantization needs a 2-D [out, in] weight with channel_dim 0".into()));
                     }
                     if group_size <= 0 || !dims[1].is_multiple_of(group_size as usize) {
-                        return Err(verr(format!("group size {group_size} does not divide {}", dims[1])));
+                        return Err(verr(format!(
+                            "group size {group_size} does not divide {}",
+                            dims[1]
+                        )));
                     }
                     let gs = group_size as usize;
                     if scales.len() != dims[0] * (dims[1] / gs) {
@@ -639,7 +826,11 @@ pub fn parse<'d>(
                             dims[1]
                         )));
                     }
-                    Quant::Blockwise { scales, channel_dim, group_size: gs }
+                    Quant::Blockwise {
+                        scales,
+                        channel_dim,
+                        group_size: gs,
+                    }
                 }
             }
             (Some(q), 3) => {
@@ -648,9 +839,13 @@ pub fn parse<'d>(
                     return Err(verr(format!("num_nonbatch_dims {n} out of range")));
                 }
                 if data.is_some() {
-                    return Err(verr("a dynamically quantized value cannot be constant".into()));
+                    return Err(verr(
+                        "a dynamically quantized value cannot be constant".into(),
+                    ));
                 }
-                Quant::PerToken { num_nonbatch_dims: n as usize }
+                Quant::PerToken {
+                    num_nonbatch_dims: n as usize,
+                }
             }
             (Some(_), t) => return Err(verr(format!("unknown quant_params tag {t}"))),
         };
@@ -658,7 +853,15 @@ pub fn parse<'d>(
             return Err(verr(format!("id_out {id_out} used twice")));
         }
         id_map.push((id_out, i));
-        values.push(Value { dtype, dims, data, external, flags, dq_datatype, quant });
+        values.push(Value {
+            dtype,
+            dims,
+            data,
+            external,
+            flags,
+            dq_datatype,
+            quant,
+        });
     }
     id_map.sort_unstable();
 
@@ -668,10 +871,16 @@ pub fn parse<'d>(
     for (i, v) in values.iter().enumerate() {
         if let Some(e) = v.external {
             if v.is_input() && v.is_output() {
-                return Err(XnnError::Value { index: i, msg: "value flagged both external input and output".into() });
+                return Err(XnnError::Value {
+                    index: i,
+                    msg: "value flagged both external input and output".into(),
+                });
             }
             if inputs.iter().chain(outputs.iter()).any(|&(_, a)| a == e) {
-                return Err(XnnError::Value { index: i, msg: format!("external_id {e} used twice") });
+                return Err(XnnError::Value {
+                    index: i,
+                    msg: format!("external_id {e} used twice"),
+                });
             }
             if v.is_input() {
                 inputs.push((i, e));
@@ -690,12 +899,21 @@ pub fn parse<'d>(
     }
     if let (Some(li), Some(fo)) = (inputs.last(), outputs.first()) {
         if li.1 > fo.1 {
-            return Err(XnnError::Args("external inputs must come before external outputs".into()));
+            return Err(XnnError::Args(
+                "external inputs must come before external outputs".into(),
+            ));
         }
     }
-    for (list, name, want) in [(&input_ids, "input_ids", &inputs), (&output_ids, "output_ids", &outputs)] {
+    for (list, name, want) in [
+        (&input_ids, "input_ids", &inputs),
+        (&output_ids, "output_ids", &outputs),
+    ] {
         if !list.is_empty() && list.len() != want.len() {
-            return Err(XnnError::Args(format!("{name} lists {} values, the graph flags {}", list.len(), want.len())));
+            return Err(XnnError::Args(format!(
+                "{name} lists {} values, the graph flags {}",
+                list.len(),
+                want.len()
+            )));
         }
     }
 
@@ -705,10 +923,17 @@ pub fn parse<'d>(
     let mut nodes = Vec::with_capacity(nnodes);
     for n in 0..nnodes {
         let at = format!("xnodes[{n}]");
-        let xn = xnodes.unwrap().table(fb, n).map_err(XnnError::fb(at.clone()))?;
+        let xn = xnodes
+            .unwrap()
+            .table(fb, n)
+            .map_err(XnnError::fb(at.clone()))?;
         let tag = xn.u8_or(0, 0).map_err(XnnError::fb(at.clone()))? as usize;
         if tag == 0 || tag > NODE_NAMES.len() {
-            return Err(XnnError::node(n, "unknown", format!("node union tag {tag} is not a known XNNPACK node type")));
+            return Err(XnnError::node(
+                n,
+                "unknown",
+                format!("node union tag {tag} is not a known XNNPACK node type"),
+            ));
         }
         let kind = NODE_NAMES[tag - 1];
         let body = xn
@@ -724,12 +949,29 @@ pub fn parse<'d>(
             None => (f32::NEG_INFINITY, f32::INFINITY),
         };
         if min.is_nan() || max.is_nan() || min > max {
-            return Err(XnnError::node(n, kind, format!("output range [{min}, {max}] is empty")));
+            return Err(XnnError::node(
+                n,
+                kind,
+                format!("output range [{min}, {max}] is empty"),
+            ));
         }
         let op = decode_node(fb, &body, tag, n, kind, &id_map, &at)?;
-        nodes.push(Node { kind, op, min, max, debug_handle });
+        nodes.push(Node {
+            kind,
+            op,
+            min,
+            max,
+            debug_handle,
+        });
     }
-    Ok(Graph { version, values, nodes, num_externs: num_externs as usize, inputs, outputs })
+    Ok(Graph {
+        version,
+        values,
+        nodes,
+        num_externs: num_externs as usize,
+        inputs,
+        outputs,
+    })
 }
 
 fn decode_node(
@@ -747,7 +989,13 @@ fn decode_node(
         id_map
             .binary_search_by_key(&raw, |p| p.0)
             .map(|i| id_map[i].1)
-            .map_err(|_| XnnError::node(n, kind, format!("{what} references value id {raw}, which does not exist")))
+            .map_err(|_| {
+                XnnError::node(
+                    n,
+                    kind,
+                    format!("{what} references value id {raw}, which does not exist"),
+                )
+            })
     };
     let opt_id = |slot: usize, what: &str| -> Result<Option<usize>, XnnError> {
         if u(slot)? == INVALID_ID {
@@ -757,16 +1005,29 @@ fn decode_node(
         }
     };
     let uvec = |slot: usize| -> Result<Vec<usize>, XnnError> {
-        Ok(u32_vec(fb, t.vector(slot, 4).map_err(XnnError::fb(at.to_string()))?)
-            .map_err(XnnError::fb(at.to_string()))?
-            .into_iter()
-            .map(|x| x as usize)
-            .collect())
+        Ok(
+            u32_vec(fb, t.vector(slot, 4).map_err(XnnError::fb(at.to_string()))?)
+                .map_err(XnnError::fb(at.to_string()))?
+                .into_iter()
+                .map(|x| x as usize)
+                .collect(),
+        )
     };
     let bin = |op: BinOp| -> Result<Op, XnnError> {
-        Ok(Op::Binary { op, a: id(0, "input1")?, b: id(1, "input2")?, out: id(2, "output")? })
+        Ok(Op::Binary {
+            op,
+            a: id(0, "input1")?,
+            b: id(1, "input2")?,
+            out: id(2, "output")?,
+        })
     };
-    let un = |op: UnOp| -> Result<Op, XnnError> { Ok(Op::Unary { op, input: id(0, "input")?, out: id(1, "output")? }) };
+    let un = |op: UnOp| -> Result<Op, XnnError> {
+        Ok(Op::Unary {
+            op,
+            input: id(0, "input")?,
+            out: id(1, "output")?,
+        })
+    };
     let conv_params = || -> Result<ConvParams, XnnError> {
         Ok(ConvParams {
             pad_top: u(0)? as usize,
@@ -801,7 +1062,11 @@ fn decode_node(
         })
     };
     let f = |slot: usize| f32_field(t, slot, 0.0).map_err(XnnError::fb(at.to_string()));
-    let unsupported = |msg: &str| XnnError::Unsupported { index: n, kind, msg: msg.to_string() };
+    let unsupported = |msg: &str| XnnError::Unsupported {
+        index: n,
+        kind,
+        msg: msg.to_string(),
+    };
     Ok(match tag {
         1 => bin(BinOp::Add)?,
         2 => Op::FullyConnected {
@@ -811,9 +1076,16 @@ fn decode_node(
             out: id(3, "output")?,
             flags: u(4)?,
         },
-        3 => Op::Softmax { input: id(0, "input")?, out: id(1, "output")? },
+        3 => Op::Softmax {
+            input: id(0, "input")?,
+            out: id(1, "output")?,
+        },
         4 => un(UnOp::Sigmoid)?,
-        5 => Op::Transpose { perm: uvec(1)?, input: id(2, "input")?, out: id(3, "output")? },
+        5 => Op::Transpose {
+            perm: uvec(1)?,
+            input: id(2, "input")?,
+            out: id(3, "output")?,
+        },
         6 => un(UnOp::Clamp)?,
         7 | 13 => Op::Conv {
             p: conv_params()?,
@@ -831,25 +1103,58 @@ fn decode_node(
             out: id(3, "output")?,
             flags: u(4)?,
         },
-        10 => Op::Pad { pre: uvec(0)?, post: uvec(1)?, value: f(2)?, input: id(3, "input")?, out: id(4, "output")? },
-        11 => Op::AvgPool { p: pool_params()?, input: id(10, "input")?, out: id(11, "output")? },
+        10 => Op::Pad {
+            pre: uvec(0)?,
+            post: uvec(1)?,
+            value: f(2)?,
+            input: id(3, "input")?,
+            out: id(4, "output")?,
+        },
+        11 => Op::AvgPool {
+            p: pool_params()?,
+            input: id(10, "input")?,
+            out: id(11, "output")?,
+        },
         12 => bin(BinOp::Min)?,
-        14 => Op::MaxPool { p: pool_params()?, input: id(10, "input")?, out: id(11, "output")? },
+        14 => Op::MaxPool {
+            p: pool_params()?,
+            input: id(10, "input")?,
+            out: id(11, "output")?,
+        },
         15 => bin(BinOp::Mul)?,
         16 => bin(BinOp::Sub)?,
         17 => un(UnOp::Floor)?,
         18 => un(UnOp::Convert)?,
-        19 => Op::GlobalAvgPool { input: id(0, "input")?, out: id(1, "output")? },
-        20 => Op::Reshape { new_shape: uvec(1)?, input: id(2, "input")?, out: id(3, "output")? },
-        21 => return Err(unsupported("argmax pooling (index output) is not implemented")),
+        19 => Op::GlobalAvgPool {
+            input: id(0, "input")?,
+            out: id(1, "output")?,
+        },
+        20 => Op::Reshape {
+            new_shape: uvec(1)?,
+            input: id(2, "input")?,
+            out: id(3, "output")?,
+        },
+        21 => {
+            return Err(unsupported(
+                "argmax pooling (index output) is not implemented",
+            ))
+        }
         22 => un(UnOp::Sqrt)?,
         23 => un(UnOp::Ceil)?,
         24 => un(UnOp::Hardswish)?,
-        25 => Op::Unary { op: UnOp::LeakyRelu(f(0)?), input: id(1, "input")?, out: id(2, "output")? },
+        25 => Op::Unary {
+            op: UnOp::LeakyRelu(f(0)?),
+            input: id(1, "input")?,
+            out: id(2, "output")?,
+        },
         26 => bin(BinOp::Max)?,
         27 => un(UnOp::Neg)?,
         28 => un(UnOp::Square)?,
-        29 => Op::Unary { op: UnOp::Elu(f(0)?), input: id(1, "input")?, out: id(2, "output")? },
+        29 => Op::Unary {
+            op: UnOp::Elu(f(0)?),
+            input: id(1, "input")?,
+            out: id(2, "output")?,
+        },
         30 => un(UnOp::Abs)?,
         31 => bin(BinOp::Prelu)?,
         32 | 33 | 34 | 38 => {
@@ -862,13 +1167,34 @@ fn decode_node(
             let slots = [1usize, 2, 3, 4, 7];
             let mut inputs = Vec::with_capacity(count);
             for (k, &s) in slots.iter().take(count).enumerate() {
-                inputs.push(id(s, ["input1", "input2", "input3", "input4", "input5"][k])?);
+                inputs.push(id(
+                    s,
+                    ["input1", "input2", "input3", "input4", "input5"][k],
+                )?);
             }
-            Op::Concat { axis: u(0)? as usize, inputs, out: id(5, "output")? }
+            Op::Concat {
+                axis: u(0)? as usize,
+                inputs,
+                out: id(5, "output")?,
+            }
         }
-        35 => Op::Slice { offsets: uvec(1)?, sizes: uvec(2)?, input: id(3, "input")?, out: id(4, "output")? },
-        36 => return Err(unsupported("scaled dot-product attention is not handled by the XNNPACK runtime either")),
-        37 => Op::Bmm { a: id(0, "input1")?, b: id(1, "input2")?, out: id(2, "output")?, flags: u(3)? },
+        35 => Op::Slice {
+            offsets: uvec(1)?,
+            sizes: uvec(2)?,
+            input: id(3, "input")?,
+            out: id(4, "output")?,
+        },
+        36 => {
+            return Err(unsupported(
+                "scaled dot-product attention is not handled by the XNNPACK runtime either",
+            ))
+        }
+        37 => Op::Bmm {
+            a: id(0, "input1")?,
+            b: id(1, "input2")?,
+            out: id(2, "output")?,
+            flags: u(3)?,
+        },
         39 => Op::Deconv {
             p: conv_params()?,
             input: id(15, "input")?,

@@ -321,7 +321,11 @@ pub fn resize_bilinear(
 ) {
     let coord = |o: usize, insz: usize, outsz: usize| -> (usize, usize, f32) {
         let (scale, src) = if align_corners {
-            let s = if outsz > 1 { (insz - 1) as f32 / (outsz - 1) as f32 } else { 0.0 };
+            let s = if outsz > 1 {
+                (insz - 1) as f32 / (outsz - 1) as f32
+            } else {
+                0.0
+            };
             (s, o as f32 * s)
         } else if tf_legacy {
             let s = insz as f32 / outsz as f32;
@@ -502,7 +506,9 @@ pub fn unary(op: UnOp, x: &mut [f32], lo: f32, hi: f32) {
         UnOp::Tanh => vmath::vtanh(x),
         UnOp::Gelu => vmath::vgelu(x),
         UnOp::Exp => vmath::vexp(x),
-        UnOp::Hardswish => x.iter_mut().for_each(|v| *v = *v * ((*v + 3.0).clamp(0.0, 6.0) / 6.0)),
+        UnOp::Hardswish => x
+            .iter_mut()
+            .for_each(|v| *v = *v * ((*v + 3.0).clamp(0.0, 6.0) / 6.0)),
         UnOp::Floor => x.iter_mut().for_each(|v| *v = v.floor()),
         UnOp::Ceil => x.iter_mut().for_each(|v| *v = v.ceil()),
         UnOp::Sqrt => x.iter_mut().for_each(|v| *v = v.sqrt()),

@@ -11,7 +11,8 @@
 
 use pteron_linalg::{sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB};
 use pteron_runtime::{
-    BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType, Value as RtValue,
+    BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType,
+    Value as RtValue,
 };
 
 use crate::error::XnnError;
@@ -26,17 +27,35 @@ pub const MAX_OUTPUTS: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fq {
     None,
-    Static { scale: f32, zp: i32, qmin: i32, qmax: i32 },
+    Static {
+        scale: f32,
+        zp: i32,
+        qmin: i32,
+        qmax: i32,
+    },
     /// Per-row asymmetric int8 with `rows` = all but the last `nonbatch` dims.
-    Dynamic { nonbatch: usize },
+    Dynamic {
+        nonbatch: usize,
+    },
 }
 
 /// Pre-packed state of one step.
 enum Prep {
     None,
-    Fc { packed: Option<PackedB>, bias: Option<Vec<f32>> },
-    Conv { groups: Vec<PackedB>, bias: Vec<f32>, direct: bool },
-    Dw { w: Vec<f32>, bias: Vec<f32>, mult: usize },
+    Fc {
+        packed: Option<PackedB>,
+        bias: Option<Vec<f32>>,
+    },
+    Conv {
+        groups: Vec<PackedB>,
+        bias: Vec<f32>,
+        direct: bool,
+    },
+    Dw {
+        w: Vec<f32>,
+        bias: Vec<f32>,
+        mult: usize,
+    },
 }
 
 struct Step {
@@ -89,10 +108,24 @@ fn ext_type(dt: Datatype) -> Option<ExtType> {
 
 fn fq_of(v: &Value<'_>) -> Fq {
     match (&v.quant, v.dtype) {
-        (Quant::PerTensor { scale, zero_point }, Datatype::QInt8) => Fq::Static { scale: *scale, zp: *zero_point, qmin: -128, qmax: 127 },
-        (Quant::PerTensor { scale, zero_point }, Datatype::QUInt8) => Fq::Static { scale: *scale, zp: *zero_point, qmin: 0, qmax: 255 },
-        (Quant::PerToken { num_nonbatch_dims }, _) => Fq::Dynamic { nonbatch: *num_nonbatch_dims },
-        _ if v.dq_datatype == Datatype::QInt8 || v.dq_datatype == Datatype::QdInt8 => Fq::Dynamic { nonbatch: 1 },
+        (Quant::PerTensor { scale, zero_point }, Datatype::QInt8) => Fq::Static {
+            scale: *scale,
+            zp: *zero_point,
+            qmin: -128,
+            qmax: 127,
+        },
+        (Quant::PerTensor { scale, zero_point }, Datatype::QUInt8) => Fq::Static {
+            scale: *scale,
+            zp: *zero_point,
+            qmin: 0,
+            qmax: 255,
+        },
+        (Quant::PerToken { num_nonbatch_dims }, _) => Fq::Dynamic {
+            nonbatch: *num_nonbatch_dims,
+        },
+        _ if v.dq_datatype == Datatype::QInt8 || v.dq_datatype == Datatype::QdInt8 => {
+            Fq::Dynamic { nonbatch: 1 }
+        }
         _ => Fq::None,
     }
 }
@@ -124,7 +157,10 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// Dequantizes (or decodes) a constant value into f32, in its own layout.
 fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
-    let data = v.data.ok_or_else(|| XnnError::Value { index, msg: "expected a constant".into() })?;
+    let data = v.data.ok_or_else(|| XnnError::Value {
+        index,
+        msg: "expected a constant".into(),
+    })?;
     let n = v.numel();
     let per_ch = |e: usize, cd: usize| -> usize {
         let inner: usize = v.dims[cd + 1..].iter().product();
@@ -135,35 +171,93 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
         let k = *v.dims.last().unwrap_or(&1);
         let row_bytes = k.div_ceil(2);
         let (r, c) = (e / k.max(1), e % k.max(1));
-        let b = *data.get(r * row_bytes + c / 2).ok_or_else(|| XnnError::Value { index, msg: "4-bit constant data truncated".into() })?;
-        Ok(if c % 2 == 0 { (b & 0xf) as i32 } else { (b >> 4) as i32 })
+        let b = *data
+            .get(r * row_bytes + c / 2)
+            .ok_or_else(|| XnnError::Value {
+                index,
+                msg: "4-bit constant data truncated".into(),
+            })?;
+        Ok(if c % 2 == 0 {
+            (b & 0xf) as i32
+        } else {
+            (b >> 4) as i32
+        })
     };
     let mut out = Vec::with_capacity(n);
     match (v.dtype, &v.quant) {
-        (Datatype::Fp32, _) => out.extend(data.chunks_exact(4).take(n).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-        (Datatype::Fp16, _) => out.extend(data.chunks_exact(2).take(n).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
-        (Datatype::Bf16, _) => out.extend(data.chunks_exact(2).take(n).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))),
-        (Datatype::Int32, _) => out.extend(data.chunks_exact(4).take(n).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)),
-        (Datatype::QInt8, Quant::PerTensor { scale, zero_point }) => out.extend(data[..n].iter().map(|&b| (b as i8 as i32 - zero_point) as f32 * scale)),
-        (Datatype::QUInt8, Quant::PerTensor { scale, zero_point }) => out.extend(data[..n].iter().map(|&b| (b as i32 - zero_point) as f32 * scale)),
-        (Datatype::QInt32, Quant::PerTensor { scale, zero_point }) => {
-            out.extend(data.chunks_exact(4).take(n).map(|c| (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) - zero_point) as f32 * scale))
-        }
-        (Datatype::QcInt8, Quant::PerChannel { scales, channel_dim }) => {
-            out.extend(data[..n].iter().enumerate().map(|(e, &b)| b as i8 as f32 * scales[per_ch(e, *channel_dim)]))
-        }
-        (Datatype::QcInt32, Quant::PerChannel { scales, channel_dim }) => out.extend(
+        (Datatype::Fp32, _) => out.extend(
             data.chunks_exact(4)
                 .take(n)
-                .enumerate()
-                .map(|(e, c)| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32 * scales[per_ch(e, *channel_dim)]),
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         ),
-        (Datatype::QcInt4, Quant::PerChannel { scales, channel_dim }) => {
+        (Datatype::Fp16, _) => out.extend(
+            data.chunks_exact(2)
+                .take(n)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+        ),
+        (Datatype::Bf16, _) => out.extend(
+            data.chunks_exact(2)
+                .take(n)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)),
+        ),
+        (Datatype::Int32, _) => out.extend(
+            data.chunks_exact(4)
+                .take(n)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32),
+        ),
+        (Datatype::QInt8, Quant::PerTensor { scale, zero_point }) => out.extend(
+            data[..n]
+                .iter()
+                .map(|&b| (b as i8 as i32 - zero_point) as f32 * scale),
+        ),
+        (Datatype::QUInt8, Quant::PerTensor { scale, zero_point }) => out.extend(
+            data[..n]
+                .iter()
+                .map(|&b| (b as i32 - zero_point) as f32 * scale),
+        ),
+        (Datatype::QInt32, Quant::PerTensor { scale, zero_point }) => {
+            out.extend(data.chunks_exact(4).take(n).map(|c| {
+                (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) - zero_point) as f32 * scale
+            }))
+        }
+        (
+            Datatype::QcInt8,
+            Quant::PerChannel {
+                scales,
+                channel_dim,
+            },
+        ) => out.extend(
+            data[..n]
+                .iter()
+                .enumerate()
+                .map(|(e, &b)| b as i8 as f32 * scales[per_ch(e, *channel_dim)]),
+        ),
+        (
+            Datatype::QcInt32,
+            Quant::PerChannel {
+                scales,
+                channel_dim,
+            },
+        ) => out.extend(data.chunks_exact(4).take(n).enumerate().map(|(e, c)| {
+            i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32 * scales[per_ch(e, *channel_dim)]
+        })),
+        (
+            Datatype::QcInt4,
+            Quant::PerChannel {
+                scales,
+                channel_dim,
+            },
+        ) => {
             for e in 0..n {
                 out.push((nib(e)? - 8) as f32 * scales[per_ch(e, *channel_dim)]);
             }
         }
-        (Datatype::QbInt4, Quant::Blockwise { scales, group_size, .. }) => {
+        (
+            Datatype::QbInt4,
+            Quant::Blockwise {
+                scales, group_size, ..
+            },
+        ) => {
             let k = v.dims[1];
             let groups = k / group_size;
             for e in 0..n {
@@ -172,11 +266,20 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
             }
         }
         (dt, q) => {
-            return Err(XnnError::Value { index, msg: format!("constant of type {} with quantization {q:?} is not supported", dt.name()) });
+            return Err(XnnError::Value {
+                index,
+                msg: format!(
+                    "constant of type {} with quantization {q:?} is not supported",
+                    dt.name()
+                ),
+            });
         }
     }
     if out.len() != n {
-        return Err(XnnError::Value { index, msg: "constant data truncated".into() });
+        return Err(XnnError::Value {
+            index,
+            msg: "constant data truncated".into(),
+        });
     }
     Ok(out)
 }
@@ -190,16 +293,26 @@ fn act(lo: f32, hi: f32) -> Activation {
 }
 
 fn rt_meta(args: &PrepareCtx<'_>, arg: usize) -> Result<(ScalarType, Dims), XnnError> {
-    let v = args.value(arg).map_err(|e| XnnError::Args(format!("argument {arg}: {e}")))?;
+    let v = args
+        .value(arg)
+        .map_err(|e| XnnError::Args(format!("argument {arg}: {e}")))?;
     match v {
         RtValue::Tensor(t) => {
             let shape = t.shape();
             let order = t.dim_order();
-            let phys: Vec<usize> = order.as_slice().iter().map(|&o| shape.dims().get(o as usize).copied().unwrap_or(1)).collect();
-            let d = Dims::new(&phys).ok_or_else(|| XnnError::Args(format!("argument {arg}: rank too large")))?;
+            let phys: Vec<usize> = order
+                .as_slice()
+                .iter()
+                .map(|&o| shape.dims().get(o as usize).copied().unwrap_or(1))
+                .collect();
+            let d = Dims::new(&phys)
+                .ok_or_else(|| XnnError::Args(format!("argument {arg}: rank too large")))?;
             Ok((t.dtype(), d))
         }
-        other => Err(XnnError::Args(format!("argument {arg} is a {}, expected a tensor", other.kind()))),
+        other => Err(XnnError::Args(format!(
+            "argument {arg} is a {}, expected a tensor",
+            other.kind()
+        ))),
     }
 }
 
@@ -216,30 +329,60 @@ impl XnnDelegate {
     pub fn compile(g: &Graph<'_>, args: &PrepareCtx<'_>) -> Result<XnnDelegate, XnnError> {
         let nv = g.values.len();
         if args.num_args() < g.num_externs {
-            return Err(XnnError::Args(format!("the call has {} arguments, the graph {} external values", args.num_args(), g.num_externs)));
+            return Err(XnnError::Args(format!(
+                "the call has {} arguments, the graph {} external values",
+                args.num_args(),
+                g.num_externs
+            )));
         }
         if g.outputs.len() > MAX_OUTPUTS {
-            return Err(XnnError::Args(format!("{} outputs exceed the supported {MAX_OUTPUTS}", g.outputs.len())));
+            return Err(XnnError::Args(format!(
+                "{} outputs exceed the supported {MAX_OUTPUTS}",
+                g.outputs.len()
+            )));
         }
         let mut shapes = vec![Dims::default(); nv];
         for (i, v) in g.values.iter().enumerate() {
-            shapes[i] = Dims::new(&v.dims).ok_or_else(|| XnnError::Value { index: i, msg: "rank too large".into() })?;
+            shapes[i] = Dims::new(&v.dims).ok_or_else(|| XnnError::Value {
+                index: i,
+                msg: "rank too large".into(),
+            })?;
         }
-        let mk_ext = |&(value, arg): &(usize, usize), shapes: &mut Vec<Dims>, is_in: bool| -> Result<Ext, XnnError> {
+        let mk_ext = |&(value, arg): &(usize, usize),
+                      shapes: &mut Vec<Dims>,
+                      is_in: bool|
+         -> Result<Ext, XnnError> {
             let v = &g.values[value];
-            let ty = ext_type(v.dtype).ok_or_else(|| XnnError::Value { index: value, msg: format!("external values of type {} are not supported", v.dtype.name()) })?;
+            let ty = ext_type(v.dtype).ok_or_else(|| XnnError::Value {
+                index: value,
+                msg: format!(
+                    "external values of type {} are not supported",
+                    v.dtype.name()
+                ),
+            })?;
             let (st, d) = rt_meta(args, arg)?;
             if !dtype_ok(ty, st) {
-                return Err(XnnError::Args(format!("argument {arg} has dtype {st}, graph value {value} is {}", v.dtype.name())));
+                return Err(XnnError::Args(format!(
+                    "argument {arg} has dtype {st}, graph value {value} is {}",
+                    v.dtype.name()
+                )));
             }
             if d.numel() != v.numel() && !is_in {
-                return Err(XnnError::Args(format!("argument {arg} has shape {d:?}, graph value {value} {:?}", v.dims)));
+                return Err(XnnError::Args(format!(
+                    "argument {arg} has shape {d:?}, graph value {value} {:?}",
+                    v.dims
+                )));
             }
             let graph_dims = shapes[value];
             if is_in && d.rank() == graph_dims.rank() {
                 shapes[value] = d;
             }
-            Ok(Ext { value, arg, ty, graph_dims })
+            Ok(Ext {
+                value,
+                arg,
+                ty,
+                graph_dims,
+            })
         };
         let mut inputs = Vec::new();
         for e in &g.inputs {
@@ -251,7 +394,11 @@ impl XnnDelegate {
         }
 
         // Producers: each value written once, never an input or a constant; inputs ready before use.
-        let mut ready: Vec<bool> = g.values.iter().map(|v| v.data.is_some() || v.is_input()).collect();
+        let mut ready: Vec<bool> = g
+            .values
+            .iter()
+            .map(|v| v.data.is_some() || v.is_input())
+            .collect();
         let mut steps = Vec::with_capacity(g.nodes.len());
         let mut needs_buf: Vec<bool> = vec![false; nv];
         let mut prepared = 0usize;
@@ -265,16 +412,27 @@ impl XnnDelegate {
                 }
             }
             if ready[out] {
-                return Err(nerr(format!("writes value {out}, which is an input, a constant or already produced")));
+                return Err(nerr(format!(
+                    "writes value {out}, which is an input, a constant or already produced"
+                )));
             }
             ready[out] = true;
             let ov = &g.values[out];
-            if !matches!(ov.dtype, Datatype::Fp32 | Datatype::QInt8 | Datatype::QUInt8 | Datatype::QdInt8) {
-                return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: format!("output of type {} is not supported", ov.dtype.name()) });
+            if !matches!(
+                ov.dtype,
+                Datatype::Fp32 | Datatype::QInt8 | Datatype::QUInt8 | Datatype::QdInt8
+            ) {
+                return Err(XnnError::Unsupported {
+                    index: ni,
+                    kind: node.kind,
+                    msg: format!("output of type {} is not supported", ov.dtype.name()),
+                });
             }
             // Weight operands are consumed at init; others need run-time buffers.
             let (weights, bias) = match &node.op {
-                Op::FullyConnected { filter, bias, .. } if g.values[*filter].data.is_some() => (Some(*filter), *bias),
+                Op::FullyConnected { filter, bias, .. } if g.values[*filter].data.is_some() => {
+                    (Some(*filter), *bias)
+                }
                 Op::Conv { filter, bias, .. } => (Some(*filter), *bias),
                 _ => (None, None),
             };
@@ -289,7 +447,11 @@ impl XnnDelegate {
                 _ => None,
             };
             if let Op::Deconv { .. } = node.op {
-                return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: "transposed convolution is not implemented".into() });
+                return Err(XnnError::Unsupported {
+                    index: ni,
+                    kind: node.kind,
+                    msg: "transposed convolution is not implemented".into(),
+                });
             }
             if let Op::Concat { inputs: ci, .. } = &node.op {
                 if ci.is_empty() {
@@ -298,21 +460,43 @@ impl XnnDelegate {
             }
             for &i in &ins {
                 let dt = g.values[i].dtype;
-                if matches!(dt, Datatype::Fp16 | Datatype::Bf16 | Datatype::QpInt8 | Datatype::Pfp32) && g.values[i].data.is_none() {
-                    return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: format!("input value {i} of type {} is not supported", dt.name()) });
+                if matches!(
+                    dt,
+                    Datatype::Fp16 | Datatype::Bf16 | Datatype::QpInt8 | Datatype::Pfp32
+                ) && g.values[i].data.is_none()
+                {
+                    return Err(XnnError::Unsupported {
+                        index: ni,
+                        kind: node.kind,
+                        msg: format!("input value {i} of type {} is not supported", dt.name()),
+                    });
                 }
             }
             // Shapes at the planned (upper-bound) sizes.
             let od = infer(ni, node, &shapes, filter_dims.as_ref())?;
             shapes[out] = od;
             let prep = match &node.op {
-                Op::FullyConnected { filter, bias, flags, .. } => {
+                Op::FullyConnected {
+                    filter,
+                    bias,
+                    flags,
+                    ..
+                } => {
                     let fd = shapes[*filter];
-                    let (k, n) = if flags & 1 != 0 { (fd.get(0), fd.get(1)) } else { (fd.get(1), fd.get(0)) };
+                    let (k, n) = if flags & 1 != 0 {
+                        (fd.get(0), fd.get(1))
+                    } else {
+                        (fd.get(1), fd.get(0))
+                    };
                     let packed = match g.values[*filter].data {
                         Some(_) => {
-                            let w = decode_const(*filter, &g.values[*filter]).map_err(|e| nerr(format!("filter: {e}")))?;
-                            let p = if flags & 1 != 0 { PackedB::new(k, n, &w, n, false) } else { PackedB::new(k, n, &w, k, true) };
+                            let w = decode_const(*filter, &g.values[*filter])
+                                .map_err(|e| nerr(format!("filter: {e}")))?;
+                            let p = if flags & 1 != 0 {
+                                PackedB::new(k, n, &w, n, false)
+                            } else {
+                                PackedB::new(k, n, &w, k, true)
+                            };
                             prepared += p.bytes();
                             Some(p)
                         }
@@ -320,9 +504,13 @@ impl XnnDelegate {
                     };
                     let bias = match bias {
                         Some(b) if g.values[*b].data.is_some() => {
-                            let bv = decode_const(*b, &g.values[*b]).map_err(|e| nerr(format!("bias: {e}")))?;
+                            let bv = decode_const(*b, &g.values[*b])
+                                .map_err(|e| nerr(format!("bias: {e}")))?;
                             if bv.len() != n {
-                                return Err(nerr(format!("bias has {} elements for {n} outputs", bv.len())));
+                                return Err(nerr(format!(
+                                    "bias has {} elements for {n} outputs",
+                                    bv.len()
+                                )));
                             }
                             prepared += bv.len() * 4;
                             Some(bv)
@@ -331,38 +519,70 @@ impl XnnDelegate {
                     };
                     Prep::Fc { packed, bias }
                 }
-                Op::Conv { p, depthwise, filter, bias, .. } => {
+                Op::Conv {
+                    p,
+                    depthwise,
+                    filter,
+                    bias,
+                    ..
+                } => {
                     let fv = &g.values[*filter];
                     if fv.data.is_none() {
-                        return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: "convolution with a run-time filter".into() });
+                        return Err(XnnError::Unsupported {
+                            index: ni,
+                            kind: node.kind,
+                            msg: "convolution with a run-time filter".into(),
+                        });
                     }
                     let w = decode_const(*filter, fv).map_err(|e| nerr(format!("filter: {e}")))?;
                     let cout = p.groups * p.group_out;
                     let bias_v = match bias {
                         Some(b) => {
                             if g.values[*b].data.is_none() {
-                                return Err(XnnError::Unsupported { index: ni, kind: node.kind, msg: "convolution with a run-time bias".into() });
+                                return Err(XnnError::Unsupported {
+                                    index: ni,
+                                    kind: node.kind,
+                                    msg: "convolution with a run-time bias".into(),
+                                });
                             }
-                            decode_const(*b, &g.values[*b]).map_err(|e| nerr(format!("bias: {e}")))?
+                            decode_const(*b, &g.values[*b])
+                                .map_err(|e| nerr(format!("bias: {e}")))?
                         }
                         None => vec![0.0; cout],
                     };
                     if bias_v.len() != cout {
-                        return Err(nerr(format!("bias has {} elements for {cout} output channels", bias_v.len())));
+                        return Err(nerr(format!(
+                            "bias has {} elements for {cout} output channels",
+                            bias_v.len()
+                        )));
                     }
                     prepared += bias_v.len() * 4;
                     if *depthwise {
                         if fv.dims != [1, p.kh, p.kw, cout] || p.group_in != 1 {
-                            return Err(nerr(format!("depthwise filter {:?} does not match [1, {}, {}, {cout}]", fv.dims, p.kh, p.kw)));
+                            return Err(nerr(format!(
+                                "depthwise filter {:?} does not match [1, {}, {}, {cout}]",
+                                fv.dims, p.kh, p.kw
+                            )));
                         }
                         prepared += w.len() * 4;
-                        Prep::Dw { w, bias: bias_v, mult: p.group_out }
+                        Prep::Dw {
+                            w,
+                            bias: bias_v,
+                            mult: p.group_out,
+                        }
                     } else {
                         if fv.dims != [cout, p.kh, p.kw, p.group_in] {
-                            return Err(nerr(format!("filter {:?} does not match [{cout}, {}, {}, {}]", fv.dims, p.kh, p.kw, p.group_in)));
+                            return Err(nerr(format!(
+                                "filter {:?} does not match [{cout}, {}, {}, {}]",
+                                fv.dims, p.kh, p.kw, p.group_in
+                            )));
                         }
                         let k = p.kh * p.kw * p.group_in;
-                        let groups: Vec<PackedB> = (0..p.groups).map(|gi| PackedB::new(k, p.group_out, &w[gi * p.group_out * k..], k, true)).collect();
+                        let groups: Vec<PackedB> = (0..p.groups)
+                            .map(|gi| {
+                                PackedB::new(k, p.group_out, &w[gi * p.group_out * k..], k, true)
+                            })
+                            .collect();
                         prepared += groups.iter().map(PackedB::bytes).sum::<usize>();
                         let direct = p.groups == 1
                             && p.kh == 1
@@ -370,16 +590,31 @@ impl XnnDelegate {
                             && p.sh.max(1) == 1
                             && p.sw.max(1) == 1
                             && p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0;
-                        Prep::Conv { groups, bias: bias_v, direct }
+                        Prep::Conv {
+                            groups,
+                            bias: bias_v,
+                            direct,
+                        }
                     }
                 }
                 _ => Prep::None,
             };
-            steps.push(Step { index: ni, kind: node.kind, op: node.op.clone(), lo: node.min, hi: node.max, filter_dims, prep });
+            steps.push(Step {
+                index: ni,
+                kind: node.kind,
+                op: node.op.clone(),
+                lo: node.min,
+                hi: node.max,
+                filter_dims,
+                prep,
+            });
         }
         for o in &outputs {
             if !ready[o.value] {
-                return Err(XnnError::Value { index: o.value, msg: "external output is never produced".into() });
+                return Err(XnnError::Value {
+                    index: o.value,
+                    msg: "external output is never produced".into(),
+                });
             }
             needs_buf[o.value] = true;
         }
@@ -408,7 +643,8 @@ impl XnnDelegate {
         }
         let mut scratch_len = 0usize;
         for s in &steps {
-            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep) {
+            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep)
+            {
                 let d = shapes[*input];
                 let (oh, ow) = conv_hw(s.index, &g.nodes[s.index], p, d.get(1), d.get(2))?;
                 let m = d.get(0) * oh * ow;
@@ -418,7 +654,17 @@ impl XnnDelegate {
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
         let last_inputs = inputs.iter().map(|e| shapes[e.value]).collect();
-        Ok(XnnDelegate { steps, bufs, shapes, fq, inputs, outputs, scratch: vec![0.0; scratch_len], last_inputs, prepared })
+        Ok(XnnDelegate {
+            steps,
+            bufs,
+            shapes,
+            fq,
+            inputs,
+            outputs,
+            scratch: vec![0.0; scratch_len],
+            last_inputs,
+            prepared,
+        })
     }
 
     fn reinfer(&mut self) -> Result<(), XnnError> {
@@ -434,11 +680,15 @@ impl XnnDelegate {
                     self.bufs[out].len()
                 )));
             }
-            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep) {
+            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep)
+            {
                 let d = self.shapes[*input];
                 let m = d.get(0) * od.get(1) * od.get(2);
                 if m * p.kh * p.kw * p.group_in > self.scratch.len() {
-                    return Err(XnnError::Shape(format!("node {} ({}) needs more scratch than planned", s.index, s.kind)));
+                    return Err(XnnError::Shape(format!(
+                        "node {} ({}) needs more scratch than planned",
+                        s.index, s.kind
+                    )));
                 }
             }
             self.shapes[out] = od;
@@ -462,7 +712,10 @@ impl XnnDelegate {
 
 fn infer_step(s: &Step, shapes: &[Dims]) -> Result<Dims, XnnError> {
     // `infer` only reads kind/op; build a lightweight node view without allocation.
-    let node = NodeView { kind: s.kind, op: &s.op };
+    let node = NodeView {
+        kind: s.kind,
+        op: &s.op,
+    };
     node.infer(s.index, shapes, s.filter_dims.as_ref())
 }
 
@@ -484,7 +737,12 @@ fn round_half_even(x: f32) -> f32 {
 fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
     match fq {
         Fq::None => {}
-        Fq::Static { scale, zp, qmin, qmax } => {
+        Fq::Static {
+            scale,
+            zp,
+            qmin,
+            qmax,
+        } => {
             let inv = 1.0 / scale;
             let (lo, hi) = ((qmin - zp) as f32, (qmax - zp) as f32);
             for v in x.iter_mut() {
@@ -522,7 +780,11 @@ fn quantize_row_qd8(x: &mut [f32]) {
     let dmax = mx / scale;
     let zp_from_min_err = qmin + dmin;
     let zp_from_max_err = qmax + dmax;
-    let zp = if zp_from_min_err + zp_from_max_err > 0.0 { qmin - dmin } else { qmax - dmax };
+    let zp = if zp_from_min_err + zp_from_max_err > 0.0 {
+        qmin - dmin
+    } else {
+        qmax - dmax
+    };
     let zp = zp.clamp(qmin, qmax).round_ties_even();
     let inv = 1.0 / scale;
     for v in x.iter_mut() {
@@ -535,7 +797,14 @@ fn nhwc(d: &Dims) -> (usize, usize, usize, usize) {
     (d.get(0), d.get(1), d.get(2), d.get(3))
 }
 
-fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out: &mut [f32], od: &Dims) -> Result<(), XnnError> {
+fn run_op(
+    s: &Step,
+    bufs: &[Vec<f32>],
+    shapes: &[Dims],
+    scratch: &mut [f32],
+    out: &mut [f32],
+    od: &Dims,
+) -> Result<(), XnnError> {
     let (lo, hi) = (s.lo, s.hi);
     let n_out = od.numel();
     match (&s.op, &s.prep) {
@@ -559,7 +828,19 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
             let rows = n_out.checked_div(n).unwrap_or(0);
             kernels::softmax(&bufs[*input], rows, n, out);
         }
-        (Op::FullyConnected { input, filter, bias, flags, .. }, Prep::Fc { packed, bias: cbias }) => {
+        (
+            Op::FullyConnected {
+                input,
+                filter,
+                bias,
+                flags,
+                ..
+            },
+            Prep::Fc {
+                packed,
+                bias: cbias,
+            },
+        ) => {
             let id = shapes[*input];
             let k = id.last();
             let n = od.last();
@@ -584,7 +865,9 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
                 return Ok(());
             }
             match packed {
-                Some(p) => sgemm_packed(m, &bufs[*input], k, false, p, out, n, bias_arg, act(lo, hi)),
+                Some(p) => {
+                    sgemm_packed(m, &bufs[*input], k, false, p, out, n, bias_arg, act(lo, hi))
+                }
                 None => {
                     let tw = flags & 1 != 0;
                     sgemm(GemmArgs {
@@ -607,7 +890,14 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
                 }
             }
         }
-        (Op::Conv { p, input, .. }, Prep::Conv { groups, bias, direct }) => {
+        (
+            Op::Conv { p, input, .. },
+            Prep::Conv {
+                groups,
+                bias,
+                direct,
+            },
+        ) => {
             let id = shapes[*input];
             let (b, h, w, c) = nhwc(&id);
             let (oh, ow) = (od.get(1), od.get(2));
@@ -617,34 +907,88 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
                 return Ok(());
             }
             if *direct {
-                sgemm_packed(m, &bufs[*input], c, false, &groups[0], out, cout, Bias::PerColumn(bias), act(lo, hi));
+                sgemm_packed(
+                    m,
+                    &bufs[*input],
+                    c,
+                    false,
+                    &groups[0],
+                    out,
+                    cout,
+                    Bias::PerColumn(bias),
+                    act(lo, hi),
+                );
             } else {
                 let k = p.kh * p.kw * p.group_in;
                 for (g, pk) in groups.iter().enumerate() {
                     let sc = &mut scratch[..m * k];
-                    kernels::im2col(&bufs[*input], (b, h, w, c), p, (oh, ow), g * p.group_in, p.group_in, sc);
+                    kernels::im2col(
+                        &bufs[*input],
+                        (b, h, w, c),
+                        p,
+                        (oh, ow),
+                        g * p.group_in,
+                        p.group_in,
+                        sc,
+                    );
                     let og = p.group_out;
-                    sgemm_packed(m, sc, k, false, pk, &mut out[g * og..], cout, Bias::PerColumn(&bias[g * og..(g + 1) * og]), act(lo, hi));
+                    sgemm_packed(
+                        m,
+                        sc,
+                        k,
+                        false,
+                        pk,
+                        &mut out[g * og..],
+                        cout,
+                        Bias::PerColumn(&bias[g * og..(g + 1) * og]),
+                        act(lo, hi),
+                    );
                 }
             }
         }
         (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
             let id = shapes[*input];
-            kernels::depthwise(&bufs[*input], nhwc(&id), p, (od.get(1), od.get(2)), w, bias, *mult, (lo, hi), out);
+            kernels::depthwise(
+                &bufs[*input],
+                nhwc(&id),
+                p,
+                (od.get(1), od.get(2)),
+                w,
+                bias,
+                *mult,
+                (lo, hi),
+                out,
+            );
         }
         (Op::AvgPool { p, input, .. }, _) | (Op::MaxPool { p, input, .. }, _) => {
             let max = matches!(s.op, Op::MaxPool { .. });
-            kernels::pool(&bufs[*input], nhwc(&shapes[*input]), p, (od.get(1), od.get(2)), max, out);
+            kernels::pool(
+                &bufs[*input],
+                nhwc(&shapes[*input]),
+                p,
+                (od.get(1), od.get(2)),
+                max,
+                out,
+            );
             kernels::clamp(&mut out[..n_out], lo, hi);
         }
         (Op::GlobalAvgPool { input, .. }, _) => {
             kernels::global_avg(&bufs[*input], nhwc(&shapes[*input]), out);
             kernels::clamp(&mut out[..n_out], lo, hi);
         }
-        (Op::Transpose { perm, input, .. }, _) => kernels::transpose(&bufs[*input], &shapes[*input], perm, out, od),
+        (Op::Transpose { perm, input, .. }, _) => {
+            kernels::transpose(&bufs[*input], &shapes[*input], perm, out, od)
+        }
         (Op::Reshape { input, .. }, _) => out[..n_out].copy_from_slice(&bufs[*input][..n_out]),
-        (Op::Pad { pre, value, input, .. }, _) => kernels::pad(&bufs[*input], &shapes[*input], pre, *value, out, od),
-        (Op::Slice { offsets, input, .. }, _) => kernels::slice(&bufs[*input], &shapes[*input], offsets, out, od),
+        (
+            Op::Pad {
+                pre, value, input, ..
+            },
+            _,
+        ) => kernels::pad(&bufs[*input], &shapes[*input], pre, *value, out, od),
+        (Op::Slice { offsets, input, .. }, _) => {
+            kernels::slice(&bufs[*input], &shapes[*input], offsets, out, od)
+        }
         (Op::Concat { axis, inputs, .. }, _) => {
             let outer: usize = od.as_slice()[..*axis].iter().product();
             let inner: usize = od.as_slice()[*axis + 1..].iter().product();
@@ -654,14 +998,22 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
                 let chunk = shapes[v].get(*axis) * inner;
                 let src = &bufs[v];
                 for o in 0..outer {
-                    out[o * orow + off..o * orow + off + chunk].copy_from_slice(&src[o * chunk..(o + 1) * chunk]);
+                    out[o * orow + off..o * orow + off + chunk]
+                        .copy_from_slice(&src[o * chunk..(o + 1) * chunk]);
                 }
                 off += chunk;
             }
         }
         (Op::ResizeBilinear { flags, input, .. }, _) => {
             // XNN_FLAG_TENSORFLOW_LEGACY_MODE = 4, XNN_FLAG_ALIGN_CORNERS = 8.
-            kernels::resize_bilinear(&bufs[*input], nhwc(&shapes[*input]), (od.get(1), od.get(2)), flags & 8 != 0, flags & 4 != 0, out);
+            kernels::resize_bilinear(
+                &bufs[*input],
+                nhwc(&shapes[*input]),
+                (od.get(1), od.get(2)),
+                flags & 8 != 0,
+                flags & 4 != 0,
+                out,
+            );
         }
         (Op::Bmm { a, b, flags, .. }, _) => {
             let (da, db) = (shapes[*a], shapes[*b]);
@@ -672,7 +1024,11 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
             let ba: usize = da.as_slice()[..da.rank() - 2].iter().product();
             let bb: usize = db.as_slice()[..db.rank() - 2].iter().product();
             if (ba != batch && ba != 1) || (bb != batch && bb != 1) {
-                return Err(XnnError::node(s.index, s.kind, "only full or single-matrix batch broadcasting is supported"));
+                return Err(XnnError::node(
+                    s.index,
+                    s.kind,
+                    "only full or single-matrix batch broadcasting is supported",
+                ));
             }
             let tb = flags & 1 != 0;
             for t in 0..batch {
@@ -700,7 +1056,13 @@ fn run_op(s: &Step, bufs: &[Vec<f32>], shapes: &[Dims], scratch: &mut [f32], out
                 });
             }
         }
-        (op, _) => return Err(XnnError::node(s.index, s.kind, format!("no compiled kernel for {op:?}"))),
+        (op, _) => {
+            return Err(XnnError::node(
+                s.index,
+                s.kind,
+                format!("no compiled kernel for {op:?}"),
+            ))
+        }
     }
     Ok(())
 }
@@ -720,17 +1082,33 @@ impl DelegateHandle for XnnDelegate {
                         phys[j] = shape.dims().get(o as usize).copied().unwrap_or(1);
                     }
                     if r == e.graph_dims.rank() {
-                        Dims::new(&phys[..r]).ok_or_else(|| KernelError::invalid("rank too large"))?
+                        Dims::new(&phys[..r])
+                            .ok_or_else(|| KernelError::invalid("rank too large"))?
                     } else if shape.numel() == e.graph_dims.numel() {
                         e.graph_dims
                     } else {
-                        return Err(XnnError::Shape(format!("argument {} has shape {:?}, the graph expects {:?}", e.arg, shape.dims(), e.graph_dims)).into());
+                        return Err(XnnError::Shape(format!(
+                            "argument {} has shape {:?}, the graph expects {:?}",
+                            e.arg,
+                            shape.dims(),
+                            e.graph_dims
+                        ))
+                        .into());
                     }
                 }
-                _ => return Err(KernelError::invalid(format!("argument {} is not a tensor", e.arg))),
+                _ => {
+                    return Err(KernelError::invalid(format!(
+                        "argument {} is not a tensor",
+                        e.arg
+                    )))
+                }
             };
             if d.numel() > self.bufs[e.value].len() {
-                return Err(XnnError::Shape(format!("argument {} of shape {:?} exceeds the planned bound", e.arg, d)).into());
+                return Err(XnnError::Shape(format!(
+                    "argument {} of shape {:?} exceeds the planned bound",
+                    e.arg, d
+                ))
+                .into());
             }
             if self.last_inputs[k] != d {
                 self.last_inputs[k] = d;
@@ -742,7 +1120,8 @@ impl DelegateHandle for XnnDelegate {
             self.reinfer()?;
         }
         // 2. Outputs first (resized to their logical shapes), then inputs.
-        let mut outs: [Option<pteron_runtime::TensorMut<'_>>; MAX_OUTPUTS] = core::array::from_fn(|_| None);
+        let mut outs: [Option<pteron_runtime::TensorMut<'_>>; MAX_OUTPUTS] =
+            core::array::from_fn(|_| None);
         for (k, e) in self.outputs.iter().enumerate() {
             let mut t = ctx.out(e.arg)?;
             let d = self.shapes[e.value];
@@ -755,10 +1134,18 @@ impl DelegateHandle for XnnDelegate {
                 }
                 t.resize(&logical[..r])?;
             } else if t.numel() != d.numel() {
-                return Err(XnnError::Shape(format!("output argument {} cannot hold {:?}", e.arg, d)).into());
+                return Err(XnnError::Shape(format!(
+                    "output argument {} cannot hold {:?}",
+                    e.arg, d
+                ))
+                .into());
             }
             if !dtype_ok(e.ty, t.dtype()) {
-                return Err(KernelError::dtype(format!("output argument {} has dtype {}", e.arg, t.dtype())));
+                return Err(KernelError::dtype(format!(
+                    "output argument {} has dtype {}",
+                    e.arg,
+                    t.dtype()
+                )));
             }
             outs[k] = Some(t);
         }
@@ -770,7 +1157,10 @@ impl DelegateHandle for XnnDelegate {
             match e.ty {
                 ExtType::F32 => {
                     if src.len() < n * 4 {
-                        return Err(KernelError::invalid(format!("argument {} holds too few bytes", e.arg)));
+                        return Err(KernelError::invalid(format!(
+                            "argument {} holds too few bytes",
+                            e.arg
+                        )));
                     }
                     for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
                         *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -778,14 +1168,21 @@ impl DelegateHandle for XnnDelegate {
                 }
                 ExtType::I8 | ExtType::U8 => {
                     if src.len() < n {
-                        return Err(KernelError::invalid(format!("argument {} holds too few bytes", e.arg)));
+                        return Err(KernelError::invalid(format!(
+                            "argument {} holds too few bytes",
+                            e.arg
+                        )));
                     }
                     let (scale, zp) = match self.fq[e.value] {
                         Fq::Static { scale, zp, .. } => (scale, zp),
                         _ => (1.0, 0),
                     };
                     for (d, &b) in dst.iter_mut().zip(src) {
-                        let q = if e.ty == ExtType::I8 { b as i8 as i32 } else { b as i32 };
+                        let q = if e.ty == ExtType::I8 {
+                            b as i8 as i32
+                        } else {
+                            b as i32
+                        };
                         *d = (q - zp) as f32 * scale;
                     }
                 }
@@ -813,7 +1210,12 @@ impl DelegateHandle for XnnDelegate {
                 }
                 ExtType::I8 | ExtType::U8 => {
                     let (scale, zp, qmin, qmax) = match self.fq[e.value] {
-                        Fq::Static { scale, zp, qmin, qmax } => (scale, zp, qmin, qmax),
+                        Fq::Static {
+                            scale,
+                            zp,
+                            qmin,
+                            qmax,
+                        } => (scale, zp, qmin, qmax),
                         _ => (1.0, 0, -128, 127),
                     };
                     for (d, &v) in dst.iter_mut().zip(src) {

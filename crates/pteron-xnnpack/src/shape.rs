@@ -24,7 +24,10 @@ impl Dims {
         }
         let mut d = [0; MAX_DIMS];
         d[..s.len()].copy_from_slice(s);
-        Some(Dims { d, n: s.len() as u8 })
+        Some(Dims {
+            d,
+            n: s.len() as u8,
+        })
     }
     pub fn as_slice(&self) -> &[usize] {
         &self.d[..self.n as usize]
@@ -58,7 +61,14 @@ fn bad(node: usize, n: &K, msg: String) -> XnnError {
     XnnError::node(node, n.kind, msg)
 }
 
-pub(crate) fn conv_out(inp: usize, pa: usize, pb: usize, k: usize, s: usize, d: usize) -> Option<usize> {
+pub(crate) fn conv_out(
+    inp: usize,
+    pa: usize,
+    pb: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+) -> Option<usize> {
     let d = d.max(1);
     let s = s.max(1);
     let eff = k.checked_sub(1)?.checked_mul(d)?.checked_add(1)?;
@@ -71,30 +81,60 @@ pub(crate) fn conv_out(inp: usize, pa: usize, pb: usize, k: usize, s: usize, d: 
 
 fn nhwc(node: usize, n: &K, d: &Dims) -> Result<(usize, usize, usize, usize), XnnError> {
     if d.rank() != 4 {
-        return Err(bad(node, n, format!("expects a 4-D NHWC input, got {:?}", d)));
+        return Err(bad(
+            node,
+            n,
+            format!("expects a 4-D NHWC input, got {:?}", d),
+        ));
     }
     Ok((d.get(0), d.get(1), d.get(2), d.get(3)))
 }
 
-fn pool_hw(node: usize, n: &K, p: &PoolParams, h: usize, w: usize) -> Result<(usize, usize), XnnError> {
+fn pool_hw(
+    node: usize,
+    n: &K,
+    p: &PoolParams,
+    h: usize,
+    w: usize,
+) -> Result<(usize, usize), XnnError> {
     let oh = conv_out(h, p.pad_top, p.pad_bottom, p.kh, p.sh, p.dh);
     let ow = conv_out(w, p.pad_left, p.pad_right, p.kw, p.sw, p.dw);
     match (oh, ow) {
         (Some(a), Some(b)) if a > 0 && b > 0 && p.kh > 0 && p.kw > 0 => Ok((a, b)),
-        _ => Err(bad(node, n, format!("pooling window {p:?} does not fit a {h}x{w} input"))),
+        _ => Err(bad(
+            node,
+            n,
+            format!("pooling window {p:?} does not fit a {h}x{w} input"),
+        )),
     }
 }
 
-pub(crate) fn conv_hw(node: usize, nd: &Node, p: &ConvParams, h: usize, w: usize) -> Result<(usize, usize), XnnError> {
+pub(crate) fn conv_hw(
+    node: usize,
+    nd: &Node,
+    p: &ConvParams,
+    h: usize,
+    w: usize,
+) -> Result<(usize, usize), XnnError> {
     conv_hw_k(node, &K { kind: nd.kind }, p, h, w)
 }
 
-fn conv_hw_k(node: usize, n: &K, p: &ConvParams, h: usize, w: usize) -> Result<(usize, usize), XnnError> {
+fn conv_hw_k(
+    node: usize,
+    n: &K,
+    p: &ConvParams,
+    h: usize,
+    w: usize,
+) -> Result<(usize, usize), XnnError> {
     let oh = conv_out(h, p.pad_top, p.pad_bottom, p.kh, p.sh, p.dh);
     let ow = conv_out(w, p.pad_left, p.pad_right, p.kw, p.sw, p.dw);
     match (oh, ow) {
         (Some(a), Some(b)) if p.kh > 0 && p.kw > 0 => Ok((a, b)),
-        _ => Err(bad(node, n, format!("kernel {}x{} does not fit a {h}x{w} input", p.kh, p.kw))),
+        _ => Err(bad(
+            node,
+            n,
+            format!("kernel {}x{} does not fit a {h}x{w} input", p.kh, p.kw),
+        )),
     }
 }
 
@@ -102,10 +142,18 @@ fn conv_hw_k(node: usize, n: &K, p: &ConvParams, h: usize, w: usize) -> Result<(
 pub(crate) fn broadcast(a: &Dims, b: &Dims) -> Option<Dims> {
     let r = a.rank().max(b.rank());
     let mut out = [0usize; MAX_DIMS];
-    for i in 0..r {
-        let da = if i < r - a.rank() { 1 } else { a.get(i - (r - a.rank())) };
-        let db = if i < r - b.rank() { 1 } else { b.get(i - (r - b.rank())) };
-        out[i] = if da == db || db == 1 {
+    for (i, o) in out.iter_mut().enumerate().take(r) {
+        let da = if i < r - a.rank() {
+            1
+        } else {
+            a.get(i - (r - a.rank()))
+        };
+        let db = if i < r - b.rank() {
+            1
+        } else {
+            b.get(i - (r - b.rank()))
+        };
+        *o = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
@@ -117,29 +165,52 @@ pub(crate) fn broadcast(a: &Dims, b: &Dims) -> Option<Dims> {
 }
 
 /// Output shape of node `node` given the current shapes of every value.
-pub(crate) fn infer(node: usize, nd: &Node, shapes: &[Dims], filter_dims: Option<&Dims>) -> Result<Dims, XnnError> {
+pub(crate) fn infer(
+    node: usize,
+    nd: &Node,
+    shapes: &[Dims],
+    filter_dims: Option<&Dims>,
+) -> Result<Dims, XnnError> {
     infer_op(node, nd.kind, &nd.op, shapes, filter_dims)
 }
 
 /// [`infer`] on an operation and its node type name.
-pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims], filter_dims: Option<&Dims>) -> Result<Dims, XnnError> {
+pub(crate) fn infer_op(
+    node: usize,
+    kind: &'static str,
+    op: &Op,
+    shapes: &[Dims],
+    filter_dims: Option<&Dims>,
+) -> Result<Dims, XnnError> {
     let n = &K { kind };
     let s = |v: usize| shapes[v];
     let mk = |d: &[usize]| Dims::new(d).ok_or_else(|| bad(node, n, "rank too large".into()));
     match op {
-        Op::Binary { a, b, .. } => {
-            broadcast(&s(*a), &s(*b)).ok_or_else(|| bad(node, n, format!("shapes {:?} and {:?} do not broadcast", s(*a), s(*b))))
-        }
+        Op::Binary { a, b, .. } => broadcast(&s(*a), &s(*b)).ok_or_else(|| {
+            bad(
+                node,
+                n,
+                format!("shapes {:?} and {:?} do not broadcast", s(*a), s(*b)),
+            )
+        }),
         Op::Unary { input, .. } | Op::Softmax { input, .. } => Ok(s(*input)),
         Op::FullyConnected { input, flags, .. } => {
             let f = filter_dims.ok_or_else(|| bad(node, n, "filter shape unknown".into()))?;
             if f.rank() != 2 {
                 return Err(bad(node, n, format!("filter must be 2-D, got {f:?}")));
             }
-            let (k, nout) = if flags & 1 != 0 { (f.get(0), f.get(1)) } else { (f.get(1), f.get(0)) };
+            let (k, nout) = if flags & 1 != 0 {
+                (f.get(0), f.get(1))
+            } else {
+                (f.get(1), f.get(0))
+            };
             let i = s(*input);
             if i.rank() == 0 || i.last() != k {
-                return Err(bad(node, n, format!("input {i:?} does not end in {k} channels")));
+                return Err(bad(
+                    node,
+                    n,
+                    format!("input {i:?} does not end in {k} channels"),
+                ));
             }
             let mut o = i;
             o.set(i.rank() - 1, nout);
@@ -148,12 +219,23 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
         Op::Conv { p, input, .. } => {
             let (b, h, w, c) = nhwc(node, n, &s(*input))?;
             if c != p.groups * p.group_in {
-                return Err(bad(node, n, format!("input has {c} channels, expected {} groups x {}", p.groups, p.group_in)));
+                return Err(bad(
+                    node,
+                    n,
+                    format!(
+                        "input has {c} channels, expected {} groups x {}",
+                        p.groups, p.group_in
+                    ),
+                ));
             }
             let (oh, ow) = conv_hw_k(node, n, p, h, w)?;
             mk(&[b, oh, ow, p.groups * p.group_out])
         }
-        Op::Deconv { .. } => Err(bad(node, n, "transposed convolution is not supported".into())),
+        Op::Deconv { .. } => Err(bad(
+            node,
+            n,
+            "transposed convolution is not supported".into(),
+        )),
         Op::AvgPool { p, input, .. } | Op::MaxPool { p, input, .. } => {
             let (b, h, w, c) = nhwc(node, n, &s(*input))?;
             let (oh, ow) = pool_hw(node, n, p, h, w)?;
@@ -166,7 +248,15 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
         Op::Transpose { perm, input, .. } => {
             let i = s(*input);
             if perm.len() != i.rank() {
-                return Err(bad(node, n, format!("permutation of {} dims for a rank-{} input", perm.len(), i.rank())));
+                return Err(bad(
+                    node,
+                    n,
+                    format!(
+                        "permutation of {} dims for a rank-{} input",
+                        perm.len(),
+                        i.rank()
+                    ),
+                ));
             }
             let mut seen = [false; MAX_DIMS];
             let mut o = [0; MAX_DIMS];
@@ -179,7 +269,9 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
             }
             mk(&o[..perm.len()])
         }
-        Op::Reshape { new_shape, input, .. } => {
+        Op::Reshape {
+            new_shape, input, ..
+        } => {
             let numel = s(*input).numel();
             let zeros = new_shape.iter().filter(|&&d| d == 0).count();
             let mut o = [0; MAX_DIMS];
@@ -190,12 +282,20 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
             if zeros == 1 && numel > 0 {
                 let known: usize = new_shape.iter().filter(|&&d| d != 0).product();
                 if known == 0 || numel % known != 0 {
-                    return Err(bad(node, n, format!("cannot infer a dim of {new_shape:?} for {numel} elements")));
+                    return Err(bad(
+                        node,
+                        n,
+                        format!("cannot infer a dim of {new_shape:?} for {numel} elements"),
+                    ));
                 }
                 let z = new_shape.iter().position(|&d| d == 0).unwrap_or(0);
                 o[z] = numel / known;
             } else if zeros > 1 {
-                return Err(bad(node, n, format!("{new_shape:?} has more than one inferred dim")));
+                return Err(bad(
+                    node,
+                    n,
+                    format!("{new_shape:?} has more than one inferred dim"),
+                ));
             }
             let d = mk(&o[..new_shape.len()])?;
             if d.numel() != numel {
@@ -206,14 +306,27 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
                     d2.set(0, numel / rest);
                     return Ok(d2);
                 }
-                return Err(bad(node, n, format!("reshape of {:?} to {new_shape:?} changes the element count", s(*input))));
+                return Err(bad(
+                    node,
+                    n,
+                    format!(
+                        "reshape of {:?} to {new_shape:?} changes the element count",
+                        s(*input)
+                    ),
+                ));
             }
             Ok(d)
         }
-        Op::Pad { pre, post, input, .. } => {
+        Op::Pad {
+            pre, post, input, ..
+        } => {
             let i = s(*input);
             if pre.len() < i.rank() || post.len() < i.rank() {
-                return Err(bad(node, n, format!("padding lists shorter than rank {}", i.rank())));
+                return Err(bad(
+                    node,
+                    n,
+                    format!("padding lists shorter than rank {}", i.rank()),
+                ));
             }
             let mut o = i;
             for k in 0..i.rank() {
@@ -221,16 +334,41 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
             }
             Ok(o)
         }
-        Op::Slice { offsets, sizes, input, .. } => {
+        Op::Slice {
+            offsets,
+            sizes,
+            input,
+            ..
+        } => {
             let i = s(*input);
             if offsets.len() != i.rank() || sizes.len() != i.rank() {
-                return Err(bad(node, n, format!("slice of rank {} on a rank-{} input", offsets.len(), i.rank())));
+                return Err(bad(
+                    node,
+                    n,
+                    format!(
+                        "slice of rank {} on a rank-{} input",
+                        offsets.len(),
+                        i.rank()
+                    ),
+                ));
             }
             let mut o = i;
             for k in 0..i.rank() {
-                let sz = if sizes[k] == 0 { i.get(k).saturating_sub(offsets[k]) } else { sizes[k] };
+                let sz = if sizes[k] == 0 {
+                    i.get(k).saturating_sub(offsets[k])
+                } else {
+                    sizes[k]
+                };
                 if offsets[k].checked_add(sz).is_none_or(|e| e > i.get(k)) {
-                    return Err(bad(node, n, format!("slice [{}, +{sz}) outside dim {k} of size {}", offsets[k], i.get(k))));
+                    return Err(bad(
+                        node,
+                        n,
+                        format!(
+                            "slice [{}, +{sz}) outside dim {k} of size {}",
+                            offsets[k],
+                            i.get(k)
+                        ),
+                    ));
                 }
                 o.set(k, sz);
             }
@@ -239,21 +377,36 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
         Op::Concat { axis, inputs, .. } => {
             let first = s(inputs[0]);
             if *axis >= first.rank() {
-                return Err(bad(node, n, format!("axis {axis} out of range for rank {}", first.rank())));
+                return Err(bad(
+                    node,
+                    n,
+                    format!("axis {axis} out of range for rank {}", first.rank()),
+                ));
             }
             let mut o = first;
             let mut total = 0;
             for &v in inputs {
                 let d = s(v);
-                if d.rank() != first.rank() || (0..d.rank()).any(|k| k != *axis && d.get(k) != first.get(k)) {
-                    return Err(bad(node, n, format!("inputs {first:?} and {d:?} differ outside axis {axis}")));
+                if d.rank() != first.rank()
+                    || (0..d.rank()).any(|k| k != *axis && d.get(k) != first.get(k))
+                {
+                    return Err(bad(
+                        node,
+                        n,
+                        format!("inputs {first:?} and {d:?} differ outside axis {axis}"),
+                    ));
                 }
                 total += d.get(*axis);
             }
             o.set(*axis, total);
             Ok(o)
         }
-        Op::ResizeBilinear { new_h, new_w, input, .. } => {
+        Op::ResizeBilinear {
+            new_h,
+            new_w,
+            input,
+            ..
+        } => {
             let (b, _, _, c) = nhwc(node, n, &s(*input))?;
             mk(&[b, *new_h, *new_w, c])
         }
@@ -273,7 +426,8 @@ pub(crate) fn infer_op(node: usize, kind: &'static str, op: &Op, shapes: &[Dims]
             }
             let ba = Dims::new(&da.as_slice()[..da.rank() - 2]).unwrap_or_default();
             let bb = Dims::new(&db.as_slice()[..db.rank() - 2]).unwrap_or_default();
-            let bo = broadcast(&ba, &bb).ok_or_else(|| bad(node, n, "batch dims do not broadcast".into()))?;
+            let bo = broadcast(&ba, &bb)
+                .ok_or_else(|| bad(node, n, "batch dims do not broadcast".into()))?;
             let mut o = [0; MAX_DIMS];
             let r = bo.rank();
             if r + 2 > MAX_DIMS {

@@ -6,7 +6,11 @@ use std::path::Path;
 fn dump_fixture_graphs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let filter = std::env::var("XNN_DUMP").unwrap_or_default();
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     dirs.sort();
     for d in dirs {
         let name = d.file_name().unwrap().to_string_lossy().to_string();
@@ -20,9 +24,29 @@ fn dump_fixture_graphs() {
                 let r = prog.delegate_range(del).unwrap();
                 let named = |k: &str| prog.named_data_range(k).map(|r| &bytes[r]);
                 let g = pteron_xnnpack::parse(&bytes[r], &named).unwrap();
-                println!("== {name} delegate {di}: {} values, {} nodes, externs {}", g.values.len(), g.nodes.len(), g.num_externs);
+                println!(
+                    "== {name} delegate {di}: {} values, {} nodes, externs {}",
+                    g.values.len(),
+                    g.nodes.len(),
+                    g.num_externs
+                );
                 for (i, v) in g.values.iter().enumerate() {
-                    println!("  v{i} {} {:?} const={} ext={:?} flags={} dq={:?} q={:?}", v.dtype.name(), v.dims, v.data.map_or(0, |d| d.len()), v.external, v.flags, v.dq_datatype, match &v.quant { pteron_xnnpack::graph::Quant::PerChannel{scales, channel_dim} => format!("pc({} ch{channel_dim})", scales.len()), q => format!("{q:?}") });
+                    println!(
+                        "  v{i} {} {:?} const={} ext={:?} flags={} dq={:?} q={:?}",
+                        v.dtype.name(),
+                        v.dims,
+                        v.data.map_or(0, |d| d.len()),
+                        v.external,
+                        v.flags,
+                        v.dq_datatype,
+                        match &v.quant {
+                            pteron_xnnpack::graph::Quant::PerChannel {
+                                scales,
+                                channel_dim,
+                            } => format!("pc({} ch{channel_dim})", scales.len()),
+                            q => format!("{q:?}"),
+                        }
+                    );
                 }
                 for (i, n) in g.nodes.iter().enumerate() {
                     println!("  n{i} {} [{}, {}] {:?}", n.kind, n.min, n.max, n.op);

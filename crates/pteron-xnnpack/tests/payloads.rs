@@ -5,11 +5,19 @@
 use std::cell::RefCell;
 
 use pteron_runtime::testing::{run_op, TestArg, TestTensor};
-use pteron_runtime::{Backend, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, KernelError, PrepareCtx, Registry, ScalarType};
+use pteron_runtime::{
+    Backend, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, KernelError, PrepareCtx, Registry,
+    ScalarType,
+};
 use pteron_xnnpack::{parse, XnnError, XnnpackBackend};
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn try_parse(b: &[u8]) -> Result<(), XnnError> {
@@ -34,7 +42,13 @@ fn factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     PAYLOAD.with(|pl| {
         let payload = pl.borrow().clone();
         let named = |_: &str| -> Option<&[u8]> { None };
-        let ctx = BackendInitCtx { method: "forward", payload: &payload, compile_specs: &[], named_data: &named, args: *p };
+        let ctx = BackendInitCtx {
+            method: "forward",
+            payload: &payload,
+            compile_specs: &[],
+            named_data: &named,
+            args: *p,
+        };
         let h = XnnpackBackend.init(&ctx)?;
         Ok(Box::new(AsKernel(h)) as Box<dyn Kernel>)
     })
@@ -52,7 +66,10 @@ fn valid_graph_runs() {
     let x: Vec<f32> = (0..8).map(|i| i as f32 * 0.5 - 2.0).collect();
     let out = run(
         data("fc_ok.bin"),
-        vec![TestArg::Tensor(TestTensor::new(&[2, 4], x.clone())), TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3]))],
+        vec![
+            TestArg::Tensor(TestTensor::new(&[2, 4], x.clone())),
+            TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3])),
+        ],
     )
     .unwrap();
     let got = out[1].tensor().to_vec::<f32>();
@@ -65,7 +82,11 @@ fn valid_graph_runs() {
                 acc += x[r * 4 + k] * w[n * 4 + k];
             }
             let want = acc.max(0.0);
-            assert!((got[r * 3 + n] - want).abs() < 1e-5, "{r},{n}: {} vs {want}", got[r * 3 + n]);
+            assert!(
+                (got[r * 3 + n] - want).abs() < 1e-5,
+                "{r},{n}: {} vs {want}",
+                got[r * 3 + n]
+            );
         }
     }
 }
@@ -74,7 +95,10 @@ fn valid_graph_runs() {
 fn wrong_argument_dtype_fails_at_init() {
     let err = run(
         data("fc_ok.bin"),
-        vec![TestArg::Tensor(TestTensor::new(&[2, 4], vec![0i32; 8])), TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3]))],
+        vec![
+            TestArg::Tensor(TestTensor::new(&[2, 4], vec![0i32; 8])),
+            TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3])),
+        ],
     )
     .unwrap_err();
     assert!(err.msg.contains("dtype"), "{err}");
@@ -111,7 +135,11 @@ fn truncated_payload_and_constants() {
 fn node_referencing_missing_value() {
     let e = try_parse(&data("fc_missing_value.bin")).unwrap_err();
     match &e {
-        XnnError::Node { index: 0, kind: "XNNFullyConnected", msg } => assert!(msg.contains("42"), "{msg}"),
+        XnnError::Node {
+            index: 0,
+            kind: "XNNFullyConnected",
+            msg,
+        } => assert!(msg.contains("42"), "{msg}"),
         other => panic!("unexpected {other}"),
     }
 }
@@ -120,7 +148,9 @@ fn node_referencing_missing_value() {
 fn quant_params_of_wrong_size() {
     let e = try_parse(&data("fc_bad_quant.bin")).unwrap_err();
     match &e {
-        XnnError::Value { index: 1, msg } => assert!(msg.contains("2 scales for 3 channels"), "{msg}"),
+        XnnError::Value { index: 1, msg } => {
+            assert!(msg.contains("2 scales for 3 channels"), "{msg}")
+        }
         other => panic!("unexpected {other}"),
     }
 }
@@ -128,7 +158,17 @@ fn quant_params_of_wrong_size() {
 #[test]
 fn unsupported_node_fails_at_init() {
     let e = try_parse(&data("fc_unsupported.bin")).unwrap_err();
-    assert!(matches!(e, XnnError::Unsupported { index: 1, kind: "XNNArgMaxPooling2d", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            XnnError::Unsupported {
+                index: 1,
+                kind: "XNNArgMaxPooling2d",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let ke: KernelError = e.into();
     assert_eq!(ke.kind, pteron_runtime::KernelErrorKind::NotSupported);
 }

@@ -41,12 +41,24 @@ fn listed(file: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn compare(what: &str, got: &NpyArray, want: &NpyArray, atol: f64, rtol: f64) -> Result<f64, String> {
+fn compare(
+    what: &str,
+    got: &NpyArray,
+    want: &NpyArray,
+    atol: f64,
+    rtol: f64,
+) -> Result<f64, String> {
     if got.dtype != want.dtype {
-        return Err(format!("{what}: dtype {} != reference {}", got.dtype, want.dtype));
+        return Err(format!(
+            "{what}: dtype {} != reference {}",
+            got.dtype, want.dtype
+        ));
     }
     if got.shape != want.shape {
-        return Err(format!("{what}: shape {:?} != reference {:?}", got.shape, want.shape));
+        return Err(format!(
+            "{what}: shape {:?} != reference {:?}",
+            got.shape, want.shape
+        ));
     }
     let (g, w) = (got.to_f64(), want.to_f64());
     let mut max_err = 0f64;
@@ -56,7 +68,7 @@ fn compare(what: &str, got: &NpyArray, want: &NpyArray, atol: f64, rtol: f64) ->
         }
         let err = (a - b).abs();
         max_err = max_err.max(err);
-        if !(err <= atol + rtol * b.abs()) {
+        if err.is_nan() || err > atol + rtol * b.abs() {
             return Err(format!("{what}: element {i}: {a} vs reference {b} (|diff| {err:.3e} > atol {atol} + rtol {rtol})"));
         }
     }
@@ -64,8 +76,10 @@ fn compare(what: &str, got: &NpyArray, want: &NpyArray, atol: f64, rtol: f64) ->
 }
 
 fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
-    let meta: J = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let meta: J = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     let method = meta["method"].as_str().unwrap_or("forward");
     let program = dir.join(meta["program"].as_str().unwrap_or("program.pte"));
     let atol = meta["atol"].as_f64().unwrap_or(1e-4);
@@ -73,11 +87,17 @@ fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
     let runs = meta["runs"].as_u64().unwrap_or(1) as usize;
     let mut module = Module::from_file(&program).map_err(|e| format!("load: {e}"))?;
     if let Some(ptd) = meta["ptd"].as_str() {
-        module.add_data_file(dir.join(ptd)).map_err(|e| format!("ptd: {e}"))?;
+        module
+            .add_data_file(dir.join(ptd))
+            .map_err(|e| format!("ptd: {e}"))?;
     }
     let mut worst = 0f64;
     for r in 0..runs {
-        let rd = if r == 0 { dir.to_path_buf() } else { dir.join(format!("run{r}")) };
+        let rd = if r == 0 {
+            dir.to_path_buf()
+        } else {
+            dir.join(format!("run{r}"))
+        };
         let mut inputs = Vec::new();
         for i in 0.. {
             let p = rd.join(format!("in_{i}.npy"));
@@ -86,8 +106,13 @@ fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
             }
             inputs.push(read_npy(&p).map_err(|e| e.to_string())?);
         }
-        let views: Vec<_> = inputs.iter().map(|a| a.as_tensor().expect("npy view")).collect();
-        let outs = module.run(method, &views).map_err(|e| format!("run {r}: {e}"))?;
+        let views: Vec<_> = inputs
+            .iter()
+            .map(|a| a.as_tensor().expect("npy view"))
+            .collect();
+        let outs = module
+            .run(method, &views)
+            .map_err(|e| format!("run {r}: {e}"))?;
         let mut n_ref = 0;
         for (i, o) in outs.iter().enumerate() {
             let p = rd.join(format!("{expected}_{i}.npy"));
@@ -96,10 +121,18 @@ fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
             }
             n_ref += 1;
             let want = read_npy(&p).map_err(|e| e.to_string())?;
-            worst = worst.max(compare(&format!("run {r} output {i}"), o, &want, atol, rtol)?);
+            worst = worst.max(compare(
+                &format!("run {r} output {i}"),
+                o,
+                &want,
+                atol,
+                rtol,
+            )?);
         }
         if rd.join(format!("{expected}_{n_ref}.npy")).exists() {
-            return Err(format!("run {r}: reference has more outputs than the {n_ref} we produced"));
+            return Err(format!(
+                "run {r}: reference has more outputs than the {n_ref} we produced"
+            ));
         }
     }
     Ok(format!("max |diff| {worst:.2e}"))
@@ -123,7 +156,11 @@ fn fixtures_match_reference_runtime() {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let expected = if eager.contains_key(&name) { "eager" } else { "ref" };
+        let expected = if eager.contains_key(&name) {
+            "eager"
+        } else {
+            "ref"
+        };
         let res = run_case(dir, expected);
         match (&res, xf.get(&name)) {
             (Ok(msg), None) => {
@@ -141,6 +178,14 @@ fn fixtures_match_reference_runtime() {
             }
         }
     }
-    eprintln!("{passed} passed, {xfailed} expected failures, {} failed", failures.len());
-    assert!(failures.is_empty(), "{} fixture case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "{passed} passed, {xfailed} expected failures, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} fixture case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
