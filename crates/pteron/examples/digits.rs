@@ -27,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .copied()
             .enumerate()
-            .fold((0, f64::MIN), |best, (k, v)| if v > best.1 { (k, v) } else { best });
+            .fold(
+                (0, f64::MIN),
+                |best, (k, v)| if v > best.1 { (k, v) } else { best },
+            );
         let truth = labels[i] as usize;
         correct += (pred == truth) as usize;
         if only.is_some_and(|o| o != i) {
@@ -51,7 +54,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!(
             "sample {i:>2}: predicted {pred} with probability {p:.3}; true label {truth} {}\n",
-            if pred == truth { "(correct)" } else { "(WRONG)" }
+            if pred == truth {
+                "(correct)"
+            } else {
+                "(WRONG)"
+            }
         );
     }
     println!(

@@ -9,7 +9,10 @@ use pteron::npy::NpyArray;
 use pteron::{Error, Module, Program, Registry, ScalarType};
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(case).join("program.pte")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(case)
+        .join("program.pte")
 }
 
 fn bytes(case: &str) -> Vec<u8> {
@@ -46,8 +49,14 @@ fn find_value(b: &[u8], tag: u8, pred: impl Fn(&Table<'_>) -> bool) -> usize {
 fn invalid_at(e: FormatError, at_part: &str, reason_part: &str) {
     match e {
         FormatError::Invalid { at, reason } => {
-            assert!(at.contains(at_part), "location '{at}' should mention '{at_part}'");
-            assert!(reason.contains(reason_part), "reason '{reason}' should mention '{reason_part}'");
+            assert!(
+                at.contains(at_part),
+                "location '{at}' should mention '{at_part}'"
+            );
+            assert!(
+                reason.contains(reason_part),
+                "reason '{reason}' should mention '{reason_part}'"
+            );
         }
         other => panic!("expected an Invalid error at {at_part}, got {other:?}"),
     }
@@ -97,7 +106,11 @@ fn unknown_union_tag() {
     let (fb, v) = values(&b);
     let pos = field(&v.table(fb, 3).unwrap(), 0, 1);
     b[pos] = 42;
-    invalid_at(parse_program(&b).unwrap_err(), "values[3]", "unknown EValue union tag 42");
+    invalid_at(
+        parse_program(&b).unwrap_err(),
+        "values[3]",
+        "unknown EValue union tag 42",
+    );
 }
 
 #[test]
@@ -111,7 +124,11 @@ fn out_of_range_value_index() {
     let args = call.vector(1, 4).unwrap().unwrap();
     let pos = args.pos(1, 4);
     b[pos..pos + 4].copy_from_slice(&9999i32.to_le_bytes());
-    invalid_at(parse_program(&b).unwrap_err(), "instructions[0].args[1]", "value index 9999 out of range");
+    invalid_at(
+        parse_program(&b).unwrap_err(),
+        "instructions[0].args[1]",
+        "value index 9999 out of range",
+    );
 }
 
 #[test]
@@ -122,37 +139,78 @@ fn out_of_range_constant_buffer_index() {
     let tensor = v.table(fb, vi).unwrap().table(1).unwrap().unwrap();
     let pos = field(&tensor, 5, 4);
     b[pos..pos + 4].copy_from_slice(&777u32.to_le_bytes());
-    invalid_at(parse_program(&b).unwrap_err(), &format!("values[{vi}]"), "buffer index 777 out of range");
+    invalid_at(
+        parse_program(&b).unwrap_err(),
+        &format!("values[{vi}]"),
+        "buffer index 777 out of range",
+    );
 }
 
 #[test]
 fn memory_plan_outside_arena() {
     let mut b = bytes("mlp");
     let vi = find_value(&b, 5, |t| {
-        t.table(6).unwrap().is_some_and(|a| a.field(1, 4).unwrap().is_some())
+        t.table(6)
+            .unwrap()
+            .is_some_and(|a| a.field(1, 4).unwrap().is_some())
     });
     let (fb, v) = values(&b);
-    let alloc = v.table(fb, vi).unwrap().table(1).unwrap().unwrap().table(6).unwrap().unwrap();
+    let alloc = v
+        .table(fb, vi)
+        .unwrap()
+        .table(1)
+        .unwrap()
+        .unwrap()
+        .table(6)
+        .unwrap()
+        .unwrap();
     let pos = field(&alloc, 1, 4);
     b[pos..pos + 4].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
-    invalid_at(parse_program(&b).unwrap_err(), &format!("values[{vi}]"), "does not fit in arena");
+    invalid_at(
+        parse_program(&b).unwrap_err(),
+        &format!("values[{vi}]"),
+        "does not fit in arena",
+    );
 
     let mut b = bytes("mlp");
     let (fb, v) = values(&b);
-    let alloc = v.table(fb, vi).unwrap().table(1).unwrap().unwrap().table(6).unwrap().unwrap();
+    let alloc = v
+        .table(fb, vi)
+        .unwrap()
+        .table(1)
+        .unwrap()
+        .unwrap()
+        .table(6)
+        .unwrap()
+        .unwrap();
     let pos = field(&alloc, 0, 4);
     b[pos..pos + 4].copy_from_slice(&9u32.to_le_bytes());
-    invalid_at(parse_program(&b).unwrap_err(), "memory_id", "not a planned arena");
+    invalid_at(
+        parse_program(&b).unwrap_err(),
+        "memory_id",
+        "not a planned arena",
+    );
 }
 
 #[test]
 fn segment_out_of_file() {
     let mut b = bytes("mlp");
     let fb = Fb::new(&b);
-    let seg = fb.root().unwrap().vector(4, 4).unwrap().unwrap().table(fb, 0).unwrap();
+    let seg = fb
+        .root()
+        .unwrap()
+        .vector(4, 4)
+        .unwrap()
+        .unwrap()
+        .table(fb, 0)
+        .unwrap();
     let pos = field(&seg, 1, 8); // size
     b[pos..pos + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
-    invalid_at(parse_program(&b).unwrap_err(), "segments[0]", "outside the file");
+    invalid_at(
+        parse_program(&b).unwrap_err(),
+        "segments[0]",
+        "outside the file",
+    );
 }
 
 #[test]
@@ -165,7 +223,13 @@ fn schema_version_too_new() {
     b[16..20].copy_from_slice(&8i32.to_le_bytes()); // soffset to the vtable at 8
     b[20..24].copy_from_slice(&1u32.to_le_bytes()); // version
     let e = parse_program(&b).unwrap_err();
-    assert_eq!(e, FormatError::Version { found: 1, supported: 0 });
+    assert_eq!(
+        e,
+        FormatError::Version {
+            found: 1,
+            supported: 0
+        }
+    );
 }
 
 /// A registry with a do-nothing kernel for every operator of `program`, to test the
@@ -204,11 +268,22 @@ fn wrong_number_of_inputs() {
         pteron::IoInfo::Tensor(t) => t.sizes.clone(),
         _ => unreachable!(),
     };
-    let a = if a.shape == shape { a } else { f32_array(&shape) };
+    let a = if a.shape == shape {
+        a
+    } else {
+        f32_array(&shape)
+    };
     let e = m.run("forward", &[a.as_tensor().unwrap()]).unwrap_err();
     assert!(e.to_string().contains("takes 2 inputs, 1 given"), "{e}");
     let e = m
-        .run("forward", &[a.as_tensor().unwrap(), a.as_tensor().unwrap(), a.as_tensor().unwrap()])
+        .run(
+            "forward",
+            &[
+                a.as_tensor().unwrap(),
+                a.as_tensor().unwrap(),
+                a.as_tensor().unwrap(),
+            ],
+        )
         .unwrap_err();
     assert!(e.to_string().contains("takes 2 inputs, 3 given"), "{e}");
 }
@@ -229,12 +304,19 @@ fn wrong_input_dtype_and_shape() {
         data: vec![0u8; t.sizes.iter().product::<usize>() * 8],
     };
     let e = m.set_input(0, ints.as_tensor().unwrap()).unwrap_err();
-    assert!(e.to_string().contains("expected dtype float32, got int64"), "{e}");
+    assert!(
+        e.to_string().contains("expected dtype float32, got int64"),
+        "{e}"
+    );
     let mut big = t.sizes.clone();
     big[0] += 1;
-    let e = m.set_input(0, f32_array(&big).as_tensor().unwrap()).unwrap_err();
+    let e = m
+        .set_input(0, f32_array(&big).as_tensor().unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("does not fit"), "{e}");
-    let e = m.set_input(0, f32_array(&[1]).as_tensor().unwrap()).unwrap_err();
+    let e = m
+        .set_input(0, f32_array(&[1]).as_tensor().unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("expected rank"), "{e}");
     let e = m.execute().unwrap_err();
     assert!(e.to_string().contains("has not been set"), "{e}");
@@ -243,7 +325,9 @@ fn wrong_input_dtype_and_shape() {
 #[test]
 fn missing_kernels_are_all_listed() {
     let program = Program::load(pteron::bytes_from_vec(bytes("mlp"))).unwrap();
-    let e = pteron::Method::load(&program, "forward", &Registry::new()).err().expect("load fails");
+    let e = pteron::Method::load(&program, "forward", &Registry::new())
+        .err()
+        .expect("load fails");
     match &e {
         Error::MissingKernels { method, missing } => {
             assert_eq!(method, "forward");
@@ -254,14 +338,21 @@ fn missing_kernels_are_all_listed() {
         other => panic!("expected MissingKernels, got {other}"),
     }
     let msg = e.to_string();
-    assert!(msg.contains("aten::addmm.out") && msg.contains("instruction"), "{msg}");
+    assert!(
+        msg.contains("aten::addmm.out") && msg.contains("instruction"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn unknown_method() {
     let mut m = load("add");
     let e = m.method("nope").err().unwrap();
-    assert!(e.to_string().contains("method 'nope' not found; the program has: forward"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("method 'nope' not found; the program has: forward"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -281,7 +372,14 @@ fn npy_that_is_not_one() {
 /// corrupted program must return errors, never panic.
 #[test]
 fn random_corruption_never_panics() {
-    let cases = ["mlp", "add", "softmax", "dynamic_seq", "zoo_shape", "mobilenet_v2"];
+    let cases = [
+        "mlp",
+        "add",
+        "softmax",
+        "dynamic_seq",
+        "zoo_shape",
+        "mobilenet_v2",
+    ];
     let reg = pteron::default_registry();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut rnd = move || {
@@ -290,7 +388,10 @@ fn random_corruption_never_panics() {
         state ^= state << 17;
         state
     };
-    let iters: usize = std::env::var("PTERON_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let iters: usize = std::env::var("PTERON_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     let (mut parsed_ok, mut rejected) = (0, 0);
     for case in cases {
         let original = bytes(case);
@@ -299,13 +400,21 @@ fn random_corruption_never_panics() {
             let flips = 1 + (rnd() % 4) as usize;
             for _ in 0..flips {
                 // Bias towards the FlatBuffer part, where structure lives.
-                let limit = if rnd() % 4 == 0 { b.len() } else { b.len().min(4096) };
+                let limit = if rnd() % 4 == 0 {
+                    b.len()
+                } else {
+                    b.len().min(4096)
+                };
                 let pos = (rnd() as usize) % limit;
                 b[pos] = rnd() as u8;
             }
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let Ok(p) = Program::load(pteron::bytes_from_vec(b)) else { return false };
-                let Ok(mut m) = pteron::Method::load(&p, "forward", &reg) else { return true };
+                let Ok(p) = Program::load(pteron::bytes_from_vec(b)) else {
+                    return false;
+                };
+                let Ok(mut m) = pteron::Method::load(&p, "forward", &reg) else {
+                    return true;
+                };
                 let meta = p.method_meta("forward").unwrap();
                 let inputs: Vec<NpyArray> = meta
                     .inputs
@@ -334,16 +443,22 @@ fn random_corruption_never_panics() {
             }
         }
     }
-    eprintln!("corruption: {rejected} rejected at parse, {parsed_ok} parsed (then loaded/ran or errored)");
+    eprintln!(
+        "corruption: {rejected} rejected at parse, {parsed_ok} parsed (then loaded/ran or errored)"
+    );
 }
 
 #[test]
 fn delegate_without_backend() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/xnnpack_linear.pte");
     let program = Program::load(pteron::bytes_from_vec(std::fs::read(p).unwrap())).unwrap();
-    let e = pteron::Method::load(&program, "forward", &Registry::new()).err().expect("load fails");
+    let e = pteron::Method::load(&program, "forward", &Registry::new())
+        .err()
+        .expect("load fails");
     match &e {
-        Error::BackendNotFound { backend, delegate, .. } => {
+        Error::BackendNotFound {
+            backend, delegate, ..
+        } => {
             assert_eq!(backend, "XnnpackBackend");
             assert_eq!(*delegate, 0);
         }
@@ -357,10 +472,18 @@ fn caller_provided_arenas_are_checked_and_used() {
     let program = Program::load(pteron::bytes_from_vec(bytes("mlp"))).unwrap();
     let reg = stub_registry(&program);
     let sizes = program.method_meta("forward").unwrap().planned_buffers;
-    let small: Vec<pteron::AlignedBuf> = sizes.iter().map(|&s| pteron::AlignedBuf::zeroed(s as usize / 2)).collect();
-    let e = pteron::Method::load_with_arenas(&program, "forward", &reg, Some(small)).err().unwrap();
+    let small: Vec<pteron::AlignedBuf> = sizes
+        .iter()
+        .map(|&s| pteron::AlignedBuf::zeroed(s as usize / 2))
+        .collect();
+    let e = pteron::Method::load_with_arenas(&program, "forward", &reg, Some(small))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("needs"), "{e}");
-    let ok: Vec<pteron::AlignedBuf> = sizes.iter().map(|&s| pteron::AlignedBuf::zeroed(s as usize + 64)).collect();
+    let ok: Vec<pteron::AlignedBuf> = sizes
+        .iter()
+        .map(|&s| pteron::AlignedBuf::zeroed(s as usize + 64))
+        .collect();
     let m = pteron::Method::load_with_arenas(&program, "forward", &reg, Some(ok)).unwrap();
     let back = m.into_arenas();
     assert_eq!(back.len(), sizes.len());

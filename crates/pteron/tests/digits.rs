@@ -6,13 +6,20 @@ fn bundled_digits_model_matches_reference() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/digits");
     let mut m = pteron::Module::from_file(dir.join("digits.pte")).unwrap();
     let x = pteron::npy::read_npy(dir.join("samples.npy")).unwrap();
-    let want = pteron::npy::read_npy(dir.join("expected_probs.npy")).unwrap().to_f64();
-    let labels = pteron::npy::read_npy(dir.join("labels.npy")).unwrap().to_f64();
+    let want = pteron::npy::read_npy(dir.join("expected_probs.npy"))
+        .unwrap()
+        .to_f64();
+    let labels = pteron::npy::read_npy(dir.join("labels.npy"))
+        .unwrap()
+        .to_f64();
     let out = m.run("forward", &[x.as_tensor().unwrap()]).unwrap();
     assert_eq!(out[0].shape, vec![16, 10]);
     let got = out[0].to_f64();
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() <= 1e-5, "probability {i}: {g} vs reference {w}");
+        assert!(
+            (g - w).abs() <= 1e-5,
+            "probability {i}: {g} vs reference {w}"
+        );
     }
     // A smaller batch through the dynamic batch dimension.
     let first4 = pteron::npy::NpyArray {
