@@ -20,6 +20,7 @@ use pteron_runtime::Registry;
 pub mod util;
 
 mod binary;
+mod extra;
 mod fuse;
 mod llm;
 mod nn;
@@ -38,6 +39,7 @@ pub fn register_all(reg: &mut Registry) {
     nn::register(reg);
     fuse::register(reg);
     llm::register(reg);
+    extra::register(reg);
 }
 
 /// A registry with every kernel of this crate.

@@ -1,0 +1,110 @@
+"""Golden vectors for the extra group: glu, native_dropout (inference), et_copy
+host/device copies, _cdist_forward, _pdist_forward, grid_sampler_2d.
+Expected values come from eager PyTorch."""
+import torch
+
+from vecgen import (b, case, f, i, none, out, outs, ref, tensor, write)
+
+torch.manual_seed(0)
+aten = torch.ops.aten
+cases = []
+
+
+def rnd(*shape, dtype=torch.float32):
+    # Multiples of 1/32: exact in every float dtype and short in JSON.
+    return (torch.randn(*shape) * 32).round().div(32).to(dtype)
+
+
+def cl(t):
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def tol(dt):
+    return 2e-3 if dt == torch.float16 else (1e-5 if dt == torch.float32 else 1e-10)
+
+
+# ---------------------------------------------------------------------------
+# glu.out: [self, dim, out, ret]
+
+def glu_case(name, x, dim, error=False, out_dt=None, bound=None):
+    od = out_dt or x.dtype
+    if error:
+        y, sz = None, bound or list(x.shape)
+    else:
+        y = aten.glu(x, dim)
+        sz = list(y.shape)
+    cases.append(case(name, "aten::glu.out", [tensor(x), i(dim), out(od, sz), ref(2)],
+                      {} if error else {2: y}, atol=tol(x.dtype), rtol=tol(x.dtype), error=error))
+
+
+for dt in (torch.float32, torch.float64, torch.float16):
+    n = str(dt).split(".")[1]
+    glu_case(f"glu_last_{n}", rnd(3, 8, dtype=dt), -1)
+    glu_case(f"glu_dim0_{n}", rnd(4, 5, dtype=dt), 0)
+    glu_case(f"glu_3d_mid_{n}", rnd(2, 6, 3, dtype=dt), 1)
+glu_case("glu_bf16", rnd(3, 4, dtype=torch.bfloat16), 1)
+glu_case("glu_1d", rnd(10), 0)
+glu_case("glu_channels_last_dim1", cl(rnd(2, 4, 3, 3)), 1)
+glu_case("glu_channels_last_dim3", cl(rnd(2, 3, 3, 4)), -1)
+glu_case("glu_empty", rnd(0, 4), 1)
+glu_case("glu_large_values", torch.tensor([[100.0, -100.0, 50.0, -50.0], [0.0, 1.0, 30.0, -30.0]]), 1)
+glu_case("glu_err_odd", rnd(3, 5), 1, error=True)
+glu_case("glu_err_int", torch.arange(8, dtype=torch.int32).reshape(2, 4), 1, error=True, bound=[2, 2])
+glu_case("glu_err_dim", rnd(3, 4), 2, error=True)
+glu_case("glu_err_out_dtype", rnd(3, 4), 1, error=True, out_dt=torch.float64, bound=[3, 2])
+
+
+# ---------------------------------------------------------------------------
+# native_dropout.out: [input, p, train, out0, out1, ret]
+
+def dropout_case(name, x, p, train, error=False):
+    if error:
+        exp = {}
+    else:
+        y, m = aten.native_dropout(x, p, train)
+        # (PyTorch returns an input-dtype mask for empty inputs; the out1 mask is Bool.)
+        exp = {3: y, 4: m} if x.numel() else {3: y}
+    tr = none() if train is None else b(train)
+    args = [tensor(x), f(p), tr, out(x.dtype, list(x.shape)), out(torch.bool, list(x.shape)),
+            none()]
+    cases.append(case(name, "aten::native_dropout.out", args, exp, error=error))
+
+
+for dt in (torch.float32, torch.float64, torch.float16, torch.int32):
+    n = str(dt).split(".")[1]
+    dropout_case(f"dropout_eval_{n}", rnd(3, 5).to(dt), 0.5, False)
+dropout_case("dropout_eval_p0", rnd(4), 0.0, False)
+dropout_case("dropout_eval_p1", rnd(2, 3), 1.0, False)
+dropout_case("dropout_eval_channels_last", cl(rnd(1, 3, 2, 2)), 0.3, False)
+dropout_case("dropout_eval_empty", rnd(0, 3), 0.5, False)
+dropout_case("dropout_err_train", rnd(3, 5), 0.5, True, error=True)
+dropout_case("dropout_err_train_none", rnd(3, 5), 0.5, None, error=True)
+
+
+# ---------------------------------------------------------------------------
+# et_copy::_h2d_copy.out / _d2h_copy.out: [self, out, ret]. No PyTorch op exists: the
+# expected value is torch.clone (a CPU-only runtime copies).
+
+def copy_case(name, x, error=False, out_dt=None, bound=None, out_cl=False):
+    for op in ("et_copy::_h2d_copy.out", "et_copy::_d2h_copy.out"):
+        tag = "h2d" if "h2d" in op else "d2h"
+        y = torch.clone(x)
+        cases.append(case(f"{tag}_{name}", op,
+                          [tensor(x), out(out_dt or x.dtype, bound or list(x.shape), channels_last=out_cl),
+                           ref(1)], {} if error else {1: y}, atol=0, rtol=0, error=error))
+
+
+for dt in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int8,
+           torch.uint8):
+    copy_case(str(dt).split(".")[1], (rnd(2, 3, 4) * 4).to(dt))
+copy_case("bool", rnd(5) > 0)
+copy_case("scalar", torch.tensor(3.5))
+copy_case("empty", rnd(0, 2))
+copy_case("channels_last_in", cl(rnd(2, 3, 2, 2)))
+copy_case("channels_last_out", rnd(2, 3, 2, 2), out_cl=True)
+copy_case("resize_smaller", rnd(2, 3), bound=[4, 5])
+copy_case("err_dtype", rnd(2, 3), error=True, out_dt=torch.float64)
+copy_case("err_too_big", rnd(4, 5), error=True, bound=[2, 3])
+
+
+write("extra", cases)
