@@ -106,5 +106,68 @@ copy_case("resize_smaller", rnd(2, 3), bound=[4, 5])
 copy_case("err_dtype", rnd(2, 3), error=True, out_dt=torch.float64)
 copy_case("err_too_big", rnd(4, 5), error=True, bound=[2, 3])
 
+# ---------------------------------------------------------------------------
+# _cdist_forward.out: [x1, x2, p, compute_mode, out, ret]; _pdist_forward.out: [self, p, out, ret]
+
+def cdist_case(name, x1, x2, p, mode=None, error=False, bound=None, out_dt=None, atol=1e-4):
+    if error:
+        y, sz = None, bound
+    else:
+        y = aten._cdist_forward(x1, x2, p, mode)
+        sz = list(y.shape)
+    md = none() if mode is None else i(mode)
+    cases.append(case(name, "aten::_cdist_forward.out",
+                      [tensor(x1), tensor(x2), f(p), md, out(out_dt or x1.dtype, sz), ref(4)],
+                      {} if error else {4: y}, atol=atol, rtol=1e-5, error=error))
+
+
+def pdist_case(name, x, p, error=False, bound=None, out_dt=None):
+    if error:
+        y, sz = None, bound
+    else:
+        y = aten._pdist_forward(x, p)
+        sz = list(y.shape)
+    cases.append(case(name, "aten::_pdist_forward.out",
+                      [tensor(x), f(p), out(out_dt or x.dtype, sz), ref(2)],
+                      {} if error else {2: y}, atol=1e-4, rtol=1e-5, error=error))
+
+
+for dt in (torch.float32, torch.float64):
+    n = str(dt).split(".")[1]
+    a, c = rnd(5, 4, dtype=dt), rnd(3, 4, dtype=dt)
+    for p in (0.0, 1.0, 2.0, 3.0, 0.5, float("inf")):
+        cdist_case(f"cdist_p{p}_{n}", a, c, p)
+        pdist_case(f"pdist_p{p}_{n}", a, p)
+a = rnd(4, 3)
+cdist_case("cdist_p0_equal_entries", torch.tensor([[1.0, 2.0, 3.0], [0.0, 2.0, 3.0]]),
+           torch.tensor([[1.0, 2.0, 4.0], [1.0, 2.0, 3.0]]), 0.0)
+cdist_case("cdist_batched", rnd(2, 4, 3), rnd(2, 5, 3), 2.0)
+cdist_case("cdist_batch_broadcast", rnd(2, 1, 4, 3), rnd(3, 5, 3), 1.0)
+cdist_case("cdist_batch_broadcast_3d_2d", rnd(2, 4, 3), rnd(5, 3), float("inf"))
+cdist_case("cdist_transposed_input", rnd(3, 6).t(), rnd(2, 3), 2.0)
+cdist_case("cdist_mm_mode1", rnd(4, 5), rnd(3, 5), 2.0, mode=1)
+cdist_case("cdist_mm_identical_rows", a, a.clone(), 2.0, mode=1)
+cdist_case("cdist_mode2_large", rnd(30, 3), rnd(4, 3), 2.0, mode=2)
+cdist_case("cdist_mode0_large_mm", rnd(30, 3), rnd(4, 3), 2.0)
+cdist_case("cdist_mode0_large_mm_f64", rnd(27, 5, dtype=torch.float64), rnd(28, 5, dtype=torch.float64), 2.0)
+cdist_case("cdist_mode0_large_p1", rnd(30, 3), rnd(4, 3), 1.0)
+cdist_case("cdist_empty_rows", rnd(0, 3), rnd(4, 3), 2.0)
+cdist_case("cdist_zero_cols", rnd(3, 0), rnd(4, 0), 2.0)
+cdist_case("cdist_err_cols", rnd(3, 4), rnd(2, 5), 2.0, error=True, bound=[3, 2])
+cdist_case("cdist_err_neg_p", rnd(3, 4), rnd(2, 4), -1.0, error=True, bound=[3, 2])
+cdist_case("cdist_err_mode", rnd(3, 4), rnd(2, 4), 2.0, mode=3, error=True, bound=[3, 2])
+cdist_case("cdist_err_1d", rnd(4), rnd(4), 2.0, error=True, bound=[1, 1])
+cdist_case("cdist_err_half", rnd(3, 4, dtype=torch.float16), rnd(2, 4, dtype=torch.float16), 2.0,
+           error=True, bound=[3, 2])
+cdist_case("cdist_err_int", torch.ones(3, 4, dtype=torch.int32), torch.ones(2, 4, dtype=torch.int32), 2.0,
+           error=True, bound=[3, 2])
+cdist_case("cdist_err_out_dtype", rnd(3, 4), rnd(2, 4), 2.0, error=True, bound=[3, 2], out_dt=torch.float64)
+pdist_case("pdist_single_row", rnd(1, 3), 2.0)
+pdist_case("pdist_transposed", rnd(3, 5).t().contiguous(), 2.0)
+pdist_case("pdist_large", rnd(12, 7), 2.0)
+pdist_case("pdist_err_3d", rnd(2, 3, 4), 2.0, error=True, bound=[1])
+pdist_case("pdist_err_half", rnd(3, 4, dtype=torch.float16), 2.0, error=True, bound=[3])
+pdist_case("pdist_err_out_dtype", rnd(3, 4), 2.0, error=True, bound=[3], out_dt=torch.float64)
+
 
 write("extra", cases)
