@@ -288,9 +288,8 @@ fn cdist_forward_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         let st = t.strides();
         let r = t.dim() - 2;
         let mut a = [0usize; 16];
-        for i in 0..r {
-            let oi = nb - r + i;
-            a[oi] = if t.size(i) == 1 { 0 } else { st[i] };
+        for (i, (&sz, &s)) in t.sizes()[..r].iter().zip(st.iter()).enumerate() {
+            a[nb - r + i] = if sz == 1 { 0 } else { s };
         }
         a
     };
