@@ -169,5 +169,56 @@ pdist_case("pdist_err_3d", rnd(2, 3, 4), 2.0, error=True, bound=[1])
 pdist_case("pdist_err_half", rnd(3, 4, dtype=torch.float16), 2.0, error=True, bound=[3])
 pdist_case("pdist_err_out_dtype", rnd(3, 4), 2.0, error=True, bound=[3], out_dt=torch.float64)
 
+# ---------------------------------------------------------------------------
+# grid_sampler_2d.out: [input, grid, interpolation_mode, padding_mode, align_corners, out, ret]
+
+def grid_case(name, x, g, interp, pad, align, error=False, bound=None, out_dt=None, atol=None):
+    if error:
+        y, sz = None, bound
+    else:
+        y = aten.grid_sampler_2d(x, g, interp, pad, align)
+        sz = list(y.shape)
+    t = atol or (1e-3 if x.dtype in (torch.float16, torch.bfloat16) else
+                 (1e-4 if x.dtype == torch.float32 else 1e-9))
+    cases.append(case(name, "aten::grid_sampler_2d.out",
+                      [tensor(x), tensor(g), i(interp), i(pad), b(align), out(out_dt or x.dtype, sz), ref(5)],
+                      {} if error else {5: y}, atol=t, rtol=t, error=error))
+
+
+def grid(*shape, dtype=torch.float32, spread=1.3):
+    # Random coordinates, partly outside [-1, 1] to exercise padding; rounded to avoid
+    # exact ties under nearest rounding.
+    return ((torch.rand(*shape) * 2 - 1) * spread).to(dtype)
+
+
+gx = rnd(2, 3, 5, 6)
+gg = grid(2, 4, 7, 2)
+for interp in (0, 1):
+    for pad in (0, 1, 2):
+        for align in (False, True):
+            nm = f"grid_{['bilinear', 'nearest'][interp]}_{['zeros', 'border', 'reflection'][pad]}_{'ac' if align else 'nac'}"
+            grid_case(nm, gx, gg, interp, pad, align)
+            grid_case(nm + "_f64", gx.double(), gg.double(), interp, pad, align)
+        grid_case(f"grid_i{interp}_p{pad}_far_f32", rnd(1, 2, 4, 5), grid(1, 3, 3, 2, spread=5.0), interp, pad, False)
+grid_case("grid_bilinear_f16", gx.half(), gg.half(), 0, 0, False)
+grid_case("grid_bilinear_border_f16", gx.half(), gg.half(), 0, 1, True)
+grid_case("grid_nearest_reflect_f16", gx.half(), grid(2, 4, 7, 2, dtype=torch.float16, spread=0.9), 1, 2, False)
+grid_case("grid_channels_last", cl(gx), gg, 0, 0, False)
+grid_case("grid_channels_last_nearest", cl(gx), gg, 1, 1, True)
+grid_case("grid_identity_ac", gx, torch.nn.functional.affine_grid(torch.eye(2, 3).expand(2, 2, 3), [2, 3, 5, 6],
+                                                                 align_corners=True), 0, 0, True)
+grid_case("grid_unit_input", rnd(1, 2, 1, 1), grid(1, 3, 3, 2), 0, 2, True)
+grid_case("grid_unit_input_nac", rnd(1, 2, 1, 1), grid(1, 3, 3, 2), 0, 2, False)
+grid_case("grid_empty_out", gx, grid(2, 0, 3, 2), 0, 0, False)
+grid_case("grid_err_bicubic", gx, gg, 2, 0, False, error=True, bound=[2, 3, 4, 7])
+grid_case("grid_err_mode", gx, gg, 3, 0, False, error=True, bound=[2, 3, 4, 7])
+grid_case("grid_err_pad", gx, gg, 0, 3, False, error=True, bound=[2, 3, 4, 7])
+grid_case("grid_err_batch", gx, grid(1, 4, 7, 2), 0, 0, False, error=True, bound=[2, 3, 4, 7])
+grid_case("grid_err_last", gx, grid(2, 4, 7, 3), 0, 0, False, error=True, bound=[2, 3, 4, 7])
+grid_case("grid_err_grid_dtype", gx, gg.double(), 0, 0, False, error=True, bound=[2, 3, 4, 7])
+grid_case("grid_err_3d", rnd(3, 5, 6), grid(3, 4, 2), 0, 0, False, error=True, bound=[3, 4, 4])
+grid_case("grid_err_int", torch.ones(2, 3, 5, 6, dtype=torch.int32), gg, 0, 0, False, error=True,
+          bound=[2, 3, 4, 7])
+
 
 write("extra", cases)

@@ -16,6 +16,7 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.register("et_copy::_d2h_copy.out", device_copy_out);
     reg.register("aten::_cdist_forward.out", cdist_forward_out);
     reg.register("aten::_pdist_forward.out", pdist_forward_out);
+    reg.register("aten::grid_sampler_2d.out", grid_sampler_2d_out);
 }
 
 /// Strides of `t` (logical dims) in a fixed-size array.
@@ -362,5 +363,377 @@ fn pdist_forward_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             }
         }
     });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// grid_sampler_2d
+
+/// The float type grid sampling computes in (`f32`, or `f64` for double data).
+trait Fc:
+    Copy
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
+    fn c(v: f64) -> Self;
+    fn f64(self) -> f64;
+    fn trunc(self) -> Self;
+    fn abs(self) -> Self;
+    fn round_even(self) -> Self;
+    fn finite(self) -> bool;
+}
+
+macro_rules! fc {
+    ($($t:ty),*) => {$(
+        impl Fc for $t {
+            #[inline(always)] fn c(v: f64) -> Self { v as $t }
+            #[inline(always)] fn f64(self) -> f64 { self as f64 }
+            #[inline(always)] fn trunc(self) -> Self { <$t>::trunc(self) }
+            #[inline(always)] fn abs(self) -> Self { <$t>::abs(self) }
+            #[inline(always)] fn round_even(self) -> Self { <$t>::round_ties_even(self) }
+            #[inline(always)] fn finite(self) -> bool { <$t>::is_finite(self) }
+        }
+    )*};
+}
+fc!(f32, f64);
+
+/// `min` / `max` that propagate NaN from `a` (like ATen's vectorized `minimum`).
+#[inline(always)]
+fn fmin<F: Fc>(a: F, b: F) -> F {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+#[inline(always)]
+fn fmax<F: Fc>(a: F, b: F) -> F {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// ATen's `ComputeLocation`: maps a normalised grid coordinate in `[-1, 1]` to a
+/// source pixel coordinate for one spatial axis of `size` pixels.
+#[derive(Clone, Copy)]
+struct Loc<F> {
+    size: usize,
+    scale: F,
+    align: bool,
+    padding: i64,
+}
+
+impl<F: Fc> Loc<F> {
+    fn new(size: usize, align: bool, padding: i64) -> Self {
+        let scale = if align {
+            F::c((size as f64 - 1.0) / 2.0)
+        } else {
+            F::c(size as f64 / 2.0)
+        };
+        Loc {
+            size,
+            scale,
+            align,
+            padding,
+        }
+    }
+
+    #[inline(always)]
+    fn clip(&self, v: F) -> F {
+        fmin(F::c(self.size as f64 - 1.0), fmax(v, F::c(0.0)))
+    }
+
+    #[inline]
+    fn apply(&self, g: F) -> F {
+        let one = F::c(1.0);
+        let mut v = if self.align {
+            (g + one) * self.scale
+        } else {
+            (g + one) * self.scale - F::c(0.5)
+        };
+        match self.padding {
+            1 => v = self.clip(v),
+            2 => {
+                v = if self.align {
+                    if self.size == 1 {
+                        F::c(0.0)
+                    } else {
+                        let span = F::c(2.0 * (self.size as f64 - 1.0));
+                        let a = v.abs();
+                        let extra = a - (a / span).trunc() * span;
+                        fmin(extra, span - extra)
+                    }
+                } else {
+                    let span = F::c(2.0 * self.size as f64);
+                    let a = (v + F::c(0.5)).abs();
+                    let extra = a - (a / span).trunc() * span;
+                    fmin(extra, span - extra) - F::c(0.5)
+                };
+                v = self.clip(v);
+            }
+            _ => {}
+        }
+        v
+    }
+}
+
+/// Index of coordinate `v` if it lies inside `0..size` (NaN and huge values do not).
+#[inline(always)]
+fn in_range<F: Fc>(v: F, size: usize) -> Option<usize> {
+    if v.finite() && v >= F::c(0.0) && v < F::c(size as f64) {
+        Some(v.f64() as usize)
+    } else {
+        None
+    }
+}
+
+/// `grid_sampler_2d.out(Tensor input, Tensor grid, int interpolation_mode, int
+/// padding_mode, bool align_corners, *, Tensor(a!) out)`: `[input, grid, interpolation,
+/// padding, align_corners, out, ret]`. `input: [N, C, H, W]`, `grid: [N, Ho, Wo, 2]`
+/// (x then y, normalised to `[-1, 1]`) give `out: [N, C, Ho, Wo]`. Interpolation 0
+/// (bilinear) and 1 (nearest); padding 0 (zeros), 1 (border), 2 (reflection).
+fn grid_sampler_2d_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    const OP: &str = "grid_sampler_2d";
+    ctx.expect_args(7)?;
+    let mut out = ctx.out(5)?;
+    let x = ctx.tensor(0)?;
+    let grid = ctx.tensor(1)?;
+    let interp = ctx.int(2)?;
+    let padding = ctx.int(3)?;
+    let align = ctx.bool(4)?;
+    need_float(OP, "input", x.dtype())?;
+    same_dtype(OP, "grid", grid.dtype(), x.dtype())?;
+    same_dtype(OP, "out", out.dtype(), x.dtype())?;
+    if interp == 2 {
+        return Err(KernelError::unsupported(format!(
+            "{OP}: bicubic interpolation (mode 2) is not supported"
+        )));
+    }
+    if !(0..=1).contains(&interp) {
+        return Err(KernelError::invalid(format!(
+            "{OP}: interpolation_mode must be 0 (bilinear) or 1 (nearest), got {interp}"
+        )));
+    }
+    if !(0..=2).contains(&padding) {
+        return Err(KernelError::invalid(format!(
+            "{OP}: padding_mode must be 0 (zeros), 1 (border) or 2 (reflection), got {padding}"
+        )));
+    }
+    if x.dim() != 4 || grid.dim() != 4 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: input and grid must be 4-D, got shapes {:?} and {:?}",
+            x.sizes(),
+            grid.sizes()
+        )));
+    }
+    let (n, c, ih, iw) = (x.size(0), x.size(1), x.size(2), x.size(3));
+    if grid.size(0) != n || grid.size(3) != 2 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: grid must have shape [{n}, H_out, W_out, 2], got {:?}",
+            grid.sizes()
+        )));
+    }
+    if ih == 0 || iw == 0 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: input spatial size {:?} must be positive",
+            &x.sizes()[2..]
+        )));
+    }
+    let (oh, ow) = (grid.size(1), grid.size(2));
+    out.resize(&[n, c, oh, ow])?;
+    let xs = x.strides();
+    let gs = grid.strides();
+    let os = strides_of_mut(&out);
+    let nearest = interp == 1;
+    macro_rules! run {
+        ($T:ty, $F:ty) => {{
+            let src = slice::<$T>(&x)?;
+            let g = slice::<$T>(&grid)?;
+            let y = slice_mut::<$T>(&mut out)?;
+            let lx = Loc::<$F>::new(iw, align, padding);
+            let ly = Loc::<$F>::new(ih, align, padding);
+            for ni in 0..n {
+                for hi in 0..oh {
+                    for wi in 0..ow {
+                        let go = ni * gs[0] + hi * gs[1] + wi * gs[2];
+                        let gx = <$F>::from_f64(g[go].to_f64());
+                        let gy = <$F>::from_f64(g[go + gs[3]].to_f64());
+                        let fx = lx.apply(gx);
+                        let fy = ly.apply(gy);
+                        let ob = ni * os[0] + hi * os[2] + wi * os[3];
+                        let ib = ni * xs[0];
+                        if nearest {
+                            let px = in_range(fx.round_even(), iw);
+                            let py = in_range(fy.round_even(), ih);
+                            for ci in 0..c {
+                                y[ob + ci * os[1]] = match (px, py) {
+                                    (Some(px), Some(py)) => {
+                                        src[ib + ci * xs[1] + py * xs[2] + px * xs[3]]
+                                    }
+                                    _ => <$T>::from_f64(0.0),
+                                };
+                            }
+                        } else {
+                            let (xw, yn) = (fx.floor(), fy.floor());
+                            let w = fx - xw;
+                            let e = 1.0 - w;
+                            let nn = fy - yn;
+                            let s = 1.0 - nn;
+                            let (wnw, wne, wsw, wse) = (s * e, s * w, nn * e, nn * w);
+                            let x0 = in_range(xw, iw);
+                            let x1 = in_range(xw + 1.0, iw);
+                            let y0 = in_range(yn, ih);
+                            let y1 = in_range(yn + 1.0, ih);
+                            for ci in 0..c {
+                                let cb = ib + ci * xs[1];
+                                let at = |py: Option<usize>, px: Option<usize>| -> $F {
+                                    match (py, px) {
+                                        (Some(py), Some(px)) => <$F>::from_f64(
+                                            src[cb + py * xs[2] + px * xs[3]].to_f64(),
+                                        ),
+                                        _ => 0.0,
+                                    }
+                                };
+                                let v = at(y0, x0) * wnw
+                                    + at(y0, x1) * wne
+                                    + at(y1, x0) * wsw
+                                    + at(y1, x1) * wse;
+                                y[ob + ci * os[1]] = <$T>::from_f64(v as f64);
+                            }
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    match x.dtype() {
+        ScalarType::Double => run!(f64, f64),
+        ScalarType::Float => run!(f32, f32),
+        ScalarType::Half => {
+            grid_sample_half::<half::f16>(&x, &grid, &mut out, nearest, padding, align)?
+        }
+        ScalarType::BFloat16 => {
+            grid_sample_half::<half::bf16>(&x, &grid, &mut out, nearest, padding, align)?
+        }
+        other => {
+            return Err(KernelError::dtype(format!(
+                "{OP}: dtype {other} is not supported"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// ATen's scalar `grid_sampler_2d_cpu_fallback` for half types: every step is computed
+/// in `T` (through `f32`, rounding after each operation), as `c10::Half` arithmetic does.
+fn grid_sample_half<T: Num>(
+    x: &TensorRef<'_>,
+    grid: &TensorRef<'_>,
+    out: &mut TensorMut<'_>,
+    nearest: bool,
+    padding: i64,
+    align: bool,
+) -> Result<(), KernelError> {
+    let r = |v: f32| T::from_f32(v).to_f32();
+    let (n, c, ih, iw) = (x.size(0), x.size(1), x.size(2), x.size(3));
+    let (oh, ow) = (grid.size(1), grid.size(2));
+    let xs = x.strides();
+    let gs = grid.strides();
+    let os = strides_of_mut(out);
+    let src = slice::<T>(x)?;
+    let g = slice::<T>(grid)?;
+    let y = slice_mut::<T>(out)?;
+    let clip = |v: f32, size: usize| {
+        let m = r(size as f32 - 1.0);
+        let v = if v > 0.0 || v.is_nan() { v } else { 0.0 };
+        if m < v {
+            m
+        } else {
+            v
+        }
+    };
+    let reflect = |v: f32, lo2: f32, hi2: f32| {
+        if lo2 == hi2 {
+            return 0.0;
+        }
+        let min = r(lo2 / 2.0);
+        let span = r((hi2 - lo2) / 2.0);
+        let v = r(r(v - min).abs());
+        let extra = r(v % span);
+        let flips = r(v / span).floor() as i64;
+        if flips % 2 == 0 {
+            r(extra + min)
+        } else {
+            r(r(span - extra) + min)
+        }
+    };
+    let source = |coord: f32, size: usize| {
+        let sz = size as f32;
+        let mut v = if align {
+            r(r(r(coord + 1.0) / 2.0) * r(sz - 1.0))
+        } else {
+            r(r(r(r(coord + 1.0) * sz) - 1.0) / 2.0)
+        };
+        match padding {
+            1 => v = clip(v, size),
+            2 => {
+                v = if align {
+                    reflect(v, 0.0, 2.0 * (sz - 1.0))
+                } else {
+                    reflect(v, -1.0, 2.0 * sz - 1.0)
+                };
+                v = clip(v, size);
+            }
+            _ => {}
+        }
+        v
+    };
+    for ni in 0..n {
+        for hi in 0..oh {
+            for wi in 0..ow {
+                let go = ni * gs[0] + hi * gs[1] + wi * gs[2];
+                let ix = source(g[go].to_f32(), iw);
+                let iy = source(g[go + gs[3]].to_f32(), ih);
+                let ob = ni * os[0] + hi * os[2] + wi * os[3];
+                let ib = ni * xs[0];
+                if nearest {
+                    let px = in_range(ix.round_ties_even(), iw);
+                    let py = in_range(iy.round_ties_even(), ih);
+                    for ci in 0..c {
+                        y[ob + ci * os[1]] = match (px, py) {
+                            (Some(px), Some(py)) => src[ib + ci * xs[1] + py * xs[2] + px * xs[3]],
+                            _ => T::from_f32(0.0),
+                        };
+                    }
+                    continue;
+                }
+                let (fx, fy) = (ix.floor(), iy.floor());
+                let (xe, ys) = (r(fx + 1.0), r(fy + 1.0));
+                let nw = r(r(xe - ix) * r(ys - iy));
+                let ne = r(r(ix - fx) * r(ys - iy));
+                let sw = r(r(xe - ix) * r(iy - fy));
+                let se = r(r(ix - fx) * r(iy - fy));
+                let x0 = in_range(fx, iw);
+                let x1 = in_range(fx + 1.0, iw);
+                let y0 = in_range(fy, ih);
+                let y1 = in_range(fy + 1.0, ih);
+                for ci in 0..c {
+                    let cb = ib + ci * xs[1];
+                    let mut acc = 0.0f32;
+                    for (py, px, wt) in [(y0, x0, nw), (y0, x1, ne), (y1, x0, sw), (y1, x1, se)] {
+                        if let (Some(py), Some(px)) = (py, px) {
+                            acc = r(acc + r(src[cb + py * xs[2] + px * xs[3]].to_f32() * wt));
+                        }
+                    }
+                    y[ob + ci * os[1]] = T::from_f32(acc);
+                }
+            }
+        }
+    }
     Ok(())
 }
