@@ -3,7 +3,7 @@ host/device copies, _cdist_forward, _pdist_forward, grid_sampler_2d.
 Expected values come from eager PyTorch."""
 import torch
 
-from vecgen import (b, case, f, i, none, out, outs, ref, tensor, write)
+from vecgen import (b, case, f, i, ints, none, out, ref, tensor, write)
 
 torch.manual_seed(0)
 aten = torch.ops.aten
@@ -219,6 +219,51 @@ grid_case("grid_err_grid_dtype", gx, gg.double(), 0, 0, False, error=True, bound
 grid_case("grid_err_3d", rnd(3, 5, 6), grid(3, 4, 2), 0, 0, False, error=True, bound=[3, 4, 4])
 grid_case("grid_err_int", torch.ones(2, 3, 5, 6, dtype=torch.int32), gg, 0, 0, False, error=True,
           bound=[2, 3, 4, 7])
+
+# ---------------------------------------------------------------------------
+# max_pool2d_with_indices_backward.grad_input:
+# [grad_output, self, kernel_size, stride, padding, dilation, ceil_mode, indices, grad_input, ret]
+
+def mpb_case(name, x, k, st, p, d, ceil, error=None, go_cl=False, gi_cl=False):
+    y, ind = aten.max_pool2d_with_indices(x, k, st, p, d, ceil)
+    go = rnd(*y.shape).to(x.dtype)
+    if go_cl:
+        go = cl(go)
+    exp = {}
+    if error == "index":
+        ind = ind.clone()
+        ind.view(-1)[0] = x.shape[-1] * x.shape[-2]
+    elif error == "shape":
+        go = go[..., :-1]
+    elif error == "idx_dtype":
+        ind = ind.int()
+    elif error == "dtype":
+        go = go.double()
+    else:
+        gx = aten.max_pool2d_with_indices_backward(go, x, k, st, p, d, ceil, ind)
+        exp = {8: gx}
+    t = 2e-3 if x.dtype == torch.float16 else 1e-5
+    cases.append(case(name, "aten::max_pool2d_with_indices_backward.grad_input",
+                      [tensor(go), tensor(x), ints(k), ints(st), ints(p), ints(d), b(ceil), tensor(ind),
+                       out(x.dtype, list(x.shape), channels_last=gi_cl), ref(8)],
+                      exp, atol=t, rtol=t, error=error is not None))
+
+
+mx = rnd(2, 3, 7, 8)
+for dt in (torch.float32, torch.float64, torch.float16):
+    n = str(dt).split(".")[1]
+    mpb_case(f"maxpool_bwd_basic_{n}", mx.to(dt), [2, 2], [2, 2], [0, 0], [1, 1], False)
+    mpb_case(f"maxpool_bwd_overlap_{n}", mx.to(dt), [3, 3], [1, 1], [1, 1], [1, 1], False)
+mpb_case("maxpool_bwd_ceil", mx, [3, 2], [2, 3], [1, 1], [1, 1], True)
+mpb_case("maxpool_bwd_dilation", mx, [2, 2], [1, 1], [0, 0], [2, 2], False)
+mpb_case("maxpool_bwd_stride_default", mx, [2, 2], [], [0, 0], [1, 1], False)
+mpb_case("maxpool_bwd_3d", rnd(3, 6, 5), [2, 2], [1, 1], [1, 0], [1, 1], False)
+mpb_case("maxpool_bwd_ties", torch.zeros(1, 2, 4, 4), [2, 2], [1, 1], [0, 0], [1, 1], False)
+mpb_case("maxpool_bwd_channels_last", cl(mx), [3, 3], [2, 2], [1, 1], [1, 1], False, go_cl=True, gi_cl=True)
+mpb_case("maxpool_bwd_err_index", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, error="index")
+mpb_case("maxpool_bwd_err_shape", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, error="shape")
+mpb_case("maxpool_bwd_err_idx_dtype", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, error="idx_dtype")
+mpb_case("maxpool_bwd_err_dtype", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, error="dtype")
 
 
 write("extra", cases)

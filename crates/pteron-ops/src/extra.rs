@@ -6,7 +6,7 @@
 use pteron_runtime::{KernelCtx, KernelError, Registry, ScalarType, TensorMut, TensorRef};
 
 use crate::dispatch_float;
-use crate::nn::{need_float, same_dtype, slice, slice_mut};
+use crate::nn::{need_float, same_dtype, slice, slice_mut, spatial_list};
 use crate::util::{copy_convert, for_each_index, norm_dim, Num};
 
 pub(crate) fn register(reg: &mut Registry) {
@@ -17,6 +17,10 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.register("aten::_cdist_forward.out", cdist_forward_out);
     reg.register("aten::_pdist_forward.out", pdist_forward_out);
     reg.register("aten::grid_sampler_2d.out", grid_sampler_2d_out);
+    reg.register(
+        "aten::max_pool2d_with_indices_backward.grad_input",
+        max_pool2d_with_indices_backward_out,
+    );
 }
 
 /// Strides of `t` (logical dims) in a fixed-size array.
@@ -735,5 +739,125 @@ fn grid_sample_half<T: Num>(
             }
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// max_pool2d_with_indices_backward
+
+/// ATen's `pooling_output_shape` (a copy of the private helper in `nn::pool`).
+fn pool_len(
+    op: &str,
+    i: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    ceil: bool,
+) -> Result<usize, KernelError> {
+    let (i, k, s, p, d) = (i as i64, k as i64, s as i64, p as i64, d as i64);
+    let num = i + 2 * p - d * (k - 1) - 1 + if ceil { s - 1 } else { 0 };
+    let mut o = num.div_euclid(s) + 1;
+    if ceil && (o - 1) * s >= i + p {
+        o -= 1;
+    }
+    if o < 1 {
+        return Err(KernelError::invalid(format!(
+            "{op}: output size {o} is too small for input size {i} (kernel {k}, stride {s}, \
+             padding {p}, dilation {d})"
+        )));
+    }
+    Ok(o as usize)
+}
+
+/// `max_pool2d_with_indices_backward.grad_input(Tensor grad_output, Tensor self, int[2]
+/// kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode, Tensor
+/// indices, *, Tensor(a!) grad_input)`: `[grad_output, self, kernel_size, stride,
+/// padding, dilation, ceil_mode, indices, grad_input, ret]`. Scatters (adds) each
+/// output gradient to the input position its index (flat over `H * W`) names.
+fn max_pool2d_with_indices_backward_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    const OP: &str = "max_pool2d_with_indices_backward";
+    ctx.expect_args(10)?;
+    let mut gi = ctx.out(8)?;
+    let go = ctx.tensor(0)?;
+    let x = ctx.tensor(1)?;
+    let ind = ctx.tensor(7)?;
+    need_float(OP, "self", x.dtype())?;
+    same_dtype(OP, "grad_output", go.dtype(), x.dtype())?;
+    same_dtype(OP, "grad_input", gi.dtype(), x.dtype())?;
+    same_dtype(OP, "indices", ind.dtype(), ScalarType::Long)?;
+    let k = spatial_list(ctx.int_list(2)?, 2, None, 1, OP, "kernel_size")?;
+    let st = spatial_list(ctx.int_list(3)?, 2, Some(k), 1, OP, "stride")?;
+    let pd = spatial_list(ctx.int_list(4)?, 2, None, 0, OP, "padding")?;
+    let dl = spatial_list(ctx.int_list(5)?, 2, None, 1, OP, "dilation")?;
+    let ceil = ctx.bool(6)?;
+    let r = x.dim();
+    if r != 3 && r != 4 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: self must be 3-D or 4-D, got shape {:?}",
+            x.sizes()
+        )));
+    }
+    if k[0] / 2 < pd[0] || k[1] / 2 < pd[1] {
+        return Err(KernelError::invalid(format!(
+            "{OP}: padding {:?} must be at most half of the kernel size {:?}",
+            &pd[..2],
+            &k[..2]
+        )));
+    }
+    let (ih, iw) = (x.size(r - 2), x.size(r - 1));
+    if ih == 0 || iw == 0 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: input spatial size {:?} must be positive",
+            &x.sizes()[r - 2..]
+        )));
+    }
+    let oh = pool_len(OP, ih, k[0], st[0], pd[0], dl[0], ceil)?;
+    let ow = pool_len(OP, iw, k[1], st[1], pd[1], dl[1], ceil)?;
+    let mut want = [0usize; 4];
+    want[..r].copy_from_slice(x.sizes());
+    want[r - 2] = oh;
+    want[r - 1] = ow;
+    if go.sizes() != &want[..r] || ind.sizes() != &want[..r] {
+        return Err(KernelError::invalid(format!(
+            "{OP}: grad_output {:?} and indices {:?} must have the pooled shape {:?}",
+            go.sizes(),
+            ind.sizes(),
+            &want[..r]
+        )));
+    }
+    gi.resize(x.sizes())?;
+    let gs = strides_of(&go);
+    let is = strides_of(&ind);
+    let os = strides_of_mut(&gi);
+    let lead = &x.sizes()[..r - 2];
+    let plane = ih * iw;
+    let idx = slice::<i64>(&ind)?;
+    dispatch_float!(x.dtype(), T => {
+        let g = slice::<T>(&go)?;
+        let y = slice_mut::<T>(&mut gi)?;
+        y.fill(T::from_f64(0.0));
+        let mut bad = None;
+        for_each_index(lead, [&gs, &is, &os], |_, [og, oi, oo]| {
+            for a in 0..oh {
+                for b in 0..ow {
+                    let v = idx[oi + a * is[r - 2] + b * is[r - 1]];
+                    if v < 0 || v as usize >= plane {
+                        bad = Some(v);
+                        continue;
+                    }
+                    let v = v as usize;
+                    let at = oo + (v / iw) * os[r - 2] + (v % iw) * os[r - 1];
+                    let add = g[og + a * gs[r - 2] + b * gs[r - 1]].to_f64();
+                    y[at] = T::from_f64(y[at].to_f64() + add);
+                }
+            }
+        });
+        if let Some(v) = bad {
+            return Err(KernelError::invalid(format!(
+                "{OP}: index {v} is out of range for an input plane of {ih}x{iw}"
+            )));
+        }
+    });
     Ok(())
 }
