@@ -2,10 +2,13 @@
 //! `convolution → batch_norm (eval) → relu/hardtanh` becomes one convolution with the
 //! batch norm folded into its weights and bias and the activation fused into its
 //! output loop (what XNNPACK's partitioner does at export time, done here at load).
+//! `permute_copy(W, [1, 0]) → addmm/mm (→ relu)`, the exporter's form of a Linear
+//! layer, becomes one GEMM on weights transposed and packed once at load.
 //! A fusion declines (falls back to the separate kernels) unless every parameter it
-//! folds is a constant, the data is f32, NCHW-contiguous and statically shaped.
+//! folds is a constant, the data is f32 and contiguous (and, for convolutions,
+//! statically shaped).
 
-use pteron_linalg::{Activation, Conv2d, Conv2dParams};
+use pteron_linalg::{sgemm_packed, Activation, Bias, Conv2d, Conv2dParams, PackedB};
 use pteron_runtime::{
     Kernel, KernelCtx, KernelError, PrepareCtx, Registry, Scalar, ScalarType, ShapeDynamism,
 };
@@ -14,6 +17,9 @@ const CONV: &str = "aten::convolution.out";
 const BN: &str = "aten::_native_batch_norm_legit_no_training.out";
 const RELU: &str = "aten::relu.out";
 const HARDTANH: &str = "aten::hardtanh.out";
+const PERMUTE: &str = "aten::permute_copy.out";
+const ADDMM: &str = "aten::addmm.out";
+const MM: &str = "aten::mm.out";
 
 pub(crate) fn register(reg: &mut Registry) {
     reg.register_fusion(&[CONV, BN, HARDTANH], fuse_conv);
@@ -21,6 +27,115 @@ pub(crate) fn register(reg: &mut Registry) {
     reg.register_fusion(&[CONV, BN], fuse_conv);
     reg.register_fusion(&[CONV, HARDTANH], fuse_conv);
     reg.register_fusion(&[CONV, RELU], fuse_conv);
+    reg.register_fusion(&[PERMUTE, ADDMM, RELU], fuse_linear);
+    reg.register_fusion(&[PERMUTE, ADDMM], fuse_linear);
+    reg.register_fusion(&[PERMUTE, MM], fuse_linear);
+}
+
+/// A Linear layer: `out[m, n] = x[m, k] · Wᵀ (+ bias) (→ activation)` with `W` packed.
+struct FusedLinear {
+    packed: PackedB,
+    bias: Option<Vec<f32>>,
+    act: Activation,
+    x_arg: usize,
+    out_arg: usize,
+}
+
+impl Kernel for FusedLinear {
+    fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        let mut out = ctx.out(self.out_arg)?;
+        let x = ctx.tensor(self.x_arg)?;
+        let (k, n) = (self.packed.k(), self.packed.n());
+        if x.dim() != 2 || x.size(1) != k || !x.is_contiguous() {
+            return Err(KernelError::invalid(format!(
+                "fused linear: input has shape {:?}, expected [m, {k}] contiguous",
+                x.sizes()
+            )));
+        }
+        let m = x.size(0);
+        out.resize(&[m, n])?;
+        let bias = match &self.bias {
+            Some(b) => Bias::PerColumn(b),
+            None => Bias::None,
+        };
+        let xs = x.as_slice::<f32>()?;
+        let os = out.as_mut_slice::<f32>()?;
+        if m > 0 {
+            sgemm_packed(m, xs, k, false, &self.packed, os, n, bias, self.act);
+        }
+        Ok(())
+    }
+    fn prepared_bytes(&self) -> usize {
+        self.packed.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+    }
+}
+
+fn fuse_linear(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelError> {
+    let perm = &ctxs[0];
+    if perm.num_args() != 4 {
+        return Ok(None);
+    }
+    // The permute must transpose a constant f32 matrix W [n, k].
+    let Some(w) = perm.constant(0)? else {
+        return Ok(None);
+    };
+    if w.dtype() != ScalarType::Float || w.dim() != 2 || !w.is_contiguous() {
+        return Ok(None);
+    }
+    let dims = perm.int_list(1)?;
+    if dims.len() != 2 || dims.get(0)? != 1 || dims.get(1)? != 0 {
+        return Ok(None);
+    }
+    let (n, k) = (w.size(0), w.size(1));
+    let wt = perm.value_index(2);
+    let mm = &ctxs[1];
+    let offset = perm.num_args();
+    let (x_arg, mut out_arg, bias) = match mm.num_args() {
+        // addmm(self=bias, mat1, mat2, beta, alpha, out, ret)
+        7 => {
+            if mm.value_index(2) != wt || mm.value_index(1) == wt || mm.value_index(0) == wt {
+                return Ok(None);
+            }
+            if mm.scalar(3)?.to_f64() != 1.0 || mm.scalar(4)?.to_f64() != 1.0 {
+                return Ok(None);
+            }
+            let Some(b) = mm.constant(0)? else {
+                return Ok(None);
+            };
+            if b.dtype() != ScalarType::Float || b.numel() != n || b.sizes().last() != Some(&n) {
+                return Ok(None);
+            }
+            (offset + 1, offset + 5, Some(b.as_slice::<f32>()?.to_vec()))
+        }
+        // mm(self, mat2, out, ret)
+        4 => {
+            if mm.value_index(1) != wt || mm.value_index(0) == wt {
+                return Ok(None);
+            }
+            (offset, offset + 2, None)
+        }
+        _ => return Ok(None),
+    };
+    let (xdt, xshape, _) = mm.tensor_meta(x_arg - offset)?;
+    if xdt != ScalarType::Float || xshape.rank() != 2 || xshape.dims()[1] != k {
+        return Ok(None);
+    }
+    let mut act = Activation::None;
+    if let Some(a) = ctxs.get(2) {
+        if a.num_args() != 3 {
+            return Ok(None);
+        }
+        act = Activation::Relu;
+        out_arg = offset + mm.num_args() + 1;
+    }
+    let packed = PackedB::new(k, n, w.as_slice::<f32>()?, k, true);
+    Ok(Some(Box::new(FusedLinear {
+        packed,
+        bias,
+        act,
+        x_arg,
+        out_arg,
+    })))
 }
 
 /// A fused convolution: stack = the concatenated stacks of the fused instructions.

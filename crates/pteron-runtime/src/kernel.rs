@@ -794,6 +794,11 @@ impl<'a> PrepareCtx<'a> {
     pub fn num_args(&self) -> usize {
         self.args.len()
     }
+    /// The value index of argument `arg` (to see which arguments of fused instructions
+    /// are the same value).
+    pub fn value_index(&self, arg: usize) -> Option<usize> {
+        self.args.get(arg).copied()
+    }
     pub fn value(&self, arg: usize) -> Result<&'a Value, KernelError> {
         let v = *self
             .args

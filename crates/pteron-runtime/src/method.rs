@@ -1163,10 +1163,9 @@ fn fusion_aliasing(group: &[Instruction], values: &[Value]) -> Aliasing {
     let (Value::Tensor(st), Value::Tensor(ft)) = (&values[staged], &values[fin]) else {
         return Aliasing::Refuse;
     };
-    if st.dtype() != ft.dtype()
-        || st.capacity_bytes() < ft.capacity_bytes()
-        || st.shape().rank() != ft.shape().rank()
-    {
+    // The fused kernel writes the final result into `staged` and resizes it, so the
+    // two must agree on dtype, (upper-bound) shape and dynamism.
+    if st.dtype() != ft.dtype() || st.shape() != ft.shape() || st.dynamism() != ft.dynamism() {
         return Aliasing::Refuse;
     }
     let Some(sr) = range(staged) else {
