@@ -265,5 +265,41 @@ mpb_case("maxpool_bwd_err_shape", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, err
 mpb_case("maxpool_bwd_err_idx_dtype", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, error="idx_dtype")
 mpb_case("maxpool_bwd_err_dtype", mx, [2, 2], [2, 2], [0, 0], [1, 1], False, error="dtype")
 
+# ---------------------------------------------------------------------------
+# _upsample_bilinear2d_aa.out: [self, output_size, align_corners, scales_h, scales_w, out, ret]
+
+def aa_case(name, x, size, align, sh=None, sw=None, error=False, bound=None, out_dt=None):
+    if error:
+        y, sz = None, bound
+    else:
+        y = aten._upsample_bilinear2d_aa(x, size, align, sh, sw)
+        sz = list(y.shape)
+    t = 1e-5 if x.dtype == torch.float32 else 1e-10
+    cases.append(case(name, "aten::_upsample_bilinear2d_aa.out",
+                      [tensor(x), ints(size), b(align), none() if sh is None else f(sh),
+                       none() if sw is None else f(sw), out(out_dt or x.dtype, sz), ref(5)],
+                      {} if error else {5: y}, atol=t, rtol=t, error=error))
+
+
+ax = rnd(2, 3, 12, 10)
+for dt in (torch.float32, torch.float64):
+    n = str(dt).split(".")[1]
+    for align in (False, True):
+        tag = "ac" if align else "nac"
+        aa_case(f"aa_down_{tag}_{n}", ax.to(dt), [5, 4], align)
+        aa_case(f"aa_up_{tag}_{n}", ax.to(dt), [17, 23], align)
+        aa_case(f"aa_mixed_{tag}_{n}", ax.to(dt), [30, 3], align)
+aa_case("aa_same_h", ax, [12, 4], False)
+aa_case("aa_same_size", ax, [12, 10], False)
+aa_case("aa_to_1x1", ax, [1, 1], False)
+aa_case("aa_to_1x1_ac", ax, [1, 1], True)
+aa_case("aa_scales", ax, [4, 5], False, 0.3, 0.5)
+aa_case("aa_big_down", rnd(1, 2, 40, 33), [3, 5], False)
+aa_case("aa_channels_last", cl(ax), [5, 7], False)
+aa_case("aa_err_half", ax.half(), [5, 4], False, error=True, bound=[2, 3, 5, 4])
+aa_case("aa_err_size", ax, [5], False, error=True, bound=[2, 3, 5, 4])
+aa_case("aa_err_zero", ax, [0, 4], False, error=True, bound=[2, 3, 5, 4])
+aa_case("aa_err_3d", rnd(3, 12, 10), [5, 4], False, error=True, bound=[3, 5, 4])
+
 
 write("extra", cases)

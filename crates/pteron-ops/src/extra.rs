@@ -21,6 +21,10 @@ pub(crate) fn register(reg: &mut Registry) {
         "aten::max_pool2d_with_indices_backward.grad_input",
         max_pool2d_with_indices_backward_out,
     );
+    reg.register(
+        "aten::_upsample_bilinear2d_aa.out",
+        upsample_bilinear2d_aa_out,
+    );
 }
 
 /// Strides of `t` (logical dims) in a fixed-size array.
@@ -857,6 +861,159 @@ fn max_pool2d_with_indices_backward_out(ctx: &KernelCtx<'_>) -> Result<(), Kerne
             return Err(KernelError::invalid(format!(
                 "{OP}: index {v} is out of range for an input plane of {ih}x{iw}"
             )));
+        }
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// _upsample_bilinear2d_aa
+
+/// One axis of ATen's antialiased linear resampling (`HelperInterpAALinear`): the
+/// triangle filter widened by the downscale factor, weights normalised per output.
+#[derive(Clone, Copy)]
+struct AaAxis {
+    input: usize,
+    scale: f64,
+    support: f64,
+    invscale: f64,
+    identity: bool,
+}
+
+impl AaAxis {
+    fn new(input: usize, output: usize, align: bool, scale: Option<f64>, single: bool) -> Self {
+        let rnd = |v: f64| if single { v as f32 as f64 } else { v };
+        // ATen `area_pixel_compute_scale`.
+        let sc = if align {
+            if output > 1 {
+                rnd((input as f64 - 1.0) / (output as f64 - 1.0))
+            } else {
+                0.0
+            }
+        } else {
+            match scale {
+                Some(s) if s > 0.0 => rnd(1.0 / s),
+                _ => rnd(input as f64 / output as f64),
+            }
+        };
+        let support = if sc >= 1.0 { sc } else { 1.0 };
+        let invscale = if sc >= 1.0 { rnd(1.0 / sc) } else { 1.0 };
+        AaAxis {
+            input,
+            scale: sc,
+            support,
+            invscale,
+            identity: input == output,
+        }
+    }
+
+    /// `(xmin, xsize, center, total weight)` for output index `i`.
+    #[inline]
+    fn range(&self, i: usize) -> (usize, usize, f64, f64) {
+        if self.identity {
+            return (i, 1, 0.0, 1.0);
+        }
+        let center = self.scale * (i as f64 + 0.5);
+        let xmin = ((center - self.support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + self.support + 0.5) as i64)
+            .min(self.input as i64)
+            .max(0) as usize;
+        let xsize = xmax.saturating_sub(xmin);
+        let mut total = 0.0;
+        for j in 0..xsize {
+            total += self.weight_raw(xmin + j, center);
+        }
+        (xmin, xsize, center, total)
+    }
+
+    #[inline]
+    fn weight_raw(&self, x: usize, center: f64) -> f64 {
+        if self.identity {
+            return 1.0;
+        }
+        let v = ((x as f64 - center + 0.5) * self.invscale).abs();
+        if v < 1.0 {
+            1.0 - v
+        } else {
+            0.0
+        }
+    }
+
+    #[inline]
+    fn weight(&self, x: usize, center: f64, total: f64) -> f64 {
+        let w = self.weight_raw(x, center);
+        if total != 0.0 {
+            w / total
+        } else {
+            w
+        }
+    }
+}
+
+/// `_upsample_bilinear2d_aa.out(Tensor self, SymInt[2] output_size, bool align_corners,
+/// float? scales_h=None, float? scales_w=None, *, Tensor(a!) out)`: `[self,
+/// output_size, align_corners, scales_h, scales_w, out, ret]`. Float and double only,
+/// like ATen's CPU kernel.
+fn upsample_bilinear2d_aa_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    const OP: &str = "_upsample_bilinear2d_aa";
+    ctx.expect_args(7)?;
+    let mut out = ctx.out(5)?;
+    let x = ctx.tensor(0)?;
+    need_f32_f64(OP, "self", x.dtype())?;
+    same_dtype(OP, "out", out.dtype(), x.dtype())?;
+    let align = ctx.bool(2)?;
+    let sh = ctx.opt_double(3)?;
+    let sw = ctx.opt_double(4)?;
+    let (sz, len) = ctx.int_list(1)?.to_array()?;
+    if len != 2 || sz[0] <= 0 || sz[1] <= 0 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: output_size must be 2 positive ints, got {:?}",
+            &sz[..len]
+        )));
+    }
+    if x.dim() != 4 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: input must be 4-D, got shape {:?}",
+            x.sizes()
+        )));
+    }
+    let (n, c, ih, iw) = (x.size(0), x.size(1), x.size(2), x.size(3));
+    if ih == 0 || iw == 0 {
+        return Err(KernelError::invalid(format!(
+            "{OP}: input spatial size {:?} must be positive",
+            &x.sizes()[2..]
+        )));
+    }
+    let (oh, ow) = (sz[0] as usize, sz[1] as usize);
+    out.resize(&[n, c, oh, ow])?;
+    let single = x.dtype() == ScalarType::Float;
+    let ah = AaAxis::new(ih, oh, align, sh, single);
+    let aw = AaAxis::new(iw, ow, align, sw, single);
+    let xs = x.strides();
+    let os = strides_of_mut(&out);
+    dispatch_float!(x.dtype(), T => {
+        let src = slice::<T>(&x)?;
+        let y = slice_mut::<T>(&mut out)?;
+        for oy in 0..oh {
+            let (hmin, hsize, hc, ht) = ah.range(oy);
+            for ox in 0..ow {
+                let (wmin, wsize, wc, wt) = aw.range(ox);
+                for ni in 0..n {
+                    for ci in 0..c {
+                        let b = ni * xs[0] + ci * xs[1];
+                        let mut acc = 0.0f64;
+                        for hy in hmin..hmin + hsize {
+                            let whv = ah.weight(hy, hc, ht);
+                            let mut row = 0.0f64;
+                            for wx in wmin..wmin + wsize {
+                                row += aw.weight(wx, wc, wt) * src[b + hy * xs[2] + wx * xs[3]].to_f64();
+                            }
+                            acc += whv * row;
+                        }
+                        y[ni * os[0] + ci * os[1] + oy * os[2] + ox * os[3]] = T::from_f64(acc);
+                    }
+                }
+            }
         }
     });
     Ok(())
