@@ -5,6 +5,7 @@
 use crate::graph::{BinOp, ConvParams, PoolParams, UnOp};
 use crate::shape::Dims;
 use pteron_linalg::vmath;
+use std::sync::{Mutex, PoisonError};
 
 /// im2col of one group for an NHWC input: rows (n, oy, ox), columns (ky, kx, ci).
 #[allow(clippy::too_many_arguments)]
@@ -44,6 +45,161 @@ pub fn im2col(
             }
         }
     }
+}
+
+/// Most tasks one parallel kernel call splits its output into (the cells live on
+/// the stack, so the split allocates nothing).
+const MAX_TASKS: usize = 64;
+
+/// Runs `f(first_row, rows)` over `rows` rows of `row_len` floats of `out`, split
+/// into contiguous row ranges across `pteron_linalg::parallel_for`. Each task owns
+/// a disjoint `&mut` sub-slice (behind an uncontended mutex: safe Rust, no
+/// allocation). Small jobs (under `min_work` floats per task) run inline.
+fn par_rows<F>(out: &mut [f32], rows: usize, row_len: usize, min_work: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let out = &mut out[..rows * row_len];
+    let threads = pteron_linalg::num_threads().max(1);
+    let by_work = (rows * row_len / min_work.max(1)).max(1);
+    let tasks = rows.min(threads * 4).min(by_work).min(MAX_TASKS);
+    if tasks <= 1 || row_len == 0 {
+        f(0, out);
+        return;
+    }
+    let per = rows.div_ceil(tasks);
+    let tasks = rows.div_ceil(per);
+    let mut chunks = out.chunks_mut(per * row_len);
+    let cells: [Mutex<&mut [f32]>; MAX_TASKS] =
+        std::array::from_fn(|_| Mutex::new(chunks.next().unwrap_or_default()));
+    pteron_linalg::parallel_for(tasks, |t| {
+        let mut guard = cells[t].lock().unwrap_or_else(PoisonError::into_inner);
+        f(t * per, &mut guard);
+    });
+}
+
+/// First and one-past-last kernel tap whose input coordinate
+/// `o * stride + k * dil - pad` lies in `0..size` (the valid taps are contiguous).
+fn tap_range(
+    o: usize,
+    stride: usize,
+    dil: usize,
+    pad: usize,
+    k: usize,
+    size: usize,
+) -> (usize, usize) {
+    let base = o * stride;
+    let mut k0 = 0;
+    while k0 < k && base + k0 * dil < pad {
+        k0 += 1;
+    }
+    let mut k1 = k0;
+    while k1 < k && base + k1 * dil < pad + size {
+        k1 += 1;
+    }
+    (k0, k1)
+}
+
+/// One `L`-wide channel block of one output pixel: bias, then every valid tap in
+/// (ky, kx) order, then the clamp. Fixed-size arrays keep it in vector registers.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dw_block<const L: usize>(
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    c0: usize,
+    taps: (usize, usize, usize, usize),
+    geom: (usize, usize, usize, usize, usize),
+    (lo, hi): (f32, f32),
+    dst: &mut [f32],
+) {
+    let (ky0, ky1, kx0, kx1) = taps;
+    // (input offset of tap (ky0, kx0), step between tap rows, step between tap
+    //  columns, channels, kernel width)
+    let (first, ypitch, xstep, cout, kw) = geom;
+    let mut acc = [0.0f32; L];
+    acc.copy_from_slice(&bias[c0..c0 + L]);
+    for ky in ky0..ky1 {
+        let row = first + (ky - ky0) * ypitch + c0;
+        for kx in kx0..kx1 {
+            let x: &[f32; L] = input[row + (kx - kx0) * xstep..][..L].try_into().unwrap();
+            let wt: &[f32; L] = weight[(ky * kw + kx) * cout + c0..][..L]
+                .try_into()
+                .unwrap();
+            for j in 0..L {
+                acc[j] += x[j] * wt[j];
+            }
+        }
+    }
+    for j in 0..L {
+        let mut v = acc[j];
+        if v < lo {
+            v = lo;
+        }
+        if v > hi {
+            v = hi;
+        }
+        dst[c0 + j] = v;
+    }
+}
+
+/// Direct depthwise convolution (channel multiplier 1), NHWC; weights
+/// `[kh*kw, c]`. Each output pixel accumulates its in-bounds taps over
+/// channel-contiguous blocks of 16/8/1 lanes with the bias and clamp fused, and the
+/// output rows (n, oy) are split across `pteron_linalg::parallel_for`.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_direct(
+    input: &[f32],
+    (b, h, w, c): (usize, usize, usize, usize),
+    p: &ConvParams,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    (lo, hi): (f32, f32),
+    out: &mut [f32],
+) {
+    let (dh, dw) = (p.dh.max(1), p.dw.max(1));
+    let (sh, sw) = (p.sh.max(1), p.sw.max(1));
+    let row_len = ow * c;
+    if b * oh == 0 || row_len == 0 {
+        return;
+    }
+    par_rows(out, b * oh, row_len, 1 << 14, |r0, chunk| {
+        for (ri, orow) in chunk.chunks_exact_mut(row_len).enumerate() {
+            let r = r0 + ri;
+            let (n, oy) = (r / oh, r % oh);
+            let (ky0, ky1) = tap_range(oy, sh, dh, p.pad_top, p.kh, h);
+            let ypitch = dh * w * c;
+            for ox in 0..ow {
+                let (kx0, kx1) = tap_range(ox, sw, dw, p.pad_left, p.kw, w);
+                let dst = &mut orow[ox * c..(ox + 1) * c];
+                if ky0 == ky1 || kx0 == kx1 {
+                    dst.copy_from_slice(&bias[..c]);
+                    clamp(dst, lo, hi);
+                    continue;
+                }
+                let iy0 = oy * sh + ky0 * dh - p.pad_top;
+                let ix0 = ox * sw + kx0 * dw - p.pad_left;
+                let first = ((n * h + iy0) * w + ix0) * c;
+                let geom = (first, ypitch, dw * c, c, p.kw);
+                let taps = (ky0, ky1, kx0, kx1);
+                let mut c0 = 0;
+                while c0 + 16 <= c {
+                    dw_block::<16>(input, weight, bias, c0, taps, geom, (lo, hi), dst);
+                    c0 += 16;
+                }
+                if c0 + 8 <= c {
+                    dw_block::<8>(input, weight, bias, c0, taps, geom, (lo, hi), dst);
+                    c0 += 8;
+                }
+                while c0 < c {
+                    dw_block::<1>(input, weight, bias, c0, taps, geom, (lo, hi), dst);
+                    c0 += 1;
+                }
+            }
+        }
+    });
 }
 
 /// Depthwise convolution, NHWC; weights `[kh*kw, cout]`, `cout = cin * mult`.
@@ -531,4 +687,136 @@ pub fn unary(op: UnOp, x: &mut [f32], lo: f32, hi: f32) {
         }),
     }
     clamp(x, lo, hi);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn lcg(seed: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn out_size(i: usize, k: usize, s: usize, d: usize, pa: usize, pb: usize) -> usize {
+        (i + pa + pb - (k - 1) * d - 1) / s + 1
+    }
+
+    /// The previous path: im2col per channel (one group each) + a dot product with
+    /// the channel's taps, then bias and clamp.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        input: &[f32],
+        dims: (usize, usize, usize, usize),
+        p: &ConvParams,
+        (oh, ow): (usize, usize),
+        weight: &[f32],
+        bias: &[f32],
+        (lo, hi): (f32, f32),
+        out: &mut [f32],
+    ) {
+        let c = dims.3;
+        let m = dims.0 * oh * ow;
+        let k = p.kh * p.kw;
+        let mut col = vec![0.0f32; m * k];
+        for ch in 0..c {
+            im2col(input, dims, p, (oh, ow), ch, 1, &mut col);
+            for r in 0..m {
+                let mut acc = bias[ch];
+                for t in 0..k {
+                    acc += col[r * k + t] * weight[t * c + ch];
+                }
+                out[r * c + ch] = acc;
+            }
+        }
+        clamp(&mut out[..m * c], lo, hi);
+    }
+
+    #[test]
+    fn depthwise_direct_matches_im2col() {
+        let mut seed = 7u64;
+        let cases = [
+            // (b, h, w, c, k, stride, dilation, pads t/l/b/r, clamp)
+            (1, 7, 9, 3, 3, 1, 1, (1, 1, 1, 1), false),
+            (2, 8, 8, 17, 3, 2, 1, (0, 0, 1, 1), true),
+            (1, 11, 6, 33, 5, 1, 1, (2, 2, 2, 2), false),
+            (1, 10, 13, 25, 5, 2, 1, (2, 1, 2, 3), true),
+            (1, 5, 5, 8, 3, 1, 2, (2, 2, 2, 2), false),
+            (3, 4, 3, 1, 3, 2, 1, (1, 0, 1, 0), true),
+            (1, 12, 12, 40, 3, 2, 1, (1, 1, 1, 1), true),
+            (1, 3, 3, 19, 5, 1, 1, (4, 4, 4, 4), false),
+            // large enough to be split across threads
+            (2, 40, 37, 27, 3, 1, 1, (1, 1, 1, 1), true),
+            (1, 57, 45, 45, 5, 2, 1, (2, 2, 2, 2), false),
+        ];
+        for &(b, h, w, c, k, s, d, (pt, pl, pb, pr), clamped) in &cases {
+            let p = ConvParams {
+                kh: k,
+                kw: k,
+                sh: s,
+                sw: s,
+                dh: d,
+                dw: d,
+                pad_top: pt,
+                pad_left: pl,
+                pad_bottom: pb,
+                pad_right: pr,
+                groups: c,
+                group_in: 1,
+                group_out: 1,
+                adj_h: 0,
+                adj_w: 0,
+            };
+            let oh = out_size(h, k, s, d, pt, pb);
+            let ow = out_size(w, k, s, d, pl, pr);
+            let input = lcg(&mut seed, b * h * w * c);
+            let weight = lcg(&mut seed, k * k * c);
+            let bias = lcg(&mut seed, c);
+            let range = if clamped {
+                (-0.5, 0.75)
+            } else {
+                (f32::NEG_INFINITY, f32::INFINITY)
+            };
+            let n = b * oh * ow * c;
+            let mut want = vec![0.0f32; n];
+            reference(
+                &input,
+                (b, h, w, c),
+                &p,
+                (oh, ow),
+                &weight,
+                &bias,
+                range,
+                &mut want,
+            );
+            for threads in [1, 3] {
+                pteron_linalg::set_num_threads(threads);
+                let mut got = vec![f32::NAN; n];
+                depthwise_direct(
+                    &input,
+                    (b, h, w, c),
+                    &p,
+                    (oh, ow),
+                    &weight,
+                    &bias,
+                    range,
+                    &mut got,
+                );
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                        "case {:?} idx {i}: {g} vs {e}",
+                        (b, h, w, c, k, s, d)
+                    );
+                }
+            }
+        }
+    }
 }

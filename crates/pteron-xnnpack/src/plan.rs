@@ -570,6 +570,26 @@ impl XnnDelegate {
                             bias: bias_v,
                             mult: p.group_out,
                         }
+                    } else if p.groups > 1
+                        && p.group_in == 1
+                        && p.group_out == 1
+                        && fv.dims == [cout, p.kh, p.kw, 1]
+                    {
+                        // A grouped convolution with one channel per group is a
+                        // depthwise one: OHW1 → [kh*kw, c] for the direct kernel.
+                        let taps = p.kh * p.kw;
+                        let mut wt = vec![0.0f32; w.len()];
+                        for (co, f) in w.chunks_exact(taps).enumerate() {
+                            for (t, &v) in f.iter().enumerate() {
+                                wt[t * cout + co] = v;
+                            }
+                        }
+                        prepared += wt.len() * 4;
+                        Prep::Dw {
+                            w: wt,
+                            bias: bias_v,
+                            mult: 1,
+                        }
                     } else {
                         if fv.dims != [cout, p.kh, p.kw, p.group_in] {
                             return Err(nerr(format!(
@@ -948,17 +968,30 @@ fn run_op(
         }
         (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
             let id = shapes[*input];
-            kernels::depthwise(
-                &bufs[*input],
-                nhwc(&id),
-                p,
-                (od.get(1), od.get(2)),
-                w,
-                bias,
-                *mult,
-                (lo, hi),
-                out,
-            );
+            if *mult == 1 {
+                kernels::depthwise_direct(
+                    &bufs[*input],
+                    nhwc(&id),
+                    p,
+                    (od.get(1), od.get(2)),
+                    w,
+                    bias,
+                    (lo, hi),
+                    out,
+                );
+            } else {
+                kernels::depthwise(
+                    &bufs[*input],
+                    nhwc(&id),
+                    p,
+                    (od.get(1), od.get(2)),
+                    w,
+                    bias,
+                    *mult,
+                    (lo, hi),
+                    out,
+                );
+            }
         }
         (Op::AvgPool { p, input, .. }, _) | (Op::MaxPool { p, input, .. }, _) => {
             let max = matches!(s.op, Op::MaxPool { .. });
