@@ -280,11 +280,16 @@ pub fn pool(
 ) {
     let (dh, dw) = (p.dh.max(1), p.dw.max(1));
     let (sh, sw) = (p.sh.max(1), p.sw.max(1));
-    for n in 0..b {
-        for oy in 0..oh {
+    let row_len = ow * c;
+    if b * oh == 0 || row_len == 0 {
+        return;
+    }
+    // Output rows (n, oy) are independent: split them across the thread pool.
+    par_rows(out, b * oh, row_len, 1 << 14, |r0, chunk| {
+        for (ri, orow) in chunk.chunks_exact_mut(row_len).enumerate() {
+            let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
             for ox in 0..ow {
-                let o0 = ((n * oh + oy) * ow + ox) * c;
-                let acc = &mut out[o0..o0 + c];
+                let acc = &mut orow[ox * c..(ox + 1) * c];
                 acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
                 let mut count = 0usize;
                 for ky in 0..p.kh {
@@ -322,7 +327,7 @@ pub fn pool(
                 }
             }
         }
-    }
+    });
 }
 
 /// Global average pooling, NHWC -> N11C.
@@ -816,6 +821,53 @@ mod tests {
                         (b, h, w, c, k, s, d)
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn pool_is_thread_count_independent() {
+        let mut seed = 11u64;
+        let (b, h, w, c) = (2, 33, 29, 24);
+        let p = PoolParams {
+            pad_top: 1,
+            pad_right: 1,
+            pad_bottom: 1,
+            pad_left: 1,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+        };
+        let (oh, ow) = (h, w);
+        let input = lcg(&mut seed, b * h * w * c);
+        for max in [false, true] {
+            // Serial reference: one thread runs every row inline.
+            let mut want = vec![0.0f32; b * oh * ow * c];
+            pteron_linalg::set_num_threads(1);
+            pool(&input, (b, h, w, c), &p, (oh, ow), max, &mut want);
+            pteron_linalg::set_num_threads(3);
+            let mut got = vec![f32::NAN; want.len()];
+            pool(&input, (b, h, w, c), &p, (oh, ow), max, &mut got);
+            assert_eq!(got, want);
+            // Spot-check one interior and one corner pixel against a direct sum.
+            for &(n, oy, ox, ch) in &[(1, 5, 7, 3), (0, 0, 0, 23)] {
+                let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
+                let mut cnt = 0;
+                for iy in oy.max(1) - 1..(oy + 2).min(h) {
+                    for ix in ox.max(1) - 1..(ox + 2).min(w) {
+                        let x = input[((n * h + iy) * w + ix) * c + ch];
+                        acc = if max { acc.max(x) } else { acc + x };
+                        cnt += 1;
+                    }
+                }
+                if !max {
+                    acc /= cnt as f32;
+                }
+                let g = got[((n * oh + oy) * ow + ox) * c + ch];
+                assert!((g - acc).abs() <= 1e-5, "{g} vs {acc}");
             }
         }
     }
