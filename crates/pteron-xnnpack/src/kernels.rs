@@ -132,15 +132,11 @@ fn dw_block<const L: usize>(
             }
         }
     }
-    for j in 0..L {
-        let mut v = acc[j];
-        if v < lo {
-            v = lo;
-        }
-        if v > hi {
-            v = hi;
-        }
-        dst[c0 + j] = v;
+    let d: &mut [f32; L] = (&mut dst[c0..c0 + L]).try_into().unwrap();
+    for (o, &a) in d.iter_mut().zip(&acc) {
+        // Same comparisons as `clamp` (NaN propagates), branch-free selects.
+        let v = if a < lo { lo } else { a };
+        *o = if v > hi { hi } else { v };
     }
 }
 
