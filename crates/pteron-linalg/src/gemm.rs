@@ -17,6 +17,31 @@ pub(crate) const KC: usize = 256;
 /// Longest strided A row gathered on the stack by the m == 1 paths.
 const GATHER_STACK: usize = 4096;
 
+/// The single row of A (m == 1) as a contiguous slice: `a` itself, or, when A is
+/// stored transposed with a stride, gathered into `stack` (into `heap` only for rows
+/// longer than [`GATHER_STACK`]), so steady-state calls never allocate.
+fn a_row<'s>(
+    a: &'s [f32],
+    k: usize,
+    lda: usize,
+    a_trans: bool,
+    stack: &'s mut [f32; GATHER_STACK],
+    heap: &'s mut Vec<f32>,
+) -> &'s [f32] {
+    if !a_trans || lda == 1 {
+        return &a[..k];
+    }
+    if k <= GATHER_STACK {
+        for (p, v) in stack[..k].iter_mut().enumerate() {
+            *v = a[p * lda];
+        }
+        &stack[..k]
+    } else {
+        heap.extend((0..k).map(|p| a[p * lda]));
+        heap
+    }
+}
+
 /// Register-tile microkernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kern {
@@ -1087,23 +1112,9 @@ pub fn sgemm_batched(
 
     let kern = Kern::current();
     if batch == 1 && m == 1 && k > 0 && (b_trans || ldb > 0) {
-        // Gather a strided row on the stack (heap only for very long rows), so
-        // steady-state calls never allocate.
         let mut stack = [0f32; GATHER_STACK];
-        let x: Vec<f32>;
-        let xs: &[f32] = if a_trans && lda != 1 {
-            if k <= GATHER_STACK {
-                for (p, v) in stack[..k].iter_mut().enumerate() {
-                    *v = a[p * lda];
-                }
-                &stack[..k]
-            } else {
-                x = (0..k).map(|p| a[p * lda]).collect();
-                &x
-            }
-        } else {
-            &a[..k]
-        };
+        let mut heap = Vec::new();
+        let xs = a_row(a, k, lda, a_trans, &mut stack, &mut heap);
         let (ls, ps) = if b_trans { (ldb, 1) } else { (1, ldb) };
         gemv(
             kern,
@@ -1316,23 +1327,9 @@ pub fn sgemm_packed(
     check_bias(&bias, m, n);
     let kern = p.kern;
     if m == 1 && k > 0 {
-        // Gather a strided row on the stack (heap only for very long rows), so
-        // steady-state calls never allocate.
         let mut stack = [0f32; GATHER_STACK];
-        let x: Vec<f32>;
-        let xs: &[f32] = if a_trans && lda != 1 {
-            if k <= GATHER_STACK {
-                for (q, v) in stack[..k].iter_mut().enumerate() {
-                    *v = a[q * lda];
-                }
-                &stack[..k]
-            } else {
-                x = (0..k).map(|q| a[q * lda]).collect();
-                &x
-            }
-        } else {
-            &a[..k]
-        };
+        let mut heap = Vec::new();
+        let xs = a_row(a, k, lda, a_trans, &mut stack, &mut heap);
         gemv_packed(p, xs, &mut c[..n], bias, act);
         return;
     }
