@@ -489,3 +489,46 @@ fn caller_provided_arenas_are_checked_and_used() {
     assert_eq!(back.len(), sizes.len());
     assert_eq!(back[0].len(), sizes[0] as usize + 64);
 }
+
+/// Programs that once made pteron panic (found by `cargo fuzz run load_method`): each
+/// must load, run or fail with an error, never panic.
+#[test]
+fn fuzz_regressions_do_not_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions");
+    let reg = pteron::default_registry();
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        n += 1;
+        let Ok(p) = Program::load(pteron::bytes_from_vec(std::fs::read(&path).unwrap())) else {
+            continue;
+        };
+        let names: Vec<String> = p.method_names().map(String::from).collect();
+        for name in names {
+            let Ok(mut m) = pteron::Method::load(&p, &name, &reg) else {
+                continue;
+            };
+            let meta = p.method_meta(&name).unwrap();
+            let inputs: Vec<NpyArray> = meta
+                .inputs
+                .iter()
+                .filter_map(|io| match io {
+                    pteron::IoInfo::Tensor(t) => Some(NpyArray {
+                        dtype: t.dtype,
+                        shape: t.sizes.clone(),
+                        data: vec![0u8; t.nbytes],
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if inputs
+                .iter()
+                .enumerate()
+                .all(|(i, a)| m.set_input(i, a.as_tensor().unwrap()).is_ok())
+            {
+                let _ = m.execute();
+            }
+        }
+    }
+    assert!(n > 0);
+}

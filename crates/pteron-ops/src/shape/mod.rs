@@ -675,7 +675,8 @@ pub(crate) fn slice_bounds(
     };
     let s = norm(start.unwrap_or(0));
     let e = norm(end.unwrap_or(n));
-    let count = if e > s { (e - s + step - 1) / step } else { 0 };
+    // (e - s - 1) / step + 1 cannot overflow, even for a step near i64::MAX.
+    let count = if e > s { (e - s - 1) / step + 1 } else { 0 };
     Ok((s as usize, count as usize))
 }
 
@@ -710,6 +711,9 @@ fn slice_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let step = ctx.int(4)?;
     let (s, c) = slice_bounds(ctx.opt_int(2)?, ctx.opt_int(3)?, step, x.size(d))
         .map_err(|e| err("slice_copy", e))?;
+    // With at most one element the step never applies; otherwise step < size, so the
+    // stride product stays within the tensor.
+    let step = if c <= 1 { 1 } else { step };
     let (dims, st, off) = slice_view(&x, d, s, c, step);
     view_into(
         "slice_copy",
@@ -813,6 +817,7 @@ fn slice_scatter_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let step = ctx.int(5)?;
     let (s, c) = slice_bounds(ctx.opt_int(3)?, ctx.opt_int(4)?, step, x.size(d))
         .map_err(|e| err("slice_scatter", e))?;
+    let step = if c <= 1 { 1 } else { step }; // see slice_copy_out
     let r = x.dim();
     scatter_view("slice_scatter", &mut out, &x, &src, |os| {
         let mut dims = [0usize; 16];
@@ -1141,6 +1146,8 @@ fn unfold_copy_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let inner = if r == 0 { 1 } else { xs[d] };
     if r > 0 {
         dims[d] = ((n - size) / step + 1) as usize;
+        // With a single window the step never applies (and may be huge).
+        let step = if dims[d] <= 1 { 1 } else { step };
         st[d] = xs[d] * step as isize;
     }
     dims[r] = size as usize;
