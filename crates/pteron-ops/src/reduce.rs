@@ -1047,77 +1047,55 @@ fn correction_arg(ctx: &KernelCtx<'_>, arg: usize) -> Result<f64, KernelError> {
     })
 }
 
-/// `var.correction_out(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False, Tensor(a!) out)`.
-fn var_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+/// The four `var`/`std` out-variants share one stack layout
+/// `[self, dim, correction | unbiased, keepdim, out, ret]`; they differ in how the
+/// correction is given (a `Scalar?` correction, or a `bool unbiased`) and in whether
+/// the result is square-rooted.
+fn var_std(
+    ctx: &KernelCtx<'_>,
+    name: &str,
+    unbiased_flag: bool,
+    sqrt: bool,
+) -> Result<(), KernelError> {
     ctx.expect_args(6)?;
     let mut out = ctx.out(4)?;
     let x = ctx.tensor(0)?;
     let (d, n) = dims_arg(ctx, 1)?;
-    let c = correction_arg(ctx, 2)?;
+    let c = if unbiased_flag {
+        if ctx.bool(2)? {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        correction_arg(ctx, 2)?
+    };
     var_like(
-        "var",
+        name,
         &x,
         &mut out,
         None,
         n.map(|n| &d[..n]),
         c,
         ctx.bool(3)?,
-        false,
+        sqrt,
     )
+}
+/// `var.correction_out(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False, Tensor(a!) out)`.
+fn var_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    var_std(ctx, "var", false, false)
 }
 /// `std.correction_out(...)`: like `var.correction_out`, square-rooted.
 fn std_correction_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    ctx.expect_args(6)?;
-    let mut out = ctx.out(4)?;
-    let x = ctx.tensor(0)?;
-    let (d, n) = dims_arg(ctx, 1)?;
-    let c = correction_arg(ctx, 2)?;
-    var_like(
-        "std",
-        &x,
-        &mut out,
-        None,
-        n.map(|n| &d[..n]),
-        c,
-        ctx.bool(3)?,
-        true,
-    )
+    var_std(ctx, "std", false, true)
 }
 /// `var.out(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False, *, Tensor(a!) out)`.
 fn var_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    ctx.expect_args(6)?;
-    let mut out = ctx.out(4)?;
-    let x = ctx.tensor(0)?;
-    let (d, n) = dims_arg(ctx, 1)?;
-    let c = if ctx.bool(2)? { 1.0 } else { 0.0 };
-    var_like(
-        "var",
-        &x,
-        &mut out,
-        None,
-        n.map(|n| &d[..n]),
-        c,
-        ctx.bool(3)?,
-        false,
-    )
+    var_std(ctx, "var", true, false)
 }
 /// `std.out(Tensor self, int[1]? dim, bool unbiased=True, bool keepdim=False, *, Tensor(a!) out)`.
 fn std_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-    ctx.expect_args(6)?;
-    let mut out = ctx.out(4)?;
-    let x = ctx.tensor(0)?;
-    let (d, n) = dims_arg(ctx, 1)?;
-    let c = if ctx.bool(2)? { 1.0 } else { 0.0 };
-    var_like(
-        "std",
-        &x,
-        &mut out,
-        None,
-        n.map(|n| &d[..n]),
-        c,
-        ctx.bool(3)?,
-        true,
-    )
+    var_std(ctx, "std", true, true)
 }
 /// `var_mean.correction_out(Tensor self, int[1]? dim=None, *, Scalar? correction=None, bool keepdim=False, Tensor(a!) out0, Tensor(b!) out1)`:
 /// `[self, dim, correction, keepdim, out0, out1, ret]`.
