@@ -524,19 +524,31 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// A vector of fixed-width numbers (`width` bytes each, read by `read`).
+    fn num_vec<T>(
+        &self,
+        t: &Table<'a>,
+        slot: usize,
+        width: usize,
+        read: fn(&Fb<'a>, usize) -> Result<T, crate::fb::FbError>,
+        at: &dyn Fn() -> String,
+    ) -> Result<Vec<T>, FormatError> {
+        let mut out = Vec::new();
+        if let Some(v) = t.vector(slot, width).at(at)? {
+            for i in 0..v.len {
+                out.push(read(&self.fb, v.pos(i, width)).at(at)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn int_vec(
         &self,
         t: &Table<'a>,
         slot: usize,
         at: &dyn Fn() -> String,
     ) -> Result<Vec<i32>, FormatError> {
-        let mut out = Vec::new();
-        if let Some(v) = t.vector(slot, 4).at(at)? {
-            for i in 0..v.len {
-                out.push(self.fb.i32(v.pos(i, 4)).at(at)?);
-            }
-        }
-        Ok(out)
+        self.num_vec(t, slot, 4, Fb::i32, at)
     }
 
     fn i64_vec(
@@ -545,13 +557,7 @@ impl<'a> Parser<'a> {
         slot: usize,
         at: &dyn Fn() -> String,
     ) -> Result<Vec<i64>, FormatError> {
-        let mut out = Vec::new();
-        if let Some(v) = t.vector(slot, 8).at(at)? {
-            for i in 0..v.len {
-                out.push(self.fb.i64(v.pos(i, 8)).at(at)?);
-            }
-        }
-        Ok(out)
+        self.num_vec(t, slot, 8, Fb::i64, at)
     }
 
     fn plan(
