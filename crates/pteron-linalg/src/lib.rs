@@ -21,6 +21,8 @@
 //!   [`elementwise::mul_scalar`] (`(a, s, out)`), [`elementwise::clamp`]
 //!   (`(x, lo, hi, out)`) and [`elementwise::relu`] (`(x, out)`). All slices have
 //!   equal lengths; results are bit-identical on every ISA tier and NaN propagates.
+//! * [`qd8_gemm`] with [`PackedQd8`]: dynamically quantized int8 rows ([`qd8_quantize_row`])
+//!   times int8/int4 weights (per channel or per block), with XNNPACK's `qd8-f32-*` arithmetic.
 //! * [`parallel_for`]: a persistent, allocation-free scoped thread pool.
 //! * [`reference`]: naive, obviously-correct versions of everything, used as test oracles.
 //!
@@ -38,6 +40,7 @@ mod gemm;
 mod isa;
 mod pool;
 pub mod pool2d;
+mod qgemm;
 pub mod reference;
 mod util;
 pub mod vmath;
@@ -49,6 +52,7 @@ pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
 pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
+pub use qgemm::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params, QD8_K_ALIGN};
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]
