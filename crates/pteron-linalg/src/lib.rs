@@ -52,7 +52,7 @@ pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
 pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
-pub use qgemm::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params, QD8_K_ALIGN};
+pub use qgemm::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params};
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -17,7 +17,11 @@
 //!   by the block scale with a fused multiply-add; lane 0 starts at `zp · ksum`
 //!   where `ksum = -Σ_chunks float(Σ_16 w) · scale_b` (accumulated in float in
 //!   16-wide chunks, as XNNPACK packs it). The lanes are summed
-//!   `(l0 + l1) + (l2 + l3)`, then `fma(sum, inv_scale, bias)` and the clamp.
+//!   `(l0 + l1) + (l2 + l3)`, then `sum · inv_scale + bias` (two roundings, as the
+//!   XNNPACK build in ExecuTorch 1.5.1 does) and the clamp.
+//!
+//! Checked bit for bit against ExecuTorch 1.5.1's XNNPACK on exported programs
+//! (`fixtures/xnn_8da4w_exact`).
 //!
 //! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
 //! values stay two per byte, so a decode step reads half a byte per weight.
@@ -27,8 +31,8 @@ use crate::util::SyncPtr;
 use crate::LinalgError;
 use crate::{isa, Isa};
 
-/// Quantized rows and packed weights pad `k` to a multiple of this.
-pub const QD8_K_ALIGN: usize = 16;
+/// int8 weights pad `k` to a multiple of this.
+const QD8_K_ALIGN: usize = 16;
 /// Output columns per packed tile.
 const NR: usize = 8;
 
@@ -75,20 +79,37 @@ impl Qd8Params {
 
 /// Quantizes one row (`x.len() <= out.len()`); `out` past `x.len()` is zeroed.
 pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
-    let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in x {
-        mn = mn.min(v);
-        mx = mx.max(v);
+    // Eight independent running extrema (vectorizable); NaNs are skipped.
+    let (mut mn, mut mx) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            mn[i] = if c[i] < mn[i] { c[i] } else { mn[i] };
+            mx[i] = if c[i] > mx[i] { c[i] } else { mx[i] };
+        }
     }
-    if x.is_empty() {
-        (mn, mx) = (0.0, 0.0);
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        mn[i] = mn[i].min(v);
+        mx[i] = mx[i].max(v);
     }
+    let (mn, mx) = if x.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (
+            mn.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
+            mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+        )
+    };
     let (p, mult) = Qd8Params::from_range(mn, mx);
     let zp = p.zero_point;
     let top = (127 - zp) as f32;
+    // Round to nearest even with the 1.5·2^23 trick (valid for |v| <= 2^22; values
+    // below -256 saturate to -128 either way), as `cvtps2dq` rounds.
+    const MAGIC: f32 = 12_582_912.0;
     for (o, &v) in out.iter_mut().zip(x) {
-        let r = (v * mult).min(top).round_ties_even() as i32;
-        *o = (r as i64 + zp as i64).clamp(-128, 127) as i8;
+        let v = (v * mult).min(top).max(-256.0);
+        let r = ((v + MAGIC) - MAGIC) as i32;
+        *o = (r + zp).clamp(-128, 127) as i8;
     }
     for o in out[x.len()..].iter_mut() {
         *o = 0;
@@ -110,20 +131,29 @@ pub enum Qd8Kind {
     },
 }
 
+/// Position `i` of every 16-byte chunk of an int4 row holds input `PERM[i]` of the
+/// chunk, so that the pairwise sums of `maddubs` followed by `madd` land inputs
+/// with the same `(k mod 8) / 2` in the same 32-bit lane (XNNPACK's lanes).
+const PERM: [usize; 16] = [0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15];
+
 /// Weights packed for [`qd8_gemm`]: `n` output columns of `k` inputs.
+///
+/// Tiles of 8 columns. int8: per 16 inputs and column pair, 32 bytes
+/// (`[c0 k0..8][c1 k0..8][c0 k8..16][c1 k8..16]`). int4: per 32 inputs and column
+/// pair, 32 bytes (16 per column; byte `i` holds `w + 8` of input `PERM[i]` in its
+/// low nibble and of input `16 + PERM[i]` in its high nibble).
 #[derive(Clone, Debug)]
 pub struct PackedQd8 {
     kind: Qd8Kind,
     n: usize,
     k: usize,
     kp: usize,
-    /// Per tile: `kp / 16` chunks × 4 column pairs × 16 (int4) or 32 (int8) bytes.
     data: Vec<u8>,
     /// `qc*`: `-Σ w` per column (int).
     ksum_i: Vec<i32>,
     /// `qb4w`: XNNPACK's float `ksum` per column.
     ksum_f: Vec<f32>,
-    /// `qc*`: per-column scale (`qc4w`: divided by 16, see the kernels).
+    /// `qc*`: per-column scale.
     scale: Vec<f32>,
     /// `qb4w`: `[tile][block][8]` bf16 block scales.
     bscale: Vec<u16>,
@@ -164,7 +194,6 @@ impl PackedQd8 {
         if w.len() != n * k {
             return err(format!("{} weights for {n} x {k}", w.len()));
         }
-        let kp = k.next_multiple_of(QD8_K_ALIGN);
         let nblocks = match kind {
             Qd8Kind::Qb4w { block } => {
                 if block == 0 || block % 32 != 0 {
@@ -189,16 +218,14 @@ impl PackedQd8 {
         if int4 && w.iter().any(|&v| !(-8..=7).contains(&v)) {
             return err("an int4 weight is outside -8..=7".into());
         }
-        // Qb4w: K padded up to whole blocks.
         let kp = match kind {
-            Qd8Kind::Qb4w { block } => kp.max(nblocks * block),
-            _ => kp,
+            Qd8Kind::Qc8w => k.next_multiple_of(QD8_K_ALIGN),
+            Qd8Kind::Qc4w => k.next_multiple_of(32),
+            Qd8Kind::Qb4w { block } => nblocks * block,
         };
         let ntiles = n.div_ceil(NR);
-        let chunks = kp / QD8_K_ALIGN;
-        let pair_bytes = if int4 { 16 } else { 32 };
-        let tile_bytes = chunks * 4 * pair_bytes;
-        let mut data = vec![0u8; ntiles * tile_bytes];
+        let cols = ntiles * NR;
+        // Signed weight of a (padded) column at a (padded) input.
         let wv = |col: usize, kk: usize| -> i8 {
             if col < n && kk < k {
                 w[col * k + kk]
@@ -206,29 +233,47 @@ impl PackedQd8 {
                 0
             }
         };
-        for t in 0..ntiles {
-            let tile = &mut data[t * tile_bytes..(t + 1) * tile_bytes];
-            for c in 0..chunks {
-                for p in 0..4 {
-                    let dst = &mut tile[(c * 4 + p) * pair_bytes..(c * 4 + p + 1) * pair_bytes];
-                    for half in 0..2 {
-                        let col = t * NR + 2 * p + half;
-                        for j in 0..8 {
-                            let k0 = c * 16 + j;
-                            if int4 {
-                                let lo = (wv(col, k0) as u8) & 0xf;
-                                let hi = (wv(col, k0 + 8) as u8) & 0xf;
-                                dst[half * 8 + j] = lo | (hi << 4);
-                            } else {
-                                dst[half * 8 + j] = wv(col, k0) as u8;
-                                dst[16 + half * 8 + j] = wv(col, k0 + 8) as u8;
+        let tb = if int4 { kp * NR / 2 } else { kp * NR };
+        let mut data = vec![0u8; ntiles * tb];
+        // Parallel over tiles: packing a large model's weights is a noticeable part
+        // of its load time.
+        {
+            let chunks: Vec<&mut [u8]> = data.chunks_mut(tb).collect();
+            let cell: Vec<std::sync::Mutex<&mut [u8]>> =
+                chunks.into_iter().map(std::sync::Mutex::new).collect();
+            parallel_for(ntiles, |t| {
+                let mut guard = cell[t].lock().unwrap_or_else(|e| e.into_inner());
+                let tile: &mut [u8] = &mut guard;
+                if int4 {
+                    for g in 0..kp / 32 {
+                        for p in 0..4 {
+                            for half in 0..2 {
+                                let col = t * NR + 2 * p + half;
+                                let dst = &mut tile[(g * 4 + p) * 32 + half * 16..][..16];
+                                for (i, d) in dst.iter_mut().enumerate() {
+                                    let lo = (wv(col, g * 32 + PERM[i]) + 8) as u8;
+                                    let hi = (wv(col, g * 32 + 16 + PERM[i]) + 8) as u8;
+                                    *d = lo | (hi << 4);
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    for c in 0..kp / 16 {
+                        for p in 0..4 {
+                            let dst = &mut tile[(c * 4 + p) * 32..][..32];
+                            for half in 0..2 {
+                                let col = t * NR + 2 * p + half;
+                                for j in 0..8 {
+                                    dst[half * 8 + j] = wv(col, c * 16 + j) as u8;
+                                    dst[16 + half * 8 + j] = wv(col, c * 16 + 8 + j) as u8;
+                                }
                             }
                         }
                     }
                 }
-            }
+            });
         }
-        let cols = ntiles * NR;
         let mut bias_v = vec![0.0f32; cols];
         if let Some(b) = bias {
             bias_v[..n].copy_from_slice(b);
@@ -239,16 +284,11 @@ impl PackedQd8 {
         let mut bscale = Vec::new();
         match kind {
             Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
-                // int4 values are unpacked as 16·w (the nibble in the high half of a
-                // byte): the sums are 16× too and the scale is divided by 16 (exact:
-                // a power of two).
-                let m = if int4 { 16 } else { 1 };
                 ksum_i = (0..cols)
-                    .map(|col| -m * (0..k).map(|kk| wv(col, kk) as i32).sum::<i32>())
+                    .map(|col| -(0..k).map(|kk| wv(col, kk) as i32).sum::<i32>())
                     .collect();
-                let f = if int4 { 1.0 / 16.0 } else { 1.0 };
                 scale = (0..cols)
-                    .map(|col| if col < n { scales[col] * f } else { 0.0 })
+                    .map(|col| if col < n { scales[col] } else { 0.0 })
                     .collect();
             }
             Qd8Kind::Qb4w { block } => {
@@ -259,27 +299,23 @@ impl PackedQd8 {
                         0.0
                     }
                 };
+                // XNNPACK's float ksum: 16-input chunks in order, each
+                // `-float(Σ w) · scale_block`.
                 ksum_f = (0..cols)
                     .map(|col| {
                         let mut acc = 0.0f32;
-                        for c in 0..chunks {
+                        for c in 0..kp / 16 {
                             let s: i32 = (c * 16..c * 16 + 16).map(|kk| wv(col, kk) as i32).sum();
-                            let b = (c * 16) / block;
-                            if b < nblocks {
-                                acc -= (s as f32) * sb(col, b);
-                            }
+                            acc -= (s as f32) * sb(col, (c * 16) / block);
                         }
                         acc
                     })
                     .collect();
-                let kpb = kp / block;
-                bscale = vec![0u16; ntiles * kpb * NR];
+                bscale = vec![0u16; ntiles * nblocks * NR];
                 for t in 0..ntiles {
-                    for b in 0..kpb {
+                    for b in 0..nblocks {
                         for j in 0..NR {
-                            let col = t * NR + j;
-                            let v = if b < nblocks { sb(col, b) } else { 0.0 };
-                            bscale[(t * kpb + b) * NR + j] = bf16_bits(v);
+                            bscale[(t * nblocks + b) * NR + j] = bf16_bits(sb(t * NR + j, b));
                         }
                     }
                 }
@@ -307,9 +343,10 @@ impl PackedQd8 {
     pub fn k(&self) -> usize {
         self.k
     }
-    /// Row length the quantized activations must have (`k` padded).
-    pub fn k_padded(&self) -> usize {
-        self.kp
+    /// Bytes of one quantized row as [`PackedQd8::quantize_row`] writes it (the
+    /// stride the rows given to [`qd8_gemm`] need at least).
+    pub fn row_len(&self) -> usize {
+        self.kp + 32 * self.row_blocks()
     }
     /// The weight scheme.
     pub fn kind(&self) -> Qd8Kind {
@@ -326,9 +363,67 @@ impl PackedQd8 {
         self.bytes()
     }
 
+    /// Blocks whose zero-point corrections follow an int4 row (0 for int8).
+    fn row_blocks(&self) -> usize {
+        match self.kind {
+            Qd8Kind::Qc8w => 0,
+            Qd8Kind::Qc4w => 1,
+            Qd8Kind::Qb4w { block } => self.kp / block,
+        }
+    }
+
+    fn block_len(&self) -> usize {
+        match self.kind {
+            Qd8Kind::Qb4w { block } => block,
+            _ => self.kp,
+        }
+    }
+
     fn tile_bytes(&self) -> usize {
-        let pair = if self.kind == Qd8Kind::Qc8w { 32 } else { 16 };
-        (self.kp / QD8_K_ALIGN) * 4 * pair
+        if self.kind == Qd8Kind::Qc8w {
+            self.kp * NR
+        } else {
+            self.kp * NR / 2
+        }
+    }
+
+    /// Quantizes one activation row (`x.len() == k`) with XNNPACK's `qd8` rule into
+    /// `out` (`row_len()` bytes) in the layout the kernels read: for int4 weights
+    /// the inputs are permuted within 16-byte chunks and followed, per block, by
+    /// `8 · Σ a` over each lane's inputs (eight `i32`, the weights' zero point
+    /// correction).
+    ///
+    /// # Panics
+    /// When `x.len() != k` or `out` is shorter than `row_len()`.
+    pub fn quantize_row(&self, x: &[f32], out: &mut [i8]) -> Qd8Params {
+        assert_eq!(x.len(), self.k, "quantize_row: row length");
+        let (kp, nb) = (self.kp, self.row_blocks());
+        let out = &mut out[..kp + 32 * nb];
+        let p = qd8_quantize_row(x, &mut out[..kp]);
+        if nb == 0 {
+            return p;
+        }
+        let bl = self.block_len();
+        for b in 0..nb {
+            let mut lanes = [0i32; 4];
+            for kk in b * bl..(b + 1) * bl {
+                lanes[(kk % 8) / 2] += 8 * out[kk] as i32;
+            }
+            let dst = &mut out[kp + 32 * b..kp + 32 * (b + 1)];
+            for (i, &v) in lanes.iter().chain(lanes.iter()).enumerate() {
+                for (d, byte) in dst[4 * i..4 * i + 4].iter_mut().zip(v.to_le_bytes()) {
+                    *d = byte as i8;
+                }
+            }
+        }
+        for chunk in out[..kp].chunks_exact_mut(16) {
+            let mut c = [0i8; 16];
+            c.copy_from_slice(chunk);
+            for (d, &src) in chunk.iter_mut().zip(PERM.iter()) {
+                *d = c[src];
+            }
+        }
+        p
     }
 }
 
@@ -336,7 +431,7 @@ impl PackedQd8 {
 struct TileArgs<'a> {
     w: &'a PackedQd8,
     tile: usize,
-    /// Rows of quantized activations (`kp` bytes each, stride `lda`).
+    /// Rows from [`PackedQd8::quantize_row`] (stride `lda`).
     a: &'a [i8],
     lda: usize,
     params: &'a [Qd8Params],
@@ -349,36 +444,43 @@ struct TileArgs<'a> {
 fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2]) {
     let w = t.w;
     let int4 = w.kind != Qd8Kind::Qc8w;
-    let pair_bytes = if int4 { 16 } else { 32 };
     let tb = w.tile_bytes();
     let tile = &w.data[t.tile * tb..(t.tile + 1) * tb];
-    // Weight value (as the kernels see it: 16·w for int4) of tile column j at k.
+    let mut inv = [0usize; 16];
+    for (i, &k) in PERM.iter().enumerate() {
+        inv[k] = i;
+    }
+    // Signed weight of tile column j at input kk.
     let wval = |j: usize, kk: usize| -> i32 {
-        let (c, r) = (kk / 16, kk % 16);
         let (p, half) = (j / 2, j % 2);
-        let base = (c * 4 + p) * pair_bytes;
         if int4 {
-            let b = tile[base + half * 8 + (r % 8)];
-            if r < 8 {
-                (b << 4) as i8 as i32
-            } else {
-                (b & 0xf0) as i8 as i32
-            }
+            let (g, r) = (kk / 32, kk % 32);
+            let b = tile[(g * 4 + p) * 32 + half * 16 + inv[r % 16]];
+            let u = if r < 16 { b & 0xf } else { b >> 4 };
+            u as i32 - 8
         } else {
-            tile[base + (r / 8) * 16 + half * 8 + (r % 8)] as i8 as i32
+            let (c, r) = (kk / 16, kk % 16);
+            tile[(c * 4 + p) * 32 + (r / 8) * 16 + half * 8 + (r % 8)] as i8 as i32
         }
     };
     for (ri, o) in out.iter_mut().enumerate().take(rows) {
         let r = r0 + ri;
-        let a = &t.a[r * t.lda..r * t.lda + w.kp];
+        let row = &t.a[r * t.lda..r * t.lda + w.kp];
+        let a = |kk: usize| -> i32 {
+            if int4 {
+                row[(kk / 16) * 16 + inv[kk % 16]] as i32
+            } else {
+                row[kk] as i32
+            }
+        };
         let qp = t.params[r];
         for (j, oj) in o.iter_mut().enumerate() {
             let col = t.tile * NR + j;
             let v = match w.kind {
                 Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
                     let mut acc = w.ksum_i[col].wrapping_mul(qp.zero_point);
-                    for (kk, &av) in a.iter().enumerate() {
-                        acc = acc.wrapping_add(av as i32 * wval(j, kk));
+                    for kk in 0..w.kp {
+                        acc = acc.wrapping_add(a(kk) * wval(j, kk));
                     }
                     (acc as f32 * qp.inv_scale).mul_add(w.scale[col], w.bias[col])
                 }
@@ -386,19 +488,19 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
                     let zpf = qp.zero_point as f32;
                     let mut lanes = [0.0f32 * zpf; 4];
                     lanes[0] = w.ksum_f[col] * zpf;
-                    let kpb = w.kp / block;
-                    for b in 0..kpb {
+                    let nb = w.kp / block;
+                    for b in 0..nb {
                         let mut acc = [0i32; 4];
                         for kk in b * block..(b + 1) * block {
-                            acc[(kk % 8) / 2] += a[kk] as i32 * wval(j, kk);
+                            acc[(kk % 8) / 2] += a(kk) * wval(j, kk);
                         }
-                        let s = bf16_to_f32(w.bscale[(t.tile * kpb + b) * NR + j]) * (1.0 / 16.0);
+                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
                         for (l, &ac) in lanes.iter_mut().zip(&acc) {
                             *l = (ac as f32).mul_add(s, *l);
                         }
                     }
                     let sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-                    sum.mul_add(qp.inv_scale, w.bias[col])
+                    sum * qp.inv_scale + w.bias[col]
                 }
             };
             *oj = v.max(t.lo).min(t.hi);
@@ -409,25 +511,17 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod avx2 {
-    use super::{bf16_to_f32, Qd8Kind, TileArgs, NR};
+    use super::{Qd8Kind, TileArgs, NR};
     use std::arch::x86_64::*;
 
-    /// Unpacks chunk `c`, column pair `p` of a tile into (k 0..8, k 8..16) as i16
-    /// (16·w for int4), each as [col 2p × 8 | col 2p+1 × 8].
+    /// int8 weights: chunk `c` (16 inputs), column pair `p`, as i16
+    /// (inputs 0..8, inputs 8..16), each `[col 2p × 8 | col 2p+1 × 8]`.
     #[inline(always)]
-    unsafe fn load_pair(tile: *const u8, int4: bool, c: usize, p: usize) -> (__m256i, __m256i) {
-        if int4 {
-            let wb = _mm_loadu_si128(tile.add((c * 4 + p) * 16) as *const __m128i);
-            let m = _mm_set1_epi8(0xf0u8 as i8);
-            let lo = _mm_and_si128(_mm_slli_epi32(wb, 4), m);
-            let hi = _mm_and_si128(wb, m);
-            (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
-        } else {
-            let base = tile.add((c * 4 + p) * 32);
-            let lo = _mm_loadu_si128(base as *const __m128i);
-            let hi = _mm_loadu_si128(base.add(16) as *const __m128i);
-            (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
-        }
+    unsafe fn load_pair8(tile: *const u8, c: usize, p: usize) -> (__m256i, __m256i) {
+        let base = tile.add((c * 4 + p) * 32);
+        let lo = _mm_loadu_si128(base as *const __m128i);
+        let hi = _mm_loadu_si128(base.add(16) as *const __m128i);
+        (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
     }
 
     /// 8 activation bytes at `a`, sign-extended, in both 128-bit halves.
@@ -436,17 +530,15 @@ mod avx2 {
         _mm256_cvtepi8_epi16(_mm_broadcastq_epi64(_mm_loadl_epi64(a as *const __m128i)))
     }
 
-    /// Adds chunks `c0..c1` of rows `a[r]` into `acc[r][p]`.
+    /// int8: adds chunks `0..chunks` of rows `a[r]` into `acc[r][p]`.
     #[inline(always)]
-    unsafe fn accumulate<const MR: usize>(
+    unsafe fn accumulate8<const MR: usize>(
         tile: *const u8,
-        int4: bool,
         a: &[*const i8; MR],
-        c0: usize,
-        c1: usize,
+        chunks: usize,
         acc: &mut [[__m256i; 4]; MR],
     ) {
-        for c in c0..c1 {
+        for c in 0..chunks {
             let mut alo = [_mm256_setzero_si256(); MR];
             let mut ahi = [_mm256_setzero_si256(); MR];
             for r in 0..MR {
@@ -454,7 +546,7 @@ mod avx2 {
                 ahi[r] = load_a8(a[r].add(c * 16 + 8));
             }
             for p in 0..4 {
-                let (wl, wh) = load_pair(tile, int4, c, p);
+                let (wl, wh) = load_pair8(tile, c, p);
                 for r in 0..MR {
                     let s = _mm256_add_epi32(
                         _mm256_madd_epi16(alo[r], wl),
@@ -466,11 +558,50 @@ mod avx2 {
         }
     }
 
+    /// int4: adds groups `g0..g1` (32 inputs each) of rows `a[r]` into `acc[r][p]`
+    /// as `Σ (w + 8) · a` per lane (the caller subtracts `8 · Σ a`).
+    #[inline(always)]
+    unsafe fn accumulate4<const MR: usize>(
+        tile: *const u8,
+        a: &[*const i8; MR],
+        g0: usize,
+        g1: usize,
+        acc: &mut [[__m256i; 4]; MR],
+    ) {
+        let nib = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        for g in g0..g1 {
+            let mut alo = [_mm256_setzero_si256(); MR];
+            let mut ahi = [_mm256_setzero_si256(); MR];
+            for r in 0..MR {
+                alo[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    a[r].add(g * 32) as *const __m128i
+                ));
+                ahi[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    a[r].add(g * 32 + 16) as *const __m128i
+                ));
+            }
+            for p in 0..4 {
+                let wv = _mm256_loadu_si256(tile.add((g * 4 + p) * 32) as *const __m256i);
+                let wl = _mm256_and_si256(wv, nib);
+                let wh = _mm256_and_si256(_mm256_srli_epi16(wv, 4), nib);
+                for r in 0..MR {
+                    // u4 · i8 pairs: |sum| <= 2 · 15 · 128, no saturation.
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(wl, alo[r]),
+                        _mm256_maddubs_epi16(wh, ahi[r]),
+                    );
+                    acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(s, ones));
+                }
+            }
+        }
+    }
+
     /// One tile for rows `r0..r0 + MR` (all valid).
     ///
     /// # Safety
     /// AVX2 and FMA must be available; the rows `r0..r0+MR` of `t.a` must hold
-    /// `kp` bytes each (checked by the caller).
+    /// `row_len()` bytes each (checked by the caller).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile<const MR: usize>(
         t: &TileArgs<'_>,
@@ -478,10 +609,9 @@ mod avx2 {
         out: &mut [[f32; NR]; 2],
     ) {
         let w = t.w;
-        let int4 = w.kind != Qd8Kind::Qc8w;
         let tb = w.tile_bytes();
         let tile = w.data.as_ptr().add(t.tile * tb);
-        let chunks = w.kp / 16;
+        let kp = w.kp;
         let mut a = [core::ptr::null::<i8>(); MR];
         for (r, ar) in a.iter_mut().enumerate() {
             *ar = t.a.as_ptr().add((r0 + r) * t.lda);
@@ -494,7 +624,17 @@ mod avx2 {
         match w.kind {
             Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
                 let mut acc = [[_mm256_setzero_si256(); 4]; MR];
-                accumulate::<MR>(tile, int4, &a, 0, chunks, &mut acc);
+                if w.kind == Qd8Kind::Qc8w {
+                    accumulate8::<MR>(tile, &a, kp / 16, &mut acc);
+                } else {
+                    accumulate4::<MR>(tile, &a, 0, kp / 32, &mut acc);
+                    for r in 0..MR {
+                        let corr = _mm256_loadu_si256(a[r].add(kp) as *const __m256i);
+                        for p in 0..4 {
+                            acc[r][p] = _mm256_sub_epi32(acc[r][p], corr);
+                        }
+                    }
+                }
                 let ksum = _mm256_loadu_si256(w.ksum_i.as_ptr().add(col0) as *const __m256i);
                 let scale = _mm256_loadu_ps(w.scale.as_ptr().add(col0));
                 for r in 0..MR {
@@ -513,8 +653,8 @@ mod avx2 {
                 }
             }
             Qd8Kind::Qb4w { block } => {
-                let kpb = w.kp / block;
-                let cpb = block / 16;
+                let nb = kp / block;
+                let gpb = block / 32;
                 let mut fo = [[_mm256_setzero_ps(); 4]; MR];
                 for (r, f) in fo.iter_mut().enumerate() {
                     let zp = _mm256_set1_ps(t.params[r0 + r].zero_point as f32);
@@ -525,28 +665,26 @@ mod avx2 {
                         *fp = _mm256_mul_ps(init, zp);
                     }
                 }
-                let sixteenth = _mm256_set1_ps(1.0 / 16.0);
-                let bs = w.bscale.as_ptr().add(t.tile * kpb * NR);
-                for b in 0..kpb {
+                let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
+                let mut sidx = [_mm256_setzero_si256(); 4];
+                for (p, ix) in sidx.iter_mut().enumerate() {
+                    let (e, o) = (2 * p as i32, 2 * p as i32 + 1);
+                    *ix = _mm256_setr_epi32(e, e, e, e, o, o, o, o);
+                }
+                for b in 0..nb {
                     let mut acc = [[_mm256_setzero_si256(); 4]; MR];
-                    accumulate::<MR>(tile, int4, &a, b * cpb, (b + 1) * cpb, &mut acc);
+                    accumulate4::<MR>(tile, &a, b * gpb, (b + 1) * gpb, &mut acc);
                     let sv = _mm_loadu_si128(bs.add(b * NR) as *const __m128i);
                     let s8 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(sv), 16));
-                    let s8 = _mm256_mul_ps(s8, sixteenth);
+                    let mut corr = [_mm256_setzero_si256(); MR];
+                    for r in 0..MR {
+                        corr[r] = _mm256_loadu_si256(a[r].add(kp + 32 * b) as *const __m256i);
+                    }
                     for p in 0..4 {
-                        let idx = _mm256_setr_epi32(
-                            2 * p as i32,
-                            2 * p as i32,
-                            2 * p as i32,
-                            2 * p as i32,
-                            2 * p as i32 + 1,
-                            2 * p as i32 + 1,
-                            2 * p as i32 + 1,
-                            2 * p as i32 + 1,
-                        );
-                        let sp = _mm256_permutevar8x32_ps(s8, idx);
+                        let sp = _mm256_permutevar8x32_ps(s8, sidx[p]);
                         for r in 0..MR {
-                            fo[r][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][p]), sp, fo[r][p]);
+                            let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][p], corr[r]));
+                            fo[r][p] = _mm256_fmadd_ps(v, sp, fo[r][p]);
                         }
                     }
                 }
@@ -555,18 +693,17 @@ mod avx2 {
                     let h01 = _mm256_hadd_ps(fo[r][0], fo[r][1]);
                     let h23 = _mm256_hadd_ps(fo[r][2], fo[r][3]);
                     let s = _mm256_permutevar8x32_ps(_mm256_hadd_ps(h01, h23), perm);
-                    let f = _mm256_fmadd_ps(s, _mm256_set1_ps(qp.inv_scale), bias);
+                    let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
                     let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
                     _mm256_storeu_ps(out[r].as_mut_ptr(), f);
                 }
             }
         }
-        let _ = bf16_to_f32;
     }
 }
 
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
-/// (`m` rows of `w.k_padded()` bytes at stride `lda`, from [`qd8_quantize_row`]) with
+/// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
 /// their `params`. `c` has row stride `ldc`.
 ///
 /// # Panics

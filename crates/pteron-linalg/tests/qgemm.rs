@@ -5,9 +5,7 @@ mod common;
 
 use common::{for_each_isa, Rng};
 use proptest::prelude::*;
-use pteron_linalg::{
-    qd8_gemm, qd8_quantize_row, set_num_threads, PackedQd8, Qd8Kind, Qd8Params, QD8_K_ALIGN,
-};
+use pteron_linalg::{qd8_gemm, qd8_quantize_row, set_num_threads, PackedQd8, Qd8Kind, Qd8Params};
 
 struct Problem {
     kind: Qd8Kind,
@@ -127,7 +125,7 @@ fn oracle(p: &Problem) -> Vec<f32> {
                             *l = (a as f32).mul_add(s, *l);
                         }
                     }
-                    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])).mul_add(qp.inv_scale, b)
+                    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) * qp.inv_scale + b
                 }
             };
             out[i * p.n + j] = v.max(p.lo).min(p.hi);
@@ -157,13 +155,13 @@ fn float_ref(p: &Problem) -> Vec<f32> {
 
 fn run(p: &Problem, pad_a: usize, pad_c: usize) -> Vec<f32> {
     let packed = PackedQd8::new(p.kind, p.n, p.k, &p.w, &p.scales, p.bias.as_deref()).unwrap();
-    let kp = packed.k_padded();
-    assert_eq!(kp % QD8_K_ALIGN, 0);
-    let lda = kp + pad_a;
+    let rl = packed.row_len();
+    let lda = rl + pad_a;
     let mut a = vec![0x55u8 as i8; p.m * lda];
     let mut params = vec![Qd8Params::default(); p.m];
     for i in 0..p.m {
-        params[i] = qd8_quantize_row(&p.x[i * p.k..(i + 1) * p.k], &mut a[i * lda..i * lda + kp]);
+        params[i] =
+            packed.quantize_row(&p.x[i * p.k..(i + 1) * p.k], &mut a[i * lda..i * lda + rl]);
     }
     let ldc = p.n + pad_c;
     let mut c = vec![f32::NAN; p.m * ldc];

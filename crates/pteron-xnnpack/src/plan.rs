@@ -10,8 +10,8 @@
 //! pre-packed for the f32 GEMM.
 
 use pteron_linalg::{
-    qd8_gemm, qd8_quantize_row, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB,
-    PackedQd8, Qd8Kind, Qd8Params,
+    qd8_gemm, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB, PackedQd8, Qd8Kind,
+    Qd8Params,
 };
 use pteron_runtime::{
     BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType,
@@ -834,7 +834,7 @@ impl XnnDelegate {
         for st in &steps {
             if let Prep::Qd8Fc { packed, src } = &st.prep {
                 let rows = shapes[*src].numel().max(g.values[*src].numel()) / packed.k().max(1);
-                qa_len = qa_len.max(rows * packed.k_padded());
+                qa_len = qa_len.max(rows * packed.row_len());
                 qp_len = qp_len.max(rows);
             }
         }
@@ -973,7 +973,7 @@ fn run_qd8_fc(
     out: &mut [f32],
     od: &Dims,
 ) -> Result<(), XnnError> {
-    let (k, n, kp) = (packed.k(), packed.n(), packed.k_padded());
+    let (k, n, kp) = (packed.k(), packed.n(), packed.row_len());
     let m = xd.numel() / k;
     if xd.last() != k || od.last() != n || m * k != xd.numel() {
         return Err(XnnError::Shape(format!(
@@ -995,7 +995,7 @@ fn run_qd8_fc(
         .zip(qa.chunks_exact_mut(kp))
         .zip(qp.iter_mut())
     {
-        *p = qd8_quantize_row(row, q);
+        *p = packed.quantize_row(row, q);
     }
     qd8_gemm(m, qa, kp, qp, packed, out, n, s.lo, s.hi);
     Ok(())

@@ -1,4 +1,5 @@
-//! Prints the decoded graphs of every `fixtures/xnn_*` program (`cargo test -p pteron-xnnpack --test dump -- --nocapture --ignored`).
+//! Prints the decoded graphs of every `fixtures/xnn_*` program (`cargo test -p pteron-xnnpack --test dump -- --nocapture --ignored`),
+//! or of the programs named in `XNN_DUMP_FILES` (colon-separated paths).
 use std::path::Path;
 
 #[test]
@@ -12,12 +13,22 @@ fn dump_fixture_graphs() {
         .map(|e| e.path())
         .collect();
     dirs.sort();
-    for d in dirs {
-        let name = d.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with("xnn_") || !name.contains(&filter) {
-            continue;
-        }
-        let bytes = std::fs::read(d.join("program.pte")).unwrap();
+    let mut files: Vec<(String, std::path::PathBuf)> = dirs
+        .into_iter()
+        .filter_map(|d| {
+            let name = d.file_name()?.to_string_lossy().to_string();
+            (name.starts_with("xnn_") && name.contains(&filter))
+                .then(|| (name, d.join("program.pte")))
+        })
+        .collect();
+    if let Ok(list) = std::env::var("XNN_DUMP_FILES") {
+        files = list
+            .split(':')
+            .map(|p| (p.to_string(), std::path::PathBuf::from(p)))
+            .collect();
+    }
+    for (name, path) in files {
+        let bytes = std::fs::read(path).unwrap();
         let prog = pteron_format::parse_program(&bytes).unwrap();
         for plan in &prog.plans {
             for (di, del) in plan.delegates.iter().enumerate() {
@@ -44,6 +55,9 @@ fn dump_fixture_graphs() {
                                 scales,
                                 channel_dim,
                             } => format!("pc({} ch{channel_dim})", scales.len()),
+                            pteron_xnnpack::graph::Quant::Blockwise {
+                                scales, group_size, ..
+                            } => format!("blockwise({} g{group_size})", scales.len()),
                             q => format!("{q:?}"),
                         }
                     );
