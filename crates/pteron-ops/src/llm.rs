@@ -472,6 +472,9 @@ fn resolve_mask<'a>(
 
 #[inline]
 fn dot<T: Num>(a: &[T], b: &[T]) -> f32 {
+    if let (Some(a), Some(b)) = (T::as_f32s(a), T::as_f32s(b)) {
+        return pteron_linalg::vmath::dot(a, b);
+    }
     let mut acc = [0.0f32; 8];
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);
@@ -649,8 +652,13 @@ fn attend_block<T: Num>(
                     continue;
                 }
                 let vr = &v[kv_row(j0 + c)];
-                for (x, &y) in a.iter_mut().zip(vr) {
-                    *x += pc * y.to_f32();
+                match T::as_f32s(vr) {
+                    Some(vf) => pteron_linalg::vmath::axpy(pc, vf, a),
+                    None => {
+                        for (x, &y) in a.iter_mut().zip(vr) {
+                            *x += pc * y.to_f32();
+                        }
+                    }
                 }
             }
             l[r] = l[r] * corr + sum;
