@@ -40,7 +40,7 @@ mod gemm;
 mod isa;
 mod pool;
 pub mod pool2d;
-mod qgemm;
+mod qd8;
 pub mod reference;
 mod util;
 pub mod vmath;
@@ -52,7 +52,7 @@ pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
 pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
-pub use qgemm::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params};
+pub use qd8::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params};
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

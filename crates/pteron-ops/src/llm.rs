@@ -193,6 +193,9 @@ fn update_cache_with_indices_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError>
 
 /// Query rows per work item.
 const QB: usize = 32;
+/// Multiply-adds (`q·k` and `p·v`, each counted once) below which attention runs
+/// on one thread.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
 /// Keys per inner block.
 const KB: usize = 64;
 /// Upper bound on parallel groups (the slot array lives on the stack).
@@ -515,9 +518,15 @@ fn attention<T: Num + Send + Sync>(
     let scratch = &mut scratch[..total];
     let qblocks = g.sq.div_ceil(QB);
     let items = g.b * g.hq * qblocks;
-    let groups = items
-        .min(MAX_GROUPS)
-        .min(pteron_linalg::num_threads().max(1) * 4);
+    // Small problems (a decode step) run on the calling thread: a parallel
+    // dispatch costs more than it saves, and far more when a core is busy.
+    let work = total.saturating_mul(g.num_keys);
+    let threads = if work < PARALLEL_MIN_WORK {
+        1
+    } else {
+        pteron_linalg::num_threads().max(1)
+    };
+    let groups = items.min(MAX_GROUPS).min(threads * 4);
     // Item `it` covers scratch from `item_start(it)`; consecutive items are adjacent.
     let item_start = |it: usize| -> usize {
         let (bh, qb) = (it / qblocks, it % qblocks);

@@ -319,13 +319,15 @@ fn qd8_weights(v: &Value<'_>, transposed: bool) -> Option<QWeights> {
         Datatype::QcInt8 => data.get(..d0 * d1)?.iter().map(|&b| b as i8).collect(),
         Datatype::QcInt4 | Datatype::QbInt4 => {
             let rb = d1.div_ceil(2);
-            let mut out = Vec::with_capacity(d0 * d1);
-            for r in 0..d0 {
-                for c in 0..d1 {
-                    let b = *data.get(r * rb + c / 2)?;
-                    let nib = if c % 2 == 0 { b & 0xf } else { b >> 4 };
-                    out.push(nib as i8 - 8);
+            let rows = data.get(..d0 * rb)?;
+            let mut out = Vec::with_capacity(d0 * d1 + 1);
+            for row in rows.chunks_exact(rb.max(1)).take(d0) {
+                for &b in row {
+                    out.push((b & 0xf) as i8 - 8);
+                    out.push((b >> 4) as i8 - 8);
                 }
+                // An odd row length leaves one padding nibble per row.
+                out.truncate(out.len() - (rb * 2 - d1));
             }
             out
         }
@@ -820,6 +822,10 @@ impl XnnDelegate {
             } = st.op
             {
                 st.skip = matches!(fq_of(&g.values[out]), Fq::Dynamic { .. }) && !other_use[out];
+                if st.skip {
+                    // Nothing reads the converted value: no buffer for it.
+                    needs_buf[out] = false;
+                }
             }
         }
         let raw_dynamic: Vec<bool> = (0..nv)
@@ -904,7 +910,7 @@ impl XnnDelegate {
         for s in &self.steps {
             let od = infer_step(s, &self.shapes)?;
             let out = s.op.out();
-            if od.numel() > self.bufs[out].len() {
+            if !s.skip && od.numel() > self.bufs[out].len() {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}) output {:?} exceeds the {} elements planned at init",
                     s.index,

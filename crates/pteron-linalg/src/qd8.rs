@@ -245,14 +245,22 @@ impl PackedQd8 {
                 let mut guard = cell[t].lock().unwrap_or_else(|e| e.into_inner());
                 let tile: &mut [u8] = &mut guard;
                 if int4 {
+                    let mut src = [0i8; 32];
                     for g in 0..kp / 32 {
                         for p in 0..4 {
                             for half in 0..2 {
                                 let col = t * NR + 2 * p + half;
+                                // The 32 inputs of this group (zero past the edges).
+                                src.fill(0);
+                                if col < n && g * 32 < k {
+                                    let e = (g * 32 + 32).min(k);
+                                    src[..e - g * 32]
+                                        .copy_from_slice(&w[col * k + g * 32..col * k + e]);
+                                }
                                 let dst = &mut tile[(g * 4 + p) * 32 + half * 16..][..16];
                                 for (i, d) in dst.iter_mut().enumerate() {
-                                    let lo = (wv(col, g * 32 + PERM[i]) + 8) as u8;
-                                    let hi = (wv(col, g * 32 + 16 + PERM[i]) + 8) as u8;
+                                    let lo = (src[PERM[i]] + 8) as u8;
+                                    let hi = (src[16 + PERM[i]] + 8) as u8;
                                     *d = lo | (hi << 4);
                                 }
                             }
@@ -285,7 +293,16 @@ impl PackedQd8 {
         match kind {
             Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
                 ksum_i = (0..cols)
-                    .map(|col| -(0..k).map(|kk| wv(col, kk) as i32).sum::<i32>())
+                    .map(|col| {
+                        if col < n {
+                            -w[col * k..(col + 1) * k]
+                                .iter()
+                                .map(|&v| v as i32)
+                                .sum::<i32>()
+                        } else {
+                            0
+                        }
+                    })
                     .collect();
                 scale = (0..cols)
                     .map(|col| if col < n { scales[col] } else { 0.0 })
@@ -303,9 +320,13 @@ impl PackedQd8 {
                 // `-float(Σ w) · scale_block`.
                 ksum_f = (0..cols)
                     .map(|col| {
+                        if col >= n {
+                            return 0.0;
+                        }
                         let mut acc = 0.0f32;
-                        for c in 0..kp / 16 {
-                            let s: i32 = (c * 16..c * 16 + 16).map(|kk| wv(col, kk) as i32).sum();
+                        // Chunks past k sum to zero and leave `acc` unchanged.
+                        for (c, chunk) in w[col * k..(col + 1) * k].chunks(16).enumerate() {
+                            let s: i32 = chunk.iter().map(|&v| v as i32).sum();
                             acc -= (s as f32) * sb(col, (c * 16) / block);
                         }
                         acc
@@ -736,7 +757,9 @@ pub fn qd8_gemm(
     let ntiles = n.div_ceil(NR);
     let nt = num_threads();
     let work = m * n * kp;
-    let (tchunks, rblocks) = if nt <= 1 || work < (1 << 17) {
+    // Below ~1M multiply-adds (tens of microseconds) one thread is faster than a
+    // dispatch, especially when another process holds a core.
+    let (tchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
         (1, 1)
     } else {
         let tc = ntiles.min(nt * 4);
