@@ -457,8 +457,10 @@ struct Engine {
     module: Module,
     meta: Metadata,
     dec: Decoder,
-    /// Positions of the KV cache in use.
+    /// Positions of the KV cache in use (without a KV cache: tokens in `history`).
     pos: usize,
+    /// Without a KV cache: every token of the conversation, re-fed on each call.
+    history: Vec<u32>,
     logits: Vec<f32>,
     tok_buf: Vec<u8>,
     pos_buf: Vec<u8>,
@@ -469,22 +471,39 @@ impl Engine {
         LlmError::PromptTooLong {
             prompt_tokens: n,
             pos: self.pos,
-            available: self.meta.max_context_len.saturating_sub(self.pos),
-            max_context_len: self.meta.max_context_len,
+            available: self.context_len().saturating_sub(self.pos),
+            max_context_len: self.context_len(),
+        }
+    }
+
+    /// Positions usable in one conversation: the KV cache length, or without a KV cache
+    /// also the token input's bound (the whole sequence goes in every call).
+    fn context_len(&self) -> usize {
+        if self.meta.use_kv_cache {
+            self.meta.max_context_len
+        } else {
+            self.meta.max_context_len.min(self.dec.max_tokens_per_call)
         }
     }
 
     /// Runs `forward` on `tokens` at positions `pos..`, leaving the last position's
     /// logits in `self.logits`. Checks ids and the context bound; does not chunk.
+    /// Without a KV cache the whole conversation so far plus `tokens` is fed, as the
+    /// reference runner does.
     fn forward(&mut self, tokens: &[u32], stats: &mut Stats) -> Result<()> {
         let n = tokens.len();
-        if n == 0 || n > self.dec.max_tokens_per_call {
+        let fed = if self.meta.use_kv_cache {
+            n
+        } else {
+            self.history.len() + n
+        };
+        if n == 0 || fed > self.dec.max_tokens_per_call {
             return Err(LlmError::Logits(format!(
-                "internal: {n} tokens in one call (bound {})",
+                "internal: {fed} tokens in one call (bound {})",
                 self.dec.max_tokens_per_call
             )));
         }
-        if self.pos + n > self.meta.max_context_len {
+        if self.pos + n > self.context_len() {
             return Err(self.too_long(n));
         }
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.meta.vocab_size) {
@@ -493,13 +512,11 @@ impl Engine {
                 vocab: self.meta.vocab_size,
             });
         }
-        fill_ints(
-            &mut self.tok_buf,
-            self.dec.token_dtype,
-            tokens.iter().map(|&t| t as i64),
-        );
+        // (`history` stays empty with a KV cache.)
+        let ids = self.history.iter().chain(tokens).map(|&t| t as i64);
+        fill_ints(&mut self.tok_buf, self.dec.token_dtype, ids);
         let m = self.module.method(DECODER)?;
-        let tok_t = TensorRef::new(self.dec.token_dtype, &[1, n], None, &self.tok_buf)
+        let tok_t = TensorRef::new(self.dec.token_dtype, &[1, fed], None, &self.tok_buf)
             .map_err(|source| ModuleError::Input { index: 0, source })?;
         m.set_input(0, tok_t).map_err(ModuleError::from)?;
         if let Some(pdt) = self.dec.pos_dtype {
@@ -515,6 +532,9 @@ impl Engine {
         let out = m.output(0).map_err(ModuleError::from)?;
         read_last_row(&out, &mut self.logits)?;
         self.pos += n;
+        if !self.meta.use_kv_cache {
+            self.history.extend_from_slice(tokens);
+        }
         Ok(())
     }
 
@@ -524,10 +544,13 @@ impl Engine {
         if tokens.is_empty() {
             return Err(LlmError::EmptyPrompt);
         }
-        if tokens.len() > self.meta.max_context_len.saturating_sub(self.pos) {
+        if tokens.len() > self.context_len().saturating_sub(self.pos) {
             return Err(self.too_long(tokens.len()));
         }
-        let chunk = if self.dec.dynamic {
+        let chunk = if !self.meta.use_kv_cache {
+            // The whole sequence goes in one call (it fits: checked above).
+            tokens.len()
+        } else if self.dec.dynamic {
             self.dec.max_tokens_per_call
         } else if self.dec.max_tokens_per_call == 1 {
             1
@@ -639,17 +662,28 @@ impl Runner {
                 .collect::<Result<Vec<_>>>()?,
             None => tokenizer.eos_ids(),
         };
-        if dec.pos_dtype.is_none() || !meta_bool(&methods, "use_kv_cache", true)? {
-            return Err(bad_sig(
-                "programs without a KV cache (forward(tokens) only) are not supported; export with model.use_kv_cache=True",
-            ));
+        // `use_kv_cache` decides the generation strategy (as in the reference); the
+        // signature must agree: a position input exactly when there is a cache.
+        let use_kv_cache = meta_bool(&methods, "use_kv_cache", true)?;
+        if use_kv_cache != dec.pos_dtype.is_some() {
+            return Err(bad_sig(if use_kv_cache {
+                "use_kv_cache is true but forward takes no position input"
+            } else {
+                "use_kv_cache is false but forward takes a position input"
+            }));
+        }
+        if !use_kv_cache && !dec.dynamic {
+            return Err(bad_sig(format!(
+                "without a KV cache the whole sequence is fed each step, which needs a dynamic token dimension (declared static {:?}); export with model.enable_dynamic_shape=True",
+                [1, dec.max_tokens_per_call]
+            )));
         }
         let meta = Metadata {
             max_seq_len,
             max_context_len,
             bos_id,
             eos_ids,
-            use_kv_cache: true,
+            use_kv_cache,
             use_sdpa_with_kv_cache: meta_bool(&methods, "use_sdpa_with_kv_cache", false)?,
             enable_dynamic_shape: meta_bool(&methods, "enable_dynamic_shape", false)?,
             vocab_size,
@@ -663,6 +697,7 @@ impl Runner {
                 meta,
                 dec,
                 pos: 0,
+                history: Vec::with_capacity(if use_kv_cache { 0 } else { max_context_len }),
                 logits: Vec::new(),
                 tok_buf: Vec::new(),
                 pos_buf: Vec::new(),
@@ -701,6 +736,7 @@ impl Runner {
     /// rows are overwritten before they can be attended to.)
     pub fn reset(&mut self) {
         self.engine.pos = 0;
+        self.engine.history.clear();
         self.pending = None;
     }
 
@@ -797,7 +833,7 @@ impl Runner {
             load: self.load_time,
             ..Stats::default()
         };
-        let ctx = self.engine.meta.max_context_len;
+        let ctx = self.engine.context_len();
         // The previous turn's last token was sampled but never fed: feed it first.
         let carried: Vec<u32> = self.pending.into_iter().collect();
         if prompt.is_empty() && carried.is_empty() {

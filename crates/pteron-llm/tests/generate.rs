@@ -50,7 +50,13 @@ fn check_case(case: &str) {
     assert_eq!(m.vocab_size, 512);
     assert_eq!(m.bos_id, Some(1));
     assert_eq!(m.eos_ids, vec![2]);
-    assert!(m.use_kv_cache && m.use_sdpa_with_kv_cache);
+    let flag = |name: &str| exp["metadata"][name][0].as_bool().unwrap();
+    assert_eq!(m.use_kv_cache, flag("use_kv_cache"), "{case}");
+    assert_eq!(
+        m.use_sdpa_with_kv_cache,
+        flag("use_sdpa_with_kv_cache"),
+        "{case}"
+    );
     assert_eq!(m.n_layers, Some(2));
     let dynamic = exp["metadata"]["enable_dynamic_shape"][0]
         .as_bool()
@@ -141,6 +147,65 @@ fn llm_emb4_matches_reference() {
 #[test]
 fn llm_xnn8da4w_matches_reference() {
     check_case("llm_xnn8da4w");
+}
+
+/// int8 KV cache (`model.quantize_kv_cache=True`): per-token choose_qparams/quantize
+/// and `llama::custom_quantized_sdpa`.
+#[test]
+fn llm_qkv_matches_reference() {
+    check_case("llm_qkv");
+}
+
+/// No KV cache (`model.use_kv_cache=False`): `forward(tokens)` re-fed the whole
+/// sequence every step, like the reference runner.
+#[test]
+fn llm_nokv_matches_reference() {
+    check_case("llm_nokv");
+    let r = load("llm_nokv");
+    assert!(!r.metadata().use_kv_cache);
+}
+
+#[test]
+fn nokv_chat_turns_match_feeding_the_whole_conversation() {
+    let mut r = load("llm_nokv");
+    let a = r
+        .generate("Once upon", &greedy(5), |_| ControlFlow::Continue(()))
+        .unwrap();
+    let b = r
+        .generate(" a time", &greedy(6), |_| ControlFlow::Continue(()))
+        .unwrap();
+    // Turn 2 fed turn 1's last token, then its prompt.
+    let mut conv = a.prompt_tokens.clone();
+    conv.extend(&a.tokens);
+    conv.extend(&b.prompt_tokens);
+    r.reset();
+    let whole = r
+        .generate_from_ids(&conv, &greedy(6), |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(whole.tokens, b.tokens);
+    assert_eq!(r.pos(), conv.len() + 5);
+}
+
+#[test]
+fn nokv_context_is_bounded_by_the_token_input() {
+    // forward(tokens) takes at most 127 tokens ([1, 127] bound), so the context is 127.
+    let mut r = load("llm_nokv");
+    let g = r
+        .generate(
+            "Once upon a time",
+            &GenerationConfig {
+                max_new_tokens: None,
+                ..GenerationConfig::greedy()
+            },
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert_eq!(g.stop, StopReason::ContextFull);
+    assert_eq!(r.pos(), 127);
+    assert!(matches!(
+        r.generate(" more", &greedy(1), |_| ControlFlow::Continue(())),
+        Err(LlmError::PromptTooLong { .. })
+    ));
 }
 
 #[test]
