@@ -149,6 +149,14 @@ fn llm_xnn8da4w_matches_reference() {
     check_case("llm_xnn8da4w");
 }
 
+/// XNNPACK "8da8w": dynamically quantized int8 activations x int8 per-channel weights
+/// (`quantization.pt2e_quantize=xnnpack_dynamic`; export_llm 1.5.1 rejects
+/// `qmode=8da8w`).
+#[test]
+fn llm_xnn8da8w_matches_reference() {
+    check_case("llm_xnn8da8w");
+}
+
 /// int8 KV cache (`model.quantize_kv_cache=True`): per-token choose_qparams/quantize
 /// and `llama::custom_quantized_sdpa`.
 #[test]
