@@ -129,6 +129,11 @@ impl Metadata {
 }
 
 const DECODER: &str = "forward";
+/// Used for prefill (and decode) when there is no `forward` (the reference runner's
+/// `kPrefillMethod`).
+const PREFILL: &str = "prefill";
+/// When present, runs the decode steps (`kDecodeMethod`).
+const DECODE: &str = "decode";
 
 fn read_metadata_methods(module: &mut Module) -> Result<Vec<(String, Vec<Scalar>)>> {
     let names: Vec<String> = module
@@ -203,8 +208,10 @@ fn meta_id(name: &str, v: i64) -> Result<u32> {
 
 /// `forward`'s signature: token dtype, the token-dimension bound, whether positions
 /// are one start index (`[1]`) or one per token (`cache_position [S]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Decoder {
+    /// The method's name (`forward`, `prefill` or `decode`).
+    method: &'static str,
     token_dtype: ScalarType,
     /// Upper bound on tokens per call (1 for static exports).
     max_tokens_per_call: usize,
@@ -216,63 +223,74 @@ struct Decoder {
 }
 
 fn bad_sig(reason: impl Into<String>) -> LlmError {
+    bad_sig_in(DECODER, reason)
+}
+
+fn bad_sig_in(method: &str, reason: impl Into<String>) -> LlmError {
     LlmError::BadSignature {
-        method: DECODER.to_string(),
+        method: method.to_string(),
         reason: reason.into(),
     }
 }
 
-fn inspect_decoder(module: &Module) -> Result<Decoder> {
-    let meta = module.method_meta(DECODER)?;
+fn inspect_decoder(module: &Module, name: &'static str) -> Result<Decoder> {
+    let meta = module.method_meta(name)?;
     let tok = match meta.inputs.first() {
         Some(IoInfo::Tensor(t)) => t.clone(),
-        _ => return Err(bad_sig("input 0 (tokens) must be a tensor")),
+        _ => return Err(bad_sig_in(name, "input 0 (tokens) must be a tensor")),
     };
     if tok.sizes.len() != 2 || tok.sizes[0] != 1 {
-        return Err(bad_sig(format!(
-            "tokens must be [1, S], declared {:?}",
-            tok.sizes
-        )));
+        return Err(bad_sig_in(
+            name,
+            format!("tokens must be [1, S], declared {:?}", tok.sizes),
+        ));
     }
     if !matches!(tok.dtype, ScalarType::Long | ScalarType::Int) {
-        return Err(bad_sig(format!(
-            "tokens must be int64 or int32, declared {}",
-            tok.dtype
-        )));
+        return Err(bad_sig_in(
+            name,
+            format!("tokens must be int64 or int32, declared {}", tok.dtype),
+        ));
     }
     let (pos_dtype, per_token_positions) = match meta.inputs.get(1) {
         None => (None, false),
         Some(IoInfo::Tensor(p)) => {
             if !matches!(p.dtype, ScalarType::Long | ScalarType::Int) || p.sizes.len() != 1 {
-                return Err(bad_sig(format!(
-                    "input_pos must be a 1-D int tensor, declared {} {:?}",
-                    p.dtype, p.sizes
-                )));
+                return Err(bad_sig_in(
+                    name,
+                    format!(
+                        "input_pos must be a 1-D int tensor, declared {} {:?}",
+                        p.dtype, p.sizes
+                    ),
+                ));
             }
             (Some(p.dtype), p.sizes[0] > 1)
         }
-        Some(_) => return Err(bad_sig("input 1 (input_pos) must be a tensor")),
+        Some(_) => return Err(bad_sig_in(name, "input 1 (input_pos) must be a tensor")),
     };
     if meta.inputs.len() > 2 {
-        return Err(bad_sig(format!(
-            "expected 1 or 2 inputs, found {}",
-            meta.inputs.len()
-        )));
+        return Err(bad_sig_in(
+            name,
+            format!("expected 1 or 2 inputs, found {}", meta.inputs.len()),
+        ));
     }
     let vocab = match meta.outputs.as_slice() {
         [IoInfo::Tensor(o)] => *o
             .sizes
             .last()
-            .ok_or_else(|| bad_sig("logits have rank 0"))?,
+            .ok_or_else(|| bad_sig_in(name, "logits have rank 0"))?,
         other => {
-            return Err(bad_sig(format!(
-                "expected exactly one tensor output (logits), found {} outputs",
-                other.len()
-            )))
+            return Err(bad_sig_in(
+                name,
+                format!(
+                    "expected exactly one tensor output (logits), found {} outputs",
+                    other.len()
+                ),
+            ))
         }
     };
     let dynamic = tok.dynamism != ShapeDynamism::Static;
     Ok(Decoder {
+        method: name,
         token_dtype: tok.dtype,
         max_tokens_per_call: tok.sizes[1].max(1),
         dynamic,
@@ -456,7 +474,14 @@ pub struct LoadOptions {
 struct Engine {
     module: Module,
     meta: Metadata,
+    /// The prefill method (`forward` or `prefill`).
     dec: Decoder,
+    /// The decode-step method (`decode`, else the same as `dec`).
+    step: Decoder,
+    /// Planned arenas (indices `1..=shared_arenas`) shared by `dec` and `step`.
+    shared_arenas: usize,
+    /// Whether `step` currently holds the shared arenas.
+    arenas_in_step: bool,
     /// Positions of the KV cache in use (without a KV cache: tokens in `history`).
     pos: usize,
     /// Without a KV cache: every token of the conversation, re-fed on each call.
@@ -490,17 +515,19 @@ impl Engine {
     /// logits in `self.logits`. Checks ids and the context bound; does not chunk.
     /// Without a KV cache the whole conversation so far plus `tokens` is fed, as the
     /// reference runner does.
-    fn forward(&mut self, tokens: &[u32], stats: &mut Stats) -> Result<()> {
+    /// `decode_step` selects the decode method (when the program has one).
+    fn forward(&mut self, tokens: &[u32], stats: &mut Stats, decode_step: bool) -> Result<()> {
+        let d = if decode_step { self.step } else { self.dec };
         let n = tokens.len();
         let fed = if self.meta.use_kv_cache {
             n
         } else {
             self.history.len() + n
         };
-        if n == 0 || fed > self.dec.max_tokens_per_call {
+        if n == 0 || fed > d.max_tokens_per_call {
             return Err(LlmError::Logits(format!(
-                "internal: {fed} tokens in one call (bound {})",
-                self.dec.max_tokens_per_call
+                "internal: {fed} tokens in one call to '{}' (bound {})",
+                d.method, d.max_tokens_per_call
             )));
         }
         if self.pos + n > self.context_len() {
@@ -514,14 +541,23 @@ impl Engine {
         }
         // (`history` stays empty with a KV cache.)
         let ids = self.history.iter().chain(tokens).map(|&t| t as i64);
-        fill_ints(&mut self.tok_buf, self.dec.token_dtype, ids);
-        let m = self.module.method(DECODER)?;
-        let tok_t = TensorRef::new(self.dec.token_dtype, &[1, fed], None, &self.tok_buf)
+        fill_ints(&mut self.tok_buf, d.token_dtype, ids);
+        // Shared KV-cache arenas go to the method about to run.
+        let in_step = d.method == self.step.method && d.method != self.dec.method;
+        if self.shared_arenas > 0 && in_step != self.arenas_in_step {
+            for i in 1..=self.shared_arenas {
+                self.module
+                    .exchange_arena(self.dec.method, self.step.method, i)?;
+            }
+            self.arenas_in_step = in_step;
+        }
+        let m = self.module.method(d.method)?;
+        let tok_t = TensorRef::new(d.token_dtype, &[1, fed], None, &self.tok_buf)
             .map_err(|source| ModuleError::Input { index: 0, source })?;
         m.set_input(0, tok_t).map_err(ModuleError::from)?;
-        if let Some(pdt) = self.dec.pos_dtype {
+        if let Some(pdt) = d.pos_dtype {
             let start = self.pos as i64;
-            let np = if self.dec.per_token_positions { n } else { 1 };
+            let np = if d.per_token_positions { n } else { 1 };
             fill_ints(&mut self.pos_buf, pdt, (0..np as i64).map(|i| start + i));
             let pos_t = TensorRef::new(pdt, &[np], None, &self.pos_buf)
                 .map_err(|source| ModuleError::Input { index: 1, source })?;
@@ -561,7 +597,7 @@ impl Engine {
             )));
         };
         for c in tokens.chunks(chunk) {
-            self.forward(c, stats)?;
+            self.forward(c, stats, false)?;
         }
         Ok(())
     }
@@ -615,7 +651,14 @@ impl Runner {
     /// the decoder's signature and the tokenizer against the model, loads `forward`.
     pub fn new(mut module: Module, tokenizer: Tokenizer) -> Result<Runner> {
         let t0 = Instant::now();
-        if !module.program().method_names().any(|n| n == DECODER) {
+        let has = |n: &str| module.program().method_names().any(|m| m == n);
+        // As the reference: `forward`, else `prefill`; a `decode` method, if any, runs
+        // the decode steps.
+        let prefill_name = if has(DECODER) {
+            DECODER
+        } else if has(PREFILL) {
+            PREFILL
+        } else {
             return Err(LlmError::MissingMethod {
                 name: DECODER.to_string(),
                 available: module
@@ -624,13 +667,39 @@ impl Runner {
                     .collect::<Vec<_>>()
                     .join(", "),
             });
-        }
+        };
+        let decode_name = if has(DECODE) { DECODE } else { prefill_name };
         let methods = read_metadata_methods(&mut module)?;
         let max_seq_len =
             meta_usize(&methods, "get_max_seq_len")?.ok_or(LlmError::MissingMetadata {
                 name: "get_max_seq_len",
             })?;
-        let dec = inspect_decoder(&module)?;
+        let dec = inspect_decoder(&module, prefill_name)?;
+        let step = inspect_decoder(&module, decode_name)?;
+        if step.vocab != dec.vocab
+            || step.pos_dtype.is_some() != dec.pos_dtype.is_some()
+            || step.per_token_positions && !dec.per_token_positions
+        {
+            return Err(bad_sig_in(
+                decode_name,
+                format!("its inputs/outputs do not match '{prefill_name}''s"),
+            ));
+        }
+        // Planned arenas past the first hold the shared mutable buffers (KV caches in
+        // memory id 2 with `share_mutable_buffers`): both methods must run on them.
+        let shared_arenas = if decode_name == prefill_name {
+            0
+        } else {
+            let a = module.method_meta(prefill_name)?.planned_buffers.len();
+            let b = module.method_meta(decode_name)?.planned_buffers.len();
+            if a != b {
+                return Err(bad_sig_in(
+                    decode_name,
+                    format!("{b} planned arenas but '{prefill_name}' has {a}; cannot share its KV cache"),
+                ));
+            }
+            a.saturating_sub(1)
+        };
         let max_context_len = meta_usize(&methods, "get_max_context_len")?.unwrap_or(max_seq_len);
         let vocab_size = meta_usize(&methods, "get_vocab_size")?.unwrap_or(dec.vocab);
         if vocab_size != dec.vocab {
@@ -690,12 +759,16 @@ impl Runner {
             n_layers: meta_usize(&methods, "get_n_layers")?,
             methods,
         };
-        module.method(DECODER)?;
+        module.method(prefill_name)?;
+        module.method(decode_name)?;
         Ok(Runner {
             engine: Engine {
                 module,
                 meta,
                 dec,
+                step,
+                shared_arenas,
+                arenas_in_step: false,
                 pos: 0,
                 history: Vec::with_capacity(if use_kv_cache { 0 } else { max_context_len }),
                 logits: Vec::new(),
@@ -718,6 +791,12 @@ impl Runner {
     /// KV-cache positions in use.
     pub fn pos(&self) -> usize {
         self.engine.pos
+    }
+    /// The methods that run prefill and decode steps: `("forward", "forward")`, or
+    /// `("prefill", "decode")` for programs with that pair (which share the KV-cache
+    /// arenas).
+    pub fn decoder_methods(&self) -> (&'static str, &'static str) {
+        (self.engine.dec.method, self.engine.step.method)
     }
     /// Whether the prompt is prefilled in one call per chunk (dynamic token dim).
     pub fn parallel_prefill(&self) -> bool {
@@ -931,7 +1010,7 @@ impl Runner {
             if tokens.len() >= max_new {
                 break;
             }
-            engine.forward(&[tok], &mut stats)?;
+            engine.forward(&[tok], &mut stats, true)?;
         }
         let rest = decoder.finish();
         if !rest.is_empty() {
