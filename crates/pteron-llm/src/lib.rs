@@ -22,7 +22,9 @@
 //! * [`Runner`]: prefill (one call with dynamic shapes, else token by token; prompts
 //!   longer than the method's token bound are chunked), a decode loop, stop at EOS /
 //!   `max_new_tokens` / the context limit / cancellation ([`StopReason`]), multi-turn
-//!   use keeping the KV cache, [`Runner::reset`].
+//!   use keeping the KV cache, [`Runner::reset`]. Programs without a KV cache
+//!   (`forward(tokens)`, the whole sequence re-fed each step) and `prefill`/`decode`
+//!   method pairs (sharing the KV-cache arena) run too.
 //! * [`Sampler`]: greedy, temperature, top-k, top-p with a seeded xorshift RNG.
 //! * [`Stats`]: load time, time to first token, prefill and decode rates.
 #![forbid(unsafe_code)]
