@@ -295,6 +295,16 @@ cases.append(case("custom_quantized_sdpa_float_inputs", "llama::custom_quantized
                   [tensor(qf), tensor(kf), tensor(vf), i(2), none(), f(0.0), b(True), none(),
                    none(), none(), none(), none(), none(), none(), b(False), out(torch.float32, [1, 3, 2, 8]), ref(15)],
                   {15: got}, atol=2e-5, rtol=1e-4))
+# additive float mask over all 12 keys (is_causal False), as QuantizedSDPA(use_attention_mask=True) calls it
+mask = torch.randn(3, 12)
+mask[0, 5:] = float("-inf")
+got = torch.ops.llama.custom_quantized_sdpa(qq, kq, vq, 0, mask, 0.0, False, None, qz, qs, kz, ks, vz, vs, False)
+want = sdpa_math(deq(qq, qz, qs), deq(kq, kz, ks), deq(vq, vz, vs), 0, mask, False, None)
+assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+cases.append(case("custom_quantized_sdpa_mask", "llama::custom_quantized_sdpa.out",
+                  [tensor(qq), tensor(kq), tensor(vq), i(0), tensor(mask), f(0.0), b(False), none(),
+                   tensor(qz), tensor(qs), tensor(kz), tensor(ks), tensor(vz), tensor(vs), b(False),
+                   out(torch.float32, [1, 3, 2, 8]), ref(15)], {15: got}, atol=2e-5, rtol=1e-4))
 cases.append(case("custom_quantized_sdpa_missing_qparams", "llama::custom_quantized_sdpa.out",
                   [tensor(qq), tensor(kq), tensor(vq), i(2), none(), f(0.0), b(True), none(),
                    tensor(qz), tensor(qs), none(), none(), tensor(vz), tensor(vs), b(False), out(torch.float32, [1, 3, 2, 8]), ref(15)],
