@@ -15,8 +15,15 @@ Run:  conformance/.venv/bin/python bench/llm_compare.py [--model 15m|1b] [--thre
      use_sdpa_with_kv_cache, dynamic shapes (the keys conformance/llm/make_fixtures.py uses).
    --model 15m: stories15M's shape (dim 288, 6 layers, 6 heads / 6 KV heads, vocab 32000,
    context 256). --model 1b: Llama-3.2-1B's shape (dim 2048, 16 layers, 32 heads, 8 KV heads,
-   ffn multiplier 1.5, vocab 128256); the tokenizer stays at 32000 pieces (smaller than the
-   model's vocabulary, which both runners accept as long as it is not larger).
+   ffn multiplier 1.5, multiple_of 256 -> hidden 8192, vocab 128256, untied output, about
+   1.50 B parameters) with a tiktoken tokenizer written offline (128000 ranked byte strings:
+   the 256 bytes, then pseudo-word pieces, shortest first; plus the 256 Llama 3 special
+   tokens = 128256 ids, BOS <|begin_of_text|> 128000, EOS 128001/128009) and a checkpoint
+   generated tensor by tensor (meta-device model for the shapes; same scaling as
+   make_checkpoint; ~6 GB fp32, loaded by export_llm with mmap).
+   Resources for 1b (2 cores / 24 GB box): see bench/README.md; the build refuses to start
+   unless `--allow-big` is given, and a watchdog kills the export if available memory drops
+   under --min-free-gb.
 2. Reference: a child process drives ExecuTorch's python TextLLMRunner binding
    (executorch.extension.llm.runner) greedily and reports its Stats; its thread pool is
    reset to T through portable_lib._unsafe_reset_threadpool before the runner is created.
@@ -81,6 +88,9 @@ CONFIGS = {
             "use_scaled_rope": True,
         },
         "max_seq_len": 256,
+        "tokenizer": "tiktoken",
+        "bos": 128000,
+        "eos": [128001, 128009],
     },
 }
 
@@ -136,6 +146,102 @@ def train_tokenizer(path: Path, vocab=TOKENIZER_VOCAB):
     tmp.replace(path)
 
 
+TIKTOKEN_BASE = 128000
+
+
+def write_tiktoken(path: Path, n=TIKTOKEN_BASE, seed=0):
+    """A tiktoken file (`base64(bytes) rank` per line) with n ranks: the 256 single bytes,
+    then distinct pseudo-word pieces (with and without a leading space), shortest first so
+    that longer pieces are reachable by merges of shorter ones."""
+    import base64
+
+    rng = random.Random(seed)
+    cons = "b c d f g h j k l m n p r s t v w z ch sh th st tr br pl gr".split()
+    vows = "a e i o u ai ea oo ou ie".split()
+    toks = [bytes([b]) for b in range(256)]
+    seen = set(toks)
+    cand = set()
+    while len(cand) < (n - 256) * 2:
+        w = "".join(rng.choice(cons) + rng.choice(vows) for _ in range(rng.randint(1, 4)))
+        w += rng.choice(["", "n", "s", "r", "t", "ng"])
+        for k in range(2, len(w) + 1):
+            cand.add(w[:k].encode())
+            cand.add((" " + w[:k]).encode())
+    for t in sorted(cand, key=lambda b: (len(b), b)):
+        if len(toks) >= n:
+            break
+        if t not in seen:
+            seen.add(t)
+            toks.append(t)
+    assert len(toks) == n, len(toks)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        for rank, t in enumerate(toks):
+            fh.write(f"{base64.b64encode(t).decode()} {rank}\n")
+    tmp.replace(path)
+
+
+def make_checkpoint_lean(out_dir: Path, params, max_seq_len, seed=1234, out_gain=4.0):
+    """make_checkpoint's weights (norms ~1 + 0.1 N(0,1), embedding N(0,1), linears
+    N(0, 1/fan_in), output x out_gain) without materializing the model: shapes from a
+    meta-device model, one tensor at a time."""
+    import torch
+    from executorch.examples.models.llama.llama_transformer import construct_transformer
+    from executorch.examples.models.llama.model_args import ModelArgs
+
+    args = ModelArgs(max_seq_len=max_seq_len, max_context_len=max_seq_len, **params)
+    with torch.device("meta"):
+        model = construct_transformer(args)
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, t in model.state_dict().items():
+        if name.endswith("norm.weight") or "norm" in name.split(".")[-2]:
+            v = torch.ones(t.shape) + 0.1 * torch.randn(t.shape, generator=g)
+        elif name == "tok_embeddings.weight":
+            v = torch.randn(t.shape, generator=g)
+        elif t.dim() == 2:
+            gain = out_gain if name == "output.weight" else 1.0
+            v = torch.randn(t.shape, generator=g).mul_(gain / t.shape[1] ** 0.5)
+        else:
+            continue
+        sd[name] = v
+    path = out_dir / "checkpoint.pth"
+    torch.save(sd, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+class Tok:
+    """The prompt-side tokenizer: SentencePiece (15m) or tiktoken (1b)."""
+
+    def __init__(self, path: Path, kind: str):
+        self.kind = kind
+        if kind == "tiktoken":
+            from pytorch_tokenizers.tiktoken import TiktokenTokenizer
+
+            self.t = TiktokenTokenizer(str(path))
+            self.bos = 128000
+        else:
+            import sentencepiece as spm
+
+            self.t = spm.SentencePieceProcessor(model_file=str(path))
+            self.bos = 1
+
+    def encode(self, text):
+        if self.kind == "tiktoken":
+            return [self.bos] + self.t.encode(text, bos=False, eos=False)
+        return [self.bos] + self.t.encode(text)
+
+    def text(self, ids):
+        """What the runners print for generated ids."""
+        if self.kind == "tiktoken":
+            return self.t.decode(ids)
+        sys.path.insert(0, str(CONF_LLM))
+        from make_fixtures import piece_text
+
+        return piece_text(self.t, ids, prev_is_bos=False)
+
+
 def make_checkpoint(out_dir: Path, params):
     sys.path.insert(0, str(CONF_LLM))
     from make_tokenizer_and_checkpoint import make_checkpoint as conf_make_checkpoint
@@ -143,7 +249,8 @@ def make_checkpoint(out_dir: Path, params):
     return conf_make_checkpoint(str(out_dir), params)
 
 
-def export_program(out_dir: Path, params_path: Path, ckpt: Path, max_seq_len: int):
+def export_program(out_dir: Path, params_path: Path, ckpt: Path, max_seq_len: int,
+                   bos=1, eos=(2,), min_free_gb=None):
     cmd = [
         PY, "-m", "executorch.extension.llm.export.export_llm",
         f"base.params={params_path}",
@@ -154,7 +261,8 @@ def export_program(out_dir: Path, params_path: Path, ckpt: Path, max_seq_len: in
         "model.use_sdpa_with_kv_cache=True",
         f"export.max_seq_length={max_seq_len}",
         f"export.max_context_length={max_seq_len}",
-        'base.metadata="{\\"get_bos_id\\":1,\\"get_eos_ids\\":[2]}"',
+        'base.metadata="{\\"get_bos_id\\":%d,\\"get_eos_ids\\":[%s]}"'
+        % (bos, ",".join(str(e) for e in eos)),
         "model.enable_dynamic_shape=True",
         "backend.xnnpack.enabled=True",
         "quantization.qmode=8da4w",
@@ -163,18 +271,56 @@ def export_program(out_dir: Path, params_path: Path, ckpt: Path, max_seq_len: in
     ]
     log = out_dir / "export.log"
     with open(log, "w") as fh:
-        r = subprocess.run(cmd, cwd=out_dir, stdout=fh, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        raise SystemExit(f"export failed, see {log}")
+        p = subprocess.Popen(cmd, cwd=out_dir, stdout=fh, stderr=subprocess.STDOUT)
+        peak = watch(p, min_free_gb)
+    print(f"[build]   export peak RSS {peak / 2**30:.1f} GiB", flush=True)
+    if p.returncode != 0:
+        raise SystemExit(f"export failed (rc {p.returncode}), see {log}")
     (out_dir / "program.tmp.pte").replace(out_dir / "program.pte")
 
 
-def ensure_model(name: str):
+def mem_available_gb():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 2**20
+    return float("inf")
+
+
+def watch(p, min_free_gb):
+    """Waits for p, sampling its RSS; kills it if the machine's available memory falls
+    under min_free_gb (the box is shared). Returns the peak RSS in bytes seen."""
+    peak = 0
+    while p.poll() is None:
+        try:
+            rss = int(Path(f"/proc/{p.pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            peak = max(peak, rss)
+        except (OSError, ValueError):
+            pass
+        if min_free_gb is not None and mem_available_gb() < min_free_gb:
+            p.kill()
+            p.wait()
+            raise SystemExit(f"killed the export: available memory under {min_free_gb} GB "
+                             f"(its RSS {peak / 2**30:.1f} GiB)")
+        time.sleep(1.0)
+    return peak
+
+
+def ensure_model(name: str, allow_big=False, min_free_gb=3.0):
     cfg = CONFIGS[name]
     out = MODELS_DIR / f"llm_{name}"
     out.mkdir(parents=True, exist_ok=True)
     tok = out / "tokenizer.model"
     pte = out / "program.pte"
+    kind = cfg.get("tokenizer", "sentencepiece")
+    if name == "1b" and not pte.exists() and not allow_big:
+        raise SystemExit("--model 1b builds a ~1 GB program from a 6 GB checkpoint (needs "
+                         "~7 GB disk, up to ~15 GB RAM, 10-25 min on 2 cores); pass --allow-big")
+    if not tok.exists() and kind == "tiktoken":
+        t0 = time.time()
+        print(f"[build] writing a {TIKTOKEN_BASE}-rank tiktoken file (+256 specials) ...",
+              flush=True)
+        write_tiktoken(tok)
+        print(f"[build]   {time.time() - t0:.1f}s", flush=True)
     if not tok.exists():
         t0 = time.time()
         print(f"[build] training {TOKENIZER_VOCAB}-piece tokenizer ...", flush=True)
@@ -193,28 +339,30 @@ def ensure_model(name: str):
         if not ckpt.exists():
             t0 = time.time()
             print("[build] random checkpoint ...", flush=True)
-            make_checkpoint(out, cfg["params"])
+            if kind == "tiktoken":
+                make_checkpoint_lean(out, cfg["params"], cfg["max_seq_len"])
+            else:
+                make_checkpoint(out, cfg["params"])
             print(f"[build]   {time.time() - t0:.1f}s", flush=True)
         t0 = time.time()
         print("[build] export_llm (xnnpack, 8da4w g32, emb 4,32, kv cache, sdpa, dynamic) ...",
               flush=True)
-        export_program(out, params_path, ckpt, cfg["max_seq_len"])
+        export_program(out, params_path, ckpt, cfg["max_seq_len"], cfg.get("bos", 1),
+                       cfg.get("eos", [2]), min_free_gb)
         print(f"[build]   {time.time() - t0:.1f}s, {pte.stat().st_size / 1e6:.2f} MB", flush=True)
     return out, pte, tok
 
 
-def make_prompt(tok: Path, out_dir: Path, n_tokens: int):
+def make_prompt(tok: Path, out_dir: Path, n_tokens: int, kind="sentencepiece"):
     """A prompt of exactly n_tokens ids including BOS (or the nearest length above)."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(tok))
+    sp = Tok(tok, kind)
     words = synthetic_lines(n=400, seed=7)
     text = ""
-    ids = [1]
+    ids = [sp.bos]
     for line in words:
         for w in line.split(" "):
             cand = (text + " " + w) if text else w
-            cids = [1] + sp.encode(cand)
+            cids = sp.encode(cand)
             if len(cids) > n_tokens:
                 break
             text, ids = cand, cids
@@ -226,7 +374,7 @@ def make_prompt(tok: Path, out_dir: Path, n_tokens: int):
         for w in [",", "!", "?", ".", " ba", " ta", " ma", " a", " e"]:
             if len(ids) >= n_tokens:
                 break
-            cids = [1] + sp.encode(text + w)
+            cids = sp.encode(text + w)
             if len(cids) <= n_tokens:
                 text, ids = text + w, cids
     p = out_dir / f"prompt_{n_tokens}.txt"
@@ -287,7 +435,7 @@ def ids_worker(args) -> int:
     mf.load_ops()
     mf.MAX_NEW = args.max_new_tokens
     prompt_ids = json.loads(args.prompt_ids)
-    gen, _, _ = mf.drive(args.pte, prompt_ids, [2])
+    gen, _, _ = mf.drive(args.pte, prompt_ids, json.loads(args.eos_ids))
     print(json.dumps({"ids": gen}))
     return 0
 
@@ -353,6 +501,7 @@ def run_reference(args, pte, tok, prompt_file):
 def reference_ids(args, pte, prompt_ids):
     cmd = [PY, str(Path(__file__).resolve()), "--worker", "ids", "--pte", str(pte),
            "--prompt-ids", json.dumps(prompt_ids), "--max-new-tokens", str(args.max_new_tokens),
+           "--eos-ids", json.dumps(CONFIGS[args.model].get("eos", [2])),
            "--threads", str(args.threads)]
     rc, out, err, _, _ = run_measured(cmd, args.timeout_s)
     if rc != 0:
@@ -407,12 +556,9 @@ def embedding_bytes(params):
 
 def prefix_tokens(sp, ids, text):
     """How many leading ids' text (as the runners print it) is a prefix of `text`."""
-    sys.path.insert(0, str(CONF_LLM))
-    from make_fixtures import piece_text
-
     n = 0
     for k in range(1, len(ids) + 1):
-        if not text.startswith(piece_text(sp, ids[:k], prev_is_bos=False)):
+        if not text.startswith(sp.text(ids[:k])):
             break
         n = k
     return n
@@ -461,13 +607,8 @@ def report(model, args, pte, ref, pt, ids_ref, ids_err, prompt_ids):
     if "text" in ref and "text" in pt:
         agree["text_pteron_vs_textllmrunner"] = ref["text"] == pt["text"]
     if ids_ref is not None and "text" in pt:
-        import sentencepiece as spm
-
-        sys.path.insert(0, str(CONF_LLM))
-        from make_fixtures import piece_text
-
-        sp = spm.SentencePieceProcessor(model_file=str(pte.parent / "tokenizer.model"))
-        ref_ids_text = piece_text(sp, ids_ref, prev_is_bos=False)
+        sp = Tok(pte.parent / "tokenizer.model", CONFIGS[model].get("tokenizer", "sentencepiece"))
+        ref_ids_text = sp.text(ids_ref)
         agree["text_pteron_vs_runtime_ids"] = ref_ids_text == pt["text"]
         agree["text_textllmrunner_vs_runtime_ids"] = ref_ids_text == ref.get("text")
         agree["runtime_ids_count"] = len(ids_ref)
@@ -516,20 +657,29 @@ def main():
     ap.add_argument("--skip-ids", action="store_true",
                     help="do not compute the reference ids with executorch.runtime")
     ap.add_argument("--json-out")
+    ap.add_argument("--allow-big", action="store_true",
+                    help="allow building the 1b model (several GB, tens of minutes)")
+    ap.add_argument("--min-free-gb", type=float, default=3.0,
+                    help="kill the export if the machine's available memory drops below this")
+    ap.add_argument("--build-only", action="store_true", help="build the model and stop")
     # internal (child processes)
     ap.add_argument("--worker", choices=["ref", "ids"], help=argparse.SUPPRESS)
     ap.add_argument("--pte", help=argparse.SUPPRESS)
     ap.add_argument("--tok", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-file", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-ids", help=argparse.SUPPRESS)
+    ap.add_argument("--eos-ids", default="[2]", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "ref":
         return ref_worker(args)
     if args.worker == "ids":
         return ids_worker(args)
 
-    out_dir, pte, tok = ensure_model(args.model)
-    prompt_file, _, prompt_ids = make_prompt(tok, out_dir, args.prompt_tokens)
+    out_dir, pte, tok = ensure_model(args.model, args.allow_big, args.min_free_gb)
+    if args.build_only:
+        return 0
+    prompt_file, _, prompt_ids = make_prompt(tok, out_dir, args.prompt_tokens,
+                                             CONFIGS[args.model].get("tokenizer", "sentencepiece"))
     print(f"[prompt] {len(prompt_ids)} tokens (BOS included) in {prompt_file.relative_to(ROOT)}",
           flush=True)
     print("[run] reference (TextLLMRunner) ...", flush=True)

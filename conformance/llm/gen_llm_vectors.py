@@ -207,4 +207,115 @@ cases.append(case("embedding_byte_index_oob", "quantized_decomposed::embedding_b
                   [const(torch.zeros(4, 8, dtype=torch.int8)), const(torch.ones(4)), none(), i(-128), i(127),
                    tensor(torch.tensor([4])), out(torch.float32, [1, 8]), ref(6)], {}, error=True))
 
+# --- per-token quantization (ExecuTorch's C++ kernels via executorch.kernels.quantized) ---
+import executorch.kernels.quantized  # noqa: E402,F401  (quantized_decomposed::*.out = the reference kernels)
+
+
+def choose_pt(x):
+    sc = torch.zeros(list(x.shape[:-1]) + [1], dtype=torch.float64)
+    zp = torch.zeros(list(x.shape[:-1]) + [1], dtype=torch.int64)
+    qd.choose_qparams_per_token_asymmetric.out(x, torch.int8, scale_out=sc, zero_point_out=zp)
+    return sc, zp
+
+
+def quant_pt(x, sc, zp):
+    o = torch.zeros(x.shape, dtype=torch.int8)
+    qd.quantize_per_token.out(x, sc, zp, -128, 127, torch.int8, out=o)
+    return o
+
+
+for name, x in [
+    ("rows", torch.randn(2, 3, 16)),
+    ("positive", torch.rand(4, 8) + 0.5),
+    ("negative", -torch.rand(1, 5, 2, 8) - 0.1),
+    ("constant", torch.zeros(3, 4)),
+    ("tiny", torch.randn(2, 8) * 1e-6),
+    ("wide", torch.randn(1, 2, 130) * 50),
+]:
+    sc, zp = choose_pt(x)
+    cases.append(case(f"choose_qparams_per_token_{name}", "quantized_decomposed::choose_qparams_per_token_asymmetric.out",
+                      [tensor(x), i(1), out(torch.float64, list(sc.shape)), out(torch.int64, list(zp.shape)), none()],
+                      # rtol 1e-15: serde_json's default float parsing may be off by one f64 ulp
+                      {2: sc, 3: zp}, atol=0, rtol=1e-15))
+    qx = quant_pt(x, sc, zp)
+    cases.append(case(f"quantize_per_token_{name}", "quantized_decomposed::quantize_per_token.out",
+                      [tensor(x), tensor(sc), tensor(zp), i(-128), i(127), i(1), out(torch.int8, list(x.shape)), ref(6)],
+                      {6: qx}, atol=0, rtol=0))
+cases.append(case("quantize_per_token_bad_range", "quantized_decomposed::quantize_per_token.out",
+                  [tensor(torch.randn(2, 4)), tensor(torch.ones(2, 1, dtype=torch.float64)), tensor(torch.zeros(2, 1, dtype=torch.int64)),
+                   i(-300), i(127), i(1), out(torch.int8, [2, 4]), ref(6)], {}, error=True))
+cases.append(case("quantize_per_token_count", "quantized_decomposed::quantize_per_token.out",
+                  [tensor(torch.randn(2, 4)), tensor(torch.ones(3, 1, dtype=torch.float64)), tensor(torch.zeros(3, 1, dtype=torch.int64)),
+                   i(-128), i(127), i(1), out(torch.int8, [2, 4]), ref(6)], {}, error=True))
+
+
+# --- custom_quantized_sdpa ------------------------------------------------------------
+def q8(x):
+    """int8 per-row quantization as the quantized KV cache does it; qparams as int8/f32."""
+    sc, zp = choose_pt(x)
+    return quant_pt(x, sc, zp), zp.to(torch.int8), sc.to(torch.float32)
+
+
+def deq(qx, zp, sc):
+    return (qx.float() - zp.float()) * sc
+
+
+for (bsz, s, hq, hkv, d, skv, start) in [
+    (1, 1, 4, 2, 16, 16, 9),
+    (1, 7, 4, 2, 16, 16, 0),
+    (1, 5, 4, 1, 8, 32, 11),
+    (2, 3, 2, 2, 4, 10, 4),
+    (1, 40, 2, 1, 8, 48, 0),
+    (1, 1, 4, 2, 16, 140, 130),
+]:
+    for dim2 in [False, True]:
+        shp = (lambda n, h: (bsz, h, n, d) if dim2 else (bsz, n, h, d))
+        qf, kf, vf = torch.randn(*shp(s, hq)), torch.randn(*shp(skv, hkv)), torch.randn(*shp(skv, hkv))
+        (qq, qz, qs), (kq, kz, ks), (vq, vz, vs) = q8(qf), q8(kf), q8(vf)
+        for causal in [True, False]:
+            if (s > 8 or skv > 32) and causal == dim2:
+                continue  # large shapes: one causal and one full case (keeps the file small)
+            got = torch.ops.llama.custom_quantized_sdpa(qq, kq, vq, start, None, 0.0, causal, None,
+                                                        qz, qs, kz, ks, vz, vs, dim2)
+            tr = (lambda t: t.transpose(1, 2)) if dim2 else (lambda t: t)
+            want = sdpa_math(tr(deq(qq, qz, qs)), tr(deq(kq, kz, ks)), tr(deq(vq, vz, vs)), start, None, causal, None)
+            assert torch.allclose(tr(got), want, atol=1e-4, rtol=1e-4), (bsz, s, hq, hkv, d, skv, start, dim2, causal)
+            name = (f"custom_quantized_sdpa_{bsz}x{s}x{hq}/{hkv}x{d}_kv{skv}_at{start}"
+                    f"_{'causal' if causal else 'full'}{'_dim2' if dim2 else ''}")
+            cases.append(case(name, "llama::custom_quantized_sdpa.out",
+                              [tensor(qq), tensor(kq), tensor(vq), i(start), none(), f(0.0), b(causal), none(),
+                               tensor(qz), tensor(qs), tensor(kz), tensor(ks), tensor(vz), tensor(vs), b(dim2),
+                               out(torch.float32, list(qq.shape)), ref(15)],
+                              {15: got}, atol=2e-5, rtol=1e-4))
+# float q/k/v through the quantized op (qparams ignored), and errors
+qf, kf, vf = torch.randn(1, 3, 2, 8), torch.randn(1, 12, 2, 8), torch.randn(1, 12, 2, 8)
+(qq, qz, qs), (kq, kz, ks), (vq, vz, vs) = q8(qf), q8(kf), q8(vf)
+got = torch.ops.llama.custom_sdpa(qf, kf, vf, 2, None, 0.0, True, None)
+cases.append(case("custom_quantized_sdpa_float_inputs", "llama::custom_quantized_sdpa.out",
+                  [tensor(qf), tensor(kf), tensor(vf), i(2), none(), f(0.0), b(True), none(),
+                   none(), none(), none(), none(), none(), none(), b(False), out(torch.float32, [1, 3, 2, 8]), ref(15)],
+                  {15: got}, atol=2e-5, rtol=1e-4))
+# additive float mask over all 12 keys (is_causal False), as QuantizedSDPA(use_attention_mask=True) calls it
+mask = torch.randn(3, 12)
+mask[0, 5:] = float("-inf")
+got = torch.ops.llama.custom_quantized_sdpa(qq, kq, vq, 0, mask, 0.0, False, None, qz, qs, kz, ks, vz, vs, False)
+want = sdpa_math(deq(qq, qz, qs), deq(kq, kz, ks), deq(vq, vz, vs), 0, mask, False, None)
+assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+cases.append(case("custom_quantized_sdpa_mask", "llama::custom_quantized_sdpa.out",
+                  [tensor(qq), tensor(kq), tensor(vq), i(0), tensor(mask), f(0.0), b(False), none(),
+                   tensor(qz), tensor(qs), tensor(kz), tensor(ks), tensor(vz), tensor(vs), b(False),
+                   out(torch.float32, [1, 3, 2, 8]), ref(15)], {15: got}, atol=2e-5, rtol=1e-4))
+cases.append(case("custom_quantized_sdpa_missing_qparams", "llama::custom_quantized_sdpa.out",
+                  [tensor(qq), tensor(kq), tensor(vq), i(2), none(), f(0.0), b(True), none(),
+                   tensor(qz), tensor(qs), none(), none(), tensor(vz), tensor(vs), b(False), out(torch.float32, [1, 3, 2, 8]), ref(15)],
+                  {}, error=True))
+cases.append(case("custom_quantized_sdpa_bad_qparam_shape", "llama::custom_quantized_sdpa.out",
+                  [tensor(qq), tensor(kq), tensor(vq), i(2), none(), f(0.0), b(True), none(),
+                   tensor(qz), tensor(qs), tensor(kz[:, :6]), tensor(ks[:, :6]), tensor(vz), tensor(vs), b(False),
+                   out(torch.float32, [1, 3, 2, 8]), ref(15)], {}, error=True))
+cases.append(case("custom_quantized_sdpa_past_cache_end", "llama::custom_quantized_sdpa.out",
+                  [tensor(qq), tensor(kq), tensor(vq), i(10), none(), f(0.0), b(True), none(),
+                   tensor(qz), tensor(qs), tensor(kz), tensor(ks), tensor(vz), tensor(vs), b(False),
+                   out(torch.float32, [1, 3, 2, 8]), ref(15)], {}, error=True))
+
 write("llm", cases)

@@ -31,9 +31,11 @@ PROMPT = "Once upon a time"
 MAX_NEW = 64
 LOGIT_STEPS = 4
 
-COMMON = [
+KV = [
     "model.use_kv_cache=True",
     "model.use_sdpa_with_kv_cache=True",
+]
+COMMON = KV + [
     "export.max_seq_length=128",
     "export.max_context_length=128",
     'base.metadata="{\\"get_bos_id\\":1,\\"get_eos_ids\\":[2]}"',
@@ -55,19 +57,75 @@ CASES = {
         "quantization.qmode=8da4w",
         "quantization.group_size=32",
     ],
+    # The cases below use the narrower params_small.json model (dim 32) to keep the
+    # committed data small. A dict case: "args" (after the common ones), "params",
+    # "kv" (False drops the KV-cache flags from the common arguments).
+    # int8 KV cache: quantized_decomposed::choose_qparams_per_token_asymmetric /
+    # quantize_per_token and llama::custom_quantized_sdpa.
+    "llm_qkv": {
+        "params": "small",
+        "args": ["model.enable_dynamic_shape=True", "model.quantize_kv_cache=True"],
+    },
+    # XNNPACK "8da8w": 8-bit dynamically quantized activations x int8 per-channel
+    # weights (qd8 x qc8w fully-connected). export_llm 1.5.1 rejects qmode=8da8w in its
+    # config validation (QMODE_OPTIONS = int8, 8da4w, 8da4w-gptq, 4w) although
+    # source_transformation/quantize.py implements it; the PT2E XNNPACK quantizer's
+    # xnnpack_dynamic mode produces the same scheme.
+    "llm_xnn8da8w": {
+        "params": "small",
+        "args": [
+            "model.enable_dynamic_shape=True",
+            "backend.xnnpack.enabled=True",
+            "quantization.pt2e_quantize=xnnpack_dynamic",
+        ],
+    },
+    # `prefill` + `decode` methods (no `forward`) sharing the KV cache in memory id 2
+    # (multimethod export with share_mutable_buffers). In export_llm 1.5.1 both are
+    # traced identically (MethodConfig.export_seq_len is declared but never read).
+    # The driver runs prefill then decode, both loaded from one executorch.runtime
+    # Program (which gives them the same memory-id-2 arena: the result equals running
+    # `prefill` alone). ExecuTorch 1.5.1's TextLLMRunner binding does NOT share it: its
+    # text equals prefill and decode loaded from two separate Programs (decode never
+    # sees the prompt's cache rows), so "runner_agrees" is false for this case.
+    "llm_prefill_decode": {
+        "params": "small",
+        "args": [
+            "model.enable_dynamic_shape=True",
+            "multimethod.methods=[{method_name:prefill},{method_name:decode}]",
+            "multimethod.share_mutable_buffers=True",
+        ],
+    },
+    # No KV cache: forward(tokens) only, the runner re-feeds the whole sequence.
+    "llm_nokv": {
+        "params": "small",
+        "kv": False,
+        "args": ["model.use_kv_cache=False", "model.enable_dynamic_shape=True"],
+    },
 }
 
 
-def export(case, extra, ckpt):
+def case_args(case):
+    """(export arguments after the fixed ones, params file, checkpoint file name)."""
+    c = CASES[case]
+    if isinstance(c, list):
+        return COMMON + c, "params.json", "checkpoint.pth"
+    common = COMMON if c.get("kv", True) else [a for a in COMMON if a not in KV]
+    if c.get("params") == "small":
+        return common + c["args"], "params_small.json", "checkpoint_small.pth"
+    return common + c["args"], "params.json", "checkpoint.pth"
+
+
+def export(case):
+    args, params, ckpt = case_args(case)
     out = os.path.join(WORK, case)
     os.makedirs(out, exist_ok=True)
     cmd = [
         PY, "-m", "executorch.extension.llm.export.export_llm",
-        f"base.params={os.path.join(HERE, 'params.json')}",
-        f"base.checkpoint={ckpt}",
+        f"base.params={os.path.join(HERE, params)}",
+        f"base.checkpoint={os.path.join(WORK, ckpt)}",
         f"export.output_dir={out}",
         "export.output_name=program.pte",
-    ] + COMMON + extra
+    ] + args
     log = os.path.join(out, "export.log")
     with open(log, "w") as fh:
         r = subprocess.run(cmd, cwd=out, stdout=fh, stderr=subprocess.STDOUT)
@@ -87,22 +145,33 @@ def drive(pte, prompt_ids, eos_ids):
 
     prog = Runtime.get().load_program(pte)
     meta = {}
+    decoders = ("forward", "prefill", "decode")
     for name in sorted(prog.method_names):
-        if name != "forward":
+        if name not in decoders:
             v = prog.load_method(name).execute([])
             meta[name] = [int(x) if not isinstance(x, bool) else bool(x) for x in v]
     dynamic = bool(meta.get("enable_dynamic_shape", [False])[0])
-    fwd = prog.load_method("forward")
+    use_kv = bool(meta.get("use_kv_cache", [True])[0])
+    fwd = prog.load_method("forward" if "forward" in prog.method_names else "prefill")
+    # A `decode` method runs the decode steps (same Program: shared arenas).
+    dec = prog.load_method("decode") if "decode" in prog.method_names else fwd
     logits_log = []
+    seq = []  # without a KV cache: the whole sequence, re-fed every step
 
-    def step(tokens, pos):
-        out = fwd.execute([torch.tensor([tokens], dtype=torch.long), torch.tensor([pos], dtype=torch.long)])
+    def step(tokens, pos, method=None):
+        method = method or fwd
+        if use_kv:
+            inputs = [torch.tensor([tokens], dtype=torch.long), torch.tensor([pos], dtype=torch.long)]
+        else:
+            seq.extend(tokens)
+            inputs = [torch.tensor([seq], dtype=torch.long)]
+        out = method.execute(inputs)
         assert len(out) == 1
         lg = out[0].reshape(-1, out[0].shape[-1])[-1].to(torch.float32).clone()
         return lg
 
     pos = 0
-    if dynamic:
+    if dynamic or not use_kv:
         lg = step(prompt_ids, 0)
         pos = len(prompt_ids)
     else:
@@ -114,7 +183,7 @@ def drive(pte, prompt_ids, eos_ids):
     logits_log.append(lg.numpy())
     generated.append(cur)
     while len(generated) < MAX_NEW and cur not in eos_ids:
-        lg = step([cur], pos)
+        lg = step([cur], pos, dec)
         pos += 1
         if len(logits_log) < LOGIT_STEPS:
             logits_log.append(lg.numpy())
@@ -153,12 +222,11 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     subprocess.run([PY, os.path.join(HERE, "make_tokenizer_and_checkpoint.py"), WORK], check=True)
     tok = os.path.join(WORK, "tokenizer.model")
-    ckpt = os.path.join(WORK, "checkpoint.pth")
     sp = spm.SentencePieceProcessor(model_file=tok)
     prompt_ids = [1] + sp.encode(PROMPT)
     load_ops()
     for case in cases:
-        pte = export(case, CASES[case], ckpt)
+        pte = export(case)
         gen, logits, meta = drive(pte, prompt_ids, [2])
         text = runner_text(pte, tok)
         mine = piece_text(sp, gen, prev_is_bos=False)
@@ -183,7 +251,8 @@ def main():
                 "metadata": meta,
                 "runner_text": text,
                 "runner_agrees": agrees,
-                "export_args": COMMON + CASES[case],
+                "export_args": case_args(case)[0],
+                "params": case_args(case)[1],
             }, fh, indent=1)
         print(f"{case}: {os.path.getsize(pte)} bytes, {len(gen)} tokens, runner agrees: {agrees}")
 

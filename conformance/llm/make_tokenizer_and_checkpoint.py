@@ -1,7 +1,8 @@
 """Step 1 of the LLM fixtures: a 512-token SentencePiece BPE tokenizer trained on a
 generated corpus, and a random Llama-style checkpoint for `params.json`.
 
-Weights are scaled so activations keep roughly unit variance through the residual
+Also writes `checkpoint_small.pth` for `params_small.json` (dim 32, EOS never
+greedy-chosen). Weights are scaled so activations keep roughly unit variance through the residual
 stream (linear weights ~ N(0, 1/fan_in)) and the output projection is amplified so
 greedy decoding is decisive but still changes from token to token.
 
@@ -62,7 +63,7 @@ def train_tokenizer(out_dir, vocab=512):
     return path
 
 
-def make_checkpoint(out_dir, params, seed=1234, out_gain=4.0):
+def make_checkpoint(out_dir, params, seed=1234, out_gain=4.0, filename="checkpoint.pth", no_eos=False):
     from executorch.examples.models.llama.llama_transformer import construct_transformer
     from executorch.examples.models.llama.model_args import ModelArgs
 
@@ -83,7 +84,11 @@ def make_checkpoint(out_dir, params, seed=1234, out_gain=4.0):
             # Buffers (rope tables, caches) are recomputed by the model: skip.
             continue
         sd[name] = v.contiguous()
-    path = os.path.join(out_dir, "checkpoint.pth")
+    if no_eos:
+        # EOS (id 2) gets a zero output row: its logit stays 0 while the others spread
+        # by ~out_gain, so greedy decoding runs the full 64 tokens.
+        sd["output.weight"][2].zero_()
+    path = os.path.join(out_dir, filename)
     torch.save(sd, path)
     return path
 
@@ -95,6 +100,10 @@ def main():
         params = json.load(fh)
     print(train_tokenizer(out_dir, params["vocab_size"]))
     print(make_checkpoint(out_dir, params))
+    # A narrower model (dim 32) for the newer fixtures, to keep the committed data small.
+    with open(os.path.join(HERE, "params_small.json")) as fh:
+        small = json.load(fh)
+    print(make_checkpoint(out_dir, small, filename="checkpoint_small.pth", no_eos=True))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@
 //! * [`Runner`]: prefill (one call with dynamic shapes, else token by token; prompts
 //!   longer than the method's token bound are chunked), a decode loop, stop at EOS /
 //!   `max_new_tokens` / the context limit / cancellation ([`StopReason`]), multi-turn
-//!   use keeping the KV cache, [`Runner::reset`].
+//!   use keeping the KV cache, [`Runner::reset`]. Programs without a KV cache
+//!   (`forward(tokens)`, the whole sequence re-fed each step) and `prefill`/`decode`
+//!   method pairs (sharing the KV-cache arena) run too.
 //! * [`Sampler`]: greedy, temperature, top-k, top-p with a seeded xorshift RNG.
 //! * [`Stats`]: load time, time to first token, prefill and decode rates.
 #![forbid(unsafe_code)]
@@ -129,6 +131,11 @@ impl Metadata {
 }
 
 const DECODER: &str = "forward";
+/// Used for prefill (and decode) when there is no `forward` (the reference runner's
+/// `kPrefillMethod`).
+const PREFILL: &str = "prefill";
+/// When present, runs the decode steps (`kDecodeMethod`).
+const DECODE: &str = "decode";
 
 fn read_metadata_methods(module: &mut Module) -> Result<Vec<(String, Vec<Scalar>)>> {
     let names: Vec<String> = module
@@ -203,8 +210,10 @@ fn meta_id(name: &str, v: i64) -> Result<u32> {
 
 /// `forward`'s signature: token dtype, the token-dimension bound, whether positions
 /// are one start index (`[1]`) or one per token (`cache_position [S]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Decoder {
+    /// The method's name (`forward`, `prefill` or `decode`).
+    method: &'static str,
     token_dtype: ScalarType,
     /// Upper bound on tokens per call (1 for static exports).
     max_tokens_per_call: usize,
@@ -216,63 +225,74 @@ struct Decoder {
 }
 
 fn bad_sig(reason: impl Into<String>) -> LlmError {
+    bad_sig_in(DECODER, reason)
+}
+
+fn bad_sig_in(method: &str, reason: impl Into<String>) -> LlmError {
     LlmError::BadSignature {
-        method: DECODER.to_string(),
+        method: method.to_string(),
         reason: reason.into(),
     }
 }
 
-fn inspect_decoder(module: &Module) -> Result<Decoder> {
-    let meta = module.method_meta(DECODER)?;
+fn inspect_decoder(module: &Module, name: &'static str) -> Result<Decoder> {
+    let meta = module.method_meta(name)?;
     let tok = match meta.inputs.first() {
         Some(IoInfo::Tensor(t)) => t.clone(),
-        _ => return Err(bad_sig("input 0 (tokens) must be a tensor")),
+        _ => return Err(bad_sig_in(name, "input 0 (tokens) must be a tensor")),
     };
     if tok.sizes.len() != 2 || tok.sizes[0] != 1 {
-        return Err(bad_sig(format!(
-            "tokens must be [1, S], declared {:?}",
-            tok.sizes
-        )));
+        return Err(bad_sig_in(
+            name,
+            format!("tokens must be [1, S], declared {:?}", tok.sizes),
+        ));
     }
     if !matches!(tok.dtype, ScalarType::Long | ScalarType::Int) {
-        return Err(bad_sig(format!(
-            "tokens must be int64 or int32, declared {}",
-            tok.dtype
-        )));
+        return Err(bad_sig_in(
+            name,
+            format!("tokens must be int64 or int32, declared {}", tok.dtype),
+        ));
     }
     let (pos_dtype, per_token_positions) = match meta.inputs.get(1) {
         None => (None, false),
         Some(IoInfo::Tensor(p)) => {
             if !matches!(p.dtype, ScalarType::Long | ScalarType::Int) || p.sizes.len() != 1 {
-                return Err(bad_sig(format!(
-                    "input_pos must be a 1-D int tensor, declared {} {:?}",
-                    p.dtype, p.sizes
-                )));
+                return Err(bad_sig_in(
+                    name,
+                    format!(
+                        "input_pos must be a 1-D int tensor, declared {} {:?}",
+                        p.dtype, p.sizes
+                    ),
+                ));
             }
             (Some(p.dtype), p.sizes[0] > 1)
         }
-        Some(_) => return Err(bad_sig("input 1 (input_pos) must be a tensor")),
+        Some(_) => return Err(bad_sig_in(name, "input 1 (input_pos) must be a tensor")),
     };
     if meta.inputs.len() > 2 {
-        return Err(bad_sig(format!(
-            "expected 1 or 2 inputs, found {}",
-            meta.inputs.len()
-        )));
+        return Err(bad_sig_in(
+            name,
+            format!("expected 1 or 2 inputs, found {}", meta.inputs.len()),
+        ));
     }
     let vocab = match meta.outputs.as_slice() {
         [IoInfo::Tensor(o)] => *o
             .sizes
             .last()
-            .ok_or_else(|| bad_sig("logits have rank 0"))?,
+            .ok_or_else(|| bad_sig_in(name, "logits have rank 0"))?,
         other => {
-            return Err(bad_sig(format!(
-                "expected exactly one tensor output (logits), found {} outputs",
-                other.len()
-            )))
+            return Err(bad_sig_in(
+                name,
+                format!(
+                    "expected exactly one tensor output (logits), found {} outputs",
+                    other.len()
+                ),
+            ))
         }
     };
     let dynamic = tok.dynamism != ShapeDynamism::Static;
     Ok(Decoder {
+        method: name,
         token_dtype: tok.dtype,
         max_tokens_per_call: tok.sizes[1].max(1),
         dynamic,
@@ -456,9 +476,18 @@ pub struct LoadOptions {
 struct Engine {
     module: Module,
     meta: Metadata,
+    /// The prefill method (`forward` or `prefill`).
     dec: Decoder,
-    /// Positions of the KV cache in use.
+    /// The decode-step method (`decode`, else the same as `dec`).
+    step: Decoder,
+    /// Planned arenas (indices `1..=shared_arenas`) shared by `dec` and `step`.
+    shared_arenas: usize,
+    /// Whether `step` currently holds the shared arenas.
+    arenas_in_step: bool,
+    /// Positions of the KV cache in use (without a KV cache: tokens in `history`).
     pos: usize,
+    /// Without a KV cache: every token of the conversation, re-fed on each call.
+    history: Vec<u32>,
     logits: Vec<f32>,
     tok_buf: Vec<u8>,
     pos_buf: Vec<u8>,
@@ -469,22 +498,41 @@ impl Engine {
         LlmError::PromptTooLong {
             prompt_tokens: n,
             pos: self.pos,
-            available: self.meta.max_context_len.saturating_sub(self.pos),
-            max_context_len: self.meta.max_context_len,
+            available: self.context_len().saturating_sub(self.pos),
+            max_context_len: self.context_len(),
+        }
+    }
+
+    /// Positions usable in one conversation: the KV cache length, or without a KV cache
+    /// also the token input's bound (the whole sequence goes in every call).
+    fn context_len(&self) -> usize {
+        if self.meta.use_kv_cache {
+            self.meta.max_context_len
+        } else {
+            self.meta.max_context_len.min(self.dec.max_tokens_per_call)
         }
     }
 
     /// Runs `forward` on `tokens` at positions `pos..`, leaving the last position's
     /// logits in `self.logits`. Checks ids and the context bound; does not chunk.
-    fn forward(&mut self, tokens: &[u32], stats: &mut Stats) -> Result<()> {
+    /// Without a KV cache the whole conversation so far plus `tokens` is fed, as the
+    /// reference runner does.
+    /// `decode_step` selects the decode method (when the program has one).
+    fn forward(&mut self, tokens: &[u32], stats: &mut Stats, decode_step: bool) -> Result<()> {
+        let d = if decode_step { self.step } else { self.dec };
         let n = tokens.len();
-        if n == 0 || n > self.dec.max_tokens_per_call {
+        let fed = if self.meta.use_kv_cache {
+            n
+        } else {
+            self.history.len() + n
+        };
+        if n == 0 || fed > d.max_tokens_per_call {
             return Err(LlmError::Logits(format!(
-                "internal: {n} tokens in one call (bound {})",
-                self.dec.max_tokens_per_call
+                "internal: {fed} tokens in one call to '{}' (bound {})",
+                d.method, d.max_tokens_per_call
             )));
         }
-        if self.pos + n > self.meta.max_context_len {
+        if self.pos + n > self.context_len() {
             return Err(self.too_long(n));
         }
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.meta.vocab_size) {
@@ -493,18 +541,25 @@ impl Engine {
                 vocab: self.meta.vocab_size,
             });
         }
-        fill_ints(
-            &mut self.tok_buf,
-            self.dec.token_dtype,
-            tokens.iter().map(|&t| t as i64),
-        );
-        let m = self.module.method(DECODER)?;
-        let tok_t = TensorRef::new(self.dec.token_dtype, &[1, n], None, &self.tok_buf)
+        // (`history` stays empty with a KV cache.)
+        let ids = self.history.iter().chain(tokens).map(|&t| t as i64);
+        fill_ints(&mut self.tok_buf, d.token_dtype, ids);
+        // Shared KV-cache arenas go to the method about to run.
+        let in_step = d.method == self.step.method && d.method != self.dec.method;
+        if self.shared_arenas > 0 && in_step != self.arenas_in_step {
+            for i in 1..=self.shared_arenas {
+                self.module
+                    .exchange_arena(self.dec.method, self.step.method, i)?;
+            }
+            self.arenas_in_step = in_step;
+        }
+        let m = self.module.method(d.method)?;
+        let tok_t = TensorRef::new(d.token_dtype, &[1, fed], None, &self.tok_buf)
             .map_err(|source| ModuleError::Input { index: 0, source })?;
         m.set_input(0, tok_t).map_err(ModuleError::from)?;
-        if let Some(pdt) = self.dec.pos_dtype {
+        if let Some(pdt) = d.pos_dtype {
             let start = self.pos as i64;
-            let np = if self.dec.per_token_positions { n } else { 1 };
+            let np = if d.per_token_positions { n } else { 1 };
             fill_ints(&mut self.pos_buf, pdt, (0..np as i64).map(|i| start + i));
             let pos_t = TensorRef::new(pdt, &[np], None, &self.pos_buf)
                 .map_err(|source| ModuleError::Input { index: 1, source })?;
@@ -515,6 +570,9 @@ impl Engine {
         let out = m.output(0).map_err(ModuleError::from)?;
         read_last_row(&out, &mut self.logits)?;
         self.pos += n;
+        if !self.meta.use_kv_cache {
+            self.history.extend_from_slice(tokens);
+        }
         Ok(())
     }
 
@@ -524,10 +582,13 @@ impl Engine {
         if tokens.is_empty() {
             return Err(LlmError::EmptyPrompt);
         }
-        if tokens.len() > self.meta.max_context_len.saturating_sub(self.pos) {
+        if tokens.len() > self.context_len().saturating_sub(self.pos) {
             return Err(self.too_long(tokens.len()));
         }
-        let chunk = if self.dec.dynamic {
+        let chunk = if !self.meta.use_kv_cache {
+            // The whole sequence goes in one call (it fits: checked above).
+            tokens.len()
+        } else if self.dec.dynamic {
             self.dec.max_tokens_per_call
         } else if self.dec.max_tokens_per_call == 1 {
             1
@@ -538,7 +599,7 @@ impl Engine {
             )));
         };
         for c in tokens.chunks(chunk) {
-            self.forward(c, stats)?;
+            self.forward(c, stats, false)?;
         }
         Ok(())
     }
@@ -592,7 +653,14 @@ impl Runner {
     /// the decoder's signature and the tokenizer against the model, loads `forward`.
     pub fn new(mut module: Module, tokenizer: Tokenizer) -> Result<Runner> {
         let t0 = Instant::now();
-        if !module.program().method_names().any(|n| n == DECODER) {
+        let has = |n: &str| module.program().method_names().any(|m| m == n);
+        // As the reference: `forward`, else `prefill`; a `decode` method, if any, runs
+        // the decode steps.
+        let prefill_name = if has(DECODER) {
+            DECODER
+        } else if has(PREFILL) {
+            PREFILL
+        } else {
             return Err(LlmError::MissingMethod {
                 name: DECODER.to_string(),
                 available: module
@@ -601,13 +669,39 @@ impl Runner {
                     .collect::<Vec<_>>()
                     .join(", "),
             });
-        }
+        };
+        let decode_name = if has(DECODE) { DECODE } else { prefill_name };
         let methods = read_metadata_methods(&mut module)?;
         let max_seq_len =
             meta_usize(&methods, "get_max_seq_len")?.ok_or(LlmError::MissingMetadata {
                 name: "get_max_seq_len",
             })?;
-        let dec = inspect_decoder(&module)?;
+        let dec = inspect_decoder(&module, prefill_name)?;
+        let step = inspect_decoder(&module, decode_name)?;
+        if step.vocab != dec.vocab
+            || step.pos_dtype.is_some() != dec.pos_dtype.is_some()
+            || step.per_token_positions && !dec.per_token_positions
+        {
+            return Err(bad_sig_in(
+                decode_name,
+                format!("its inputs/outputs do not match '{prefill_name}''s"),
+            ));
+        }
+        // Planned arenas past the first hold the shared mutable buffers (KV caches in
+        // memory id 2 with `share_mutable_buffers`): both methods must run on them.
+        let shared_arenas = if decode_name == prefill_name {
+            0
+        } else {
+            let a = module.method_meta(prefill_name)?.planned_buffers.len();
+            let b = module.method_meta(decode_name)?.planned_buffers.len();
+            if a != b {
+                return Err(bad_sig_in(
+                    decode_name,
+                    format!("{b} planned arenas but '{prefill_name}' has {a}; cannot share its KV cache"),
+                ));
+            }
+            a.saturating_sub(1)
+        };
         let max_context_len = meta_usize(&methods, "get_max_context_len")?.unwrap_or(max_seq_len);
         let vocab_size = meta_usize(&methods, "get_vocab_size")?.unwrap_or(dec.vocab);
         if vocab_size != dec.vocab {
@@ -639,30 +733,46 @@ impl Runner {
                 .collect::<Result<Vec<_>>>()?,
             None => tokenizer.eos_ids(),
         };
-        if dec.pos_dtype.is_none() || !meta_bool(&methods, "use_kv_cache", true)? {
-            return Err(bad_sig(
-                "programs without a KV cache (forward(tokens) only) are not supported; export with model.use_kv_cache=True",
-            ));
+        // `use_kv_cache` decides the generation strategy (as in the reference); the
+        // signature must agree: a position input exactly when there is a cache.
+        let use_kv_cache = meta_bool(&methods, "use_kv_cache", true)?;
+        if use_kv_cache != dec.pos_dtype.is_some() {
+            return Err(bad_sig(if use_kv_cache {
+                "use_kv_cache is true but forward takes no position input"
+            } else {
+                "use_kv_cache is false but forward takes a position input"
+            }));
+        }
+        if !use_kv_cache && !dec.dynamic {
+            return Err(bad_sig(format!(
+                "without a KV cache the whole sequence is fed each step, which needs a dynamic token dimension (declared static {:?}); export with model.enable_dynamic_shape=True",
+                [1, dec.max_tokens_per_call]
+            )));
         }
         let meta = Metadata {
             max_seq_len,
             max_context_len,
             bos_id,
             eos_ids,
-            use_kv_cache: true,
+            use_kv_cache,
             use_sdpa_with_kv_cache: meta_bool(&methods, "use_sdpa_with_kv_cache", false)?,
             enable_dynamic_shape: meta_bool(&methods, "enable_dynamic_shape", false)?,
             vocab_size,
             n_layers: meta_usize(&methods, "get_n_layers")?,
             methods,
         };
-        module.method(DECODER)?;
+        module.method(prefill_name)?;
+        module.method(decode_name)?;
         Ok(Runner {
             engine: Engine {
                 module,
                 meta,
                 dec,
+                step,
+                shared_arenas,
+                arenas_in_step: false,
                 pos: 0,
+                history: Vec::with_capacity(if use_kv_cache { 0 } else { max_context_len }),
                 logits: Vec::new(),
                 tok_buf: Vec::new(),
                 pos_buf: Vec::new(),
@@ -684,6 +794,12 @@ impl Runner {
     pub fn pos(&self) -> usize {
         self.engine.pos
     }
+    /// The methods that run prefill and decode steps: `("forward", "forward")`, or
+    /// `("prefill", "decode")` for programs with that pair (which share the KV-cache
+    /// arenas).
+    pub fn decoder_methods(&self) -> (&'static str, &'static str) {
+        (self.engine.dec.method, self.engine.step.method)
+    }
     /// Whether the prompt is prefilled in one call per chunk (dynamic token dim).
     pub fn parallel_prefill(&self) -> bool {
         self.engine.dec.dynamic
@@ -701,6 +817,7 @@ impl Runner {
     /// rows are overwritten before they can be attended to.)
     pub fn reset(&mut self) {
         self.engine.pos = 0;
+        self.engine.history.clear();
         self.pending = None;
     }
 
@@ -797,7 +914,7 @@ impl Runner {
             load: self.load_time,
             ..Stats::default()
         };
-        let ctx = self.engine.meta.max_context_len;
+        let ctx = self.engine.context_len();
         // The previous turn's last token was sampled but never fed: feed it first.
         let carried: Vec<u32> = self.pending.into_iter().collect();
         if prompt.is_empty() && carried.is_empty() {
@@ -895,7 +1012,7 @@ impl Runner {
             if tokens.len() >= max_new {
                 break;
             }
-            engine.forward(&[tok], &mut stats)?;
+            engine.forward(&[tok], &mut stats, true)?;
         }
         let rest = decoder.finish();
         if !rest.is_empty() {

@@ -25,6 +25,7 @@ mod fuse;
 mod llm;
 mod nn;
 mod prim;
+mod quantized;
 mod reduce;
 mod shape;
 mod unary;
@@ -39,6 +40,7 @@ pub fn register_all(reg: &mut Registry) {
     nn::register(reg);
     fuse::register(reg);
     llm::register(reg);
+    quantized::register(reg);
     extra::register(reg);
 }
 

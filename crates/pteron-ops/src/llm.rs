@@ -10,6 +10,9 @@
 //!   The kernel is flash-style: query blocks × key blocks with an online softmax, so no
 //!   full score matrix exists; work items `(batch, head, query block)` run in parallel
 //!   on the `pteron-linalg` pool. f32/f16/bf16 (half types computed in f32).
+//! * `llama::custom_quantized_sdpa.out`: the same kernel over int8 q/k/v with per-row
+//!   scales and zero points (the int8 KV cache), optionally in `[B, H, S, D]` layout;
+//!   the loop is generic over the operand source ([`AttnSrc`]).
 //! * `quantized_decomposed::embedding_byte` / `embedding_4bit` (`.out`, `.dtype_out`):
 //!   per-row or per-group dequantizing embedding lookups.
 
@@ -28,6 +31,10 @@ pub(crate) fn register(reg: &mut Registry) {
     );
     reg.register_factory("llama::custom_sdpa.out", custom_sdpa_factory);
     reg.register_factory("llama::sdpa_with_kv_cache.out", sdpa_with_kv_cache_factory);
+    reg.register_factory(
+        "llama::custom_quantized_sdpa.out",
+        custom_quantized_sdpa_factory,
+    );
     reg.register(
         "quantized_decomposed::embedding_byte.out",
         embedding_byte_out,
@@ -243,46 +250,78 @@ struct Geom {
     num_keys: usize,
     causal: bool,
     scale: f32,
+    /// `[B, H, S, D]` layout (`is_seq_at_dim_2`) instead of `[B, S, H, D]`.
+    seq_dim2: bool,
+}
+
+impl Geom {
+    /// Row index (element offset / D) of query/output row `(b, i, h)`.
+    #[inline]
+    fn q_row(&self, b: usize, i: usize, h: usize) -> usize {
+        if self.seq_dim2 {
+            (b * self.hq + h) * self.sq + i
+        } else {
+            (b * self.sq + i) * self.hq + h
+        }
+    }
+    /// Row index of key/value row `(b, j, hk)`.
+    #[inline]
+    fn kv_row(&self, b: usize, j: usize, hk: usize) -> usize {
+        if self.seq_dim2 {
+            (b * self.hkv + hk) * self.skv + j
+        } else {
+            (b * self.skv + j) * self.hkv + hk
+        }
+    }
+}
+
+/// Which attention operator an [`Sdpa`] instance runs.
+#[derive(Clone, Copy)]
+enum SdpaOp {
+    Custom,
+    WithCache,
+    Quantized,
 }
 
 /// The attention kernel instance: owns `[B, H_q, S_q, D]` f32 scratch where each work
 /// item accumulates its output rows, sized at load from the output's bound.
 struct Sdpa {
     scratch: Vec<f32>,
-    with_cache: bool,
+    op: SdpaOp,
 }
 
-fn sdpa_scratch(
+fn sdpa_factory(
     pctx: &PrepareCtx<'_>,
-    q_arg: usize,
     out_arg: usize,
-) -> Result<Vec<f32>, KernelError> {
-    let (_, qs, _) = pctx.tensor_meta(q_arg)?;
+    op: SdpaOp,
+) -> Result<Box<dyn Kernel>, KernelError> {
+    let (_, qs, _) = pctx.tensor_meta(0)?;
     let (_, os, _) = pctx.tensor_meta(out_arg)?;
     let n = qs.numel().max(os.numel());
-    Ok(vec![0.0; n])
+    Ok(Box::new(Sdpa {
+        scratch: vec![0.0; n],
+        op,
+    }))
 }
 
 fn custom_sdpa_factory(pctx: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
-    Ok(Box::new(Sdpa {
-        scratch: sdpa_scratch(pctx, 0, 8)?,
-        with_cache: false,
-    }))
+    sdpa_factory(pctx, 8, SdpaOp::Custom)
 }
 
 fn sdpa_with_kv_cache_factory(pctx: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
-    Ok(Box::new(Sdpa {
-        scratch: sdpa_scratch(pctx, 0, 11)?,
-        with_cache: true,
-    }))
+    sdpa_factory(pctx, 11, SdpaOp::WithCache)
+}
+
+fn custom_quantized_sdpa_factory(pctx: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    sdpa_factory(pctx, 15, SdpaOp::Quantized)
 }
 
 impl Kernel for Sdpa {
     fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
-        if self.with_cache {
-            self.run_with_cache(ctx)
-        } else {
-            self.run_custom(ctx)
+        match self.op {
+            SdpaOp::Custom => self.run_custom(ctx),
+            SdpaOp::WithCache => self.run_with_cache(ctx),
+            SdpaOp::Quantized => self.run_quantized(ctx),
         }
     }
     fn prepared_bytes(&self) -> usize {
@@ -304,7 +343,18 @@ impl Sdpa {
         let causal = ctx.bool(6)?;
         let scale = ctx.opt_double(7)?;
         let sq = q.sizes().get(1).copied().unwrap_or(0);
-        let g = geometry(OP, &q, &k, &v, start, sq, mask.as_ref(), causal, scale)?;
+        let g = geometry(
+            OP,
+            &q,
+            &k,
+            &v,
+            start,
+            sq,
+            mask.as_ref(),
+            causal,
+            scale,
+            false,
+        )?;
         out.resize(q.sizes())?;
         let mask = resolve_mask(OP, mask.as_ref(), &g)?;
         if out.dtype() != q.dtype() {
@@ -316,7 +366,82 @@ impl Sdpa {
         }
         dispatch_float!(q.dtype(), T => {
             let o = out.as_mut_slice::<T>()?;
-            attention::<T>(&mut self.scratch, o, q.as_slice::<T>()?, k.as_slice::<T>()?, v.as_slice::<T>()?, mask, &g)
+            let src = FloatSrc { q: q.as_slice::<T>()?, k: k.as_slice::<T>()?, v: v.as_slice::<T>()? };
+            attention(&mut self.scratch, o, &src, mask, &g)
+        })
+    }
+
+    /// `custom_quantized_sdpa.out(q, k, v, start_pos, attn_mask, dropout_p, is_causal, scale,
+    /// q_zero_points, q_scales, k_zero_points, k_scales, v_zero_points, v_scales,
+    /// is_seq_at_dim_2, *, out)`: int8 q/k/v with per-row (per token and head) f32 scales
+    /// and int8 zero points shaped like the tensor with a last dim of 1; the output is
+    /// float (as the reference, which also accepts float q/k/v and then ignores the
+    /// quantization parameters).
+    fn run_quantized(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        const OP: &str = "custom_quantized_sdpa";
+        ctx.expect_args(17)?;
+        let mut out = ctx.out(15)?;
+        let q = ctx.tensor(0)?;
+        let k = ctx.tensor(1)?;
+        let v = ctx.tensor(2)?;
+        let start = non_negative(OP, "start_pos", ctx.int(3)?)?;
+        let mask = ctx.opt_tensor(4)?;
+        let causal = ctx.bool(6)?;
+        let scale = ctx.opt_double(7)?;
+        let seq_dim2 = ctx.bool(14)?;
+        let sq = q
+            .sizes()
+            .get(if seq_dim2 { 2 } else { 1 })
+            .copied()
+            .unwrap_or(0);
+        let g = geometry(
+            OP,
+            &q,
+            &k,
+            &v,
+            start,
+            sq,
+            mask.as_ref(),
+            causal,
+            scale,
+            seq_dim2,
+        )?;
+        out.resize(q.sizes())?;
+        let mask = resolve_mask(OP, mask.as_ref(), &g)?;
+        if q.dtype() != ScalarType::Char {
+            if out.dtype() != q.dtype() {
+                return Err(KernelError::dtype(format!(
+                    "{OP}: out dtype {} differs from query dtype {}",
+                    out.dtype(),
+                    q.dtype()
+                )));
+            }
+            return dispatch_float!(q.dtype(), T => {
+                let o = out.as_mut_slice::<T>()?;
+                let src = FloatSrc { q: q.as_slice::<T>()?, k: k.as_slice::<T>()?, v: v.as_slice::<T>()? };
+                attention(&mut self.scratch, o, &src, mask, &g)
+            });
+        }
+        let qp = |zp_arg: usize, sc_arg: usize, t: &TensorRef<'_>, what: &str| {
+            quant_params(ctx, OP, what, t, zp_arg, sc_arg)
+        };
+        let (q_zp, q_scale) = qp(8, 9, &q, "query")?;
+        let (k_zp, k_scale) = qp(10, 11, &k, "key")?;
+        let (v_zp, v_scale) = qp(12, 13, &v, "value")?;
+        let src = QuantSrc {
+            q: q.as_slice()?,
+            k: k.as_slice()?,
+            v: v.as_slice()?,
+            q_scale,
+            q_zp,
+            k_scale,
+            k_zp,
+            v_scale,
+            v_zp,
+        };
+        dispatch_float!(out.dtype(), T => {
+            let o = out.as_mut_slice::<T>()?;
+            attention(&mut self.scratch, o, &src, mask, &g)
         })
     }
 
@@ -352,6 +477,7 @@ impl Sdpa {
             mask.as_ref(),
             causal,
             scale,
+            false,
         )?;
         out.resize(q.sizes())?;
         let mask = resolve_mask(OP, mask.as_ref(), &g)?;
@@ -364,9 +490,50 @@ impl Sdpa {
         }
         dispatch_float!(q.dtype(), T => {
             let o = out.as_mut_slice::<T>()?;
-            attention::<T>(&mut self.scratch, o, q.as_slice::<T>()?, kr.as_slice::<T>()?, vr.as_slice::<T>()?, mask, &g)
+            let src = FloatSrc { q: q.as_slice::<T>()?, k: kr.as_slice::<T>()?, v: vr.as_slice::<T>()? };
+            attention(&mut self.scratch, o, &src, mask, &g)
         })
     }
+}
+
+/// The int8 zero points and f32 scales of quantized tensor `t` (arguments `zp_arg`,
+/// `sc_arg`): one per row, i.e. shaped like `t` with a last dim of 1, contiguous.
+fn quant_params<'a>(
+    ctx: &KernelCtx<'a>,
+    op: &str,
+    what: &str,
+    t: &TensorRef<'_>,
+    zp_arg: usize,
+    sc_arg: usize,
+) -> Result<(&'a [i8], &'a [f32]), KernelError> {
+    let (Some(zp), Some(sc)) = (ctx.opt_tensor(zp_arg)?, ctx.opt_tensor(sc_arg)?) else {
+        return Err(KernelError::invalid(format!(
+            "{op}: an int8 {what} needs its zero points and scales"
+        )));
+    };
+    if zp.dtype() != ScalarType::Char || sc.dtype() != ScalarType::Float {
+        return Err(KernelError::dtype(format!(
+            "{op}: {what} zero points must be int8 and scales float32, got {} and {}",
+            zp.dtype(),
+            sc.dtype()
+        )));
+    }
+    let ts = t.sizes();
+    let fits = |p: &TensorRef<'_>| {
+        let ps = p.sizes();
+        p.is_contiguous()
+            && ps.len() == ts.len()
+            && ps.last() == Some(&1)
+            && ps[..ps.len() - 1] == ts[..ts.len() - 1]
+    };
+    if !fits(&zp) || !fits(&sc) {
+        return Err(KernelError::invalid(format!(
+            "{op}: {what} {ts:?} needs contiguous per-row zero points and scales shaped like it with a last dim of 1, got {:?} and {:?}",
+            zp.sizes(),
+            sc.sizes()
+        )));
+    }
+    Ok((zp.as_slice()?, sc.as_slice()?))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -380,10 +547,19 @@ fn geometry(
     mask: Option<&TensorRef<'_>>,
     causal: bool,
     scale: Option<f64>,
+    seq_dim2: bool,
 ) -> Result<Geom, KernelError> {
-    let qd = dims4(op, "query", q.sizes())?;
-    let kd = dims4(op, "key", k.sizes())?;
-    let vd = dims4(op, "value", v.sizes())?;
+    // Checks and geometry are in [B, S, H, D] terms; `[B, H, S, D]` inputs are permuted.
+    let perm = |d: [usize; 4]| {
+        if seq_dim2 {
+            [d[0], d[2], d[1], d[3]]
+        } else {
+            d
+        }
+    };
+    let qd = perm(dims4(op, "query", q.sizes())?);
+    let kd = perm(dims4(op, "key", k.sizes())?);
+    let vd = perm(dims4(op, "value", v.sizes())?);
     check_contiguous(op, "query", q)?;
     check_contiguous(op, "key", k)?;
     check_contiguous(op, "value", v)?;
@@ -443,6 +619,7 @@ fn geometry(
         num_keys,
         causal,
         scale,
+        seq_dim2,
     })
 }
 
@@ -493,15 +670,99 @@ fn dot<T: Num>(a: &[T], b: &[T]) -> f32 {
     s
 }
 
+/// Where the attention kernel reads q, k and v: one implementation per storage
+/// (float tensors, int8 tensors with per-row quantization parameters). Rows are
+/// addressed by row index (element offset / D, see [`Geom::q_row`]).
+trait AttnSrc: Sync {
+    /// `q[qr] · k[kr]` (unscaled).
+    fn qk(&self, qr: usize, kr: usize, d: usize) -> f32;
+    /// `acc += p * v[vr]`.
+    fn add_v(&self, vr: usize, p: f32, acc: &mut [f32]);
+}
+
+/// Float q/k/v (f32/f16/bf16, computed in f32).
+struct FloatSrc<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+}
+
+impl<T: Num + Sync> AttnSrc for FloatSrc<'_, T> {
+    #[inline]
+    fn qk(&self, qr: usize, kr: usize, d: usize) -> f32 {
+        dot(&self.q[qr * d..(qr + 1) * d], &self.k[kr * d..(kr + 1) * d])
+    }
+    #[inline]
+    fn add_v(&self, vr: usize, p: f32, acc: &mut [f32]) {
+        let d = acc.len();
+        let row = &self.v[vr * d..(vr + 1) * d];
+        match T::as_f32s(row) {
+            Some(vf) => pteron_linalg::vmath::axpy(p, vf, acc),
+            None => {
+                for (x, &y) in acc.iter_mut().zip(row) {
+                    *x += p * y.to_f32();
+                }
+            }
+        }
+    }
+}
+
+/// Int8 q/k/v with one (f32 scale, int8 zero point) per row, as the quantized KV
+/// cache stores them. Like the reference, each element is dequantized as
+/// `scale * (x - zero_point)` and products are accumulated in f32.
+struct QuantSrc<'a> {
+    q: &'a [i8],
+    k: &'a [i8],
+    v: &'a [i8],
+    q_scale: &'a [f32],
+    q_zp: &'a [i8],
+    k_scale: &'a [f32],
+    k_zp: &'a [i8],
+    v_scale: &'a [f32],
+    v_zp: &'a [i8],
+}
+
+impl AttnSrc for QuantSrc<'_> {
+    #[inline]
+    fn qk(&self, qr: usize, kr: usize, d: usize) -> f32 {
+        let (qs, qz) = (self.q_scale[qr], self.q_zp[qr] as i16);
+        let (ks, kz) = (self.k_scale[kr], self.k_zp[kr] as i16);
+        let a = &self.q[qr * d..(qr + 1) * d];
+        let b = &self.k[kr * d..(kr + 1) * d];
+        let mut acc = [0.0f32; 8];
+        let mut ca = a.chunks_exact(8);
+        let mut cb = b.chunks_exact(8);
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for l in 0..8 {
+                let xf = qs * f32::from(x[l] as i16 - qz);
+                let yf = ks * f32::from(y[l] as i16 - kz);
+                acc[l] += xf * yf;
+            }
+        }
+        let mut s =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+            s += (qs * f32::from(x as i16 - qz)) * (ks * f32::from(y as i16 - kz));
+        }
+        s
+    }
+    #[inline]
+    fn add_v(&self, vr: usize, p: f32, acc: &mut [f32]) {
+        let d = acc.len();
+        let (vs, vz) = (self.v_scale[vr], self.v_zp[vr] as i16);
+        for (x, &y) in acc.iter_mut().zip(&self.v[vr * d..(vr + 1) * d]) {
+            *x += p * (vs * f32::from(y as i16 - vz));
+        }
+    }
+}
+
 /// Blocked attention: `out[b, s, h, :] = softmax(scale * q k^T + mask) v` over the first
 /// `num_keys` keys, computed per `(b, h, query block)` item into `scratch`
-/// (`[B, H_q, S_q, D]`), then written to `out` in `[B, S_q, H_q, D]` order.
-fn attention<T: Num + Send + Sync>(
+/// (`[B, H_q, S_q, D]`), then written to `out` in the query's layout.
+fn attention<T: Num + Send + Sync, S: AttnSrc>(
     scratch: &mut [f32],
     out: &mut [T],
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    src: &S,
     mask: Mask<'_>,
     g: &Geom,
 ) -> Result<(), KernelError> {
@@ -560,15 +821,15 @@ fn attention<T: Num + Send + Sync>(
             let i0 = qb * QB;
             let rows = QB.min(g.sq - i0);
             let acc = &mut buf[off..off + rows * g.d];
-            attend_block(acc, q, k, v, mask, g, b, h, i0, rows);
+            attend_block(acc, src, mask, g, b, h, i0, rows);
         }
     });
-    // Scatter [B, H, S, D] scratch into [B, S, H, D] output.
+    // Scatter [B, H, S, D] scratch into the output's layout.
     for b in 0..g.b {
         for h in 0..g.hq {
             for s in 0..g.sq {
                 let src = ((b * g.hq + h) * g.sq + s) * g.d;
-                let dst = ((b * g.sq + s) * g.hq + h) * g.d;
+                let dst = g.q_row(b, s, h) * g.d;
                 for (o, &x) in out[dst..dst + g.d].iter_mut().zip(&scratch[src..src + g.d]) {
                     *o = T::from_f32(x);
                 }
@@ -581,11 +842,9 @@ fn attention<T: Num + Send + Sync>(
 /// One work item: query rows `i0..i0+rows` of head `h` in batch `b`, accumulated into
 /// `acc` (`rows × D`) with an online softmax over key blocks.
 #[allow(clippy::too_many_arguments)]
-fn attend_block<T: Num>(
+fn attend_block<S: AttnSrc>(
     acc: &mut [f32],
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    src: &S,
     mask: Mask<'_>,
     g: &Geom,
     b: usize,
@@ -604,14 +863,6 @@ fn attend_block<T: Num>(
     } else {
         g.num_keys
     };
-    let q_row = |i: usize| -> &[T] {
-        let o = ((b * g.sq + i) * g.hq + h) * d;
-        &q[o..o + d]
-    };
-    let kv_row = |j: usize| -> core::ops::Range<usize> {
-        let o = ((b * g.skv + j) * g.hkv + hk) * d;
-        o..o + d
-    };
     let mut j0 = 0;
     while j0 < kend {
         let j1 = (j0 + KB).min(kend);
@@ -625,12 +876,12 @@ fn attend_block<T: Num>(
             if limit <= j0 {
                 continue;
             }
-            let qi = q_row(i);
+            let qr = g.q_row(b, i, h);
             let n = limit - j0;
             let mut bmax = f32::NEG_INFINITY;
             for (c, pc) in p[..n].iter_mut().enumerate() {
                 let j = j0 + c;
-                let s = dot(qi, &k[kv_row(j)]) * g.scale + mask.get(i, j);
+                let s = src.qk(qr, g.kv_row(b, j, hk), d) * g.scale + mask.get(i, j);
                 *pc = s;
                 if s > bmax {
                     bmax = s;
@@ -660,15 +911,7 @@ fn attend_block<T: Num>(
                 if pc == 0.0 {
                     continue;
                 }
-                let vr = &v[kv_row(j0 + c)];
-                match T::as_f32s(vr) {
-                    Some(vf) => pteron_linalg::vmath::axpy(pc, vf, a),
-                    None => {
-                        for (x, &y) in a.iter_mut().zip(vr) {
-                            *x += pc * y.to_f32();
-                        }
-                    }
-                }
+                src.add_v(g.kv_row(b, j0 + c, hk), pc, a);
             }
             l[r] = l[r] * corr + sum;
         }

@@ -60,6 +60,8 @@ pub struct Method {
     readonly: Vec<Bytes>,
     input_set: Vec<bool>,
     num_arenas: usize,
+    /// Bytes each planned arena must hold (the plan's buffer sizes).
+    arena_needs: Vec<usize>,
     prepared_bytes: usize,
     /// Per-instruction (nanoseconds, calls) when profiling is on; allocated when enabled.
     profile: Option<Vec<(u64, u64)>>,
@@ -504,6 +506,7 @@ impl Method {
             mutable,
             readonly,
             num_arenas,
+            arena_needs: sizes,
             prepared_bytes,
             profile: None,
         })
@@ -896,6 +899,37 @@ impl Method {
         }
         out.sort_by_key(|o| core::cmp::Reverse(o.nanos));
         out
+    }
+
+    /// Exchanges planned arena `index` (memory id `index + 1`) with `other`'s, without
+    /// copying. Methods exported with shared mutable buffers (`share_mutable_buffers`:
+    /// KV caches in memory id 2 at the same offsets in every method, e.g. `prefill` /
+    /// `decode`) must run on the same arena: hand it to the method about to run. Fails,
+    /// changing nothing, if either buffer is too small for the method receiving it.
+    pub fn exchange_arena(&mut self, other: &mut Method, index: usize) -> Result<()> {
+        let (Some(&need_a), Some(&need_b)) =
+            (self.arena_needs.get(index), other.arena_needs.get(index))
+        else {
+            return Err(Error::Unsupported {
+                method: self.name.clone(),
+                reason: format!(
+                    "planned arena {index} is not in both '{}' ({} arenas) and '{}' ({} arenas)",
+                    self.name, self.num_arenas, other.name, other.num_arenas
+                ),
+            });
+        };
+        let (len_a, len_b) = (self.mutable[index].len(), other.mutable[index].len());
+        if len_b < need_a || len_a < need_b {
+            return Err(Error::Unsupported {
+                method: self.name.clone(),
+                reason: format!(
+                    "planned arena {index}: '{}' needs {need_a} bytes and '{}' {need_b}, their buffers hold {len_a} and {len_b}",
+                    self.name, other.name
+                ),
+            });
+        }
+        core::mem::swap(&mut self.mutable[index], &mut other.mutable[index]);
+        Ok(())
     }
 
     /// Gives back the planned arenas (e.g. to reuse them for another load).

@@ -229,6 +229,25 @@ impl Module {
         Ok(self.methods.get_mut(name).expect("inserted above"))
     }
 
+    /// Exchanges planned arena `index` between methods `a` and `b` (loading them if
+    /// needed), without copying; see [`Method::exchange_arena`]. This is how methods
+    /// that share mutable buffers (ExecuTorch's `share_memory_arenas`) run here: the
+    /// caller hands the live arena to the method it is about to execute.
+    pub fn exchange_arena(&mut self, a: &str, b: &str, index: usize) -> Result<(), ModuleError> {
+        self.method(a)?;
+        self.method(b)?;
+        // Both are loaded now; `a == b` leaves nothing to exchange.
+        let Some((ka, mut ma)) = self.methods.remove_entry(a) else {
+            return Ok(());
+        };
+        let r = match self.methods.get_mut(b) {
+            Some(mb) => ma.exchange_arena(mb, index),
+            None => Ok(()),
+        };
+        self.methods.insert(ka, ma);
+        Ok(r?)
+    }
+
     /// Sets `inputs`, executes `name` and copies every tensor output out (C order).
     pub fn run(
         &mut self,
