@@ -42,7 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "bench" / "models"
 DEFAULT_PTERON = ROOT / "target" / "release" / "pteron"
-EXPORTS = ("portable", "xnnpack")
+EXPORTS = ("portable", "xnnpack", "xnnpack_q8")
+DEFAULT_EXPORTS = ("portable", "xnnpack")
 SEED = 0
 
 
@@ -73,6 +74,12 @@ def export_model(name: str, kind: str, path: Path) -> float:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    elif kind == "xnnpack_q8":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        gm = quantize_pt2e_static(model)
+        ep = torch.export.export(gm, (example_input(),))
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
     else:
         raise ValueError(kind)
     et = edge.to_executorch()
@@ -82,6 +89,29 @@ def export_model(name: str, kind: str, path: Path) -> float:
         et.write_to_file(f)
     tmp.replace(path)
     return time.time() - t0
+
+
+def quantize_pt2e_static(model):
+    """PT2E static int8 (XNNPACKQuantizer, per-channel symmetric weights), calibrated
+    on a few seeded random inputs (as conformance/xnnpack/export_xnnpack_fixtures.py)."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    q = XNNPACKQuantizer()
+    q.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    x = example_input()
+    gm = torch.export.export(model, (x,)).module()
+    gm = prepare_pt2e(gm, q)
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        for _ in range(4):
+            gm(torch.randn(x.shape, generator=g))
+        gm(x)
+    return convert_pt2e(gm)
 
 
 def ensure_exports(models, exports):
@@ -264,7 +294,7 @@ def print_table(rows, headline):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mobilenet_v2,resnet18", help="comma-separated torchvision model names")
-    ap.add_argument("--exports", default=",".join(EXPORTS), help="comma-separated subset of portable,xnnpack")
+    ap.add_argument("--exports", default=",".join(DEFAULT_EXPORTS), help="comma-separated subset of " + ",".join(EXPORTS))
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
