@@ -8,6 +8,7 @@ pub mod error;
 pub mod graph;
 mod kernels;
 pub mod plan;
+mod qs8;
 mod shape;
 
 use std::sync::Arc;

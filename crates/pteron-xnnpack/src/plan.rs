@@ -18,6 +18,7 @@ use pteron_runtime::{
 use crate::error::XnnError;
 use crate::graph::{self, BinOp, Datatype, Graph, Op, Quant, UnOp, Value};
 use crate::kernels;
+use crate::qs8;
 use crate::shape::{conv_hw, infer, Dims};
 
 /// Largest number of external outputs one delegate may have.
@@ -56,6 +57,8 @@ enum Prep {
         bias: Vec<f32>,
         mult: usize,
     },
+    /// Real int8 execution (`qs8.rs`).
+    Q8(Box<qs8::QPrep>),
 }
 
 struct Step {
@@ -95,6 +98,7 @@ pub struct XnnDelegate {
     scratch: Vec<f32>,
     last_inputs: Vec<Dims>,
     prepared: usize,
+    q8: qs8::Q8State,
 }
 
 fn ext_type(dt: Datatype) -> Option<ExtType> {
@@ -475,7 +479,15 @@ impl XnnDelegate {
             // Shapes at the planned (upper-bound) sizes.
             let od = infer(ni, node, &shapes, filter_dims.as_ref())?;
             shapes[out] = od;
+            let q8 = qs8::prepare(g, node, &shapes).map_err(|e| nerr(e.to_string()))?;
             let prep = match &node.op {
+                _ if q8.is_some() => {
+                    let q = q8
+                        .map(Box::new)
+                        .ok_or_else(|| nerr("int8 preparation".into()))?;
+                    prepared += q.bytes();
+                    Prep::Q8(q)
+                }
                 Op::FullyConnected {
                     filter,
                     bias,
@@ -674,6 +686,20 @@ impl XnnDelegate {
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
         let last_inputs = inputs.iter().map(|e| shapes[e.value]).collect();
+        let q8_steps: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                let q = match &s.prep {
+                    Prep::Q8(q) => Some(&**q),
+                    _ => None,
+                };
+                (q, s.op.inputs(), s.op.out())
+            })
+            .collect();
+        let out_ids: Vec<usize> = outputs.iter().map(|o| o.value).collect();
+        let q8 = qs8::Q8State::new(g, &shapes, &q8_steps, &out_ids);
+        drop(q8_steps);
+        prepared += q8.bytes();
         Ok(XnnDelegate {
             steps,
             bufs,
@@ -684,6 +710,7 @@ impl XnnDelegate {
             scratch: vec![0.0; scratch_len],
             last_inputs,
             prepared,
+            q8,
         })
     }
 
@@ -718,6 +745,16 @@ impl XnnDelegate {
 
     fn run_step(&mut self, si: usize) -> Result<(), XnnError> {
         let s = &self.steps[si];
+        if let Prep::Q8(q) = &s.prep {
+            return qs8::run(
+                q,
+                s.index,
+                s.kind,
+                &mut self.q8,
+                &mut self.bufs,
+                &self.shapes,
+            );
+        }
         let out = s.op.out();
         let od = self.shapes[out];
         let mut ob = core::mem::take(&mut self.bufs[out]);

@@ -12,12 +12,23 @@ fn dump_fixture_graphs() {
         .map(|e| e.path())
         .collect();
     dirs.sort();
-    for d in dirs {
-        let name = d.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with("xnn_") || !name.contains(&filter) {
-            continue;
-        }
-        let bytes = std::fs::read(d.join("program.pte")).unwrap();
+    let mut files: Vec<(String, std::path::PathBuf)> = dirs
+        .into_iter()
+        .filter_map(|d| {
+            let name = d.file_name()?.to_string_lossy().to_string();
+            (name.starts_with("xnn_") && name.contains(&filter))
+                .then(|| (name, d.join("program.pte")))
+        })
+        .collect();
+    // `XNN_DUMP_PTE=a.pte:b.pte` dumps those files instead of the fixtures.
+    if let Ok(list) = std::env::var("XNN_DUMP_PTE") {
+        files = list
+            .split(':')
+            .map(|p| (p.to_string(), std::path::PathBuf::from(p)))
+            .collect();
+    }
+    for (name, file) in files {
+        let bytes = std::fs::read(file).unwrap();
         let prog = pteron_format::parse_program(&bytes).unwrap();
         for plan in &prog.plans {
             for (di, del) in plan.delegates.iter().enumerate() {
