@@ -279,6 +279,16 @@ impl PackedQDw {
         }
     }
 
+    /// Output quantization.
+    pub fn out(&self) -> QOut {
+        self.out
+    }
+
+    /// Replaces the output quantization (e.g. to fuse a following clamp).
+    pub fn set_out(&mut self, out: QOut) {
+        self.out = out;
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.w.len() + self.zrow.len() + self.wv.len() * 2 + (self.bias.len() + self.bv.len()) * 8

@@ -16,7 +16,7 @@
 //! `ceil(k/2)` pairs of k-consecutive weights sign-extended to `i16`
 //! (`[kpair][col][2]`), so one AVX2 `vpmaddwd` multiplies a broadcast pair of
 //! activations with 8 columns and adds the two products exactly into int32. A row
-//! block of [`QMR`] activation rows is packed per task into `u32` pairs. The
+//! block of [`QMR`] activation rows is widened per task to `i16` rows. The
 //! scalar kernel uses the same packing and gives bit-identical results.
 
 use crate::isa::{isa, Isa};
@@ -180,6 +180,11 @@ impl PackedQs8 {
     pub fn out(&self) -> QOut {
         self.out
     }
+
+    /// Replaces the output quantization (e.g. to fuse a following clamp).
+    pub fn set_out(&mut self, out: QOut) {
+        self.out = out;
+    }
 }
 
 /// A raw byte pointer shared by tasks that write disjoint regions.
@@ -196,21 +201,30 @@ impl SyncU8 {
     }
 }
 
-/// Packs rows `rows` (≤ QMR) of A starting at `a` (stride `lda`) into `dst`
-/// (`kp * QMR` u32 pairs; missing rows and the odd k tail are zero).
-fn pack_a(a: &[u8], lda: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [u32]) {
-    let kp = k.div_ceil(2);
-    let dst = &mut dst[..kp * QMR];
-    dst.fill(0);
-    let cvt = |b: u8| -> u32 { (qval(b, unsigned) as i16 as u16) as u32 };
-    for r in 0..rows {
-        let row = &a[r * lda..r * lda + k];
-        let mut it = row.chunks_exact(2);
-        for (p, pair) in (&mut it).enumerate() {
-            dst[p * QMR + r] = cvt(pair[0]) | (cvt(pair[1]) << 16);
-        }
-        if let [last] = it.remainder() {
-            dst[(kp - 1) * QMR + r] = cvt(*last);
+/// Packs `rows` (≤ QMR) rows of A starting at `a` (stride `lda`) into `dst` as
+/// `QMR` rows of `2·kp` i16 (sign- or zero-extended; the odd k tail and missing
+/// rows are zero). Row `r`'s k-pair `p` is the u32 at i16 offset `r·2kp + 2p`.
+fn pack_a(a: &[u8], lda: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [i16]) {
+    let kp2 = k.div_ceil(2) * 2;
+    if kp2 == 0 {
+        return;
+    }
+    let dst = &mut dst[..QMR * kp2];
+    for (r, drow) in dst.chunks_exact_mut(kp2).enumerate() {
+        if r < rows {
+            let row = &a[r * lda..r * lda + k];
+            if unsigned {
+                for (d, &b) in drow.iter_mut().zip(row) {
+                    *d = b as i16;
+                }
+            } else {
+                for (d, &b) in drow.iter_mut().zip(row) {
+                    *d = b as i8 as i16;
+                }
+            }
+            drow[k..].fill(0);
+        } else {
+            drow.fill(0);
         }
     }
 }
@@ -219,7 +233,7 @@ fn pack_a(a: &[u8], lda: usize, rows: usize, k: usize, unsigned: bool, dst: &mut
 #[allow(clippy::too_many_arguments)]
 fn kernel_scalar(
     kp: usize,
-    a: &[u32],
+    a: &[i16],
     b: &[i16],
     bias: &[i32],
     scale: &[f32],
@@ -230,8 +244,10 @@ fn kernel_scalar(
     for p in 0..kp {
         let bp = &b[p * QNR * 2..(p + 1) * QNR * 2];
         for (r, accr) in acc.iter_mut().enumerate().take(rows) {
-            let av = a[p * QMR + r];
-            let (a0, a1) = ((av as u16 as i16) as i32, ((av >> 16) as u16 as i16) as i32);
+            let (a0, a1) = (
+                a[r * 2 * kp + 2 * p] as i32,
+                a[r * 2 * kp + 2 * p + 1] as i32,
+            );
             for (j, acj) in accr.iter_mut().enumerate() {
                 *acj = acj
                     .wrapping_add(a0 * bp[2 * j] as i32)
@@ -256,14 +272,14 @@ mod avx2 {
     /// `qs8_qc8w_gemm_6x16c2__avx2`: one QMR × QNR tile.
     ///
     /// # Safety
-    /// AVX2 must be available; `a` holds `kp * QMR` u32, `b` `kp * QNR * 2` i16,
+    /// AVX2 must be available; `a` holds `QMR` rows of `2·kp` i16, `b` `kp * QNR * 2` i16,
     /// `bias`/`scale` QNR values; `c` is valid for `rows` rows of `cols` bytes at
     /// stride `ldc` (rows ≤ QMR, cols ≤ QNR).
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel(
         kp: usize,
-        a: *const u32,
+        a: *const i16,
         b: *const i16,
         bias: *const i32,
         scale: *const f32,
@@ -277,15 +293,16 @@ mod avx2 {
         let mut acc = [[z; 2]; QMR];
         let mut ap = a;
         let mut bp = b;
+        let rs = 2 * kp;
         for _ in 0..kp {
             let b0 = _mm256_loadu_si256(bp as *const __m256i);
             let b1 = _mm256_loadu_si256(bp.add(16) as *const __m256i);
             for (r, accr) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32(*ap.add(r) as i32);
+                let av = _mm256_set1_epi32((ap.add(r * rs) as *const i32).read_unaligned());
                 accr[0] = _mm256_add_epi32(accr[0], _mm256_madd_epi16(av, b0));
                 accr[1] = _mm256_add_epi32(accr[1], _mm256_madd_epi16(av, b1));
             }
-            ap = ap.add(QMR);
+            ap = ap.add(2);
             bp = bp.add(QNR * 2);
         }
         let bias0 = _mm256_loadu_si256(bias as *const __m256i);
@@ -369,10 +386,10 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, b: &PackedQs8, c: &mut [u8], ldc: u
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
         let (p0, p1) = (cc * cols_per, ((cc + 1) * cols_per).min(panels));
         with_scratch(kp * QMR, |s| {
-            // SAFETY: f32 and u32 have the same size and alignment; the scratch
-            // slice is exclusively ours for this closure.
-            let apack: &mut [u32] =
-                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut u32, s.len()) };
+            // SAFETY: the scratch (kp·QMR f32, exclusively ours in this closure) is
+            // viewed as twice as many i16, whose alignment is smaller.
+            let apack: &mut [i16] =
+                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
             for mb in mb0..mb1 {
                 let r0 = mb * QMR;
                 let rows = (m - r0).min(QMR);

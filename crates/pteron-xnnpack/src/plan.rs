@@ -686,6 +686,18 @@ impl XnnDelegate {
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
         let last_inputs = inputs.iter().map(|e| shapes[e.value]).collect();
+        {
+            let ins: Vec<Vec<usize>> = steps.iter().map(|s| s.op.inputs()).collect();
+            let outs: Vec<usize> = outputs.iter().map(|o| o.value).collect();
+            let mut qs: Vec<_> = steps
+                .iter_mut()
+                .map(|s| match &mut s.prep {
+                    Prep::Q8(q) => Some(&mut **q),
+                    _ => None,
+                })
+                .collect();
+            qs8::fuse_clamps(&mut qs, &ins, &outs, nv);
+        }
         let q8_steps: Vec<_> = steps
             .iter()
             .map(|s| {
@@ -788,7 +800,13 @@ impl NodeView<'_> {
 }
 
 fn round_half_even(x: f32) -> f32 {
-    x.round_ties_even()
+    // Magic-number rounding (ties to even) where it is exact; `round_ties_even`
+    // is a libm call on baseline x86-64.
+    if x.abs() < 4_194_304.0 {
+        (x + 12_582_912.0) - 12_582_912.0
+    } else {
+        x.round_ties_even()
+    }
 }
 
 fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {

@@ -168,6 +168,8 @@ enum Kind {
         p: PoolParams,
         out: QOut,
     },
+    /// A clamp fused into its producer.
+    Nop,
 }
 
 /// A prepared int8 step (held by `plan::Prep::Q8`).
@@ -441,6 +443,84 @@ pub(crate) fn prepare(
     Ok(r)
 }
 
+/// Fuses each int8 Clamp into the int8 Conv/FC/Add producing its input when that
+/// value has no other reader and is not an external output (as XNNPACK's subgraph
+/// fusion does): the producer writes the clamp's output with the intersected
+/// range, and the clamp becomes a no-op. `inputs[i]` are step `i`'s inputs.
+pub(crate) fn fuse_clamps(
+    steps: &mut [Option<&mut QPrep>],
+    inputs: &[Vec<usize>],
+    outputs: &[usize],
+    num_values: usize,
+) {
+    let mut readers = vec![0usize; num_values];
+    for ins in inputs {
+        for &i in ins {
+            if let Some(r) = readers.get_mut(i) {
+                *r += 1;
+            }
+        }
+    }
+    for &o in outputs {
+        if let Some(r) = readers.get_mut(o) {
+            *r += 1;
+        }
+    }
+    for i in 0..steps.len() {
+        let (v, out, qc) = match &steps[i] {
+            Some(QPrep {
+                kind: Kind::Clamp { out: qc },
+                ins,
+                out,
+                ..
+            }) => (ins[0], *out, *qc),
+            _ => continue,
+        };
+        if readers.get(v) != Some(&1) {
+            continue;
+        }
+        let Some(j) = (0..i)
+            .rev()
+            .find(|&j| matches!(&steps[j], Some(p) if p.out == v))
+        else {
+            continue;
+        };
+        let Some(prod) = steps[j].as_deref_mut() else {
+            continue;
+        };
+        let cur = match &prod.kind {
+            Kind::Fc { packed } => packed.out(),
+            Kind::Conv { packed, .. } => match packed.first() {
+                Some(p) => p.out(),
+                None => continue,
+            },
+            Kind::Dw { packed, .. } => packed.out(),
+            Kind::Add { out, .. } => *out,
+            _ => continue,
+        };
+        let Some(fused) = (QOut {
+            min: cur.min.max(qc.min),
+            max: cur.max.min(qc.max),
+            ..cur
+        })
+        .checked() else {
+            continue;
+        };
+        match &mut prod.kind {
+            Kind::Fc { packed } => packed.set_out(fused),
+            Kind::Conv { packed, .. } => packed.iter_mut().for_each(|p| p.set_out(fused)),
+            Kind::Dw { packed, .. } => packed.set_out(fused),
+            Kind::Add { out, .. } => *out = fused,
+            _ => continue,
+        }
+        prod.out = out;
+        if let Some(c) = steps[i].as_deref_mut() {
+            c.kind = Kind::Nop;
+            c.nin = 0;
+        }
+    }
+}
+
 /// XNNPACK's `qs8` add parameters: multipliers, bias (with the rounding term and
 /// the zero points folded in) and shift; `None` outside XNNPACK's supported range.
 fn add_params(a: QMeta, b: QMeta, o: QMeta) -> Option<(i32, i32, i32, u32)> {
@@ -602,6 +682,9 @@ pub(crate) fn run(
     bufs: &mut [Vec<f32>],
     shapes: &[Dims],
 ) -> Result<(), XnnError> {
+    if let Kind::Nop = q.kind {
+        return Ok(());
+    }
     let err = |m: &str| XnnError::node(index, kind, m.to_string());
     // Inputs produced on the f32 side: quantize them (exactly: they are on the grid).
     for &i in &q.ins[..q.nin] {
@@ -699,6 +782,7 @@ pub(crate) fn run(
                     }
                 }
             }
+            Kind::Nop => {}
             Kind::MaxPool { p, out: qo } => {
                 let (Some(i4), Some(o4)) = (nhwc(&id), nhwc(&od)) else {
                     return Err(err("max pooling needs 4-d NHWC values"));
