@@ -2,9 +2,9 @@
 //! semantics, see [`crate::qgemm`]).
 //!
 //! * [`qconv2d_nhwc`]: dense/grouped convolution, as [`qgemm`] on the activation
-//!   itself (1×1, stride 1, no padding) or on an int8 im2col matrix whose padding
-//!   taps hold the input zero point (like XNNPACK's zero buffer, so they add
-//!   nothing once the zero point is folded into the bias).
+//!   itself (1×1, stride 1, no padding) or with im2col rows built while packing
+//!   the GEMM's A panels; padding taps hold the input zero point (like XNNPACK's
+//!   zero buffer, so they add nothing once the zero point is folded into the bias).
 //! * [`qdwconv_nhwc`]: depthwise convolution (channel multiplier 1, any kernel
 //!   size ≤ 9×9): `acc[c] = bias[c] - izp·Σ_t w[t][c] + Σ_t x_t · w[t][c]` with
 //!   out-of-bounds taps reading a row of input zero points (XNNPACK's zero buffer). AVX2 kernel:
@@ -12,7 +12,7 @@
 
 use crate::isa::{isa, Isa};
 use crate::pool::{num_threads, parallel_for};
-use crate::qgemm::{qgemm, qval, requantize, PackedQs8, QOut};
+use crate::qgemm::{qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
 
 /// Geometry of a 2-D NHWC convolution window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct QConvGeom {
 impl QConvGeom {
     /// Input row/column of output `(oy, ox)` and tap `(ky, kx)`, if in bounds.
     #[inline(always)]
-    fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+    pub(crate) fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
         let iy = (oy * self.sh + ky * self.dh).checked_sub(self.pad_top)?;
         let ix = (ox * self.sw + kx * self.dw).checked_sub(self.pad_left)?;
         (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
@@ -57,15 +57,6 @@ impl QConvGeom {
             && self.pad_left == 0
             && self.out_h == self.in_h
             && self.out_w == self.in_w
-    }
-
-    /// Bytes of im2col scratch one group of `cg` input channels needs.
-    pub fn im2col_len(&self, cg: usize) -> usize {
-        if self.is_pointwise() {
-            0
-        } else {
-            self.batch * self.out_h * self.out_w * self.kh * self.kw * cg
-        }
     }
 
     fn input_len(&self) -> usize {
@@ -147,16 +138,9 @@ pub fn im2col_q8(g: &QConvGeom, input: &[u8], c0: usize, cg: usize, pad: u8, out
 
 /// Dense or grouped int8 convolution: `packed[gi]` holds group `gi`'s filter
 /// (`group_out` columns of `kh·kw·(in_c/groups)`), its bias and scales; `out` is
-/// NHWC with `groups · group_out` channels. `scratch` holds at least
-/// [`QConvGeom::im2col_len`] bytes; `pad` is the input zero point as a byte.
-pub fn qconv2d_nhwc(
-    g: &QConvGeom,
-    input: &[u8],
-    packed: &[PackedQs8],
-    pad: u8,
-    out: &mut [u8],
-    scratch: &mut [u8],
-) {
+/// NHWC with `groups · group_out` channels; `pad` is the input zero point as a
+/// byte. The im2col rows are built while packing GEMM panels (no scratch).
+pub fn qconv2d_nhwc(g: &QConvGeom, input: &[u8], packed: &[PackedQs8], pad: u8, out: &mut [u8]) {
     let groups = packed.len();
     if groups == 0 {
         return;
@@ -169,15 +153,25 @@ pub fn qconv2d_nhwc(
         return;
     }
     assert!(out.len() >= m * cout, "qconv2d_nhwc: output too short");
+    assert!(
+        input.len() >= g.input_len(),
+        "qconv2d_nhwc: input too short"
+    );
+    assert!(cg * groups == g.in_c, "qconv2d_nhwc: channels");
     if g.is_pointwise() && groups == 1 {
         qgemm(m, input, g.in_c, &packed[0], out, cout);
         return;
     }
-    let k = g.kh * g.kw * cg;
     for (gi, pk) in packed.iter().enumerate() {
-        let sc = &mut scratch[..m * k];
-        im2col_q8(g, input, gi * cg, cg, pad, sc);
-        qgemm(m, sc, k, pk, &mut out[gi * og..], cout);
+        assert_eq!(pk.k(), g.kh * g.kw * cg, "qconv2d_nhwc: filter size");
+        let src = ASrc::Conv {
+            g,
+            x: input,
+            c0: gi * cg,
+            cg,
+            pad,
+        };
+        qgemm_src(m, src, pk, &mut out[gi * og..], cout);
     }
 }
 

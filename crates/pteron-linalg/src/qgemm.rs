@@ -21,6 +21,7 @@
 
 use crate::isa::{isa, Isa};
 use crate::pool::{num_threads, parallel_for};
+use crate::qconv::QConvGeom;
 use crate::util::with_scratch;
 
 /// Columns per packed panel.
@@ -201,31 +202,93 @@ impl SyncU8 {
     }
 }
 
-/// Packs `rows` (≤ QMR) rows of A starting at `a` (stride `lda`) into `dst` as
-/// `QMR` rows of `2·kp` i16 (sign- or zero-extended; the odd k tail and missing
-/// rows are zero). Row `r`'s k-pair `p` is the u32 at i16 offset `r·2kp + 2p`.
-fn pack_a(a: &[u8], lda: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [i16]) {
+/// Where the rows of A come from: a dense matrix, or (implicit im2col) the NHWC
+/// input of a convolution, one row per output pixel with `kh·kw·cg` values per
+/// row (channels `c0..c0+cg`), out-of-bounds taps reading `pad` (the input zero
+/// point, like XNNPACK's zero buffer).
+#[derive(Clone, Copy)]
+pub(crate) enum ASrc<'a> {
+    Dense {
+        a: &'a [u8],
+        lda: usize,
+    },
+    Conv {
+        g: &'a QConvGeom,
+        x: &'a [u8],
+        c0: usize,
+        cg: usize,
+        pad: u8,
+    },
+}
+
+#[inline(always)]
+fn widen(dst: &mut [i16], src: &[u8], unsigned: bool) {
+    if unsigned {
+        for (d, &b) in dst.iter_mut().zip(src) {
+            *d = b as i16;
+        }
+    } else {
+        for (d, &b) in dst.iter_mut().zip(src) {
+            *d = b as i8 as i16;
+        }
+    }
+}
+
+/// Packs rows `r0..r0+rows` (≤ QMR) of A into `dst` as `QMR` rows of `2·kp` i16
+/// (sign- or zero-extended; the odd k tail and missing rows are zero). Row `r`'s
+/// k-pair `p` is the u32 at i16 offset `r·2kp + 2p`.
+fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [i16]) {
     let kp2 = k.div_ceil(2) * 2;
     if kp2 == 0 {
         return;
     }
     let dst = &mut dst[..QMR * kp2];
     for (r, drow) in dst.chunks_exact_mut(kp2).enumerate() {
-        if r < rows {
-            let row = &a[r * lda..r * lda + k];
-            if unsigned {
-                for (d, &b) in drow.iter_mut().zip(row) {
-                    *d = b as i16;
-                }
-            } else {
-                for (d, &b) in drow.iter_mut().zip(row) {
-                    *d = b as i8 as i16;
+        if r >= rows {
+            drow.fill(0);
+            continue;
+        }
+        let row = r0 + r;
+        match src {
+            ASrc::Dense { a, lda } => widen(drow, &a[row * lda..row * lda + k], unsigned),
+            ASrc::Conv { g, x, c0, cg, pad } => {
+                let n = row / (g.out_h * g.out_w);
+                let oy = (row / g.out_w) % g.out_h;
+                let ox = row % g.out_w;
+                let padv = qval(pad, unsigned) as i16;
+                let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
+                let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
+                let seg_len = g.kw * cg;
+                // A whole kernel row is one contiguous input run when it is in
+                // bounds, undilated and covers all channels.
+                let contiguous =
+                    g.dw == 1 && cg == g.in_c && ix0 >= 0 && ix0 as usize + g.kw <= g.in_w;
+                for ky in 0..g.kh {
+                    let seg = &mut drow[ky * seg_len..(ky + 1) * seg_len];
+                    let iy = iy0 + (ky * g.dh) as isize;
+                    if iy < 0 || iy as usize >= g.in_h {
+                        seg.fill(padv);
+                        continue;
+                    }
+                    let base = (n * g.in_h + iy as usize) * g.in_w;
+                    if contiguous {
+                        let s = (base + ix0 as usize) * g.in_c;
+                        widen(seg, &x[s..s + seg_len], unsigned);
+                        continue;
+                    }
+                    for (kx, d) in seg.chunks_exact_mut(cg).enumerate() {
+                        let ix = ix0 + (kx * g.dw) as isize;
+                        if ix < 0 || ix as usize >= g.in_w {
+                            d.fill(padv);
+                        } else {
+                            let s = (base + ix as usize) * g.in_c + c0;
+                            widen(d, &x[s..s + cg], unsigned);
+                        }
+                    }
                 }
             }
-            drow[k..].fill(0);
-        } else {
-            drow.fill(0);
         }
+        drow[k..].fill(0);
     }
 }
 
@@ -351,13 +414,33 @@ mod avx2 {
 /// # Panics
 /// If `a` or `c` is too short.
 pub fn qgemm(m: usize, a: &[u8], lda: usize, b: &PackedQs8, c: &mut [u8], ldc: usize) {
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + b.k, "qgemm: a too short");
+    assert!(lda >= b.k, "qgemm: strides");
+    qgemm_src(m, ASrc::Dense { a, lda }, b, c, ldc);
+}
+
+/// Weight panels larger than this are kept cache-resident by iterating row
+/// blocks inside each panel (A packed once up front) instead of streaming all of
+/// B once per row block.
+const B_CACHE_BYTES: usize = 192 * 1024;
+
+/// Splits `items` into at most `target` contiguous chunks: (chunks, per chunk).
+fn chunks(items: usize, target: usize) -> (usize, usize) {
+    let per = items.div_ceil(target.clamp(1, items.max(1))).max(1);
+    (items.div_ceil(per), per)
+}
+
+/// The qgemm driver on any A source (`a` already validated by the caller).
+pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ldc: usize) {
     let (n, k) = (b.n, b.k);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(a.len() >= (m - 1) * lda + k, "qgemm: a too short");
     assert!(c.len() >= (m - 1) * ldc + n, "qgemm: c too short");
-    assert!(lda >= k && ldc >= n, "qgemm: strides");
+    assert!(ldc >= n, "qgemm: strides");
     let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64");
     let mblocks = m.div_ceil(QMR);
     let panels = n.div_ceil(QNR);
@@ -368,19 +451,83 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, b: &PackedQs8, c: &mut [u8], ldc: u
     } else {
         threads * 4
     };
-    let row_chunks = mblocks.min(target).max(1);
-    let col_chunks = if row_chunks >= target {
-        1
-    } else {
-        panels.min(target.div_ceil(row_chunks)).max(1)
-    };
-    let rows_per = mblocks.div_ceil(row_chunks);
-    let cols_per = panels.div_ceil(col_chunks);
-    let row_chunks = mblocks.div_ceil(rows_per);
-    let col_chunks = panels.div_ceil(cols_per);
     let cp = SyncU8(c.as_mut_ptr());
     let clen = c.len();
     let kp = b.kp;
+    let kp2 = 2 * kp;
+    // One QMR × QNR tile from packed rows `apack` (QMR rows of 2kp i16).
+    let tile = |apack: &[i16], mb: usize, p: usize| {
+        let r0 = mb * QMR;
+        let rows = (m - r0).min(QMR);
+        let c0 = p * QNR;
+        let cols = (n - c0).min(QNR);
+        let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
+        let bias = &b.bias[c0..c0 + QNR];
+        let scale = &b.scale[c0..c0 + QNR];
+        let off = r0 * ldc + c0;
+        assert!(off + (rows - 1) * ldc + cols <= clen);
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2 {
+            // SAFETY: AVX2 was detected (isa()); `apack` holds QMR rows of 2kp i16
+            // and the packed B/bias/scale slices have the lengths the kernel reads;
+            // the tile (rows × cols at stride ldc from `off`) lies inside `c`
+            // (asserted above), and tasks own disjoint (row block, panel) tiles.
+            unsafe {
+                avx2::kernel(
+                    kp,
+                    apack.as_ptr(),
+                    bw.as_ptr(),
+                    bias.as_ptr(),
+                    scale.as_ptr(),
+                    b.out,
+                    cp.get().add(off),
+                    ldc,
+                    rows,
+                    cols,
+                )
+            }
+            return;
+        }
+        let _ = use_avx2;
+        let t = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
+        for (r, trow) in t.iter().enumerate().take(rows) {
+            // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside `c`
+            // (asserted above) and belongs to this task only.
+            let dst = unsafe { core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols) };
+            dst.copy_from_slice(&trow[..cols]);
+        }
+    };
+    if b.w.len() * 2 > B_CACHE_BYTES && mblocks > 1 && kp > 0 {
+        // Panel-outer: pack all of A once, then each task keeps its panels hot.
+        with_scratch(mblocks * QMR * kp, |s| {
+            // SAFETY: the scratch (mblocks·QMR·kp f32, exclusively ours in this
+            // closure) is viewed as twice as many i16, whose alignment is smaller.
+            let apack: &mut [i16] =
+                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
+            for (mb, blk) in apack.chunks_exact_mut(QMR * kp2).enumerate() {
+                let r0 = mb * QMR;
+                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, blk);
+            }
+            let apack: &[i16] = apack;
+            let (pc, pper) = chunks(panels, target);
+            let (rc, rper) = chunks(mblocks, target.div_ceil(pc));
+            parallel_for(pc * rc, |t| {
+                let (pi, ri) = (t / rc, t % rc);
+                for p in pi * pper..((pi + 1) * pper).min(panels) {
+                    for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
+                        tile(&apack[mb * QMR * kp2..(mb + 1) * QMR * kp2], mb, p);
+                    }
+                }
+            });
+        });
+        return;
+    }
+    let (row_chunks, rows_per) = chunks(mblocks, target);
+    let (col_chunks, cols_per) = if row_chunks >= target {
+        (1, panels)
+    } else {
+        chunks(panels, target.div_ceil(row_chunks))
+    };
     parallel_for(row_chunks * col_chunks, |t| {
         let (rc, cc) = (t / col_chunks, t % col_chunks);
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
@@ -392,49 +539,9 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, b: &PackedQs8, c: &mut [u8], ldc: u
                 unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
             for mb in mb0..mb1 {
                 let r0 = mb * QMR;
-                let rows = (m - r0).min(QMR);
-                pack_a(&a[r0 * lda..], lda, rows, k, b.a_unsigned, apack);
+                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, apack);
                 for p in p0..p1 {
-                    let c0 = p * QNR;
-                    let cols = (n - c0).min(QNR);
-                    let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
-                    let bias = &b.bias[c0..c0 + QNR];
-                    let scale = &b.scale[c0..c0 + QNR];
-                    let off = r0 * ldc + c0;
-                    let tile_len = (rows - 1) * ldc + cols;
-                    assert!(off + tile_len <= clen);
-                    #[cfg(target_arch = "x86_64")]
-                    if use_avx2 {
-                        // SAFETY: AVX2 was detected (isa()); the packed slices have
-                        // the lengths the kernel reads; the tile (rows × cols at
-                        // stride ldc from `off`) lies inside `c` (asserted above),
-                        // and tasks own disjoint (row block, panel) tiles.
-                        unsafe {
-                            avx2::kernel(
-                                kp,
-                                apack.as_ptr(),
-                                bw.as_ptr(),
-                                bias.as_ptr(),
-                                scale.as_ptr(),
-                                b.out,
-                                cp.get().add(off),
-                                ldc,
-                                rows,
-                                cols,
-                            )
-                        }
-                        continue;
-                    }
-                    let _ = use_avx2;
-                    let tile = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
-                    for (r, trow) in tile.iter().enumerate().take(rows) {
-                        // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies
-                        // inside `c` (asserted above) and belongs to this task only.
-                        let dst = unsafe {
-                            core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols)
-                        };
-                        dst.copy_from_slice(&trow[..cols]);
-                    }
+                    tile(apack, mb, p);
                 }
             }
         });

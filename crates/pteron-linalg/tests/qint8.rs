@@ -100,7 +100,7 @@ fn qgemm_edge_shapes() {
     let mut seed = 1;
     for &m in &[1usize, 2, 5, 6, 7, 13, 64] {
         for &n in &[1usize, 8, 15, 16, 17, 40] {
-            for &k in &[0usize, 1, 2, 3, 8, 31, 130] {
+            for &k in &[0usize, 1, 2, 3, 8, 31, 130, 2500] {
                 seed += 1;
                 check_qgemm(
                     m,
@@ -242,10 +242,9 @@ fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64
             )
         })
         .collect();
-    let mut scratch = vec![0u8; g.im2col_len(cg)];
     with_threads(|ctx| {
         let mut got = vec![0x55u8; olen];
-        qconv2d_nhwc(g, &x, &packed, izp as u8, &mut got, &mut scratch);
+        qconv2d_nhwc(g, &x, &packed, izp as u8, &mut got);
         assert_eq!(
             got, want,
             "{ctx}: {g:?} groups {groups} og {og} seed {seed}"
@@ -291,6 +290,9 @@ fn qconv_edge_shapes() {
         (1, (6, 6), 5, (5, 5), 1, 2, (4, 4, 4, 4), 1, 3),
         (1, (3, 3), 1, (3, 3), 1, 1, (0, 0, 0, 0), 1, 1),
         (1, (2, 2), 8, (3, 3), 1, 1, (2, 2, 2, 2), 4, 2),
+        // Weights over the cache threshold: the panel-outer path.
+        (1, (5, 4), 96, (3, 3), 1, 1, (1, 1, 1, 1), 1, 130),
+        (1, (7, 7), 48, (3, 3), 2, 1, (1, 1, 1, 1), 2, 120),
     ];
     for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");

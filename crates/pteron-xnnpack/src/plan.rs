@@ -800,13 +800,7 @@ impl NodeView<'_> {
 }
 
 fn round_half_even(x: f32) -> f32 {
-    // Magic-number rounding (ties to even) where it is exact; `round_ties_even`
-    // is a libm call on baseline x86-64.
-    if x.abs() < 4_194_304.0 {
-        (x + 12_582_912.0) - 12_582_912.0
-    } else {
-        x.round_ties_even()
-    }
+    x.round_ties_even()
 }
 
 fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
@@ -821,7 +815,11 @@ fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
             let inv = 1.0 / scale;
             let (lo, hi) = ((qmin - zp) as f32, (qmax - zp) as f32);
             for v in x.iter_mut() {
-                let q = round_half_even(*v * inv).clamp(lo, hi);
+                // Clamp first (the bounds are integers, so this commutes with
+                // rounding), then round ties-to-even with the magic number, exact
+                // for |x| < 2^22 and vectorisable (`round_ties_even` is a libm call
+                // on baseline x86-64). NaN stays NaN.
+                let q = ((*v * inv).clamp(lo, hi) + 12_582_912.0) - 12_582_912.0;
                 *v = if q.is_nan() { 0.0 } else { q * scale };
             }
         }

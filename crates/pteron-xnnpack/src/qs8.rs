@@ -178,8 +178,6 @@ pub(crate) struct QPrep {
     ins: [usize; 2],
     nin: usize,
     out: usize,
-    /// im2col scratch bytes needed at the planned shapes.
-    scratch: usize,
     bytes: usize,
 }
 
@@ -198,7 +196,7 @@ pub(crate) fn prepare(
     shapes: &[Dims],
 ) -> Result<Option<QPrep>, XnnError> {
     let meta = |v: usize| g.values.get(v).and_then(qmeta);
-    let mk = |kind: Kind, ins: &[usize], out: usize, scratch: usize, bytes: usize| {
+    let mk = |kind: Kind, ins: &[usize], out: usize, bytes: usize| {
         let mut a = [0usize; 2];
         a[..ins.len()].copy_from_slice(ins);
         Some(QPrep {
@@ -206,7 +204,6 @@ pub(crate) fn prepare(
             ins: a,
             nin: ins.len(),
             out,
-            scratch,
             bytes,
         })
     };
@@ -265,7 +262,7 @@ pub(crate) fn prepare(
                 let packed =
                     PackedQDw::new(taps, cout, &w8, b.as_deref(), im.zp, im.unsigned, &s, q);
                 let bytes = packed.bytes();
-                mk(Kind::Dw { p: *p, packed }, &[*input], *out, 0, bytes)
+                mk(Kind::Dw { p: *p, packed }, &[*input], *out, bytes)
             } else if !*depthwise {
                 if fv.dims != [cout, p.kh, p.kw, p.group_in] {
                     return Ok(None);
@@ -303,12 +300,6 @@ pub(crate) fn prepare(
                     })
                     .collect();
                 let bytes = packed.iter().map(PackedQs8::bytes).sum();
-                let geom = geom(p, &shapes[*input], &shapes[*out]);
-                let scratch = if geom.is_pointwise() && p.groups == 1 {
-                    0
-                } else {
-                    geom.im2col_len(p.group_in)
-                };
                 mk(
                     Kind::Conv {
                         p: *p,
@@ -317,7 +308,6 @@ pub(crate) fn prepare(
                     },
                     &[*input],
                     *out,
-                    scratch,
                     bytes,
                 )
             } else {
@@ -370,7 +360,7 @@ pub(crate) fn prepare(
                 q,
             );
             let bytes = packed.bytes();
-            mk(Kind::Fc { packed }, &[*input], *out, 0, bytes)
+            mk(Kind::Fc { packed }, &[*input], *out, bytes)
         }
         Op::Binary {
             op: BinOp::Add,
@@ -407,7 +397,6 @@ pub(crate) fn prepare(
                 &[*a, *b],
                 *out,
                 0,
-                0,
             )
         }
         Op::Unary {
@@ -424,7 +413,7 @@ pub(crate) fn prepare(
             let Some(q) = qout(om, node.min, node.max) else {
                 return Ok(None);
             };
-            mk(Kind::Clamp { out: q }, &[*input], *out, 0, 0)
+            mk(Kind::Clamp { out: q }, &[*input], *out, 0)
         }
         Op::MaxPool { p, input, out } => {
             let (Some(im), Some(om)) = (meta(*input), meta(*out)) else {
@@ -436,7 +425,7 @@ pub(crate) fn prepare(
             let Some(q) = qout(om, node.min, node.max) else {
                 return Ok(None);
             };
-            mk(Kind::MaxPool { p: *p, out: q }, &[*input], *out, 0, 0)
+            mk(Kind::MaxPool { p: *p, out: q }, &[*input], *out, 0)
         }
         _ => None,
     };
@@ -575,8 +564,26 @@ pub(crate) struct Q8State {
     q_src: Vec<bool>,
     /// Read by an f32 step or an external output: dequantize after production.
     need_f: Vec<bool>,
-    scratch: Vec<u8>,
     bytes: usize,
+    /// `PTERON_QS8_TRACE=1`: per-node accumulated seconds and calls (debugging aid).
+    trace: Option<Vec<(f64, u32, &'static str, String)>>,
+}
+
+impl Drop for Q8State {
+    fn drop(&mut self) {
+        if let Some(t) = &self.trace {
+            let total: f64 = t.iter().map(|e| e.0).sum();
+            for (i, (secs, calls, kind, what)) in t.iter().enumerate() {
+                if *calls > 0 {
+                    eprintln!(
+                        "qs8 node {i:4} {kind:<22} {:9.3} ms/call  {what}",
+                        secs * 1e3 / *calls as f64
+                    );
+                }
+            }
+            eprintln!("qs8 total {:.3} s", total);
+        }
+    }
 }
 
 impl Q8State {
@@ -592,7 +599,6 @@ impl Q8State {
         let mut q_src = vec![false; nv];
         let mut need_q = vec![false; nv];
         let mut need_f = vec![false; nv];
-        let mut scratch = 0;
         for (q, ins, out) in steps {
             match q {
                 Some(q) => {
@@ -600,7 +606,6 @@ impl Q8State {
                     for &i in &q.ins[..q.nin] {
                         need_q[i] = true;
                     }
-                    scratch = scratch.max(q.scratch);
                 }
                 None => {
                     for &i in ins {
@@ -612,7 +617,7 @@ impl Q8State {
         for &o in outputs {
             need_f[o] = true;
         }
-        let mut bytes = scratch;
+        let mut bytes = 0;
         let qbufs = (0..nv)
             .map(|v| {
                 if q_src[v] || need_q[v] {
@@ -624,13 +629,15 @@ impl Q8State {
                 }
             })
             .collect();
+        let trace = std::env::var_os("PTERON_QS8_TRACE")
+            .map(|_| vec![(0.0, 0, "", String::new()); g.nodes.len()]);
         Q8State {
             qbufs,
             meta,
             q_src,
             need_f,
-            scratch: vec![0u8; scratch],
             bytes,
+            trace,
         }
     }
 
@@ -685,6 +692,29 @@ pub(crate) fn run(
     if let Kind::Nop = q.kind {
         return Ok(());
     }
+    if st.trace.is_some() {
+        let t0 = std::time::Instant::now();
+        let r = run_inner(q, index, kind, st, bufs, shapes);
+        let what = format!("{:?} -> {:?}", shapes[q.ins[0]], shapes[q.out]);
+        if let Some(e) = st.trace.as_mut().and_then(|t| t.get_mut(index)) {
+            e.0 += t0.elapsed().as_secs_f64();
+            e.1 += 1;
+            e.2 = kind;
+            e.3 = what;
+        }
+        return r;
+    }
+    run_inner(q, index, kind, st, bufs, shapes)
+}
+
+fn run_inner(
+    q: &QPrep,
+    index: usize,
+    kind: &'static str,
+    st: &mut Q8State,
+    bufs: &mut [Vec<f32>],
+    shapes: &[Dims],
+) -> Result<(), XnnError> {
     let err = |m: &str| XnnError::node(index, kind, m.to_string());
     // Inputs produced on the f32 side: quantize them (exactly: they are on the grid).
     for &i in &q.ins[..q.nin] {
@@ -724,15 +754,10 @@ pub(crate) fn run(
                 if g.in_c != p.groups * p.group_in || od.get(3) != p.groups * p.group_out {
                     return Err(err("convolution channels do not match the filter"));
                 }
-                let need = if g.is_pointwise() && p.groups == 1 {
-                    0
-                } else {
-                    g.im2col_len(p.group_in)
-                };
-                if need > st.scratch.len() || x.len() < id.numel() {
-                    return Err(err("convolution needs more scratch than planned"));
+                if x.len() < id.numel() {
+                    return Err(err("input exceeds its buffer"));
                 }
-                qconv2d_nhwc(&g, x, packed, *pad, out, &mut st.scratch);
+                qconv2d_nhwc(&g, x, packed, *pad, out);
             }
             Kind::Dw { p, packed } => {
                 let (Some(_), Some(_)) = (nhwc(&id), nhwc(&od)) else {

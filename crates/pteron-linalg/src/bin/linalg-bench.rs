@@ -398,6 +398,7 @@ fn main() {
     bench_qgemm("49x160x960 (1x1 960->160 @7)", 49, 160, 960);
     bench_qgemm("3136x64x576 (3x3 64->64 @56 im2col)", 3136, 64, 576);
     bench_qgemm("196x256x2304 (3x3 256->256 @14 im2col)", 196, 256, 2304);
+    bench_qgemm("49x512x4608 (3x3 512->512 @7 im2col)", 49, 512, 4608);
     bench_qgemm("1x1000x1280 (Linear)", 1, 1000, 1280);
     bench_qdw("qdwconv 3x3 32 @112", 32, 112, 3, 1);
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
