@@ -56,7 +56,7 @@ pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
 pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};
-pub use qgemm::{qgemm, requantize, PackedQs8, QOut, QMR, QNR};
+pub use qgemm::{qadd, qgemm, requantize, PackedQs8, QAddParams, QOut, QMR, QNR};
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

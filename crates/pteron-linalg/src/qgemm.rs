@@ -547,3 +547,105 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
         });
     });
 }
+
+/// Parameters of XNNPACK's `qs8`/`qu8` add: `out = clamp(((bias + a·a_mul +
+/// b·b_mul) >> shift) + zero_point, min, max)` on raw (not zero-point-adjusted)
+/// inputs, with the zero points and the rounding term folded into `bias`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QAddParams {
+    pub a_mul: i32,
+    pub b_mul: i32,
+    pub bias: i32,
+    /// Arithmetic right shift (1..=31).
+    pub shift: u32,
+    pub a_unsigned: bool,
+    pub b_unsigned: bool,
+    pub out: QOut,
+}
+
+#[inline(always)]
+fn qadd_one(a: u8, b: u8, p: &QAddParams) -> u8 {
+    let acc = p
+        .bias
+        .wrapping_add(qval(a, p.a_unsigned).wrapping_mul(p.a_mul))
+        .wrapping_add(qval(b, p.b_unsigned).wrapping_mul(p.b_mul));
+    ((acc >> p.shift) + p.out.zero_point).clamp(p.out.min, p.out.max) as u8
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_add {
+    use super::QAddParams;
+    use core::arch::x86_64::*;
+
+    /// `qs8_vadd_minmax__avx2_mul32_u16`: whole 16-element blocks; returns how many
+    /// elements were written.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `a`, `b` and `out` have equal lengths.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) -> usize {
+        let n = out.len() / 16 * 16;
+        let (am, bm) = (_mm256_set1_epi32(p.a_mul), _mm256_set1_epi32(p.b_mul));
+        let bias = _mm256_set1_epi32(p.bias);
+        let sh = _mm_cvtsi32_si128(p.shift as i32);
+        let zp = _mm256_set1_epi32(p.out.zero_point);
+        let (lo, hi) = (_mm256_set1_epi32(p.out.min), _mm256_set1_epi32(p.out.max));
+        let ld = |ptr: *const u8, unsigned: bool| -> __m256i {
+            let v = _mm_loadl_epi64(ptr as *const __m128i);
+            if unsigned {
+                _mm256_cvtepu8_epi32(v)
+            } else {
+                _mm256_cvtepi8_epi32(v)
+            }
+        };
+        let mut i = 0;
+        while i < n {
+            let mut r = [_mm256_setzero_si256(); 2];
+            for (h, rh) in r.iter_mut().enumerate() {
+                let va = ld(a.as_ptr().add(i + 8 * h), p.a_unsigned);
+                let vb = ld(b.as_ptr().add(i + 8 * h), p.b_unsigned);
+                let acc = _mm256_add_epi32(
+                    _mm256_add_epi32(bias, _mm256_mullo_epi32(va, am)),
+                    _mm256_mullo_epi32(vb, bm),
+                );
+                let v = _mm256_add_epi32(_mm256_sra_epi32(acc, sh), zp);
+                *rh = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+            }
+            // Values are within [-128, 255]: packing is exact.
+            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
+            let (l, h) = (
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256(p16, 1),
+            );
+            let bytes = if p.out.unsigned {
+                _mm_packus_epi16(l, h)
+            } else {
+                _mm_packs_epi16(l, h)
+            };
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
+            i += 16;
+        }
+        n
+    }
+}
+
+/// Elementwise quantized add of equal-length byte slices (XNNPACK `qs8_vadd`).
+///
+/// # Panics
+/// If the lengths differ or `p.shift` is not in `1..=31`.
+pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "qadd: lengths"
+    );
+    assert!((1..=31).contains(&p.shift), "qadd: shift");
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2Fma {
+        // SAFETY: AVX2 detected; the three slices have equal lengths (asserted).
+        done = unsafe { avx2_add::qadd(a, b, p, out) };
+    }
+    for ((o, &x), &y) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        *o = qadd_one(x, y, p);
+    }
+}

@@ -458,3 +458,14 @@ pub fn qdwconv_nhwc(
     // A depthwise convolution is a grouped one with one channel per group.
     qconv2d_nhwc(g, c, c, input, a_unsigned, izp, &wt, bias, scales, q, out);
 }
+
+/// Naive quantized add (XNNPACK `qs8_vadd` fixed-point formula), in i64.
+pub fn qadd(a: &[u8], b: &[u8], p: &crate::QAddParams, out: &mut [u8]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let xa = crate::qgemm::qval(x, p.a_unsigned) as i64;
+        let xb = crate::qgemm::qval(y, p.b_unsigned) as i64;
+        let acc = p.bias as i64 + xa * p.a_mul as i64 + xb * p.b_mul as i64;
+        let v = (acc >> p.shift) + p.out.zero_point as i64;
+        *o = v.clamp(p.out.min as i64, p.out.max as i64) as u8;
+    }
+}

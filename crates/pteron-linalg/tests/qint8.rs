@@ -319,8 +319,44 @@ fn qdwconv_edge_shapes() {
     }
 }
 
+fn check_qadd(n: usize, shift: u32, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let a = bytes(&mut rng, n);
+    let b = bytes(&mut rng, n);
+    let unsigned = rng.below(2) == 0;
+    let m = 1i32 << (shift - 8).min(20);
+    let p = pteron_linalg::QAddParams {
+        a_mul: (rng.below(m as usize) as i32 + 1) * if rng.below(4) == 0 { -1 } else { 1 },
+        b_mul: rng.below(m as usize) as i32 + 1,
+        bias: (1 << (shift - 1)) - rng.below(1 << 20) as i32,
+        shift,
+        a_unsigned: rng.below(2) == 0,
+        b_unsigned: rng.below(2) == 0,
+        out: qout(&mut rng, unsigned),
+    };
+    let mut want = vec![0u8; n];
+    reference::qadd(&a, &b, &p, &mut want);
+    with_threads(|ctx| {
+        let mut got = vec![0x33u8; n];
+        pteron_linalg::qadd(&a, &b, &p, &mut got);
+        assert_eq!(got, want, "{ctx}: n {n} {p:?}");
+    });
+}
+
+#[test]
+fn qadd_edge_lengths() {
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+        check_qadd(n, 12 + (i as u32 * 3) % 19, 300 + i as u64);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn qadd_random(n in 0usize..200, shift in 12u32..31, seed: u64) {
+        check_qadd(n, shift, seed);
+    }
+
     #[test]
     fn qgemm_random(m in 1usize..40, n in 1usize..50, k in 0usize..200, pad in 0usize..3,
                     unsigned: bool, bias: bool, per_channel: bool, seed: u64) {

@@ -18,7 +18,9 @@
 //! produced here that an f32 node or an external output reads is dequantized into
 //! its f32 buffer right after it is produced.
 
-use pteron_linalg::{qconv2d_nhwc, qdwconv_nhwc, qgemm, PackedQDw, PackedQs8, QConvGeom, QOut};
+use pteron_linalg::{
+    qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
+};
 
 use crate::error::XnnError;
 use crate::graph::{BinOp, ConvParams, Datatype, Graph, Node, Op, PoolParams, Quant, UnOp, Value};
@@ -782,14 +784,19 @@ fn run_inner(
                 if id.numel() != n_out || shapes[q.ins[1]].numel() != n_out {
                     return Err(err("int8 add needs equal shapes"));
                 }
-                let rd = |b: u8, u: bool| if u { b as i32 } else { b as i8 as i32 };
-                for ((o, &xa), &xb) in out.iter_mut().zip(&x[..n_out]).zip(&y[..n_out]) {
-                    let acc = bias
-                        .wrapping_add(rd(xa, *a_uns).wrapping_mul(*a_mul))
-                        .wrapping_add(rd(xb, *b_uns).wrapping_mul(*b_mul));
-                    let v = (acc >> shift) + qo.zero_point;
-                    *o = v.clamp(qo.min, qo.max) as u8;
+                let params = QAddParams {
+                    a_mul: *a_mul,
+                    b_mul: *b_mul,
+                    bias: *bias,
+                    shift: *shift,
+                    a_unsigned: *a_uns,
+                    b_unsigned: *b_uns,
+                    out: *qo,
+                };
+                if x.len() < n_out || y.len() < n_out {
+                    return Err(err("add input exceeds its buffer"));
                 }
+                qadd(&x[..n_out], &y[..n_out], &params, out);
             }
             Kind::Clamp { out: qo } => {
                 if id.numel() != n_out {

@@ -3,8 +3,9 @@
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
 
 use pteron_linalg::{
-    pool2d, qdwconv_nhwc, qgemm, set_isa_cap, set_num_threads, sgemm, sgemm_packed, Activation,
-    Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8, QConvGeom, QOut,
+    pool2d, qadd, qdwconv_nhwc, qgemm, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
+    Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
+    QAddParams, QConvGeom, QOut,
 };
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -400,6 +401,26 @@ fn main() {
     bench_qgemm("196x256x2304 (3x3 256->256 @14 im2col)", 196, 256, 2304);
     bench_qgemm("49x512x4608 (3x3 512->512 @7 im2col)", 49, 512, 4608);
     bench_qgemm("1x1000x1280 (Linear)", 1, 1000, 1280);
+    if selected("qadd 56x56x24") {
+        let n = 56 * 56 * 24;
+        let a: Vec<u8> = fill(n, 7).iter().map(|v| (v * 250.0) as i8 as u8).collect();
+        let b: Vec<u8> = fill(n, 8).iter().map(|v| (v * 250.0) as i8 as u8).collect();
+        let p = QAddParams {
+            a_mul: 700_000,
+            b_mul: 1_000_000,
+            bias: 1 << 19,
+            shift: 20,
+            a_unsigned: false,
+            b_unsigned: false,
+            out: QOut::qs8(1),
+        };
+        let mut o = vec![0u8; n];
+        let s = time(|| {
+            qadd(&a, &b, &p, &mut o);
+            black_box(&o);
+        });
+        report("qadd 56x56x24", n as f64, s);
+    }
     bench_qdw("qdwconv 3x3 32 @112", 32, 112, 3, 1);
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
