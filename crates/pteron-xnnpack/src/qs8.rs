@@ -190,6 +190,15 @@ impl QPrep {
     }
 }
 
+/// Int8 steps compiled so far in this process (diagnostics and tests).
+static INT8_STEPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many nodes every delegate compiled so far in this process runs in real int8
+/// (fused clamps included).
+pub fn int8_steps_compiled() -> usize {
+    INT8_STEPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Returns the int8 preparation of `node` if it can run in int8, else `None`
 /// (the caller keeps the f32 path). Errors only for malformed constants.
 pub(crate) fn prepare(
@@ -197,6 +206,14 @@ pub(crate) fn prepare(
     node: &Node,
     shapes: &[Dims],
 ) -> Result<Option<QPrep>, XnnError> {
+    let r = prepare_inner(g, node, shapes)?;
+    if r.is_some() {
+        INT8_STEPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(r)
+}
+
+fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<QPrep>, XnnError> {
     let meta = |v: usize| g.values.get(v).and_then(qmeta);
     let mk = |kind: Kind, ins: &[usize], out: usize, bytes: usize| {
         let mut a = [0usize; 2];
