@@ -232,6 +232,36 @@ def _():
     )
 
 
+class WideLinears(nn.Module):
+    """LLM-shaped linears (stories15M's 288 -> 768 -> 288), unit-variance weights; ReLU between
+    them (exact in every runtime, unlike sigmoid, whose last bit depends on the exp used)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Linear(288, 768)
+        self.down = nn.Linear(768, 288, bias=False)
+        with torch.no_grad():
+            self.up.weight.normal_(0, 288 ** -0.5)
+            self.down.weight.normal_(0, 768 ** -0.5)
+
+    def forward(self, x):
+        return self.down(torch.relu(self.up(x)))
+
+
+@case("xnn_8da4w_exact")
+def _():
+    return XSpec(
+        WideLinears(),
+        [(rn(1, 5, 288),), (rn(1, 1, 288),)],
+        dynamic_shapes=({1: Dim("seq", min=1, max=64)},),
+        atol=0.0,
+        rtol=0.0,
+        quant="8da4w",
+        notes="8da4w linears 288->768->288 with dynamic sequence length (5 rows, then 1): pteron's qd8 x qb4w "
+        "kernels reproduce XNNPACK's arithmetic, so the outputs must match bit for bit",
+    )
+
+
 def quantize_pt2e(model, example):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,

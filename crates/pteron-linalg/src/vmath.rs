@@ -133,10 +133,97 @@ vfun!(
     vgelu, gelu_scalar, gelu8
 );
 
+/// `Σ a[i] · b[i]` over `min(a.len(), b.len())` elements: eight partial sums
+/// (element `i` into lane `i mod 8`, fused multiply-add), combined
+/// `((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))`. Bit-identical on every tier.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2Fma {
+        // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected.
+        return unsafe { x86::dot(a, b) };
+    }
+    let mut l = [0.0f32; 8];
+    for (ca, cb) in a.chunks(8).zip(b.chunks(8)) {
+        for i in 0..ca.len() {
+            l[i] = ca[i].mul_add(cb[i], l[i]);
+        }
+    }
+    ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+}
+
+/// `y[i] += alpha · x[i]` (fused multiply-add) over `min(x.len(), y.len())` elements.
+/// Bit-identical on every tier.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2Fma {
+        // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected.
+        unsafe { x86::axpy(alpha, x, y) };
+        return;
+    }
+    for (v, &u) in y.iter_mut().zip(x) {
+        *v = alpha.mul_add(u, *v);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
     use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX2+FMA available; `a.len() == b.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            let (va, vb) = unsafe {
+                (
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                )
+            };
+            acc = _mm256_fmadd_ps(va, vb, acc);
+            i += 8;
+        }
+        let mut l = [0.0f32; 8];
+        // SAFETY: l holds 8 floats.
+        unsafe { _mm256_storeu_ps(l.as_mut_ptr(), acc) };
+        for j in i..n {
+            l[j - i] = a[j].mul_add(b[j], l[j - i]);
+        }
+        ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+    }
+
+    /// # Safety
+    /// AVX2+FMA available; `x.len() == y.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let va = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let v = _mm256_fmadd_ps(
+                    va,
+                    _mm256_loadu_ps(x.as_ptr().add(i)),
+                    _mm256_loadu_ps(y.as_ptr().add(i)),
+                );
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            y[j] = alpha.mul_add(x[j], y[j]);
+        }
+    }
 
     /// Apply an 8-lane function over a slice; the tail goes through a padded copy.
     ///

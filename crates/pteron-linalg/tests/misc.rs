@@ -325,3 +325,38 @@ mod elementwise_tests {
         }
     }
 }
+
+#[test]
+fn dot_and_axpy_match_across_tiers_and_f64() {
+    let mut r = Rng::new(41);
+    for n in [0usize, 1, 7, 8, 9, 16, 47, 48, 100, 257] {
+        let a = r.vec(n);
+        let b = r.vec(n);
+        let y0 = r.vec(n);
+        let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        let mut dots = Vec::new();
+        let mut axpys = Vec::new();
+        for_each_isa(|_| {
+            dots.push(vmath::dot(&a, &b));
+            let mut y = y0.clone();
+            vmath::axpy(0.75, &a, &mut y);
+            axpys.push(y);
+        });
+        assert!(
+            dots.windows(2).all(|w| w[0].to_bits() == w[1].to_bits()),
+            "dot n={n}: {dots:?}"
+        );
+        assert!(
+            (dots[0] as f64 - exact).abs() <= 1e-5 * (1.0 + n as f64),
+            "dot n={n}"
+        );
+        assert!(axpys.windows(2).all(|w| w[0] == w[1]), "axpy n={n}");
+        for i in 0..n {
+            assert_eq!(
+                axpys[0][i],
+                0.75f32.mul_add(a[i], y0[i]),
+                "axpy n={n} [{i}]"
+            );
+        }
+    }
+}

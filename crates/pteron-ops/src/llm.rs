@@ -193,6 +193,9 @@ fn update_cache_with_indices_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError>
 
 /// Query rows per work item.
 const QB: usize = 32;
+/// Multiply-adds (`q·k` and `p·v`, each counted once) below which attention runs
+/// on one thread.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
 /// Keys per inner block.
 const KB: usize = 64;
 /// Upper bound on parallel groups (the slot array lives on the stack).
@@ -472,6 +475,9 @@ fn resolve_mask<'a>(
 
 #[inline]
 fn dot<T: Num>(a: &[T], b: &[T]) -> f32 {
+    if let (Some(a), Some(b)) = (T::as_f32s(a), T::as_f32s(b)) {
+        return pteron_linalg::vmath::dot(a, b);
+    }
     let mut acc = [0.0f32; 8];
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);
@@ -512,9 +518,15 @@ fn attention<T: Num + Send + Sync>(
     let scratch = &mut scratch[..total];
     let qblocks = g.sq.div_ceil(QB);
     let items = g.b * g.hq * qblocks;
-    let groups = items
-        .min(MAX_GROUPS)
-        .min(pteron_linalg::num_threads().max(1) * 4);
+    // Small problems (a decode step) run on the calling thread: a parallel
+    // dispatch costs more than it saves, and far more when a core is busy.
+    let work = total.saturating_mul(g.num_keys);
+    let threads = if work < PARALLEL_MIN_WORK {
+        1
+    } else {
+        pteron_linalg::num_threads().max(1)
+    };
+    let groups = items.min(MAX_GROUPS).min(threads * 4);
     // Item `it` covers scratch from `item_start(it)`; consecutive items are adjacent.
     let item_start = |it: usize| -> usize {
         let (bh, qb) = (it / qblocks, it % qblocks);
@@ -649,8 +661,13 @@ fn attend_block<T: Num>(
                     continue;
                 }
                 let vr = &v[kv_row(j0 + c)];
-                for (x, &y) in a.iter_mut().zip(vr) {
-                    *x += pc * y.to_f32();
+                match T::as_f32s(vr) {
+                    Some(vf) => pteron_linalg::vmath::axpy(pc, vf, a),
+                    None => {
+                        for (x, &y) in a.iter_mut().zip(vr) {
+                            *x += pc * y.to_f32();
+                        }
+                    }
                 }
             }
             l[r] = l[r] * corr + sum;

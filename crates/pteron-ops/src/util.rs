@@ -15,6 +15,14 @@ pub trait Num: Element + PartialOrd + Default {
     fn from_f32(v: f32) -> Self;
     fn to_i64(self) -> i64;
     fn from_i64(v: i64) -> Self;
+    /// The slice itself when `Self` is `f32` (for the f32 SIMD kernels).
+    fn as_f32s(_s: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    /// The mutable slice itself when `Self` is `f32`.
+    fn as_f32s_mut(_s: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
     fn zero() -> Self {
         Self::default()
     }
@@ -41,6 +49,12 @@ num_int!(i8, i16, i32, i64, u8);
 
 impl Num for f32 {
     const IS_FLOAT: bool = true;
+    fn as_f32s(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32s_mut(s: &mut [f32]) -> Option<&mut [f32]> {
+        Some(s)
+    }
     fn to_f64(self) -> f64 {
         self as f64
     }

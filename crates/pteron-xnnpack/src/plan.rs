@@ -9,7 +9,10 @@
 //! within a quantization step. Quantized weights are dequantized once at init and
 //! pre-packed for the f32 GEMM.
 
-use pteron_linalg::{sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB};
+use pteron_linalg::{
+    qd8_gemm, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB, PackedQd8, Qd8Kind,
+    Qd8Params,
+};
 use pteron_runtime::{
     BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType,
     Value as RtValue,
@@ -57,6 +60,13 @@ enum Prep {
         bias: Vec<f32>,
         mult: usize,
     },
+    /// Fully connected on dynamically quantized input with int8/int4 weights, run
+    /// with integer kernels: the f32 rows of `src` are quantized per row at run
+    /// time (XNNPACK's `qd8`), so the convert node producing the input is skipped.
+    Qd8Fc {
+        packed: PackedQd8,
+        src: usize,
+    },
     /// Real int8 execution (`qs8.rs`).
     Q8(Box<qs8::QPrep>),
 }
@@ -69,6 +79,8 @@ struct Step {
     hi: f32,
     filter_dims: Option<Dims>,
     prep: Prep,
+    /// A convert to `qdint8` whose every consumer quantizes on its own (`Prep::Qd8Fc`).
+    skip: bool,
 }
 
 /// Element type of an external argument.
@@ -96,6 +108,11 @@ pub struct XnnDelegate {
     inputs: Vec<Ext>,
     outputs: Vec<Ext>,
     scratch: Vec<f32>,
+    /// Quantized rows and their parameters for `Prep::Qd8Fc` steps.
+    qa: Vec<i8>,
+    qp: Vec<Qd8Params>,
+    /// External inputs left unquantized because only `Prep::Qd8Fc` steps read them.
+    raw_dynamic: Vec<bool>,
     last_inputs: Vec<Dims>,
     prepared: usize,
     q8: qs8::Q8State,
@@ -288,6 +305,139 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
     Ok(out)
 }
 
+/// Scheme, `n`, `k`, signed values (`[n][k]`) and scales of an integer filter.
+type QWeights = (Qd8Kind, usize, usize, Vec<i8>, Vec<f32>);
+
+/// Signed integer weights (`[n][k]`), scales and scheme of a constant `qcint8`,
+/// `qcint4` or `qbint4` fully-connected filter, for the integer `qd8` kernels.
+/// `None` when the filter's layout has no integer path (the f32 path runs it).
+fn qd8_weights(v: &Value<'_>, transposed: bool) -> Option<QWeights> {
+    let data = v.data?;
+    if v.dims.len() != 2 {
+        return None;
+    }
+    let (d0, d1) = (v.dims[0], v.dims[1]);
+    let (n, k) = if transposed { (d1, d0) } else { (d0, d1) };
+    // Stored element `e` (row-major over the stored dims) as a signed value.
+    let raw: Vec<i8> = match v.dtype {
+        Datatype::QcInt8 => data.get(..d0 * d1)?.iter().map(|&b| b as i8).collect(),
+        Datatype::QcInt4 | Datatype::QbInt4 => {
+            let rb = d1.div_ceil(2);
+            let rows = data.get(..d0 * rb)?;
+            let mut out = Vec::with_capacity(d0 * d1 + 1);
+            for row in rows.chunks_exact(rb.max(1)).take(d0) {
+                for &b in row {
+                    out.push((b & 0xf) as i8 - 8);
+                    out.push((b >> 4) as i8 - 8);
+                }
+                // An odd row length leaves one padding nibble per row.
+                out.truncate(out.len() - (rb * 2 - d1));
+            }
+            out
+        }
+        _ => return None,
+    };
+    let w: Vec<i8> = if transposed {
+        let mut t = vec![0i8; n * k];
+        for kk in 0..k {
+            for j in 0..n {
+                t[j * k + kk] = raw[kk * n + j];
+            }
+        }
+        t
+    } else {
+        raw
+    };
+    let out_dim = usize::from(transposed);
+    match (&v.quant, v.dtype) {
+        (
+            Quant::PerChannel {
+                scales,
+                channel_dim,
+            },
+            Datatype::QcInt8 | Datatype::QcInt4,
+        ) if *channel_dim == out_dim && scales.len() == n => {
+            let kind = if v.dtype == Datatype::QcInt8 {
+                Qd8Kind::Qc8w
+            } else {
+                Qd8Kind::Qc4w
+            };
+            Some((kind, n, k, w, scales.clone()))
+        }
+        (
+            Quant::Blockwise {
+                scales, group_size, ..
+            },
+            Datatype::QbInt4,
+        ) if !transposed
+            && *group_size > 0
+            && group_size % 32 == 0
+            && k % group_size == 0
+            && scales.len() == n * (k / group_size) =>
+        {
+            Some((
+                Qd8Kind::Qb4w { block: *group_size },
+                n,
+                k,
+                w,
+                scales.clone(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The integer `qd8` plan of a fully-connected node, when it has one: dynamically
+/// quantized (per row) input made from an f32 value by a convert node or given
+/// as an external f32 input, a constant int8/int4 filter and a constant bias.
+fn qd8_fc_prep(
+    g: &Graph<'_>,
+    producer: &[Option<usize>],
+    input: usize,
+    filter: usize,
+    bias: Option<usize>,
+    flags: u32,
+) -> Result<Option<Prep>, XnnError> {
+    let iv = &g.values[input];
+    if fq_of(iv) != (Fq::Dynamic { nonbatch: 1 }) {
+        return Ok(None);
+    }
+    let src = match producer[input] {
+        Some(pi) => match &g.nodes[pi].op {
+            Op::Unary {
+                op: UnOp::Convert,
+                input: s,
+                ..
+            } if g.values[*s].dtype == Datatype::Fp32 && fq_of(&g.values[*s]) == Fq::None => *s,
+            _ => return Ok(None),
+        },
+        None if iv.is_input() && iv.dtype == Datatype::Fp32 => input,
+        None => return Ok(None),
+    };
+    let Some((kind, n, k, w, scales)) = qd8_weights(&g.values[filter], flags & 1 != 0) else {
+        return Ok(None);
+    };
+    let bias_v = match bias {
+        None => None,
+        Some(b) if g.values[b].data.is_some() => {
+            let bv = decode_const(b, &g.values[b])?;
+            if bv.len() != n {
+                // The f32 path reports the mismatch.
+                return Ok(None);
+            }
+            Some(bv)
+        }
+        Some(_) => return Ok(None),
+    };
+    let packed = PackedQd8::new(kind, n, k, &w, &scales, bias_v.as_deref()).map_err(|e| {
+        XnnError::Value {
+            index: filter,
+            msg: e.to_string(),
+        }
+    })?;
+    Ok(Some(Prep::Qd8Fc { packed, src }))
+}
+
 fn act(lo: f32, hi: f32) -> Activation {
     if lo == f32::NEG_INFINITY && hi == f32::INFINITY {
         Activation::None
@@ -406,6 +556,8 @@ impl XnnDelegate {
         let mut steps = Vec::with_capacity(g.nodes.len());
         let mut needs_buf: Vec<bool> = vec![false; nv];
         let mut prepared = 0usize;
+        // Node producing each value (nodes come in execution order).
+        let mut producer: Vec<Option<usize>> = vec![None; nv];
         for (ni, node) in g.nodes.iter().enumerate() {
             let out = node.op.out();
             let ins = node.op.inputs();
@@ -479,8 +631,27 @@ impl XnnDelegate {
             // Shapes at the planned (upper-bound) sizes.
             let od = infer(ni, node, &shapes, filter_dims.as_ref())?;
             shapes[out] = od;
+            let qd8 = match &node.op {
+                Op::FullyConnected {
+                    input,
+                    filter,
+                    bias,
+                    flags,
+                    ..
+                } => qd8_fc_prep(g, &producer, *input, *filter, *bias, *flags)
+                    .map_err(|e| nerr(format!("{e}")))?,
+                _ => None,
+            };
+            producer[out] = Some(ni);
             let q8 = qs8::prepare(g, node, &shapes).map_err(|e| nerr(e.to_string()))?;
             let prep = match &node.op {
+                Op::FullyConnected { .. } if qd8.is_some() => {
+                    let prep = qd8.unwrap_or(Prep::None);
+                    if let Prep::Qd8Fc { packed, .. } = &prep {
+                        prepared += packed.bytes();
+                    }
+                    prep
+                }
                 _ if q8.is_some() => {
                     let q = q8
                         .map(Box::new)
@@ -639,8 +810,53 @@ impl XnnDelegate {
                 hi: node.max,
                 filter_dims,
                 prep,
+                skip: false,
             });
         }
+        // Converts to qdint8 read only by integer qd8 steps are skipped; external
+        // inputs read only by them stay raw f32.
+        let mut other_use = vec![false; nv];
+        for st in &steps {
+            if !matches!(st.prep, Prep::Qd8Fc { .. }) {
+                for i in st.op.inputs() {
+                    other_use[i] = true;
+                }
+            }
+        }
+        for o in &outputs {
+            other_use[o.value] = true;
+        }
+        for st in steps.iter_mut() {
+            if let Op::Unary {
+                op: UnOp::Convert,
+                out,
+                ..
+            } = st.op
+            {
+                st.skip = matches!(fq_of(&g.values[out]), Fq::Dynamic { .. }) && !other_use[out];
+                if st.skip {
+                    // Nothing reads the converted value: no buffer for it.
+                    needs_buf[out] = false;
+                }
+            }
+        }
+        let raw_dynamic: Vec<bool> = (0..nv)
+            .map(|v| {
+                g.values[v].is_input()
+                    && matches!(fq_of(&g.values[v]), Fq::Dynamic { .. })
+                    && !other_use[v]
+            })
+            .collect();
+        let mut qa_len = 0usize;
+        let mut qp_len = 0usize;
+        for st in &steps {
+            if let Prep::Qd8Fc { packed, src } = &st.prep {
+                let rows = shapes[*src].numel().max(g.values[*src].numel()) / packed.k().max(1);
+                qa_len = qa_len.max(rows * packed.row_len());
+                qp_len = qp_len.max(rows);
+            }
+        }
+        prepared += qa_len + qp_len * core::mem::size_of::<Qd8Params>();
         for o in &outputs {
             if !ready[o.value] {
                 return Err(XnnError::Value {
@@ -720,6 +936,9 @@ impl XnnDelegate {
             inputs,
             outputs,
             scratch: vec![0.0; scratch_len],
+            qa: vec![0; qa_len],
+            qp: vec![Qd8Params::default(); qp_len],
+            raw_dynamic,
             last_inputs,
             prepared,
             q8,
@@ -730,7 +949,7 @@ impl XnnDelegate {
         for s in &self.steps {
             let od = infer_step(s, &self.shapes)?;
             let out = s.op.out();
-            if od.numel() > self.bufs[out].len() {
+            if !s.skip && od.numel() > self.bufs[out].len() {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}) output {:?} exceeds the {} elements planned at init",
                     s.index,
@@ -757,6 +976,9 @@ impl XnnDelegate {
 
     fn run_step(&mut self, si: usize) -> Result<(), XnnError> {
         let s = &self.steps[si];
+        if s.skip {
+            return Ok(());
+        }
         if let Prep::Q8(q) = &s.prep {
             return qs8::run(
                 q,
@@ -769,6 +991,21 @@ impl XnnDelegate {
         }
         let out = s.op.out();
         let od = self.shapes[out];
+        if let Prep::Qd8Fc { packed, src } = &s.prep {
+            let mut ob = core::mem::take(&mut self.bufs[out]);
+            let res = run_qd8_fc(
+                s,
+                packed,
+                &self.bufs[*src],
+                &self.shapes[*src],
+                &mut self.qa,
+                &mut self.qp,
+                &mut ob,
+                &od,
+            );
+            self.bufs[out] = ob;
+            return res;
+        }
         let mut ob = core::mem::take(&mut self.bufs[out]);
         let res = run_op(s, &self.bufs, &self.shapes, &mut self.scratch, &mut ob, &od);
         self.bufs[out] = ob;
@@ -777,6 +1014,46 @@ impl XnnDelegate {
         apply_fq(self.fq[out], &mut self.bufs[out][..n], &od);
         Ok(())
     }
+}
+
+/// A `Prep::Qd8Fc` step: quantize each row of `x`, then the integer GEMM.
+#[allow(clippy::too_many_arguments)]
+fn run_qd8_fc(
+    s: &Step,
+    packed: &PackedQd8,
+    x: &[f32],
+    xd: &Dims,
+    qa: &mut [i8],
+    qp: &mut [Qd8Params],
+    out: &mut [f32],
+    od: &Dims,
+) -> Result<(), XnnError> {
+    let (k, n, kp) = (packed.k(), packed.n(), packed.row_len());
+    let m = xd.numel() / k;
+    if xd.last() != k || od.last() != n || m * k != xd.numel() {
+        return Err(XnnError::Shape(format!(
+            "node {} ({}): input {:?} / output {:?} do not fit the {n}x{k} filter",
+            s.index, s.kind, xd, od
+        )));
+    }
+    if m == 0 {
+        return Ok(());
+    }
+    if m * kp > qa.len() || m > qp.len() || m * n > out.len() || m * k > x.len() {
+        return Err(XnnError::Shape(format!(
+            "node {} ({}): {m} rows exceed the planned bound",
+            s.index, s.kind
+        )));
+    }
+    for ((row, q), p) in x[..m * k]
+        .chunks_exact(k)
+        .zip(qa.chunks_exact_mut(kp))
+        .zip(qp.iter_mut())
+    {
+        *p = packed.quantize_row(row, q);
+    }
+    qd8_gemm(m, qa, kp, qp, packed, out, n, s.lo, s.hi);
+    Ok(())
 }
 
 fn infer_step(s: &Step, shapes: &[Dims]) -> Result<Dims, XnnError> {
@@ -1273,7 +1550,7 @@ impl DelegateHandle for XnnDelegate {
                     }
                 }
             }
-            if let Fq::Dynamic { .. } = self.fq[e.value] {
+            if let (Fq::Dynamic { .. }, false) = (self.fq[e.value], self.raw_dynamic[e.value]) {
                 let d = self.shapes[e.value];
                 apply_fq(self.fq[e.value], &mut self.bufs[e.value][..n], &d);
             }

@@ -1,4 +1,5 @@
-//! Prints the decoded graphs of every `fixtures/xnn_*` program (`cargo test -p pteron-xnnpack --test dump -- --nocapture --ignored`).
+//! Prints the decoded graphs of every `fixtures/xnn_*` program (`cargo test -p pteron-xnnpack --test dump -- --nocapture --ignored`),
+//! or of the programs named in `XNN_DUMP_FILES` (colon-separated paths).
 use std::path::Path;
 
 #[test]
@@ -20,15 +21,14 @@ fn dump_fixture_graphs() {
                 .then(|| (name, d.join("program.pte")))
         })
         .collect();
-    // `XNN_DUMP_PTE=a.pte:b.pte` dumps those files instead of the fixtures.
-    if let Ok(list) = std::env::var("XNN_DUMP_PTE") {
+    if let Ok(list) = std::env::var("XNN_DUMP_FILES") {
         files = list
             .split(':')
             .map(|p| (p.to_string(), std::path::PathBuf::from(p)))
             .collect();
     }
-    for (name, file) in files {
-        let bytes = std::fs::read(file).unwrap();
+    for (name, path) in files {
+        let bytes = std::fs::read(path).unwrap();
         let prog = pteron_format::parse_program(&bytes).unwrap();
         for plan in &prog.plans {
             for (di, del) in plan.delegates.iter().enumerate() {
@@ -55,6 +55,9 @@ fn dump_fixture_graphs() {
                                 scales,
                                 channel_dim,
                             } => format!("pc({} ch{channel_dim})", scales.len()),
+                            pteron_xnnpack::graph::Quant::Blockwise {
+                                scales, group_size, ..
+                            } => format!("blockwise({} g{group_size})", scales.len()),
                             q => format!("{q:?}"),
                         }
                     );

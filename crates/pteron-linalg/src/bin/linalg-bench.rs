@@ -7,6 +7,7 @@ use pteron_linalg::{
     Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
     QAddParams, QConvGeom, QOut,
 };
+use pteron_linalg::{qd8_gemm, PackedQd8, Qd8Kind, Qd8Params};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -256,6 +257,51 @@ fn bench_fc(
     s
 }
 
+/// qd8 linear: quantize the `m` rows, then the integer GEMM (what one XNNPACK
+/// dynamically quantized fully-connected node does). Reports GOPS (2·m·n·k) and
+/// the weight bytes streamed per second.
+fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
+    if !selected(name) {
+        return;
+    }
+    let x = fill(m * k, 11);
+    let wf = fill(n * k, 12);
+    let (w, nb): (Vec<i8>, usize) = match kind {
+        Qd8Kind::Qc8w => (wf.iter().map(|v| (v * 255.0) as i8).collect(), 1),
+        Qd8Kind::Qc4w => (wf.iter().map(|v| (v * 15.0) as i8).collect(), 1),
+        Qd8Kind::Qb4w { block } => (wf.iter().map(|v| (v * 15.0) as i8).collect(), k / block),
+    };
+    let scales = vec![0.01f32; n * nb];
+    let packed = PackedQd8::new(kind, n, k, &w, &scales, None).expect("pack");
+    let kp = packed.row_len();
+    let mut qa = vec![0i8; m * kp];
+    let mut qp = vec![Qd8Params::default(); m];
+    let mut out = vec![0.0f32; m * n];
+    let s = time(|| {
+        for i in 0..m {
+            qp[i] = packed.quantize_row(&x[i * k..(i + 1) * k], &mut qa[i * kp..(i + 1) * kp]);
+        }
+        qd8_gemm(
+            m,
+            &qa,
+            kp,
+            &qp,
+            &packed,
+            &mut out,
+            n,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+        );
+        black_box(&out);
+    });
+    println!(
+        "{name:<44} {:>9.1} us {:>8.1} GOPS {:>6.1} GB/s of weights",
+        s * 1e6,
+        2.0 * (m * n * k) as f64 / s / 1e9,
+        packed.weight_bytes_per_pass() as f64 / s / 1e9
+    );
+}
+
 /// f32 packed GEMM and int8 qgemm on the same `m × n × k` (NHWC 1x1-conv shape).
 fn bench_qgemm(name: &str, m: usize, n: usize, k: usize) {
     let fname = format!("sgemm_packed {name}");
@@ -456,6 +502,16 @@ fn main() {
         let s = time(|| pteron_linalg::elementwise::clamp(ea, 0.0, 6.0, &mut eo));
         report("elementwise clamp", n as f64, s);
     }
+    println!("-- qd8 (dynamically quantized int8 activations x int8/int4 weights)");
+    let b32 = Qd8Kind::Qb4w { block: 32 };
+    bench_qd8("qd8 qb4w 1x288x768 (15M ffn)", b32, 1, 768, 288);
+    bench_qd8("qd8 qb4w 1x288x32000 (15M output)", b32, 1, 32000, 288);
+    bench_qd8("qd8 qb4w 1x2048x8192", b32, 1, 8192, 2048);
+    bench_qd8("qd8 qb4w 1x8192x2048", b32, 1, 2048, 8192);
+    bench_qd8("qd8 qb4w 64x2048x8192", b32, 64, 8192, 2048);
+    bench_qd8("qd8 qb4w 128x288x768", b32, 128, 768, 288);
+    bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
+    bench_qd8("qd8 qc4w 64x2048x8192", Qd8Kind::Qc4w, 64, 8192, 2048);
     println!("-- Networks (conv + FC layers only; no adds/pools)");
     for (name, (mut layers, flops), in_f) in [
         ("MobileNetV2 1x3x224x224", mobilenet_v2(), 1280),

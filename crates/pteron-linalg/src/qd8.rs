@@ -1,0 +1,827 @@
+//! Dynamically quantized GEMM (`qd8`): activations quantized to int8 at run time,
+//! one scale and zero point per row, times int8 or int4 weights into `f32`, with
+//! the arithmetic of XNNPACK's `qd8-f32-qc8w`, `qd8-f32-qc4w` and `qd8-f32-qb4w`
+//! kernels, so that results are bit-identical to them and across our own tiers.
+//!
+//! * Row quantization ([`qd8_quantize_row`]): `rmin = min(0, min x)`,
+//!   `rmax = max(0, max x)`, `s = 255 / (rmax - rmin)` (1 when the range is
+//!   empty), zero point nudged from whichever end has the smaller error, rounded
+//!   to nearest even; `q = clamp(rne(min(x · (1 / (1 / s)), 127 - zp)) + zp)`; the
+//!   dequantization scale is `1 / s`.
+//! * Per-channel weights (`qc8w`, `qc4w`): the int32 dot product of the quantized
+//!   row and the weight column (minus `zp · Σw`, exact), then
+//!   `fma(float(acc) · inv_scale, scale[n], bias[n])`, then the output clamp.
+//! * Blockwise weights (`qb4w`, the LLM "8da4w" scheme; block scales in bf16):
+//!   each column keeps four float partial sums; lane `j` accumulates the int32
+//!   dot products over the `k` with `(k mod 8) / 2 == j` of each block, multiplied
+//!   by the block scale with a fused multiply-add; lane 0 starts at `zp · ksum`
+//!   where `ksum = -Σ_chunks float(Σ_16 w) · scale_b` (accumulated in float in
+//!   16-wide chunks, as XNNPACK packs it). The lanes are summed
+//!   `(l0 + l1) + (l2 + l3)`, then `sum · inv_scale + bias` (two roundings, as the
+//!   XNNPACK build in ExecuTorch 1.5.1 does) and the clamp.
+//!
+//! Checked bit for bit against ExecuTorch 1.5.1's XNNPACK on exported programs
+//! (`fixtures/xnn_8da4w_exact`).
+//!
+//! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
+//! values stay two per byte, so a decode step reads half a byte per weight.
+
+use crate::pool::{num_threads, parallel_for};
+use crate::util::SyncPtr;
+use crate::LinalgError;
+use crate::{isa, Isa};
+
+/// int8 weights pad `k` to a multiple of this.
+const QD8_K_ALIGN: usize = 16;
+/// Output columns per packed tile.
+const NR: usize = 8;
+
+/// Run-time quantization parameters of one activation row.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Qd8Params {
+    /// Zero point (in `-128..=127`).
+    pub zero_point: i32,
+    /// Dequantization scale (`real = (q - zero_point) * inv_scale`).
+    pub inv_scale: f32,
+}
+
+impl Qd8Params {
+    /// XNNPACK's asymmetric parameters for values in `[min, max]`; also returns the
+    /// multiplier that quantizes (`1 / inv_scale`).
+    pub fn from_range(min: f32, max: f32) -> (Qd8Params, f32) {
+        let (qmin, qmax) = (-128.0f32, 127.0f32);
+        let rmin = min.min(0.0);
+        let rmax = max.max(0.0);
+        let scale = if rmin == rmax {
+            1.0
+        } else {
+            (qmax - qmin) / (rmax - rmin)
+        };
+        let lo = rmin * scale;
+        let hi = rmax * scale;
+        let zp = if (qmin + lo) + (qmax + hi) > 0.0 {
+            qmin - lo
+        } else {
+            qmax - hi
+        };
+        let zp = zp.max(qmin).min(qmax).round_ties_even();
+        let zero_point = if zp.is_nan() { 0 } else { zp as i32 };
+        let inv_scale = 1.0 / scale;
+        (
+            Qd8Params {
+                zero_point,
+                inv_scale,
+            },
+            1.0 / inv_scale,
+        )
+    }
+}
+
+/// Quantizes one row (`x.len() <= out.len()`); `out` past `x.len()` is zeroed.
+pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+    // Eight independent running extrema (vectorizable); NaNs are skipped.
+    let (mut mn, mut mx) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            mn[i] = if c[i] < mn[i] { c[i] } else { mn[i] };
+            mx[i] = if c[i] > mx[i] { c[i] } else { mx[i] };
+        }
+    }
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        mn[i] = mn[i].min(v);
+        mx[i] = mx[i].max(v);
+    }
+    let (mn, mx) = if x.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (
+            mn.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
+            mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+        )
+    };
+    let (p, mult) = Qd8Params::from_range(mn, mx);
+    let zp = p.zero_point;
+    let top = (127 - zp) as f32;
+    // Round to nearest even with the 1.5·2^23 trick (valid for |v| <= 2^22; values
+    // below -256 saturate to -128 either way), as `cvtps2dq` rounds.
+    const MAGIC: f32 = 12_582_912.0;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let v = (v * mult).min(top).max(-256.0);
+        let r = ((v + MAGIC) - MAGIC) as i32;
+        *o = (r + zp).clamp(-128, 127) as i8;
+    }
+    for o in out[x.len()..].iter_mut() {
+        *o = 0;
+    }
+    p
+}
+
+/// Weight scheme of a [`PackedQd8`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qd8Kind {
+    /// int8 per output channel.
+    Qc8w,
+    /// int4 per output channel.
+    Qc4w,
+    /// int4 with one scale per output channel and block of `block` inputs.
+    Qb4w {
+        /// Inputs per block (a multiple of 32).
+        block: usize,
+    },
+}
+
+/// Position `i` of every 16-byte chunk of an int4 row holds input `PERM[i]` of the
+/// chunk, so that the pairwise sums of `maddubs` followed by `madd` land inputs
+/// with the same `(k mod 8) / 2` in the same 32-bit lane (XNNPACK's lanes).
+const PERM: [usize; 16] = [0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15];
+
+/// Weights packed for [`qd8_gemm`]: `n` output columns of `k` inputs.
+///
+/// Tiles of 8 columns. int8: per 16 inputs and column pair, 32 bytes
+/// (`[c0 k0..8][c1 k0..8][c0 k8..16][c1 k8..16]`). int4: per 32 inputs and column
+/// pair, 32 bytes (16 per column; byte `i` holds `w + 8` of input `PERM[i]` in its
+/// low nibble and of input `16 + PERM[i]` in its high nibble).
+#[derive(Clone, Debug)]
+pub struct PackedQd8 {
+    kind: Qd8Kind,
+    n: usize,
+    k: usize,
+    kp: usize,
+    data: Vec<u8>,
+    /// `qc*`: `-Σ w` per column (int).
+    ksum_i: Vec<i32>,
+    /// `qb4w`: XNNPACK's float `ksum` per column.
+    ksum_f: Vec<f32>,
+    /// `qc*`: per-column scale.
+    scale: Vec<f32>,
+    /// `qb4w`: `[tile][block][8]` bf16 block scales.
+    bscale: Vec<u16>,
+    bias: Vec<f32>,
+}
+
+fn bf16_bits(x: f32) -> u16 {
+    // Round to nearest even; the scales given are normally already bf16 values.
+    let b = x.to_bits();
+    if x.is_nan() {
+        return (b >> 16) as u16 | 0x40;
+    }
+    (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+impl PackedQd8 {
+    /// Packs `w` (`n` rows of `k` signed values, row-major: output channel major,
+    /// as XNNPACK's `OI` filters), in `-128..=127` for `Qc8w` or `-8..=7` for the
+    /// int4 kinds (stored value minus the zero point 8). `scales` has `n` entries
+    /// (`n * ceil(k / block)` for `Qb4w`, block-major within a column; rounded to
+    /// bf16 as XNNPACK does), `bias` `n` or none.
+    pub fn new(
+        kind: Qd8Kind,
+        n: usize,
+        k: usize,
+        w: &[i8],
+        scales: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<PackedQd8, LinalgError> {
+        let err = |m: String| Err(LinalgError(format!("qd8 weights: {m}")));
+        if n == 0 || k == 0 {
+            return err(format!("empty weights ({n} x {k})"));
+        }
+        if w.len() != n * k {
+            return err(format!("{} weights for {n} x {k}", w.len()));
+        }
+        let nblocks = match kind {
+            Qd8Kind::Qb4w { block } => {
+                if block == 0 || block % 32 != 0 {
+                    return err(format!("block size {block} is not a multiple of 32"));
+                }
+                k.div_ceil(block)
+            }
+            _ => 1,
+        };
+        if scales.len() != n * nblocks {
+            return err(format!(
+                "{} scales for {n} columns x {nblocks} blocks",
+                scales.len()
+            ));
+        }
+        if let Some(b) = bias {
+            if b.len() != n {
+                return err(format!("{} biases for {n} columns", b.len()));
+            }
+        }
+        let int4 = kind != Qd8Kind::Qc8w;
+        if int4 && w.iter().any(|&v| !(-8..=7).contains(&v)) {
+            return err("an int4 weight is outside -8..=7".into());
+        }
+        let kp = match kind {
+            Qd8Kind::Qc8w => k.next_multiple_of(QD8_K_ALIGN),
+            Qd8Kind::Qc4w => k.next_multiple_of(32),
+            Qd8Kind::Qb4w { block } => nblocks * block,
+        };
+        let ntiles = n.div_ceil(NR);
+        let cols = ntiles * NR;
+        // Signed weight of a (padded) column at a (padded) input.
+        let wv = |col: usize, kk: usize| -> i8 {
+            if col < n && kk < k {
+                w[col * k + kk]
+            } else {
+                0
+            }
+        };
+        let tb = if int4 { kp * NR / 2 } else { kp * NR };
+        let mut data = vec![0u8; ntiles * tb];
+        // Parallel over tiles: packing a large model's weights is a noticeable part
+        // of its load time.
+        {
+            let chunks: Vec<&mut [u8]> = data.chunks_mut(tb).collect();
+            let cell: Vec<std::sync::Mutex<&mut [u8]>> =
+                chunks.into_iter().map(std::sync::Mutex::new).collect();
+            parallel_for(ntiles, |t| {
+                let mut guard = cell[t].lock().unwrap_or_else(|e| e.into_inner());
+                let tile: &mut [u8] = &mut guard;
+                if int4 {
+                    let mut src = [0i8; 32];
+                    for g in 0..kp / 32 {
+                        for p in 0..4 {
+                            for half in 0..2 {
+                                let col = t * NR + 2 * p + half;
+                                // The 32 inputs of this group (zero past the edges).
+                                src.fill(0);
+                                if col < n && g * 32 < k {
+                                    let e = (g * 32 + 32).min(k);
+                                    src[..e - g * 32]
+                                        .copy_from_slice(&w[col * k + g * 32..col * k + e]);
+                                }
+                                let dst = &mut tile[(g * 4 + p) * 32 + half * 16..][..16];
+                                for (i, d) in dst.iter_mut().enumerate() {
+                                    let lo = (src[PERM[i]] + 8) as u8;
+                                    let hi = (src[16 + PERM[i]] + 8) as u8;
+                                    *d = lo | (hi << 4);
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    for c in 0..kp / 16 {
+                        for p in 0..4 {
+                            let dst = &mut tile[(c * 4 + p) * 32..][..32];
+                            for half in 0..2 {
+                                let col = t * NR + 2 * p + half;
+                                for j in 0..8 {
+                                    dst[half * 8 + j] = wv(col, c * 16 + j) as u8;
+                                    dst[16 + half * 8 + j] = wv(col, c * 16 + 8 + j) as u8;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let mut bias_v = vec![0.0f32; cols];
+        if let Some(b) = bias {
+            bias_v[..n].copy_from_slice(b);
+        }
+        let mut ksum_i = Vec::new();
+        let mut ksum_f = Vec::new();
+        let mut scale = Vec::new();
+        let mut bscale = Vec::new();
+        match kind {
+            Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
+                ksum_i = (0..cols)
+                    .map(|col| {
+                        if col < n {
+                            -w[col * k..(col + 1) * k]
+                                .iter()
+                                .map(|&v| v as i32)
+                                .sum::<i32>()
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                scale = (0..cols)
+                    .map(|col| if col < n { scales[col] } else { 0.0 })
+                    .collect();
+            }
+            Qd8Kind::Qb4w { block } => {
+                let sb = |col: usize, b: usize| -> f32 {
+                    if col < n {
+                        bf16_to_f32(bf16_bits(scales[col * nblocks + b]))
+                    } else {
+                        0.0
+                    }
+                };
+                // XNNPACK's float ksum: 16-input chunks in order, each
+                // `-float(Σ w) · scale_block`.
+                ksum_f = (0..cols)
+                    .map(|col| {
+                        if col >= n {
+                            return 0.0;
+                        }
+                        let mut acc = 0.0f32;
+                        // Chunks past k sum to zero and leave `acc` unchanged.
+                        for (c, chunk) in w[col * k..(col + 1) * k].chunks(16).enumerate() {
+                            let s: i32 = chunk.iter().map(|&v| v as i32).sum();
+                            acc -= (s as f32) * sb(col, (c * 16) / block);
+                        }
+                        acc
+                    })
+                    .collect();
+                bscale = vec![0u16; ntiles * nblocks * NR];
+                for t in 0..ntiles {
+                    for b in 0..nblocks {
+                        for j in 0..NR {
+                            bscale[(t * nblocks + b) * NR + j] = bf16_bits(sb(t * NR + j, b));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(PackedQd8 {
+            kind,
+            n,
+            k,
+            kp,
+            data,
+            ksum_i,
+            ksum_f,
+            scale,
+            bscale,
+            bias: bias_v,
+        })
+    }
+
+    /// Output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Inputs per column.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Bytes of one quantized row as [`PackedQd8::quantize_row`] writes it (the
+    /// stride the rows given to [`qd8_gemm`] need at least).
+    pub fn row_len(&self) -> usize {
+        self.kp + 32 * self.row_blocks()
+    }
+    /// The weight scheme.
+    pub fn kind(&self) -> Qd8Kind {
+        self.kind
+    }
+    /// Bytes held (weights, scales, sums, bias).
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+            + 4 * (self.ksum_i.len() + self.ksum_f.len() + self.scale.len() + self.bias.len())
+            + 2 * self.bscale.len()
+    }
+    /// Bytes one full pass over the weights reads (what a `m == 1` call streams).
+    pub fn weight_bytes_per_pass(&self) -> usize {
+        self.bytes()
+    }
+
+    /// Blocks whose zero-point corrections follow an int4 row (0 for int8).
+    fn row_blocks(&self) -> usize {
+        match self.kind {
+            Qd8Kind::Qc8w => 0,
+            Qd8Kind::Qc4w => 1,
+            Qd8Kind::Qb4w { block } => self.kp / block,
+        }
+    }
+
+    fn block_len(&self) -> usize {
+        match self.kind {
+            Qd8Kind::Qb4w { block } => block,
+            _ => self.kp,
+        }
+    }
+
+    fn tile_bytes(&self) -> usize {
+        if self.kind == Qd8Kind::Qc8w {
+            self.kp * NR
+        } else {
+            self.kp * NR / 2
+        }
+    }
+
+    /// Quantizes one activation row (`x.len() == k`) with XNNPACK's `qd8` rule into
+    /// `out` (`row_len()` bytes) in the layout the kernels read: for int4 weights
+    /// the inputs are permuted within 16-byte chunks and followed, per block, by
+    /// `8 · Σ a` over each lane's inputs (eight `i32`, the weights' zero point
+    /// correction).
+    ///
+    /// # Panics
+    /// When `x.len() != k` or `out` is shorter than `row_len()`.
+    pub fn quantize_row(&self, x: &[f32], out: &mut [i8]) -> Qd8Params {
+        assert_eq!(x.len(), self.k, "quantize_row: row length");
+        let (kp, nb) = (self.kp, self.row_blocks());
+        let out = &mut out[..kp + 32 * nb];
+        let p = qd8_quantize_row(x, &mut out[..kp]);
+        if nb == 0 {
+            return p;
+        }
+        let bl = self.block_len();
+        for b in 0..nb {
+            let mut lanes = [0i32; 4];
+            for kk in b * bl..(b + 1) * bl {
+                lanes[(kk % 8) / 2] += 8 * out[kk] as i32;
+            }
+            let dst = &mut out[kp + 32 * b..kp + 32 * (b + 1)];
+            for (i, &v) in lanes.iter().chain(lanes.iter()).enumerate() {
+                for (d, byte) in dst[4 * i..4 * i + 4].iter_mut().zip(v.to_le_bytes()) {
+                    *d = byte as i8;
+                }
+            }
+        }
+        for chunk in out[..kp].chunks_exact_mut(16) {
+            let mut c = [0i8; 16];
+            c.copy_from_slice(chunk);
+            for (d, &src) in chunk.iter_mut().zip(PERM.iter()) {
+                *d = c[src];
+            }
+        }
+        p
+    }
+}
+
+/// Everything one tile call needs.
+struct TileArgs<'a> {
+    w: &'a PackedQd8,
+    tile: usize,
+    /// Rows from [`PackedQd8::quantize_row`] (stride `lda`).
+    a: &'a [i8],
+    lda: usize,
+    params: &'a [Qd8Params],
+    lo: f32,
+    hi: f32,
+}
+
+/// Scalar reference of one tile for `rows` consecutive rows starting at `r0`;
+/// writes `out[r][j]` for the 8 columns of the tile.
+fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2]) {
+    let w = t.w;
+    let int4 = w.kind != Qd8Kind::Qc8w;
+    let tb = w.tile_bytes();
+    let tile = &w.data[t.tile * tb..(t.tile + 1) * tb];
+    let mut inv = [0usize; 16];
+    for (i, &k) in PERM.iter().enumerate() {
+        inv[k] = i;
+    }
+    // Signed weight of tile column j at input kk.
+    let wval = |j: usize, kk: usize| -> i32 {
+        let (p, half) = (j / 2, j % 2);
+        if int4 {
+            let (g, r) = (kk / 32, kk % 32);
+            let b = tile[(g * 4 + p) * 32 + half * 16 + inv[r % 16]];
+            let u = if r < 16 { b & 0xf } else { b >> 4 };
+            u as i32 - 8
+        } else {
+            let (c, r) = (kk / 16, kk % 16);
+            tile[(c * 4 + p) * 32 + (r / 8) * 16 + half * 8 + (r % 8)] as i8 as i32
+        }
+    };
+    for (ri, o) in out.iter_mut().enumerate().take(rows) {
+        let r = r0 + ri;
+        let row = &t.a[r * t.lda..r * t.lda + w.kp];
+        let a = |kk: usize| -> i32 {
+            if int4 {
+                row[(kk / 16) * 16 + inv[kk % 16]] as i32
+            } else {
+                row[kk] as i32
+            }
+        };
+        let qp = t.params[r];
+        for (j, oj) in o.iter_mut().enumerate() {
+            let col = t.tile * NR + j;
+            let v = match w.kind {
+                Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
+                    let mut acc = w.ksum_i[col].wrapping_mul(qp.zero_point);
+                    for kk in 0..w.kp {
+                        acc = acc.wrapping_add(a(kk) * wval(j, kk));
+                    }
+                    (acc as f32 * qp.inv_scale).mul_add(w.scale[col], w.bias[col])
+                }
+                Qd8Kind::Qb4w { block } => {
+                    let zpf = qp.zero_point as f32;
+                    let mut lanes = [0.0f32 * zpf; 4];
+                    lanes[0] = w.ksum_f[col] * zpf;
+                    let nb = w.kp / block;
+                    for b in 0..nb {
+                        let mut acc = [0i32; 4];
+                        for kk in b * block..(b + 1) * block {
+                            acc[(kk % 8) / 2] += a(kk) * wval(j, kk);
+                        }
+                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
+                        for (l, &ac) in lanes.iter_mut().zip(&acc) {
+                            *l = (ac as f32).mul_add(s, *l);
+                        }
+                    }
+                    let sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+                    sum * qp.inv_scale + w.bias[col]
+                }
+            };
+            *oj = v.max(t.lo).min(t.hi);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
+mod avx2 {
+    use super::{Qd8Kind, TileArgs, NR};
+    use std::arch::x86_64::*;
+
+    /// int8 weights: chunk `c` (16 inputs), column pair `p`, as i16
+    /// (inputs 0..8, inputs 8..16), each `[col 2p × 8 | col 2p+1 × 8]`.
+    #[inline(always)]
+    unsafe fn load_pair8(tile: *const u8, c: usize, p: usize) -> (__m256i, __m256i) {
+        let base = tile.add((c * 4 + p) * 32);
+        let lo = _mm_loadu_si128(base as *const __m128i);
+        let hi = _mm_loadu_si128(base.add(16) as *const __m128i);
+        (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+    }
+
+    /// 8 activation bytes at `a`, sign-extended, in both 128-bit halves.
+    #[inline(always)]
+    unsafe fn load_a8(a: *const i8) -> __m256i {
+        _mm256_cvtepi8_epi16(_mm_broadcastq_epi64(_mm_loadl_epi64(a as *const __m128i)))
+    }
+
+    /// int8: adds chunks `0..chunks` of rows `a[r]` into `acc[r][p]`.
+    #[inline(always)]
+    unsafe fn accumulate8<const MR: usize>(
+        tile: *const u8,
+        a: &[*const i8; MR],
+        chunks: usize,
+        acc: &mut [[__m256i; 4]; MR],
+    ) {
+        for c in 0..chunks {
+            let mut alo = [_mm256_setzero_si256(); MR];
+            let mut ahi = [_mm256_setzero_si256(); MR];
+            for r in 0..MR {
+                alo[r] = load_a8(a[r].add(c * 16));
+                ahi[r] = load_a8(a[r].add(c * 16 + 8));
+            }
+            for p in 0..4 {
+                let (wl, wh) = load_pair8(tile, c, p);
+                for r in 0..MR {
+                    let s = _mm256_add_epi32(
+                        _mm256_madd_epi16(alo[r], wl),
+                        _mm256_madd_epi16(ahi[r], wh),
+                    );
+                    acc[r][p] = _mm256_add_epi32(acc[r][p], s);
+                }
+            }
+        }
+    }
+
+    /// int4: adds groups `g0..g1` (32 inputs each) of rows `a[r]` into `acc[r][p]`
+    /// as `Σ (w + 8) · a` per lane (the caller subtracts `8 · Σ a`).
+    #[inline(always)]
+    unsafe fn accumulate4<const MR: usize>(
+        tile: *const u8,
+        a: &[*const i8; MR],
+        g0: usize,
+        g1: usize,
+        acc: &mut [[__m256i; 4]; MR],
+    ) {
+        let nib = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        for g in g0..g1 {
+            let mut alo = [_mm256_setzero_si256(); MR];
+            let mut ahi = [_mm256_setzero_si256(); MR];
+            for r in 0..MR {
+                alo[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    a[r].add(g * 32) as *const __m128i
+                ));
+                ahi[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                    a[r].add(g * 32 + 16) as *const __m128i
+                ));
+            }
+            for p in 0..4 {
+                let wv = _mm256_loadu_si256(tile.add((g * 4 + p) * 32) as *const __m256i);
+                let wl = _mm256_and_si256(wv, nib);
+                let wh = _mm256_and_si256(_mm256_srli_epi16(wv, 4), nib);
+                for r in 0..MR {
+                    // u4 · i8 pairs: |sum| <= 2 · 15 · 128, no saturation.
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(wl, alo[r]),
+                        _mm256_maddubs_epi16(wh, ahi[r]),
+                    );
+                    acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(s, ones));
+                }
+            }
+        }
+    }
+
+    /// One tile for rows `r0..r0 + MR` (all valid).
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; the rows `r0..r0+MR` of `t.a` must hold
+    /// `row_len()` bytes each (checked by the caller).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile<const MR: usize>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        out: &mut [[f32; NR]; 2],
+    ) {
+        let w = t.w;
+        let tb = w.tile_bytes();
+        let tile = w.data.as_ptr().add(t.tile * tb);
+        let kp = w.kp;
+        let mut a = [core::ptr::null::<i8>(); MR];
+        for (r, ar) in a.iter_mut().enumerate() {
+            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
+        }
+        let col0 = t.tile * NR;
+        let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        match w.kind {
+            Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
+                let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+                if w.kind == Qd8Kind::Qc8w {
+                    accumulate8::<MR>(tile, &a, kp / 16, &mut acc);
+                } else {
+                    accumulate4::<MR>(tile, &a, 0, kp / 32, &mut acc);
+                    for r in 0..MR {
+                        let corr = _mm256_loadu_si256(a[r].add(kp) as *const __m256i);
+                        for p in 0..4 {
+                            acc[r][p] = _mm256_sub_epi32(acc[r][p], corr);
+                        }
+                    }
+                }
+                let ksum = _mm256_loadu_si256(w.ksum_i.as_ptr().add(col0) as *const __m256i);
+                let scale = _mm256_loadu_ps(w.scale.as_ptr().add(col0));
+                for r in 0..MR {
+                    let qp = t.params[r0 + r];
+                    let h01 = _mm256_hadd_epi32(acc[r][0], acc[r][1]);
+                    let h23 = _mm256_hadd_epi32(acc[r][2], acc[r][3]);
+                    let s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), perm);
+                    let s = _mm256_add_epi32(
+                        s,
+                        _mm256_mullo_epi32(ksum, _mm256_set1_epi32(qp.zero_point)),
+                    );
+                    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(qp.inv_scale));
+                    let f = _mm256_fmadd_ps(f, scale, bias);
+                    let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+                    _mm256_storeu_ps(out[r].as_mut_ptr(), f);
+                }
+            }
+            Qd8Kind::Qb4w { block } => {
+                let nb = kp / block;
+                let gpb = block / 32;
+                let mut fo = [[_mm256_setzero_ps(); 4]; MR];
+                for (r, f) in fo.iter_mut().enumerate() {
+                    let zp = _mm256_set1_ps(t.params[r0 + r].zero_point as f32);
+                    for (p, fp) in f.iter_mut().enumerate() {
+                        let k0 = w.ksum_f[col0 + 2 * p];
+                        let k1 = w.ksum_f[col0 + 2 * p + 1];
+                        let init = _mm256_setr_ps(k0, 0.0, 0.0, 0.0, k1, 0.0, 0.0, 0.0);
+                        *fp = _mm256_mul_ps(init, zp);
+                    }
+                }
+                let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
+                let mut sidx = [_mm256_setzero_si256(); 4];
+                for (p, ix) in sidx.iter_mut().enumerate() {
+                    let (e, o) = (2 * p as i32, 2 * p as i32 + 1);
+                    *ix = _mm256_setr_epi32(e, e, e, e, o, o, o, o);
+                }
+                for b in 0..nb {
+                    let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+                    accumulate4::<MR>(tile, &a, b * gpb, (b + 1) * gpb, &mut acc);
+                    let sv = _mm_loadu_si128(bs.add(b * NR) as *const __m128i);
+                    let s8 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(sv), 16));
+                    let mut corr = [_mm256_setzero_si256(); MR];
+                    for r in 0..MR {
+                        corr[r] = _mm256_loadu_si256(a[r].add(kp + 32 * b) as *const __m256i);
+                    }
+                    for p in 0..4 {
+                        let sp = _mm256_permutevar8x32_ps(s8, sidx[p]);
+                        for r in 0..MR {
+                            let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][p], corr[r]));
+                            fo[r][p] = _mm256_fmadd_ps(v, sp, fo[r][p]);
+                        }
+                    }
+                }
+                for r in 0..MR {
+                    let qp = t.params[r0 + r];
+                    let h01 = _mm256_hadd_ps(fo[r][0], fo[r][1]);
+                    let h23 = _mm256_hadd_ps(fo[r][2], fo[r][3]);
+                    let s = _mm256_permutevar8x32_ps(_mm256_hadd_ps(h01, h23), perm);
+                    let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
+                    let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+                    _mm256_storeu_ps(out[r].as_mut_ptr(), f);
+                }
+            }
+        }
+    }
+}
+
+/// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
+/// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
+/// their `params`. `c` has row stride `ldc`.
+///
+/// # Panics
+/// When the slices are too short for the sizes given (callers size them at load).
+#[allow(clippy::too_many_arguments)]
+pub fn qd8_gemm(
+    m: usize,
+    a: &[i8],
+    lda: usize,
+    params: &[Qd8Params],
+    w: &PackedQd8,
+    c: &mut [f32],
+    ldc: usize,
+    lo: f32,
+    hi: f32,
+) {
+    if m == 0 {
+        return;
+    }
+    let (n, kp) = (w.n, w.kp);
+    assert!(
+        lda >= kp && a.len() >= (m - 1) * lda + kp,
+        "qd8_gemm: a too short"
+    );
+    assert!(params.len() >= m, "qd8_gemm: params too short");
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "qd8_gemm: c too short"
+    );
+    let ntiles = n.div_ceil(NR);
+    let nt = num_threads();
+    let work = m * n * kp;
+    // Below ~1M multiply-adds (tens of microseconds) one thread is faster than a
+    // dispatch, especially when another process holds a core.
+    let (tchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
+        (1, 1)
+    } else {
+        let tc = ntiles.min(nt * 4);
+        let rb = if tc >= nt * 2 {
+            1
+        } else {
+            m.div_ceil(2).min((nt * 4).div_ceil(tc))
+        };
+        (tc, rb)
+    };
+    let rows_per = m.div_ceil(rblocks).next_multiple_of(2);
+    let rblocks = m.div_ceil(rows_per);
+    let tiles_per = ntiles.div_ceil(tchunks);
+    let tchunks = ntiles.div_ceil(tiles_per);
+    let kern = isa();
+    let cp = SyncPtr(c.as_mut_ptr());
+    let clen = c.len();
+    parallel_for(tchunks * rblocks, |task| {
+        let (tcix, rb) = (task % tchunks, task / tchunks);
+        let (r_start, r_end) = (rb * rows_per, ((rb + 1) * rows_per).min(m));
+        for tile in tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles) {
+            let args = TileArgs {
+                w,
+                tile,
+                a,
+                lda,
+                params,
+                lo,
+                hi,
+            };
+            let ncols = (n - tile * NR).min(NR);
+            let mut r = r_start;
+            while r < r_end {
+                let rows = (r_end - r).min(2);
+                let mut out = [[0.0f32; NR]; 2];
+                match kern {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Fma => {
+                        // SAFETY: the tier is only selected when AVX2+FMA are present;
+                        // rows r..r+rows exist in `a` (asserted above: m rows of kp bytes).
+                        unsafe {
+                            if rows == 2 {
+                                avx2::tile::<2>(&args, r, &mut out);
+                            } else {
+                                avx2::tile::<1>(&args, r, &mut out);
+                            }
+                        }
+                    }
+                    _ => tile_scalar(&args, r, rows, &mut out),
+                }
+                for (ri, o) in out.iter().enumerate().take(rows) {
+                    let off = (r + ri) * ldc + tile * NR;
+                    debug_assert!(off + ncols <= clen);
+                    // SAFETY: each task writes columns of its own tiles in its own rows
+                    // (disjoint across tasks); `off + ncols <= c.len()` by the assert on
+                    // `c` above, and `c` outlives the parallel_for.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(o.as_ptr(), cp.get().add(off), ncols);
+                    }
+                }
+                r += rows;
+            }
+        }
+    });
+}

@@ -1,0 +1,352 @@
+//! qd8 GEMM: every tier against an oracle written from the unpacked weights (the
+//! documented XNNPACK arithmetic), bit for bit, plus a float sanity bound.
+
+mod common;
+
+use common::{for_each_isa, Rng};
+use proptest::prelude::*;
+use pteron_linalg::{qd8_gemm, qd8_quantize_row, set_num_threads, PackedQd8, Qd8Kind, Qd8Params};
+
+struct Problem {
+    kind: Qd8Kind,
+    m: usize,
+    n: usize,
+    k: usize,
+    x: Vec<f32>,
+    w: Vec<i8>,
+    scales: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    lo: f32,
+    hi: f32,
+}
+
+fn bf16(x: f32) -> f32 {
+    let b = x.to_bits();
+    f32::from_bits(b.wrapping_add(0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
+}
+
+fn make(
+    kind: Qd8Kind,
+    m: usize,
+    n: usize,
+    k: usize,
+    seed: u64,
+    clamp: bool,
+    bias: bool,
+) -> Problem {
+    let mut r = Rng::new(seed);
+    // Rows with varied ranges (all positive, all negative, mixed, zero).
+    let mut x = Vec::with_capacity(m * k);
+    for i in 0..m {
+        let (off, amp) = [(0.0, 3.0), (2.0, 1.0), (-5.0, 2.0), (0.0, 0.0), (0.3, 0.01)][i % 5];
+        for _ in 0..k {
+            x.push(off + amp * r.f32());
+        }
+    }
+    let w: Vec<i8> = (0..n * k)
+        .map(|_| match kind {
+            Qd8Kind::Qc8w => (r.next_u64() % 256) as u8 as i8,
+            _ => (r.below(16) as i8) - 8,
+        })
+        .collect();
+    let nb = match kind {
+        Qd8Kind::Qb4w { block } => k.div_ceil(block),
+        _ => 1,
+    };
+    let scales = (0..n * nb)
+        .map(|_| {
+            let s = 0.001 + 0.05 * (r.f32() + 1.0);
+            if matches!(kind, Qd8Kind::Qb4w { .. }) {
+                bf16(s)
+            } else {
+                s
+            }
+        })
+        .collect();
+    let bias = bias.then(|| r.vec(n));
+    let (lo, hi) = if clamp {
+        (-1.0, 2.5)
+    } else {
+        (f32::NEG_INFINITY, f32::INFINITY)
+    };
+    Problem {
+        kind,
+        m,
+        n,
+        k,
+        x,
+        w,
+        scales,
+        bias,
+        lo,
+        hi,
+    }
+}
+
+/// The arithmetic of the module docs, from the unpacked weights.
+fn oracle(p: &Problem) -> Vec<f32> {
+    let mut out = vec![0.0f32; p.m * p.n];
+    for i in 0..p.m {
+        let row = &p.x[i * p.k..(i + 1) * p.k];
+        let mut q = vec![0i8; p.k];
+        let qp = qd8_quantize_row(row, &mut q);
+        for j in 0..p.n {
+            let wc = &p.w[j * p.k..(j + 1) * p.k];
+            let b = p.bias.as_ref().map_or(0.0, |b| b[j]);
+            let v = match p.kind {
+                Qd8Kind::Qc8w | Qd8Kind::Qc4w => {
+                    let acc: i32 = q
+                        .iter()
+                        .zip(wc)
+                        .map(|(&a, &w)| (a as i32 - qp.zero_point) * w as i32)
+                        .sum();
+                    (acc as f32 * qp.inv_scale).mul_add(p.scales[j], b)
+                }
+                Qd8Kind::Qb4w { block } => {
+                    let nb = p.k.div_ceil(block);
+                    let sc = &p.scales[j * nb..(j + 1) * nb];
+                    let mut ksum = 0.0f32;
+                    for c in 0..p.k.div_ceil(16) {
+                        let s: i32 = wc[c * 16..(c * 16 + 16).min(p.k)]
+                            .iter()
+                            .map(|&w| w as i32)
+                            .sum();
+                        ksum -= s as f32 * sc[c * 16 / block];
+                    }
+                    let zpf = qp.zero_point as f32;
+                    let mut lanes = [0.0 * zpf; 4];
+                    lanes[0] = ksum * zpf;
+                    for (bi, &s) in sc.iter().enumerate() {
+                        let mut acc = [0i32; 4];
+                        for kk in bi * block..((bi + 1) * block).min(p.k) {
+                            acc[(kk % 8) / 2] += q[kk] as i32 * wc[kk] as i32;
+                        }
+                        for (l, &a) in lanes.iter_mut().zip(&acc) {
+                            *l = (a as f32).mul_add(s, *l);
+                        }
+                    }
+                    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) * qp.inv_scale + b
+                }
+            };
+            out[i * p.n + j] = v.max(p.lo).min(p.hi);
+        }
+    }
+    out
+}
+
+/// Dequantized float matmul (what the quantized result approximates).
+fn float_ref(p: &Problem) -> Vec<f32> {
+    let mut out = vec![0.0f32; p.m * p.n];
+    for i in 0..p.m {
+        for j in 0..p.n {
+            let mut s = p.bias.as_ref().map_or(0.0, |b| b[j]) as f64;
+            for kk in 0..p.k {
+                let sc = match p.kind {
+                    Qd8Kind::Qb4w { block } => p.scales[j * p.k.div_ceil(block) + kk / block],
+                    _ => p.scales[j],
+                };
+                s += p.x[i * p.k + kk] as f64 * (p.w[j * p.k + kk] as f32 * sc) as f64;
+            }
+            out[i * p.n + j] = (s as f32).max(p.lo).min(p.hi);
+        }
+    }
+    out
+}
+
+fn run(p: &Problem, pad_a: usize, pad_c: usize) -> Vec<f32> {
+    let packed = PackedQd8::new(p.kind, p.n, p.k, &p.w, &p.scales, p.bias.as_deref()).unwrap();
+    let rl = packed.row_len();
+    let lda = rl + pad_a;
+    let mut a = vec![0x55u8 as i8; p.m * lda];
+    let mut params = vec![Qd8Params::default(); p.m];
+    for i in 0..p.m {
+        params[i] =
+            packed.quantize_row(&p.x[i * p.k..(i + 1) * p.k], &mut a[i * lda..i * lda + rl]);
+    }
+    let ldc = p.n + pad_c;
+    let mut c = vec![f32::NAN; p.m * ldc];
+    qd8_gemm(p.m, &a, lda, &params, &packed, &mut c, ldc, p.lo, p.hi);
+    let mut out = Vec::with_capacity(p.m * p.n);
+    for i in 0..p.m {
+        out.extend_from_slice(&c[i * ldc..i * ldc + p.n]);
+        assert!(
+            c[i * ldc + p.n..(i + 1) * ldc].iter().all(|v| v.is_nan()),
+            "wrote past n"
+        );
+    }
+    out
+}
+
+fn check(p: &Problem, pad_a: usize, pad_c: usize, ctx: &str) {
+    let want = oracle(p);
+    for_each_isa(|isa| {
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            let got = run(p, pad_a, pad_c);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    g.to_bits() == w.to_bits(),
+                    "{ctx} {isa:?} threads {threads}: [{}, {}] got {g}, want {w}",
+                    i / p.n,
+                    i % p.n
+                );
+            }
+        }
+    });
+    set_num_threads(0);
+    // Within a few quantization steps of the float product.
+    let fr = float_ref(p);
+    for i in 0..p.m {
+        let row = &p.x[i * p.k..(i + 1) * p.k];
+        let range = row.iter().fold(0.0f32, |a, &v| a.max(v.abs())) * 2.0;
+        for j in 0..p.n {
+            let wsum: f32 = (0..p.k)
+                .map(|kk| {
+                    let sc = match p.kind {
+                        Qd8Kind::Qb4w { block } => p.scales[j * p.k.div_ceil(block) + kk / block],
+                        _ => p.scales[j],
+                    };
+                    (p.w[j * p.k + kk] as f32 * sc).abs()
+                })
+                .sum();
+            // Quantization error, plus float cancellation of the zero-point term
+            // (`zp · ksum` against `Σ q·w`, as in XNNPACK).
+            let mut q = vec![0i8; p.k];
+            let zp = qd8_quantize_row(row, &mut q).zero_point as f32;
+            let tol = wsum * range / 255.0 + zp.abs() * wsum * 1e-6 + 1e-4;
+            let (g, f) = (want[i * p.n + j], fr[i * p.n + j]);
+            assert!(
+                (g - f).abs() <= tol,
+                "{ctx}: [{i}, {j}] {g} vs float {f} (tol {tol})"
+            );
+        }
+    }
+}
+
+fn kinds() -> [Qd8Kind; 4] {
+    [
+        Qd8Kind::Qc8w,
+        Qd8Kind::Qc4w,
+        Qd8Kind::Qb4w { block: 32 },
+        Qd8Kind::Qb4w { block: 64 },
+    ]
+}
+
+#[test]
+fn edge_shapes() {
+    let mut seed = 1;
+    for kind in kinds() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (1, 8, 16),
+            (1, 9, 17),
+            (2, 7, 32),
+            (3, 16, 64),
+            (5, 17, 96),
+            (4, 33, 128),
+            (1, 24, 200),
+            (6, 3, 33),
+        ] {
+            if let Qd8Kind::Qb4w { block } = kind {
+                if k % block != 0 {
+                    continue;
+                }
+            }
+            for (clamp, bias) in [(false, false), (true, true)] {
+                seed += 1;
+                let p = make(kind, m, n, k, seed, clamp, bias);
+                check(
+                    &p,
+                    seed as usize % 3 * 16,
+                    seed as usize % 2,
+                    &format!("{kind:?} {m}x{n}x{k}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn large_parallel_shapes() {
+    // Big enough to split over threads in both dimensions.
+    for (kind, m, n, k) in [
+        (Qd8Kind::Qb4w { block: 32 }, 1, 520, 512),
+        (Qd8Kind::Qb4w { block: 32 }, 37, 24, 256),
+        (Qd8Kind::Qc8w, 9, 136, 300),
+        (Qd8Kind::Qc4w, 64, 40, 160),
+    ] {
+        let p = make(kind, m, n, k, (m * n + k) as u64, true, true);
+        check(&p, 0, 3, &format!("{kind:?} {m}x{n}x{k}"));
+    }
+}
+
+#[test]
+fn quantize_row_properties() {
+    let mut r = Rng::new(7);
+    for len in [1usize, 5, 31, 100] {
+        for (off, amp) in [
+            (0.0f32, 1.0f32),
+            (3.0, 0.5),
+            (-2.0, 0.1),
+            (0.0, 0.0),
+            (0.0, 1e-30),
+        ] {
+            let x: Vec<f32> = (0..len).map(|_| off + amp * r.f32()).collect();
+            let mut q = vec![1i8; len + 16];
+            let p = qd8_quantize_row(&x, &mut q);
+            assert!((-128..=127).contains(&p.zero_point));
+            assert!(q[len..].iter().all(|&v| v == 0), "padding zeroed");
+            for (i, &v) in x.iter().enumerate() {
+                let d = (q[i] as i32 - p.zero_point) as f32 * p.inv_scale;
+                assert!(
+                    (d - v).abs() <= p.inv_scale * 0.5001 + 1e-6,
+                    "{v} -> {} -> {d}",
+                    q[i]
+                );
+            }
+            // Real zero is exactly representable.
+            let (p2, _) = Qd8Params::from_range(
+                x.iter().cloned().fold(f32::INFINITY, f32::min),
+                x.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+            );
+            assert_eq!(p, p2);
+        }
+    }
+}
+
+#[test]
+fn bad_weights_are_errors() {
+    assert!(PackedQd8::new(Qd8Kind::Qc8w, 2, 3, &[0; 5], &[1.0; 2], None).is_err());
+    assert!(PackedQd8::new(Qd8Kind::Qc4w, 1, 2, &[9, 0], &[1.0], None).is_err());
+    assert!(PackedQd8::new(
+        Qd8Kind::Qb4w { block: 16 },
+        1,
+        32,
+        &[0; 32],
+        &[1.0; 2],
+        None
+    )
+    .is_err());
+    assert!(PackedQd8::new(
+        Qd8Kind::Qb4w { block: 32 },
+        1,
+        64,
+        &[0; 64],
+        &[1.0; 1],
+        None
+    )
+    .is_err());
+    assert!(PackedQd8::new(Qd8Kind::Qc8w, 2, 2, &[0; 4], &[1.0; 2], Some(&[0.0; 3])).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn random_shapes(kind_i in 0usize..4, m in 1usize..9, n in 1usize..40, kb in 1usize..6, extra in 0usize..32,
+                     clamp: bool, bias: bool, seed: u64) {
+        let kind = kinds()[kind_i];
+        let k = match kind { Qd8Kind::Qb4w { block } => kb * block, _ => kb * 20 + extra };
+        let p = make(kind, m, n, k, seed, clamp, bias);
+        check(&p, (seed % 3) as usize * 16, (seed % 2) as usize, &format!("{kind:?} {m}x{n}x{k}"));
+    }
+}
