@@ -42,7 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "bench" / "models"
 DEFAULT_PTERON = ROOT / "target" / "release" / "pteron"
-EXPORTS = ("portable", "xnnpack")
+EXPORTS = ("portable", "xnnpack", "xnnpack_q8")
+DEFAULT_EXPORTS = ("portable", "xnnpack")
 SEED = 0
 
 
@@ -73,6 +74,12 @@ def export_model(name: str, kind: str, path: Path) -> float:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    elif kind == "xnnpack_q8":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        gm = quantize_pt2e_static(model)
+        ep = torch.export.export(gm, (example_input(),))
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
     else:
         raise ValueError(kind)
     et = edge.to_executorch()
@@ -82,6 +89,29 @@ def export_model(name: str, kind: str, path: Path) -> float:
         et.write_to_file(f)
     tmp.replace(path)
     return time.time() - t0
+
+
+def quantize_pt2e_static(model):
+    """PT2E static int8 (XNNPACKQuantizer, per-channel symmetric weights), calibrated
+    on a few seeded random inputs (as conformance/xnnpack/export_xnnpack_fixtures.py)."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    q = XNNPACKQuantizer()
+    q.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    x = example_input()
+    gm = torch.export.export(model, (x,)).module()
+    gm = prepare_pt2e(gm, q)
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        for _ in range(4):
+            gm(torch.randn(x.shape, generator=g))
+        gm(x)
+    return convert_pt2e(gm)
 
 
 def ensure_exports(models, exports):
@@ -127,8 +157,12 @@ def et_worker(args) -> int:
     load_ms = (time.perf_counter() - t0) * 1e3
 
     t0 = time.perf_counter()
-    method.execute([x])
+    out = method.execute([x])
     first_ms = (time.perf_counter() - t0) * 1e3
+    if args.save_out:
+        import numpy as np
+
+        np.save(args.save_out, out[0].detach().numpy() if hasattr(out[0], "detach") else np.asarray(out[0]))
 
     iterations = args.iterations
     warmup = max(0, args.warmup - 1)  # the first run counts as one warm-up run
@@ -165,7 +199,7 @@ def et_worker(args) -> int:
     return 0
 
 
-def run_executorch(pte: Path, args) -> dict:
+def run_executorch(pte: Path, args, save_out: Path | None = None) -> dict:
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -182,6 +216,8 @@ def run_executorch(pte: Path, args) -> dict:
         "--min-iterations",
         str(args.min_iterations),
     ]
+    if save_out is not None:
+        cmd += ["--_save-out", str(save_out)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s)
     except subprocess.TimeoutExpired:
@@ -223,6 +259,40 @@ def run_pteron(pte: Path, iterations: int, warmup: int, args) -> dict:
     return parse_json_line(p, "pteron")
 
 
+def check_agreement(pte: Path, ref_path: Path, args) -> dict:
+    """Runs pteron once on example_input() and compares with ExecuTorch's output.
+
+    Quantized outputs lie on a grid k * scale; the step is estimated as the smallest
+    gap between distinct reference values (1000 logits over <= 256 levels), and the
+    check passes when every element is within two steps."""
+    import numpy as np
+
+    out_dir = ROOT / "bench" / "out" / f"{pte.stem}_check"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inp = out_dir / "input_0.npy"
+    np.save(inp, example_input().numpy())
+    cmd = [str(args.pteron), "run", str(pte), "-i", str(inp), "-o", str(out_dir), "--threads", str(args.threads)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s)
+    if p.returncode != 0:
+        return {"error": f"pteron run exit {p.returncode}: {p.stderr.strip()[-200:]}"}
+    got = np.load(out_dir / "output_0.npy").astype(np.float64)
+    ref = np.load(ref_path).astype(np.float64)
+    if got.shape != ref.shape:
+        return {"error": f"shape {got.shape} vs {ref.shape}"}
+    u = np.unique(ref)
+    step = float(np.min(np.diff(u))) if u.size > 1 else 1.0
+    diff = np.abs(got - ref)
+    steps = diff / step
+    return {
+        "step": step,
+        "max_abs_diff": float(diff.max()),
+        "max_steps": float(steps.max()),
+        "frac_exact": float(np.mean(diff == 0)),
+        "argmax_equal": bool(np.argmax(got) == np.argmax(ref)),
+        "ok": bool(steps.max() <= 2.0 + 1e-6),
+    }
+
+
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
@@ -246,12 +316,20 @@ def ratio(et: dict, pt: dict) -> str:
         return "-"
 
 
+def fmt_check(c) -> str:
+    if not c:
+        return "-"
+    if "error" in c:
+        return "ERROR: " + c["error"]
+    return f"{'ok' if c['ok'] else 'FAIL'}: max {c['max_steps']:.1f} steps, {100 * c['frac_exact']:.1f}% exact, argmax {'=' if c['argmax_equal'] else '!='}"
+
+
 def print_table(rows, headline):
-    headers = ["model", "export", "ExecuTorch median ms", "pteron median ms", "ratio ET/pteron"]
-    body = [[r["model"], r["export"], fmt_ms(r["executorch"]), fmt_ms(r["pteron"]), ratio(r["executorch"], r["pteron"])] for r in rows]
+    headers = ["model", "export", "ExecuTorch median ms", "pteron median ms", "ratio ET/pteron", "outputs vs ET"]
+    body = [[r["model"], r["export"], fmt_ms(r["executorch"]), fmt_ms(r["pteron"]), ratio(r["executorch"], r["pteron"]), fmt_check(r.get("agreement"))] for r in rows]
     for h in headline:
         body.append(
-            [h["model"], "pteron portable vs ET xnnpack", fmt_ms(h["executorch_xnnpack"]), fmt_ms(h["pteron_portable"]), ratio(h["executorch_xnnpack"], h["pteron_portable"])]
+            [h["model"], "pteron portable vs ET xnnpack", fmt_ms(h["executorch_xnnpack"]), fmt_ms(h["pteron_portable"]), ratio(h["executorch_xnnpack"], h["pteron_portable"]), "-"]
         )
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *body)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
@@ -264,7 +342,7 @@ def print_table(rows, headline):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mobilenet_v2,resnet18", help="comma-separated torchvision model names")
-    ap.add_argument("--exports", default=",".join(EXPORTS), help="comma-separated subset of portable,xnnpack")
+    ap.add_argument("--exports", default=",".join(DEFAULT_EXPORTS), help="comma-separated subset of " + ",".join(EXPORTS))
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -275,6 +353,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json-out", default=None, help="also write all results as JSON to this file")
     ap.add_argument("--skip-executorch", action="store_true", help="only time pteron")
     ap.add_argument("--_worker", dest="worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_save-out", dest="save_out", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-check", action="store_true", help="skip the output agreement check of quantized exports")
     args = ap.parse_args(argv)
 
     if args.worker:
@@ -303,7 +383,11 @@ def main(argv=None) -> int:
                 it = args.iterations
             else:
                 print(f"[executorch] {pte.name} ...", flush=True)
-                row["executorch"] = run_executorch(pte, args)
+                ref_out = None
+                if kind == "xnnpack_q8" and not args.no_check:
+                    ref_out = ROOT / "bench" / "out" / f"{pte.stem}_ref.npy"
+                    ref_out.parent.mkdir(parents=True, exist_ok=True)
+                row["executorch"] = run_executorch(pte, args, ref_out)
                 print(f"[executorch]   {json.dumps(row['executorch'])}", flush=True)
                 it = row["executorch"].get("iterations", args.iterations)
             warm = args.warmup if it == args.iterations else 1
@@ -312,6 +396,9 @@ def main(argv=None) -> int:
             if it != args.iterations:
                 row["pteron"].setdefault("reduced", True)
             print(f"[pteron]   {json.dumps(row['pteron'])}", flush=True)
+            if not args.skip_executorch and kind == "xnnpack_q8" and not args.no_check and ref_out is not None and ref_out.exists():
+                row["agreement"] = check_agreement(pte, ref_out, args)
+                print(f"[check]    {json.dumps(row['agreement'])}", flush=True)
             rows.append(row)
 
     headline = []

@@ -23,6 +23,10 @@
 //!   equal lengths; results are bit-identical on every ISA tier and NaN propagates.
 //! * [`qd8_gemm`] with [`PackedQd8`]: dynamically quantized int8 rows ([`qd8_quantize_row`])
 //!   times int8/int4 weights (per channel or per block), with XNNPACK's `qd8-f32-*` arithmetic.
+//! * Int8 ([`qgemm`] with [`PackedQs8`], [`qconv2d_nhwc`], [`qdwconv_nhwc`] with
+//!   [`PackedQDw`]): int8 × int8 → int32 with fused per-channel fp32 requantization
+//!   to `qs8`/`qu8` ([`requantize`], XNNPACK's `qs8_qc8w` semantics); AVX2
+//!   `vpmaddwd` kernels and bit-identical scalar ones.
 //! * [`parallel_for`]: a persistent, allocation-free scoped thread pool.
 //! * [`reference`]: naive, obviously-correct versions of everything, used as test oracles.
 //!
@@ -40,7 +44,9 @@ mod gemm;
 mod isa;
 mod pool;
 pub mod pool2d;
+mod qconv;
 mod qd8;
+mod qgemm;
 pub mod reference;
 mod util;
 pub mod vmath;
@@ -52,7 +58,9 @@ pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
 pub use isa::{isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
+pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};
 pub use qd8::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params};
+pub use qgemm::{qadd, qgemm, requantize, PackedQs8, QAddParams, QOut, QMR, QNR};
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

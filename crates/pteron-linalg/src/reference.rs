@@ -343,3 +343,129 @@ pub fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
         x
     }
 }
+
+/// Naive int8 GEMM with fp32 requantization: `c[i][j] = requantize(bias[j] +
+/// Σ_k (a[i][k] - izp) · w[j][k], scale[j])` (`w` is `n × k`, zero point 0;
+/// `scales` has `n` entries or one).
+#[allow(clippy::too_many_arguments)]
+pub fn qgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[u8],
+    lda: usize,
+    a_unsigned: bool,
+    izp: i32,
+    w: &[i8],
+    bias: Option<&[i32]>,
+    scales: &[f32],
+    q: crate::QOut,
+    c: &mut [u8],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc: i64 = bias.map_or(0, |b| b[j] as i64);
+            for kk in 0..k {
+                let x = crate::qgemm::qval(a[i * lda + kk], a_unsigned) - izp;
+                acc += x as i64 * w[j * k + kk] as i64;
+            }
+            let s = if scales.len() == 1 {
+                scales[0]
+            } else {
+                scales[j]
+            };
+            c[i * ldc + j] = crate::requantize(acc as i32, s, q);
+        }
+    }
+}
+
+/// Naive NHWC int8 convolution: filter `[cout][kh][kw][in_c / groups]`, output
+/// `[batch][out_h][out_w][cout]`; out-of-bounds taps contribute nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d_nhwc(
+    g: &crate::QConvGeom,
+    groups: usize,
+    cout: usize,
+    input: &[u8],
+    a_unsigned: bool,
+    izp: i32,
+    w: &[i8],
+    bias: Option<&[i32]>,
+    scales: &[f32],
+    q: crate::QOut,
+    out: &mut [u8],
+) {
+    let cg = g.in_c / groups;
+    let og = cout / groups;
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                for co in 0..cout {
+                    let gi = co / og;
+                    let mut acc: i64 = bias.map_or(0, |b| b[co] as i64);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+                            let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy as usize >= g.in_h || ix as usize >= g.in_w {
+                                continue;
+                            }
+                            for ci in 0..cg {
+                                let xi = ((n * g.in_h + iy as usize) * g.in_w + ix as usize)
+                                    * g.in_c
+                                    + gi * cg
+                                    + ci;
+                                let x = crate::qgemm::qval(input[xi], a_unsigned) - izp;
+                                let wv = w[((co * g.kh + ky) * g.kw + kx) * cg + ci];
+                                acc += x as i64 * wv as i64;
+                            }
+                        }
+                    }
+                    let s = if scales.len() == 1 {
+                        scales[0]
+                    } else {
+                        scales[co]
+                    };
+                    out[((n * g.out_h + oy) * g.out_w + ox) * cout + co] =
+                        crate::requantize(acc as i32, s, q);
+                }
+            }
+        }
+    }
+}
+
+/// Naive NHWC int8 depthwise convolution (multiplier 1), filter `[kh][kw][c]`.
+#[allow(clippy::too_many_arguments)]
+pub fn qdwconv_nhwc(
+    g: &crate::QConvGeom,
+    input: &[u8],
+    a_unsigned: bool,
+    izp: i32,
+    w: &[i8],
+    bias: Option<&[i32]>,
+    scales: &[f32],
+    q: crate::QOut,
+    out: &mut [u8],
+) {
+    let c = g.in_c;
+    let mut wt = Vec::with_capacity(c * g.kh * g.kw);
+    for co in 0..c {
+        for t in 0..g.kh * g.kw {
+            wt.push(w[t * c + co]);
+        }
+    }
+    // A depthwise convolution is a grouped one with one channel per group.
+    qconv2d_nhwc(g, c, c, input, a_unsigned, izp, &wt, bias, scales, q, out);
+}
+
+/// Naive quantized add (XNNPACK `qs8_vadd` fixed-point formula), in i64.
+pub fn qadd(a: &[u8], b: &[u8], p: &crate::QAddParams, out: &mut [u8]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let xa = crate::qgemm::qval(x, p.a_unsigned) as i64;
+        let xb = crate::qgemm::qval(y, p.b_unsigned) as i64;
+        let acc = p.bias as i64 + xa * p.a_mul as i64 + xb * p.b_mul as i64;
+        let v = (acc >> p.shift) + p.out.zero_point as i64;
+        *o = v.clamp(p.out.min as i64, p.out.max as i64) as u8;
+    }
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod graph;
 mod kernels;
 pub mod plan;
+mod qs8;
 mod shape;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use pteron_runtime::Registry;
 
 pub use plan::{XnnDelegate, XnnpackBackend};
+pub use qs8::int8_steps_compiled;
 
 pub use error::XnnError;
 pub use graph::{parse, Graph};

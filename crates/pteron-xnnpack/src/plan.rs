@@ -21,6 +21,7 @@ use pteron_runtime::{
 use crate::error::XnnError;
 use crate::graph::{self, BinOp, Datatype, Graph, Op, Quant, UnOp, Value};
 use crate::kernels;
+use crate::qs8;
 use crate::shape::{conv_hw, infer, Dims};
 
 /// Largest number of external outputs one delegate may have.
@@ -66,6 +67,8 @@ enum Prep {
         packed: PackedQd8,
         src: usize,
     },
+    /// Real int8 execution (`qs8.rs`).
+    Q8(Box<qs8::QPrep>),
 }
 
 struct Step {
@@ -112,6 +115,7 @@ pub struct XnnDelegate {
     raw_dynamic: Vec<bool>,
     last_inputs: Vec<Dims>,
     prepared: usize,
+    q8: qs8::Q8State,
 }
 
 fn ext_type(dt: Datatype) -> Option<ExtType> {
@@ -639,6 +643,7 @@ impl XnnDelegate {
                 _ => None,
             };
             producer[out] = Some(ni);
+            let q8 = qs8::prepare(g, node, &shapes).map_err(|e| nerr(e.to_string()))?;
             let prep = match &node.op {
                 Op::FullyConnected { .. } if qd8.is_some() => {
                     let prep = qd8.unwrap_or(Prep::None);
@@ -646,6 +651,13 @@ impl XnnDelegate {
                         prepared += packed.bytes();
                     }
                     prep
+                }
+                _ if q8.is_some() => {
+                    let q = q8
+                        .map(Box::new)
+                        .ok_or_else(|| nerr("int8 preparation".into()))?;
+                    prepared += q.bytes();
+                    Prep::Q8(q)
                 }
                 Op::FullyConnected {
                     filter,
@@ -890,6 +902,32 @@ impl XnnDelegate {
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
         let last_inputs = inputs.iter().map(|e| shapes[e.value]).collect();
+        {
+            let ins: Vec<Vec<usize>> = steps.iter().map(|s| s.op.inputs()).collect();
+            let outs: Vec<usize> = outputs.iter().map(|o| o.value).collect();
+            let mut qs: Vec<_> = steps
+                .iter_mut()
+                .map(|s| match &mut s.prep {
+                    Prep::Q8(q) => Some(&mut **q),
+                    _ => None,
+                })
+                .collect();
+            qs8::fuse_clamps(&mut qs, &ins, &outs, nv);
+        }
+        let q8_steps: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                let q = match &s.prep {
+                    Prep::Q8(q) => Some(&**q),
+                    _ => None,
+                };
+                (q, s.op.inputs(), s.op.out())
+            })
+            .collect();
+        let out_ids: Vec<usize> = outputs.iter().map(|o| o.value).collect();
+        let q8 = qs8::Q8State::new(g, &shapes, &q8_steps, &out_ids);
+        drop(q8_steps);
+        prepared += q8.bytes();
         Ok(XnnDelegate {
             steps,
             bufs,
@@ -903,6 +941,7 @@ impl XnnDelegate {
             raw_dynamic,
             last_inputs,
             prepared,
+            q8,
         })
     }
 
@@ -939,6 +978,16 @@ impl XnnDelegate {
         let s = &self.steps[si];
         if s.skip {
             return Ok(());
+        }
+        if let Prep::Q8(q) = &s.prep {
+            return qs8::run(
+                q,
+                s.index,
+                s.kind,
+                &mut self.q8,
+                &mut self.bufs,
+                &self.shapes,
+            );
         }
         let out = s.op.out();
         let od = self.shapes[out];
@@ -1043,7 +1092,11 @@ fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
             let inv = 1.0 / scale;
             let (lo, hi) = ((qmin - zp) as f32, (qmax - zp) as f32);
             for v in x.iter_mut() {
-                let q = round_half_even(*v * inv).clamp(lo, hi);
+                // Clamp first (the bounds are integers, so this commutes with
+                // rounding), then round ties-to-even with the magic number, exact
+                // for |x| < 2^22 and vectorisable (`round_ties_even` is a libm call
+                // on baseline x86-64). NaN stays NaN.
+                let q = ((*v * inv).clamp(lo, hi) + 12_582_912.0) - 12_582_912.0;
                 *v = if q.is_nan() { 0.0 } else { q * scale };
             }
         }

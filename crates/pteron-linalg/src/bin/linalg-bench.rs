@@ -3,8 +3,9 @@
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
 
 use pteron_linalg::{
-    pool2d, set_isa_cap, set_num_threads, sgemm, sgemm_packed, Activation, Bias, Conv2d,
-    Conv2dParams, GemmArgs, Isa, PackedB,
+    pool2d, qadd, qdwconv_nhwc, qgemm, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
+    Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
+    QAddParams, QConvGeom, QOut,
 };
 use pteron_linalg::{qd8_gemm, PackedQd8, Qd8Kind, Qd8Params};
 use std::hint::black_box;
@@ -301,6 +302,88 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
     );
 }
 
+/// f32 packed GEMM and int8 qgemm on the same `m × n × k` (NHWC 1x1-conv shape).
+fn bench_qgemm(name: &str, m: usize, n: usize, k: usize) {
+    let fname = format!("sgemm_packed {name}");
+    let qname = format!("qgemm {name}");
+    if selected(&fname) {
+        let a = fill(m * k, 1);
+        let w = fill(n * k, 2);
+        let pb = PackedB::new(k, n, &w, k, true);
+        let mut c = vec![0.0; m * n];
+        let s = time(|| {
+            sgemm_packed(
+                m,
+                &a,
+                k,
+                false,
+                &pb,
+                &mut c,
+                n,
+                Bias::None,
+                Activation::None,
+            );
+            black_box(&c);
+        });
+        report(&fname, 2.0 * (m * n * k) as f64, s);
+    }
+    if selected(&qname) {
+        let a: Vec<u8> = fill(m * k, 3)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let w: Vec<i8> = fill(n * k, 4).iter().map(|v| (v * 250.0) as i8).collect();
+        let scales: Vec<f32> = (0..n).map(|j| 0.001 + j as f32 * 1e-5).collect();
+        let pk = PackedQs8::new(k, n, &w, k, None, 3, false, &scales, QOut::qs8(-2));
+        let mut c = vec![0u8; m * n];
+        let s = time(|| {
+            qgemm(m, &a, k, &pk, &mut c, n);
+            black_box(&c);
+        });
+        report(&qname, 2.0 * (m * n * k) as f64, s);
+    }
+}
+
+/// Int8 depthwise (NHWC, padding 1 or 2) on `c` channels of `hw × hw`.
+fn bench_qdw(name: &str, c: usize, hw: usize, k: usize, stride: usize) {
+    if !selected(name) {
+        return;
+    }
+    let pad = k / 2;
+    let o = (hw + 2 * pad - k) / stride + 1;
+    let g = QConvGeom {
+        batch: 1,
+        in_h: hw,
+        in_w: hw,
+        in_c: c,
+        out_h: o,
+        out_w: o,
+        kh: k,
+        kw: k,
+        sh: stride,
+        sw: stride,
+        dh: 1,
+        dw: 1,
+        pad_top: pad,
+        pad_left: pad,
+    };
+    let x: Vec<u8> = fill(hw * hw * c, 5)
+        .iter()
+        .map(|v| (v * 250.0) as i8 as u8)
+        .collect();
+    let w: Vec<i8> = fill(k * k * c, 6)
+        .iter()
+        .map(|v| (v * 250.0) as i8)
+        .collect();
+    let pk = PackedQDw::new(k * k, c, &w, None, 1, false, &[0.01], QOut::qs8(0));
+    let mut out = vec![0u8; o * o * c];
+    let s = time(|| {
+        qdwconv_nhwc(&g, &x, &pk, &mut out);
+        black_box(&out);
+    });
+    report(name, 2.0 * (o * o * c * k * k) as f64, s);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -355,6 +438,39 @@ fn main() {
     bench_conv("dwconv 3x3/2 96 @112", conv_p(96, 112, 96, 3, 2, 96));
     bench_conv("dwconv 3x3 960 @7", conv_p(960, 7, 960, 3, 1, 960));
     bench_conv("dwconv 5x5 64 @56", conv_p(64, 56, 64, 5, 1, 64));
+    println!("-- Int8 (qs8 x qc8w -> qs8, fp32 requantization) vs f32 on the same shapes");
+    bench_qgemm("12544x16x32 (1x1 32->16 @112)", 12544, 16, 32);
+    bench_qgemm("3136x144x24 (1x1 24->144 @56)", 3136, 144, 24);
+    bench_qgemm("784x32x192 (1x1 192->32 @28)", 784, 32, 192);
+    bench_qgemm("49x160x960 (1x1 960->160 @7)", 49, 160, 960);
+    bench_qgemm("3136x64x576 (3x3 64->64 @56 im2col)", 3136, 64, 576);
+    bench_qgemm("196x256x2304 (3x3 256->256 @14 im2col)", 196, 256, 2304);
+    bench_qgemm("49x512x4608 (3x3 512->512 @7 im2col)", 49, 512, 4608);
+    bench_qgemm("1x1000x1280 (Linear)", 1, 1000, 1280);
+    if selected("qadd 56x56x24") {
+        let n = 56 * 56 * 24;
+        let a: Vec<u8> = fill(n, 7).iter().map(|v| (v * 250.0) as i8 as u8).collect();
+        let b: Vec<u8> = fill(n, 8).iter().map(|v| (v * 250.0) as i8 as u8).collect();
+        let p = QAddParams {
+            a_mul: 700_000,
+            b_mul: 1_000_000,
+            bias: 1 << 19,
+            shift: 20,
+            a_unsigned: false,
+            b_unsigned: false,
+            out: QOut::qs8(1),
+        };
+        let mut o = vec![0u8; n];
+        let s = time(|| {
+            qadd(&a, &b, &p, &mut o);
+            black_box(&o);
+        });
+        report("qadd 56x56x24", n as f64, s);
+    }
+    bench_qdw("qdwconv 3x3 32 @112", 32, 112, 3, 1);
+    bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
+    bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
+    bench_qdw("qdwconv 5x5 64 @56", 64, 56, 5, 1);
     println!("-- Pooling");
     let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
     pp.padding = (1, 1);

@@ -1,0 +1,443 @@
+//! Int8 NHWC convolutions with fused `fp32` requantization (XNNPACK `qs8_qc8w`
+//! semantics, see [`crate::qgemm`]).
+//!
+//! * [`qconv2d_nhwc`]: dense/grouped convolution, as [`qgemm`] on the activation
+//!   itself (1×1, stride 1, no padding) or with im2col rows built while packing
+//!   the GEMM's A panels; padding taps hold the input zero point (like XNNPACK's
+//!   zero buffer, so they add nothing once the zero point is folded into the bias).
+//! * [`qdwconv_nhwc`]: depthwise convolution (channel multiplier 1, any kernel
+//!   size ≤ 9×9): `acc[c] = bias[c] - izp·Σ_t w[t][c] + Σ_t x_t · w[t][c]` with
+//!   out-of-bounds taps reading a row of input zero points (XNNPACK's zero buffer). AVX2 kernel:
+//!   16 channels per step, two taps interleaved per `vpmaddwd`.
+
+use crate::isa::{isa, Isa};
+use crate::pool::{num_threads, parallel_for};
+use crate::qgemm::{qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
+
+/// Geometry of a 2-D NHWC convolution window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QConvGeom {
+    /// Batch, input height, width, channels (all groups).
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    /// Output height and width.
+    pub out_h: usize,
+    pub out_w: usize,
+    /// Kernel size.
+    pub kh: usize,
+    pub kw: usize,
+    /// Strides and dilations (≥ 1).
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    /// Top/left padding (bottom/right padding is implied by the output size).
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl QConvGeom {
+    /// Input row/column of output `(oy, ox)` and tap `(ky, kx)`, if in bounds.
+    #[inline(always)]
+    pub(crate) fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.sh + ky * self.dh).checked_sub(self.pad_top)?;
+        let ix = (ox * self.sw + kx * self.dw).checked_sub(self.pad_left)?;
+        (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
+    }
+
+    /// Whether the convolution is a plain GEMM on the activation.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.out_h == self.in_h
+            && self.out_w == self.in_w
+    }
+
+    fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.batch * self.out_h * self.out_w
+    }
+}
+
+/// A raw byte pointer shared by tasks that write disjoint regions.
+#[derive(Clone, Copy)]
+struct SyncU8(*mut u8);
+// SAFETY: only a carrier; each use documents why the writes are disjoint.
+unsafe impl Send for SyncU8 {}
+// SAFETY: see above.
+unsafe impl Sync for SyncU8 {}
+impl SyncU8 {
+    #[inline(always)]
+    fn get(self) -> *mut u8 {
+        self.0
+    }
+}
+
+/// Splits `rows` into at most `4 × threads` contiguous ranges (one when small).
+fn row_split(rows: usize, work_per_row: usize) -> (usize, usize) {
+    let threads = num_threads();
+    let tasks = if threads <= 1 || rows * work_per_row < 32 * 1024 {
+        1
+    } else {
+        (threads * 4).min(rows)
+    }
+    .max(1);
+    let per = rows.div_ceil(tasks).max(1);
+    (rows.div_ceil(per), per)
+}
+
+/// NHWC int8 im2col of channels `c0..c0+cg`: one row of `kh·kw·cg` bytes per
+/// output pixel; out-of-bounds taps are filled with `pad` (the input zero point).
+pub fn im2col_q8(g: &QConvGeom, input: &[u8], c0: usize, cg: usize, pad: u8, out: &mut [u8]) {
+    let k = g.kh * g.kw * cg;
+    let rows = g.out_pixels();
+    assert!(input.len() >= g.input_len(), "im2col_q8: input too short");
+    assert!(out.len() >= rows * k, "im2col_q8: output too short");
+    assert!(c0 + cg <= g.in_c, "im2col_q8: channels");
+    if rows == 0 || k == 0 {
+        return;
+    }
+    let (tasks, per) = row_split(rows, k);
+    let op = SyncU8(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let (r0, r1) = (t * per, ((t + 1) * per).min(rows));
+        // SAFETY: rows r0..r1 of `out` (asserted in bounds above) belong to this
+        // task only.
+        let dst_all =
+            unsafe { core::slice::from_raw_parts_mut(op.get().add(r0 * k), (r1 - r0) * k) };
+        for (row, dst) in (r0..r1).zip(dst_all.chunks_exact_mut(k)) {
+            let n = row / (g.out_h * g.out_w);
+            let oy = (row / g.out_w) % g.out_h;
+            let ox = row % g.out_w;
+            let mut o = 0;
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let d = &mut dst[o..o + cg];
+                    match g.src(oy, ox, ky, kx) {
+                        Some((iy, ix)) => {
+                            let s = ((n * g.in_h + iy) * g.in_w + ix) * g.in_c + c0;
+                            d.copy_from_slice(&input[s..s + cg]);
+                        }
+                        None => d.fill(pad),
+                    }
+                    o += cg;
+                }
+            }
+        }
+    });
+}
+
+/// Dense or grouped int8 convolution: `packed[gi]` holds group `gi`'s filter
+/// (`group_out` columns of `kh·kw·(in_c/groups)`), its bias and scales; `out` is
+/// NHWC with `groups · group_out` channels; `pad` is the input zero point as a
+/// byte. The im2col rows are built while packing GEMM panels (no scratch).
+pub fn qconv2d_nhwc(g: &QConvGeom, input: &[u8], packed: &[PackedQs8], pad: u8, out: &mut [u8]) {
+    let groups = packed.len();
+    if groups == 0 {
+        return;
+    }
+    let cg = g.in_c / groups;
+    let og = packed[0].n();
+    let cout = og * groups;
+    let m = g.out_pixels();
+    if m == 0 || cout == 0 {
+        return;
+    }
+    assert!(out.len() >= m * cout, "qconv2d_nhwc: output too short");
+    assert!(
+        input.len() >= g.input_len(),
+        "qconv2d_nhwc: input too short"
+    );
+    assert!(cg * groups == g.in_c, "qconv2d_nhwc: channels");
+    if g.is_pointwise() && groups == 1 {
+        qgemm(m, input, g.in_c, &packed[0], out, cout);
+        return;
+    }
+    for (gi, pk) in packed.iter().enumerate() {
+        assert_eq!(pk.k(), g.kh * g.kw * cg, "qconv2d_nhwc: filter size");
+        let src = ASrc::Conv {
+            g,
+            x: input,
+            c0: gi * cg,
+            cg,
+            pad,
+        };
+        qgemm_src(m, src, pk, &mut out[gi * og..], cout);
+    }
+}
+
+/// Channels per AVX2 depthwise step.
+const DWC: usize = 16;
+
+/// Pre-packed depthwise filter (`[taps][c]` int8), bias with the input zero point
+/// folded in (`bias[c] - izp · Σ_t w[t][c]`), scales, output quantization and a
+/// row of input zero points that stands in for out-of-bounds taps.
+#[derive(Clone, Debug)]
+pub struct PackedQDw {
+    taps: usize,
+    c: usize,
+    a_unsigned: bool,
+    out: QOut,
+    /// `[taps][c]` as given (scalar path and channel tail).
+    w: Vec<i8>,
+    /// Folded bias and scale per channel.
+    bias: Vec<i32>,
+    scale: Vec<f32>,
+    /// `c` copies of the input zero point byte.
+    zrow: Vec<u8>,
+    /// Per 16-channel block and tap pair: 32 i16 (two 16-lane vectors: channels
+    /// 0-3,8-11 then 4-7,12-15, each lane holding the taps' pair).
+    wv: Vec<i16>,
+    /// Per block: bias and scale in the same lane order (16 each).
+    bv: Vec<i32>,
+    sv: Vec<f32>,
+}
+
+/// Lane order of the AVX2 depthwise kernel: vector 0 holds channels 0-3 and 8-11,
+/// vector 1 channels 4-7 and 12-15 (what `vpunpck{l,h}wd` produce).
+const DW_ORDER: [usize; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
+
+impl PackedQDw {
+    /// Packs a `[taps][c]` int8 filter (zero point 0), optional int32 bias, the
+    /// input zero point, per-channel (or one) requantization scales and the output
+    /// quantization.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        taps: usize,
+        c: usize,
+        w: &[i8],
+        bias: Option<&[i32]>,
+        input_zero_point: i32,
+        a_unsigned: bool,
+        scales: &[f32],
+        out: QOut,
+    ) -> Self {
+        assert!(w.len() >= taps * c, "weights too short");
+        assert!(scales.len() == c || scales.len() == 1, "scale count");
+        let bias: Vec<i32> = (0..c)
+            .map(|j| {
+                let ksum = (0..taps).fold(0i32, |s, t| s.wrapping_add(w[t * c + j] as i32));
+                bias.map_or(0, |b| b[j])
+                    .wrapping_sub(ksum.wrapping_mul(input_zero_point))
+            })
+            .collect();
+        let scale: Vec<f32> = (0..c)
+            .map(|j| {
+                if scales.len() == 1 {
+                    scales[0]
+                } else {
+                    scales[j]
+                }
+            })
+            .collect();
+        let blocks = c / DWC;
+        let pairs = taps.div_ceil(2);
+        let mut wv = vec![0i16; blocks * pairs * 32];
+        let mut bv = vec![0i32; blocks * DWC];
+        let mut sv = vec![0f32; blocks * DWC];
+        for b in 0..blocks {
+            for (lane, &ch) in DW_ORDER.iter().enumerate() {
+                let cc = b * DWC + ch;
+                bv[b * DWC + lane] = bias[cc];
+                sv[b * DWC + lane] = scale[cc];
+                for p in 0..pairs {
+                    let base = (b * pairs + p) * 32 + lane * 2;
+                    wv[base] = w[(2 * p) * c + cc] as i16;
+                    if 2 * p + 1 < taps {
+                        wv[base + 1] = w[(2 * p + 1) * c + cc] as i16;
+                    }
+                }
+            }
+        }
+        PackedQDw {
+            taps,
+            c,
+            a_unsigned,
+            out,
+            w: w[..taps * c].to_vec(),
+            bias,
+            scale,
+            zrow: vec![input_zero_point as u8; c],
+            wv,
+            bv,
+            sv,
+        }
+    }
+
+    /// Output quantization.
+    pub fn out(&self) -> QOut {
+        self.out
+    }
+
+    /// Replaces the output quantization (e.g. to fuse a following clamp).
+    pub fn set_out(&mut self, out: QOut) {
+        self.out = out;
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.w.len() + self.zrow.len() + self.wv.len() * 2 + (self.bias.len() + self.bv.len()) * 8
+    }
+}
+
+/// Most taps per pixel (kernels up to 9×9).
+const MAX_TAPS: usize = 81;
+
+/// Channels `c0..` of one output pixel, scalar; `rows[t]` is tap `t`'s input pixel.
+fn dw_pixel_scalar(pk: &PackedQDw, rows: &[&[u8]], c0: usize, dst: &mut [u8]) {
+    for ch in c0..pk.c {
+        let mut acc = pk.bias[ch];
+        for (t, r) in rows.iter().enumerate() {
+            let x = qval(r[ch], pk.a_unsigned);
+            acc = acc.wrapping_add(x * pk.w[t * pk.c + ch] as i32);
+        }
+        dst[ch] = requantize(acc, pk.scale[ch], pk.out);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{PackedQDw, DWC};
+    use core::arch::x86_64::*;
+
+    /// `qs8_qc8w_dwconv_16c__avx2`: all whole 16-channel blocks of one output pixel.
+    ///
+    /// # Safety
+    /// AVX2 must be available; every row in `rows` has at least `pk.c` bytes,
+    /// `rows.len() == pk.taps` and `dst.len() >= pk.c`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pixel(pk: &PackedQDw, rows: &[&[u8]], dst: &mut [u8]) {
+        let blocks = pk.c / DWC;
+        let pairs = pk.taps.div_ceil(2);
+        let (lo, hi) = pk.out.fbounds();
+        let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        let vzp = _mm256_set1_epi32(pk.out.zero_point);
+        let unsigned = pk.a_unsigned;
+        let load = |r: &[u8], c0: usize| -> __m256i {
+            let v = _mm_loadu_si128(r.as_ptr().add(c0) as *const __m128i);
+            if unsigned {
+                _mm256_cvtepu8_epi16(v)
+            } else {
+                _mm256_cvtepi8_epi16(v)
+            }
+        };
+        let z = _mm256_setzero_si256();
+        for b in 0..blocks {
+            let c0 = b * DWC;
+            let mut acc0 = _mm256_loadu_si256(pk.bv.as_ptr().add(c0) as *const __m256i);
+            let mut acc1 = _mm256_loadu_si256(pk.bv.as_ptr().add(c0 + 8) as *const __m256i);
+            let wb = pk.wv.as_ptr().add(b * pairs * 32);
+            for p in 0..pairs {
+                let x0 = load(rows[2 * p], c0);
+                let x1 = if 2 * p + 1 < rows.len() {
+                    load(rows[2 * p + 1], c0)
+                } else {
+                    z
+                };
+                let w0 = _mm256_loadu_si256(wb.add(p * 32) as *const __m256i);
+                let w1 = _mm256_loadu_si256(wb.add(p * 32 + 16) as *const __m256i);
+                // |x · w| ≤ 255 · 128: each pair sum fits i32 exactly.
+                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w0));
+                acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w1));
+            }
+            let s0 = _mm256_loadu_ps(pk.sv.as_ptr().add(c0));
+            let s1 = _mm256_loadu_ps(pk.sv.as_ptr().add(c0 + 8));
+            let f0 = _mm256_min_ps(
+                _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc0), s0), vlo),
+                vhi,
+            );
+            let f1 = _mm256_min_ps(
+                _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc1), s1), vlo),
+                vhi,
+            );
+            let i0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
+            let i1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
+            // packs: lane 0 = channels 0-3 (i0), 4-7 (i1); lane 1 = 8-11, 12-15.
+            let p16 = _mm256_packs_epi32(i0, i1);
+            let (l, h) = (
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256(p16, 1),
+            );
+            let bytes = if pk.out.unsigned {
+                _mm_packus_epi16(l, h)
+            } else {
+                _mm_packs_epi16(l, h)
+            };
+            _mm_storeu_si128(dst.as_mut_ptr().add(c0) as *mut __m128i, bytes);
+        }
+    }
+}
+
+/// Depthwise int8 convolution (multiplier 1): NHWC `input` with `pk.c ==
+/// g.in_c` channels, `[taps][c]` filter with `taps == g.kh · g.kw` (at most 81);
+/// `out` is NHWC.
+///
+/// # Panics
+/// On inconsistent sizes.
+pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8]) {
+    let c = pk.c;
+    assert_eq!(g.in_c, c, "qdwconv_nhwc: channels");
+    assert_eq!(g.kh * g.kw, pk.taps, "qdwconv_nhwc: taps");
+    assert!(pk.taps <= MAX_TAPS, "qdwconv_nhwc: kernel too large");
+    assert!(
+        input.len() >= g.input_len(),
+        "qdwconv_nhwc: input too short"
+    );
+    let rows = g.batch * g.out_h;
+    assert!(
+        out.len() >= rows * g.out_w * c,
+        "qdwconv_nhwc: output too short"
+    );
+    if rows == 0 || g.out_w == 0 || c == 0 {
+        return;
+    }
+    let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64") && c >= DWC;
+    let (tasks, per) = row_split(rows, g.out_w * c * pk.taps);
+    let op = SyncU8(out.as_mut_ptr());
+    let row_len = g.out_w * c;
+    let zrow: &[u8] = &pk.zrow;
+    parallel_for(tasks, |t| {
+        let (r0, r1) = (t * per, ((t + 1) * per).min(rows));
+        // SAFETY: output rows r0..r1 (in bounds, asserted above) belong to this task.
+        let dst_all = unsafe {
+            core::slice::from_raw_parts_mut(op.get().add(r0 * row_len), (r1 - r0) * row_len)
+        };
+        let mut taps: [&[u8]; MAX_TAPS] = [zrow; MAX_TAPS];
+        let taps = &mut taps[..pk.taps];
+        for (row, drow) in (r0..r1).zip(dst_all.chunks_exact_mut(row_len)) {
+            let (n, oy) = (row / g.out_h, row % g.out_h);
+            for (ox, dst) in drow.chunks_exact_mut(c).enumerate() {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        taps[ky * g.kw + kx] = match g.src(oy, ox, ky, kx) {
+                            Some((iy, ix)) => {
+                                let o = ((n * g.in_h + iy) * g.in_w + ix) * c;
+                                &input[o..o + c]
+                            }
+                            None => zrow,
+                        };
+                    }
+                }
+                let mut done = 0;
+                #[cfg(target_arch = "x86_64")]
+                if use_avx2 {
+                    // SAFETY: AVX2 detected; every tap row holds c bytes, and `dst`
+                    // is one output pixel of c bytes.
+                    unsafe { avx2::pixel(pk, taps, dst) };
+                    done = c / DWC * DWC;
+                }
+                let _ = use_avx2;
+                dw_pixel_scalar(pk, taps, done, dst);
+            }
+        }
+    });
+}

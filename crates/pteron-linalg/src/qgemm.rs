@@ -1,0 +1,651 @@
+//! Int8 × int8 → int32 GEMM with fused per-channel `fp32` requantization
+//! (XNNPACK's `qs8_qc8w_gemm_minmax_fp32` semantics).
+//!
+//! * Activations (`A`, `m × k`, row stride `lda`) are bytes read as signed
+//!   (`qs8`) or unsigned (`qu8`) 8-bit values with one zero point.
+//! * Weights are signed 8-bit with zero point 0 (per-channel `qc8w` or per-tensor),
+//!   given as `n` rows of `k` (XNNPACK's `goi`/OI layout) and packed once
+//!   ([`PackedQs8`]): the input zero point is folded into the int32 bias
+//!   (`bias[j] - izp · Σ_k w[j][k]`, wrapping like XNNPACK's packing).
+//! * Each output is `clamp(round_even(f32(acc) · scale[j]), min - zp, max - zp) + zp`
+//!   with `acc` the exact int32 dot product plus bias: the same value XNNPACK's
+//!   fp32 requantization produces (clamping in float before the conversion and
+//!   clamping after it commute because the bounds are integers).
+//!
+//! The packed layout is ISA independent: panels of [`QNR`] = 16 columns, each
+//! `ceil(k/2)` pairs of k-consecutive weights sign-extended to `i16`
+//! (`[kpair][col][2]`), so one AVX2 `vpmaddwd` multiplies a broadcast pair of
+//! activations with 8 columns and adds the two products exactly into int32. A row
+//! block of [`QMR`] activation rows is widened per task to `i16` rows. The
+//! scalar kernel uses the same packing and gives bit-identical results.
+
+use crate::isa::{isa, Isa};
+use crate::pool::{num_threads, parallel_for};
+use crate::qconv::QConvGeom;
+use crate::util::with_scratch;
+
+/// Columns per packed panel.
+pub const QNR: usize = 16;
+/// Rows per micro-tile.
+pub const QMR: usize = 6;
+
+/// Output quantization of a requantizing kernel: zero point and the clamp range
+/// (already intersected with the output type's range).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QOut {
+    /// Output zero point.
+    pub zero_point: i32,
+    /// Smallest output value (e.g. -128 for `qs8`, or a fused ReLU's bound).
+    pub min: i32,
+    /// Largest output value (e.g. 127 for `qs8`).
+    pub max: i32,
+    /// Outputs are unsigned bytes (`qu8`) rather than signed (`qs8`).
+    pub unsigned: bool,
+}
+
+impl QOut {
+    /// `qs8` output with the full range.
+    pub fn qs8(zero_point: i32) -> Self {
+        QOut {
+            zero_point,
+            min: -128,
+            max: 127,
+            unsigned: false,
+        }
+    }
+
+    /// Clamps the range into the type's range; `None` if it is empty.
+    pub fn checked(self) -> Option<Self> {
+        let (tlo, thi) = if self.unsigned { (0, 255) } else { (-128, 127) };
+        let (min, max) = (self.min.max(tlo), self.max.min(thi));
+        (min <= max).then_some(QOut { min, max, ..self })
+    }
+
+    /// Float bounds relative to the zero point.
+    #[inline(always)]
+    pub(crate) fn fbounds(self) -> (f32, f32) {
+        (
+            (self.min - self.zero_point) as f32,
+            (self.max - self.zero_point) as f32,
+        )
+    }
+}
+
+/// Requantizes one int32 accumulator (the scalar definition every kernel matches).
+#[inline(always)]
+pub fn requantize(acc: i32, scale: f32, q: QOut) -> u8 {
+    let (lo, hi) = q.fbounds();
+    let x = ((acc as f32) * scale).max(lo).min(hi);
+    (x.round_ties_even() as i32 + q.zero_point) as u8
+}
+
+/// Reads a quantized activation byte.
+#[inline(always)]
+pub(crate) fn qval(b: u8, unsigned: bool) -> i32 {
+    if unsigned {
+        b as i32
+    } else {
+        b as i8 as i32
+    }
+}
+
+/// Pre-packed int8 weights with folded bias, per-channel scales and the output
+/// quantization of one GEMM-shaped operation.
+#[derive(Clone, Debug)]
+pub struct PackedQs8 {
+    k: usize,
+    n: usize,
+    kp: usize,
+    /// `ceil(n/QNR)` panels of `kp * QNR * 2` i16.
+    w: Vec<i16>,
+    /// Folded bias, padded to whole panels.
+    bias: Vec<i32>,
+    /// Requantization scale per column, padded.
+    scale: Vec<f32>,
+    out: QOut,
+    a_unsigned: bool,
+}
+
+impl PackedQs8 {
+    /// Packs `n` rows of `k` int8 weights (row `j` at `w[j * ldw..]`), the optional
+    /// int32 bias, the input zero point (`a_unsigned`: activations are `qu8`), one
+    /// requantization scale per column (`input_scale · weight_scale[j] / output_scale`,
+    /// or one for all) and the output quantization.
+    ///
+    /// # Panics
+    /// If a slice is too short for the given sizes (callers validate first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        k: usize,
+        n: usize,
+        w: &[i8],
+        ldw: usize,
+        bias: Option<&[i32]>,
+        input_zero_point: i32,
+        a_unsigned: bool,
+        scales: &[f32],
+        out: QOut,
+    ) -> Self {
+        assert!(scales.len() == n || scales.len() == 1, "scale count");
+        assert!(n == 0 || w.len() >= (n - 1) * ldw + k, "weights too short");
+        let kp = k.div_ceil(2);
+        let panels = n.div_ceil(QNR);
+        let mut pw = vec![0i16; panels * kp * QNR * 2];
+        let mut pb = vec![0i32; panels * QNR];
+        let mut ps = vec![0f32; panels * QNR];
+        for j in 0..n {
+            let row = &w[j * ldw..j * ldw + k];
+            let (p, c) = (j / QNR, j % QNR);
+            let base = p * kp * QNR * 2;
+            let mut ksum: i32 = 0;
+            for (kk, &v) in row.iter().enumerate() {
+                pw[base + (kk / 2) * QNR * 2 + c * 2 + (kk & 1)] = v as i16;
+                ksum = ksum.wrapping_add(v as i32);
+            }
+            let b = bias.map_or(0, |b| b[j]);
+            pb[j] = b.wrapping_sub(ksum.wrapping_mul(input_zero_point));
+            ps[j] = if scales.len() == 1 {
+                scales[0]
+            } else {
+                scales[j]
+            };
+        }
+        PackedQs8 {
+            k,
+            n,
+            kp,
+            w: pw,
+            bias: pb,
+            scale: ps,
+            out,
+            a_unsigned,
+        }
+    }
+
+    /// Inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.w.len() * 2 + self.bias.len() * 4 + self.scale.len() * 4
+    }
+
+    /// Output quantization.
+    pub fn out(&self) -> QOut {
+        self.out
+    }
+
+    /// Replaces the output quantization (e.g. to fuse a following clamp).
+    pub fn set_out(&mut self, out: QOut) {
+        self.out = out;
+    }
+}
+
+/// A raw byte pointer shared by tasks that write disjoint regions.
+#[derive(Clone, Copy)]
+struct SyncU8(*mut u8);
+// SAFETY: only a carrier; `qgemm` documents why concurrent writes are disjoint.
+unsafe impl Send for SyncU8 {}
+// SAFETY: see above.
+unsafe impl Sync for SyncU8 {}
+impl SyncU8 {
+    #[inline(always)]
+    fn get(self) -> *mut u8 {
+        self.0
+    }
+}
+
+/// Where the rows of A come from: a dense matrix, or (implicit im2col) the NHWC
+/// input of a convolution, one row per output pixel with `kh·kw·cg` values per
+/// row (channels `c0..c0+cg`), out-of-bounds taps reading `pad` (the input zero
+/// point, like XNNPACK's zero buffer).
+#[derive(Clone, Copy)]
+pub(crate) enum ASrc<'a> {
+    Dense {
+        a: &'a [u8],
+        lda: usize,
+    },
+    Conv {
+        g: &'a QConvGeom,
+        x: &'a [u8],
+        c0: usize,
+        cg: usize,
+        pad: u8,
+    },
+}
+
+#[inline(always)]
+fn widen(dst: &mut [i16], src: &[u8], unsigned: bool) {
+    if unsigned {
+        for (d, &b) in dst.iter_mut().zip(src) {
+            *d = b as i16;
+        }
+    } else {
+        for (d, &b) in dst.iter_mut().zip(src) {
+            *d = b as i8 as i16;
+        }
+    }
+}
+
+/// Packs rows `r0..r0+rows` (≤ QMR) of A into `dst` as `QMR` rows of `2·kp` i16
+/// (sign- or zero-extended; the odd k tail and missing rows are zero). Row `r`'s
+/// k-pair `p` is the u32 at i16 offset `r·2kp + 2p`.
+fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [i16]) {
+    let kp2 = k.div_ceil(2) * 2;
+    if kp2 == 0 {
+        return;
+    }
+    let dst = &mut dst[..QMR * kp2];
+    for (r, drow) in dst.chunks_exact_mut(kp2).enumerate() {
+        if r >= rows {
+            drow.fill(0);
+            continue;
+        }
+        let row = r0 + r;
+        match src {
+            ASrc::Dense { a, lda } => widen(drow, &a[row * lda..row * lda + k], unsigned),
+            ASrc::Conv { g, x, c0, cg, pad } => {
+                let n = row / (g.out_h * g.out_w);
+                let oy = (row / g.out_w) % g.out_h;
+                let ox = row % g.out_w;
+                let padv = qval(pad, unsigned) as i16;
+                let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
+                let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
+                let seg_len = g.kw * cg;
+                // A whole kernel row is one contiguous input run when it is in
+                // bounds, undilated and covers all channels.
+                let contiguous =
+                    g.dw == 1 && cg == g.in_c && ix0 >= 0 && ix0 as usize + g.kw <= g.in_w;
+                for ky in 0..g.kh {
+                    let seg = &mut drow[ky * seg_len..(ky + 1) * seg_len];
+                    let iy = iy0 + (ky * g.dh) as isize;
+                    if iy < 0 || iy as usize >= g.in_h {
+                        seg.fill(padv);
+                        continue;
+                    }
+                    let base = (n * g.in_h + iy as usize) * g.in_w;
+                    if contiguous {
+                        let s = (base + ix0 as usize) * g.in_c;
+                        widen(seg, &x[s..s + seg_len], unsigned);
+                        continue;
+                    }
+                    for (kx, d) in seg.chunks_exact_mut(cg).enumerate() {
+                        let ix = ix0 + (kx * g.dw) as isize;
+                        if ix < 0 || ix as usize >= g.in_w {
+                            d.fill(padv);
+                        } else {
+                            let s = (base + ix as usize) * g.in_c + c0;
+                            widen(d, &x[s..s + cg], unsigned);
+                        }
+                    }
+                }
+            }
+        }
+        drow[k..].fill(0);
+    }
+}
+
+/// Scalar micro-kernel: one QMR × QNR tile (stores `rows × cols`).
+#[allow(clippy::too_many_arguments)]
+fn kernel_scalar(
+    kp: usize,
+    a: &[i16],
+    b: &[i16],
+    bias: &[i32],
+    scale: &[f32],
+    q: QOut,
+    rows: usize,
+) -> [[u8; QNR]; QMR] {
+    let mut acc = [[0i32; QNR]; QMR];
+    for p in 0..kp {
+        let bp = &b[p * QNR * 2..(p + 1) * QNR * 2];
+        for (r, accr) in acc.iter_mut().enumerate().take(rows) {
+            let (a0, a1) = (
+                a[r * 2 * kp + 2 * p] as i32,
+                a[r * 2 * kp + 2 * p + 1] as i32,
+            );
+            for (j, acj) in accr.iter_mut().enumerate() {
+                *acj = acj
+                    .wrapping_add(a0 * bp[2 * j] as i32)
+                    .wrapping_add(a1 * bp[2 * j + 1] as i32);
+            }
+        }
+    }
+    let mut out = [[0u8; QNR]; QMR];
+    for (accr, orow) in acc.iter().zip(out.iter_mut()).take(rows) {
+        for (j, o) in orow.iter_mut().enumerate() {
+            *o = requantize(accr[j].wrapping_add(bias[j]), scale[j], q);
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{QOut, QMR, QNR};
+    use core::arch::x86_64::*;
+
+    /// `qs8_qc8w_gemm_6x16c2__avx2`: one QMR × QNR tile.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `a` holds `QMR` rows of `2·kp` i16, `b` `kp * QNR * 2` i16,
+    /// `bias`/`scale` QNR values; `c` is valid for `rows` rows of `cols` bytes at
+    /// stride `ldc` (rows ≤ QMR, cols ≤ QNR).
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel(
+        kp: usize,
+        a: *const i16,
+        b: *const i16,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let z = _mm256_setzero_si256();
+        let mut acc = [[z; 2]; QMR];
+        let mut ap = a;
+        let mut bp = b;
+        let rs = 2 * kp;
+        for _ in 0..kp {
+            let b0 = _mm256_loadu_si256(bp as *const __m256i);
+            let b1 = _mm256_loadu_si256(bp.add(16) as *const __m256i);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_epi32((ap.add(r * rs) as *const i32).read_unaligned());
+                accr[0] = _mm256_add_epi32(accr[0], _mm256_madd_epi16(av, b0));
+                accr[1] = _mm256_add_epi32(accr[1], _mm256_madd_epi16(av, b1));
+            }
+            ap = ap.add(2);
+            bp = bp.add(QNR * 2);
+        }
+        let bias0 = _mm256_loadu_si256(bias as *const __m256i);
+        let bias1 = _mm256_loadu_si256(bias.add(8) as *const __m256i);
+        let s0 = _mm256_loadu_ps(scale);
+        let s1 = _mm256_loadu_ps(scale.add(8));
+        let (lo, hi) = q.fbounds();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let vzp = _mm256_set1_epi32(q.zero_point);
+        for (r, accr) in acc.iter().enumerate().take(rows) {
+            let f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(accr[0], bias0)), s0);
+            let f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(accr[1], bias1)), s1);
+            let f0 = _mm256_min_ps(_mm256_max_ps(f0, vlo), vhi);
+            let f1 = _mm256_min_ps(_mm256_max_ps(f1, vlo), vhi);
+            // Round to nearest even (the default MXCSR mode) and re-centre.
+            let i0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
+            let i1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
+            // Values are within [-128, 255]: i16 packing is exact.
+            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
+            let (l, h) = (
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256(p16, 1),
+            );
+            let bytes = if q.unsigned {
+                _mm_packus_epi16(l, h)
+            } else {
+                _mm_packs_epi16(l, h)
+            };
+            let dst = c.add(r * ldc);
+            if cols == QNR {
+                _mm_storeu_si128(dst as *mut __m128i, bytes);
+            } else {
+                let mut tmp = [0u8; QNR];
+                _mm_storeu_si128(tmp.as_mut_ptr() as *mut __m128i, bytes);
+                core::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
+            }
+        }
+    }
+}
+
+/// `c[i * ldc + j] = requantize(Σ_k (a[i][k] - izp) · w[j][k] + bias[j])` for an
+/// `m × n` output of bytes, parallel over row blocks (and column panels when
+/// there are few rows).
+///
+/// # Panics
+/// If `a` or `c` is too short.
+pub fn qgemm(m: usize, a: &[u8], lda: usize, b: &PackedQs8, c: &mut [u8], ldc: usize) {
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + b.k, "qgemm: a too short");
+    assert!(lda >= b.k, "qgemm: strides");
+    qgemm_src(m, ASrc::Dense { a, lda }, b, c, ldc);
+}
+
+/// Weight panels larger than this are kept cache-resident by iterating row
+/// blocks inside each panel (A packed once up front) instead of streaming all of
+/// B once per row block.
+const B_CACHE_BYTES: usize = 192 * 1024;
+
+/// Splits `items` into at most `target` contiguous chunks: (chunks, per chunk).
+fn chunks(items: usize, target: usize) -> (usize, usize) {
+    let per = items.div_ceil(target.clamp(1, items.max(1))).max(1);
+    (items.div_ceil(per), per)
+}
+
+/// The qgemm driver on any A source (`a` already validated by the caller).
+pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ldc: usize) {
+    let (n, k) = (b.n, b.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n, "qgemm: c too short");
+    assert!(ldc >= n, "qgemm: strides");
+    let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64");
+    let mblocks = m.div_ceil(QMR);
+    let panels = n.div_ceil(QNR);
+    let threads = num_threads();
+    let work = m * n * k.max(1);
+    let target = if threads <= 1 || work < 64 * 1024 {
+        1
+    } else {
+        threads * 4
+    };
+    let cp = SyncU8(c.as_mut_ptr());
+    let clen = c.len();
+    let kp = b.kp;
+    let kp2 = 2 * kp;
+    // One QMR × QNR tile from packed rows `apack` (QMR rows of 2kp i16).
+    let tile = |apack: &[i16], mb: usize, p: usize| {
+        let r0 = mb * QMR;
+        let rows = (m - r0).min(QMR);
+        let c0 = p * QNR;
+        let cols = (n - c0).min(QNR);
+        let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
+        let bias = &b.bias[c0..c0 + QNR];
+        let scale = &b.scale[c0..c0 + QNR];
+        let off = r0 * ldc + c0;
+        assert!(off + (rows - 1) * ldc + cols <= clen);
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2 {
+            // SAFETY: AVX2 was detected (isa()); `apack` holds QMR rows of 2kp i16
+            // and the packed B/bias/scale slices have the lengths the kernel reads;
+            // the tile (rows × cols at stride ldc from `off`) lies inside `c`
+            // (asserted above), and tasks own disjoint (row block, panel) tiles.
+            unsafe {
+                avx2::kernel(
+                    kp,
+                    apack.as_ptr(),
+                    bw.as_ptr(),
+                    bias.as_ptr(),
+                    scale.as_ptr(),
+                    b.out,
+                    cp.get().add(off),
+                    ldc,
+                    rows,
+                    cols,
+                )
+            }
+            return;
+        }
+        let _ = use_avx2;
+        let t = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
+        for (r, trow) in t.iter().enumerate().take(rows) {
+            // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside `c`
+            // (asserted above) and belongs to this task only.
+            let dst = unsafe { core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols) };
+            dst.copy_from_slice(&trow[..cols]);
+        }
+    };
+    if b.w.len() * 2 > B_CACHE_BYTES && mblocks > 1 && kp > 0 {
+        // Panel-outer: pack all of A once, then each task keeps its panels hot.
+        with_scratch(mblocks * QMR * kp, |s| {
+            // SAFETY: the scratch (mblocks·QMR·kp f32, exclusively ours in this
+            // closure) is viewed as twice as many i16, whose alignment is smaller.
+            let apack: &mut [i16] =
+                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
+            for (mb, blk) in apack.chunks_exact_mut(QMR * kp2).enumerate() {
+                let r0 = mb * QMR;
+                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, blk);
+            }
+            let apack: &[i16] = apack;
+            let (pc, pper) = chunks(panels, target);
+            let (rc, rper) = chunks(mblocks, target.div_ceil(pc));
+            parallel_for(pc * rc, |t| {
+                let (pi, ri) = (t / rc, t % rc);
+                for p in pi * pper..((pi + 1) * pper).min(panels) {
+                    for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
+                        tile(&apack[mb * QMR * kp2..(mb + 1) * QMR * kp2], mb, p);
+                    }
+                }
+            });
+        });
+        return;
+    }
+    let (row_chunks, rows_per) = chunks(mblocks, target);
+    let (col_chunks, cols_per) = if row_chunks >= target {
+        (1, panels)
+    } else {
+        chunks(panels, target.div_ceil(row_chunks))
+    };
+    parallel_for(row_chunks * col_chunks, |t| {
+        let (rc, cc) = (t / col_chunks, t % col_chunks);
+        let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
+        let (p0, p1) = (cc * cols_per, ((cc + 1) * cols_per).min(panels));
+        with_scratch(kp * QMR, |s| {
+            // SAFETY: the scratch (kp·QMR f32, exclusively ours in this closure) is
+            // viewed as twice as many i16, whose alignment is smaller.
+            let apack: &mut [i16] =
+                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
+            for mb in mb0..mb1 {
+                let r0 = mb * QMR;
+                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, apack);
+                for p in p0..p1 {
+                    tile(apack, mb, p);
+                }
+            }
+        });
+    });
+}
+
+/// Parameters of XNNPACK's `qs8`/`qu8` add: `out = clamp(((bias + a·a_mul +
+/// b·b_mul) >> shift) + zero_point, min, max)` on raw (not zero-point-adjusted)
+/// inputs, with the zero points and the rounding term folded into `bias`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QAddParams {
+    pub a_mul: i32,
+    pub b_mul: i32,
+    pub bias: i32,
+    /// Arithmetic right shift (1..=31).
+    pub shift: u32,
+    pub a_unsigned: bool,
+    pub b_unsigned: bool,
+    pub out: QOut,
+}
+
+#[inline(always)]
+fn qadd_one(a: u8, b: u8, p: &QAddParams) -> u8 {
+    let acc = p
+        .bias
+        .wrapping_add(qval(a, p.a_unsigned).wrapping_mul(p.a_mul))
+        .wrapping_add(qval(b, p.b_unsigned).wrapping_mul(p.b_mul));
+    ((acc >> p.shift) + p.out.zero_point).clamp(p.out.min, p.out.max) as u8
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_add {
+    use super::QAddParams;
+    use core::arch::x86_64::*;
+
+    /// `qs8_vadd_minmax__avx2_mul32_u16`: whole 16-element blocks; returns how many
+    /// elements were written.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `a`, `b` and `out` have equal lengths.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) -> usize {
+        let n = out.len() / 16 * 16;
+        let (am, bm) = (_mm256_set1_epi32(p.a_mul), _mm256_set1_epi32(p.b_mul));
+        let bias = _mm256_set1_epi32(p.bias);
+        let sh = _mm_cvtsi32_si128(p.shift as i32);
+        let zp = _mm256_set1_epi32(p.out.zero_point);
+        let (lo, hi) = (_mm256_set1_epi32(p.out.min), _mm256_set1_epi32(p.out.max));
+        let ld = |ptr: *const u8, unsigned: bool| -> __m256i {
+            let v = _mm_loadl_epi64(ptr as *const __m128i);
+            if unsigned {
+                _mm256_cvtepu8_epi32(v)
+            } else {
+                _mm256_cvtepi8_epi32(v)
+            }
+        };
+        let mut i = 0;
+        while i < n {
+            let mut r = [_mm256_setzero_si256(); 2];
+            for (h, rh) in r.iter_mut().enumerate() {
+                let va = ld(a.as_ptr().add(i + 8 * h), p.a_unsigned);
+                let vb = ld(b.as_ptr().add(i + 8 * h), p.b_unsigned);
+                let acc = _mm256_add_epi32(
+                    _mm256_add_epi32(bias, _mm256_mullo_epi32(va, am)),
+                    _mm256_mullo_epi32(vb, bm),
+                );
+                let v = _mm256_add_epi32(_mm256_sra_epi32(acc, sh), zp);
+                *rh = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+            }
+            // Values are within [-128, 255]: packing is exact.
+            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
+            let (l, h) = (
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256(p16, 1),
+            );
+            let bytes = if p.out.unsigned {
+                _mm_packus_epi16(l, h)
+            } else {
+                _mm_packs_epi16(l, h)
+            };
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
+            i += 16;
+        }
+        n
+    }
+}
+
+/// Elementwise quantized add of equal-length byte slices (XNNPACK `qs8_vadd`).
+///
+/// # Panics
+/// If the lengths differ or `p.shift` is not in `1..=31`.
+pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
+    assert!(
+        a.len() == out.len() && b.len() == out.len(),
+        "qadd: lengths"
+    );
+    assert!((1..=31).contains(&p.shift), "qadd: shift");
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2Fma {
+        // SAFETY: AVX2 detected; the three slices have equal lengths (asserted).
+        done = unsafe { avx2_add::qadd(a, b, p, out) };
+    }
+    for ((o, &x), &y) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        *o = qadd_one(x, y, p);
+    }
+}

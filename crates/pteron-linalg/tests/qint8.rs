@@ -1,0 +1,385 @@
+//! Int8 kernels (qgemm, int8 conv, int8 depthwise) against the naive oracles in
+//! `reference`, bit for bit, under every ISA tier and with 1 and 3 threads.
+
+mod common;
+
+use common::{for_each_isa, Rng};
+use proptest::prelude::*;
+use pteron_linalg::{
+    qconv2d_nhwc, qdwconv_nhwc, qgemm, reference, set_num_threads, PackedQDw, PackedQs8, QConvGeom,
+    QOut,
+};
+
+fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next_u64() as u8).collect()
+}
+
+fn weights(rng: &mut Rng, n: usize) -> Vec<i8> {
+    (0..n).map(|_| rng.next_u64() as i8).collect()
+}
+
+/// Random output quantization: zero point, optionally a ReLU-like lower bound.
+fn qout(rng: &mut Rng, unsigned: bool) -> QOut {
+    let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
+    let zp = lo + rng.below(256) as i32;
+    let min = if rng.below(3) == 0 { zp } else { lo };
+    let max = if rng.below(4) == 0 { hi - 20 } else { hi };
+    QOut {
+        zero_point: zp,
+        min: min.min(max),
+        max,
+        unsigned,
+    }
+    .checked()
+    .expect("non-empty range")
+}
+
+/// Scales spread so that outputs span the range and saturate sometimes.
+fn scales(rng: &mut Rng, n: usize, k: usize, per_channel: bool) -> Vec<f32> {
+    let base = 1.0 / (64.0 * (k.max(1) as f32).sqrt());
+    let cnt = if per_channel { n } else { 1 };
+    (0..cnt)
+        .map(|_| base * (0.25 + 4.0 * (rng.f32() + 1.0)))
+        .collect()
+}
+
+fn with_threads(mut f: impl FnMut(&str)) {
+    for_each_isa(|isa| {
+        let before = pteron_linalg::num_threads();
+        for t in [1, 3] {
+            set_num_threads(t);
+            f(&format!("{isa:?} threads {t}"));
+        }
+        set_num_threads(before);
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_qgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    pad: usize,
+    unsigned: bool,
+    bias: bool,
+    per_channel: bool,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let (lda, ldc) = (k + pad, n + pad);
+    let a = bytes(&mut rng, m * lda);
+    let w = weights(&mut rng, n * k);
+    let b: Vec<i32> = (0..n)
+        .map(|_| (rng.next_u64() % 20001) as i32 - 10000)
+        .collect();
+    let bias = bias.then_some(&b[..]);
+    let izp = if unsigned {
+        rng.below(256) as i32
+    } else {
+        rng.below(256) as i32 - 128
+    };
+    let s = scales(&mut rng, n, k, per_channel);
+    let q = qout(&mut rng, !unsigned);
+    let mut want = vec![0xAAu8; m * ldc];
+    reference::qgemm(
+        m, n, k, &a, lda, unsigned, izp, &w, bias, &s, q, &mut want, ldc,
+    );
+    let pk = PackedQs8::new(k, n, &w, k, bias, izp, unsigned, &s, q);
+    with_threads(|ctx| {
+        let mut got = vec![0xAAu8; m * ldc];
+        qgemm(m, &a, lda, &pk, &mut got, ldc);
+        assert_eq!(
+            got, want,
+            "{ctx}: m {m} n {n} k {k} pad {pad} unsigned {unsigned} seed {seed}"
+        );
+    });
+}
+
+#[test]
+fn qgemm_edge_shapes() {
+    let mut seed = 1;
+    for &m in &[1usize, 2, 5, 6, 7, 13, 64] {
+        for &n in &[1usize, 8, 15, 16, 17, 40] {
+            for &k in &[0usize, 1, 2, 3, 8, 31, 130, 2500] {
+                seed += 1;
+                check_qgemm(
+                    m,
+                    n,
+                    k,
+                    (seed % 3) as usize,
+                    seed % 4 == 0,
+                    seed % 5 != 0,
+                    seed % 2 == 0,
+                    seed,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn qgemm_saturates_both_ways() {
+    // Huge scale: every output hits min or max (float clamp before conversion).
+    let (m, n, k) = (7, 17, 40);
+    let mut rng = Rng::new(9);
+    let a = bytes(&mut rng, m * k);
+    let w = weights(&mut rng, n * k);
+    let q = QOut::qs8(3);
+    let mut want = vec![0u8; m * n];
+    reference::qgemm(
+        m,
+        n,
+        k,
+        &a,
+        k,
+        false,
+        -5,
+        &w,
+        None,
+        &[255.0],
+        q,
+        &mut want,
+        n,
+    );
+    assert!(want
+        .iter()
+        .all(|&v| v as i8 == -128 || v as i8 == 127 || v as i8 == 3));
+    let pk = PackedQs8::new(k, n, &w, k, None, -5, false, &[255.0], q);
+    with_threads(|ctx| {
+        let mut got = vec![0u8; m * n];
+        qgemm(m, &a, k, &pk, &mut got, n);
+        assert_eq!(got, want, "{ctx}");
+    });
+}
+
+#[test]
+fn requantize_rounds_ties_to_even() {
+    let q = QOut::qs8(0);
+    assert_eq!(pteron_linalg::requantize(5, 0.5, q) as i8, 2);
+    assert_eq!(pteron_linalg::requantize(7, 0.5, q) as i8, 4);
+    assert_eq!(pteron_linalg::requantize(-5, 0.5, q) as i8, -2);
+    assert_eq!(pteron_linalg::requantize(i32::MAX, 1.0, q) as i8, 127);
+    assert_eq!(pteron_linalg::requantize(i32::MIN, 1.0, q) as i8, -128);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn geom(
+    batch: usize,
+    hw: (usize, usize),
+    c: usize,
+    k: (usize, usize),
+    s: usize,
+    d: usize,
+    pad: (usize, usize, usize, usize),
+) -> Option<QConvGeom> {
+    let (pt, pl, pb, pr) = pad;
+    let eh = (k.0 - 1) * d + 1;
+    let ew = (k.1 - 1) * d + 1;
+    let oh = (hw.0 + pt + pb).checked_sub(eh)? / s + 1;
+    let ow = (hw.1 + pl + pr).checked_sub(ew)? / s + 1;
+    Some(QConvGeom {
+        batch,
+        in_h: hw.0,
+        in_w: hw.1,
+        in_c: c,
+        out_h: oh,
+        out_w: ow,
+        kh: k.0,
+        kw: k.1,
+        sh: s,
+        sw: s,
+        dh: d,
+        dw: d,
+        pad_top: pt,
+        pad_left: pl,
+    })
+}
+
+fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let cg = g.in_c / groups;
+    let cout = og * groups;
+    let x = bytes(&mut rng, g.batch * g.in_h * g.in_w * g.in_c);
+    let k = g.kh * g.kw * cg;
+    let w = weights(&mut rng, cout * k);
+    let b: Vec<i32> = (0..cout)
+        .map(|_| (rng.next_u64() % 4001) as i32 - 2000)
+        .collect();
+    let izp = if unsigned {
+        rng.below(256) as i32
+    } else {
+        rng.below(256) as i32 - 128
+    };
+    let s = scales(&mut rng, cout, k, true);
+    let q = qout(&mut rng, unsigned);
+    let olen = g.batch * g.out_h * g.out_w * cout;
+    let mut want = vec![0u8; olen];
+    reference::qconv2d_nhwc(
+        g,
+        groups,
+        cout,
+        &x,
+        unsigned,
+        izp,
+        &w,
+        Some(&b),
+        &s,
+        q,
+        &mut want,
+    );
+    let packed: Vec<PackedQs8> = (0..groups)
+        .map(|gi| {
+            PackedQs8::new(
+                k,
+                og,
+                &w[gi * og * k..],
+                k,
+                Some(&b[gi * og..]),
+                izp,
+                unsigned,
+                &s[gi * og..(gi + 1) * og],
+                q,
+            )
+        })
+        .collect();
+    with_threads(|ctx| {
+        let mut got = vec![0x55u8; olen];
+        qconv2d_nhwc(g, &x, &packed, izp as u8, &mut got);
+        assert_eq!(
+            got, want,
+            "{ctx}: {g:?} groups {groups} og {og} seed {seed}"
+        );
+    });
+}
+
+fn check_dw(g: &QConvGeom, unsigned: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let c = g.in_c;
+    let taps = g.kh * g.kw;
+    let x = bytes(&mut rng, g.batch * g.in_h * g.in_w * c);
+    let w = weights(&mut rng, taps * c);
+    let b: Vec<i32> = (0..c)
+        .map(|_| (rng.next_u64() % 4001) as i32 - 2000)
+        .collect();
+    let izp = if unsigned {
+        rng.below(256) as i32
+    } else {
+        rng.below(256) as i32 - 128
+    };
+    let s = scales(&mut rng, c, taps, true);
+    let q = qout(&mut rng, unsigned);
+    let olen = g.batch * g.out_h * g.out_w * c;
+    let mut want = vec![0u8; olen];
+    reference::qdwconv_nhwc(g, &x, unsigned, izp, &w, Some(&b), &s, q, &mut want);
+    let pk = PackedQDw::new(taps, c, &w, Some(&b), izp, unsigned, &s, q);
+    with_threads(|ctx| {
+        let mut got = vec![0x55u8; olen];
+        qdwconv_nhwc(g, &x, &pk, &mut got);
+        assert_eq!(got, want, "{ctx}: {g:?} seed {seed}");
+    });
+}
+
+#[test]
+fn qconv_edge_shapes() {
+    let cases = [
+        // (batch, hw, c, k, stride, dilation, pad, groups, og)
+        (1, (5, 5), 3, (3, 3), 1, 1, (1, 1, 1, 1), 1, 8),
+        (2, (7, 6), 16, (1, 1), 1, 1, (0, 0, 0, 0), 1, 17),
+        (1, (8, 8), 4, (1, 1), 2, 1, (0, 0, 0, 0), 1, 5),
+        (1, (9, 7), 6, (3, 3), 2, 1, (1, 0, 1, 1), 2, 7),
+        (1, (6, 6), 5, (5, 5), 1, 2, (4, 4, 4, 4), 1, 3),
+        (1, (3, 3), 1, (3, 3), 1, 1, (0, 0, 0, 0), 1, 1),
+        (1, (2, 2), 8, (3, 3), 1, 1, (2, 2, 2, 2), 4, 2),
+        // Weights over the cache threshold: the panel-outer path.
+        (1, (5, 4), 96, (3, 3), 1, 1, (1, 1, 1, 1), 1, 130),
+        (1, (7, 7), 48, (3, 3), 2, 1, (1, 1, 1, 1), 2, 120),
+    ];
+    for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
+        let g = geom(b, hw, c, k, s, d, pad).expect("valid");
+        check_conv(&g, groups, og, i % 2 == 1, 100 + i as u64);
+    }
+}
+
+#[test]
+fn qdwconv_edge_shapes() {
+    let cases = [
+        (1, (7, 7), 16, (3, 3), 1, 1, (1, 1, 1, 1)),
+        (1, (8, 9), 32, (3, 3), 2, 1, (0, 1, 1, 0)),
+        (2, (5, 5), 21, (5, 5), 1, 1, (2, 2, 2, 2)),
+        (1, (10, 10), 48, (5, 5), 2, 1, (2, 2, 2, 2)),
+        (1, (6, 6), 3, (3, 3), 1, 2, (2, 2, 2, 2)),
+        (1, (4, 4), 16, (1, 1), 1, 1, (0, 0, 0, 0)),
+        (1, (3, 3), 17, (3, 3), 1, 1, (0, 0, 0, 0)),
+        (1, (12, 12), 16, (9, 9), 1, 1, (4, 4, 4, 4)),
+        (1, (1, 1), 32, (3, 3), 1, 1, (1, 1, 1, 1)),
+    ];
+    for (i, &(b, hw, c, k, s, d, pad)) in cases.iter().enumerate() {
+        let g = geom(b, hw, c, k, s, d, pad).expect("valid");
+        check_dw(&g, i % 3 == 2, 200 + i as u64);
+    }
+}
+
+fn check_qadd(n: usize, shift: u32, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let a = bytes(&mut rng, n);
+    let b = bytes(&mut rng, n);
+    let unsigned = rng.below(2) == 0;
+    let m = 1i32 << (shift - 8).min(20);
+    let p = pteron_linalg::QAddParams {
+        a_mul: (rng.below(m as usize) as i32 + 1) * if rng.below(4) == 0 { -1 } else { 1 },
+        b_mul: rng.below(m as usize) as i32 + 1,
+        bias: (1 << (shift - 1)) - rng.below(1 << 20) as i32,
+        shift,
+        a_unsigned: rng.below(2) == 0,
+        b_unsigned: rng.below(2) == 0,
+        out: qout(&mut rng, unsigned),
+    };
+    let mut want = vec![0u8; n];
+    reference::qadd(&a, &b, &p, &mut want);
+    with_threads(|ctx| {
+        let mut got = vec![0x33u8; n];
+        pteron_linalg::qadd(&a, &b, &p, &mut got);
+        assert_eq!(got, want, "{ctx}: n {n} {p:?}");
+    });
+}
+
+#[test]
+fn qadd_edge_lengths() {
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+        check_qadd(n, 12 + (i as u32 * 3) % 19, 300 + i as u64);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn qadd_random(n in 0usize..200, shift in 12u32..31, seed: u64) {
+        check_qadd(n, shift, seed);
+    }
+
+    #[test]
+    fn qgemm_random(m in 1usize..40, n in 1usize..50, k in 0usize..200, pad in 0usize..3,
+                    unsigned: bool, bias: bool, per_channel: bool, seed: u64) {
+        check_qgemm(m, n, k, pad, unsigned, bias, per_channel, seed);
+    }
+
+    #[test]
+    fn qconv_random(b in 1usize..3, h in 1usize..9, w in 1usize..9, cg in 1usize..6, groups in 1usize..3,
+                    og in 1usize..20, kh in 1usize..4, kw in 1usize..4, s in 1usize..3, d in 1usize..3,
+                    pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+                    unsigned: bool, seed: u64) {
+        if let Some(g) = geom(b, (h, w), cg * groups, (kh, kw), s, d, (pt, pl, pb, pr)) {
+            check_conv(&g, groups, og, unsigned, seed);
+        }
+    }
+
+    #[test]
+    fn qdwconv_random(b in 1usize..3, h in 1usize..10, w in 1usize..10, c in 1usize..50,
+                      k in prop::sample::select(vec![1usize, 3, 5]), s in 1usize..3, d in 1usize..3,
+                      pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+                      unsigned: bool, seed: u64) {
+        if let Some(g) = geom(b, (h, w), c, (k, k), s, d, (pt, pl, pb, pr)) {
+            check_dw(&g, unsigned, seed);
+        }
+    }
+}
