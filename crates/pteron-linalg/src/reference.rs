@@ -343,3 +343,49 @@ pub fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
         x
     }
 }
+
+/// Reference NHWC convolution (`groups == 1`, weights `[out_c, kh, kw, in_c]`),
+/// output `[batch, oh, ow, out_c]` clamped to `[lo, hi]`; taps outside the input
+/// read zero.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_nhwc(
+    p: &crate::nhwc::ConvNhwcParams,
+    input: &[f32],
+    (batch, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    let c = p.in_c;
+    for n in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for co in 0..p.out_c {
+                    let mut s = bias.map_or(0.0, |b| b[co] as f64);
+                    for ky in 0..p.kh {
+                        let iy =
+                            (oy * p.stride.0 + ky * p.dilation.0) as isize - p.pad_top as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..p.kw {
+                            let ix = (ox * p.stride.1 + kx * p.dilation.1) as isize
+                                - p.pad_left as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let i0 = ((n * h + iy as usize) * w + ix as usize) * c;
+                            let w0 = ((co * p.kh + ky) * p.kw + kx) * c;
+                            for ci in 0..c {
+                                s += input[i0 + ci] as f64 * weight[w0 + ci] as f64;
+                            }
+                        }
+                    }
+                    output[((n * oh + oy) * ow + ox) * p.out_c + co] = clamp(s as f32, lo, hi);
+                }
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! within a quantization step. Quantized weights are dequantized once at init and
 //! pre-packed for the f32 GEMM.
 
+use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
 use pteron_linalg::{sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB};
 use pteron_runtime::{
     BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType,
@@ -56,6 +57,8 @@ enum Prep {
         bias: Vec<f32>,
         mult: usize,
     },
+    /// Ungrouped convolution as an NHWC indirect GEMM (no im2col scratch).
+    ConvNhwc(ConvNhwc),
 }
 
 struct Step {
@@ -597,23 +600,52 @@ impl XnnDelegate {
                                 fv.dims, p.kh, p.kw, p.group_in
                             )));
                         }
-                        let k = p.kh * p.kw * p.group_in;
-                        let groups: Vec<PackedB> = (0..p.groups)
-                            .map(|gi| {
-                                PackedB::new(k, p.group_out, &w[gi * p.group_out * k..], k, true)
+                        let nhwc = (p.groups == 1)
+                            .then(|| {
+                                ConvNhwc::new(
+                                    ConvNhwcParams {
+                                        in_c: p.group_in,
+                                        out_c: cout,
+                                        kh: p.kh,
+                                        kw: p.kw,
+                                        stride: (p.sh.max(1), p.sw.max(1)),
+                                        dilation: (p.dh.max(1), p.dw.max(1)),
+                                        pad_top: p.pad_top,
+                                        pad_left: p.pad_left,
+                                    },
+                                    &w,
+                                    Some(&bias_v),
+                                )
                             })
-                            .collect();
-                        prepared += groups.iter().map(PackedB::bytes).sum::<usize>();
-                        let direct = p.groups == 1
-                            && p.kh == 1
-                            && p.kw == 1
-                            && p.sh.max(1) == 1
-                            && p.sw.max(1) == 1
-                            && p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0;
-                        Prep::Conv {
-                            groups,
-                            bias: bias_v,
-                            direct,
+                            .flatten();
+                        if let Some(conv) = nhwc {
+                            prepared += conv.packed_bytes();
+                            Prep::ConvNhwc(conv)
+                        } else {
+                            let k = p.kh * p.kw * p.group_in;
+                            let groups: Vec<PackedB> = (0..p.groups)
+                                .map(|gi| {
+                                    PackedB::new(
+                                        k,
+                                        p.group_out,
+                                        &w[gi * p.group_out * k..],
+                                        k,
+                                        true,
+                                    )
+                                })
+                                .collect();
+                            prepared += groups.iter().map(PackedB::bytes).sum::<usize>();
+                            let direct = p.groups == 1
+                                && p.kh == 1
+                                && p.kw == 1
+                                && p.sh.max(1) == 1
+                                && p.sw.max(1) == 1
+                                && p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0;
+                            Prep::Conv {
+                                groups,
+                                bias: bias_v,
+                                direct,
+                            }
                         }
                     }
                 }
@@ -965,6 +997,16 @@ fn run_op(
                     );
                 }
             }
+        }
+        (Op::Conv { input, .. }, Prep::ConvNhwc(conv)) => {
+            let (b, h, w, _) = nhwc(&shapes[*input]);
+            conv.run(
+                &bufs[*input],
+                (b, h, w),
+                (od.get(1), od.get(2)),
+                out,
+                (lo, hi),
+            );
         }
         (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
             let id = shapes[*input];

@@ -2,6 +2,7 @@
 //!
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
 
+use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
 use pteron_linalg::{
     pool2d, set_isa_cap, set_num_threads, sgemm, sgemm_packed, Activation, Bias, Conv2d,
     Conv2dParams, GemmArgs, Isa, PackedB,
@@ -144,6 +145,35 @@ fn selected(name: &str) -> bool {
         Some(i) => args.get(i + 1).is_some_and(|f| name.contains(f.as_str())),
         None => true,
     }
+}
+
+/// NHWC indirect-GEMM convolution `in_c -> out_c`, `k`×`k` stride `s`, pad `k/2`, on
+/// an `hw`×`hw` input (ReLU fused).
+fn bench_nhwc(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usize) {
+    if !selected(name) {
+        return;
+    }
+    let p = ConvNhwcParams {
+        in_c,
+        out_c,
+        kh: k,
+        kw: k,
+        stride: (s, s),
+        dilation: (1, 1),
+        pad_top: k / 2,
+        pad_left: k / 2,
+    };
+    let w = fill(out_c * k * k * in_c, 7);
+    let bias = fill(out_c, 8);
+    let conv = ConvNhwc::new(p, &w, Some(&bias)).expect("supported conv");
+    let o = (hw + 2 * (k / 2) - k) / s + 1;
+    let x = fill(hw * hw * in_c, 3);
+    let mut out = vec![0.0; o * o * out_c];
+    let t = time(|| {
+        conv.run(&x, (1, hw, hw), (o, o), &mut out, (0.0, f32::INFINITY));
+        black_box(&out);
+    });
+    report(name, 2.0 * (o * o * out_c * k * k * in_c) as f64, t);
 }
 
 fn bench_conv(name: &str, p: Conv2dParams) {
@@ -309,6 +339,19 @@ fn main() {
     bench_conv("dwconv 3x3/2 96 @112", conv_p(96, 112, 96, 3, 2, 96));
     bench_conv("dwconv 3x3 960 @7", conv_p(960, 7, 960, 3, 1, 960));
     bench_conv("dwconv 5x5 64 @56", conv_p(64, 56, 64, 5, 1, 64));
+    println!("-- NHWC conv (f32_igemm_6x16, XNNPACK backend)");
+    bench_nhwc("conv_nhwc 1x1 32->16 @112", 32, 112, 16, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 16->96 @112", 16, 112, 96, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 24->144 @56", 24, 56, 144, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 144->24 @56", 144, 56, 24, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 960->160 @7", 960, 7, 160, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 320->1280 @7", 320, 7, 1280, 1, 1);
+    bench_nhwc("conv_nhwc 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
+    bench_nhwc("conv_nhwc 7x7/2 3->64 @224", 3, 224, 64, 7, 2);
+    bench_nhwc("conv_nhwc 3x3 64->64 @56", 64, 56, 64, 3, 1);
+    bench_nhwc("conv_nhwc 3x3 128->128 @28", 128, 28, 128, 3, 1);
+    bench_nhwc("conv_nhwc 3x3 256->256 @14", 256, 14, 256, 3, 1);
+    bench_nhwc("conv_nhwc 3x3 512->512 @7", 512, 7, 512, 3, 1);
     println!("-- Pooling");
     let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
     pp.padding = (1, 1);

@@ -1,0 +1,518 @@
+//! NHWC convolution as an *indirect* GEMM: no im2col matrix is materialised and the
+//! activations are never packed.
+//!
+//! The output is a `M × N` matrix (M = output pixels, N = output channels, row-major
+//! with row stride `out_c`). Weights (`[out_c, kh, kw, in_c]`, XNNPACK's OHWI) are
+//! packed once into 16-column panels `w[panel][k][16]` with `k = (ky*kw + kx)*in_c + ci`
+//! and a padded bias. For a tile of [`MR`] output pixels the driver builds, per
+//! *segment* of the k range, one pointer per pixel into the NHWC input (or into a zero
+//! row for taps in the padding):
+//! * when every pixel of the tile sees its full kernel row horizontally (always the
+//!   case away from the left/right border), a segment is a whole kernel row
+//!   (`kw*in_c` contiguous floats), so there are `kh` segments;
+//! * otherwise a segment is one tap (`in_c` floats), `kh*kw` segments.
+//!
+//! The microkernel `f32_igemm_6x16__avx2_fma` (or its scalar twin) walks the segments
+//! broadcasting activations straight from those rows, starts from the bias and applies
+//! the clamp in its epilogue. Tiles are grouped into tasks of (pixel range × panel
+//! block) so that a block of panels stays in L2 while the task's pixel tiles stream
+//! through, and each tile's rows are reused from L1 across the block's panels.
+
+use crate::gemm::clamp_nan;
+use crate::pool::{num_threads, parallel_for};
+use crate::util::{div_ceil, AlignedBuf, SyncPtr};
+use crate::{isa, Isa};
+
+/// Output pixels per microkernel tile.
+pub const MR: usize = 6;
+/// Output channels per microkernel tile (one packed panel).
+pub const NR: usize = 16;
+/// Most segments (kernel taps) per tile; larger kernels are rejected by [`ConvNhwc::new`].
+pub const MAX_SEGS: usize = 64;
+/// Bytes of packed panels a task keeps hot while its pixel tiles stream through.
+const PANEL_BLOCK_BYTES: usize = 192 * 1024;
+
+/// Geometry of an NHWC convolution with `groups == 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvNhwcParams {
+    pub in_c: usize,
+    pub out_c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// Stride `(h, w)`.
+    pub stride: (usize, usize),
+    /// Dilation `(h, w)`.
+    pub dilation: (usize, usize),
+    /// Padding before the first row / column (the far side is implied by the
+    /// output size passed to [`ConvNhwc::run`]).
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// Microkernel tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IKern {
+    Scalar,
+    Avx2Fma,
+}
+
+/// `(segments, floats per segment, A row pointers [seg][MR], packed panel, bias[16],
+///   C tile, ldc, rows, cols, lo, hi)`.
+type IgemmFn = unsafe fn(
+    usize,
+    usize,
+    *const *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    f32,
+    f32,
+);
+
+impl IKern {
+    fn func(self) -> IgemmFn {
+        match self {
+            IKern::Scalar => f32_igemm_6x16__scalar,
+            #[cfg(target_arch = "x86_64")]
+            IKern::Avx2Fma => x86::f32_igemm_6x16__avx2_fma,
+            #[cfg(not(target_arch = "x86_64"))]
+            IKern::Avx2Fma => unreachable!("AVX2 kernel selected on a non-x86 target"),
+        }
+    }
+}
+
+/// A prepared NHWC convolution (weights packed once).
+pub struct ConvNhwc {
+    p: ConvNhwcParams,
+    k: usize,
+    panels: usize,
+    w: AlignedBuf,
+    bias: AlignedBuf,
+    zeros: Vec<f32>,
+    kern: IKern,
+    /// 1x1, stride 1, no padding.
+    pointwise: bool,
+}
+
+/// Pointers of one tile: `ptrs[seg*MR + row]`.
+struct TilePtrs {
+    ptrs: [*const f32; MR * MAX_SEGS],
+    nseg: usize,
+    seg_len: usize,
+}
+
+impl ConvNhwc {
+    /// Pack `weight` (`[out_c, kh, kw, in_c]`) and `bias` (`out_c`, or zeros).
+    /// Returns `None` for empty or unsupported geometry (zero sizes/strides/dilations,
+    /// more than [`MAX_SEGS`] taps, slices of the wrong length).
+    pub fn new(p: ConvNhwcParams, weight: &[f32], bias: Option<&[f32]>) -> Option<ConvNhwc> {
+        let taps = p.kh.checked_mul(p.kw)?;
+        if p.in_c == 0
+            || p.out_c == 0
+            || taps == 0
+            || taps > MAX_SEGS
+            || p.stride.0 == 0
+            || p.stride.1 == 0
+            || p.dilation.0 == 0
+            || p.dilation.1 == 0
+        {
+            return None;
+        }
+        let k = taps.checked_mul(p.in_c)?;
+        if weight.len() != k.checked_mul(p.out_c)? || bias.is_some_and(|b| b.len() != p.out_c) {
+            return None;
+        }
+        let panels = div_ceil(p.out_c, NR);
+        let mut w = AlignedBuf::new(panels * k * NR);
+        {
+            let dst = w.as_mut_slice();
+            for (co, row) in weight.chunks_exact(k).enumerate() {
+                let (pi, l) = (co / NR, co % NR);
+                let base = pi * k * NR + l;
+                for (q, &v) in row.iter().enumerate() {
+                    dst[base + q * NR] = v;
+                }
+            }
+        }
+        let mut bb = AlignedBuf::new(panels * NR);
+        if let Some(b) = bias {
+            bb.as_mut_slice()[..p.out_c].copy_from_slice(b);
+        }
+        let kern = match isa() {
+            Isa::Scalar => IKern::Scalar,
+            Isa::Avx2Fma => IKern::Avx2Fma,
+        };
+        Some(ConvNhwc {
+            p,
+            k,
+            panels,
+            w,
+            bias: bb,
+            zeros: vec![0.0; p.kw * p.in_c],
+            kern,
+            pointwise: taps == 1 && p.stride == (1, 1) && p.pad_top == 0 && p.pad_left == 0,
+        })
+    }
+
+    /// Parameters this convolution was built for.
+    pub fn params(&self) -> &ConvNhwcParams {
+        &self.p
+    }
+
+    /// Bytes of packed weights, bias and the zero row.
+    pub fn packed_bytes(&self) -> usize {
+        self.w.bytes() + self.bias.bytes() + self.zeros.len() * 4
+    }
+
+    /// Fill the segment pointers of the tile of pixels `m0..m0+rows`.
+    fn tile_ptrs<'a>(
+        &'a self,
+        input: &'a [f32],
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        m0: usize,
+        rows: usize,
+        t: &mut TilePtrs,
+    ) {
+        let p = &self.p;
+        let c = p.in_c;
+        let (sh, sw) = p.stride;
+        let (dh, dw) = p.dilation;
+        let ohw = oh * ow;
+        if self.pointwise && (oh, ow) == (h, w) {
+            // 1x1, stride 1, no padding, same size: pixel m reads input row m.
+            t.nseg = 1;
+            t.seg_len = c;
+            for r in 0..MR {
+                let off = (m0 + r.min(rows - 1)) * c;
+                t.ptrs[r] = input[off..off + c].as_ptr();
+            }
+            return;
+        }
+        // Decode the pixels (one division, then stepping); rows past the tile repeat
+        // its last pixel.
+        let mut pix = [(0usize, 0usize, 0usize); MR];
+        let mut full = p.kw == 1 || dw == 1;
+        let (n, rem) = (m0 / ohw, m0 % ohw);
+        let mut cur = (n, rem / ow, rem % ow);
+        for (r, px) in pix.iter_mut().enumerate() {
+            *px = cur;
+            if r + 1 < rows {
+                cur.2 += 1;
+                if cur.2 == ow {
+                    cur.2 = 0;
+                    cur.1 += 1;
+                    if cur.1 == oh {
+                        cur.1 = 0;
+                        cur.0 += 1;
+                    }
+                }
+            }
+            let x0 = px.2 * sw;
+            if x0 < p.pad_left || x0 + (p.kw - 1) * dw >= p.pad_left + w {
+                full = false;
+            }
+        }
+        if full {
+            let seg = p.kw * c;
+            t.nseg = p.kh;
+            t.seg_len = seg;
+            for (r, &(n, oy, ox)) in pix.iter().enumerate() {
+                let ix0 = ox * sw - p.pad_left;
+                for ky in 0..p.kh {
+                    let y = oy * sh + ky * dh;
+                    t.ptrs[ky * MR + r] = if y >= p.pad_top && y - p.pad_top < h {
+                        let off = ((n * h + (y - p.pad_top)) * w + ix0) * c;
+                        input[off..off + seg].as_ptr()
+                    } else {
+                        self.zeros.as_ptr()
+                    };
+                }
+            }
+        } else {
+            t.nseg = p.kh * p.kw;
+            t.seg_len = c;
+            for (r, &(n, oy, ox)) in pix.iter().enumerate() {
+                for ky in 0..p.kh {
+                    let y = oy * sh + ky * dh;
+                    let yok = y >= p.pad_top && y - p.pad_top < h;
+                    for kx in 0..p.kw {
+                        let x = ox * sw + kx * dw;
+                        t.ptrs[(ky * p.kw + kx) * MR + r] =
+                            if yok && x >= p.pad_left && x - p.pad_left < w {
+                                let off = ((n * h + (y - p.pad_top)) * w + (x - p.pad_left)) * c;
+                                input[off..off + c].as_ptr()
+                            } else {
+                                self.zeros.as_ptr()
+                            };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convolve `input` (`[batch, h, w, in_c]`) into `output` (`[batch, oh, ow,
+    /// out_c]`), then clamp to `[lo, hi]` (NaN propagates). Taps that fall outside
+    /// the input (padding) read zeros, so any `(oh, ow)` is accepted.
+    ///
+    /// # Panics
+    /// If `input` or `output` is shorter than those shapes.
+    pub fn run(
+        &self,
+        input: &[f32],
+        (batch, h, w): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        output: &mut [f32],
+        (lo, hi): (f32, f32),
+    ) {
+        let p = self.p;
+        let m = batch * oh * ow;
+        assert!(
+            input.len() >= batch * h * w * p.in_c,
+            "conv_nhwc: input too short"
+        );
+        assert!(output.len() >= m * p.out_c, "conv_nhwc: output too short");
+        if m == 0 {
+            return;
+        }
+        let m_tiles = div_ceil(m, MR);
+        let nb = (PANEL_BLOCK_BYTES / (self.k * NR * 4)).clamp(1, self.panels);
+        let n_blocks = div_ceil(self.panels, nb);
+        let nb = div_ceil(self.panels, n_blocks);
+        let threads = num_threads();
+        let flops = 2.0 * m as f64 * p.out_c as f64 * self.k as f64;
+        let m_chunks = if threads > 1 && flops > 400_000.0 {
+            let want = threads * 4;
+            div_ceil(want, n_blocks).min(m_tiles)
+        } else {
+            1
+        };
+        let per_chunk = div_ceil(m_tiles, m_chunks);
+        let m_chunks = div_ceil(m_tiles, per_chunk);
+        let kf = self.kern.func();
+        let out = SyncPtr(output.as_mut_ptr());
+        let ldc = p.out_c;
+        let k = self.k;
+        let wbuf = self.w.as_slice();
+        let bbuf = self.bias.as_slice();
+        let task = |t: usize| {
+            let (mc, nbi) = (t % m_chunks, t / m_chunks);
+            let (t0, t1) = (mc * per_chunk, ((mc + 1) * per_chunk).min(m_tiles));
+            let (p0, p1) = (nbi * nb, ((nbi + 1) * nb).min(self.panels));
+            let mut tp = TilePtrs {
+                ptrs: [std::ptr::null(); MR * MAX_SEGS],
+                nseg: 0,
+                seg_len: 0,
+            };
+            for ti in t0..t1 {
+                let m0 = ti * MR;
+                let rows = MR.min(m - m0);
+                self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, &mut tp);
+                debug_assert_eq!(tp.nseg * tp.seg_len, k);
+                for pi in p0..p1 {
+                    let n0 = pi * NR;
+                    let cols = NR.min(p.out_c - n0);
+                    let wp = &wbuf[pi * k * NR..(pi + 1) * k * NR];
+                    let bp = &bbuf[n0..n0 + NR];
+                    // SAFETY: every pointer in `tp.ptrs[..nseg*MR]` was taken from a
+                    // slice of `input` (or the zero row) at least `seg_len` floats long;
+                    // `wp` holds k*16 = nseg*seg_len*16 floats and `bp` 16; the C tile
+                    // (rows m0..m0+rows, columns n0..n0+cols, row stride ldc) lies inside
+                    // `output` (length asserted above) and tiles of different tasks are
+                    // disjoint (each (tile, panel) pair belongs to exactly one task).
+                    unsafe {
+                        kf(
+                            tp.nseg,
+                            tp.seg_len,
+                            tp.ptrs.as_ptr(),
+                            wp.as_ptr(),
+                            bp.as_ptr(),
+                            out.get().add(m0 * ldc + n0),
+                            ldc,
+                            rows,
+                            cols,
+                            lo,
+                            hi,
+                        );
+                    }
+                }
+            }
+        };
+        parallel_for(m_chunks * n_blocks, task);
+    }
+}
+
+/// Portable 6×16 indirect-GEMM microkernel (same contract as the AVX2 one).
+///
+/// # Safety
+/// `a` holds `nseg*MR` pointers each valid for `seg` reads; `w` holds `nseg*seg*16`
+/// floats, `bias` 16; `c` is valid for `mr` rows × `nr` columns with stride `ldc`.
+#[allow(non_snake_case, clippy::too_many_arguments)]
+unsafe fn f32_igemm_6x16__scalar(
+    nseg: usize,
+    seg: usize,
+    a: *const *const f32,
+    w: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    lo: f32,
+    hi: f32,
+) {
+    // SAFETY: sizes per the function contract.
+    let (ptrs, w, bias) = unsafe {
+        (
+            std::slice::from_raw_parts(a, nseg * MR),
+            std::slice::from_raw_parts(w, nseg * seg * NR),
+            std::slice::from_raw_parts(bias, NR),
+        )
+    };
+    let mut acc = [[0.0f32; NR]; MR];
+    for row in acc.iter_mut() {
+        row.copy_from_slice(bias);
+    }
+    for s in 0..nseg {
+        let ws = &w[s * seg * NR..(s + 1) * seg * NR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: each pointer is valid for `seg` reads (contract).
+            let x = unsafe { std::slice::from_raw_parts(ptrs[s * MR + r], seg) };
+            for (q, &xv) in x.iter().enumerate() {
+                for (o, &wv) in row.iter_mut().zip(&ws[q * NR..q * NR + NR]) {
+                    *o += xv * wv;
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(mr) {
+        for (j, &v) in row.iter().enumerate().take(nr) {
+            // SAFETY: i < mr, j < nr: inside the C tile (contract).
+            unsafe { *c.add(i * ldc + j) = clamp_nan(v, lo, hi) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(non_snake_case)]
+mod x86 {
+    use super::{MR, NR};
+    use crate::gemm::x86::tail_mask;
+    use std::arch::x86_64::*;
+
+    /// 6×16 AVX2/FMA indirect-GEMM microkernel: 12 accumulators started from the
+    /// bias, one broadcast per pixel and k step, clamp in the epilogue.
+    ///
+    /// # Safety
+    /// AVX2+FMA available; otherwise as `f32_igemm_6x16__scalar`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn f32_igemm_6x16__avx2_fma(
+        nseg: usize,
+        seg: usize,
+        a: *const *const f32,
+        w: *const f32,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        // SAFETY: all reads stay inside the ranges of the function contract: `a`
+        // holds nseg*MR pointers, each valid for `seg` floats, `w` nseg*seg*16 floats.
+        unsafe {
+            let bias0 = _mm256_loadu_ps(bias);
+            let bias1 = _mm256_loadu_ps(bias.add(8));
+            let (mut c00, mut c01) = (bias0, bias1);
+            let (mut c10, mut c11) = (bias0, bias1);
+            let (mut c20, mut c21) = (bias0, bias1);
+            let (mut c30, mut c31) = (bias0, bias1);
+            let (mut c40, mut c41) = (bias0, bias1);
+            let (mut c50, mut c51) = (bias0, bias1);
+            let mut wp = w;
+            for s in 0..nseg {
+                let ap = a.add(s * MR);
+                let a0 = *ap;
+                let a1 = *ap.add(1);
+                let a2 = *ap.add(2);
+                let a3 = *ap.add(3);
+                let a4 = *ap.add(4);
+                let a5 = *ap.add(5);
+                for q in 0..seg {
+                    let b0 = _mm256_load_ps(wp);
+                    let b1 = _mm256_load_ps(wp.add(8));
+                    let v = _mm256_broadcast_ss(&*a0.add(q));
+                    c00 = _mm256_fmadd_ps(v, b0, c00);
+                    c01 = _mm256_fmadd_ps(v, b1, c01);
+                    let v = _mm256_broadcast_ss(&*a1.add(q));
+                    c10 = _mm256_fmadd_ps(v, b0, c10);
+                    c11 = _mm256_fmadd_ps(v, b1, c11);
+                    let v = _mm256_broadcast_ss(&*a2.add(q));
+                    c20 = _mm256_fmadd_ps(v, b0, c20);
+                    c21 = _mm256_fmadd_ps(v, b1, c21);
+                    let v = _mm256_broadcast_ss(&*a3.add(q));
+                    c30 = _mm256_fmadd_ps(v, b0, c30);
+                    c31 = _mm256_fmadd_ps(v, b1, c31);
+                    let v = _mm256_broadcast_ss(&*a4.add(q));
+                    c40 = _mm256_fmadd_ps(v, b0, c40);
+                    c41 = _mm256_fmadd_ps(v, b1, c41);
+                    let v = _mm256_broadcast_ss(&*a5.add(q));
+                    c50 = _mm256_fmadd_ps(v, b0, c50);
+                    c51 = _mm256_fmadd_ps(v, b1, c51);
+                    wp = wp.add(NR);
+                }
+            }
+            let acc = [c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51];
+            store_clamped(&acc, c, ldc, mr, nr, lo, hi);
+        }
+    }
+
+    /// Clamp and store a ≤6×16 tile held as `acc[2*row + half]`.
+    ///
+    /// # Safety
+    /// AVX2 available; `c` valid for `mr` rows × `nr` columns with stride `ldc`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn store_clamped(
+        acc: &[__m256; 2 * MR],
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        let lo = _mm256_set1_ps(lo);
+        let hi = _mm256_set1_ps(hi);
+        // SAFETY: rows < mr, columns < nr (masked), per the contract.
+        unsafe {
+            if nr == NR {
+                for i in 0..mr.min(MR) {
+                    let row = c.add(i * ldc);
+                    _mm256_storeu_ps(row, _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i])));
+                    _mm256_storeu_ps(
+                        row.add(8),
+                        _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i + 1])),
+                    );
+                }
+            } else {
+                let m0 = tail_mask(nr.min(8));
+                let m1 = tail_mask(nr.saturating_sub(8));
+                for i in 0..mr.min(MR) {
+                    let row = c.add(i * ldc);
+                    let v0 = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i]));
+                    let v1 = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i + 1]));
+                    _mm256_maskstore_ps(row, m0, v0);
+                    if nr > 8 {
+                        _mm256_maskstore_ps(row.add(8), m1, v1);
+                    }
+                }
+            }
+        }
+    }
+}
