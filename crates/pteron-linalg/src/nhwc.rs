@@ -472,6 +472,127 @@ mod x86 {
         }
     }
 
+    /// One output pixel of the depthwise convolution: `dst[ch] = clamp(bias[ch] +
+    /// Σ input[io + ch] * weight[t*c + ch])` over the taps `(io, t)`, `c = dst.len()`.
+    ///
+    /// # Safety
+    /// AVX2+FMA available; `input` valid at `io + ch` and `weight` at `t*c + ch` for
+    /// every tap and `ch < c`; `bias` valid for `c` reads.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dw_pixel(
+        input: *const f32,
+        weight: *const f32,
+        taps: &[(usize, usize)],
+        bias: *const f32,
+        dst: &mut [f32],
+        lo: f32,
+        hi: f32,
+    ) {
+        let c = dst.len();
+        let d = dst.as_mut_ptr();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let mut c0 = 0;
+        // SAFETY: every access is at channel < c of a tap (contract); the tail is masked.
+        unsafe {
+            while c0 + 32 <= c {
+                let mut a0 = _mm256_loadu_ps(bias.add(c0));
+                let mut a1 = _mm256_loadu_ps(bias.add(c0 + 8));
+                let mut a2 = _mm256_loadu_ps(bias.add(c0 + 16));
+                let mut a3 = _mm256_loadu_ps(bias.add(c0 + 24));
+                for &(io, t) in taps {
+                    let x = input.add(io + c0);
+                    let k = weight.add(t * c + c0);
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(k), a0);
+                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(8)), _mm256_loadu_ps(k.add(8)), a1);
+                    a2 =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(x.add(16)), _mm256_loadu_ps(k.add(16)), a2);
+                    a3 =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(x.add(24)), _mm256_loadu_ps(k.add(24)), a3);
+                }
+                _mm256_storeu_ps(d.add(c0), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0)));
+                _mm256_storeu_ps(d.add(c0 + 8), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1)));
+                _mm256_storeu_ps(d.add(c0 + 16), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2)));
+                _mm256_storeu_ps(d.add(c0 + 24), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3)));
+                c0 += 32;
+            }
+            while c0 < c {
+                let n = (c - c0).min(8);
+                let m = tail_mask(n);
+                let mut a = _mm256_maskload_ps(bias.add(c0), m);
+                for &(io, t) in taps {
+                    a = _mm256_fmadd_ps(
+                        _mm256_maskload_ps(input.add(io + c0), m),
+                        _mm256_maskload_ps(weight.add(t * c + c0), m),
+                        a,
+                    );
+                }
+                _mm256_maskstore_ps(d.add(c0), m, _mm256_min_ps(vhi, _mm256_max_ps(vlo, a)));
+                c0 += n;
+            }
+        }
+    }
+
+    /// `a = x` where `x > a` or `x` is NaN (the scalar rule, so a NaN sticks).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn max_step(a: __m256, x: __m256) -> __m256 {
+        let take = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(x, a),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x),
+        );
+        _mm256_blendv_ps(a, x, take)
+    }
+
+    /// One output pixel of max pooling over the taps at `input + io` (`(io, _)` in
+    /// `taps`), clamped; `-inf` (clamped) when there are no taps.
+    ///
+    /// # Safety
+    /// AVX2 available; `input` valid at `io + ch` for every tap and `ch < dst.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn max_pixel(
+        input: *const f32,
+        taps: &[(usize, usize)],
+        dst: &mut [f32],
+        lo: f32,
+        hi: f32,
+    ) {
+        let c = dst.len();
+        let d = dst.as_mut_ptr();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut c0 = 0;
+        // SAFETY: every access is at channel < c of a tap (contract); the tail is masked.
+        unsafe {
+            while c0 + 32 <= c {
+                let (mut a0, mut a1, mut a2, mut a3) = (ninf, ninf, ninf, ninf);
+                for &(io, _) in taps {
+                    let x = input.add(io + c0);
+                    a0 = max_step(a0, _mm256_loadu_ps(x));
+                    a1 = max_step(a1, _mm256_loadu_ps(x.add(8)));
+                    a2 = max_step(a2, _mm256_loadu_ps(x.add(16)));
+                    a3 = max_step(a3, _mm256_loadu_ps(x.add(24)));
+                }
+                _mm256_storeu_ps(d.add(c0), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0)));
+                _mm256_storeu_ps(d.add(c0 + 8), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1)));
+                _mm256_storeu_ps(d.add(c0 + 16), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2)));
+                _mm256_storeu_ps(d.add(c0 + 24), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3)));
+                c0 += 32;
+            }
+            while c0 < c {
+                let n = (c - c0).min(8);
+                let m = tail_mask(n);
+                let mut a = ninf;
+                for &(io, _) in taps {
+                    a = max_step(a, _mm256_maskload_ps(input.add(io + c0), m));
+                }
+                _mm256_maskstore_ps(d.add(c0), m, _mm256_min_ps(vhi, _mm256_max_ps(vlo, a)));
+                c0 += n;
+            }
+        }
+    }
+
     /// Clamp and store a ≤6×16 tile held as `acc[2*row + half]`.
     ///
     /// # Safety
@@ -515,4 +636,336 @@ mod x86 {
             }
         }
     }
+}
+
+/// Window geometry shared by the NHWC depthwise convolution and pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kh: usize,
+    pub kw: usize,
+    /// Stride `(h, w)`; 0 is read as 1.
+    pub stride: (usize, usize),
+    /// Dilation `(h, w)`; 0 is read as 1.
+    pub dilation: (usize, usize),
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// First and one-past-last tap `k < kn` whose coordinate `o*s + k*d - pad` lies in
+/// `0..size` (the valid taps are contiguous).
+#[inline]
+fn taps(o: usize, s: usize, d: usize, pad: usize, kn: usize, size: usize) -> (usize, usize) {
+    let base = o * s;
+    let mut k0 = 0;
+    while k0 < kn && base + k0 * d < pad {
+        k0 += 1;
+    }
+    let mut k1 = k0;
+    while k1 < kn && base + k1 * d < pad + size {
+        k1 += 1;
+    }
+    (k0, k1)
+}
+
+/// Splits `rows` output rows of `row_len` floats into tasks (about 4 per thread, at
+/// least `min_work` floats each) and runs `f(first_row, row_count, out_rows)` on each.
+fn par_rows<F>(out: &mut [f32], rows: usize, row_len: usize, min_work: usize, f: F)
+where
+    F: Fn(usize, usize, &mut [f32]) + Sync,
+{
+    let out = &mut out[..rows * row_len];
+    let threads = num_threads();
+    let by_work = (rows * row_len / min_work.max(1)).max(1);
+    let tasks = rows.min(threads * 4).min(by_work).max(1);
+    if tasks <= 1 || threads <= 1 {
+        f(0, rows, out);
+        return;
+    }
+    let per = div_ceil(rows, tasks);
+    let tasks = div_ceil(rows, per);
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let r0 = t * per;
+        let r1 = (r0 + per).min(rows);
+        // SAFETY: tasks own disjoint row ranges [r0, r1) of `out`, whose length was
+        // checked by the slicing above.
+        let chunk = unsafe {
+            std::slice::from_raw_parts_mut(op.get().add(r0 * row_len), (r1 - r0) * row_len)
+        };
+        f(r0, r1 - r0, chunk);
+    });
+}
+
+/// Valid taps of one output pixel: `(input offset relative to the first valid tap,
+/// tap index)` per tap, cached while consecutive pixels share the same tap rectangle.
+struct TapList {
+    key: Option<(usize, usize, usize, usize)>,
+    list: [(usize, usize); MAX_SEGS],
+    len: usize,
+    /// Largest relative input offset in `list`.
+    max_rel: usize,
+}
+
+/// Calls `f(first, taps, dst)` for every output pixel of rows `r0..r0+nrows` (`out`
+/// holds those rows): `first` is the input offset of the pixel's first valid tap and
+/// `taps` its valid taps as `(offset relative to first, tap index ky*kw + kx)`, every
+/// `first + rel + c <= input_len` (checked). Requires `kh*kw <= MAX_SEGS`.
+#[allow(clippy::too_many_arguments)]
+fn for_each_pixel<F>(
+    input_len: usize,
+    (h, w, c): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    r0: usize,
+    nrows: usize,
+    out: &mut [f32],
+    mut f: F,
+) where
+    F: FnMut(usize, &[(usize, usize)], &mut [f32]),
+{
+    let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    let mut tl = TapList {
+        key: None,
+        list: [(0, 0); MAX_SEGS],
+        len: 0,
+        max_rel: 0,
+    };
+    let row_len = ow * c;
+    for (ri, orow) in out.chunks_exact_mut(row_len).take(nrows).enumerate() {
+        let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
+        let (ky0, ky1) = taps(oy, sh, dh, win.pad_top, win.kh, h);
+        for (ox, dst) in orow.chunks_exact_mut(c).enumerate() {
+            let (kx0, kx1) = taps(ox, sw, dw, win.pad_left, win.kw, w);
+            if ky0 == ky1 || kx0 == kx1 {
+                f(0, &[], dst);
+                continue;
+            }
+            let key = (ky0, ky1, kx0, kx1);
+            if tl.key != Some(key) {
+                tl.key = Some(key);
+                tl.len = 0;
+                for ky in ky0..ky1 {
+                    for kx in kx0..kx1 {
+                        let rel = ((ky - ky0) * dh * w + (kx - kx0) * dw) * c;
+                        tl.list[tl.len] = (rel, ky * win.kw + kx);
+                        tl.len += 1;
+                    }
+                }
+                tl.max_rel = ((ky1 - 1 - ky0) * dh * w + (kx1 - 1 - kx0) * dw) * c;
+            }
+            let iy0 = oy * sh + ky0 * dh - win.pad_top;
+            let ix0 = ox * sw + kx0 * dw - win.pad_left;
+            let first = ((n * h + iy0) * w + ix0) * c;
+            assert!(
+                first + tl.max_rel + c <= input_len,
+                "window tap out of bounds"
+            );
+            f(first, &tl.list[..tl.len], dst);
+        }
+    }
+}
+
+/// Depthwise convolution with channel multiplier 1, NHWC: `input` `[batch, h, w, c]`,
+/// `weight` `[kh*kw, c]`, `bias` `[c]`, output `[batch, oh, ow, c]` clamped to
+/// `[lo, hi]` (NaN propagates). Taps in the padding are skipped. Output rows are split
+/// across the thread pool.
+///
+/// # Panics
+/// If a slice is shorter than its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_nhwc(
+    input: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    let taps_n = win.kh * win.kw;
+    assert!(
+        input.len() >= batch * h * w * c,
+        "depthwise_nhwc: input too short"
+    );
+    assert!(
+        weight.len() >= taps_n * c,
+        "depthwise_nhwc: weight too short"
+    );
+    assert!(bias.len() >= c, "depthwise_nhwc: bias too short");
+    assert!(
+        output.len() >= batch * oh * ow * c,
+        "depthwise_nhwc: output too short"
+    );
+    let row_len = ow * c;
+    if batch * oh == 0 || row_len == 0 {
+        return;
+    }
+    let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && taps_n <= MAX_SEGS;
+    par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
+        if avx {
+            #[cfg(target_arch = "x86_64")]
+            for_each_pixel(
+                input.len(),
+                (h, w, c),
+                win,
+                (oh, ow),
+                r0,
+                nrows,
+                out,
+                |first, taps, dst| {
+                    // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
+                    // every tap's `c` floats lie inside `input`; tap indices are below
+                    // kh*kw, so weight rows lie inside `weight` (asserted above); `bias`
+                    // holds >= c floats and `dst` exactly c.
+                    unsafe {
+                        x86::dw_pixel(
+                            input.as_ptr().add(first),
+                            weight.as_ptr(),
+                            taps,
+                            bias.as_ptr(),
+                            dst,
+                            lo,
+                            hi,
+                        )
+                    }
+                },
+            );
+            return;
+        }
+        for_each_pixel_scalar(
+            (h, w, c),
+            win,
+            (oh, ow),
+            r0,
+            nrows,
+            out,
+            |n, iy, ix, t, dst, first| {
+                if first {
+                    dst.copy_from_slice(&bias[..c]);
+                }
+                if let Some(t) = t {
+                    let px = &input[((n * h + iy) * w + ix) * c..][..c];
+                    let wt = &weight[t * c..][..c];
+                    for ((o, &x), &k) in dst.iter_mut().zip(px).zip(wt) {
+                        *o += x * k;
+                    }
+                }
+            },
+        );
+        for o in out[..nrows * row_len].iter_mut() {
+            *o = clamp_nan(*o, lo, hi);
+        }
+    });
+}
+
+/// Scalar driver: for every output pixel calls `f(n, iy, ix, Some(tap), dst, is_first)`
+/// per valid tap (or once with `None` when there is none), `is_first` on the first call.
+#[allow(clippy::too_many_arguments)]
+fn for_each_pixel_scalar<F>(
+    (h, w, c): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    r0: usize,
+    nrows: usize,
+    out: &mut [f32],
+    mut f: F,
+) where
+    F: FnMut(usize, usize, usize, Option<usize>, &mut [f32], bool),
+{
+    let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    for (ri, orow) in out.chunks_exact_mut(ow * c).take(nrows).enumerate() {
+        let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
+        let (ky0, ky1) = taps(oy, sh, dh, win.pad_top, win.kh, h);
+        for (ox, dst) in orow.chunks_exact_mut(c).enumerate() {
+            let (kx0, kx1) = taps(ox, sw, dw, win.pad_left, win.kw, w);
+            let mut first = true;
+            for ky in ky0..ky1 {
+                let iy = oy * sh + ky * dh - win.pad_top;
+                for kx in kx0..kx1 {
+                    let ix = ox * sw + kx * dw - win.pad_left;
+                    f(n, iy, ix, Some(ky * win.kw + kx), dst, first);
+                    first = false;
+                }
+            }
+            if first {
+                f(n, 0, 0, None, dst, true);
+            }
+        }
+    }
+}
+
+/// Max pooling, NHWC: output `[batch, oh, ow, c]` is the maximum over the in-bounds
+/// taps (`-inf` when there are none), NaN if any tap is NaN, then clamped to
+/// `[lo, hi]`.
+///
+/// # Panics
+/// If a slice is shorter than its shape.
+pub fn max_pool_nhwc(
+    input: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    assert!(
+        input.len() >= batch * h * w * c,
+        "max_pool_nhwc: input too short"
+    );
+    assert!(
+        output.len() >= batch * oh * ow * c,
+        "max_pool_nhwc: output too short"
+    );
+    let row_len = ow * c;
+    if batch * oh == 0 || row_len == 0 {
+        return;
+    }
+    let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && win.kh * win.kw <= MAX_SEGS;
+    par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
+        if avx {
+            #[cfg(target_arch = "x86_64")]
+            for_each_pixel(
+                input.len(),
+                (h, w, c),
+                win,
+                (oh, ow),
+                r0,
+                nrows,
+                out,
+                |first, taps, dst| {
+                    // SAFETY: AVX2 detected (isa()); `for_each_pixel` checked that every
+                    // tap's `c` floats lie inside `input`; `dst` holds c floats.
+                    unsafe { x86::max_pixel(input.as_ptr().add(first), taps, dst, lo, hi) }
+                },
+            );
+            return;
+        }
+        for_each_pixel_scalar(
+            (h, w, c),
+            win,
+            (oh, ow),
+            r0,
+            nrows,
+            out,
+            |n, iy, ix, t, dst, first| {
+                if first {
+                    dst.fill(f32::NEG_INFINITY);
+                }
+                if t.is_some() {
+                    let px = &input[((n * h + iy) * w + ix) * c..][..c];
+                    for (a, &x) in dst.iter_mut().zip(px) {
+                        if x > *a || x.is_nan() {
+                            *a = x;
+                        }
+                    }
+                }
+            },
+        );
+        for o in out[..nrows * row_len].iter_mut() {
+            *o = clamp_nan(*o, lo, hi);
+        }
+    });
 }

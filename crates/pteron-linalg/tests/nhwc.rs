@@ -2,7 +2,7 @@ mod common;
 
 use common::{assert_close, for_each_isa, Rng};
 use proptest::prelude::*;
-use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
+use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{num_threads, reference, set_num_threads};
 
 const TOL: f32 = 1e-4;
@@ -235,6 +235,170 @@ proptest! {
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, f32::INFINITY), (-0.3, 0.2)][act];
         for_each_isa(|isa| {
             check(p, (batch, hw.0, hw.1), (oh + extra.0, ow + extra.1), bias, clamp, seed, &format!("{isa:?}"));
+        });
+    }
+}
+
+fn win(k: (usize, usize), s: (usize, usize), d: (usize, usize), pad: (usize, usize)) -> Window {
+    Window {
+        kh: k.0,
+        kw: k.1,
+        stride: s,
+        dilation: d,
+        pad_top: pad.0,
+        pad_left: pad.1,
+    }
+}
+
+/// Depthwise and max pooling against the oracles (NaNs sprinkled into the pool input).
+fn check_window(
+    wn: Window,
+    (batch, h, w, c): (usize, usize, usize, usize),
+    (oh, ow): (usize, usize),
+    clamp: (f32, f32),
+    seed: u64,
+    ctx: &str,
+) {
+    let mut rng = Rng::new(seed);
+    let input = rng.vec(batch * h * w * c);
+    let weight = rng.vec(wn.kh * wn.kw * c);
+    let bias = rng.vec(c);
+    let n_out = batch * oh * ow * c;
+    let dims = (batch, h, w, c);
+    let mut want = vec![0.0; n_out];
+    reference::depthwise_nhwc(
+        &input,
+        dims,
+        &wn,
+        (oh, ow),
+        &weight,
+        &bias,
+        clamp,
+        &mut want,
+    );
+    let mut pin = input.clone();
+    for i in (0..pin.len()).step_by(37) {
+        pin[i] = f32::NAN;
+    }
+    let mut want_p = vec![0.0; n_out];
+    reference::max_pool_nhwc(&pin, dims, &wn, (oh, ow), clamp, &mut want_p);
+    let prev = num_threads();
+    for threads in [1, 2, 3] {
+        set_num_threads(threads);
+        let ctx = format!("{ctx} threads={threads} {wn:?} {dims:?} -> {:?}", (oh, ow));
+        let mut got = vec![f32::NAN; n_out + 3];
+        depthwise_nhwc(&input, dims, &wn, (oh, ow), &weight, &bias, clamp, &mut got);
+        assert!(
+            got[n_out..].iter().all(|v| v.is_nan()),
+            "{ctx}: wrote past output"
+        );
+        assert_close(&got[..n_out], &want, TOL, &format!("{ctx} depthwise"));
+        let mut got = vec![f32::NAN; n_out + 3];
+        max_pool_nhwc(&pin, dims, &wn, (oh, ow), clamp, &mut got);
+        assert!(
+            got[n_out..].iter().all(|v| v.is_nan()),
+            "{ctx}: wrote past output"
+        );
+        assert_close(&got[..n_out], &want_p, 0.0, &format!("{ctx} max pool"));
+    }
+    set_num_threads(prev);
+}
+
+#[test]
+fn nhwc_depthwise_and_pool_edge_shapes() {
+    let inf = f32::INFINITY;
+    let cases = [
+        // MobileNet: 3x3 s1/s2 pad 1 with 32/96/144 channels; ResNet max pool 3x3/2.
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 9, 10, 32),
+            (0.0, 6.0),
+        ),
+        (
+            win((3, 3), (2, 2), (1, 1), (1, 1)),
+            (1, 11, 11, 96),
+            (0.0, 6.0),
+        ),
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (2, 4, 4, 144),
+            (-inf, inf),
+        ),
+        // Channel tails (1, 5, 8, 13, 40), dilation, 5x5, 1xN / Nx1, stride 3.
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 5, 5, 1),
+            (-inf, inf),
+        ),
+        (
+            win((3, 3), (2, 1), (2, 2), (2, 2)),
+            (1, 8, 7, 5),
+            (-0.5, 0.5),
+        ),
+        (
+            win((5, 5), (1, 1), (1, 1), (2, 2)),
+            (1, 6, 6, 8),
+            (-inf, inf),
+        ),
+        (
+            win((1, 4), (1, 3), (1, 1), (0, 1)),
+            (1, 3, 10, 13),
+            (0.0, inf),
+        ),
+        (
+            win((2, 1), (2, 1), (1, 1), (0, 0)),
+            (1, 7, 3, 40),
+            (-inf, inf),
+        ),
+        // Kernel larger than the input.
+        (
+            win((5, 5), (1, 1), (1, 1), (2, 2)),
+            (1, 2, 1, 9),
+            (-inf, inf),
+        ),
+    ];
+    for_each_isa(|isa| {
+        for (i, (wn, dims, clamp)) in cases.iter().enumerate() {
+            let (oh, ow) = (
+                out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
+                out_size(dims.2, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
+            );
+            check_window(
+                *wn,
+                *dims,
+                (oh, ow),
+                *clamp,
+                i as u64,
+                &format!("{isa:?} case {i}"),
+            );
+        }
+        // Output larger than natural: whole rows/columns of padding (no taps).
+        let wn = win((2, 2), (2, 2), (1, 1), (0, 0));
+        check_window(
+            wn,
+            (1, 4, 4, 11),
+            (3, 4),
+            (-inf, inf),
+            77,
+            &format!("{isa:?} far pad"),
+        );
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn nhwc_window_random(
+        c in 1usize..50, k in (1usize..5, 1usize..5), s in (1usize..4, 1usize..4),
+        d in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3), batch in 1usize..3,
+        hw in (1usize..10, 1usize..10), extra in (0usize..2, 0usize..2), act in 0usize..3, seed: u64,
+    ) {
+        let wn = win(k, s, d, pad);
+        let oh = out_size(hw.0, k.0, s.0, pad.0, d.0) + extra.0;
+        let ow = out_size(hw.1, k.1, s.1, pad.1, d.1) + extra.1;
+        let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
+        for_each_isa(|isa| {
+            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, &format!("{isa:?}"));
         });
     }
 }

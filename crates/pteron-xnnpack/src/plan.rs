@@ -9,7 +9,7 @@
 //! within a quantization step. Quantized weights are dequantized once at init and
 //! pre-packed for the f32 GEMM.
 
-use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
+use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB};
 use pteron_runtime::{
     BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType,
@@ -1011,10 +1011,17 @@ fn run_op(
         (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
             let id = shapes[*input];
             if *mult == 1 {
-                kernels::depthwise_direct(
+                pteron_linalg::nhwc::depthwise_nhwc(
                     &bufs[*input],
                     nhwc(&id),
-                    p,
+                    &Window {
+                        kh: p.kh,
+                        kw: p.kw,
+                        stride: (p.sh, p.sw),
+                        dilation: (p.dh, p.dw),
+                        pad_top: p.pad_top,
+                        pad_left: p.pad_left,
+                    },
                     (od.get(1), od.get(2)),
                     w,
                     bias,
@@ -1035,8 +1042,25 @@ fn run_op(
                 );
             }
         }
-        (Op::AvgPool { p, input, .. }, _) | (Op::MaxPool { p, input, .. }, _) => {
-            let max = matches!(s.op, Op::MaxPool { .. });
+        (Op::MaxPool { p, input, .. }, _) => {
+            pteron_linalg::nhwc::max_pool_nhwc(
+                &bufs[*input],
+                nhwc(&shapes[*input]),
+                &Window {
+                    kh: p.kh,
+                    kw: p.kw,
+                    stride: (p.sh, p.sw),
+                    dilation: (p.dh, p.dw),
+                    pad_top: p.pad_top,
+                    pad_left: p.pad_left,
+                },
+                (od.get(1), od.get(2)),
+                (lo, hi),
+                out,
+            );
+        }
+        (Op::AvgPool { p, input, .. }, _) => {
+            let max = false;
             kernels::pool(
                 &bufs[*input],
                 nhwc(&shapes[*input]),

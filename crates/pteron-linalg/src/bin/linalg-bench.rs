@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
 
-use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
+use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
     pool2d, set_isa_cap, set_num_threads, sgemm, sgemm_packed, Activation, Bias, Conv2d,
     Conv2dParams, GemmArgs, Isa, PackedB,
@@ -174,6 +174,55 @@ fn bench_nhwc(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usi
         black_box(&out);
     });
     report(name, 2.0 * (o * o * out_c * k * k * in_c) as f64, t);
+}
+
+/// NHWC depthwise 3x3 (pad 1) and max pool 3x3/2 (pad 1) on `c` channels.
+fn bench_nhwc_window(c: usize, hw: usize, s: usize) {
+    let win = Window {
+        kh: 3,
+        kw: 3,
+        stride: (s, s),
+        dilation: (1, 1),
+        pad_top: 1,
+        pad_left: 1,
+    };
+    let o = (hw - 1) / s + 1;
+    let x = fill(hw * hw * c, 3);
+    let wt = fill(9 * c, 4);
+    let bias = fill(c, 5);
+    let mut out = vec![0.0; o * o * c];
+    let name = format!("dwconv_nhwc 3x3/{s} {c} @{hw}");
+    if selected(&name) {
+        let t = time(|| {
+            depthwise_nhwc(
+                &x,
+                (1, hw, hw, c),
+                &win,
+                (o, o),
+                &wt,
+                &bias,
+                (0.0, 6.0),
+                &mut out,
+            );
+            black_box(&out);
+        });
+        report(&name, 2.0 * (o * o * c * 9) as f64, t);
+    }
+    let name = format!("maxpool_nhwc 3x3/{s} {c} @{hw}");
+    if selected(&name) {
+        let t = time(|| {
+            max_pool_nhwc(
+                &x,
+                (1, hw, hw, c),
+                &win,
+                (o, o),
+                (f32::NEG_INFINITY, f32::INFINITY),
+                &mut out,
+            );
+            black_box(&out);
+        });
+        report(&name, (o * o * c * 9) as f64, t);
+    }
 }
 
 fn bench_conv(name: &str, p: Conv2dParams) {
@@ -352,6 +401,11 @@ fn main() {
     bench_nhwc("conv_nhwc 3x3 128->128 @28", 128, 28, 128, 3, 1);
     bench_nhwc("conv_nhwc 3x3 256->256 @14", 256, 14, 256, 3, 1);
     bench_nhwc("conv_nhwc 3x3 512->512 @7", 512, 7, 512, 3, 1);
+    bench_nhwc_window(32, 112, 1);
+    bench_nhwc_window(96, 112, 2);
+    bench_nhwc_window(144, 56, 1);
+    bench_nhwc_window(960, 7, 1);
+    bench_nhwc_window(64, 112, 2);
     println!("-- Pooling");
     let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
     pp.padding = (1, 1);
