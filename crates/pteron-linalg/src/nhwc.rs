@@ -73,11 +73,20 @@ type IgemmFn = unsafe fn(
 );
 
 impl IKern {
-    fn func(self) -> IgemmFn {
+    /// Microkernel for a tile of `rows` (1..=MR) pixels: the full 6-row kernel, or on
+    /// AVX2 a shorter one for the last tile (e.g. 7×7 maps: 49 = 8×6 + 1).
+    fn func(self, rows: usize) -> IgemmFn {
         match self {
             IKern::Scalar => f32_igemm_6x16__scalar,
             #[cfg(target_arch = "x86_64")]
-            IKern::Avx2Fma => x86::f32_igemm_6x16__avx2_fma,
+            IKern::Avx2Fma => match rows {
+                1 => x86::f32_igemm_rx16__avx2_fma::<1>,
+                2 => x86::f32_igemm_rx16__avx2_fma::<2>,
+                3 => x86::f32_igemm_rx16__avx2_fma::<3>,
+                4 => x86::f32_igemm_rx16__avx2_fma::<4>,
+                5 => x86::f32_igemm_rx16__avx2_fma::<5>,
+                _ => x86::f32_igemm_6x16__avx2_fma,
+            },
             #[cfg(not(target_arch = "x86_64"))]
             IKern::Avx2Fma => unreachable!("AVX2 kernel selected on a non-x86 target"),
         }
@@ -285,14 +294,17 @@ impl ConvNhwc {
         let threads = num_threads();
         let flops = 2.0 * m as f64 * p.out_c as f64 * self.k as f64;
         let m_chunks = if threads > 1 && flops > 400_000.0 {
-            let want = threads * 4;
+            // Many small tasks, claimed dynamically, keep the threads' finishing times
+            // close (no packing is repeated per task, so they are cheap).
+            let want = (threads * 12)
+                .min((flops / 150_000.0) as usize)
+                .max(threads);
             div_ceil(want, n_blocks).min(m_tiles)
         } else {
             1
         };
         let per_chunk = div_ceil(m_tiles, m_chunks);
         let m_chunks = div_ceil(m_tiles, per_chunk);
-        let kf = self.kern.func();
         let out = SyncPtr(output.as_mut_ptr());
         let ldc = p.out_c;
         let k = self.k;
@@ -311,6 +323,7 @@ impl ConvNhwc {
                 let m0 = ti * MR;
                 let rows = MR.min(m - m0);
                 self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, &mut tp);
+                let kf = self.kern.func(rows);
                 debug_assert_eq!(tp.nseg * tp.seg_len, k);
                 for pi in p0..p1 {
                     let n0 = pi * NR;
@@ -593,6 +606,58 @@ mod x86 {
         }
     }
 
+    /// `R`-row (R < 6) variant of `f32_igemm_6x16__avx2_fma` for the last tile of a
+    /// convolution: reads only the first `R` pointers of each segment, writes `R` rows
+    /// (`mr` is ignored).
+    ///
+    /// # Safety
+    /// As for `f32_igemm_6x16__avx2_fma` with `mr == R`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn f32_igemm_rx16__avx2_fma<const R: usize>(
+        nseg: usize,
+        seg: usize,
+        a: *const *const f32,
+        w: *const f32,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        _mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        // SAFETY: as in the 6-row kernel, restricted to the first R pointers/rows.
+        unsafe {
+            let bias0 = _mm256_loadu_ps(bias);
+            let bias1 = _mm256_loadu_ps(bias.add(8));
+            let mut acc = [[bias0, bias1]; R];
+            let mut wp = w;
+            for s in 0..nseg {
+                let mut ap = [std::ptr::null::<f32>(); R];
+                for (r, p) in ap.iter_mut().enumerate() {
+                    *p = *a.add(s * MR + r);
+                }
+                for q in 0..seg {
+                    let b0 = _mm256_load_ps(wp);
+                    let b1 = _mm256_load_ps(wp.add(8));
+                    for r in 0..R {
+                        let v = _mm256_broadcast_ss(&*ap[r].add(q));
+                        acc[r][0] = _mm256_fmadd_ps(v, b0, acc[r][0]);
+                        acc[r][1] = _mm256_fmadd_ps(v, b1, acc[r][1]);
+                    }
+                    wp = wp.add(NR);
+                }
+            }
+            let mut flat = [_mm256_setzero_ps(); 2 * MR];
+            for r in 0..R {
+                flat[2 * r] = acc[r][0];
+                flat[2 * r + 1] = acc[r][1];
+            }
+            store_clamped(&flat, c, ldc, R, nr, lo, hi);
+        }
+    }
+
     /// Clamp and store a ≤6×16 tile held as `acc[2*row + half]`.
     ///
     /// # Safety
@@ -667,7 +732,7 @@ fn taps(o: usize, s: usize, d: usize, pad: usize, kn: usize, size: usize) -> (us
     (k0, k1)
 }
 
-/// Splits `rows` output rows of `row_len` floats into tasks (about 4 per thread, at
+/// Splits `rows` output rows of `row_len` floats into tasks (about 8 per thread, at
 /// least `min_work` floats each) and runs `f(first_row, row_count, out_rows)` on each.
 fn par_rows<F>(out: &mut [f32], rows: usize, row_len: usize, min_work: usize, f: F)
 where
@@ -676,7 +741,7 @@ where
     let out = &mut out[..rows * row_len];
     let threads = num_threads();
     let by_work = (rows * row_len / min_work.max(1)).max(1);
-    let tasks = rows.min(threads * 4).min(by_work).max(1);
+    let tasks = rows.min(threads * 8).min(by_work).max(1);
     if tasks <= 1 || threads <= 1 {
         f(0, rows, out);
         return;

@@ -4,7 +4,7 @@
 
 use crate::graph::{BinOp, ConvParams, PoolParams, UnOp};
 use crate::shape::Dims;
-use pteron_linalg::vmath;
+use pteron_linalg::{elementwise, vmath};
 use std::sync::{Mutex, PoisonError};
 
 /// im2col of one group for an NHWC input: rows (n, oy, ox), columns (ky, kx, ci).
@@ -458,11 +458,13 @@ fn bin_slices(op: BinOp, a: &[f32], b: &[f32], out: &mut [f32]) {
             }
         };
     }
+    // The four arithmetic ops go to linalg's vector kernels (bit-identical to the
+    // scalar expressions on every tier).
     match op {
-        BinOp::Add => go!(|x: f32, y: f32| x + y),
-        BinOp::Sub => go!(|x: f32, y: f32| x - y),
-        BinOp::Mul => go!(|x: f32, y: f32| x * y),
-        BinOp::Div => go!(|x: f32, y: f32| x / y),
+        BinOp::Add => elementwise::add(a, b, out),
+        BinOp::Sub => elementwise::sub(a, b, out),
+        BinOp::Mul => elementwise::mul(a, b, out),
+        BinOp::Div => elementwise::div(a, b, out),
         _ => go!(|x, y| bin(op, x, y)),
     }
 }
