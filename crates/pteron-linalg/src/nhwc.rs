@@ -546,6 +546,113 @@ mod x86 {
         }
     }
 
+    /// A run of `npx` output pixels of a 3×3 depthwise convolution whose windows lie
+    /// inside the input: pixel `j`, tap `(ky, kx)` reads `input + j*ps + ky*rs + kx*cs`
+    /// (`(ps, rs, cs)` = pixel, kernel-row and kernel-column steps). Per 8-channel block
+    /// the nine weight vectors stay in registers and four pixels are in flight.
+    ///
+    /// # Safety
+    /// AVX2+FMA; every such read of `c` floats is in bounds; `weight` holds 9*c floats,
+    /// `bias` c, `dst` npx*c.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dw3x3_run(
+        input: *const f32,
+        npx: usize,
+        (ps, rs, cs): (usize, usize, usize),
+        weight: *const f32,
+        bias: *const f32,
+        dst: &mut [f32],
+        c: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        let d = dst.as_mut_ptr();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let offs = [
+            0,
+            cs,
+            2 * cs,
+            rs,
+            rs + cs,
+            rs + 2 * cs,
+            2 * rs,
+            2 * rs + cs,
+            2 * rs + 2 * cs,
+        ];
+        // Chunks of pixels small enough that their windows stay in L1 while every
+        // channel block passes over them.
+        const CHUNK: usize = 8;
+        let mut j0 = 0;
+        while j0 < npx {
+            let j1 = (j0 + CHUNK).min(npx);
+            let mut c0 = 0;
+            while c0 < c {
+                let n8 = (c - c0).min(8);
+                let m = tail_mask(n8);
+                let full = n8 == 8;
+                // SAFETY: channel c0 + lane < c for the lanes read/written (masked tail);
+                // pixel/tap offsets are in bounds per the contract.
+                unsafe {
+                    let ld = |p: *const f32| {
+                        if full {
+                            _mm256_loadu_ps(p)
+                        } else {
+                            _mm256_maskload_ps(p, m)
+                        }
+                    };
+                    let st = |p: *mut f32, v: __m256| {
+                        let v = _mm256_min_ps(vhi, _mm256_max_ps(vlo, v));
+                        if full {
+                            _mm256_storeu_ps(p, v)
+                        } else {
+                            _mm256_maskstore_ps(p, m, v)
+                        }
+                    };
+                    let mut wv = [_mm256_setzero_ps(); 9];
+                    for (t, v) in wv.iter_mut().enumerate() {
+                        *v = ld(weight.add(t * c + c0));
+                    }
+                    let bv = ld(bias.add(c0));
+                    let base = input.add(c0);
+                    let mut j = j0;
+                    while j + 4 <= j1 {
+                        let p0 = base.add(j * ps);
+                        let p1 = p0.add(ps);
+                        let p2 = p1.add(ps);
+                        let p3 = p2.add(ps);
+                        let (mut a0, mut a1, mut a2, mut a3) = (bv, bv, bv, bv);
+                        for t in 0..9 {
+                            let o = offs[t];
+                            a0 = _mm256_fmadd_ps(ld(p0.add(o)), wv[t], a0);
+                            a1 = _mm256_fmadd_ps(ld(p1.add(o)), wv[t], a1);
+                            a2 = _mm256_fmadd_ps(ld(p2.add(o)), wv[t], a2);
+                            a3 = _mm256_fmadd_ps(ld(p3.add(o)), wv[t], a3);
+                        }
+                        let q = d.add(j * c + c0);
+                        st(q, a0);
+                        st(q.add(c), a1);
+                        st(q.add(2 * c), a2);
+                        st(q.add(3 * c), a3);
+                        j += 4;
+                    }
+                    while j < j1 {
+                        let p0 = base.add(j * ps);
+                        let mut a0 = bv;
+                        for t in 0..9 {
+                            a0 = _mm256_fmadd_ps(ld(p0.add(offs[t])), wv[t], a0);
+                        }
+                        st(d.add(j * c + c0), a0);
+                        j += 1;
+                    }
+                }
+                c0 += n8;
+            }
+            j0 = j1;
+        }
+    }
+
     /// `a = x` where `x > a` or `x` is NaN (the scalar rule, so a NaN sticks).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -775,8 +882,13 @@ struct TapList {
 /// holds those rows): `first` is the input offset of the pixel's first valid tap and
 /// `taps` its valid taps as `(offset relative to first, tap index ky*kw + kx)`, every
 /// `first + rel + c <= input_len` (checked). Requires `kh*kw <= MAX_SEGS`.
+///
+/// Before the pixels of a row whose kernel rows are all inside the input, `run(first,
+/// npx, dst)` is offered its interior run (pixels whose whole window is inside; `first`
+/// is the input offset of tap (0, 0) of the run's first pixel, every tap of every run
+/// pixel is in bounds, checked); if it returns true those pixels are skipped.
 #[allow(clippy::too_many_arguments)]
-fn for_each_pixel<F>(
+fn for_each_pixel<F, R>(
     input_len: usize,
     (h, w, c): (usize, usize, usize),
     win: &Window,
@@ -784,9 +896,11 @@ fn for_each_pixel<F>(
     r0: usize,
     nrows: usize,
     out: &mut [f32],
+    mut run: R,
     mut f: F,
 ) where
     F: FnMut(usize, &[(usize, usize)], &mut [f32]),
+    R: FnMut(usize, usize, &mut [f32]) -> bool,
 {
     let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
     let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
@@ -800,7 +914,26 @@ fn for_each_pixel<F>(
     for (ri, orow) in out.chunks_exact_mut(row_len).take(nrows).enumerate() {
         let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
         let (ky0, ky1) = taps(oy, sh, dh, win.pad_top, win.kh, h);
+        // Interior run: pixels whose whole window lies inside the input.
+        let mut done = (0, 0);
+        let span_w = (win.kw - 1) * dw;
+        if ky0 == 0 && ky1 == win.kh && win.pad_left + w > span_w {
+            let ox_lo = win.pad_left.div_ceil(sw);
+            let ox_hi = (win.pad_left + w - span_w).div_ceil(sw).min(ow);
+            if ox_lo < ox_hi {
+                let iy0 = oy * sh - win.pad_top;
+                let first = ((n * h + iy0) * w + ox_lo * sw - win.pad_left) * c;
+                let last = first + ((win.kh - 1) * dh * w + (ox_hi - 1 - ox_lo) * sw + span_w) * c;
+                assert!(last + c <= input_len, "window run out of bounds");
+                if run(first, ox_hi - ox_lo, &mut orow[ox_lo * c..ox_hi * c]) {
+                    done = (ox_lo, ox_hi);
+                }
+            }
+        }
         for (ox, dst) in orow.chunks_exact_mut(c).enumerate() {
+            if ox >= done.0 && ox < done.1 {
+                continue;
+            }
             let (kx0, kx1) = taps(ox, sw, dw, win.pad_left, win.kw, w);
             if ky0 == ky1 || kx0 == kx1 {
                 f(0, &[], dst);
@@ -868,6 +1001,8 @@ pub fn depthwise_nhwc(
         return;
     }
     let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && taps_n <= MAX_SEGS;
+    let sw = win.stride.1.max(1);
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
     par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
         if avx {
             #[cfg(target_arch = "x86_64")]
@@ -879,6 +1014,29 @@ pub fn depthwise_nhwc(
                 r0,
                 nrows,
                 out,
+                |first, npx, dst| {
+                    if win.kh != 3 || win.kw != 3 {
+                        return false;
+                    }
+                    // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
+                    // all 9 taps of the `npx` run pixels lie inside `input` (steps below
+                    // are the ones it used); weight holds 9*c floats, bias >= c, and
+                    // `dst` is exactly npx*c floats.
+                    unsafe {
+                        x86::dw3x3_run(
+                            input.as_ptr().add(first),
+                            npx,
+                            (sw * c, dh * w * c, dw * c),
+                            weight.as_ptr(),
+                            bias.as_ptr(),
+                            dst,
+                            c,
+                            lo,
+                            hi,
+                        )
+                    };
+                    true
+                },
                 |first, taps, dst| {
                     // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
                     // every tap's `c` floats lie inside `input`; tap indices are below
@@ -1000,6 +1158,7 @@ pub fn max_pool_nhwc(
                 r0,
                 nrows,
                 out,
+                |_, _, _| false,
                 |first, taps, dst| {
                     // SAFETY: AVX2 detected (isa()); `for_each_pixel` checked that every
                     // tap's `c` floats lie inside `input`; `dst` holds c floats.
