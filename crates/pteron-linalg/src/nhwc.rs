@@ -75,17 +75,25 @@ type IgemmFn = unsafe fn(
 impl IKern {
     /// Microkernel for a tile of `rows` (1..=MR) pixels: the full 6-row kernel, or on
     /// AVX2 a shorter one for the last tile (e.g. 7×7 maps: 49 = 8×6 + 1).
-    fn func(self, rows: usize) -> IgemmFn {
+    /// A panel with at most 8 live columns (e.g. 24 = 16 + 8 output channels) uses an
+    /// 8-wide kernel that skips the zero half.
+    fn func(self, rows: usize, cols: usize) -> IgemmFn {
         match self {
             IKern::Scalar => f32_igemm_6x16__scalar,
             #[cfg(target_arch = "x86_64")]
-            IKern::Avx2Fma => match rows {
-                1 => x86::f32_igemm_rx16__avx2_fma::<1>,
-                2 => x86::f32_igemm_rx16__avx2_fma::<2>,
-                3 => x86::f32_igemm_rx16__avx2_fma::<3>,
-                4 => x86::f32_igemm_rx16__avx2_fma::<4>,
-                5 => x86::f32_igemm_rx16__avx2_fma::<5>,
-                _ => x86::f32_igemm_6x16__avx2_fma,
+            IKern::Avx2Fma => match (rows, cols <= 8) {
+                (1, false) => x86::f32_igemm_rxh__avx2_fma::<1, 2>,
+                (2, false) => x86::f32_igemm_rxh__avx2_fma::<2, 2>,
+                (3, false) => x86::f32_igemm_rxh__avx2_fma::<3, 2>,
+                (4, false) => x86::f32_igemm_rxh__avx2_fma::<4, 2>,
+                (5, false) => x86::f32_igemm_rxh__avx2_fma::<5, 2>,
+                (1, true) => x86::f32_igemm_rxh__avx2_fma::<1, 1>,
+                (2, true) => x86::f32_igemm_rxh__avx2_fma::<2, 1>,
+                (3, true) => x86::f32_igemm_rxh__avx2_fma::<3, 1>,
+                (4, true) => x86::f32_igemm_rxh__avx2_fma::<4, 1>,
+                (5, true) => x86::f32_igemm_rxh__avx2_fma::<5, 1>,
+                (_, true) => x86::f32_igemm_rxh__avx2_fma::<6, 1>,
+                (_, false) => x86::f32_igemm_6x16__avx2_fma,
             },
             #[cfg(not(target_arch = "x86_64"))]
             IKern::Avx2Fma => unreachable!("AVX2 kernel selected on a non-x86 target"),
@@ -323,11 +331,11 @@ impl ConvNhwc {
                 let m0 = ti * MR;
                 let rows = MR.min(m - m0);
                 self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, &mut tp);
-                let kf = self.kern.func(rows);
                 debug_assert_eq!(tp.nseg * tp.seg_len, k);
                 for pi in p0..p1 {
                     let n0 = pi * NR;
                     let cols = NR.min(p.out_c - n0);
+                    let kf = self.kern.func(rows, cols);
                     let wp = &wbuf[pi * k * NR..(pi + 1) * k * NR];
                     let bp = &bbuf[n0..n0 + NR];
                     // SAFETY: every pointer in `tp.ptrs[..nseg*MR]` was taken from a
@@ -713,15 +721,16 @@ mod x86 {
         }
     }
 
-    /// `R`-row (R < 6) variant of `f32_igemm_6x16__avx2_fma` for the last tile of a
-    /// convolution: reads only the first `R` pointers of each segment, writes `R` rows
-    /// (`mr` is ignored).
+    /// `R`-row × `8*H`-column variant of `f32_igemm_6x16__avx2_fma` (R ≤ 6, H ∈ {1, 2})
+    /// for the last tile of a convolution or a half-empty panel: reads only the first
+    /// `R` pointers of each segment and the first `H` vectors of each packed row, writes
+    /// `R` rows (`mr` is ignored; `nr <= 8*H`).
     ///
     /// # Safety
-    /// As for `f32_igemm_6x16__avx2_fma` with `mr == R`.
+    /// As for `f32_igemm_6x16__avx2_fma` with `mr == R`, `nr <= 8*H`.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn f32_igemm_rx16__avx2_fma<const R: usize>(
+    pub(super) unsafe fn f32_igemm_rxh__avx2_fma<const R: usize, const H: usize>(
         nseg: usize,
         seg: usize,
         a: *const *const f32,
@@ -746,12 +755,15 @@ mod x86 {
                     *p = *a.add(s * MR + r);
                 }
                 for q in 0..seg {
-                    let b0 = _mm256_load_ps(wp);
-                    let b1 = _mm256_load_ps(wp.add(8));
+                    let mut b = [_mm256_setzero_ps(); H];
+                    for (hh, bv) in b.iter_mut().enumerate() {
+                        *bv = _mm256_load_ps(wp.add(8 * hh));
+                    }
                     for r in 0..R {
                         let v = _mm256_broadcast_ss(&*ap[r].add(q));
-                        acc[r][0] = _mm256_fmadd_ps(v, b0, acc[r][0]);
-                        acc[r][1] = _mm256_fmadd_ps(v, b1, acc[r][1]);
+                        for hh in 0..H {
+                            acc[r][hh] = _mm256_fmadd_ps(v, b[hh], acc[r][hh]);
+                        }
                     }
                     wp = wp.add(NR);
                 }
@@ -761,7 +773,7 @@ mod x86 {
                 flat[2 * r] = acc[r][0];
                 flat[2 * r + 1] = acc[r][1];
             }
-            store_clamped(&flat, c, ldc, R, nr, lo, hi);
+            store_clamped(&flat, c, ldc, R, nr.min(8 * H), lo, hi);
         }
     }
 
