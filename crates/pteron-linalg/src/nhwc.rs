@@ -598,66 +598,109 @@ mod x86 {
             let mut c0 = 0;
             while c0 < c {
                 let n8 = (c - c0).min(8);
-                let m = tail_mask(n8);
-                let full = n8 == 8;
-                // SAFETY: channel c0 + lane < c for the lanes read/written (masked tail);
-                // pixel/tap offsets are in bounds per the contract.
+                let blk = Dw3Block {
+                    input: input.wrapping_add(c0),
+                    ps,
+                    offs: &offs,
+                    weight: weight.wrapping_add(c0),
+                    c,
+                    bias: bias.wrapping_add(c0),
+                    dst: d.wrapping_add(c0),
+                    m: tail_mask(n8),
+                    vlo,
+                    vhi,
+                };
+                // SAFETY: channels c0..c0+n8 < c of the run's pixels and taps (contract).
                 unsafe {
-                    let ld = |p: *const f32| {
-                        if full {
-                            _mm256_loadu_ps(p)
-                        } else {
-                            _mm256_maskload_ps(p, m)
-                        }
-                    };
-                    let st = |p: *mut f32, v: __m256| {
-                        let v = _mm256_min_ps(vhi, _mm256_max_ps(vlo, v));
-                        if full {
-                            _mm256_storeu_ps(p, v)
-                        } else {
-                            _mm256_maskstore_ps(p, m, v)
-                        }
-                    };
-                    let mut wv = [_mm256_setzero_ps(); 9];
-                    for (t, v) in wv.iter_mut().enumerate() {
-                        *v = ld(weight.add(t * c + c0));
-                    }
-                    let bv = ld(bias.add(c0));
-                    let base = input.add(c0);
-                    let mut j = j0;
-                    while j + 4 <= j1 {
-                        let p0 = base.add(j * ps);
-                        let p1 = p0.add(ps);
-                        let p2 = p1.add(ps);
-                        let p3 = p2.add(ps);
-                        let (mut a0, mut a1, mut a2, mut a3) = (bv, bv, bv, bv);
-                        for t in 0..9 {
-                            let o = offs[t];
-                            a0 = _mm256_fmadd_ps(ld(p0.add(o)), wv[t], a0);
-                            a1 = _mm256_fmadd_ps(ld(p1.add(o)), wv[t], a1);
-                            a2 = _mm256_fmadd_ps(ld(p2.add(o)), wv[t], a2);
-                            a3 = _mm256_fmadd_ps(ld(p3.add(o)), wv[t], a3);
-                        }
-                        let q = d.add(j * c + c0);
-                        st(q, a0);
-                        st(q.add(c), a1);
-                        st(q.add(2 * c), a2);
-                        st(q.add(3 * c), a3);
-                        j += 4;
-                    }
-                    while j < j1 {
-                        let p0 = base.add(j * ps);
-                        let mut a0 = bv;
-                        for t in 0..9 {
-                            a0 = _mm256_fmadd_ps(ld(p0.add(offs[t])), wv[t], a0);
-                        }
-                        st(d.add(j * c + c0), a0);
-                        j += 1;
+                    if n8 == 8 {
+                        dw3x3_block::<true>(&blk, j0, j1);
+                    } else {
+                        dw3x3_block::<false>(&blk, j0, j1);
                     }
                 }
                 c0 += n8;
             }
             j0 = j1;
+        }
+    }
+
+    /// One 8-channel block of a `dw3x3_run` chunk (pointers already offset by the
+    /// block's first channel).
+    struct Dw3Block<'a> {
+        input: *const f32,
+        ps: usize,
+        offs: &'a [usize; 9],
+        weight: *const f32,
+        c: usize,
+        bias: *const f32,
+        dst: *mut f32,
+        m: __m256i,
+        vlo: __m256,
+        vhi: __m256,
+    }
+
+    /// Pixels `j0..j1` of one channel block; `FULL`: all 8 lanes live (else masked by
+    /// `b.m`).
+    ///
+    /// # Safety
+    /// As for `dw3x3_run`, for the block's live lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw3x3_block<const FULL: bool>(b: &Dw3Block<'_>, j0: usize, j1: usize) {
+        // SAFETY: forwarded contract; masked lanes are never touched.
+        unsafe {
+            let ld = |p: *const f32| {
+                if FULL {
+                    _mm256_loadu_ps(p)
+                } else {
+                    _mm256_maskload_ps(p, b.m)
+                }
+            };
+            let st = |p: *mut f32, v: __m256| {
+                let v = _mm256_min_ps(b.vhi, _mm256_max_ps(b.vlo, v));
+                if FULL {
+                    _mm256_storeu_ps(p, v)
+                } else {
+                    _mm256_maskstore_ps(p, b.m, v)
+                }
+            };
+            let c = b.c;
+            let offs = b.offs;
+            let mut wv = [_mm256_setzero_ps(); 9];
+            for (t, v) in wv.iter_mut().enumerate() {
+                *v = ld(b.weight.add(t * c));
+            }
+            let bv = ld(b.bias);
+            let mut j = j0;
+            while j + 4 <= j1 {
+                let p0 = b.input.add(j * b.ps);
+                let p1 = p0.add(b.ps);
+                let p2 = p1.add(b.ps);
+                let p3 = p2.add(b.ps);
+                let (mut a0, mut a1, mut a2, mut a3) = (bv, bv, bv, bv);
+                for t in 0..9 {
+                    let o = offs[t];
+                    a0 = _mm256_fmadd_ps(ld(p0.add(o)), wv[t], a0);
+                    a1 = _mm256_fmadd_ps(ld(p1.add(o)), wv[t], a1);
+                    a2 = _mm256_fmadd_ps(ld(p2.add(o)), wv[t], a2);
+                    a3 = _mm256_fmadd_ps(ld(p3.add(o)), wv[t], a3);
+                }
+                let q = b.dst.add(j * c);
+                st(q, a0);
+                st(q.add(c), a1);
+                st(q.add(2 * c), a2);
+                st(q.add(3 * c), a3);
+                j += 4;
+            }
+            while j < j1 {
+                let p0 = b.input.add(j * b.ps);
+                let mut a0 = bv;
+                for t in 0..9 {
+                    a0 = _mm256_fmadd_ps(ld(p0.add(offs[t])), wv[t], a0);
+                }
+                st(b.dst.add(j * c), a0);
+                j += 1;
+            }
         }
     }
 
