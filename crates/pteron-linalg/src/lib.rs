@@ -12,6 +12,9 @@
 //! * [`Conv2d`] / [`conv2d`]: NCHW convolution (1×1 as direct GEMM on the planes,
 //!   depthwise direct SIMD kernels, general case as GEMM with im2col fused into
 //!   panel packing) and [`conv_transpose2d`].
+//! * [`nhwc`]: NHWC convolution as an indirect GEMM ([`nhwc::ConvNhwc`]: packed
+//!   16-column weight panels, `f32_igemm_6x16__avx2_fma` reading activation rows in
+//!   place, no im2col), for the XNNPACK backend's NHWC graphs.
 //! * [`pool2d`]: max/avg pooling (AVX2: separable vertical/horizontal passes over
 //!   phase-split rows) and [`global_avg_pool_nchw`]; [`vmath`]: vectorised
 //!   exp/sigmoid/tanh/gelu.
@@ -42,6 +45,7 @@ mod dwconv;
 pub mod elementwise;
 mod gemm;
 mod isa;
+pub mod nhwc;
 mod pool;
 pub mod pool2d;
 mod qconv;

@@ -469,3 +469,126 @@ pub fn qadd(a: &[u8], b: &[u8], p: &crate::QAddParams, out: &mut [u8]) {
         *o = v.clamp(p.out.min as i64, p.out.max as i64) as u8;
     }
 }
+
+/// Reference NHWC convolution (`groups == 1`, weights `[out_c, kh, kw, in_c]`),
+/// output `[batch, oh, ow, out_c]` clamped to `[lo, hi]`; taps outside the input
+/// read zero.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_nhwc(
+    p: &crate::nhwc::ConvNhwcParams,
+    input: &[f32],
+    (batch, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    let c = p.in_c;
+    for n in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for co in 0..p.out_c {
+                    let mut s = bias.map_or(0.0, |b| b[co] as f64);
+                    for ky in 0..p.kh {
+                        let iy =
+                            (oy * p.stride.0 + ky * p.dilation.0) as isize - p.pad_top as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..p.kw {
+                            let ix = (ox * p.stride.1 + kx * p.dilation.1) as isize
+                                - p.pad_left as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let i0 = ((n * h + iy as usize) * w + ix as usize) * c;
+                            let w0 = ((co * p.kh + ky) * p.kw + kx) * c;
+                            for ci in 0..c {
+                                s += input[i0 + ci] as f64 * weight[w0 + ci] as f64;
+                            }
+                        }
+                    }
+                    output[((n * oh + oy) * ow + ox) * p.out_c + co] = clamp(s as f32, lo, hi);
+                }
+            }
+        }
+    }
+}
+
+/// Reference NHWC depthwise convolution (multiplier 1, weights `[kh*kw, c]`), output
+/// clamped to `[lo, hi]`; taps in the padding are skipped.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_nhwc(
+    input: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    win: &crate::nhwc::Window,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    for n in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut s = bias[ch] as f64;
+                    for ky in 0..win.kh {
+                        for kx in 0..win.kw {
+                            let iy = (oy * sh + ky * dh) as isize - win.pad_top as isize;
+                            let ix = (ox * sw + kx * dw) as isize - win.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let x = input[((n * h + iy as usize) * w + ix as usize) * c + ch];
+                            s += x as f64 * weight[(ky * win.kw + kx) * c + ch] as f64;
+                        }
+                    }
+                    output[((n * oh + oy) * ow + ox) * c + ch] = clamp(s as f32, lo, hi);
+                }
+            }
+        }
+    }
+}
+
+/// Reference NHWC max pooling: max over in-bounds taps (`-inf` if none, NaN if any
+/// tap is NaN), clamped to `[lo, hi]`.
+pub fn max_pool_nhwc(
+    input: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    win: &crate::nhwc::Window,
+    (oh, ow): (usize, usize),
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    for n in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut m = f32::NEG_INFINITY;
+                    for ky in 0..win.kh {
+                        for kx in 0..win.kw {
+                            let iy = (oy * sh + ky * dh) as isize - win.pad_top as isize;
+                            let ix = (ox * sw + kx * dw) as isize - win.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let x = input[((n * h + iy as usize) * w + ix as usize) * c + ch];
+                            if x.is_nan() || m.is_nan() {
+                                m = f32::NAN;
+                            } else if x > m {
+                                m = x;
+                            }
+                        }
+                    }
+                    output[((n * oh + oy) * ow + ox) * c + ch] = clamp(m, lo, hi);
+                }
+            }
+        }
+    }
+}

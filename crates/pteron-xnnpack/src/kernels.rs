@@ -4,7 +4,7 @@
 
 use crate::graph::{BinOp, ConvParams, PoolParams, UnOp};
 use crate::shape::Dims;
-use pteron_linalg::vmath;
+use pteron_linalg::{elementwise, vmath};
 use std::sync::{Mutex, PoisonError};
 
 /// im2col of one group for an NHWC input: rows (n, oy, ox), columns (ky, kx, ci).
@@ -75,126 +75,6 @@ where
     pteron_linalg::parallel_for(tasks, |t| {
         let mut guard = cells[t].lock().unwrap_or_else(PoisonError::into_inner);
         f(t * per, &mut guard);
-    });
-}
-
-/// First and one-past-last kernel tap whose input coordinate
-/// `o * stride + k * dil - pad` lies in `0..size` (the valid taps are contiguous).
-fn tap_range(
-    o: usize,
-    stride: usize,
-    dil: usize,
-    pad: usize,
-    k: usize,
-    size: usize,
-) -> (usize, usize) {
-    let base = o * stride;
-    let mut k0 = 0;
-    while k0 < k && base + k0 * dil < pad {
-        k0 += 1;
-    }
-    let mut k1 = k0;
-    while k1 < k && base + k1 * dil < pad + size {
-        k1 += 1;
-    }
-    (k0, k1)
-}
-
-/// One `L`-wide channel block of one output pixel: bias, then every valid tap in
-/// (ky, kx) order, then the clamp. Fixed-size arrays keep it in vector registers.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn dw_block<const L: usize>(
-    input: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    c0: usize,
-    taps: (usize, usize, usize, usize),
-    geom: (usize, usize, usize, usize, usize),
-    (lo, hi): (f32, f32),
-    dst: &mut [f32],
-) {
-    let (ky0, ky1, kx0, kx1) = taps;
-    // (input offset of tap (ky0, kx0), step between tap rows, step between tap
-    //  columns, channels, kernel width)
-    let (first, ypitch, xstep, cout, kw) = geom;
-    let mut acc = [0.0f32; L];
-    acc.copy_from_slice(&bias[c0..c0 + L]);
-    for ky in ky0..ky1 {
-        let row = first + (ky - ky0) * ypitch + c0;
-        for kx in kx0..kx1 {
-            let x: &[f32; L] = input[row + (kx - kx0) * xstep..][..L].try_into().unwrap();
-            let wt: &[f32; L] = weight[(ky * kw + kx) * cout + c0..][..L]
-                .try_into()
-                .unwrap();
-            for j in 0..L {
-                acc[j] += x[j] * wt[j];
-            }
-        }
-    }
-    let d: &mut [f32; L] = (&mut dst[c0..c0 + L]).try_into().unwrap();
-    for (o, &a) in d.iter_mut().zip(&acc) {
-        // Same comparisons as `clamp` (NaN propagates), branch-free selects.
-        let v = if a < lo { lo } else { a };
-        *o = if v > hi { hi } else { v };
-    }
-}
-
-/// Direct depthwise convolution (channel multiplier 1), NHWC; weights
-/// `[kh*kw, c]`. Each output pixel accumulates its in-bounds taps over
-/// channel-contiguous blocks of 16/8/1 lanes with the bias and clamp fused, and the
-/// output rows (n, oy) are split across `pteron_linalg::parallel_for`.
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_direct(
-    input: &[f32],
-    (b, h, w, c): (usize, usize, usize, usize),
-    p: &ConvParams,
-    (oh, ow): (usize, usize),
-    weight: &[f32],
-    bias: &[f32],
-    (lo, hi): (f32, f32),
-    out: &mut [f32],
-) {
-    let (dh, dw) = (p.dh.max(1), p.dw.max(1));
-    let (sh, sw) = (p.sh.max(1), p.sw.max(1));
-    let row_len = ow * c;
-    if b * oh == 0 || row_len == 0 {
-        return;
-    }
-    par_rows(out, b * oh, row_len, 1 << 14, |r0, chunk| {
-        for (ri, orow) in chunk.chunks_exact_mut(row_len).enumerate() {
-            let r = r0 + ri;
-            let (n, oy) = (r / oh, r % oh);
-            let (ky0, ky1) = tap_range(oy, sh, dh, p.pad_top, p.kh, h);
-            let ypitch = dh * w * c;
-            for ox in 0..ow {
-                let (kx0, kx1) = tap_range(ox, sw, dw, p.pad_left, p.kw, w);
-                let dst = &mut orow[ox * c..(ox + 1) * c];
-                if ky0 == ky1 || kx0 == kx1 {
-                    dst.copy_from_slice(&bias[..c]);
-                    clamp(dst, lo, hi);
-                    continue;
-                }
-                let iy0 = oy * sh + ky0 * dh - p.pad_top;
-                let ix0 = ox * sw + kx0 * dw - p.pad_left;
-                let first = ((n * h + iy0) * w + ix0) * c;
-                let geom = (first, ypitch, dw * c, c, p.kw);
-                let taps = (ky0, ky1, kx0, kx1);
-                let mut c0 = 0;
-                while c0 + 16 <= c {
-                    dw_block::<16>(input, weight, bias, c0, taps, geom, (lo, hi), dst);
-                    c0 += 16;
-                }
-                if c0 + 8 <= c {
-                    dw_block::<8>(input, weight, bias, c0, taps, geom, (lo, hi), dst);
-                    c0 += 8;
-                }
-                while c0 < c {
-                    dw_block::<1>(input, weight, bias, c0, taps, geom, (lo, hi), dst);
-                    c0 += 1;
-                }
-            }
-        }
     });
 }
 
@@ -578,11 +458,13 @@ fn bin_slices(op: BinOp, a: &[f32], b: &[f32], out: &mut [f32]) {
             }
         };
     }
+    // The four arithmetic ops go to linalg's vector kernels (bit-identical to the
+    // scalar expressions on every tier).
     match op {
-        BinOp::Add => go!(|x: f32, y: f32| x + y),
-        BinOp::Sub => go!(|x: f32, y: f32| x - y),
-        BinOp::Mul => go!(|x: f32, y: f32| x * y),
-        BinOp::Div => go!(|x: f32, y: f32| x / y),
+        BinOp::Add => elementwise::add(a, b, out),
+        BinOp::Sub => elementwise::sub(a, b, out),
+        BinOp::Mul => elementwise::mul(a, b, out),
+        BinOp::Div => elementwise::div(a, b, out),
         _ => go!(|x, y| bin(op, x, y)),
     }
 }
@@ -800,10 +682,17 @@ mod tests {
             for threads in [1, 3] {
                 pteron_linalg::set_num_threads(threads);
                 let mut got = vec![f32::NAN; n];
-                depthwise_direct(
+                pteron_linalg::nhwc::depthwise_nhwc(
                     &input,
                     (b, h, w, c),
-                    &p,
+                    &pteron_linalg::nhwc::Window {
+                        kh: p.kh,
+                        kw: p.kw,
+                        stride: (p.sh, p.sw),
+                        dilation: (p.dh, p.dw),
+                        pad_top: p.pad_top,
+                        pad_left: p.pad_left,
+                    },
                     (oh, ow),
                     &weight,
                     &bias,

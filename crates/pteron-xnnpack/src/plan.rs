@@ -9,6 +9,7 @@
 //! within a quantization step. Quantized weights are dequantized once at init and
 //! pre-packed for the f32 GEMM.
 
+use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
     qd8_gemm, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB, PackedQd8, Qd8Kind,
     Qd8Params,
@@ -69,6 +70,8 @@ enum Prep {
     },
     /// Real int8 execution (`qs8.rs`).
     Q8(Box<qs8::QPrep>),
+    /// Ungrouped convolution as an NHWC indirect GEMM (no im2col scratch).
+    ConvNhwc(ConvNhwc),
 }
 
 struct Step {
@@ -780,23 +783,52 @@ impl XnnDelegate {
                                 fv.dims, p.kh, p.kw, p.group_in
                             )));
                         }
-                        let k = p.kh * p.kw * p.group_in;
-                        let groups: Vec<PackedB> = (0..p.groups)
-                            .map(|gi| {
-                                PackedB::new(k, p.group_out, &w[gi * p.group_out * k..], k, true)
+                        let nhwc = (p.groups == 1)
+                            .then(|| {
+                                ConvNhwc::new(
+                                    ConvNhwcParams {
+                                        in_c: p.group_in,
+                                        out_c: cout,
+                                        kh: p.kh,
+                                        kw: p.kw,
+                                        stride: (p.sh.max(1), p.sw.max(1)),
+                                        dilation: (p.dh.max(1), p.dw.max(1)),
+                                        pad_top: p.pad_top,
+                                        pad_left: p.pad_left,
+                                    },
+                                    &w,
+                                    Some(&bias_v),
+                                )
                             })
-                            .collect();
-                        prepared += groups.iter().map(PackedB::bytes).sum::<usize>();
-                        let direct = p.groups == 1
-                            && p.kh == 1
-                            && p.kw == 1
-                            && p.sh.max(1) == 1
-                            && p.sw.max(1) == 1
-                            && p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0;
-                        Prep::Conv {
-                            groups,
-                            bias: bias_v,
-                            direct,
+                            .flatten();
+                        if let Some(conv) = nhwc {
+                            prepared += conv.packed_bytes();
+                            Prep::ConvNhwc(conv)
+                        } else {
+                            let k = p.kh * p.kw * p.group_in;
+                            let groups: Vec<PackedB> = (0..p.groups)
+                                .map(|gi| {
+                                    PackedB::new(
+                                        k,
+                                        p.group_out,
+                                        &w[gi * p.group_out * k..],
+                                        k,
+                                        true,
+                                    )
+                                })
+                                .collect();
+                            prepared += groups.iter().map(PackedB::bytes).sum::<usize>();
+                            let direct = p.groups == 1
+                                && p.kh == 1
+                                && p.kw == 1
+                                && p.sh.max(1) == 1
+                                && p.sw.max(1) == 1
+                                && p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0;
+                            Prep::Conv {
+                                groups,
+                                bias: bias_v,
+                                direct,
+                            }
                         }
                     }
                 }
@@ -1296,13 +1328,30 @@ fn run_op(
                 }
             }
         }
+        (Op::Conv { input, .. }, Prep::ConvNhwc(conv)) => {
+            let (b, h, w, _) = nhwc(&shapes[*input]);
+            conv.run(
+                &bufs[*input],
+                (b, h, w),
+                (od.get(1), od.get(2)),
+                out,
+                (lo, hi),
+            );
+        }
         (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
             let id = shapes[*input];
             if *mult == 1 {
-                kernels::depthwise_direct(
+                pteron_linalg::nhwc::depthwise_nhwc(
                     &bufs[*input],
                     nhwc(&id),
-                    p,
+                    &Window {
+                        kh: p.kh,
+                        kw: p.kw,
+                        stride: (p.sh, p.sw),
+                        dilation: (p.dh, p.dw),
+                        pad_top: p.pad_top,
+                        pad_left: p.pad_left,
+                    },
                     (od.get(1), od.get(2)),
                     w,
                     bias,
@@ -1323,8 +1372,25 @@ fn run_op(
                 );
             }
         }
-        (Op::AvgPool { p, input, .. }, _) | (Op::MaxPool { p, input, .. }, _) => {
-            let max = matches!(s.op, Op::MaxPool { .. });
+        (Op::MaxPool { p, input, .. }, _) => {
+            pteron_linalg::nhwc::max_pool_nhwc(
+                &bufs[*input],
+                nhwc(&shapes[*input]),
+                &Window {
+                    kh: p.kh,
+                    kw: p.kw,
+                    stride: (p.sh, p.sw),
+                    dilation: (p.dh, p.dw),
+                    pad_top: p.pad_top,
+                    pad_left: p.pad_left,
+                },
+                (od.get(1), od.get(2)),
+                (lo, hi),
+                out,
+            );
+        }
+        (Op::AvgPool { p, input, .. }, _) => {
+            let max = false;
             kernels::pool(
                 &bufs[*input],
                 nhwc(&shapes[*input]),

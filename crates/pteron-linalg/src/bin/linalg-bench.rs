@@ -2,6 +2,7 @@
 //!
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
 
+use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
     pool2d, qadd, qdwconv_nhwc, qgemm, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
     Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
@@ -145,6 +146,84 @@ fn selected(name: &str) -> bool {
     match args.iter().position(|a| a == "--filter") {
         Some(i) => args.get(i + 1).is_some_and(|f| name.contains(f.as_str())),
         None => true,
+    }
+}
+
+/// NHWC indirect-GEMM convolution `in_c -> out_c`, `k`×`k` stride `s`, pad `k/2`, on
+/// an `hw`×`hw` input (ReLU fused).
+fn bench_nhwc(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usize) {
+    if !selected(name) {
+        return;
+    }
+    let p = ConvNhwcParams {
+        in_c,
+        out_c,
+        kh: k,
+        kw: k,
+        stride: (s, s),
+        dilation: (1, 1),
+        pad_top: k / 2,
+        pad_left: k / 2,
+    };
+    let w = fill(out_c * k * k * in_c, 7);
+    let bias = fill(out_c, 8);
+    let conv = ConvNhwc::new(p, &w, Some(&bias)).expect("supported conv");
+    let o = (hw + 2 * (k / 2) - k) / s + 1;
+    let x = fill(hw * hw * in_c, 3);
+    let mut out = vec![0.0; o * o * out_c];
+    let t = time(|| {
+        conv.run(&x, (1, hw, hw), (o, o), &mut out, (0.0, f32::INFINITY));
+        black_box(&out);
+    });
+    report(name, 2.0 * (o * o * out_c * k * k * in_c) as f64, t);
+}
+
+/// NHWC depthwise 3x3 (pad 1) and max pool 3x3/2 (pad 1) on `c` channels.
+fn bench_nhwc_window(c: usize, hw: usize, s: usize) {
+    let win = Window {
+        kh: 3,
+        kw: 3,
+        stride: (s, s),
+        dilation: (1, 1),
+        pad_top: 1,
+        pad_left: 1,
+    };
+    let o = (hw - 1) / s + 1;
+    let x = fill(hw * hw * c, 3);
+    let wt = fill(9 * c, 4);
+    let bias = fill(c, 5);
+    let mut out = vec![0.0; o * o * c];
+    let name = format!("dwconv_nhwc 3x3/{s} {c} @{hw}");
+    if selected(&name) {
+        let t = time(|| {
+            depthwise_nhwc(
+                &x,
+                (1, hw, hw, c),
+                &win,
+                (o, o),
+                &wt,
+                &bias,
+                (0.0, 6.0),
+                &mut out,
+            );
+            black_box(&out);
+        });
+        report(&name, 2.0 * (o * o * c * 9) as f64, t);
+    }
+    let name = format!("maxpool_nhwc 3x3/{s} {c} @{hw}");
+    if selected(&name) {
+        let t = time(|| {
+            max_pool_nhwc(
+                &x,
+                (1, hw, hw, c),
+                &win,
+                (o, o),
+                (f32::NEG_INFINITY, f32::INFINITY),
+                &mut out,
+            );
+            black_box(&out);
+        });
+        report(&name, (o * o * c * 9) as f64, t);
     }
 }
 
@@ -471,6 +550,24 @@ fn main() {
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
     bench_qdw("qdwconv 5x5 64 @56", 64, 56, 5, 1);
+    println!("-- NHWC conv (f32_igemm_6x16, XNNPACK backend)");
+    bench_nhwc("conv_nhwc 1x1 32->16 @112", 32, 112, 16, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 16->96 @112", 16, 112, 96, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 24->144 @56", 24, 56, 144, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 144->24 @56", 144, 56, 24, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 960->160 @7", 960, 7, 160, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 320->1280 @7", 320, 7, 1280, 1, 1);
+    bench_nhwc("conv_nhwc 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
+    bench_nhwc("conv_nhwc 7x7/2 3->64 @224", 3, 224, 64, 7, 2);
+    bench_nhwc("conv_nhwc 3x3 64->64 @56", 64, 56, 64, 3, 1);
+    bench_nhwc("conv_nhwc 3x3 128->128 @28", 128, 28, 128, 3, 1);
+    bench_nhwc("conv_nhwc 3x3 256->256 @14", 256, 14, 256, 3, 1);
+    bench_nhwc("conv_nhwc 3x3 512->512 @7", 512, 7, 512, 3, 1);
+    bench_nhwc_window(32, 112, 1);
+    bench_nhwc_window(96, 112, 2);
+    bench_nhwc_window(144, 56, 1);
+    bench_nhwc_window(960, 7, 1);
+    bench_nhwc_window(64, 112, 2);
     println!("-- Pooling");
     let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
     pp.padding = (1, 1);

@@ -1,0 +1,1250 @@
+//! NHWC convolution as an *indirect* GEMM: no im2col matrix is materialised and the
+//! activations are never packed.
+//!
+//! The output is a `M × N` matrix (M = output pixels, N = output channels, row-major
+//! with row stride `out_c`). Weights (`[out_c, kh, kw, in_c]`, XNNPACK's OHWI) are
+//! packed once into 16-column panels `w[panel][k][16]` with `k = (ky*kw + kx)*in_c + ci`
+//! and a padded bias. For a tile of [`MR`] output pixels the driver builds, per
+//! *segment* of the k range, one pointer per pixel into the NHWC input (or into a zero
+//! row for taps in the padding):
+//! * when every pixel of the tile sees its full kernel row horizontally (always the
+//!   case away from the left/right border), a segment is a whole kernel row
+//!   (`kw*in_c` contiguous floats), so there are `kh` segments;
+//! * otherwise a segment is one tap (`in_c` floats), `kh*kw` segments.
+//!
+//! The microkernel `f32_igemm_6x16__avx2_fma` (or its scalar twin) walks the segments
+//! broadcasting activations straight from those rows, starts from the bias and applies
+//! the clamp in its epilogue. Tiles are grouped into tasks of (pixel range × panel
+//! block) so that a block of panels stays in L2 while the task's pixel tiles stream
+//! through, and each tile's rows are reused from L1 across the block's panels.
+
+use crate::gemm::clamp_nan;
+use crate::pool::{num_threads, parallel_for};
+use crate::util::{div_ceil, AlignedBuf, SyncPtr};
+use crate::{isa, Isa};
+
+/// Output pixels per microkernel tile.
+pub const MR: usize = 6;
+/// Output channels per microkernel tile (one packed panel).
+pub const NR: usize = 16;
+/// Most segments (kernel taps) per tile; larger kernels are rejected by [`ConvNhwc::new`].
+pub const MAX_SEGS: usize = 64;
+/// Bytes of packed panels a task keeps hot while its pixel tiles stream through.
+const PANEL_BLOCK_BYTES: usize = 192 * 1024;
+
+/// Geometry of an NHWC convolution with `groups == 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvNhwcParams {
+    pub in_c: usize,
+    pub out_c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// Stride `(h, w)`.
+    pub stride: (usize, usize),
+    /// Dilation `(h, w)`.
+    pub dilation: (usize, usize),
+    /// Padding before the first row / column (the far side is implied by the
+    /// output size passed to [`ConvNhwc::run`]).
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// Microkernel tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IKern {
+    Scalar,
+    Avx2Fma,
+}
+
+/// `(segments, floats per segment, A row pointers [seg][MR], packed panel, bias[16],
+///   C tile, ldc, rows, cols, lo, hi)`.
+type IgemmFn = unsafe fn(
+    usize,
+    usize,
+    *const *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    f32,
+    f32,
+);
+
+impl IKern {
+    /// Microkernel for a tile of `rows` (1..=MR) pixels: the full 6-row kernel, or on
+    /// AVX2 a shorter one for the last tile (e.g. 7×7 maps: 49 = 8×6 + 1).
+    /// A panel with at most 8 live columns (e.g. 24 = 16 + 8 output channels) uses an
+    /// 8-wide kernel that skips the zero half.
+    fn func(self, rows: usize, cols: usize) -> IgemmFn {
+        match self {
+            IKern::Scalar => f32_igemm_6x16__scalar,
+            #[cfg(target_arch = "x86_64")]
+            IKern::Avx2Fma => match (rows, cols <= 8) {
+                (1, false) => x86::f32_igemm_rxh__avx2_fma::<1, 2>,
+                (2, false) => x86::f32_igemm_rxh__avx2_fma::<2, 2>,
+                (3, false) => x86::f32_igemm_rxh__avx2_fma::<3, 2>,
+                (4, false) => x86::f32_igemm_rxh__avx2_fma::<4, 2>,
+                (5, false) => x86::f32_igemm_rxh__avx2_fma::<5, 2>,
+                (1, true) => x86::f32_igemm_rxh__avx2_fma::<1, 1>,
+                (2, true) => x86::f32_igemm_rxh__avx2_fma::<2, 1>,
+                (3, true) => x86::f32_igemm_rxh__avx2_fma::<3, 1>,
+                (4, true) => x86::f32_igemm_rxh__avx2_fma::<4, 1>,
+                (5, true) => x86::f32_igemm_rxh__avx2_fma::<5, 1>,
+                (_, true) => x86::f32_igemm_rxh__avx2_fma::<6, 1>,
+                (_, false) => x86::f32_igemm_6x16__avx2_fma,
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            IKern::Avx2Fma => unreachable!("AVX2 kernel selected on a non-x86 target"),
+        }
+    }
+}
+
+/// A prepared NHWC convolution (weights packed once).
+pub struct ConvNhwc {
+    p: ConvNhwcParams,
+    k: usize,
+    panels: usize,
+    w: AlignedBuf,
+    bias: AlignedBuf,
+    zeros: Vec<f32>,
+    kern: IKern,
+    /// 1x1, stride 1, no padding.
+    pointwise: bool,
+}
+
+/// Pointers of one tile: `ptrs[seg*MR + row]`.
+struct TilePtrs {
+    ptrs: [*const f32; MR * MAX_SEGS],
+    nseg: usize,
+    seg_len: usize,
+}
+
+impl ConvNhwc {
+    /// Pack `weight` (`[out_c, kh, kw, in_c]`) and `bias` (`out_c`, or zeros).
+    /// Returns `None` for empty or unsupported geometry (zero sizes/strides/dilations,
+    /// more than [`MAX_SEGS`] taps, slices of the wrong length).
+    pub fn new(p: ConvNhwcParams, weight: &[f32], bias: Option<&[f32]>) -> Option<ConvNhwc> {
+        let taps = p.kh.checked_mul(p.kw)?;
+        if p.in_c == 0
+            || p.out_c == 0
+            || taps == 0
+            || taps > MAX_SEGS
+            || p.stride.0 == 0
+            || p.stride.1 == 0
+            || p.dilation.0 == 0
+            || p.dilation.1 == 0
+        {
+            return None;
+        }
+        let k = taps.checked_mul(p.in_c)?;
+        if weight.len() != k.checked_mul(p.out_c)? || bias.is_some_and(|b| b.len() != p.out_c) {
+            return None;
+        }
+        let panels = div_ceil(p.out_c, NR);
+        let mut w = AlignedBuf::new(panels * k * NR);
+        {
+            let dst = w.as_mut_slice();
+            for (co, row) in weight.chunks_exact(k).enumerate() {
+                let (pi, l) = (co / NR, co % NR);
+                let base = pi * k * NR + l;
+                for (q, &v) in row.iter().enumerate() {
+                    dst[base + q * NR] = v;
+                }
+            }
+        }
+        let mut bb = AlignedBuf::new(panels * NR);
+        if let Some(b) = bias {
+            bb.as_mut_slice()[..p.out_c].copy_from_slice(b);
+        }
+        let kern = match isa() {
+            Isa::Scalar => IKern::Scalar,
+            Isa::Avx2Fma => IKern::Avx2Fma,
+        };
+        Some(ConvNhwc {
+            p,
+            k,
+            panels,
+            w,
+            bias: bb,
+            zeros: vec![0.0; p.kw * p.in_c],
+            kern,
+            pointwise: taps == 1 && p.stride == (1, 1) && p.pad_top == 0 && p.pad_left == 0,
+        })
+    }
+
+    /// Parameters this convolution was built for.
+    pub fn params(&self) -> &ConvNhwcParams {
+        &self.p
+    }
+
+    /// Bytes of packed weights, bias and the zero row.
+    pub fn packed_bytes(&self) -> usize {
+        self.w.bytes() + self.bias.bytes() + self.zeros.len() * 4
+    }
+
+    /// Fill the segment pointers of the tile of pixels `m0..m0+rows`.
+    fn tile_ptrs<'a>(
+        &'a self,
+        input: &'a [f32],
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        m0: usize,
+        rows: usize,
+        t: &mut TilePtrs,
+    ) {
+        let p = &self.p;
+        let c = p.in_c;
+        let (sh, sw) = p.stride;
+        let (dh, dw) = p.dilation;
+        let ohw = oh * ow;
+        if self.pointwise && (oh, ow) == (h, w) {
+            // 1x1, stride 1, no padding, same size: pixel m reads input row m.
+            t.nseg = 1;
+            t.seg_len = c;
+            for r in 0..MR {
+                let off = (m0 + r.min(rows - 1)) * c;
+                t.ptrs[r] = input[off..off + c].as_ptr();
+            }
+            return;
+        }
+        // Decode the pixels (one division, then stepping); rows past the tile repeat
+        // its last pixel.
+        let mut pix = [(0usize, 0usize, 0usize); MR];
+        let mut full = p.kw == 1 || dw == 1;
+        let (n, rem) = (m0 / ohw, m0 % ohw);
+        let mut cur = (n, rem / ow, rem % ow);
+        for (r, px) in pix.iter_mut().enumerate() {
+            *px = cur;
+            if r + 1 < rows {
+                cur.2 += 1;
+                if cur.2 == ow {
+                    cur.2 = 0;
+                    cur.1 += 1;
+                    if cur.1 == oh {
+                        cur.1 = 0;
+                        cur.0 += 1;
+                    }
+                }
+            }
+            let x0 = px.2 * sw;
+            if x0 < p.pad_left || x0 + (p.kw - 1) * dw >= p.pad_left + w {
+                full = false;
+            }
+        }
+        if full {
+            let seg = p.kw * c;
+            t.nseg = p.kh;
+            t.seg_len = seg;
+            for (r, &(n, oy, ox)) in pix.iter().enumerate() {
+                let ix0 = ox * sw - p.pad_left;
+                for ky in 0..p.kh {
+                    let y = oy * sh + ky * dh;
+                    t.ptrs[ky * MR + r] = if y >= p.pad_top && y - p.pad_top < h {
+                        let off = ((n * h + (y - p.pad_top)) * w + ix0) * c;
+                        input[off..off + seg].as_ptr()
+                    } else {
+                        self.zeros.as_ptr()
+                    };
+                }
+            }
+        } else {
+            t.nseg = p.kh * p.kw;
+            t.seg_len = c;
+            for (r, &(n, oy, ox)) in pix.iter().enumerate() {
+                for ky in 0..p.kh {
+                    let y = oy * sh + ky * dh;
+                    let yok = y >= p.pad_top && y - p.pad_top < h;
+                    for kx in 0..p.kw {
+                        let x = ox * sw + kx * dw;
+                        t.ptrs[(ky * p.kw + kx) * MR + r] =
+                            if yok && x >= p.pad_left && x - p.pad_left < w {
+                                let off = ((n * h + (y - p.pad_top)) * w + (x - p.pad_left)) * c;
+                                input[off..off + c].as_ptr()
+                            } else {
+                                self.zeros.as_ptr()
+                            };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convolve `input` (`[batch, h, w, in_c]`) into `output` (`[batch, oh, ow,
+    /// out_c]`), then clamp to `[lo, hi]` (NaN propagates). Taps that fall outside
+    /// the input (padding) read zeros, so any `(oh, ow)` is accepted.
+    ///
+    /// # Panics
+    /// If `input` or `output` is shorter than those shapes.
+    pub fn run(
+        &self,
+        input: &[f32],
+        (batch, h, w): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        output: &mut [f32],
+        (lo, hi): (f32, f32),
+    ) {
+        let p = self.p;
+        let m = batch * oh * ow;
+        assert!(
+            input.len() >= batch * h * w * p.in_c,
+            "conv_nhwc: input too short"
+        );
+        assert!(output.len() >= m * p.out_c, "conv_nhwc: output too short");
+        if m == 0 {
+            return;
+        }
+        let m_tiles = div_ceil(m, MR);
+        let nb = (PANEL_BLOCK_BYTES / (self.k * NR * 4)).clamp(1, self.panels);
+        let n_blocks = div_ceil(self.panels, nb);
+        let nb = div_ceil(self.panels, n_blocks);
+        let threads = num_threads();
+        let flops = 2.0 * m as f64 * p.out_c as f64 * self.k as f64;
+        let m_chunks = if threads > 1 && flops > 400_000.0 {
+            // Many small tasks, claimed dynamically, keep the threads' finishing times
+            // close (no packing is repeated per task, so they are cheap).
+            let want = (threads * 12)
+                .min((flops / 150_000.0) as usize)
+                .max(threads);
+            div_ceil(want, n_blocks).min(m_tiles)
+        } else {
+            1
+        };
+        let per_chunk = div_ceil(m_tiles, m_chunks);
+        let m_chunks = div_ceil(m_tiles, per_chunk);
+        let out = SyncPtr(output.as_mut_ptr());
+        let ldc = p.out_c;
+        let k = self.k;
+        let wbuf = self.w.as_slice();
+        let bbuf = self.bias.as_slice();
+        let task = |t: usize| {
+            let (mc, nbi) = (t % m_chunks, t / m_chunks);
+            let (t0, t1) = (mc * per_chunk, ((mc + 1) * per_chunk).min(m_tiles));
+            let (p0, p1) = (nbi * nb, ((nbi + 1) * nb).min(self.panels));
+            let mut tp = TilePtrs {
+                ptrs: [std::ptr::null(); MR * MAX_SEGS],
+                nseg: 0,
+                seg_len: 0,
+            };
+            for ti in t0..t1 {
+                let m0 = ti * MR;
+                let rows = MR.min(m - m0);
+                self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, &mut tp);
+                debug_assert_eq!(tp.nseg * tp.seg_len, k);
+                for pi in p0..p1 {
+                    let n0 = pi * NR;
+                    let cols = NR.min(p.out_c - n0);
+                    let kf = self.kern.func(rows, cols);
+                    let wp = &wbuf[pi * k * NR..(pi + 1) * k * NR];
+                    let bp = &bbuf[n0..n0 + NR];
+                    // SAFETY: every pointer in `tp.ptrs[..nseg*MR]` was taken from a
+                    // slice of `input` (or the zero row) at least `seg_len` floats long;
+                    // `wp` holds k*16 = nseg*seg_len*16 floats and `bp` 16; the C tile
+                    // (rows m0..m0+rows, columns n0..n0+cols, row stride ldc) lies inside
+                    // `output` (length asserted above) and tiles of different tasks are
+                    // disjoint (each (tile, panel) pair belongs to exactly one task).
+                    unsafe {
+                        kf(
+                            tp.nseg,
+                            tp.seg_len,
+                            tp.ptrs.as_ptr(),
+                            wp.as_ptr(),
+                            bp.as_ptr(),
+                            out.get().add(m0 * ldc + n0),
+                            ldc,
+                            rows,
+                            cols,
+                            lo,
+                            hi,
+                        );
+                    }
+                }
+            }
+        };
+        parallel_for(m_chunks * n_blocks, task);
+    }
+}
+
+/// Portable 6×16 indirect-GEMM microkernel (same contract as the AVX2 one).
+///
+/// # Safety
+/// `a` holds `nseg*MR` pointers each valid for `seg` reads; `w` holds `nseg*seg*16`
+/// floats, `bias` 16; `c` is valid for `mr` rows × `nr` columns with stride `ldc`.
+#[allow(non_snake_case, clippy::too_many_arguments)]
+unsafe fn f32_igemm_6x16__scalar(
+    nseg: usize,
+    seg: usize,
+    a: *const *const f32,
+    w: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    lo: f32,
+    hi: f32,
+) {
+    // SAFETY: sizes per the function contract.
+    let (ptrs, w, bias) = unsafe {
+        (
+            std::slice::from_raw_parts(a, nseg * MR),
+            std::slice::from_raw_parts(w, nseg * seg * NR),
+            std::slice::from_raw_parts(bias, NR),
+        )
+    };
+    let mut acc = [[0.0f32; NR]; MR];
+    for row in acc.iter_mut() {
+        row.copy_from_slice(bias);
+    }
+    for s in 0..nseg {
+        let ws = &w[s * seg * NR..(s + 1) * seg * NR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: each pointer is valid for `seg` reads (contract).
+            let x = unsafe { std::slice::from_raw_parts(ptrs[s * MR + r], seg) };
+            for (q, &xv) in x.iter().enumerate() {
+                for (o, &wv) in row.iter_mut().zip(&ws[q * NR..q * NR + NR]) {
+                    *o += xv * wv;
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(mr) {
+        for (j, &v) in row.iter().enumerate().take(nr) {
+            // SAFETY: i < mr, j < nr: inside the C tile (contract).
+            unsafe { *c.add(i * ldc + j) = clamp_nan(v, lo, hi) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(non_snake_case)]
+mod x86 {
+    use super::{MR, NR};
+    use crate::gemm::x86::tail_mask;
+    use std::arch::x86_64::*;
+
+    /// 6×16 AVX2/FMA indirect-GEMM microkernel: 12 accumulators started from the
+    /// bias, one broadcast per pixel and k step, clamp in the epilogue.
+    ///
+    /// # Safety
+    /// AVX2+FMA available; otherwise as `f32_igemm_6x16__scalar`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn f32_igemm_6x16__avx2_fma(
+        nseg: usize,
+        seg: usize,
+        a: *const *const f32,
+        w: *const f32,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        // SAFETY: all reads stay inside the ranges of the function contract: `a`
+        // holds nseg*MR pointers, each valid for `seg` floats, `w` nseg*seg*16 floats.
+        unsafe {
+            let bias0 = _mm256_loadu_ps(bias);
+            let bias1 = _mm256_loadu_ps(bias.add(8));
+            let (mut c00, mut c01) = (bias0, bias1);
+            let (mut c10, mut c11) = (bias0, bias1);
+            let (mut c20, mut c21) = (bias0, bias1);
+            let (mut c30, mut c31) = (bias0, bias1);
+            let (mut c40, mut c41) = (bias0, bias1);
+            let (mut c50, mut c51) = (bias0, bias1);
+            let mut wp = w;
+            for s in 0..nseg {
+                let ap = a.add(s * MR);
+                let a0 = *ap;
+                let a1 = *ap.add(1);
+                let a2 = *ap.add(2);
+                let a3 = *ap.add(3);
+                let a4 = *ap.add(4);
+                let a5 = *ap.add(5);
+                for q in 0..seg {
+                    let b0 = _mm256_load_ps(wp);
+                    let b1 = _mm256_load_ps(wp.add(8));
+                    let v = _mm256_broadcast_ss(&*a0.add(q));
+                    c00 = _mm256_fmadd_ps(v, b0, c00);
+                    c01 = _mm256_fmadd_ps(v, b1, c01);
+                    let v = _mm256_broadcast_ss(&*a1.add(q));
+                    c10 = _mm256_fmadd_ps(v, b0, c10);
+                    c11 = _mm256_fmadd_ps(v, b1, c11);
+                    let v = _mm256_broadcast_ss(&*a2.add(q));
+                    c20 = _mm256_fmadd_ps(v, b0, c20);
+                    c21 = _mm256_fmadd_ps(v, b1, c21);
+                    let v = _mm256_broadcast_ss(&*a3.add(q));
+                    c30 = _mm256_fmadd_ps(v, b0, c30);
+                    c31 = _mm256_fmadd_ps(v, b1, c31);
+                    let v = _mm256_broadcast_ss(&*a4.add(q));
+                    c40 = _mm256_fmadd_ps(v, b0, c40);
+                    c41 = _mm256_fmadd_ps(v, b1, c41);
+                    let v = _mm256_broadcast_ss(&*a5.add(q));
+                    c50 = _mm256_fmadd_ps(v, b0, c50);
+                    c51 = _mm256_fmadd_ps(v, b1, c51);
+                    wp = wp.add(NR);
+                }
+            }
+            let acc = [c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51];
+            store_clamped(&acc, c, ldc, mr, nr, lo, hi);
+        }
+    }
+
+    /// One output pixel of the depthwise convolution: `dst[ch] = clamp(bias[ch] +
+    /// Σ input[io + ch] * weight[t*c + ch])` over the taps `(io, t)`, `c = dst.len()`.
+    ///
+    /// # Safety
+    /// AVX2+FMA available; `input` valid at `io + ch` and `weight` at `t*c + ch` for
+    /// every tap and `ch < c`; `bias` valid for `c` reads.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dw_pixel(
+        input: *const f32,
+        weight: *const f32,
+        taps: &[(usize, usize)],
+        bias: *const f32,
+        dst: &mut [f32],
+        lo: f32,
+        hi: f32,
+    ) {
+        let c = dst.len();
+        let d = dst.as_mut_ptr();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let mut c0 = 0;
+        // SAFETY: every access is at channel < c of a tap (contract); the tail is masked.
+        unsafe {
+            while c0 + 32 <= c {
+                let mut a0 = _mm256_loadu_ps(bias.add(c0));
+                let mut a1 = _mm256_loadu_ps(bias.add(c0 + 8));
+                let mut a2 = _mm256_loadu_ps(bias.add(c0 + 16));
+                let mut a3 = _mm256_loadu_ps(bias.add(c0 + 24));
+                for &(io, t) in taps {
+                    let x = input.add(io + c0);
+                    let k = weight.add(t * c + c0);
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(k), a0);
+                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(8)), _mm256_loadu_ps(k.add(8)), a1);
+                    a2 =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(x.add(16)), _mm256_loadu_ps(k.add(16)), a2);
+                    a3 =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(x.add(24)), _mm256_loadu_ps(k.add(24)), a3);
+                }
+                _mm256_storeu_ps(d.add(c0), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0)));
+                _mm256_storeu_ps(d.add(c0 + 8), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1)));
+                _mm256_storeu_ps(d.add(c0 + 16), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2)));
+                _mm256_storeu_ps(d.add(c0 + 24), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3)));
+                c0 += 32;
+            }
+            while c0 < c {
+                let n = (c - c0).min(8);
+                let m = tail_mask(n);
+                let mut a = _mm256_maskload_ps(bias.add(c0), m);
+                for &(io, t) in taps {
+                    a = _mm256_fmadd_ps(
+                        _mm256_maskload_ps(input.add(io + c0), m),
+                        _mm256_maskload_ps(weight.add(t * c + c0), m),
+                        a,
+                    );
+                }
+                _mm256_maskstore_ps(d.add(c0), m, _mm256_min_ps(vhi, _mm256_max_ps(vlo, a)));
+                c0 += n;
+            }
+        }
+    }
+
+    /// A run of `npx` output pixels of a 3×3 depthwise convolution whose windows lie
+    /// inside the input: pixel `j`, tap `(ky, kx)` reads `input + j*ps + ky*rs + kx*cs`
+    /// (`(ps, rs, cs)` = pixel, kernel-row and kernel-column steps). Per 8-channel block
+    /// the nine weight vectors stay in registers and four pixels are in flight.
+    ///
+    /// # Safety
+    /// AVX2+FMA; every such read of `c` floats is in bounds; `weight` holds 9*c floats,
+    /// `bias` c, `dst` npx*c.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dw3x3_run(
+        input: *const f32,
+        npx: usize,
+        (ps, rs, cs): (usize, usize, usize),
+        weight: *const f32,
+        bias: *const f32,
+        dst: &mut [f32],
+        c: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        let d = dst.as_mut_ptr();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let offs = [
+            0,
+            cs,
+            2 * cs,
+            rs,
+            rs + cs,
+            rs + 2 * cs,
+            2 * rs,
+            2 * rs + cs,
+            2 * rs + 2 * cs,
+        ];
+        // Chunks of pixels small enough that their windows stay in L1 while every
+        // channel block passes over them.
+        const CHUNK: usize = 8;
+        let mut j0 = 0;
+        while j0 < npx {
+            let j1 = (j0 + CHUNK).min(npx);
+            let mut c0 = 0;
+            while c0 < c {
+                let n8 = (c - c0).min(8);
+                let blk = Dw3Block {
+                    input: input.wrapping_add(c0),
+                    ps,
+                    offs: &offs,
+                    weight: weight.wrapping_add(c0),
+                    c,
+                    bias: bias.wrapping_add(c0),
+                    dst: d.wrapping_add(c0),
+                    m: tail_mask(n8),
+                    vlo,
+                    vhi,
+                };
+                // SAFETY: channels c0..c0+n8 < c of the run's pixels and taps (contract).
+                unsafe {
+                    if n8 == 8 {
+                        dw3x3_block::<true>(&blk, j0, j1);
+                    } else {
+                        dw3x3_block::<false>(&blk, j0, j1);
+                    }
+                }
+                c0 += n8;
+            }
+            j0 = j1;
+        }
+    }
+
+    /// One 8-channel block of a `dw3x3_run` chunk (pointers already offset by the
+    /// block's first channel).
+    struct Dw3Block<'a> {
+        input: *const f32,
+        ps: usize,
+        offs: &'a [usize; 9],
+        weight: *const f32,
+        c: usize,
+        bias: *const f32,
+        dst: *mut f32,
+        m: __m256i,
+        vlo: __m256,
+        vhi: __m256,
+    }
+
+    /// Pixels `j0..j1` of one channel block; `FULL`: all 8 lanes live (else masked by
+    /// `b.m`).
+    ///
+    /// # Safety
+    /// As for `dw3x3_run`, for the block's live lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw3x3_block<const FULL: bool>(b: &Dw3Block<'_>, j0: usize, j1: usize) {
+        // SAFETY: forwarded contract; masked lanes are never touched.
+        unsafe {
+            let ld = |p: *const f32| {
+                if FULL {
+                    _mm256_loadu_ps(p)
+                } else {
+                    _mm256_maskload_ps(p, b.m)
+                }
+            };
+            let st = |p: *mut f32, v: __m256| {
+                let v = _mm256_min_ps(b.vhi, _mm256_max_ps(b.vlo, v));
+                if FULL {
+                    _mm256_storeu_ps(p, v)
+                } else {
+                    _mm256_maskstore_ps(p, b.m, v)
+                }
+            };
+            let c = b.c;
+            let offs = b.offs;
+            let mut wv = [_mm256_setzero_ps(); 9];
+            for (t, v) in wv.iter_mut().enumerate() {
+                *v = ld(b.weight.add(t * c));
+            }
+            let bv = ld(b.bias);
+            let mut j = j0;
+            while j + 4 <= j1 {
+                let p0 = b.input.add(j * b.ps);
+                let p1 = p0.add(b.ps);
+                let p2 = p1.add(b.ps);
+                let p3 = p2.add(b.ps);
+                let (mut a0, mut a1, mut a2, mut a3) = (bv, bv, bv, bv);
+                for t in 0..9 {
+                    let o = offs[t];
+                    a0 = _mm256_fmadd_ps(ld(p0.add(o)), wv[t], a0);
+                    a1 = _mm256_fmadd_ps(ld(p1.add(o)), wv[t], a1);
+                    a2 = _mm256_fmadd_ps(ld(p2.add(o)), wv[t], a2);
+                    a3 = _mm256_fmadd_ps(ld(p3.add(o)), wv[t], a3);
+                }
+                let q = b.dst.add(j * c);
+                st(q, a0);
+                st(q.add(c), a1);
+                st(q.add(2 * c), a2);
+                st(q.add(3 * c), a3);
+                j += 4;
+            }
+            while j < j1 {
+                let p0 = b.input.add(j * b.ps);
+                let mut a0 = bv;
+                for t in 0..9 {
+                    a0 = _mm256_fmadd_ps(ld(p0.add(offs[t])), wv[t], a0);
+                }
+                st(b.dst.add(j * c), a0);
+                j += 1;
+            }
+        }
+    }
+
+    /// `a = x` where `x > a` or `x` is NaN (the scalar rule, so a NaN sticks).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn max_step(a: __m256, x: __m256) -> __m256 {
+        let take = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(x, a),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x),
+        );
+        _mm256_blendv_ps(a, x, take)
+    }
+
+    /// One output pixel of max pooling over the taps at `input + io` (`(io, _)` in
+    /// `taps`), clamped; `-inf` (clamped) when there are no taps.
+    ///
+    /// # Safety
+    /// AVX2 available; `input` valid at `io + ch` for every tap and `ch < dst.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn max_pixel(
+        input: *const f32,
+        taps: &[(usize, usize)],
+        dst: &mut [f32],
+        lo: f32,
+        hi: f32,
+    ) {
+        let c = dst.len();
+        let d = dst.as_mut_ptr();
+        let vlo = _mm256_set1_ps(lo);
+        let vhi = _mm256_set1_ps(hi);
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut c0 = 0;
+        // SAFETY: every access is at channel < c of a tap (contract); the tail is masked.
+        unsafe {
+            while c0 + 32 <= c {
+                let (mut a0, mut a1, mut a2, mut a3) = (ninf, ninf, ninf, ninf);
+                for &(io, _) in taps {
+                    let x = input.add(io + c0);
+                    a0 = max_step(a0, _mm256_loadu_ps(x));
+                    a1 = max_step(a1, _mm256_loadu_ps(x.add(8)));
+                    a2 = max_step(a2, _mm256_loadu_ps(x.add(16)));
+                    a3 = max_step(a3, _mm256_loadu_ps(x.add(24)));
+                }
+                _mm256_storeu_ps(d.add(c0), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0)));
+                _mm256_storeu_ps(d.add(c0 + 8), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a1)));
+                _mm256_storeu_ps(d.add(c0 + 16), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a2)));
+                _mm256_storeu_ps(d.add(c0 + 24), _mm256_min_ps(vhi, _mm256_max_ps(vlo, a3)));
+                c0 += 32;
+            }
+            while c0 < c {
+                let n = (c - c0).min(8);
+                let m = tail_mask(n);
+                let mut a = ninf;
+                for &(io, _) in taps {
+                    a = max_step(a, _mm256_maskload_ps(input.add(io + c0), m));
+                }
+                _mm256_maskstore_ps(d.add(c0), m, _mm256_min_ps(vhi, _mm256_max_ps(vlo, a)));
+                c0 += n;
+            }
+        }
+    }
+
+    /// `R`-row × `8*H`-column variant of `f32_igemm_6x16__avx2_fma` (R ≤ 6, H ∈ {1, 2})
+    /// for the last tile of a convolution or a half-empty panel: reads only the first
+    /// `R` pointers of each segment and the first `H` vectors of each packed row, writes
+    /// `R` rows (`mr` is ignored; `nr <= 8*H`).
+    ///
+    /// # Safety
+    /// As for `f32_igemm_6x16__avx2_fma` with `mr == R`, `nr <= 8*H`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn f32_igemm_rxh__avx2_fma<const R: usize, const H: usize>(
+        nseg: usize,
+        seg: usize,
+        a: *const *const f32,
+        w: *const f32,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        _mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        // SAFETY: as in the 6-row kernel, restricted to the first R pointers/rows.
+        unsafe {
+            let bias0 = _mm256_loadu_ps(bias);
+            let bias1 = _mm256_loadu_ps(bias.add(8));
+            let mut acc = [[bias0, bias1]; R];
+            let mut wp = w;
+            for s in 0..nseg {
+                let mut ap = [std::ptr::null::<f32>(); R];
+                for (r, p) in ap.iter_mut().enumerate() {
+                    *p = *a.add(s * MR + r);
+                }
+                for q in 0..seg {
+                    let mut b = [_mm256_setzero_ps(); H];
+                    for (hh, bv) in b.iter_mut().enumerate() {
+                        *bv = _mm256_load_ps(wp.add(8 * hh));
+                    }
+                    for r in 0..R {
+                        let v = _mm256_broadcast_ss(&*ap[r].add(q));
+                        for hh in 0..H {
+                            acc[r][hh] = _mm256_fmadd_ps(v, b[hh], acc[r][hh]);
+                        }
+                    }
+                    wp = wp.add(NR);
+                }
+            }
+            let mut flat = [_mm256_setzero_ps(); 2 * MR];
+            for r in 0..R {
+                flat[2 * r] = acc[r][0];
+                flat[2 * r + 1] = acc[r][1];
+            }
+            store_clamped(&flat, c, ldc, R, nr.min(8 * H), lo, hi);
+        }
+    }
+
+    /// Clamp and store a ≤6×16 tile held as `acc[2*row + half]`.
+    ///
+    /// # Safety
+    /// AVX2 available; `c` valid for `mr` rows × `nr` columns with stride `ldc`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn store_clamped(
+        acc: &[__m256; 2 * MR],
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        let lo = _mm256_set1_ps(lo);
+        let hi = _mm256_set1_ps(hi);
+        // SAFETY: rows < mr, columns < nr (masked), per the contract.
+        unsafe {
+            if nr == NR {
+                for i in 0..mr.min(MR) {
+                    let row = c.add(i * ldc);
+                    _mm256_storeu_ps(row, _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i])));
+                    _mm256_storeu_ps(
+                        row.add(8),
+                        _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i + 1])),
+                    );
+                }
+            } else {
+                let m0 = tail_mask(nr.min(8));
+                let m1 = tail_mask(nr.saturating_sub(8));
+                for i in 0..mr.min(MR) {
+                    let row = c.add(i * ldc);
+                    let v0 = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i]));
+                    let v1 = _mm256_min_ps(hi, _mm256_max_ps(lo, acc[2 * i + 1]));
+                    _mm256_maskstore_ps(row, m0, v0);
+                    if nr > 8 {
+                        _mm256_maskstore_ps(row.add(8), m1, v1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Window geometry shared by the NHWC depthwise convolution and pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kh: usize,
+    pub kw: usize,
+    /// Stride `(h, w)`; 0 is read as 1.
+    pub stride: (usize, usize),
+    /// Dilation `(h, w)`; 0 is read as 1.
+    pub dilation: (usize, usize),
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// First and one-past-last tap `k < kn` whose coordinate `o*s + k*d - pad` lies in
+/// `0..size` (the valid taps are contiguous).
+#[inline]
+fn taps(o: usize, s: usize, d: usize, pad: usize, kn: usize, size: usize) -> (usize, usize) {
+    let base = o * s;
+    let mut k0 = 0;
+    while k0 < kn && base + k0 * d < pad {
+        k0 += 1;
+    }
+    let mut k1 = k0;
+    while k1 < kn && base + k1 * d < pad + size {
+        k1 += 1;
+    }
+    (k0, k1)
+}
+
+/// Splits `rows` output rows of `row_len` floats into tasks (about 8 per thread, at
+/// least `min_work` floats each) and runs `f(first_row, row_count, out_rows)` on each.
+fn par_rows<F>(out: &mut [f32], rows: usize, row_len: usize, min_work: usize, f: F)
+where
+    F: Fn(usize, usize, &mut [f32]) + Sync,
+{
+    let out = &mut out[..rows * row_len];
+    let threads = num_threads();
+    let by_work = (rows * row_len / min_work.max(1)).max(1);
+    let tasks = rows.min(threads * 8).min(by_work).max(1);
+    if tasks <= 1 || threads <= 1 {
+        f(0, rows, out);
+        return;
+    }
+    let per = div_ceil(rows, tasks);
+    let tasks = div_ceil(rows, per);
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let r0 = t * per;
+        let r1 = (r0 + per).min(rows);
+        // SAFETY: tasks own disjoint row ranges [r0, r1) of `out`, whose length was
+        // checked by the slicing above.
+        let chunk = unsafe {
+            std::slice::from_raw_parts_mut(op.get().add(r0 * row_len), (r1 - r0) * row_len)
+        };
+        f(r0, r1 - r0, chunk);
+    });
+}
+
+/// Valid taps of one output pixel: `(input offset relative to the first valid tap,
+/// tap index)` per tap, cached while consecutive pixels share the same tap rectangle.
+struct TapList {
+    key: Option<(usize, usize, usize, usize)>,
+    list: [(usize, usize); MAX_SEGS],
+    len: usize,
+    /// Largest relative input offset in `list`.
+    max_rel: usize,
+}
+
+/// Calls `f(first, taps, dst)` for every output pixel of rows `r0..r0+nrows` (`out`
+/// holds those rows): `first` is the input offset of the pixel's first valid tap and
+/// `taps` its valid taps as `(offset relative to first, tap index ky*kw + kx)`, every
+/// `first + rel + c <= input_len` (checked). Requires `kh*kw <= MAX_SEGS`.
+///
+/// Before the pixels of a row whose kernel rows are all inside the input, `run(first,
+/// npx, dst)` is offered its interior run (pixels whose whole window is inside; `first`
+/// is the input offset of tap (0, 0) of the run's first pixel, every tap of every run
+/// pixel is in bounds, checked); if it returns true those pixels are skipped.
+#[allow(clippy::too_many_arguments)]
+fn for_each_pixel<F, R>(
+    input_len: usize,
+    (h, w, c): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    r0: usize,
+    nrows: usize,
+    out: &mut [f32],
+    mut run: R,
+    mut f: F,
+) where
+    F: FnMut(usize, &[(usize, usize)], &mut [f32]),
+    R: FnMut(usize, usize, &mut [f32]) -> bool,
+{
+    let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    let mut tl = TapList {
+        key: None,
+        list: [(0, 0); MAX_SEGS],
+        len: 0,
+        max_rel: 0,
+    };
+    let row_len = ow * c;
+    for (ri, orow) in out.chunks_exact_mut(row_len).take(nrows).enumerate() {
+        let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
+        let (ky0, ky1) = taps(oy, sh, dh, win.pad_top, win.kh, h);
+        // Interior run: pixels whose whole window lies inside the input.
+        let mut done = (0, 0);
+        let span_w = (win.kw - 1) * dw;
+        if ky0 == 0 && ky1 == win.kh && win.pad_left + w > span_w {
+            let ox_lo = win.pad_left.div_ceil(sw);
+            let ox_hi = (win.pad_left + w - span_w).div_ceil(sw).min(ow);
+            if ox_lo < ox_hi {
+                let iy0 = oy * sh - win.pad_top;
+                let first = ((n * h + iy0) * w + ox_lo * sw - win.pad_left) * c;
+                let last = first + ((win.kh - 1) * dh * w + (ox_hi - 1 - ox_lo) * sw + span_w) * c;
+                assert!(last + c <= input_len, "window run out of bounds");
+                if run(first, ox_hi - ox_lo, &mut orow[ox_lo * c..ox_hi * c]) {
+                    done = (ox_lo, ox_hi);
+                }
+            }
+        }
+        for (ox, dst) in orow.chunks_exact_mut(c).enumerate() {
+            if ox >= done.0 && ox < done.1 {
+                continue;
+            }
+            let (kx0, kx1) = taps(ox, sw, dw, win.pad_left, win.kw, w);
+            if ky0 == ky1 || kx0 == kx1 {
+                f(0, &[], dst);
+                continue;
+            }
+            let key = (ky0, ky1, kx0, kx1);
+            if tl.key != Some(key) {
+                tl.key = Some(key);
+                tl.len = 0;
+                for ky in ky0..ky1 {
+                    for kx in kx0..kx1 {
+                        let rel = ((ky - ky0) * dh * w + (kx - kx0) * dw) * c;
+                        tl.list[tl.len] = (rel, ky * win.kw + kx);
+                        tl.len += 1;
+                    }
+                }
+                tl.max_rel = ((ky1 - 1 - ky0) * dh * w + (kx1 - 1 - kx0) * dw) * c;
+            }
+            let iy0 = oy * sh + ky0 * dh - win.pad_top;
+            let ix0 = ox * sw + kx0 * dw - win.pad_left;
+            let first = ((n * h + iy0) * w + ix0) * c;
+            assert!(
+                first + tl.max_rel + c <= input_len,
+                "window tap out of bounds"
+            );
+            f(first, &tl.list[..tl.len], dst);
+        }
+    }
+}
+
+/// Depthwise convolution with channel multiplier 1, NHWC: `input` `[batch, h, w, c]`,
+/// `weight` `[kh*kw, c]`, `bias` `[c]`, output `[batch, oh, ow, c]` clamped to
+/// `[lo, hi]` (NaN propagates). Taps in the padding are skipped. Output rows are split
+/// across the thread pool.
+///
+/// # Panics
+/// If a slice is shorter than its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_nhwc(
+    input: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    let taps_n = win.kh * win.kw;
+    assert!(
+        input.len() >= batch * h * w * c,
+        "depthwise_nhwc: input too short"
+    );
+    assert!(
+        weight.len() >= taps_n * c,
+        "depthwise_nhwc: weight too short"
+    );
+    assert!(bias.len() >= c, "depthwise_nhwc: bias too short");
+    assert!(
+        output.len() >= batch * oh * ow * c,
+        "depthwise_nhwc: output too short"
+    );
+    let row_len = ow * c;
+    if batch * oh == 0 || row_len == 0 {
+        return;
+    }
+    let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && taps_n <= MAX_SEGS;
+    let sw = win.stride.1.max(1);
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
+        if avx {
+            #[cfg(target_arch = "x86_64")]
+            for_each_pixel(
+                input.len(),
+                (h, w, c),
+                win,
+                (oh, ow),
+                r0,
+                nrows,
+                out,
+                |first, npx, dst| {
+                    if win.kh != 3 || win.kw != 3 {
+                        return false;
+                    }
+                    // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
+                    // all 9 taps of the `npx` run pixels lie inside `input` (steps below
+                    // are the ones it used); weight holds 9*c floats, bias >= c, and
+                    // `dst` is exactly npx*c floats.
+                    unsafe {
+                        x86::dw3x3_run(
+                            input.as_ptr().add(first),
+                            npx,
+                            (sw * c, dh * w * c, dw * c),
+                            weight.as_ptr(),
+                            bias.as_ptr(),
+                            dst,
+                            c,
+                            lo,
+                            hi,
+                        )
+                    };
+                    true
+                },
+                |first, taps, dst| {
+                    // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
+                    // every tap's `c` floats lie inside `input`; tap indices are below
+                    // kh*kw, so weight rows lie inside `weight` (asserted above); `bias`
+                    // holds >= c floats and `dst` exactly c.
+                    unsafe {
+                        x86::dw_pixel(
+                            input.as_ptr().add(first),
+                            weight.as_ptr(),
+                            taps,
+                            bias.as_ptr(),
+                            dst,
+                            lo,
+                            hi,
+                        )
+                    }
+                },
+            );
+            return;
+        }
+        for_each_pixel_scalar(
+            (h, w, c),
+            win,
+            (oh, ow),
+            r0,
+            nrows,
+            out,
+            |n, iy, ix, t, dst, first| {
+                if first {
+                    dst.copy_from_slice(&bias[..c]);
+                }
+                if let Some(t) = t {
+                    let px = &input[((n * h + iy) * w + ix) * c..][..c];
+                    let wt = &weight[t * c..][..c];
+                    for ((o, &x), &k) in dst.iter_mut().zip(px).zip(wt) {
+                        *o += x * k;
+                    }
+                }
+            },
+        );
+        for o in out[..nrows * row_len].iter_mut() {
+            *o = clamp_nan(*o, lo, hi);
+        }
+    });
+}
+
+/// Scalar driver: for every output pixel calls `f(n, iy, ix, Some(tap), dst, is_first)`
+/// per valid tap (or once with `None` when there is none), `is_first` on the first call.
+#[allow(clippy::too_many_arguments)]
+fn for_each_pixel_scalar<F>(
+    (h, w, c): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    r0: usize,
+    nrows: usize,
+    out: &mut [f32],
+    mut f: F,
+) where
+    F: FnMut(usize, usize, usize, Option<usize>, &mut [f32], bool),
+{
+    let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
+    let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
+    for (ri, orow) in out.chunks_exact_mut(ow * c).take(nrows).enumerate() {
+        let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
+        let (ky0, ky1) = taps(oy, sh, dh, win.pad_top, win.kh, h);
+        for (ox, dst) in orow.chunks_exact_mut(c).enumerate() {
+            let (kx0, kx1) = taps(ox, sw, dw, win.pad_left, win.kw, w);
+            let mut first = true;
+            for ky in ky0..ky1 {
+                let iy = oy * sh + ky * dh - win.pad_top;
+                for kx in kx0..kx1 {
+                    let ix = ox * sw + kx * dw - win.pad_left;
+                    f(n, iy, ix, Some(ky * win.kw + kx), dst, first);
+                    first = false;
+                }
+            }
+            if first {
+                f(n, 0, 0, None, dst, true);
+            }
+        }
+    }
+}
+
+/// Max pooling, NHWC: output `[batch, oh, ow, c]` is the maximum over the in-bounds
+/// taps (`-inf` when there are none), NaN if any tap is NaN, then clamped to
+/// `[lo, hi]`.
+///
+/// # Panics
+/// If a slice is shorter than its shape.
+pub fn max_pool_nhwc(
+    input: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+) {
+    assert!(
+        input.len() >= batch * h * w * c,
+        "max_pool_nhwc: input too short"
+    );
+    assert!(
+        output.len() >= batch * oh * ow * c,
+        "max_pool_nhwc: output too short"
+    );
+    let row_len = ow * c;
+    if batch * oh == 0 || row_len == 0 {
+        return;
+    }
+    let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && win.kh * win.kw <= MAX_SEGS;
+    par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
+        if avx {
+            #[cfg(target_arch = "x86_64")]
+            for_each_pixel(
+                input.len(),
+                (h, w, c),
+                win,
+                (oh, ow),
+                r0,
+                nrows,
+                out,
+                |_, _, _| false,
+                |first, taps, dst| {
+                    // SAFETY: AVX2 detected (isa()); `for_each_pixel` checked that every
+                    // tap's `c` floats lie inside `input`; `dst` holds c floats.
+                    unsafe { x86::max_pixel(input.as_ptr().add(first), taps, dst, lo, hi) }
+                },
+            );
+            return;
+        }
+        for_each_pixel_scalar(
+            (h, w, c),
+            win,
+            (oh, ow),
+            r0,
+            nrows,
+            out,
+            |n, iy, ix, t, dst, first| {
+                if first {
+                    dst.fill(f32::NEG_INFINITY);
+                }
+                if t.is_some() {
+                    let px = &input[((n * h + iy) * w + ix) * c..][..c];
+                    for (a, &x) in dst.iter_mut().zip(px) {
+                        if x > *a || x.is_nan() {
+                            *a = x;
+                        }
+                    }
+                }
+            },
+        );
+        for o in out[..nrows * row_len].iter_mut() {
+            *o = clamp_nan(*o, lo, hi);
+        }
+    });
+}

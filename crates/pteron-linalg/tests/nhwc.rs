@@ -1,0 +1,404 @@
+mod common;
+
+use common::{assert_close, for_each_isa, Rng};
+use proptest::prelude::*;
+use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
+use pteron_linalg::{num_threads, reference, set_num_threads};
+
+const TOL: f32 = 1e-4;
+
+/// Natural output size for padding `pad` on both sides (at least 1).
+fn out_size(inp: usize, k: usize, s: usize, pad: usize, d: usize) -> usize {
+    let eff = d * (k - 1) + 1;
+    ((inp + 2 * pad).saturating_sub(eff) / s + 1).max(1)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    p: ConvNhwcParams,
+    (batch, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    bias: bool,
+    clamp: (f32, f32),
+    seed: u64,
+    ctx: &str,
+) {
+    let mut rng = Rng::new(seed);
+    let input = rng.vec(batch * h * w * p.in_c);
+    let weight = rng.vec(p.out_c * p.kh * p.kw * p.in_c);
+    let b = rng.vec(p.out_c);
+    let b = bias.then_some(&b[..]);
+    let n_out = batch * oh * ow * p.out_c;
+    let mut want = vec![0.0; n_out];
+    reference::conv2d_nhwc(
+        &p,
+        &input,
+        (batch, h, w),
+        (oh, ow),
+        &weight,
+        b,
+        clamp,
+        &mut want,
+    );
+    let conv = ConvNhwc::new(p, &weight, b).expect("supported");
+    let prev = num_threads();
+    for threads in [1, 2, 3] {
+        set_num_threads(threads);
+        let mut got = vec![f32::NAN; n_out + 5];
+        conv.run(&input, (batch, h, w), (oh, ow), &mut got, clamp);
+        assert!(
+            got[n_out..].iter().all(|v| v.is_nan()),
+            "{ctx}: wrote past output"
+        );
+        assert_close(
+            &got[..n_out],
+            &want,
+            TOL,
+            &format!(
+                "{ctx} threads={threads} {p:?} in={:?} out={:?}",
+                (batch, h, w),
+                (oh, ow)
+            ),
+        );
+    }
+    set_num_threads(prev);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn params(
+    in_c: usize,
+    out_c: usize,
+    k: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    pad: (usize, usize),
+) -> ConvNhwcParams {
+    ConvNhwcParams {
+        in_c,
+        out_c,
+        kh: k.0,
+        kw: k.1,
+        stride,
+        dilation,
+        pad_top: pad.0,
+        pad_left: pad.1,
+    }
+}
+
+fn natural(p: &ConvNhwcParams, h: usize, w: usize) -> (usize, usize) {
+    (
+        out_size(h, p.kh, p.stride.0, p.pad_top, p.dilation.0),
+        out_size(w, p.kw, p.stride.1, p.pad_left, p.dilation.1),
+    )
+}
+
+#[test]
+fn nhwc_edge_shapes() {
+    let inf = f32::INFINITY;
+    let cases = [
+        // 1x1 (MobileNet pointwise), N a multiple of 16, M not a multiple of 6.
+        (
+            params(16, 96, (1, 1), (1, 1), (1, 1), (0, 0)),
+            (1, 11, 13),
+            (0.0, 6.0),
+        ),
+        // N tails (1, 8, 13, 17, 33 columns).
+        (
+            params(5, 1, (1, 1), (1, 1), (1, 1), (0, 0)),
+            (1, 3, 4),
+            (-inf, inf),
+        ),
+        (
+            params(24, 8, (1, 1), (1, 1), (1, 1), (0, 0)),
+            (2, 5, 5),
+            (-inf, inf),
+        ),
+        (
+            params(7, 13, (1, 1), (1, 1), (1, 1), (0, 0)),
+            (1, 7, 7),
+            (0.0, inf),
+        ),
+        (
+            params(9, 17, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 7, 7),
+            (-inf, inf),
+        ),
+        (
+            params(33, 33, (3, 3), (2, 2), (1, 1), (1, 1)),
+            (2, 9, 8),
+            (-0.5, 0.5),
+        ),
+        // Strided 1x1 (ResNet downsample), 3x3 stride 1/2, deep K.
+        (
+            params(20, 32, (1, 1), (2, 2), (1, 1), (0, 0)),
+            (1, 14, 14),
+            (-inf, inf),
+        ),
+        (
+            params(64, 64, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 12),
+            (0.0, inf),
+        ),
+        (
+            params(300, 40, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 7, 7),
+            (0.0, inf),
+        ),
+        // First layers: 7x7/2 pad 3 and 3x3/2 on 3 channels.
+        (
+            params(3, 64, (7, 7), (2, 2), (1, 1), (3, 3)),
+            (1, 30, 29),
+            (0.0, inf),
+        ),
+        (
+            params(3, 32, (3, 3), (2, 2), (1, 1), (1, 1)),
+            (1, 23, 24),
+            (0.0, 6.0),
+        ),
+        // Dilation, non-square kernels and strides, padding only on one side.
+        (
+            params(6, 10, (3, 3), (1, 1), (2, 2), (2, 2)),
+            (1, 9, 9),
+            (-inf, inf),
+        ),
+        (
+            params(4, 18, (1, 5), (1, 2), (1, 1), (0, 2)),
+            (1, 6, 11),
+            (-inf, inf),
+        ),
+        (
+            params(4, 18, (5, 2), (3, 1), (1, 3), (1, 0)),
+            (1, 12, 9),
+            (-inf, inf),
+        ),
+        // Kernel larger than the input (every tap row partly in the padding).
+        (
+            params(2, 3, (5, 5), (1, 1), (1, 1), (2, 2)),
+            (1, 2, 3),
+            (-inf, inf),
+        ),
+    ];
+    for_each_isa(|isa| {
+        for (i, (p, (b, h, w), clamp)) in cases.iter().enumerate() {
+            let ctx = format!("{isa:?} case {i}");
+            let out = natural(p, *h, *w);
+            check(*p, (*b, *h, *w), out, i % 2 == 0, *clamp, i as u64, &ctx);
+        }
+        // An output larger than the natural one (asymmetric padding at the far side).
+        let p = params(8, 20, (3, 3), (2, 2), (1, 1), (1, 1));
+        check(
+            p,
+            (1, 8, 8),
+            (5, 6),
+            true,
+            (-inf, inf),
+            99,
+            &format!("{isa:?} far pad"),
+        );
+    });
+}
+
+#[test]
+fn nhwc_nan_propagates_and_rejects_bad_params() {
+    for_each_isa(|isa| {
+        let p = params(4, 5, (1, 1), (1, 1), (1, 1), (0, 0));
+        let w = vec![1.0; 20];
+        let conv = ConvNhwc::new(p, &w, None).unwrap();
+        let mut input = vec![0.5; 4 * 4];
+        input[6] = f32::NAN;
+        let mut out = vec![0.0; 4 * 5];
+        conv.run(&input, (1, 2, 2), (2, 2), &mut out, (0.0, 1.0));
+        for (i, v) in out.iter().enumerate() {
+            assert_eq!(v.is_nan(), i / 5 == 1, "{isa:?} [{i}] = {v}");
+        }
+    });
+    let p = params(4, 5, (1, 1), (1, 1), (1, 1), (0, 0));
+    assert!(ConvNhwc::new(p, &[0.0; 19], None).is_none());
+    assert!(ConvNhwc::new(p, &[0.0; 20], Some(&[0.0; 4])).is_none());
+    let big = params(1, 1, (9, 9), (1, 1), (1, 1), (0, 0));
+    assert!(ConvNhwc::new(big, &[0.0; 81], None).is_none());
+    let zs = params(1, 1, (1, 1), (0, 1), (1, 1), (0, 0));
+    assert!(ConvNhwc::new(zs, &[0.0; 1], None).is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn nhwc_random(
+        in_c in 1usize..20, out_c in 1usize..40, k in (1usize..5, 1usize..5),
+        s in (1usize..4, 1usize..4), d in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3),
+        batch in 1usize..3, hw in (1usize..12, 1usize..12), extra in (0usize..2, 0usize..2),
+        bias: bool, act in 0usize..3, seed: u64,
+    ) {
+        let p = params(in_c, out_c, k, s, d, pad);
+        let (oh, ow) = natural(&p, hw.0, hw.1);
+        let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, f32::INFINITY), (-0.3, 0.2)][act];
+        for_each_isa(|isa| {
+            check(p, (batch, hw.0, hw.1), (oh + extra.0, ow + extra.1), bias, clamp, seed, &format!("{isa:?}"));
+        });
+    }
+}
+
+fn win(k: (usize, usize), s: (usize, usize), d: (usize, usize), pad: (usize, usize)) -> Window {
+    Window {
+        kh: k.0,
+        kw: k.1,
+        stride: s,
+        dilation: d,
+        pad_top: pad.0,
+        pad_left: pad.1,
+    }
+}
+
+/// Depthwise and max pooling against the oracles (NaNs sprinkled into the pool input).
+fn check_window(
+    wn: Window,
+    (batch, h, w, c): (usize, usize, usize, usize),
+    (oh, ow): (usize, usize),
+    clamp: (f32, f32),
+    seed: u64,
+    ctx: &str,
+) {
+    let mut rng = Rng::new(seed);
+    let input = rng.vec(batch * h * w * c);
+    let weight = rng.vec(wn.kh * wn.kw * c);
+    let bias = rng.vec(c);
+    let n_out = batch * oh * ow * c;
+    let dims = (batch, h, w, c);
+    let mut want = vec![0.0; n_out];
+    reference::depthwise_nhwc(
+        &input,
+        dims,
+        &wn,
+        (oh, ow),
+        &weight,
+        &bias,
+        clamp,
+        &mut want,
+    );
+    let mut pin = input.clone();
+    for i in (0..pin.len()).step_by(37) {
+        pin[i] = f32::NAN;
+    }
+    let mut want_p = vec![0.0; n_out];
+    reference::max_pool_nhwc(&pin, dims, &wn, (oh, ow), clamp, &mut want_p);
+    let prev = num_threads();
+    for threads in [1, 2, 3] {
+        set_num_threads(threads);
+        let ctx = format!("{ctx} threads={threads} {wn:?} {dims:?} -> {:?}", (oh, ow));
+        let mut got = vec![f32::NAN; n_out + 3];
+        depthwise_nhwc(&input, dims, &wn, (oh, ow), &weight, &bias, clamp, &mut got);
+        assert!(
+            got[n_out..].iter().all(|v| v.is_nan()),
+            "{ctx}: wrote past output"
+        );
+        assert_close(&got[..n_out], &want, TOL, &format!("{ctx} depthwise"));
+        let mut got = vec![f32::NAN; n_out + 3];
+        max_pool_nhwc(&pin, dims, &wn, (oh, ow), clamp, &mut got);
+        assert!(
+            got[n_out..].iter().all(|v| v.is_nan()),
+            "{ctx}: wrote past output"
+        );
+        assert_close(&got[..n_out], &want_p, 0.0, &format!("{ctx} max pool"));
+    }
+    set_num_threads(prev);
+}
+
+#[test]
+fn nhwc_depthwise_and_pool_edge_shapes() {
+    let inf = f32::INFINITY;
+    let cases = [
+        // MobileNet: 3x3 s1/s2 pad 1 with 32/96/144 channels; ResNet max pool 3x3/2.
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 9, 10, 32),
+            (0.0, 6.0),
+        ),
+        (
+            win((3, 3), (2, 2), (1, 1), (1, 1)),
+            (1, 11, 11, 96),
+            (0.0, 6.0),
+        ),
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (2, 4, 4, 144),
+            (-inf, inf),
+        ),
+        // Channel tails (1, 5, 8, 13, 40), dilation, 5x5, 1xN / Nx1, stride 3.
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 5, 5, 1),
+            (-inf, inf),
+        ),
+        (
+            win((3, 3), (2, 1), (2, 2), (2, 2)),
+            (1, 8, 7, 5),
+            (-0.5, 0.5),
+        ),
+        (
+            win((5, 5), (1, 1), (1, 1), (2, 2)),
+            (1, 6, 6, 8),
+            (-inf, inf),
+        ),
+        (
+            win((1, 4), (1, 3), (1, 1), (0, 1)),
+            (1, 3, 10, 13),
+            (0.0, inf),
+        ),
+        (
+            win((2, 1), (2, 1), (1, 1), (0, 0)),
+            (1, 7, 3, 40),
+            (-inf, inf),
+        ),
+        // Kernel larger than the input.
+        (
+            win((5, 5), (1, 1), (1, 1), (2, 2)),
+            (1, 2, 1, 9),
+            (-inf, inf),
+        ),
+    ];
+    for_each_isa(|isa| {
+        for (i, (wn, dims, clamp)) in cases.iter().enumerate() {
+            let (oh, ow) = (
+                out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
+                out_size(dims.2, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
+            );
+            check_window(
+                *wn,
+                *dims,
+                (oh, ow),
+                *clamp,
+                i as u64,
+                &format!("{isa:?} case {i}"),
+            );
+        }
+        // Output larger than natural: whole rows/columns of padding (no taps).
+        let wn = win((2, 2), (2, 2), (1, 1), (0, 0));
+        check_window(
+            wn,
+            (1, 4, 4, 11),
+            (3, 4),
+            (-inf, inf),
+            77,
+            &format!("{isa:?} far pad"),
+        );
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn nhwc_window_random(
+        c in 1usize..50, k in (1usize..5, 1usize..5), s in (1usize..4, 1usize..4),
+        d in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3), batch in 1usize..3,
+        hw in (1usize..10, 1usize..10), extra in (0usize..2, 0usize..2), act in 0usize..3, seed: u64,
+    ) {
+        let wn = win(k, s, d, pad);
+        let oh = out_size(hw.0, k.0, s.0, pad.0, d.0) + extra.0;
+        let ow = out_size(hw.1, k.1, s.1, pad.1, d.1) + extra.1;
+        let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
+        for_each_isa(|isa| {
+            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, &format!("{isa:?}"));
+        });
+    }
+}
