@@ -169,6 +169,55 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `out[c] = dot(a, b[c·stride ..][..a.len()])` for every `c < out.len()`: [`dot`]
+/// against rows at a fixed stride (attention scores), with one dispatch.
+///
+/// # Panics
+/// When `b` is too short for `out.len()` rows.
+pub fn dot_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
+    let d = a.len();
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2Fma {
+        for (c, o) in out.iter_mut().enumerate() {
+            let row = &b[c * stride..c * stride + d];
+            // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected;
+            // both slices have `d` elements.
+            *o = unsafe { x86::dot(a, row) };
+        }
+        return;
+    }
+    for (c, o) in out.iter_mut().enumerate() {
+        *o = dot(a, &b[c * stride..c * stride + d]);
+    }
+}
+
+/// `y += p[c] · x[c·stride ..][..y.len()]` for `c = 0, 1, ...` in order, skipping
+/// `p[c] == 0`: [`axpy`] over rows at a fixed stride (attention's `p · V`).
+///
+/// # Panics
+/// When `x` is too short for `p.len()` rows.
+pub fn axpy_rows(p: &[f32], x: &[f32], stride: usize, y: &mut [f32]) {
+    let d = y.len();
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2Fma {
+        for (c, &pc) in p.iter().enumerate() {
+            if pc == 0.0 {
+                continue;
+            }
+            let row = &x[c * stride..c * stride + d];
+            // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected;
+            // both slices have `d` elements.
+            unsafe { x86::axpy(pc, row, y) };
+        }
+        return;
+    }
+    for (c, &pc) in p.iter().enumerate() {
+        if pc != 0.0 {
+            axpy(pc, &x[c * stride..c * stride + d], y);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;

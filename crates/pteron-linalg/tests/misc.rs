@@ -360,3 +360,38 @@ fn dot_and_axpy_match_across_tiers_and_f64() {
         }
     }
 }
+
+#[test]
+fn dot_rows_and_axpy_rows_equal_their_row_by_row_forms() {
+    let mut r = Rng::new(43);
+    for (d, n, stride) in [
+        (48usize, 5usize, 48usize),
+        (7, 3, 20),
+        (64, 1, 64),
+        (16, 9, 32),
+    ] {
+        let a = r.vec(d);
+        let b = r.vec((n - 1) * stride + d);
+        let mut p = r.vec(n);
+        p[n / 2] = 0.0;
+        for_each_isa(|isa| {
+            let mut out = vec![0.0; n];
+            vmath::dot_rows(&a, &b, stride, &mut out);
+            let mut y = a.clone();
+            vmath::axpy_rows(&p, &b, stride, &mut y);
+            let mut y2 = a.clone();
+            for c in 0..n {
+                let row = &b[c * stride..c * stride + d];
+                assert_eq!(
+                    out[c].to_bits(),
+                    vmath::dot(&a, row).to_bits(),
+                    "{isa:?} dot row {c}"
+                );
+                if p[c] != 0.0 {
+                    vmath::axpy(p[c], row, &mut y2);
+                }
+            }
+            assert_eq!(y, y2, "{isa:?} axpy_rows d={d} n={n}");
+        });
+    }
+}

@@ -678,6 +678,20 @@ trait AttnSrc: Sync {
     fn qk(&self, qr: usize, kr: usize, d: usize) -> f32;
     /// `acc += p * v[vr]`.
     fn add_v(&self, vr: usize, p: f32, acc: &mut [f32]);
+    /// `out[c] = q[qr] · k[kr0 + c·stride]` for every `c` (rows at a fixed stride).
+    fn qk_rows(&self, qr: usize, kr0: usize, stride: usize, d: usize, out: &mut [f32]) {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.qk(qr, kr0 + c * stride, d);
+        }
+    }
+    /// `acc += p[c] * v[vr0 + c·stride]` for `c = 0, 1, ...`, skipping `p[c] == 0`.
+    fn add_v_rows(&self, vr0: usize, stride: usize, p: &[f32], acc: &mut [f32]) {
+        for (c, &pc) in p.iter().enumerate() {
+            if pc != 0.0 {
+                self.add_v(vr0 + c * stride, pc, acc);
+            }
+        }
+    }
 }
 
 /// Float q/k/v (f32/f16/bf16, computed in f32).
@@ -691,6 +705,30 @@ impl<T: Num + Sync> AttnSrc for FloatSrc<'_, T> {
     #[inline]
     fn qk(&self, qr: usize, kr: usize, d: usize) -> f32 {
         dot(&self.q[qr * d..(qr + 1) * d], &self.k[kr * d..(kr + 1) * d])
+    }
+    fn qk_rows(&self, qr: usize, kr0: usize, stride: usize, d: usize, out: &mut [f32]) {
+        let q = &self.q[qr * d..(qr + 1) * d];
+        match (T::as_f32s(q), T::as_f32s(&self.k[kr0 * d..])) {
+            (Some(qf), Some(kf)) => pteron_linalg::vmath::dot_rows(qf, kf, stride * d, out),
+            _ => {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = self.qk(qr, kr0 + c * stride, d);
+                }
+            }
+        }
+    }
+    fn add_v_rows(&self, vr0: usize, stride: usize, p: &[f32], acc: &mut [f32]) {
+        let d = acc.len();
+        match T::as_f32s(&self.v[vr0 * d..]) {
+            Some(vf) => pteron_linalg::vmath::axpy_rows(p, vf, stride * d, acc),
+            None => {
+                for (c, &pc) in p.iter().enumerate() {
+                    if pc != 0.0 {
+                        self.add_v(vr0 + c * stride, pc, acc);
+                    }
+                }
+            }
+        }
     }
     #[inline]
     fn add_v(&self, vr: usize, p: f32, acc: &mut [f32]) {
@@ -854,6 +892,8 @@ fn attend_block<S: AttnSrc>(
 ) {
     let d = g.d;
     let hk = h / (g.hq / g.hkv);
+    // Rows between consecutive keys (the cache layout is [B, S, H, D] or [B, H, S, D]).
+    let kv_stride = g.kv_row(b, 1, hk) - g.kv_row(b, 0, hk);
     let mut m = [f32::NEG_INFINITY; QB];
     let mut l = [0.0f32; QB];
     let mut p = [0.0f32; KB];
@@ -878,10 +918,11 @@ fn attend_block<S: AttnSrc>(
             }
             let qr = g.q_row(b, i, h);
             let n = limit - j0;
+            let kr0 = g.kv_row(b, j0, hk);
+            src.qk_rows(qr, kr0, kv_stride, d, &mut p[..n]);
             let mut bmax = f32::NEG_INFINITY;
             for (c, pc) in p[..n].iter_mut().enumerate() {
-                let j = j0 + c;
-                let s = src.qk(qr, g.kv_row(b, j, hk), d) * g.scale + mask.get(i, j);
+                let s = *pc * g.scale + mask.get(i, j0 + c);
                 *pc = s;
                 if s > bmax {
                     bmax = s;
@@ -906,13 +947,10 @@ fn attend_block<S: AttnSrc>(
                 a.iter_mut().for_each(|x| *x *= corr);
             }
             let mut sum = 0.0f32;
-            for (c, &pc) in p[..n].iter().enumerate() {
+            for &pc in &p[..n] {
                 sum += pc;
-                if pc == 0.0 {
-                    continue;
-                }
-                src.add_v(g.kv_row(b, j0 + c, hk), pc, a);
             }
+            src.add_v_rows(kr0, kv_stride, &p[..n], a);
             l[r] = l[r] * corr + sum;
         }
         j0 = j1;
