@@ -239,9 +239,8 @@ impl PackedQd8 {
         // Parallel over tiles: packing a large model's weights is a noticeable part
         // of its load time.
         {
-            let chunks: Vec<&mut [u8]> = data.chunks_mut(tb).collect();
             let cell: Vec<std::sync::Mutex<&mut [u8]>> =
-                chunks.into_iter().map(std::sync::Mutex::new).collect();
+                data.chunks_mut(tb).map(std::sync::Mutex::new).collect();
             parallel_for(ntiles, |t| {
                 let mut guard = cell[t].lock().unwrap_or_else(|e| e.into_inner());
                 let tile: &mut [u8] = &mut guard;
@@ -374,15 +373,11 @@ impl PackedQd8 {
     pub fn kind(&self) -> Qd8Kind {
         self.kind
     }
-    /// Bytes held (weights, scales, sums, bias).
+    /// Bytes held (weights, scales, sums, bias): also what one `m == 1` call streams.
     pub fn bytes(&self) -> usize {
         self.data.len()
             + 4 * (self.ksum_i.len() + self.ksum_f.len() + self.scale.len() + self.bias.len())
             + 2 * self.bscale.len()
-    }
-    /// Bytes one full pass over the weights reads (what a `m == 1` call streams).
-    pub fn weight_bytes_per_pass(&self) -> usize {
-        self.bytes()
     }
 
     /// Blocks whose zero-point corrections follow an int4 row (0 for int8).

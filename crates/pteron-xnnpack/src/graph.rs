@@ -196,6 +196,20 @@ pub struct ConvParams {
     pub adj_w: usize,
 }
 
+impl ConvParams {
+    /// The sliding window, as pteron-linalg's NHWC kernels take it.
+    pub fn window(&self) -> pteron_linalg::nhwc::Window {
+        pteron_linalg::nhwc::Window {
+            kh: self.kh,
+            kw: self.kw,
+            stride: (self.sh, self.sw),
+            dilation: (self.dh, self.dw),
+            pad_top: self.pad_top,
+            pad_left: self.pad_left,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolParams {
     pub pad_top: usize,
@@ -208,6 +222,20 @@ pub struct PoolParams {
     pub sw: usize,
     pub dh: usize,
     pub dw: usize,
+}
+
+impl PoolParams {
+    /// The sliding window, as pteron-linalg's NHWC kernels take it.
+    pub fn window(&self) -> pteron_linalg::nhwc::Window {
+        pteron_linalg::nhwc::Window {
+            kh: self.kh,
+            kw: self.kw,
+            stride: (self.sh, self.sw),
+            dilation: (self.dh, self.dw),
+            pad_top: self.pad_top,
+            pad_left: self.pad_left,
+        }
+    }
 }
 
 /// A node's operation with its value ids (indices into [`Graph::values`]).

@@ -685,14 +685,7 @@ mod tests {
                 pteron_linalg::nhwc::depthwise_nhwc(
                     &input,
                     (b, h, w, c),
-                    &pteron_linalg::nhwc::Window {
-                        kh: p.kh,
-                        kw: p.kw,
-                        stride: (p.sh, p.sw),
-                        dilation: (p.dh, p.dw),
-                        pad_top: p.pad_top,
-                        pad_left: p.pad_left,
-                    },
+                    &p.window(),
                     (oh, ow),
                     &weight,
                     &bias,

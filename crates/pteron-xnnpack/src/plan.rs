@@ -9,7 +9,7 @@
 //! within a quantization step. Quantized weights are dequantized once at init and
 //! pre-packed for the f32 GEMM.
 
-use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams, Window};
+use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
 use pteron_linalg::{
     qd8_gemm, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB, PackedQd8, Qd8Kind,
     Qd8Params,
@@ -190,21 +190,12 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
         let inner: usize = v.dims[cd + 1..].iter().product();
         (e / inner.max(1)) % v.dims[cd].max(1)
     };
-    let nib = |e: usize| -> Result<i32, XnnError> {
-        // 4-bit values, two per byte along the last dim (rows padded to whole bytes).
+    // 4-bit values as signed integers (stored value minus the zero point 8).
+    let int4 = || -> Result<Vec<i8>, XnnError> {
         let k = *v.dims.last().unwrap_or(&1);
-        let row_bytes = k.div_ceil(2);
-        let (r, c) = (e / k.max(1), e % k.max(1));
-        let b = *data
-            .get(r * row_bytes + c / 2)
-            .ok_or_else(|| XnnError::Value {
-                index,
-                msg: "4-bit constant data truncated".into(),
-            })?;
-        Ok(if c % 2 == 0 {
-            (b & 0xf) as i32
-        } else {
-            (b >> 4) as i32
+        int4_values(data, n / k.max(1), k).ok_or_else(|| XnnError::Value {
+            index,
+            msg: "4-bit constant data truncated".into(),
         })
     };
     let mut out = Vec::with_capacity(n);
@@ -272,8 +263,8 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
                 channel_dim,
             },
         ) => {
-            for e in 0..n {
-                out.push((nib(e)? - 8) as f32 * scales[per_ch(e, *channel_dim)]);
+            for (e, q) in int4()?.into_iter().enumerate() {
+                out.push(q as f32 * scales[per_ch(e, *channel_dim)]);
             }
         }
         (
@@ -284,9 +275,9 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
         ) => {
             let k = v.dims[1];
             let groups = k / group_size;
-            for e in 0..n {
+            for (e, q) in int4()?.into_iter().enumerate() {
                 let (r, c) = (e / k, e % k);
-                out.push((nib(e)? - 8) as f32 * scales[r * groups + c / group_size]);
+                out.push(q as f32 * scales[r * groups + c / group_size]);
             }
         }
         (dt, q) => {
@@ -308,6 +299,24 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
     Ok(out)
 }
 
+/// `rows` rows of `row_len` 4-bit values stored two per byte, low nibble first, each
+/// row padded to whole bytes, as signed integers (stored value minus the zero point
+/// 8). `None` when `data` is too short.
+fn int4_values(data: &[u8], rows: usize, row_len: usize) -> Option<Vec<i8>> {
+    let rb = row_len.div_ceil(2);
+    let data = data.get(..rows * rb)?;
+    let mut out = Vec::with_capacity(rows * row_len + 1);
+    for row in data.chunks_exact(rb.max(1)).take(rows) {
+        for &b in row {
+            out.push((b & 0xf) as i8 - 8);
+            out.push((b >> 4) as i8 - 8);
+        }
+        // An odd row length leaves one padding nibble per row.
+        out.truncate(out.len() - (rb * 2 - row_len));
+    }
+    Some(out)
+}
+
 /// Scheme, `n`, `k`, signed values (`[n][k]`) and scales of an integer filter.
 type QWeights = (Qd8Kind, usize, usize, Vec<i8>, Vec<f32>);
 
@@ -324,20 +333,7 @@ fn qd8_weights(v: &Value<'_>, transposed: bool) -> Option<QWeights> {
     // Stored element `e` (row-major over the stored dims) as a signed value.
     let raw: Vec<i8> = match v.dtype {
         Datatype::QcInt8 => data.get(..d0 * d1)?.iter().map(|&b| b as i8).collect(),
-        Datatype::QcInt4 | Datatype::QbInt4 => {
-            let rb = d1.div_ceil(2);
-            let rows = data.get(..d0 * rb)?;
-            let mut out = Vec::with_capacity(d0 * d1 + 1);
-            for row in rows.chunks_exact(rb.max(1)).take(d0) {
-                for &b in row {
-                    out.push((b & 0xf) as i8 - 8);
-                    out.push((b >> 4) as i8 - 8);
-                }
-                // An odd row length leaves one padding nibble per row.
-                out.truncate(out.len() - (rb * 2 - d1));
-            }
-            out
-        }
+        Datatype::QcInt4 | Datatype::QbInt4 => int4_values(data, d0, d1)?,
         _ => return None,
     };
     let w: Vec<i8> = if transposed {
@@ -1344,14 +1340,7 @@ fn run_op(
                 pteron_linalg::nhwc::depthwise_nhwc(
                     &bufs[*input],
                     nhwc(&id),
-                    &Window {
-                        kh: p.kh,
-                        kw: p.kw,
-                        stride: (p.sh, p.sw),
-                        dilation: (p.dh, p.dw),
-                        pad_top: p.pad_top,
-                        pad_left: p.pad_left,
-                    },
+                    &p.window(),
                     (od.get(1), od.get(2)),
                     w,
                     bias,
@@ -1376,14 +1365,7 @@ fn run_op(
             pteron_linalg::nhwc::max_pool_nhwc(
                 &bufs[*input],
                 nhwc(&shapes[*input]),
-                &Window {
-                    kh: p.kh,
-                    kw: p.kw,
-                    stride: (p.sh, p.sw),
-                    dilation: (p.dh, p.dw),
-                    pad_top: p.pad_top,
-                    pad_left: p.pad_left,
-                },
+                &p.window(),
                 (od.get(1), od.get(2)),
                 (lo, hi),
                 out,

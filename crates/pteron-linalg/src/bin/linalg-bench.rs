@@ -377,7 +377,7 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
         "{name:<44} {:>9.1} us {:>8.1} GOPS {:>6.1} GB/s of weights",
         s * 1e6,
         2.0 * (m * n * k) as f64 / s / 1e9,
-        packed.weight_bytes_per_pass() as f64 / s / 1e9
+        packed.bytes() as f64 / s / 1e9
     );
 }
 
