@@ -455,6 +455,49 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
 }
 
 /// Peak resident set size in bytes (Linux `VmHWM`), if known.
+/// Inside one delegate: time per node kind, then the most expensive nodes.
+fn print_delegate_profile(
+    handle: usize,
+    id: &str,
+    nodes: &[pteron::NodeProfile],
+    iterations: usize,
+) {
+    let per_run = |n: u64| n as f64 / 1e6 / iterations.max(1) as f64;
+    let total: u64 = nodes.iter().map(|n| n.nanos).sum();
+    let mut kinds: Vec<(&str, usize, u64)> = Vec::new();
+    for n in nodes {
+        match kinds.iter_mut().find(|k| k.0 == n.kind) {
+            Some(k) => {
+                k.1 += 1;
+                k.2 += n.nanos;
+            }
+            None => kinds.push((&n.kind, 1, n.nanos)),
+        }
+    }
+    kinds.sort_by_key(|k| core::cmp::Reverse(k.2));
+    println!("  inside delegate {handle} ({id}), per node kind:");
+    for (kind, count, nanos) in &kinds {
+        println!(
+            "    {:>9.3} ms {:>5.1}%  {count:>4} x {kind}",
+            per_run(*nanos),
+            100.0 * *nanos as f64 / total.max(1) as f64
+        );
+    }
+    let mut top: Vec<&pteron::NodeProfile> = nodes.iter().collect();
+    top.sort_by_key(|n| core::cmp::Reverse(n.nanos));
+    println!("  most expensive nodes:");
+    for n in top.iter().take(15) {
+        println!(
+            "    {:>9.3} ms {:>5.1}%  node {:>4} {} {}",
+            per_run(n.nanos),
+            100.0 * n.nanos as f64 / total.max(1) as f64,
+            n.node,
+            n.kind,
+            n.detail
+        );
+    }
+}
+
 fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -547,6 +590,13 @@ fn cmd_bench(
             "profile": m.profile().iter().map(|p| serde_json::json!({
                 "op": p.op, "instructions": p.instructions, "ms_per_run": p.nanos as f64 / 1e6 / iterations as f64,
             })).collect::<Vec<_>>(),
+            "delegate_profile": m.delegate_profile().iter().map(|(h, id, nodes)| serde_json::json!({
+                "delegate": h, "backend": id,
+                "nodes": nodes.iter().map(|n| serde_json::json!({
+                    "node": n.node, "kind": n.kind, "detail": n.detail,
+                    "ms_per_run": n.nanos as f64 / 1e6 / iterations as f64,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         });
         println!("{v}");
     } else {
@@ -581,6 +631,9 @@ fn cmd_bench(
                     p.op
                 );
             }
+        }
+        for (h, id, nodes) in m.delegate_profile() {
+            print_delegate_profile(h, &id, &nodes, iterations);
         }
     }
     Ok(())

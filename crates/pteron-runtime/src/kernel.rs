@@ -69,6 +69,26 @@ pub trait DelegateHandle: Send {
     fn prepared_bytes(&self) -> usize {
         0
     }
+    /// Turns per-node timing inside the delegate on (allocating its table now) or off.
+    fn set_profiling(&mut self, _on: bool) {}
+    /// Time per node of the delegate's compiled graph since profiling was turned on,
+    /// in execution order; empty when the delegate does not profile.
+    fn profile(&self) -> Vec<NodeProfile> {
+        Vec::new()
+    }
+}
+
+/// Time spent in one node of a delegate's compiled graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeProfile {
+    /// The node's index in the delegate's graph.
+    pub node: usize,
+    /// The node type (e.g. `XNNConv2d`).
+    pub kind: String,
+    /// Shapes and the path taken, for humans (e.g. `[1, 56, 56, 24] -> [1, 56, 56, 144] int8`).
+    pub detail: String,
+    pub calls: u64,
+    pub nanos: u64,
 }
 
 /// A delegate backend (e.g. `XnnpackBackend`).

@@ -26,7 +26,7 @@ mod value;
 pub use error::{Error, KernelError, KernelErrorKind, MissingOp, Result};
 pub use kernel::{
     Backend, BackendInitCtx, DelegateHandle, FusionFactory, FusionRule, IntList, Kernel, KernelCtx,
-    KernelFactory, KernelFn, OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
+    KernelFactory, KernelFn, NodeProfile, OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
 };
 pub use memory::{bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes};
 pub use method::{copy_reorder, MemoryReport, Method, OpProfile, MAX_INSTRUCTIONS};

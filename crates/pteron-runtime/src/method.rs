@@ -7,7 +7,7 @@ use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueD
 
 use crate::error::{Error, KernelError, MissingOp, Result};
 use crate::kernel::{
-    BackendInitCtx, DelegateHandle, Kernel, KernelCtx, PrepareCtx, Registry, Spaces,
+    BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile, PrepareCtx, Registry, Spaces,
 };
 use crate::memory::{AlignedBuf, Bytes};
 use crate::program::Program;
@@ -859,6 +859,22 @@ impl Method {
     pub fn set_profiling(&mut self, on: bool) {
         let n: usize = self.chains.iter().map(|c| c.len()).sum();
         self.profile = on.then(|| vec![(0, 0); n]);
+        for (_, d) in &mut self.delegates {
+            d.set_profiling(on);
+        }
+    }
+
+    /// Per delegate instance (by handle, with its backend id), the time per node of its
+    /// compiled graph, for backends that profile (see [`Method::set_profiling`]).
+    pub fn delegate_profile(&self) -> Vec<(usize, String, Vec<NodeProfile>)> {
+        self.delegates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (id, d))| {
+                let p = d.profile();
+                (!p.is_empty()).then(|| (i, id.clone(), p))
+            })
+            .collect()
     }
 
     /// Time per operator (fused groups under their joined name), most expensive first.

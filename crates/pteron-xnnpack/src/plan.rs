@@ -15,7 +15,7 @@ use pteron_linalg::{
     Qd8Params,
 };
 use pteron_runtime::{
-    BackendInitCtx, DelegateHandle, KernelCtx, KernelError, PrepareCtx, ScalarType,
+    BackendInitCtx, DelegateHandle, KernelCtx, KernelError, NodeProfile, PrepareCtx, ScalarType,
     Value as RtValue,
 };
 
@@ -119,6 +119,8 @@ pub struct XnnDelegate {
     last_inputs: Vec<Dims>,
     prepared: usize,
     q8: qs8::Q8State,
+    /// Per step (nanoseconds, calls) while profiling is on.
+    profile: Option<Vec<(u64, u64)>>,
 }
 
 fn ext_type(dt: Datatype) -> Option<ExtType> {
@@ -970,6 +972,7 @@ impl XnnDelegate {
             last_inputs,
             prepared,
             q8,
+            profile: None,
         })
     }
 
@@ -1604,8 +1607,20 @@ impl DelegateHandle for XnnDelegate {
             }
         }
         // 3. The plan.
-        for si in 0..self.steps.len() {
-            self.run_step(si)?;
+        if self.profile.is_some() {
+            for si in 0..self.steps.len() {
+                let t0 = std::time::Instant::now();
+                self.run_step(si)?;
+                let dt = t0.elapsed().as_nanos() as u64;
+                if let Some(e) = self.profile.as_mut().and_then(|p| p.get_mut(si)) {
+                    e.0 += dt;
+                    e.1 += 1;
+                }
+            }
+        } else {
+            for si in 0..self.steps.len() {
+                self.run_step(si)?;
+            }
         }
         // 4. Results.
         for (k, e) in self.outputs.iter().enumerate() {
@@ -1641,6 +1656,41 @@ impl DelegateHandle for XnnDelegate {
 
     fn prepared_bytes(&self) -> usize {
         self.prepared
+    }
+
+    fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(|| vec![(0, 0); self.steps.len()]);
+    }
+
+    fn profile(&self) -> Vec<NodeProfile> {
+        let Some(p) = &self.profile else {
+            return Vec::new();
+        };
+        self.steps
+            .iter()
+            .zip(p)
+            .filter(|(s, &(_, calls))| calls > 0 && !s.skip)
+            .map(|(s, &(nanos, calls))| {
+                let first = s.op.inputs().first().map(|&i| self.shapes[i]);
+                let path = match &s.prep {
+                    Prep::Q8(_) => " int8",
+                    Prep::Qd8Fc { .. } => " qd8",
+                    Prep::ConvNhwc(_) => " nhwc",
+                    _ => "",
+                };
+                let detail = match first {
+                    Some(d) => format!("{d:?} -> {:?}{path}", self.shapes[s.op.out()]),
+                    None => format!("-> {:?}{path}", self.shapes[s.op.out()]),
+                };
+                NodeProfile {
+                    node: s.index,
+                    kind: s.kind.to_string(),
+                    detail,
+                    calls,
+                    nanos,
+                }
+            })
+            .collect()
     }
 }
 

@@ -584,25 +584,6 @@ pub(crate) struct Q8State {
     /// Read by an f32 step or an external output: dequantize after production.
     need_f: Vec<bool>,
     bytes: usize,
-    /// `PTERON_QS8_TRACE=1`: per-node accumulated seconds and calls (debugging aid).
-    trace: Option<Vec<(f64, u32, &'static str, String)>>,
-}
-
-impl Drop for Q8State {
-    fn drop(&mut self) {
-        if let Some(t) = &self.trace {
-            let total: f64 = t.iter().map(|e| e.0).sum();
-            for (i, (secs, calls, kind, what)) in t.iter().enumerate() {
-                if *calls > 0 {
-                    eprintln!(
-                        "qs8 node {i:4} {kind:<22} {:9.3} ms/call  {what}",
-                        secs * 1e3 / *calls as f64
-                    );
-                }
-            }
-            eprintln!("qs8 total {:.3} s", total);
-        }
-    }
 }
 
 impl Q8State {
@@ -648,15 +629,12 @@ impl Q8State {
                 }
             })
             .collect();
-        let trace = std::env::var_os("PTERON_QS8_TRACE")
-            .map(|_| vec![(0.0, 0, "", String::new()); g.nodes.len()]);
         Q8State {
             qbufs,
             meta,
             q_src,
             need_f,
             bytes,
-            trace,
         }
     }
 
@@ -711,29 +689,6 @@ pub(crate) fn run(
     if let Kind::Nop = q.kind {
         return Ok(());
     }
-    if st.trace.is_some() {
-        let t0 = std::time::Instant::now();
-        let r = run_inner(q, index, kind, st, bufs, shapes);
-        let what = format!("{:?} -> {:?}", shapes[q.ins[0]], shapes[q.out]);
-        if let Some(e) = st.trace.as_mut().and_then(|t| t.get_mut(index)) {
-            e.0 += t0.elapsed().as_secs_f64();
-            e.1 += 1;
-            e.2 = kind;
-            e.3 = what;
-        }
-        return r;
-    }
-    run_inner(q, index, kind, st, bufs, shapes)
-}
-
-fn run_inner(
-    q: &QPrep,
-    index: usize,
-    kind: &'static str,
-    st: &mut Q8State,
-    bufs: &mut [Vec<f32>],
-    shapes: &[Dims],
-) -> Result<(), XnnError> {
     let err = |m: &str| XnnError::node(index, kind, m.to_string());
     // Inputs produced on the f32 side: quantize them (exactly: they are on the grid).
     for &i in &q.ins[..q.nin] {
