@@ -262,6 +262,63 @@ def _():
     )
 
 
+class Deconvs(nn.Module):
+    """Transposed convolutions as decoders and upsamplers use them."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(6, 8, 3, stride=2, padding=1, output_padding=1)
+        self.grouped = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, groups=2)
+        self.plain = nn.ConvTranspose2d(4, 5, (3, 2), stride=1, padding=0, bias=False)
+
+    def forward(self, x):
+        y = torch.relu(self.up(x))
+        y = torch.nn.functional.hardtanh(self.grouped(y), -1.5, 1.5)
+        return self.plain(y)
+
+
+@case("xnn_deconv")
+def _():
+    return XSpec(
+        Deconvs(),
+        [(rn(1, 6, 5, 7),)],
+        atol=None,
+        rtol=1e-3,
+        notes="XNNPACK fp32 transposed convolutions (XNNConvTranspose2d): 3x3 stride 2 padding 1 output_padding 1 + relu, "
+        "4x4 stride 2 groups 2 + hardtanh, 3x2 stride 1 without bias",
+    )
+
+
+class HalfCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.c1(x))
+        y = torch.nn.functional.hardtanh(self.dw(y), 0.0, 6.0)
+        y = self.pw(y) + 0.5
+        y = torch.nn.functional.max_pool2d(y, 2)
+        y = torch.mean(y, dim=(2, 3))
+        return self.fc(y)
+
+
+@case("xnn_fp16")
+def _():
+    return XSpec(
+        HalfCNN().half(),
+        [(rn(1, 3, 16, 16, dtype=torch.float16),)],
+        atol="f16",
+        rtol=1e-2,
+        notes="XNNPACK float16 graph (model.half(), f16 input and output): conv, depthwise stride 2, 1x1 conv, relu, "
+        "hardtanh, add, max pool, mean, linear. XNNPACK's x86 f16 kernels round to f16 after each step; pteron "
+        "accumulates in f32 and rounds each node's output to f16, so the tolerance is 1% of the output range",
+    )
+
+
 def quantize_pt2e(model, example):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -322,6 +379,9 @@ def export_case(name: str, spec: XSpec) -> str:
         atol = float(f"{max(1e-5, 1e-3 * scale):.2g}")
         if spec.quant:
             atol = float(f"{max(1e-4, 2e-2 * scale):.2g}")
+    elif atol == "f16":
+        scale = max(float(np.abs(ef.to_np(t).astype(np.float64)).max()) for t in refs[0])
+        atol = float(f"{max(1e-3, 1e-2 * scale):.2g}")
     elif atol == "q":
         scale = max(float(np.abs(ef.to_np(t).astype(np.float64)).max()) for t in refs[0])
         # output of a static int8 graph: 256 levels over the output range; two steps.

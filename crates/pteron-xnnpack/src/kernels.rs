@@ -572,6 +572,47 @@ pub fn unary(op: UnOp, x: &mut [f32], lo: f32, hi: f32) {
     clamp(x, lo, hi);
 }
 
+/// Adds a transposed convolution's GEMM columns onto its NHWC output (col2im).
+/// `cols` holds, per input pixel of `(batch, h, w)`, `kh * kw * group_out` values ordered
+/// `(ky, kx, co)`; tap `(ky, kx)` of input `(iy, ix)` lands on output
+/// `(iy * sh + ky * dh - pad_top, ix * sw + kx * dw - pad_left)`, channels from `c0`.
+pub(crate) fn col2im_add(
+    cols: &[f32],
+    (b, h, w): (usize, usize, usize),
+    p: &ConvParams,
+    (oh, ow): (usize, usize),
+    c0: usize,
+    out: &mut [f32],
+) {
+    let go = p.group_out;
+    let cout = p.groups * go;
+    let per_px = p.kh * p.kw * go;
+    if per_px == 0 {
+        return;
+    }
+    let tap = |i: usize, k: usize, s: usize, d: usize, pad: usize, lim: usize| {
+        (i * s + k * d).checked_sub(pad).filter(|&o| o < lim)
+    };
+    for (px, row) in cols.chunks_exact(per_px).take(b * h * w).enumerate() {
+        let (n, iy, ix) = (px / (h * w), px / w % h, px % w);
+        for ky in 0..p.kh {
+            let Some(oy) = tap(iy, ky, p.sh, p.dh, p.pad_top, oh) else {
+                continue;
+            };
+            for kx in 0..p.kw {
+                let Some(ox) = tap(ix, kx, p.sw, p.dw, p.pad_left, ow) else {
+                    continue;
+                };
+                let src = &row[(ky * p.kw + kx) * go..][..go];
+                let dst = &mut out[((n * oh + oy) * ow + ox) * cout + c0..][..go];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use pteron_runtime::{
 };
 
 use crate::error::XnnError;
-use crate::graph::{self, BinOp, Datatype, Graph, Op, Quant, UnOp, Value};
+use crate::graph::{self, BinOp, ConvParams, Datatype, Graph, Op, Quant, UnOp, Value};
 use crate::kernels;
 use crate::qs8;
 use crate::shape::{conv_hw, infer, Dims};
@@ -42,6 +42,8 @@ enum Fq {
     Dynamic {
         nonbatch: usize,
     },
+    /// A float16 value: held in f32, rounded to the nearest f16 wherever it is produced.
+    Half,
 }
 
 /// Pre-packed state of one step.
@@ -72,6 +74,12 @@ enum Prep {
     Q8(Box<qs8::QPrep>),
     /// Ungrouped convolution as an NHWC indirect GEMM (no im2col scratch).
     ConvNhwc(ConvNhwc),
+    /// Transposed convolution: per group, input rows x packed `[group_in, kh*kw*group_out]`
+    /// filter into scratch columns, then scattered (col2im) onto the biased output.
+    Deconv {
+        groups: Vec<PackedB>,
+        bias: Vec<f32>,
+    },
 }
 
 struct Step {
@@ -90,6 +98,7 @@ struct Step {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum ExtType {
     F32,
+    F16,
     I8,
     U8,
 }
@@ -126,6 +135,7 @@ pub struct XnnDelegate {
 fn ext_type(dt: Datatype) -> Option<ExtType> {
     match dt {
         Datatype::Fp32 => Some(ExtType::F32),
+        Datatype::Fp16 => Some(ExtType::F16),
         Datatype::QInt8 => Some(ExtType::I8),
         Datatype::QUInt8 => Some(ExtType::U8),
         _ => None,
@@ -152,33 +162,42 @@ fn fq_of(v: &Value<'_>) -> Fq {
         _ if v.dq_datatype == Datatype::QInt8 || v.dq_datatype == Datatype::QdInt8 => {
             Fq::Dynamic { nonbatch: 1 }
         }
+        (_, Datatype::Fp16) if v.data.is_none() => Fq::Half,
         _ => Fq::None,
     }
 }
 
 fn f16_to_f32(h: u16) -> f32 {
-    let s = ((h >> 15) as u32) << 31;
-    let e = ((h >> 10) & 0x1f) as u32;
-    let m = (h & 0x3ff) as u32;
-    let bits = if e == 0 {
-        if m == 0 {
-            s
-        } else {
-            // subnormal
-            let mut e2 = 127 - 15 + 1;
-            let mut m2 = m;
-            while m2 & 0x400 == 0 {
-                m2 <<= 1;
-                e2 -= 1;
-            }
-            s | ((e2 as u32) << 23) | ((m2 & 0x3ff) << 13)
-        }
-    } else if e == 31 {
-        s | 0x7f80_0000 | (m << 13)
+    half::f16::from_bits(h).to_f32()
+}
+
+fn f32_to_f16(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
+/// `x` rounded to the nearest float16 value (ties to even), kept as f32: what storing
+/// a node's result in an f16 tensor does. Overflow gives infinity, NaN stays NaN.
+/// Branch-light so the loop over an activation vectorises.
+pub(crate) fn round_to_f16(x: f32) -> f32 {
+    const MIN_NORMAL: f32 = 6.103_515_6e-5; // 2^-14
+    const SUB_STEP: f32 = 5.960_464_5e-8; // 2^-24, the f16 subnormal spacing
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    if x.is_nan() {
+        return x;
+    }
+    if x.abs() < MIN_NORMAL {
+        // Multiples of 2^-24; |x / 2^-24| < 2^10, exact with the magic-number rounding.
+        return (((x / SUB_STEP + MAGIC) - MAGIC) * SUB_STEP).copysign(x);
+    }
+    // Keep 10 fraction bits: round to nearest even at bit 13 of the f32 pattern.
+    let b = x.to_bits();
+    let r = (b + 0x0fff + ((b >> 13) & 1)) & !0x1fff;
+    let y = f32::from_bits(r);
+    if y.abs() > 65504.0 {
+        f32::INFINITY.copysign(x)
     } else {
-        s | ((e + 127 - 15) << 23) | (m << 13)
-    };
-    f32::from_bits(bits)
+        y
+    }
 }
 
 /// Dequantizes (or decodes) a constant value into f32, in its own layout.
@@ -474,6 +493,7 @@ fn rt_meta(args: &PrepareCtx<'_>, arg: usize) -> Result<(ScalarType, Dims), XnnE
 fn dtype_ok(ty: ExtType, st: ScalarType) -> bool {
     match ty {
         ExtType::F32 => st == ScalarType::Float,
+        ExtType::F16 => st == ScalarType::Half,
         ExtType::I8 => matches!(st, ScalarType::Char | ScalarType::QInt8),
         ExtType::U8 => matches!(st, ScalarType::Byte | ScalarType::QUInt8),
     }
@@ -577,7 +597,11 @@ impl XnnDelegate {
             let ov = &g.values[out];
             if !matches!(
                 ov.dtype,
-                Datatype::Fp32 | Datatype::QInt8 | Datatype::QUInt8 | Datatype::QdInt8
+                Datatype::Fp32
+                    | Datatype::Fp16
+                    | Datatype::QInt8
+                    | Datatype::QUInt8
+                    | Datatype::QdInt8
             ) {
                 return Err(XnnError::Unsupported {
                     index: ni,
@@ -590,7 +614,9 @@ impl XnnDelegate {
                 Op::FullyConnected { filter, bias, .. } if g.values[*filter].data.is_some() => {
                     (Some(*filter), *bias)
                 }
-                Op::Conv { filter, bias, .. } => (Some(*filter), *bias),
+                Op::Conv { filter, bias, .. } | Op::Deconv { filter, bias, .. } => {
+                    (Some(*filter), *bias)
+                }
                 _ => (None, None),
             };
             for &i in &ins {
@@ -603,13 +629,6 @@ impl XnnDelegate {
                 Op::FullyConnected { filter, .. } => Some(shapes[*filter]),
                 _ => None,
             };
-            if let Op::Deconv { .. } = node.op {
-                return Err(XnnError::Unsupported {
-                    index: ni,
-                    kind: node.kind,
-                    msg: "transposed convolution is not implemented".into(),
-                });
-            }
             if let Op::Concat { inputs: ci, .. } = &node.op {
                 if ci.is_empty() {
                     return Err(nerr("concatenation without inputs".into()));
@@ -617,10 +636,8 @@ impl XnnDelegate {
             }
             for &i in &ins {
                 let dt = g.values[i].dtype;
-                if matches!(
-                    dt,
-                    Datatype::Fp16 | Datatype::Bf16 | Datatype::QpInt8 | Datatype::Pfp32
-                ) && g.values[i].data.is_none()
+                if matches!(dt, Datatype::Bf16 | Datatype::QpInt8 | Datatype::Pfp32)
+                    && g.values[i].data.is_none()
                 {
                     return Err(XnnError::Unsupported {
                         index: ni,
@@ -702,6 +719,21 @@ impl XnnDelegate {
                         _ => None,
                     };
                     Prep::Fc { packed, bias }
+                }
+                Op::Deconv {
+                    p, filter, bias, ..
+                } => {
+                    let runtime = |v: &Option<usize>| v.is_some_and(|b| g.values[b].data.is_none());
+                    if g.values[*filter].data.is_none() || runtime(bias) {
+                        return Err(XnnError::Unsupported {
+                            index: ni,
+                            kind: node.kind,
+                            msg: "transposed convolution with a run-time filter or bias".into(),
+                        });
+                    }
+                    let (groups, bias) = deconv_prep(g, p, *filter, *bias).map_err(nerr)?;
+                    prepared += bias.len() * 4 + groups.iter().map(|p| p.bytes()).sum::<usize>();
+                    Prep::Deconv { groups, bias }
                 }
                 Op::Conv {
                     p,
@@ -928,6 +960,11 @@ impl XnnDelegate {
                 let m = d.get(0) * oh * ow;
                 scratch_len = scratch_len.max(m * p.kh * p.kw * p.group_in);
             }
+            if let Op::Deconv { p, input, .. } = &s.op {
+                let d = shapes[*input];
+                let m = d.get(0) * d.get(1) * d.get(2);
+                scratch_len = scratch_len.max(m * p.kh * p.kw * p.group_out);
+            }
         }
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
@@ -1000,6 +1037,16 @@ impl XnnDelegate {
                     )));
                 }
             }
+            if let Op::Deconv { p, input, .. } = &s.op {
+                let d = self.shapes[*input];
+                let m = d.get(0) * d.get(1) * d.get(2);
+                if m * p.kh * p.kw * p.group_out > self.scratch.len() {
+                    return Err(XnnError::Shape(format!(
+                        "node {} ({}) needs more scratch than planned",
+                        s.index, s.kind
+                    )));
+                }
+            }
             self.shapes[out] = od;
         }
         Ok(())
@@ -1045,6 +1092,55 @@ impl XnnDelegate {
         apply_fq(self.fq[out], &mut self.bufs[out][..n], &od);
         Ok(())
     }
+}
+
+/// Packs a transposed convolution's constant filter (the caller checked that filter
+/// and bias are constants) `[groups * group_out, kh, kw,
+/// group_in]` into one `[group_in, kh * kw * group_out]` GEMM operand per group, and
+/// decodes its bias (zeros when absent).
+fn deconv_prep(
+    g: &Graph<'_>,
+    p: &ConvParams,
+    filter: usize,
+    bias: Option<usize>,
+) -> Result<(Vec<PackedB>, Vec<f32>), String> {
+    let fv = &g.values[filter];
+    let cout = p.groups * p.group_out;
+    if fv.dims != [cout, p.kh, p.kw, p.group_in] {
+        return Err(format!(
+            "filter {:?} does not match [{cout}, {}, {}, {}]",
+            fv.dims, p.kh, p.kw, p.group_in
+        ));
+    }
+    let w = decode_const(filter, fv).map_err(|e| format!("filter: {e}"))?;
+    let bias = match bias {
+        Some(b) => decode_const(b, &g.values[b]).map_err(|e| format!("bias: {e}"))?,
+        None => vec![0.0; cout],
+    };
+    if bias.len() != cout {
+        return Err(format!(
+            "bias has {} elements for {cout} outputs",
+            bias.len()
+        ));
+    }
+    let (gi, go, taps) = (p.group_in, p.group_out, p.kh * p.kw);
+    let n = taps * go;
+    let groups = (0..p.groups)
+        .map(|grp| {
+            // b[ci][t * go + co] = w[grp * go + co][t][ci]
+            let mut b = vec![0.0f32; gi * n];
+            for co in 0..go {
+                for t in 0..taps {
+                    let src = &w[((grp * go + co) * taps + t) * gi..][..gi];
+                    for (ci, &v) in src.iter().enumerate() {
+                        b[ci * n + t * go + co] = v;
+                    }
+                }
+            }
+            PackedB::new(gi, n, &b, n, false)
+        })
+        .collect();
+    Ok((groups, bias))
 }
 
 /// A `Prep::Qd8Fc` step: quantize each row of `x`, then the integer GEMM.
@@ -1114,6 +1210,11 @@ fn round_half_even(x: f32) -> f32 {
 fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
     match fq {
         Fq::None => {}
+        Fq::Half => {
+            for v in x.iter_mut() {
+                *v = round_to_f16(*v);
+            }
+        }
         Fq::Static {
             scale,
             zp,
@@ -1326,6 +1427,44 @@ fn run_op(
                     );
                 }
             }
+        }
+        (Op::Deconv { p, input, .. }, Prep::Deconv { groups, bias }) => {
+            let (b, h, w, c) = nhwc(&shapes[*input]);
+            let cout = p.groups * p.group_out;
+            let out = &mut out[..n_out];
+            if cout == 0 {
+                return Ok(());
+            }
+            for px in out.chunks_exact_mut(cout) {
+                px.copy_from_slice(bias);
+            }
+            let m = b * h * w;
+            let cols_n = p.kh * p.kw * p.group_out;
+            if m > 0 && cols_n > 0 {
+                for (g, pk) in groups.iter().enumerate() {
+                    let cols = &mut scratch[..m * cols_n];
+                    sgemm_packed(
+                        m,
+                        &bufs[*input][g * p.group_in..],
+                        c,
+                        false,
+                        pk,
+                        cols,
+                        cols_n,
+                        Bias::None,
+                        act(f32::NEG_INFINITY, f32::INFINITY),
+                    );
+                    kernels::col2im_add(
+                        cols,
+                        (b, h, w),
+                        p,
+                        (od.get(1), od.get(2)),
+                        g * p.group_out,
+                        out,
+                    );
+                }
+            }
+            kernels::clamp(out, lo, hi);
         }
         (Op::Conv { input, .. }, Prep::ConvNhwc(conv)) => {
             let (b, h, w, _) = nhwc(&shapes[*input]);
@@ -1580,6 +1719,17 @@ impl DelegateHandle for XnnDelegate {
                         *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                     }
                 }
+                ExtType::F16 => {
+                    if src.len() < n * 2 {
+                        return Err(KernelError::invalid(format!(
+                            "argument {} holds too few bytes",
+                            e.arg
+                        )));
+                    }
+                    for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                        *d = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+                    }
+                }
                 ExtType::I8 | ExtType::U8 => {
                     if src.len() < n {
                         return Err(KernelError::invalid(format!(
@@ -1632,6 +1782,11 @@ impl DelegateHandle for XnnDelegate {
                 ExtType::F32 => {
                     for (c, &v) in dst.chunks_exact_mut(4).zip(src) {
                         c.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                ExtType::F16 => {
+                    for (c, &v) in dst.chunks_exact_mut(2).zip(src) {
+                        c.copy_from_slice(&f32_to_f16(v).to_le_bytes());
                     }
                 }
                 ExtType::I8 | ExtType::U8 => {
@@ -1701,5 +1856,48 @@ impl pteron_runtime::Backend for XnnpackBackend {
     fn init(&self, ctx: &BackendInitCtx<'_, '_>) -> Result<Box<dyn DelegateHandle>, KernelError> {
         let g = graph::parse(ctx.payload, ctx.named_data)?;
         Ok(Box::new(XnnDelegate::compile(&g, &ctx.args)?))
+    }
+}
+
+#[cfg(test)]
+mod half_tests {
+    use super::round_to_f16;
+
+    fn reference(x: f32) -> f32 {
+        half::f16::from_f32(x).to_f32()
+    }
+
+    #[test]
+    fn rounding_matches_the_half_crate() {
+        // Every f16 value and the midpoints and near-midpoints around it.
+        for h in 0..=u16::MAX {
+            let v = half::f16::from_bits(h).to_f32();
+            if v.is_nan() {
+                assert!(round_to_f16(v).is_nan());
+                continue;
+            }
+            let b = v.to_bits();
+            for d in [-4097i64, -4096, -4095, -1, 0, 1, 4095, 4096, 4097] {
+                let x = f32::from_bits((b as i64 + d).clamp(0, u32::MAX as i64) as u32);
+                let (got, want) = (round_to_f16(x), reference(x));
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{x:e} ({:#x}): {got:e} != {want:e}",
+                    x.to_bits()
+                );
+            }
+        }
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let x = f32::from_bits(s as u32);
+            let (got, want) = (round_to_f16(x), reference(x));
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{x:e}: {got:e} != {want:e}"
+            );
+        }
     }
 }

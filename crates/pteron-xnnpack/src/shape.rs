@@ -138,6 +138,42 @@ fn conv_hw_k(
     }
 }
 
+/// Output height and width of a transposed convolution:
+/// `stride * (in - 1) + adjustment + dilation * (kernel - 1) + 1 - padding`.
+fn deconv_hw(
+    node: usize,
+    n: &K,
+    p: &ConvParams,
+    h: usize,
+    w: usize,
+) -> Result<(usize, usize), XnnError> {
+    let dim = |i: usize, s: usize, adj: usize, k: usize, d: usize, p0: usize, p1: usize| {
+        if i == 0 || s == 0 || k == 0 || d == 0 || adj >= s.max(d) {
+            return None;
+        }
+        s.checked_mul(i - 1)?
+            .checked_add(adj)?
+            .checked_add(d.checked_mul(k - 1)?)?
+            .checked_add(1)?
+            .checked_sub(p0.checked_add(p1)?)
+            .filter(|&o| o > 0)
+    };
+    let oh = dim(h, p.sh, p.adj_h, p.kh, p.dh, p.pad_top, p.pad_bottom);
+    let ow = dim(w, p.sw, p.adj_w, p.kw, p.dw, p.pad_left, p.pad_right);
+    match (oh, ow) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(bad(
+            node,
+            n,
+            format!(
+                "transposed convolution (kernel {}x{}, stride {}x{}, adjustment {}x{}, padding {}/{}/{}/{}) \
+                 gives no output for a {h}x{w} input",
+                p.kh, p.kw, p.sh, p.sw, p.adj_h, p.adj_w, p.pad_top, p.pad_right, p.pad_bottom, p.pad_left
+            ),
+        )),
+    }
+}
+
 /// Broadcast two shapes (numpy rules, aligned right).
 pub(crate) fn broadcast(a: &Dims, b: &Dims) -> Option<Dims> {
     let r = a.rank().max(b.rank());
@@ -231,11 +267,21 @@ pub(crate) fn infer_op(
             let (oh, ow) = conv_hw_k(node, n, p, h, w)?;
             mk(&[b, oh, ow, p.groups * p.group_out])
         }
-        Op::Deconv { .. } => Err(bad(
-            node,
-            n,
-            "transposed convolution is not supported".into(),
-        )),
+        Op::Deconv { p, input, .. } => {
+            let (b, h, w, c) = nhwc(node, n, &s(*input))?;
+            if c != p.groups * p.group_in {
+                return Err(bad(
+                    node,
+                    n,
+                    format!(
+                        "input has {c} channels, expected {} groups x {}",
+                        p.groups, p.group_in
+                    ),
+                ));
+            }
+            let (oh, ow) = deconv_hw(node, n, p, h, w)?;
+            mk(&[b, oh, ow, p.groups * p.group_out])
+        }
         Op::AvgPool { p, input, .. } | Op::MaxPool { p, input, .. } => {
             let (b, h, w, c) = nhwc(node, n, &s(*input))?;
             let (oh, ow) = pool_hw(node, n, p, h, w)?;
