@@ -23,7 +23,7 @@ use crate::error::XnnError;
 use crate::graph::{self, BinOp, ConvParams, Datatype, Graph, Op, Quant, UnOp, Value};
 use crate::kernels;
 use crate::qs8;
-use crate::shape::{conv_hw, infer, Dims};
+use crate::shape::{infer, Dims};
 
 /// Largest number of external outputs one delegate may have.
 pub const MAX_OUTPUTS: usize = 32;
@@ -101,6 +101,17 @@ enum ExtType {
     F16,
     I8,
     U8,
+}
+
+impl ExtType {
+    /// Bytes per element.
+    fn size(self) -> usize {
+        match self {
+            ExtType::F32 => 4,
+            ExtType::F16 => 2,
+            ExtType::I8 | ExtType::U8 => 1,
+        }
+    }
 }
 
 struct Ext {
@@ -953,18 +964,7 @@ impl XnnDelegate {
         }
         let mut scratch_len = 0usize;
         for s in &steps {
-            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep)
-            {
-                let d = shapes[*input];
-                let (oh, ow) = conv_hw(s.index, &g.nodes[s.index], p, d.get(1), d.get(2))?;
-                let m = d.get(0) * oh * ow;
-                scratch_len = scratch_len.max(m * p.kh * p.kw * p.group_in);
-            }
-            if let Op::Deconv { p, input, .. } = &s.op {
-                let d = shapes[*input];
-                let m = d.get(0) * d.get(1) * d.get(2);
-                scratch_len = scratch_len.max(m * p.kh * p.kw * p.group_out);
-            }
+            scratch_len = scratch_len.max(scratch_need(s, &shapes, &shapes[s.op.out()]));
         }
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
@@ -1026,26 +1026,11 @@ impl XnnDelegate {
                     self.bufs[out].len()
                 )));
             }
-            if let (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) = (&s.op, &s.prep)
-            {
-                let d = self.shapes[*input];
-                let m = d.get(0) * od.get(1) * od.get(2);
-                if m * p.kh * p.kw * p.group_in > self.scratch.len() {
-                    return Err(XnnError::Shape(format!(
-                        "node {} ({}) needs more scratch than planned",
-                        s.index, s.kind
-                    )));
-                }
-            }
-            if let Op::Deconv { p, input, .. } = &s.op {
-                let d = self.shapes[*input];
-                let m = d.get(0) * d.get(1) * d.get(2);
-                if m * p.kh * p.kw * p.group_out > self.scratch.len() {
-                    return Err(XnnError::Shape(format!(
-                        "node {} ({}) needs more scratch than planned",
-                        s.index, s.kind
-                    )));
-                }
+            if scratch_need(s, &self.shapes, &od) > self.scratch.len() {
+                return Err(XnnError::Shape(format!(
+                    "node {} ({}) needs more scratch than planned",
+                    s.index, s.kind
+                )));
             }
             self.shapes[out] = od;
         }
@@ -1141,6 +1126,21 @@ fn deconv_prep(
         })
         .collect();
     Ok((groups, bias))
+}
+
+/// Scratch floats a step needs for output `od`: im2col rows of a grouped or strided
+/// convolution, or the GEMM columns of a transposed convolution.
+fn scratch_need(s: &Step, shapes: &[Dims], od: &Dims) -> usize {
+    match (&s.op, &s.prep) {
+        (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) => {
+            shapes[*input].get(0) * od.get(1) * od.get(2) * p.kh * p.kw * p.group_in
+        }
+        (Op::Deconv { p, input, .. }, _) => {
+            let d = shapes[*input];
+            d.get(0) * d.get(1) * d.get(2) * p.kh * p.kw * p.group_out
+        }
+        _ => 0,
+    }
 }
 
 /// A `Prep::Qd8Fc` step: quantize each row of `x`, then the integer GEMM.
@@ -1707,36 +1707,24 @@ impl DelegateHandle for XnnDelegate {
             let n = self.shapes[e.value].numel();
             let dst = &mut self.bufs[e.value][..n];
             let src = t.bytes();
+            if src.len() < n * e.ty.size() {
+                return Err(KernelError::invalid(format!(
+                    "argument {} holds too few bytes",
+                    e.arg
+                )));
+            }
             match e.ty {
                 ExtType::F32 => {
-                    if src.len() < n * 4 {
-                        return Err(KernelError::invalid(format!(
-                            "argument {} holds too few bytes",
-                            e.arg
-                        )));
-                    }
                     for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
                         *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                     }
                 }
                 ExtType::F16 => {
-                    if src.len() < n * 2 {
-                        return Err(KernelError::invalid(format!(
-                            "argument {} holds too few bytes",
-                            e.arg
-                        )));
-                    }
                     for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
                         *d = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
                     }
                 }
                 ExtType::I8 | ExtType::U8 => {
-                    if src.len() < n {
-                        return Err(KernelError::invalid(format!(
-                            "argument {} holds too few bytes",
-                            e.arg
-                        )));
-                    }
                     let (scale, zp) = match self.fq[e.value] {
                         Fq::Static { scale, zp, .. } => (scale, zp),
                         _ => (1.0, 0),

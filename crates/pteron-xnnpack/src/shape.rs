@@ -109,16 +109,6 @@ fn pool_hw(
     }
 }
 
-pub(crate) fn conv_hw(
-    node: usize,
-    nd: &Node,
-    p: &ConvParams,
-    h: usize,
-    w: usize,
-) -> Result<(usize, usize), XnnError> {
-    conv_hw_k(node, &K { kind: nd.kind }, p, h, w)
-}
-
 fn conv_hw_k(
     node: usize,
     n: &K,
@@ -252,7 +242,7 @@ pub(crate) fn infer_op(
             o.set(i.rank() - 1, nout);
             Ok(o)
         }
-        Op::Conv { p, input, .. } => {
+        Op::Conv { p, input, .. } | Op::Deconv { p, input, .. } => {
             let (b, h, w, c) = nhwc(node, n, &s(*input))?;
             if c != p.groups * p.group_in {
                 return Err(bad(
@@ -264,22 +254,11 @@ pub(crate) fn infer_op(
                     ),
                 ));
             }
-            let (oh, ow) = conv_hw_k(node, n, p, h, w)?;
-            mk(&[b, oh, ow, p.groups * p.group_out])
-        }
-        Op::Deconv { p, input, .. } => {
-            let (b, h, w, c) = nhwc(node, n, &s(*input))?;
-            if c != p.groups * p.group_in {
-                return Err(bad(
-                    node,
-                    n,
-                    format!(
-                        "input has {c} channels, expected {} groups x {}",
-                        p.groups, p.group_in
-                    ),
-                ));
-            }
-            let (oh, ow) = deconv_hw(node, n, p, h, w)?;
+            let (oh, ow) = if matches!(op, Op::Deconv { .. }) {
+                deconv_hw(node, n, p, h, w)?
+            } else {
+                conv_hw_k(node, n, p, h, w)?
+            };
             mk(&[b, oh, ow, p.groups * p.group_out])
         }
         Op::AvgPool { p, input, .. } | Op::MaxPool { p, input, .. } => {

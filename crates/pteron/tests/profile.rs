@@ -14,9 +14,16 @@ fn delegate_nodes_are_profiled() {
     let view = input.as_tensor().expect("view");
     // Off by default: nothing recorded.
     module.run("forward", &[view.clone()]).expect("run");
-    assert!(module.method("forward").expect("method").delegate_profile().is_empty());
+    assert!(module
+        .method("forward")
+        .expect("method")
+        .delegate_profile()
+        .is_empty());
 
-    module.method("forward").expect("method").set_profiling(true);
+    module
+        .method("forward")
+        .expect("method")
+        .set_profiling(true);
     for _ in 0..3 {
         module.run("forward", &[view.clone()]).expect("run");
     }
@@ -49,7 +56,10 @@ fn delegate_nodes_are_profiled() {
     );
     // Node times are measured inside the delegate call's time.
     let node_nanos: u64 = nodes.iter().map(|n| n.nanos).sum();
-    assert!(node_nanos <= delegate_nanos, "{node_nanos} > {delegate_nanos}");
+    assert!(
+        node_nanos <= delegate_nanos,
+        "{node_nanos} > {delegate_nanos}"
+    );
 
     m.set_profiling(false);
     assert!(m.delegate_profile().is_empty());
