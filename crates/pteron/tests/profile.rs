@@ -13,7 +13,7 @@ fn delegate_nodes_are_profiled() {
     let input = read_npy(dir.join("in_0.npy")).expect("input");
     let view = input.as_tensor().expect("view");
     // Off by default: nothing recorded.
-    module.run("forward", &[view.clone()]).expect("run");
+    module.run("forward", &[view]).expect("run");
     assert!(module
         .method("forward")
         .expect("method")
@@ -25,7 +25,7 @@ fn delegate_nodes_are_profiled() {
         .expect("method")
         .set_profiling(true);
     for _ in 0..3 {
-        module.run("forward", &[view.clone()]).expect("run");
+        module.run("forward", &[view]).expect("run");
     }
     let m = module.method("forward").expect("method");
     let ops = m.profile();
