@@ -528,7 +528,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod avx2 {
-    use super::{Qd8Kind, TileArgs, NR};
+    use super::{PackedQd8, Qd8Kind, TileArgs, NR};
     use std::arch::x86_64::*;
 
     /// int8 weights: chunk `c` (16 inputs), column pair `p`, as i16
@@ -717,6 +717,412 @@ mod avx2 {
             }
         }
     }
+/// Unpacks columns `4 * half .. 4 * half + 4` of packed tile `tile` (two
+    /// column pairs) for [`rows_qb4w`]: per 32-input group `g` and pair `pi`,
+    /// `wbuf[(g * 2 + pi) * 2 + h]` holds the nibbles `h` (low, high) as bytes;
+    /// per block `b`, `sbuf[b * 2 + pi]` the pair's block scales as `f32`
+    /// (`[s(2p) × 4 | s(2p + 1) × 4]`, the layout of the float lanes).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `w` is `Qb4w` with `tile < n.div_ceil(8)`,
+    /// `half < 2`, `wbuf` has room for `kp / 8` vectors and `sbuf` for
+    /// `2 * kp / block`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn unpack_half(
+        w: &PackedQd8,
+        tile: usize,
+        half: usize,
+        wbuf: *mut __m256i,
+        sbuf: *mut __m256,
+    ) {
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("unpack_half: qb4w only")
+        };
+        let src = w.data.as_ptr().add(tile * w.tile_bytes());
+        let nib = _mm256_set1_epi8(0x0f);
+        for g in 0..w.kp / 32 {
+            for pi in 0..2 {
+                let v = _mm256_loadu_si256(src.add((g * 4 + 2 * half + pi) * 32) as *const __m256i);
+                let d = wbuf.add((g * 2 + pi) * 2);
+                _mm256_store_si256(d, _mm256_and_si256(v, nib));
+                _mm256_store_si256(d.add(1), _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+            }
+        }
+        let nb = w.kp / block;
+        let bs = w.bscale.as_ptr().add(tile * nb * NR);
+        let mut idx = [_mm256_setzero_si256(); 2];
+        for (pi, ix) in idx.iter_mut().enumerate() {
+            let e = (4 * half + 2 * pi) as i32;
+            *ix = _mm256_setr_epi32(e, e, e, e, e + 1, e + 1, e + 1, e + 1);
+        }
+        for b in 0..nb {
+            let sv = _mm_loadu_si128(bs.add(b * NR) as *const __m128i);
+            let s8 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(sv), 16));
+            for pi in 0..2 {
+                _mm256_store_ps(
+                    sbuf.add(b * 2 + pi) as *mut f32,
+                    _mm256_permutevar8x32_ps(s8, idx[pi]),
+                );
+            }
+        }
+    }
+
+    /// Float lanes of rows `r0..r0 + MR`, pairs `pi0..pi0 + P` of the half
+    /// starting at column `col0`: lane 0 of each column starts at `ksum · zp`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn init_lanes<const MR: usize, const P: usize>(
+        t: &TileArgs<'_>,
+        col0: usize,
+        r0: usize,
+    ) -> [[__m256; P]; MR] {
+        let mut fo = [[_mm256_setzero_ps(); P]; MR];
+        for (r, f) in fo.iter_mut().enumerate() {
+            let zp = _mm256_set1_ps(t.params[r0 + r].zero_point as f32);
+            for (pi, fp) in f.iter_mut().enumerate() {
+                let k0 = t.w.ksum_f[col0 + 2 * pi];
+                let k1 = t.w.ksum_f[col0 + 2 * pi + 1];
+                *fp = _mm256_mul_ps(_mm256_setr_ps(k0, 0.0, 0.0, 0.0, k1, 0.0, 0.0, 0.0), zp);
+            }
+        }
+        fo
+    }
+
+    /// Sums the lanes `(l0 + l1) + (l2 + l3)`, scales, adds the bias, clamps and
+    /// stores `ncols <= 2 * P` columns from `col0` of rows `r0..r0 + MR`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store_rows<const MR: usize, const P: usize>(
+        t: &TileArgs<'_>,
+        fo: &[[__m256; P]; MR],
+        col0: usize,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let mut bias = [0.0f32; 4];
+        bias[..2 * P].copy_from_slice(&w.bias[col0..col0 + 2 * P]);
+        let bias = _mm_loadu_ps(bias.as_ptr());
+        let vlo = _mm_set1_ps(t.lo);
+        let vhi = _mm_set1_ps(t.hi);
+        for r in 0..MR {
+            let qp = t.params[r0 + r];
+            // [c0 (l0+l1), c0 (l2+l3), c2 .., c2 .. | c1 .., c1 .., c3 .., c3 ..]
+            let h = _mm256_hadd_ps(fo[r][0], fo[r][P - 1]);
+            let h = _mm256_hadd_ps(h, h);
+            let s = _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            let f = _mm_add_ps(_mm_mul_ps(s, _mm_set1_ps(qp.inv_scale)), bias);
+            let f = _mm_min_ps(_mm_max_ps(f, vlo), vhi);
+            let dst = c.add((r0 + r) * ldc + col0);
+            if ncols == 4 && P == 2 {
+                _mm_storeu_ps(dst, f);
+            } else {
+                let mut o = [0.0f32; 4];
+                _mm_storeu_ps(o.as_mut_ptr(), f);
+                core::ptr::copy_nonoverlapping(o.as_ptr(), dst, ncols);
+            }
+        }
+    }
+
+    /// `qb4w`, rows `r0..r0 + MR` times the 4 columns unpacked by [`unpack_half`]
+    /// (`ncols` of them valid), written to `c` (row stride `ldc`, column
+    /// `4 * half` of tile `tile`). Same arithmetic as [`tile`]: per block the
+    /// int32 lane sums, then one FMA per lane. `ONE`: one 32-input group per block.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; the buffers come from [`unpack_half`] for
+    /// this tile and half; rows `r0..r0 + MR` of `t.a` hold `row_len()` bytes;
+    /// `c` has room for those rows and `ncols` columns from the half's first.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_qb4w<const MR: usize, const P: usize, const ONE: bool>(
+        t: &TileArgs<'_>,
+        half: usize,
+        pi0: usize,
+        wbuf: *const __m256i,
+        sbuf: *const __m256,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("rows_qb4w: qb4w only")
+        };
+        let kp = w.kp;
+        let (nb, gpb) = (kp / block, block / 32);
+        let mut a = [core::ptr::null::<i8>(); MR];
+        for (r, ar) in a.iter_mut().enumerate() {
+            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
+        }
+        let col0 = t.tile * NR + 4 * half + 2 * pi0;
+        let mut fo = init_lanes::<MR, P>(t, col0, r0);
+        let ones = _mm256_set1_epi16(1);
+        for b in 0..nb {
+            for r in 0..MR {
+                let corr = _mm256_loadu_si256(a[r].add(kp + 32 * b) as *const __m256i);
+                let mut acc = [_mm256_setzero_si256(); P];
+                let mut g = b * gpb;
+                let gend = (b + 1) * gpb;
+                while g < gend {
+                    // Up to 4 groups in int16: |sum| <= 4 · 2 · 2 · 15 · 128 < 2^15.
+                    let g1 = if ONE { g + 1 } else { (g + 4).min(gend) };
+                    let mut s16 = [_mm256_setzero_si256(); P];
+                    for gg in g..g1 {
+                        let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                            a[r].add(gg * 32) as *const __m128i
+                        ));
+                        let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                            a[r].add(gg * 32 + 16) as *const __m128i,
+                        ));
+                        for pi in 0..P {
+                            let wp = wbuf.add((gg * 2 + pi0 + pi) * 2);
+                            let s = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(_mm256_load_si256(wp), alo),
+                                _mm256_maddubs_epi16(_mm256_load_si256(wp.add(1)), ahi),
+                            );
+                            s16[pi] = if ONE { s } else { _mm256_add_epi16(s16[pi], s) };
+                        }
+                    }
+                    for pi in 0..P {
+                        let d = _mm256_madd_epi16(s16[pi], ones);
+                        acc[pi] = if ONE { d } else { _mm256_add_epi32(acc[pi], d) };
+                    }
+                    g = g1;
+                }
+                for pi in 0..P {
+                    let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[pi], corr));
+                    let sc = _mm256_load_ps(sbuf.add(b * 2 + pi0 + pi) as *const f32);
+                    fo[r][pi] = _mm256_fmadd_ps(v, sc, fo[r][pi]);
+                }
+            }
+        }
+        store_rows::<MR, P>(t, &fo, col0, r0, c, ldc, ncols);
+    }
+
+    /// [`rows_qb4w`] for 4 rows, 2 column pairs and blocks of 32 inputs, with the
+    /// block loop in assembly so that the 8 float accumulators, the pair's
+    /// weights and the temporaries stay in the 16 registers (the compiled
+    /// intrinsics spill them).
+    ///
+    /// # Safety
+    /// As [`rows_qb4w`]; `t.w` is `Qb4w { block: 32 }`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn rows4_qb4w_b32(
+        t: &TileArgs<'_>,
+        half: usize,
+        wbuf: *const __m256i,
+        sbuf: *const __m256,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let kp = w.kp;
+        let nb = kp / 32;
+        let col0 = t.tile * NR + 4 * half;
+        let fo = init_lanes::<4, 2>(t, col0, r0);
+        let [[mut f00, mut f01], [mut f10, mut f11], [mut f20, mut f21], [mut f30, mut f31]] = fo;
+        let ones = _mm256_set1_epi16(1);
+        let base = t.a.as_ptr().add(r0 * t.lda);
+        let lda = t.lda;
+        // Per block: for each pair, W (2 vectors) in ymm9/ymm10; per row the
+        // broadcast activations, maddubs, pair sums (madd with ones), minus the
+        // row's zero-point correction (at +kp), to float, FMA with the scales.
+        core::arch::asm!(
+            "lea {a2}, [{a0} + 2*{lda}]",
+            "2:",
+            "vmovdqa ymm9, ymmword ptr [{wp}]",
+            "vmovdqa ymm10, ymmword ptr [{wp} + 32]",
+            // row 0
+            "vbroadcasti128 ymm12, xmmword ptr [{a0}]",
+            "vbroadcasti128 ymm13, xmmword ptr [{a0} + 16]",
+            "vpmaddubsw ymm12, ymm9, ymm12",
+            "vpmaddubsw ymm13, ymm10, ymm13",
+            "vpaddw ymm12, ymm12, ymm13",
+            "vpmaddwd ymm12, ymm12, ymm8",
+            "vpsubd ymm12, ymm12, ymmword ptr [{a0} + {kp}]",
+            "vcvtdq2ps ymm12, ymm12",
+            "vfmadd231ps ymm0, ymm12, ymmword ptr [{sp}]",
+            // row 1
+            "vbroadcasti128 ymm14, xmmword ptr [{a0} + {lda}]",
+            "vbroadcasti128 ymm15, xmmword ptr [{a0} + {lda} + 16]",
+            "vpmaddubsw ymm14, ymm9, ymm14",
+            "vpmaddubsw ymm15, ymm10, ymm15",
+            "vpaddw ymm14, ymm14, ymm15",
+            "vpmaddwd ymm14, ymm14, ymm8",
+            "vpsubd ymm14, ymm14, ymmword ptr [{a1k}]",
+            "vcvtdq2ps ymm14, ymm14",
+            "vfmadd231ps ymm2, ymm14, ymmword ptr [{sp}]",
+            // row 2
+            "vbroadcasti128 ymm12, xmmword ptr [{a2}]",
+            "vbroadcasti128 ymm13, xmmword ptr [{a2} + 16]",
+            "vpmaddubsw ymm12, ymm9, ymm12",
+            "vpmaddubsw ymm13, ymm10, ymm13",
+            "vpaddw ymm12, ymm12, ymm13",
+            "vpmaddwd ymm12, ymm12, ymm8",
+            "vpsubd ymm12, ymm12, ymmword ptr [{a2} + {kp}]",
+            "vcvtdq2ps ymm12, ymm12",
+            "vfmadd231ps ymm4, ymm12, ymmword ptr [{sp}]",
+            // row 3
+            "vbroadcasti128 ymm14, xmmword ptr [{a2} + {lda}]",
+            "vbroadcasti128 ymm15, xmmword ptr [{a2} + {lda} + 16]",
+            "vpmaddubsw ymm14, ymm9, ymm14",
+            "vpmaddubsw ymm15, ymm10, ymm15",
+            "vpaddw ymm14, ymm14, ymm15",
+            "vpmaddwd ymm14, ymm14, ymm8",
+            "vpsubd ymm14, ymm14, ymmword ptr [{a1k} + 2*{lda}]",
+            "vcvtdq2ps ymm14, ymm14",
+            "vfmadd231ps ymm6, ymm14, ymmword ptr [{sp}]",
+            // second pair
+            "vmovdqa ymm9, ymmword ptr [{wp} + 64]",
+            "vmovdqa ymm10, ymmword ptr [{wp} + 96]",
+            "vbroadcasti128 ymm12, xmmword ptr [{a0}]",
+            "vbroadcasti128 ymm13, xmmword ptr [{a0} + 16]",
+            "vpmaddubsw ymm12, ymm9, ymm12",
+            "vpmaddubsw ymm13, ymm10, ymm13",
+            "vpaddw ymm12, ymm12, ymm13",
+            "vpmaddwd ymm12, ymm12, ymm8",
+            "vpsubd ymm12, ymm12, ymmword ptr [{a0} + {kp}]",
+            "vcvtdq2ps ymm12, ymm12",
+            "vfmadd231ps ymm1, ymm12, ymmword ptr [{sp} + 32]",
+            "vbroadcasti128 ymm14, xmmword ptr [{a0} + {lda}]",
+            "vbroadcasti128 ymm15, xmmword ptr [{a0} + {lda} + 16]",
+            "vpmaddubsw ymm14, ymm9, ymm14",
+            "vpmaddubsw ymm15, ymm10, ymm15",
+            "vpaddw ymm14, ymm14, ymm15",
+            "vpmaddwd ymm14, ymm14, ymm8",
+            "vpsubd ymm14, ymm14, ymmword ptr [{a1k}]",
+            "vcvtdq2ps ymm14, ymm14",
+            "vfmadd231ps ymm3, ymm14, ymmword ptr [{sp} + 32]",
+            "vbroadcasti128 ymm12, xmmword ptr [{a2}]",
+            "vbroadcasti128 ymm13, xmmword ptr [{a2} + 16]",
+            "vpmaddubsw ymm12, ymm9, ymm12",
+            "vpmaddubsw ymm13, ymm10, ymm13",
+            "vpaddw ymm12, ymm12, ymm13",
+            "vpmaddwd ymm12, ymm12, ymm8",
+            "vpsubd ymm12, ymm12, ymmword ptr [{a2} + {kp}]",
+            "vcvtdq2ps ymm12, ymm12",
+            "vfmadd231ps ymm5, ymm12, ymmword ptr [{sp} + 32]",
+            "vbroadcasti128 ymm14, xmmword ptr [{a2} + {lda}]",
+            "vbroadcasti128 ymm15, xmmword ptr [{a2} + {lda} + 16]",
+            "vpmaddubsw ymm14, ymm9, ymm14",
+            "vpmaddubsw ymm15, ymm10, ymm15",
+            "vpaddw ymm14, ymm14, ymm15",
+            "vpmaddwd ymm14, ymm14, ymm8",
+            "vpsubd ymm14, ymm14, ymmword ptr [{a1k} + 2*{lda}]",
+            "vcvtdq2ps ymm14, ymm14",
+            "vfmadd231ps ymm7, ymm14, ymmword ptr [{sp} + 32]",
+            "add {a0}, 32",
+            "add {a1k}, 32",
+            "add {a2}, 32",
+            "add {wp}, 128",
+            "add {sp}, 64",
+            "dec {nb}",
+            "jnz 2b",
+            a0 = inout(reg) base => _,
+            a1k = inout(reg) base.add(lda + kp) => _,
+            a2 = out(reg) _,
+            lda = in(reg) lda,
+            kp = in(reg) kp,
+            wp = inout(reg) wbuf => _,
+            sp = inout(reg) sbuf => _,
+            nb = inout(reg) nb => _,
+            inout("ymm0") f00,
+            inout("ymm1") f01,
+            inout("ymm2") f10,
+            inout("ymm3") f11,
+            inout("ymm4") f20,
+            inout("ymm5") f21,
+            inout("ymm6") f30,
+            inout("ymm7") f31,
+            in("ymm8") ones,
+            out("ymm9") _,
+            out("ymm10") _,
+            out("ymm12") _,
+            out("ymm13") _,
+            out("ymm14") _,
+            out("ymm15") _,
+            options(nostack, readonly),
+        );
+        let fo = [[f00, f01], [f10, f11], [f20, f21], [f30, f31]];
+        store_rows::<4, 2>(t, &fo, col0, r0, c, ldc, ncols);
+    }
+}
+
+/// Most padded inputs the batched `qb4w` path unpacks (on the stack).
+const PANEL_KP: usize = 16384;
+/// Rows from which `qb4w` runs over unpacked 4-column weight panels.
+const PANEL_MIN_ROWS: usize = 8;
+/// Rows per register tile of the panel path.
+const PANEL_MR: usize = 4;
+
+/// A 4-column weight panel as [`avx2::unpack_half`] writes it.
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(32))]
+struct Panel {
+    w: [u8; PANEL_KP * 4],
+    s: [f32; PANEL_KP / 2],
+}
+
+/// Tiles `tiles` × rows `rows` of a `qb4w` GEMM over unpacked panels: each
+/// 4-column half tile is unpacked once, then multiplied with every row.
+///
+/// # Safety
+/// AVX2 and FMA must be available; `w` is `Qb4w` with `kp <= PANEL_KP`; the rows
+/// hold `row_len()` bytes each in `args.a`; `c` has room for the rows at stride
+/// `ldc` and `w.n` columns; no other thread writes these tiles and rows of `c`.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+unsafe fn panel_qb4w(
+    args: &TileArgs<'_>,
+    tiles: core::ops::Range<usize>,
+    rows: core::ops::Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use core::arch::x86_64::{__m256, __m256i};
+    let mut buf = core::mem::MaybeUninit::<Panel>::uninit();
+    let wbuf = core::ptr::addr_of_mut!((*buf.as_mut_ptr()).w) as *mut __m256i;
+    let sbuf = core::ptr::addr_of_mut!((*buf.as_mut_ptr()).s) as *mut __m256;
+    let one = matches!(args.w.kind, Qd8Kind::Qb4w { block: 32 });
+    let n = args.w.n;
+    for tile in tiles {
+        let t = TileArgs { tile, ..*args };
+        for half in 0..2 {
+            let col0 = tile * NR + 4 * half;
+            if col0 >= n {
+                break;
+            }
+            let ncols = (n - col0).min(4);
+            avx2::unpack_half(t.w, tile, half, wbuf, sbuf);
+            let mut r = rows.start;
+            macro_rules! go {
+                ($mr:literal, $p:literal, $pi0:expr, $nc:expr) => {
+                    if one {
+                        avx2::rows_qb4w::<$mr, $p, true>(&t, half, $pi0, wbuf, sbuf, r, c, ldc, $nc)
+                    } else {
+                        avx2::rows_qb4w::<$mr, $p, false>(&t, half, $pi0, wbuf, sbuf, r, c, ldc, $nc)
+                    }
+                };
+            }
+            while r < rows.end {
+                let mr = (rows.end - r).min(PANEL_MR);
+                match mr {
+                    4 if one => avx2::rows4_qb4w_b32(&t, half, wbuf, sbuf, r, c, ldc, ncols),
+                    4 => go!(4, 2, 0, ncols),
+                    3 => go!(3, 2, 0, ncols),
+                    2 => go!(2, 2, 0, ncols),
+                    _ => go!(1, 2, 0, ncols),
+                }
+                r += mr;
+            }
+        }
+    }
 }
 
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
@@ -771,11 +1177,35 @@ pub fn qd8_gemm(
     let tiles_per = ntiles.div_ceil(tchunks);
     let tchunks = ntiles.div_ceil(tiles_per);
     let kern = isa();
+    let panel = cfg!(target_arch = "x86_64")
+        && kern == Isa::Avx2Fma
+        && matches!(w.kind, Qd8Kind::Qb4w { .. })
+        && m >= PANEL_MIN_ROWS
+        && kp <= PANEL_KP
+        && std::env::var("QD8_NOPANEL").is_err();
     let cp = SyncPtr(c.as_mut_ptr());
     let clen = c.len();
     parallel_for(tchunks * rblocks, |task| {
         let (tcix, rb) = (task % tchunks, task / tchunks);
         let (r_start, r_end) = (rb * rows_per, ((rb + 1) * rows_per).min(m));
+        #[cfg(target_arch = "x86_64")]
+        if panel {
+            let args = TileArgs {
+                w,
+                tile: 0,
+                a,
+                lda,
+                params,
+                lo,
+                hi,
+            };
+            let tiles = tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles);
+            // SAFETY: AVX2+FMA checked by the tier; qb4w with kp <= PANEL_KP checked
+            // above; rows r_start..r_end exist in `a` and `c` (asserted above); the
+            // tiles and rows of this task are disjoint from the other tasks'.
+            unsafe { panel_qb4w(&args, tiles, r_start..r_end, cp.get(), ldc) };
+            return;
+        }
         for tile in tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles) {
             let args = TileArgs {
                 w,
