@@ -717,66 +717,58 @@ mod avx2 {
             }
         }
     }
-/// Unpacks columns `4 * half .. 4 * half + 4` of packed tile `tile` (two
-    /// column pairs) for [`rows_qb4w`]: per 32-input group `g` and pair `pi`,
-    /// `wbuf[(g * 2 + pi) * 2 + h]` holds the nibbles `h` (low, high) as bytes;
-    /// per block `b`, `sbuf[b * 2 + pi]` the pair's block scales as `f32`
+    /// Unpacks blocks `b0..b1` (32 inputs each) of columns `4 * half ..
+    /// 4 * half + 4` of packed `qb4w` (block 32) tile `tile`, two column pairs,
+    /// for [`lanes_b32`]: per block `b` and pair `pi`, `wbuf[((b - b0) * 2 + pi)
+    /// * 2 + h]` holds the nibbles `h` (low, high) as bytes and
+    /// `sbuf[(b - b0) * 2 + pi]` the pair's scales as `f32`
     /// (`[s(2p) × 4 | s(2p + 1) × 4]`, the layout of the float lanes).
     ///
     /// # Safety
-    /// AVX2 must be available; `w` is `Qb4w` with `tile < n.div_ceil(8)`,
-    /// `half < 2`, `wbuf` has room for `kp / 8` vectors and `sbuf` for
-    /// `2 * kp / block`.
+    /// AVX2 must be available; `w` is `Qb4w { block: 32 }`, `tile < n.div_ceil(8)`,
+    /// `half < 2`, `b0 <= b1 <= kp / 32`; `wbuf` has room for `4 * (b1 - b0)`
+    /// vectors and `sbuf` for `2 * (b1 - b0)`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn unpack_half(
         w: &PackedQd8,
         tile: usize,
         half: usize,
+        blocks: core::ops::Range<usize>,
         wbuf: *mut __m256i,
         sbuf: *mut __m256,
     ) {
-        let Qd8Kind::Qb4w { block } = w.kind else {
-            unreachable!("unpack_half: qb4w only")
-        };
         let src = w.data.as_ptr().add(tile * w.tile_bytes());
         let nib = _mm256_set1_epi8(0x0f);
-        for g in 0..w.kp / 32 {
-            for pi in 0..2 {
-                let v = _mm256_loadu_si256(src.add((g * 4 + 2 * half + pi) * 32) as *const __m256i);
-                let d = wbuf.add((g * 2 + pi) * 2);
-                _mm256_store_si256(d, _mm256_and_si256(v, nib));
-                _mm256_store_si256(d.add(1), _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
-            }
-        }
-        let nb = w.kp / block;
-        let bs = w.bscale.as_ptr().add(tile * nb * NR);
+        let bs = w.bscale.as_ptr().add(tile * (w.kp / 32) * NR);
         let mut idx = [_mm256_setzero_si256(); 2];
         for (pi, ix) in idx.iter_mut().enumerate() {
             let e = (4 * half + 2 * pi) as i32;
             *ix = _mm256_setr_epi32(e, e, e, e, e + 1, e + 1, e + 1, e + 1);
         }
-        for b in 0..nb {
+        for (i, b) in blocks.enumerate() {
             let sv = _mm_loadu_si128(bs.add(b * NR) as *const __m128i);
             let s8 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(sv), 16));
             for pi in 0..2 {
-                _mm256_store_ps(
-                    sbuf.add(b * 2 + pi) as *mut f32,
-                    _mm256_permutevar8x32_ps(s8, idx[pi]),
-                );
+                let v = _mm256_loadu_si256(src.add((b * 4 + 2 * half + pi) * 32) as *const __m256i);
+                let d = wbuf.add((i * 2 + pi) * 2);
+                _mm256_store_si256(d, _mm256_and_si256(v, nib));
+                _mm256_store_si256(d.add(1), _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+                _mm256_store_ps(sbuf.add(i * 2 + pi) as *mut f32, _mm256_permutevar8x32_ps(s8, idx[pi]));
             }
         }
     }
 
-    /// Float lanes of rows `r0..r0 + MR`, pairs `pi0..pi0 + P` of the half
-    /// starting at column `col0`: lane 0 of each column starts at `ksum · zp`.
+    /// Float lanes of rows `r0..r0 + MR` for both pairs of the half starting at
+    /// column `col0`: lane 0 of each column starts at `ksum · zp`, the others at
+    /// `0 · zp`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn init_lanes<const MR: usize, const P: usize>(
+    pub(super) unsafe fn init_lanes<const MR: usize>(
         t: &TileArgs<'_>,
         col0: usize,
         r0: usize,
-    ) -> [[__m256; P]; MR] {
-        let mut fo = [[_mm256_setzero_ps(); P]; MR];
+    ) -> [[__m256; 2]; MR] {
+        let mut fo = [[_mm256_setzero_ps(); 2]; MR];
         for (r, f) in fo.iter_mut().enumerate() {
             let zp = _mm256_set1_ps(t.params[r0 + r].zero_point as f32);
             for (pi, fp) in f.iter_mut().enumerate() {
@@ -789,150 +781,117 @@ mod avx2 {
     }
 
     /// Sums the lanes `(l0 + l1) + (l2 + l3)`, scales, adds the bias, clamps and
-    /// stores `ncols <= 2 * P` columns from `col0` of rows `r0..r0 + MR`.
+    /// stores `ncols <= 4` columns from `col0` of rows `r0..r0 + MR` to `c`.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `c` has room for those rows (stride `ldc`) and
+    /// columns.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn store_rows<const MR: usize, const P: usize>(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn store_rows<const MR: usize>(
         t: &TileArgs<'_>,
-        fo: &[[__m256; P]; MR],
+        fo: &[[__m256; 2]; MR],
         col0: usize,
         r0: usize,
         c: *mut f32,
         ldc: usize,
         ncols: usize,
     ) {
-        let w = t.w;
-        let mut bias = [0.0f32; 4];
-        bias[..2 * P].copy_from_slice(&w.bias[col0..col0 + 2 * P]);
-        let bias = _mm_loadu_ps(bias.as_ptr());
+        let bias = _mm_loadu_ps(t.w.bias.as_ptr().add(col0));
         let vlo = _mm_set1_ps(t.lo);
         let vhi = _mm_set1_ps(t.hi);
-        for r in 0..MR {
+        for (r, f) in fo.iter().enumerate() {
             let qp = t.params[r0 + r];
             // [c0 (l0+l1), c0 (l2+l3), c2 .., c2 .. | c1 .., c1 .., c3 .., c3 ..]
-            let h = _mm256_hadd_ps(fo[r][0], fo[r][P - 1]);
+            let h = _mm256_hadd_ps(f[0], f[1]);
             let h = _mm256_hadd_ps(h, h);
             let s = _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-            let f = _mm_add_ps(_mm_mul_ps(s, _mm_set1_ps(qp.inv_scale)), bias);
-            let f = _mm_min_ps(_mm_max_ps(f, vlo), vhi);
+            let v = _mm_add_ps(_mm_mul_ps(s, _mm_set1_ps(qp.inv_scale)), bias);
+            let v = _mm_min_ps(_mm_max_ps(v, vlo), vhi);
             let dst = c.add((r0 + r) * ldc + col0);
-            if ncols == 4 && P == 2 {
-                _mm_storeu_ps(dst, f);
+            if ncols == 4 {
+                _mm_storeu_ps(dst, v);
             } else {
                 let mut o = [0.0f32; 4];
-                _mm_storeu_ps(o.as_mut_ptr(), f);
+                _mm_storeu_ps(o.as_mut_ptr(), v);
                 core::ptr::copy_nonoverlapping(o.as_ptr(), dst, ncols);
             }
         }
     }
 
-    /// `qb4w`, rows `r0..r0 + MR` times the 4 columns unpacked by [`unpack_half`]
-    /// (`ncols` of them valid), written to `c` (row stride `ldc`, column
-    /// `4 * half` of tile `tile`). Same arithmetic as [`tile`]: per block the
-    /// int32 lane sums, then one FMA per lane. `ONE`: one 32-input group per block.
+    /// Adds blocks `b0..b0 + nb` (32 inputs each) of rows `r0..r0 + MR` times
+    /// the panel of [`unpack_half`] (which starts at block `b0`) into the float
+    /// lanes `fo`: per block the int32 lane sums (pairs of `maddubs` products
+    /// summed by `madd`), minus the row's zero-point correction, to float, one
+    /// FMA with the block scale, as [`tile`] does.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; the buffers come from [`unpack_half`] for
-    /// this tile and half; rows `r0..r0 + MR` of `t.a` hold `row_len()` bytes;
-    /// `c` has room for those rows and `ncols` columns from the half's first.
+    /// AVX2 and FMA must be available; the panel holds `nb` blocks; rows
+    /// `r0..r0 + MR` of `t.a` hold `row_len()` bytes.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_qb4w<const MR: usize, const P: usize, const ONE: bool>(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn lanes_b32<const MR: usize>(
         t: &TileArgs<'_>,
-        half: usize,
-        pi0: usize,
         wbuf: *const __m256i,
         sbuf: *const __m256,
         r0: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
+        b0: usize,
+        nb: usize,
+        fo: &mut [[__m256; 2]; MR],
     ) {
-        let w = t.w;
-        let Qd8Kind::Qb4w { block } = w.kind else {
-            unreachable!("rows_qb4w: qb4w only")
-        };
-        let kp = w.kp;
-        let (nb, gpb) = (kp / block, block / 32);
-        let mut a = [core::ptr::null::<i8>(); MR];
-        for (r, ar) in a.iter_mut().enumerate() {
-            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
-        }
-        let col0 = t.tile * NR + 4 * half + 2 * pi0;
-        let mut fo = init_lanes::<MR, P>(t, col0, r0);
+        let kp = t.w.kp;
         let ones = _mm256_set1_epi16(1);
-        for b in 0..nb {
-            for r in 0..MR {
-                let corr = _mm256_loadu_si256(a[r].add(kp + 32 * b) as *const __m256i);
-                let mut acc = [_mm256_setzero_si256(); P];
-                let mut g = b * gpb;
-                let gend = (b + 1) * gpb;
-                while g < gend {
-                    // Up to 4 groups in int16: |sum| <= 4 · 2 · 2 · 15 · 128 < 2^15.
-                    let g1 = if ONE { g + 1 } else { (g + 4).min(gend) };
-                    let mut s16 = [_mm256_setzero_si256(); P];
-                    for gg in g..g1 {
-                        let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                            a[r].add(gg * 32) as *const __m128i
-                        ));
-                        let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                            a[r].add(gg * 32 + 16) as *const __m128i,
-                        ));
-                        for pi in 0..P {
-                            let wp = wbuf.add((gg * 2 + pi0 + pi) * 2);
-                            let s = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(_mm256_load_si256(wp), alo),
-                                _mm256_maddubs_epi16(_mm256_load_si256(wp.add(1)), ahi),
-                            );
-                            s16[pi] = if ONE { s } else { _mm256_add_epi16(s16[pi], s) };
-                        }
-                    }
-                    for pi in 0..P {
-                        let d = _mm256_madd_epi16(s16[pi], ones);
-                        acc[pi] = if ONE { d } else { _mm256_add_epi32(acc[pi], d) };
-                    }
-                    g = g1;
-                }
-                for pi in 0..P {
-                    let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[pi], corr));
-                    let sc = _mm256_load_ps(sbuf.add(b * 2 + pi0 + pi) as *const f32);
-                    fo[r][pi] = _mm256_fmadd_ps(v, sc, fo[r][pi]);
+        for i in 0..nb {
+            let b = b0 + i;
+            for (r, f) in fo.iter_mut().enumerate() {
+                let ar = t.a.as_ptr().add((r0 + r) * t.lda + 32 * b);
+                let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ar as *const __m128i));
+                let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ar.add(16) as *const __m128i));
+                let corr = _mm256_loadu_si256(ar.add(kp) as *const __m256i);
+                for (pi, fp) in f.iter_mut().enumerate() {
+                    let wp = wbuf.add((i * 2 + pi) * 2);
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(_mm256_load_si256(wp), alo),
+                        _mm256_maddubs_epi16(_mm256_load_si256(wp.add(1)), ahi),
+                    );
+                    let v = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), corr);
+                    let sc = _mm256_load_ps(sbuf.add(i * 2 + pi) as *const f32);
+                    *fp = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, *fp);
                 }
             }
         }
-        store_rows::<MR, P>(t, &fo, col0, r0, c, ldc, ncols);
     }
 
-    /// [`rows_qb4w`] for 4 rows, 2 column pairs and blocks of 32 inputs, with the
-    /// block loop in assembly so that the 8 float accumulators, the pair's
-    /// weights and the temporaries stay in the 16 registers (the compiled
-    /// intrinsics spill them).
+    /// [`lanes_b32`] for 4 rows with the block loop in assembly, so that the 8
+    /// float lanes, the pair's weights and the temporaries stay in the 16
+    /// registers (the compiled intrinsics spill them): the same instructions on
+    /// the same values.
     ///
     /// # Safety
-    /// As [`rows_qb4w`]; `t.w` is `Qb4w { block: 32 }`.
+    /// As [`lanes_b32`]; `nb >= 1`.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn rows4_qb4w_b32(
+    pub(super) unsafe fn lanes4_b32(
         t: &TileArgs<'_>,
-        half: usize,
         wbuf: *const __m256i,
         sbuf: *const __m256,
         r0: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
+        b0: usize,
+        nb: usize,
+        fo: &mut [[__m256; 2]],
     ) {
-        let w = t.w;
-        let kp = w.kp;
-        let nb = kp / 32;
-        let col0 = t.tile * NR + 4 * half;
-        let fo = init_lanes::<4, 2>(t, col0, r0);
-        let [[mut f00, mut f01], [mut f10, mut f11], [mut f20, mut f21], [mut f30, mut f31]] = fo;
-        let ones = _mm256_set1_epi16(1);
-        let base = t.a.as_ptr().add(r0 * t.lda);
+        assert_eq!(fo.len(), 4, "lanes4_b32: 4 rows");
+        let kp = t.w.kp;
         let lda = t.lda;
-        // Per block: for each pair, W (2 vectors) in ymm9/ymm10; per row the
-        // broadcast activations, maddubs, pair sums (madd with ones), minus the
-        // row's zero-point correction (at +kp), to float, FMA with the scales.
+        let base = t.a.as_ptr().add(r0 * lda + 32 * b0);
+        let [mut f00, mut f01] = fo[0];
+        let [mut f10, mut f11] = fo[1];
+        let [mut f20, mut f21] = fo[2];
+        let [mut f30, mut f31] = fo[3];
+        let ones = _mm256_set1_epi16(1);
+        // Per block and pair: the pair's weights in ymm9/ymm10; per row the
+        // broadcast activations, maddubs, madd with ones, minus the correction
+        // (at +kp), to float, FMA with the pair's scales.
         core::arch::asm!(
             "lea {a2}, [{a0} + 2*{lda}]",
             "2:",
@@ -1049,32 +1008,39 @@ mod avx2 {
             out("ymm15") _,
             options(nostack, readonly),
         );
-        let fo = [[f00, f01], [f10, f11], [f20, f21], [f30, f31]];
-        store_rows::<4, 2>(t, &fo, col0, r0, c, ldc, ncols);
+        fo.copy_from_slice(&[[f00, f01], [f10, f11], [f20, f21], [f30, f31]]);
     }
 }
 
-/// Most padded inputs the batched `qb4w` path unpacks (on the stack).
-const PANEL_KP: usize = 16384;
-/// Rows from which `qb4w` runs over unpacked 4-column weight panels.
+/// Rows from which `qb4w` (block 32) runs over unpacked weight panels.
 const PANEL_MIN_ROWS: usize = 8;
 /// Rows per register tile of the panel path.
 const PANEL_MR: usize = 4;
+/// Blocks (of 32 inputs) per panel: 12 KiB, kept in L1 while the rows pass.
+const PANEL_BLOCKS: usize = 64;
+/// Bytes of quantized rows the panel path keeps in cache (L2) per pass.
+const PANEL_ROW_BYTES: usize = 256 * 1024;
+/// Most rows per pass (their float lanes wait on the stack between panels).
+const PANEL_MAX_ROWS: usize = 64;
 
 /// A 4-column weight panel as [`avx2::unpack_half`] writes it.
 #[cfg(target_arch = "x86_64")]
 #[repr(C, align(32))]
 struct Panel {
-    w: [u8; PANEL_KP * 4],
-    s: [f32; PANEL_KP / 2],
+    w: [u8; PANEL_BLOCKS * 128],
+    s: [f32; PANEL_BLOCKS * 16],
 }
 
-/// Tiles `tiles` × rows `rows` of a `qb4w` GEMM over unpacked panels: each
-/// 4-column half tile is unpacked once, then multiplied with every row.
+/// Tiles `tiles` × rows `rows` of a `qb4w` (block 32) GEMM over unpacked
+/// panels: rows in passes of at most `PANEL_MAX_ROWS` (about `PANEL_ROW_BYTES`
+/// of quantized rows); per pass, each 4-column half tile is unpacked
+/// `PANEL_BLOCKS` blocks at a time and multiplied with every row of the pass
+/// (the float lanes of the rows wait on the stack between the panels of one
+/// half tile, so the per-lane arithmetic and its order are unchanged).
 ///
 /// # Safety
-/// AVX2 and FMA must be available; `w` is `Qb4w` with `kp <= PANEL_KP`; the rows
-/// hold `row_len()` bytes each in `args.a`; `c` has room for the rows at stride
+/// AVX2 and FMA must be available; `w` is `Qb4w { block: 32 }`; the rows hold
+/// `row_len()` bytes each in `args.a`; `c` has room for the rows at stride
 /// `ldc` and `w.n` columns; no other thread writes these tiles and rows of `c`.
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
@@ -1089,37 +1055,96 @@ unsafe fn panel_qb4w(
     let mut buf = core::mem::MaybeUninit::<Panel>::uninit();
     let wbuf = core::ptr::addr_of_mut!((*buf.as_mut_ptr()).w) as *mut __m256i;
     let sbuf = core::ptr::addr_of_mut!((*buf.as_mut_ptr()).s) as *mut __m256;
-    let one = matches!(args.w.kind, Qd8Kind::Qb4w { block: 32 });
-    let n = args.w.n;
-    for tile in tiles {
-        let t = TileArgs { tile, ..*args };
-        for half in 0..2 {
-            let col0 = tile * NR + 4 * half;
-            if col0 >= n {
-                break;
-            }
-            let ncols = (n - col0).min(4);
-            avx2::unpack_half(t.w, tile, half, wbuf, sbuf);
-            let mut r = rows.start;
-            macro_rules! go {
-                ($mr:literal, $p:literal, $pi0:expr, $nc:expr) => {
-                    if one {
-                        avx2::rows_qb4w::<$mr, $p, true>(&t, half, $pi0, wbuf, sbuf, r, c, ldc, $nc)
-                    } else {
-                        avx2::rows_qb4w::<$mr, $p, false>(&t, half, $pi0, wbuf, sbuf, r, c, ldc, $nc)
-                    }
-                };
-            }
-            while r < rows.end {
-                let mr = (rows.end - r).min(PANEL_MR);
-                match mr {
-                    4 if one => avx2::rows4_qb4w_b32(&t, half, wbuf, sbuf, r, c, ldc, ncols),
-                    4 => go!(4, 2, 0, ncols),
-                    3 => go!(3, 2, 0, ncols),
-                    2 => go!(2, 2, 0, ncols),
-                    _ => go!(1, 2, 0, ncols),
+    let mut lanes = [[[0.0f32; 8]; 2]; PANEL_MAX_ROWS];
+    let w = args.w;
+    let (n, nb) = (w.n, w.kp / 32);
+    let chunk = (PANEL_ROW_BYTES / args.lda.max(1))
+        .next_multiple_of(PANEL_MR)
+        .clamp(PANEL_MR, PANEL_MAX_ROWS);
+    let mut rc = rows.start;
+    while rc < rows.end {
+        let rend = (rc + chunk).min(rows.end);
+        for tile in tiles.clone() {
+            let t = TileArgs { tile, ..*args };
+            for half in 0..2 {
+                let col0 = tile * NR + 4 * half;
+                if col0 >= n {
+                    break;
                 }
-                r += mr;
+                let ncols = (n - col0).min(4);
+                let mut b0 = 0;
+                while b0 < nb {
+                    let b1 = (b0 + PANEL_BLOCKS).min(nb);
+                    avx2::unpack_half(w, tile, half, b0..b1, wbuf, sbuf);
+                    let mut r = rc;
+                    while r < rend {
+                        let mr = (rend - r).min(PANEL_MR);
+                        let st = &mut lanes[r - rc..r - rc + mr];
+                        let first = b0 == 0;
+                        let last = b1 == nb;
+                        let k = (b0, b1 - b0);
+                        match mr {
+                            4 => pass_rows::<4>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
+                            3 => pass_rows::<3>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
+                            2 => pass_rows::<2>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
+                            _ => pass_rows::<1>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
+                        }
+                        r += mr;
+                    }
+                    b0 = b1;
+                }
+            }
+        }
+        rc = rend;
+    }
+}
+
+/// One panel (blocks `k.0..k.0 + k.1`) times rows `r..r + MR`: the float lanes
+/// start from `init_lanes` (first panel) or `st`, and go to `c` (last panel) or
+/// back to `st`.
+///
+/// # Safety
+/// As [`panel_qb4w`]; the panel holds those blocks of the half tile at `col0`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pass_rows<const MR: usize>(
+    t: &TileArgs<'_>,
+    wbuf: *const core::arch::x86_64::__m256i,
+    sbuf: *const core::arch::x86_64::__m256,
+    r: usize,
+    k: (usize, usize),
+    first: bool,
+    last: bool,
+    st: &mut [[[f32; 8]; 2]],
+    col0: usize,
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+) {
+    use core::arch::x86_64::{_mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+    let mut fo = if first {
+        avx2::init_lanes::<MR>(t, col0, r)
+    } else {
+        let mut fo = [[_mm256_setzero_ps(); 2]; MR];
+        for (f, s) in fo.iter_mut().zip(st.iter()) {
+            for (v, x) in f.iter_mut().zip(s) {
+                *v = _mm256_loadu_ps(x.as_ptr());
+            }
+        }
+        fo
+    };
+    if MR == 4 {
+        avx2::lanes4_b32(t, wbuf, sbuf, r, k.0, k.1, &mut fo[..]);
+    } else {
+        avx2::lanes_b32::<MR>(t, wbuf, sbuf, r, k.0, k.1, &mut fo);
+    }
+    if last {
+        avx2::store_rows::<MR>(t, &fo, col0, r, c, ldc, ncols);
+    } else {
+        for (f, s) in fo.iter().zip(st.iter_mut()) {
+            for (v, x) in f.iter().zip(s.iter_mut()) {
+                _mm256_storeu_ps(x.as_mut_ptr(), *v);
             }
         }
     }
@@ -1179,9 +1204,8 @@ pub fn qd8_gemm(
     let kern = isa();
     let panel = cfg!(target_arch = "x86_64")
         && kern == Isa::Avx2Fma
-        && matches!(w.kind, Qd8Kind::Qb4w { .. })
+        && w.kind == (Qd8Kind::Qb4w { block: 32 })
         && m >= PANEL_MIN_ROWS
-        && kp <= PANEL_KP
         && std::env::var("QD8_NOPANEL").is_err();
     let cp = SyncPtr(c.as_mut_ptr());
     let clen = c.len();
