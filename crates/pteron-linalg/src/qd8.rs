@@ -1019,7 +1019,7 @@ const PANEL_MR: usize = 4;
 /// Blocks (of 32 inputs) per panel: 12 KiB, kept in L1 while the rows pass.
 const PANEL_BLOCKS: usize = 64;
 /// Bytes of quantized rows the panel path keeps in cache (L2) per pass.
-const PANEL_ROW_BYTES: usize = 256 * 1024;
+const PANEL_ROW_BYTES: usize = 1024 * 1024;
 /// Most rows per pass (their float lanes wait on the stack between panels).
 const PANEL_MAX_ROWS: usize = 64;
 
@@ -1205,8 +1205,7 @@ pub fn qd8_gemm(
     let panel = cfg!(target_arch = "x86_64")
         && kern == Isa::Avx2Fma
         && w.kind == (Qd8Kind::Qb4w { block: 32 })
-        && m >= PANEL_MIN_ROWS
-        && std::env::var("QD8_NOPANEL").is_err();
+        && m >= PANEL_MIN_ROWS;
     let cp = SyncPtr(c.as_mut_ptr());
     let clen = c.len();
     parallel_for(tchunks * rblocks, |task| {
