@@ -364,10 +364,18 @@ impl PackedQd8 {
     pub fn k(&self) -> usize {
         self.k
     }
-    /// Bytes of one quantized row as [`PackedQd8::quantize_row`] writes it (the
-    /// stride the rows given to [`qd8_gemm`] need at least).
+    /// Bytes of one quantized row as [`PackedQd8::quantize_row`] lays it out (the
+    /// stride the rows given to [`qd8_gemm`] need at least). A length that is a
+    /// multiple of 1 KiB gets 256 bytes of padding, so that the rows a batched
+    /// call reads together do not all map to the same L1 cache sets (measured:
+    /// 64x8192x2048 `qb4w`, about 8% faster).
     pub fn row_len(&self) -> usize {
-        self.kp + 32 * self.row_blocks()
+        let used = self.kp + 32 * self.row_blocks();
+        if used % 1024 == 0 {
+            used + 256
+        } else {
+            used
+        }
     }
     /// The weight scheme.
     pub fn kind(&self) -> Qd8Kind {
@@ -415,6 +423,7 @@ impl PackedQd8 {
     pub fn quantize_row(&self, x: &[f32], out: &mut [i8]) -> Qd8Params {
         assert_eq!(x.len(), self.k, "quantize_row: row length");
         let (kp, nb) = (self.kp, self.row_blocks());
+        assert!(out.len() >= self.row_len(), "quantize_row: out too short");
         let out = &mut out[..kp + 32 * nb];
         let p = qd8_quantize_row(x, &mut out[..kp]);
         if nb == 0 {
@@ -753,7 +762,10 @@ mod avx2 {
                 let d = wbuf.add((i * 2 + pi) * 2);
                 _mm256_store_si256(d, _mm256_and_si256(v, nib));
                 _mm256_store_si256(d.add(1), _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
-                _mm256_store_ps(sbuf.add(i * 2 + pi) as *mut f32, _mm256_permutevar8x32_ps(s8, idx[pi]));
+                _mm256_store_ps(
+                    sbuf.add(i * 2 + pi) as *mut f32,
+                    _mm256_permutevar8x32_ps(s8, idx[pi]),
+                );
             }
         }
     }
@@ -847,7 +859,8 @@ mod avx2 {
             for (r, f) in fo.iter_mut().enumerate() {
                 let ar = t.a.as_ptr().add((r0 + r) * t.lda + 32 * b);
                 let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ar as *const __m128i));
-                let ahi = _mm256_broadcastsi128_si256(_mm_loadu_si128(ar.add(16) as *const __m128i));
+                let ahi =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(ar.add(16) as *const __m128i));
                 let corr = _mm256_loadu_si256(ar.add(kp) as *const __m256i);
                 for (pi, fp) in f.iter_mut().enumerate() {
                     let wp = wbuf.add((i * 2 + pi) * 2);
@@ -1084,10 +1097,18 @@ unsafe fn panel_qb4w(
                         let last = b1 == nb;
                         let k = (b0, b1 - b0);
                         match mr {
-                            4 => pass_rows::<4>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
-                            3 => pass_rows::<3>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
-                            2 => pass_rows::<2>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
-                            _ => pass_rows::<1>(&t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols),
+                            4 => pass_rows::<4>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                            3 => pass_rows::<3>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                            2 => pass_rows::<2>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                            _ => pass_rows::<1>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
                         }
                         r += mr;
                     }
@@ -1172,8 +1193,10 @@ pub fn qd8_gemm(
         return;
     }
     let (n, kp) = (w.n, w.kp);
+    // The kernels read each row's values and, for int4, its corrections after them.
+    let used = kp + 32 * w.row_blocks();
     assert!(
-        lda >= kp && a.len() >= (m - 1) * lda + kp,
+        lda >= used && a.len() >= (m - 1) * lda + used,
         "qd8_gemm: a too short"
     );
     assert!(params.len() >= m, "qd8_gemm: params too short");

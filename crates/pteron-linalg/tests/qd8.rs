@@ -299,7 +299,12 @@ fn batched_block32_shapes() {
         for (clamp, bias) in [(false, true), (true, false)] {
             seed += 1;
             let p = make(b32, m, n, k, seed, clamp, bias);
-            check(&p, seed as usize % 3 * 16, seed as usize % 2, &format!("b32 {m}x{n}x{k}"));
+            check(
+                &p,
+                seed as usize % 3 * 16,
+                seed as usize % 2,
+                &format!("b32 {m}x{n}x{k}"),
+            );
         }
     }
 }

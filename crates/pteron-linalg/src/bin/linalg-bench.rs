@@ -608,7 +608,13 @@ fn main() {
     bench_qd8("qd8 qb4w 64x2048x8192", b32, 64, 8192, 2048);
     bench_qd8("qd8 qb4w 64x8192x2048", b32, 64, 2048, 8192);
     bench_qd8("qd8 qb4w 8x2048x8192", b32, 8, 8192, 2048);
-    bench_qd8("qd8 qb4w 64x2048x8192 (group 128)", Qd8Kind::Qb4w { block: 128 }, 64, 8192, 2048);
+    bench_qd8(
+        "qd8 qb4w 64x2048x8192 (group 128)",
+        Qd8Kind::Qb4w { block: 128 },
+        64,
+        8192,
+        2048,
+    );
     bench_qd8("qd8 qb4w 128x288x768", b32, 128, 768, 288);
     bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
     bench_qd8("qd8 qc4w 64x2048x8192", Qd8Kind::Qc4w, 64, 8192, 2048);
