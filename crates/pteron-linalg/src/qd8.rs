@@ -26,6 +26,16 @@
 //!
 //! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
 //! values stay two per byte, so a decode step reads half a byte per weight.
+//!
+//! Kernels: up to 7 rows (decode), tiles of 2 rows × 8 columns unpack the nibbles
+//! in registers. From 8 rows on (batches, prompt prefill) with `qb4w` blocks of
+//! 32, each 4-column half tile is unpacked once per 64 blocks into bytes and `f32`
+//! block scales on the stack (a 12 KiB panel that stays in L1), then multiplied
+//! with every row in 4-row register tiles (the block loop in assembly: 8 float
+//! lane accumulators, no spills); rows go in passes of up to 64 (about 1 MiB of
+//! quantized rows) and the float lanes wait on the stack between panels. Each
+//! output's products, int32 block sums and float operations are the same in every
+//! path, so all row counts, tiers and thread counts give the same bits.
 
 use crate::pool::{num_threads, parallel_for};
 use crate::util::SyncPtr;
