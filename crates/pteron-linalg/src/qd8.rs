@@ -463,6 +463,57 @@ impl PackedQd8 {
     }
 }
 
+/// Raw row pointers for [`PackedQd8::quantize_rows`]' tasks.
+struct RowsPtr(*mut i8, *mut Qd8Params);
+// SAFETY: only a carrier; each task of `quantize_rows` writes its own rows.
+unsafe impl Send for RowsPtr {}
+// SAFETY: see above.
+unsafe impl Sync for RowsPtr {}
+
+impl PackedQd8 {
+    /// [`PackedQd8::quantize_row`] for `m` rows of `x` (`k` floats each) into
+    /// `out` at stride `lda` (`>= row_len()`), their parameters into `params`;
+    /// large batches are split over the thread pool (same bits).
+    ///
+    /// # Panics
+    /// When the slices are too short for `m` rows.
+    pub fn quantize_rows(
+        &self,
+        m: usize,
+        x: &[f32],
+        out: &mut [i8],
+        lda: usize,
+        params: &mut [Qd8Params],
+    ) {
+        if m == 0 {
+            return;
+        }
+        let (k, rl) = (self.k, self.row_len());
+        assert!(
+            x.len() >= m * k && lda >= rl && out.len() >= (m - 1) * lda + rl && params.len() >= m,
+            "quantize_rows: slices too short"
+        );
+        // About 16K values per task: below that one thread is faster.
+        let tasks = (m * k / (1 << 14)).clamp(1, m).min(num_threads() * 4);
+        let per = m.div_ceil(tasks);
+        let p = RowsPtr(out.as_mut_ptr(), params.as_mut_ptr());
+        let p = &p;
+        parallel_for(m.div_ceil(per), |t| {
+            for r in t * per..((t + 1) * per).min(m) {
+                // SAFETY: row r of `out` (rl bytes at r * lda, in bounds by the assert)
+                // and params[r] are written by this task only; both outlive the call.
+                let (row, prm) = unsafe {
+                    (
+                        core::slice::from_raw_parts_mut(p.0.add(r * lda), rl),
+                        &mut *p.1.add(r),
+                    )
+                };
+                *prm = self.quantize_row(&x[r * k..(r + 1) * k], row);
+            }
+        });
+    }
+}
+
 /// Everything one tile call needs.
 struct TileArgs<'a> {
     w: &'a PackedQd8,

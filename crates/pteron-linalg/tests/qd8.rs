@@ -310,6 +310,34 @@ fn batched_block32_shapes() {
 }
 
 #[test]
+fn quantize_rows_matches_quantize_row() {
+    // Large enough to be split over the pool: same bytes and parameters as the
+    // row-by-row form, padding between rows untouched.
+    let (m, k) = (67, 1024);
+    let p = make(Qd8Kind::Qb4w { block: 32 }, m, 8, k, 9, false, false);
+    let packed = PackedQd8::new(p.kind, p.n, p.k, &p.w, &p.scales, None).unwrap();
+    let rl = packed.row_len();
+    let lda = rl + 7;
+    let mut want = vec![3i8; m * lda];
+    let mut want_p = vec![Qd8Params::default(); m];
+    for i in 0..m {
+        want_p[i] = packed.quantize_row(&p.x[i * k..(i + 1) * k], &mut want[i * lda..i * lda + rl]);
+    }
+    // (for_each_isa holds the lock that serializes the thread-count changes)
+    for_each_isa(|isa| {
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            let mut got = vec![3i8; m * lda];
+            let mut got_p = vec![Qd8Params::default(); m];
+            packed.quantize_rows(m, &p.x, &mut got, lda, &mut got_p);
+            assert_eq!(got, want, "{isa:?} threads {threads}");
+            assert_eq!(got_p, want_p, "{isa:?} threads {threads}");
+        }
+        set_num_threads(0);
+    });
+}
+
+#[test]
 fn quantize_row_properties() {
     let mut r = Rng::new(7);
     for len in [1usize, 5, 31, 100] {

@@ -357,9 +357,7 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
     let mut qp = vec![Qd8Params::default(); m];
     let mut out = vec![0.0f32; m * n];
     let s = time(|| {
-        for i in 0..m {
-            qp[i] = packed.quantize_row(&x[i * k..(i + 1) * k], &mut qa[i * kp..(i + 1) * kp]);
-        }
+        packed.quantize_rows(m, &x, &mut qa, kp, &mut qp);
         qd8_gemm(
             m,
             &qa,
