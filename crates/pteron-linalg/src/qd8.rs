@@ -595,6 +595,102 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
     }
 }
 
+/// The 9 instructions of one row and column pair of [`avx2::lanes4_b32`]: the
+/// row's 32 activations broadcast per 16 (`act`), maddubs with the pair's
+/// unpacked weights (ymm9, ymm10), pair sums, madd with ones (ymm8) into the four
+/// int32 lanes of both columns, minus the correction (`corr`), to float, FMA
+/// with the pair's block scales (`scale`) into `acc`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! row_pair {
+    ($act:literal, $corr:literal, $t0:literal, $t1:literal, $acc:literal, $scale:literal) => {
+        concat!(
+            "vbroadcasti128 ",
+            $t0,
+            ", xmmword ptr [",
+            $act,
+            "]\n",
+            "vbroadcasti128 ",
+            $t1,
+            ", xmmword ptr [",
+            $act,
+            " + 16]\n",
+            "vpmaddubsw ",
+            $t0,
+            ", ymm9, ",
+            $t0,
+            "\n",
+            "vpmaddubsw ",
+            $t1,
+            ", ymm10, ",
+            $t1,
+            "\n",
+            "vpaddw ",
+            $t0,
+            ", ",
+            $t0,
+            ", ",
+            $t1,
+            "\n",
+            "vpmaddwd ",
+            $t0,
+            ", ",
+            $t0,
+            ", ymm8\n",
+            "vpsubd ",
+            $t0,
+            ", ",
+            $t0,
+            ", ymmword ptr [",
+            $corr,
+            "]\n",
+            "vcvtdq2ps ",
+            $t0,
+            ", ",
+            $t0,
+            "\n",
+            "vfmadd231ps ",
+            $acc,
+            ", ",
+            $t0,
+            ", ymmword ptr [",
+            $scale,
+            "]",
+        )
+    };
+}
+
+/// One column pair of [`avx2::lanes4_b32`]'s block: its weights (`w0`, `w1`)
+/// into ymm9/ymm10, then [`row_pair!`] for the 4 rows (activations at `{a0}`,
+/// `{a0} + {lda}`, `{a2}`, `{a2} + {lda}`; corrections `{kp}` further, reached
+/// through `{a1k}` for rows 1 and 3) into the accumulators `r0..r3`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! pair_rows {
+    ($w0:literal, $w1:literal, $scale:literal, $r0:literal, $r1:literal, $r2:literal, $r3:literal) => {
+        concat!(
+            "vmovdqa ymm9, ymmword ptr [",
+            $w0,
+            "]\n",
+            "vmovdqa ymm10, ymmword ptr [",
+            $w1,
+            "]\n",
+            row_pair!("{a0}", "{a0} + {kp}", "ymm12", "ymm13", $r0, $scale),
+            "\n",
+            row_pair!("{a0} + {lda}", "{a1k}", "ymm14", "ymm15", $r1, $scale),
+            "\n",
+            row_pair!("{a2}", "{a2} + {kp}", "ymm12", "ymm13", $r2, $scale),
+            "\n",
+            row_pair!(
+                "{a2} + {lda}",
+                "{a1k} + 2*{lda}",
+                "ymm14",
+                "ymm15",
+                $r3,
+                $scale
+            ),
+        )
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod avx2 {
@@ -963,93 +1059,12 @@ mod avx2 {
         let [mut f20, mut f21] = fo[2];
         let [mut f30, mut f31] = fo[3];
         let ones = _mm256_set1_epi16(1);
-        // Per block and pair: the pair's weights in ymm9/ymm10; per row the
-        // broadcast activations, maddubs, madd with ones, minus the correction
-        // (at +kp), to float, FMA with the pair's scales.
+        // Per block: both pairs (`pair_rows!`), then the pointers move on.
         core::arch::asm!(
             "lea {a2}, [{a0} + 2*{lda}]",
             "2:",
-            "vmovdqa ymm9, ymmword ptr [{wp}]",
-            "vmovdqa ymm10, ymmword ptr [{wp} + 32]",
-            // row 0
-            "vbroadcasti128 ymm12, xmmword ptr [{a0}]",
-            "vbroadcasti128 ymm13, xmmword ptr [{a0} + 16]",
-            "vpmaddubsw ymm12, ymm9, ymm12",
-            "vpmaddubsw ymm13, ymm10, ymm13",
-            "vpaddw ymm12, ymm12, ymm13",
-            "vpmaddwd ymm12, ymm12, ymm8",
-            "vpsubd ymm12, ymm12, ymmword ptr [{a0} + {kp}]",
-            "vcvtdq2ps ymm12, ymm12",
-            "vfmadd231ps ymm0, ymm12, ymmword ptr [{sp}]",
-            // row 1
-            "vbroadcasti128 ymm14, xmmword ptr [{a0} + {lda}]",
-            "vbroadcasti128 ymm15, xmmword ptr [{a0} + {lda} + 16]",
-            "vpmaddubsw ymm14, ymm9, ymm14",
-            "vpmaddubsw ymm15, ymm10, ymm15",
-            "vpaddw ymm14, ymm14, ymm15",
-            "vpmaddwd ymm14, ymm14, ymm8",
-            "vpsubd ymm14, ymm14, ymmword ptr [{a1k}]",
-            "vcvtdq2ps ymm14, ymm14",
-            "vfmadd231ps ymm2, ymm14, ymmword ptr [{sp}]",
-            // row 2
-            "vbroadcasti128 ymm12, xmmword ptr [{a2}]",
-            "vbroadcasti128 ymm13, xmmword ptr [{a2} + 16]",
-            "vpmaddubsw ymm12, ymm9, ymm12",
-            "vpmaddubsw ymm13, ymm10, ymm13",
-            "vpaddw ymm12, ymm12, ymm13",
-            "vpmaddwd ymm12, ymm12, ymm8",
-            "vpsubd ymm12, ymm12, ymmword ptr [{a2} + {kp}]",
-            "vcvtdq2ps ymm12, ymm12",
-            "vfmadd231ps ymm4, ymm12, ymmword ptr [{sp}]",
-            // row 3
-            "vbroadcasti128 ymm14, xmmword ptr [{a2} + {lda}]",
-            "vbroadcasti128 ymm15, xmmword ptr [{a2} + {lda} + 16]",
-            "vpmaddubsw ymm14, ymm9, ymm14",
-            "vpmaddubsw ymm15, ymm10, ymm15",
-            "vpaddw ymm14, ymm14, ymm15",
-            "vpmaddwd ymm14, ymm14, ymm8",
-            "vpsubd ymm14, ymm14, ymmword ptr [{a1k} + 2*{lda}]",
-            "vcvtdq2ps ymm14, ymm14",
-            "vfmadd231ps ymm6, ymm14, ymmword ptr [{sp}]",
-            // second pair
-            "vmovdqa ymm9, ymmword ptr [{wp} + 64]",
-            "vmovdqa ymm10, ymmword ptr [{wp} + 96]",
-            "vbroadcasti128 ymm12, xmmword ptr [{a0}]",
-            "vbroadcasti128 ymm13, xmmword ptr [{a0} + 16]",
-            "vpmaddubsw ymm12, ymm9, ymm12",
-            "vpmaddubsw ymm13, ymm10, ymm13",
-            "vpaddw ymm12, ymm12, ymm13",
-            "vpmaddwd ymm12, ymm12, ymm8",
-            "vpsubd ymm12, ymm12, ymmword ptr [{a0} + {kp}]",
-            "vcvtdq2ps ymm12, ymm12",
-            "vfmadd231ps ymm1, ymm12, ymmword ptr [{sp} + 32]",
-            "vbroadcasti128 ymm14, xmmword ptr [{a0} + {lda}]",
-            "vbroadcasti128 ymm15, xmmword ptr [{a0} + {lda} + 16]",
-            "vpmaddubsw ymm14, ymm9, ymm14",
-            "vpmaddubsw ymm15, ymm10, ymm15",
-            "vpaddw ymm14, ymm14, ymm15",
-            "vpmaddwd ymm14, ymm14, ymm8",
-            "vpsubd ymm14, ymm14, ymmword ptr [{a1k}]",
-            "vcvtdq2ps ymm14, ymm14",
-            "vfmadd231ps ymm3, ymm14, ymmword ptr [{sp} + 32]",
-            "vbroadcasti128 ymm12, xmmword ptr [{a2}]",
-            "vbroadcasti128 ymm13, xmmword ptr [{a2} + 16]",
-            "vpmaddubsw ymm12, ymm9, ymm12",
-            "vpmaddubsw ymm13, ymm10, ymm13",
-            "vpaddw ymm12, ymm12, ymm13",
-            "vpmaddwd ymm12, ymm12, ymm8",
-            "vpsubd ymm12, ymm12, ymmword ptr [{a2} + {kp}]",
-            "vcvtdq2ps ymm12, ymm12",
-            "vfmadd231ps ymm5, ymm12, ymmword ptr [{sp} + 32]",
-            "vbroadcasti128 ymm14, xmmword ptr [{a2} + {lda}]",
-            "vbroadcasti128 ymm15, xmmword ptr [{a2} + {lda} + 16]",
-            "vpmaddubsw ymm14, ymm9, ymm14",
-            "vpmaddubsw ymm15, ymm10, ymm15",
-            "vpaddw ymm14, ymm14, ymm15",
-            "vpmaddwd ymm14, ymm14, ymm8",
-            "vpsubd ymm14, ymm14, ymmword ptr [{a1k} + 2*{lda}]",
-            "vcvtdq2ps ymm14, ymm14",
-            "vfmadd231ps ymm7, ymm14, ymmword ptr [{sp} + 32]",
+            pair_rows!("{wp}", "{wp} + 32", "{sp}", "ymm0", "ymm2", "ymm4", "ymm6"),
+            pair_rows!("{wp} + 64", "{wp} + 96", "{sp} + 32", "ymm1", "ymm3", "ymm5", "ymm7"),
             "add {a0}, 32",
             "add {a1k}, 32",
             "add {a2}, 32",
