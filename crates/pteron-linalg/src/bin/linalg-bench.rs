@@ -614,6 +614,20 @@ fn main() {
         2048,
     );
     bench_qd8("qd8 qb4w 128x288x768", b32, 128, 768, 288);
+    bench_qd8(
+        "qd8 qb4w 128x768x288 (15M prefill ffn down)",
+        b32,
+        128,
+        288,
+        768,
+    );
+    bench_qd8(
+        "qd8 qb4w 128x288x32000 (15M prefill output)",
+        b32,
+        128,
+        32000,
+        288,
+    );
     bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
     bench_qd8("qd8 qc4w 64x2048x8192", Qd8Kind::Qc4w, 64, 8192, 2048);
     println!("-- Networks (conv + FC layers only; no adds/pools)");
