@@ -601,60 +601,19 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
 /// int32 lanes of both columns, minus the correction (`corr`), to float, FMA
 /// with the pair's block scales (`scale`) into `acc`.
 #[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
 macro_rules! row_pair {
     ($act:literal, $corr:literal, $t0:literal, $t1:literal, $acc:literal, $scale:literal) => {
         concat!(
-            "vbroadcasti128 ",
-            $t0,
-            ", xmmword ptr [",
-            $act,
-            "]\n",
-            "vbroadcasti128 ",
-            $t1,
-            ", xmmword ptr [",
-            $act,
-            " + 16]\n",
-            "vpmaddubsw ",
-            $t0,
-            ", ymm9, ",
-            $t0,
-            "\n",
-            "vpmaddubsw ",
-            $t1,
-            ", ymm10, ",
-            $t1,
-            "\n",
-            "vpaddw ",
-            $t0,
-            ", ",
-            $t0,
-            ", ",
-            $t1,
-            "\n",
-            "vpmaddwd ",
-            $t0,
-            ", ",
-            $t0,
-            ", ymm8\n",
-            "vpsubd ",
-            $t0,
-            ", ",
-            $t0,
-            ", ymmword ptr [",
-            $corr,
-            "]\n",
-            "vcvtdq2ps ",
-            $t0,
-            ", ",
-            $t0,
-            "\n",
-            "vfmadd231ps ",
-            $acc,
-            ", ",
-            $t0,
-            ", ymmword ptr [",
-            $scale,
-            "]",
+            "vbroadcasti128 ", $t0, ", xmmword ptr [", $act, "]\n",
+            "vbroadcasti128 ", $t1, ", xmmword ptr [", $act, " + 16]\n",
+            "vpmaddubsw ", $t0, ", ymm9, ", $t0, "\n",
+            "vpmaddubsw ", $t1, ", ymm10, ", $t1, "\n",
+            "vpaddw ", $t0, ", ", $t0, ", ", $t1, "\n",
+            "vpmaddwd ", $t0, ", ", $t0, ", ymm8\n",
+            "vpsubd ", $t0, ", ", $t0, ", ymmword ptr [", $corr, "]\n",
+            "vcvtdq2ps ", $t0, ", ", $t0, "\n",
+            "vfmadd231ps ", $acc, ", ", $t0, ", ymmword ptr [", $scale, "]",
         )
     };
 }
@@ -664,29 +623,16 @@ macro_rules! row_pair {
 /// `{a0} + {lda}`, `{a2}`, `{a2} + {lda}`; corrections `{kp}` further, reached
 /// through `{a1k}` for rows 1 and 3) into the accumulators `r0..r3`.
 #[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
 macro_rules! pair_rows {
     ($w0:literal, $w1:literal, $scale:literal, $r0:literal, $r1:literal, $r2:literal, $r3:literal) => {
         concat!(
-            "vmovdqa ymm9, ymmword ptr [",
-            $w0,
-            "]\n",
-            "vmovdqa ymm10, ymmword ptr [",
-            $w1,
-            "]\n",
-            row_pair!("{a0}", "{a0} + {kp}", "ymm12", "ymm13", $r0, $scale),
-            "\n",
-            row_pair!("{a0} + {lda}", "{a1k}", "ymm14", "ymm15", $r1, $scale),
-            "\n",
-            row_pair!("{a2}", "{a2} + {kp}", "ymm12", "ymm13", $r2, $scale),
-            "\n",
-            row_pair!(
-                "{a2} + {lda}",
-                "{a1k} + 2*{lda}",
-                "ymm14",
-                "ymm15",
-                $r3,
-                $scale
-            ),
+            "vmovdqa ymm9, ymmword ptr [", $w0, "]\n",
+            "vmovdqa ymm10, ymmword ptr [", $w1, "]\n",
+            row_pair!("{a0}", "{a0} + {kp}", "ymm12", "ymm13", $r0, $scale), "\n",
+            row_pair!("{a0} + {lda}", "{a1k}", "ymm14", "ymm15", $r1, $scale), "\n",
+            row_pair!("{a2}", "{a2} + {kp}", "ymm12", "ymm13", $r2, $scale), "\n",
+            row_pair!("{a2} + {lda}", "{a1k} + 2*{lda}", "ymm14", "ymm15", $r3, $scale),
         )
     };
 }
