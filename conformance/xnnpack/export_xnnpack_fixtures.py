@@ -319,6 +319,21 @@ def _():
     )
 
 
+@case("xnn_8da4w_batch")
+def _():
+    return XSpec(
+        WideLinears(),
+        [(rn(1, 37, 288),), (rn(1, 16, 288),)],
+        dynamic_shapes=({1: Dim("seq", min=1, max=64)},),
+        atol=0.0,
+        rtol=0.0,
+        quant="8da4w",
+        notes="8da4w linears 288->768->288, prompt-sized inputs (37 rows, then 16): pteron's batched qd8 x qb4w "
+        "path (8 rows and more: unpacked weight panels, 4-row tiles plus remainder rows) reproduces XNNPACK's "
+        "arithmetic, so the outputs must match bit for bit",
+    )
+
+
 def quantize_pt2e(model, example):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,

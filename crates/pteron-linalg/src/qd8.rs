@@ -26,6 +26,16 @@
 //!
 //! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
 //! values stay two per byte, so a decode step reads half a byte per weight.
+//!
+//! Kernels: up to 7 rows (decode), tiles of 2 rows × 8 columns unpack the nibbles
+//! in registers. From 8 rows on (batches, prompt prefill) with `qb4w` blocks of
+//! 32, each 4-column half tile is unpacked once per 64 blocks into bytes and `f32`
+//! block scales on the stack (a 12 KiB panel that stays in L1), then multiplied
+//! with every row in 4-row register tiles (the block loop in assembly: 8 float
+//! lane accumulators, no spills); rows go in passes of up to 64 (about 1 MiB of
+//! quantized rows) and the float lanes wait on the stack between panels. Each
+//! output's products, int32 block sums and float operations are the same in every
+//! path, so all row counts, tiers and thread counts give the same bits.
 
 use crate::pool::{num_threads, parallel_for};
 use crate::util::SyncPtr;
@@ -364,10 +374,18 @@ impl PackedQd8 {
     pub fn k(&self) -> usize {
         self.k
     }
-    /// Bytes of one quantized row as [`PackedQd8::quantize_row`] writes it (the
-    /// stride the rows given to [`qd8_gemm`] need at least).
+    /// Bytes of one quantized row as [`PackedQd8::quantize_row`] lays it out (the
+    /// stride the rows given to [`qd8_gemm`] need at least). A length that is a
+    /// multiple of 1 KiB gets 256 bytes of padding, so that the rows a batched
+    /// call reads together do not all map to the same L1 cache sets (measured:
+    /// 64x8192x2048 `qb4w`, about 8% faster).
     pub fn row_len(&self) -> usize {
-        self.kp + 32 * self.row_blocks()
+        let used = self.kp + 32 * self.row_blocks();
+        if used % 1024 == 0 {
+            used + 256
+        } else {
+            used
+        }
     }
     /// The weight scheme.
     pub fn kind(&self) -> Qd8Kind {
@@ -415,6 +433,7 @@ impl PackedQd8 {
     pub fn quantize_row(&self, x: &[f32], out: &mut [i8]) -> Qd8Params {
         assert_eq!(x.len(), self.k, "quantize_row: row length");
         let (kp, nb) = (self.kp, self.row_blocks());
+        assert!(out.len() >= self.row_len(), "quantize_row: out too short");
         let out = &mut out[..kp + 32 * nb];
         let p = qd8_quantize_row(x, &mut out[..kp]);
         if nb == 0 {
@@ -441,6 +460,57 @@ impl PackedQd8 {
             }
         }
         p
+    }
+}
+
+/// Raw row pointers for [`PackedQd8::quantize_rows`]' tasks.
+struct RowsPtr(*mut i8, *mut Qd8Params);
+// SAFETY: only a carrier; each task of `quantize_rows` writes its own rows.
+unsafe impl Send for RowsPtr {}
+// SAFETY: see above.
+unsafe impl Sync for RowsPtr {}
+
+impl PackedQd8 {
+    /// [`PackedQd8::quantize_row`] for `m` rows of `x` (`k` floats each) into
+    /// `out` at stride `lda` (`>= row_len()`), their parameters into `params`;
+    /// large batches are split over the thread pool (same bits).
+    ///
+    /// # Panics
+    /// When the slices are too short for `m` rows.
+    pub fn quantize_rows(
+        &self,
+        m: usize,
+        x: &[f32],
+        out: &mut [i8],
+        lda: usize,
+        params: &mut [Qd8Params],
+    ) {
+        if m == 0 {
+            return;
+        }
+        let (k, rl) = (self.k, self.row_len());
+        assert!(
+            x.len() >= m * k && lda >= rl && out.len() >= (m - 1) * lda + rl && params.len() >= m,
+            "quantize_rows: slices too short"
+        );
+        // About 16K values per task: below that one thread is faster.
+        let tasks = (m * k / (1 << 14)).clamp(1, m).min(num_threads() * 4);
+        let per = m.div_ceil(tasks);
+        let p = RowsPtr(out.as_mut_ptr(), params.as_mut_ptr());
+        let p = &p;
+        parallel_for(m.div_ceil(per), |t| {
+            for r in t * per..((t + 1) * per).min(m) {
+                // SAFETY: row r of `out` (rl bytes at r * lda, in bounds by the assert)
+                // and params[r] are written by this task only; both outlive the call.
+                let (row, prm) = unsafe {
+                    (
+                        core::slice::from_raw_parts_mut(p.0.add(r * lda), rl),
+                        &mut *p.1.add(r),
+                    )
+                };
+                *prm = self.quantize_row(&x[r * k..(r + 1) * k], row);
+            }
+        });
     }
 }
 
@@ -525,10 +595,52 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
     }
 }
 
+/// The 9 instructions of one row and column pair of [`avx2::lanes4_b32`]: the
+/// row's 32 activations broadcast per 16 (`act`), maddubs with the pair's
+/// unpacked weights (ymm9, ymm10), pair sums, madd with ones (ymm8) into the four
+/// int32 lanes of both columns, minus the correction (`corr`), to float, FMA
+/// with the pair's block scales (`scale`) into `acc`.
+#[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
+macro_rules! row_pair {
+    ($act:literal, $corr:literal, $t0:literal, $t1:literal, $acc:literal, $scale:literal) => {
+        concat!(
+            "vbroadcasti128 ", $t0, ", xmmword ptr [", $act, "]\n",
+            "vbroadcasti128 ", $t1, ", xmmword ptr [", $act, " + 16]\n",
+            "vpmaddubsw ", $t0, ", ymm9, ", $t0, "\n",
+            "vpmaddubsw ", $t1, ", ymm10, ", $t1, "\n",
+            "vpaddw ", $t0, ", ", $t0, ", ", $t1, "\n",
+            "vpmaddwd ", $t0, ", ", $t0, ", ymm8\n",
+            "vpsubd ", $t0, ", ", $t0, ", ymmword ptr [", $corr, "]\n",
+            "vcvtdq2ps ", $t0, ", ", $t0, "\n",
+            "vfmadd231ps ", $acc, ", ", $t0, ", ymmword ptr [", $scale, "]",
+        )
+    };
+}
+
+/// One column pair of [`avx2::lanes4_b32`]'s block: its weights (`w0`, `w1`)
+/// into ymm9/ymm10, then [`row_pair!`] for the 4 rows (activations at `{a0}`,
+/// `{a0} + {lda}`, `{a2}`, `{a2} + {lda}`; corrections `{kp}` further, reached
+/// through `{a1k}` for rows 1 and 3) into the accumulators `r0..r3`.
+#[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
+macro_rules! pair_rows {
+    ($w0:literal, $w1:literal, $scale:literal, $r0:literal, $r1:literal, $r2:literal, $r3:literal) => {
+        concat!(
+            "vmovdqa ymm9, ymmword ptr [", $w0, "]\n",
+            "vmovdqa ymm10, ymmword ptr [", $w1, "]\n",
+            row_pair!("{a0}", "{a0} + {kp}", "ymm12", "ymm13", $r0, $scale), "\n",
+            row_pair!("{a0} + {lda}", "{a1k}", "ymm14", "ymm15", $r1, $scale), "\n",
+            row_pair!("{a2}", "{a2} + {kp}", "ymm12", "ymm13", $r2, $scale), "\n",
+            row_pair!("{a2} + {lda}", "{a1k} + 2*{lda}", "ymm14", "ymm15", $r3, $scale),
+        )
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod avx2 {
-    use super::{Qd8Kind, TileArgs, NR};
+    use super::{PackedQd8, Qd8Kind, TileArgs, NR};
     use std::arch::x86_64::*;
 
     /// int8 weights: chunk `c` (16 inputs), column pair `p`, as i16
@@ -717,6 +829,368 @@ mod avx2 {
             }
         }
     }
+    /// Unpacks blocks `b0..b1` (32 inputs each) of columns `4 * half ..
+    /// 4 * half + 4` of packed `qb4w` (block 32) tile `tile`, two column pairs,
+    /// for [`lanes_b32`]: per block `b` and pair `pi`, `wbuf[((b - b0) * 2 + pi)
+    /// * 2 + h]` holds the nibbles `h` (low, high) as bytes and
+    /// `sbuf[(b - b0) * 2 + pi]` the pair's scales as `f32`
+    /// (`[s(2p) × 4 | s(2p + 1) × 4]`, the layout of the float lanes).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `w` is `Qb4w { block: 32 }`, `tile < n.div_ceil(8)`,
+    /// `half < 2`, `b0 <= b1 <= kp / 32`; `wbuf` has room for `4 * (b1 - b0)`
+    /// vectors and `sbuf` for `2 * (b1 - b0)`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn unpack_half(
+        w: &PackedQd8,
+        tile: usize,
+        half: usize,
+        blocks: core::ops::Range<usize>,
+        wbuf: *mut __m256i,
+        sbuf: *mut __m256,
+    ) {
+        let src = w.data.as_ptr().add(tile * w.tile_bytes());
+        let nib = _mm256_set1_epi8(0x0f);
+        let bs = w.bscale.as_ptr().add(tile * (w.kp / 32) * NR);
+        let mut idx = [_mm256_setzero_si256(); 2];
+        for (pi, ix) in idx.iter_mut().enumerate() {
+            let e = (4 * half + 2 * pi) as i32;
+            *ix = _mm256_setr_epi32(e, e, e, e, e + 1, e + 1, e + 1, e + 1);
+        }
+        for (i, b) in blocks.enumerate() {
+            let sv = _mm_loadu_si128(bs.add(b * NR) as *const __m128i);
+            let s8 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(sv), 16));
+            for pi in 0..2 {
+                let v = _mm256_loadu_si256(src.add((b * 4 + 2 * half + pi) * 32) as *const __m256i);
+                let d = wbuf.add((i * 2 + pi) * 2);
+                _mm256_store_si256(d, _mm256_and_si256(v, nib));
+                _mm256_store_si256(d.add(1), _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+                _mm256_store_ps(
+                    sbuf.add(i * 2 + pi) as *mut f32,
+                    _mm256_permutevar8x32_ps(s8, idx[pi]),
+                );
+            }
+        }
+    }
+
+    /// Float lanes of rows `r0..r0 + MR` for both pairs of the half starting at
+    /// column `col0`: lane 0 of each column starts at `ksum · zp`, the others at
+    /// `0 · zp`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn init_lanes<const MR: usize>(
+        t: &TileArgs<'_>,
+        col0: usize,
+        r0: usize,
+    ) -> [[__m256; 2]; MR] {
+        let mut fo = [[_mm256_setzero_ps(); 2]; MR];
+        for (r, f) in fo.iter_mut().enumerate() {
+            let zp = _mm256_set1_ps(t.params[r0 + r].zero_point as f32);
+            for (pi, fp) in f.iter_mut().enumerate() {
+                let k0 = t.w.ksum_f[col0 + 2 * pi];
+                let k1 = t.w.ksum_f[col0 + 2 * pi + 1];
+                *fp = _mm256_mul_ps(_mm256_setr_ps(k0, 0.0, 0.0, 0.0, k1, 0.0, 0.0, 0.0), zp);
+            }
+        }
+        fo
+    }
+
+    /// Sums the lanes `(l0 + l1) + (l2 + l3)`, scales, adds the bias, clamps and
+    /// stores `ncols <= 4` columns from `col0` of rows `r0..r0 + MR` to `c`.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `c` has room for those rows (stride `ldc`) and
+    /// columns.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn store_rows<const MR: usize>(
+        t: &TileArgs<'_>,
+        fo: &[[__m256; 2]; MR],
+        col0: usize,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let bias = _mm_loadu_ps(t.w.bias.as_ptr().add(col0));
+        let vlo = _mm_set1_ps(t.lo);
+        let vhi = _mm_set1_ps(t.hi);
+        for (r, f) in fo.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            // [c0 (l0+l1), c0 (l2+l3), c2 .., c2 .. | c1 .., c1 .., c3 .., c3 ..]
+            let h = _mm256_hadd_ps(f[0], f[1]);
+            let h = _mm256_hadd_ps(h, h);
+            let s = _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            let v = _mm_add_ps(_mm_mul_ps(s, _mm_set1_ps(qp.inv_scale)), bias);
+            let v = _mm_min_ps(_mm_max_ps(v, vlo), vhi);
+            let dst = c.add((r0 + r) * ldc + col0);
+            if ncols == 4 {
+                _mm_storeu_ps(dst, v);
+            } else {
+                let mut o = [0.0f32; 4];
+                _mm_storeu_ps(o.as_mut_ptr(), v);
+                core::ptr::copy_nonoverlapping(o.as_ptr(), dst, ncols);
+            }
+        }
+    }
+
+    /// Adds blocks `b0..b0 + nb` (32 inputs each) of rows `r0..r0 + MR` times
+    /// the panel of [`unpack_half`] (which starts at block `b0`) into the float
+    /// lanes `fo`: per block the int32 lane sums (pairs of `maddubs` products
+    /// summed by `madd`), minus the row's zero-point correction, to float, one
+    /// FMA with the block scale, as [`tile`] does.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; the panel holds `nb` blocks; rows
+    /// `r0..r0 + MR` of `t.a` hold `row_len()` bytes.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn lanes_b32<const MR: usize>(
+        t: &TileArgs<'_>,
+        wbuf: *const __m256i,
+        sbuf: *const __m256,
+        r0: usize,
+        b0: usize,
+        nb: usize,
+        fo: &mut [[__m256; 2]; MR],
+    ) {
+        let kp = t.w.kp;
+        let ones = _mm256_set1_epi16(1);
+        for i in 0..nb {
+            let b = b0 + i;
+            for (r, f) in fo.iter_mut().enumerate() {
+                let ar = t.a.as_ptr().add((r0 + r) * t.lda + 32 * b);
+                let alo = _mm256_broadcastsi128_si256(_mm_loadu_si128(ar as *const __m128i));
+                let ahi =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(ar.add(16) as *const __m128i));
+                let corr = _mm256_loadu_si256(ar.add(kp) as *const __m256i);
+                for (pi, fp) in f.iter_mut().enumerate() {
+                    let wp = wbuf.add((i * 2 + pi) * 2);
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(_mm256_load_si256(wp), alo),
+                        _mm256_maddubs_epi16(_mm256_load_si256(wp.add(1)), ahi),
+                    );
+                    let v = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), corr);
+                    let sc = _mm256_load_ps(sbuf.add(i * 2 + pi) as *const f32);
+                    *fp = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, *fp);
+                }
+            }
+        }
+    }
+
+    /// [`lanes_b32`] for 4 rows with the block loop in assembly, so that the 8
+    /// float lanes, the pair's weights and the temporaries stay in the 16
+    /// registers (the compiled intrinsics spill them): the same instructions on
+    /// the same values.
+    ///
+    /// # Safety
+    /// As [`lanes_b32`]; `nb >= 1`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lanes4_b32(
+        t: &TileArgs<'_>,
+        wbuf: *const __m256i,
+        sbuf: *const __m256,
+        r0: usize,
+        b0: usize,
+        nb: usize,
+        fo: &mut [[__m256; 2]],
+    ) {
+        assert_eq!(fo.len(), 4, "lanes4_b32: 4 rows");
+        let kp = t.w.kp;
+        let lda = t.lda;
+        let base = t.a.as_ptr().add(r0 * lda + 32 * b0);
+        let [mut f00, mut f01] = fo[0];
+        let [mut f10, mut f11] = fo[1];
+        let [mut f20, mut f21] = fo[2];
+        let [mut f30, mut f31] = fo[3];
+        let ones = _mm256_set1_epi16(1);
+        // Per block: both pairs (`pair_rows!`), then the pointers move on.
+        core::arch::asm!(
+            "lea {a2}, [{a0} + 2*{lda}]",
+            "2:",
+            pair_rows!("{wp}", "{wp} + 32", "{sp}", "ymm0", "ymm2", "ymm4", "ymm6"),
+            pair_rows!("{wp} + 64", "{wp} + 96", "{sp} + 32", "ymm1", "ymm3", "ymm5", "ymm7"),
+            "add {a0}, 32",
+            "add {a1k}, 32",
+            "add {a2}, 32",
+            "add {wp}, 128",
+            "add {sp}, 64",
+            "dec {nb}",
+            "jnz 2b",
+            a0 = inout(reg) base => _,
+            a1k = inout(reg) base.add(lda + kp) => _,
+            a2 = out(reg) _,
+            lda = in(reg) lda,
+            kp = in(reg) kp,
+            wp = inout(reg) wbuf => _,
+            sp = inout(reg) sbuf => _,
+            nb = inout(reg) nb => _,
+            inout("ymm0") f00,
+            inout("ymm1") f01,
+            inout("ymm2") f10,
+            inout("ymm3") f11,
+            inout("ymm4") f20,
+            inout("ymm5") f21,
+            inout("ymm6") f30,
+            inout("ymm7") f31,
+            in("ymm8") ones,
+            out("ymm9") _,
+            out("ymm10") _,
+            out("ymm12") _,
+            out("ymm13") _,
+            out("ymm14") _,
+            out("ymm15") _,
+            options(nostack, readonly),
+        );
+        fo.copy_from_slice(&[[f00, f01], [f10, f11], [f20, f21], [f30, f31]]);
+    }
+}
+
+/// Rows from which `qb4w` (block 32) runs over unpacked weight panels.
+const PANEL_MIN_ROWS: usize = 8;
+/// Rows per register tile of the panel path.
+const PANEL_MR: usize = 4;
+/// Blocks (of 32 inputs) per panel: 12 KiB, kept in L1 while the rows pass.
+const PANEL_BLOCKS: usize = 64;
+/// Bytes of quantized rows the panel path keeps in cache (L2) per pass.
+const PANEL_ROW_BYTES: usize = 1024 * 1024;
+/// Most rows per pass (their float lanes wait on the stack between panels).
+const PANEL_MAX_ROWS: usize = 64;
+
+/// A 4-column weight panel as [`avx2::unpack_half`] writes it.
+#[cfg(target_arch = "x86_64")]
+#[repr(C, align(32))]
+struct Panel {
+    w: [u8; PANEL_BLOCKS * 128],
+    s: [f32; PANEL_BLOCKS * 16],
+}
+
+/// Tiles `tiles` × rows `rows` of a `qb4w` (block 32) GEMM over unpacked
+/// panels: rows in passes of at most `PANEL_MAX_ROWS` (about `PANEL_ROW_BYTES`
+/// of quantized rows); per pass, each 4-column half tile is unpacked
+/// `PANEL_BLOCKS` blocks at a time and multiplied with every row of the pass
+/// (the float lanes of the rows wait on the stack between the panels of one
+/// half tile, so the per-lane arithmetic and its order are unchanged).
+///
+/// # Safety
+/// AVX2 and FMA must be available; `w` is `Qb4w { block: 32 }`; the rows hold
+/// `row_len()` bytes each in `args.a`; `c` has room for the rows at stride
+/// `ldc` and `w.n` columns; no other thread writes these tiles and rows of `c`.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+unsafe fn panel_qb4w(
+    args: &TileArgs<'_>,
+    tiles: core::ops::Range<usize>,
+    rows: core::ops::Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+) {
+    use core::arch::x86_64::{__m256, __m256i};
+    let mut buf = core::mem::MaybeUninit::<Panel>::uninit();
+    let wbuf = core::ptr::addr_of_mut!((*buf.as_mut_ptr()).w) as *mut __m256i;
+    let sbuf = core::ptr::addr_of_mut!((*buf.as_mut_ptr()).s) as *mut __m256;
+    let mut lanes = [[[0.0f32; 8]; 2]; PANEL_MAX_ROWS];
+    let w = args.w;
+    let (n, nb) = (w.n, w.kp / 32);
+    let chunk = (PANEL_ROW_BYTES / args.lda.max(1))
+        .next_multiple_of(PANEL_MR)
+        .clamp(PANEL_MR, PANEL_MAX_ROWS);
+    let mut rc = rows.start;
+    while rc < rows.end {
+        let rend = (rc + chunk).min(rows.end);
+        for tile in tiles.clone() {
+            let t = TileArgs { tile, ..*args };
+            for half in 0..2 {
+                let col0 = tile * NR + 4 * half;
+                if col0 >= n {
+                    break;
+                }
+                let ncols = (n - col0).min(4);
+                let mut b0 = 0;
+                while b0 < nb {
+                    let b1 = (b0 + PANEL_BLOCKS).min(nb);
+                    avx2::unpack_half(w, tile, half, b0..b1, wbuf, sbuf);
+                    let mut r = rc;
+                    while r < rend {
+                        let mr = (rend - r).min(PANEL_MR);
+                        let st = &mut lanes[r - rc..r - rc + mr];
+                        let first = b0 == 0;
+                        let last = b1 == nb;
+                        let k = (b0, b1 - b0);
+                        match mr {
+                            4 => pass_rows::<4>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                            3 => pass_rows::<3>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                            2 => pass_rows::<2>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                            _ => pass_rows::<1>(
+                                &t, wbuf, sbuf, r, k, first, last, st, col0, c, ldc, ncols,
+                            ),
+                        }
+                        r += mr;
+                    }
+                    b0 = b1;
+                }
+            }
+        }
+        rc = rend;
+    }
+}
+
+/// One panel (blocks `k.0..k.0 + k.1`) times rows `r..r + MR`: the float lanes
+/// start from `init_lanes` (first panel) or `st`, and go to `c` (last panel) or
+/// back to `st`.
+///
+/// # Safety
+/// As [`panel_qb4w`]; the panel holds those blocks of the half tile at `col0`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pass_rows<const MR: usize>(
+    t: &TileArgs<'_>,
+    wbuf: *const core::arch::x86_64::__m256i,
+    sbuf: *const core::arch::x86_64::__m256,
+    r: usize,
+    k: (usize, usize),
+    first: bool,
+    last: bool,
+    st: &mut [[[f32; 8]; 2]],
+    col0: usize,
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+) {
+    use core::arch::x86_64::{_mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+    let mut fo = if first {
+        avx2::init_lanes::<MR>(t, col0, r)
+    } else {
+        let mut fo = [[_mm256_setzero_ps(); 2]; MR];
+        for (f, s) in fo.iter_mut().zip(st.iter()) {
+            for (v, x) in f.iter_mut().zip(s) {
+                *v = _mm256_loadu_ps(x.as_ptr());
+            }
+        }
+        fo
+    };
+    if MR == 4 {
+        avx2::lanes4_b32(t, wbuf, sbuf, r, k.0, k.1, &mut fo[..]);
+    } else {
+        avx2::lanes_b32::<MR>(t, wbuf, sbuf, r, k.0, k.1, &mut fo);
+    }
+    if last {
+        avx2::store_rows::<MR>(t, &fo, col0, r, c, ldc, ncols);
+    } else {
+        for (f, s) in fo.iter().zip(st.iter_mut()) {
+            for (v, x) in f.iter().zip(s.iter_mut()) {
+                _mm256_storeu_ps(x.as_mut_ptr(), *v);
+            }
+        }
+    }
 }
 
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
@@ -741,8 +1215,10 @@ pub fn qd8_gemm(
         return;
     }
     let (n, kp) = (w.n, w.kp);
+    // The kernels read each row's values and, for int4, its corrections after them.
+    let used = kp + 32 * w.row_blocks();
     assert!(
-        lda >= kp && a.len() >= (m - 1) * lda + kp,
+        lda >= used && a.len() >= (m - 1) * lda + used,
         "qd8_gemm: a too short"
     );
     assert!(params.len() >= m, "qd8_gemm: params too short");
@@ -771,11 +1247,33 @@ pub fn qd8_gemm(
     let tiles_per = ntiles.div_ceil(tchunks);
     let tchunks = ntiles.div_ceil(tiles_per);
     let kern = isa();
+    let panel = cfg!(target_arch = "x86_64")
+        && kern == Isa::Avx2Fma
+        && w.kind == (Qd8Kind::Qb4w { block: 32 })
+        && m >= PANEL_MIN_ROWS;
     let cp = SyncPtr(c.as_mut_ptr());
     let clen = c.len();
     parallel_for(tchunks * rblocks, |task| {
         let (tcix, rb) = (task % tchunks, task / tchunks);
         let (r_start, r_end) = (rb * rows_per, ((rb + 1) * rows_per).min(m));
+        #[cfg(target_arch = "x86_64")]
+        if panel {
+            let args = TileArgs {
+                w,
+                tile: 0,
+                a,
+                lda,
+                params,
+                lo,
+                hi,
+            };
+            let tiles = tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles);
+            // SAFETY: AVX2+FMA checked by the tier; qb4w with kp <= PANEL_KP checked
+            // above; rows r_start..r_end exist in `a` and `c` (asserted above); the
+            // tiles and rows of this task are disjoint from the other tasks'.
+            unsafe { panel_qb4w(&args, tiles, r_start..r_end, cp.get(), ldc) };
+            return;
+        }
         for tile in tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles) {
             let args = TileArgs {
                 w,

@@ -281,6 +281,63 @@ fn large_parallel_shapes() {
 }
 
 #[test]
+fn batched_block32_shapes() {
+    // The batched path (8 rows and more, block 32): row tiles of 4 plus 1..3
+    // remainder rows, partial 4-column halves, and K over several 64-block panels
+    // (lanes carried between panels).
+    let b32 = Qd8Kind::Qb4w { block: 32 };
+    let mut seed = 100;
+    for &(m, n, k) in &[
+        (8, 8, 32),
+        (9, 5, 64),
+        (10, 3, 96),
+        (11, 13, 2048),
+        (12, 1, 2080),
+        (17, 36, 4128),
+        (64, 20, 160),
+    ] {
+        for (clamp, bias) in [(false, true), (true, false)] {
+            seed += 1;
+            let p = make(b32, m, n, k, seed, clamp, bias);
+            check(
+                &p,
+                seed as usize % 3 * 16,
+                seed as usize % 2,
+                &format!("b32 {m}x{n}x{k}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn quantize_rows_matches_quantize_row() {
+    // Large enough to be split over the pool: same bytes and parameters as the
+    // row-by-row form, padding between rows untouched.
+    let (m, k) = (67, 1024);
+    let p = make(Qd8Kind::Qb4w { block: 32 }, m, 8, k, 9, false, false);
+    let packed = PackedQd8::new(p.kind, p.n, p.k, &p.w, &p.scales, None).unwrap();
+    let rl = packed.row_len();
+    let lda = rl + 7;
+    let mut want = vec![3i8; m * lda];
+    let mut want_p = vec![Qd8Params::default(); m];
+    for i in 0..m {
+        want_p[i] = packed.quantize_row(&p.x[i * k..(i + 1) * k], &mut want[i * lda..i * lda + rl]);
+    }
+    // (for_each_isa holds the lock that serializes the thread-count changes)
+    for_each_isa(|isa| {
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            let mut got = vec![3i8; m * lda];
+            let mut got_p = vec![Qd8Params::default(); m];
+            packed.quantize_rows(m, &p.x, &mut got, lda, &mut got_p);
+            assert_eq!(got, want, "{isa:?} threads {threads}");
+            assert_eq!(got_p, want_p, "{isa:?} threads {threads}");
+        }
+        set_num_threads(0);
+    });
+}
+
+#[test]
 fn quantize_row_properties() {
     let mut r = Rng::new(7);
     for len in [1usize, 5, 31, 100] {
@@ -342,7 +399,7 @@ fn bad_weights_are_errors() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
-    fn random_shapes(kind_i in 0usize..4, m in 1usize..9, n in 1usize..40, kb in 1usize..6, extra in 0usize..32,
+    fn random_shapes(kind_i in 0usize..4, m in 1usize..19, n in 1usize..40, kb in 1usize..6, extra in 0usize..32,
                      clamp: bool, bias: bool, seed: u64) {
         let kind = kinds()[kind_i];
         let k = match kind { Qd8Kind::Qb4w { block } => kb * block, _ => kb * 20 + extra };

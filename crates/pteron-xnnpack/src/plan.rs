@@ -1172,13 +1172,7 @@ fn run_qd8_fc(
             s.index, s.kind
         )));
     }
-    for ((row, q), p) in x[..m * k]
-        .chunks_exact(k)
-        .zip(qa.chunks_exact_mut(kp))
-        .zip(qp.iter_mut())
-    {
-        *p = packed.quantize_row(row, q);
-    }
+    packed.quantize_rows(m, x, qa, kp, qp);
     qd8_gemm(m, qa, kp, qp, packed, out, n, s.lo, s.hi);
     Ok(())
 }

@@ -57,6 +57,7 @@ fn execute_does_not_allocate() {
         "xnn_mobilenet_v2",
         "xnn_q8_cnn",
         "xnn_8da4w",
+        "xnn_8da4w_batch",
         "xnn_dynamic",
     ];
     for case in cases {

@@ -357,9 +357,7 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
     let mut qp = vec![Qd8Params::default(); m];
     let mut out = vec![0.0f32; m * n];
     let s = time(|| {
-        for i in 0..m {
-            qp[i] = packed.quantize_row(&x[i * k..(i + 1) * k], &mut qa[i * kp..(i + 1) * kp]);
-        }
+        packed.quantize_rows(m, &x, &mut qa, kp, &mut qp);
         qd8_gemm(
             m,
             &qa,
@@ -606,7 +604,30 @@ fn main() {
     bench_qd8("qd8 qb4w 1x2048x8192", b32, 1, 8192, 2048);
     bench_qd8("qd8 qb4w 1x8192x2048", b32, 1, 2048, 8192);
     bench_qd8("qd8 qb4w 64x2048x8192", b32, 64, 8192, 2048);
+    bench_qd8("qd8 qb4w 64x8192x2048", b32, 64, 2048, 8192);
+    bench_qd8("qd8 qb4w 8x2048x8192", b32, 8, 8192, 2048);
+    bench_qd8(
+        "qd8 qb4w 64x2048x8192 (group 128)",
+        Qd8Kind::Qb4w { block: 128 },
+        64,
+        8192,
+        2048,
+    );
     bench_qd8("qd8 qb4w 128x288x768", b32, 128, 768, 288);
+    bench_qd8(
+        "qd8 qb4w 128x768x288 (15M prefill ffn down)",
+        b32,
+        128,
+        288,
+        768,
+    );
+    bench_qd8(
+        "qd8 qb4w 128x288x32000 (15M prefill output)",
+        b32,
+        128,
+        32000,
+        288,
+    );
     bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
     bench_qd8("qd8 qc4w 64x2048x8192", Qd8Kind::Qc4w, 64, 8192, 2048);
     println!("-- Networks (conv + FC layers only; no adds/pools)");
