@@ -489,7 +489,17 @@ mod x86 {
                 }
             }
             let acc = [c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51];
-            store_clamped(&acc, c, ldc, mr, nr, lo, hi);
+            if mr == MR && nr == NR {
+                // Full tile: clamp and store straight from the registers (the general
+                // epilogue is not inlined and would spill the accumulators).
+                let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+                for (i, v) in acc.iter().enumerate() {
+                    let p = c.add((i / 2) * ldc + (i % 2) * 8);
+                    _mm256_storeu_ps(p, _mm256_min_ps(vhi, _mm256_max_ps(vlo, *v)));
+                }
+            } else {
+                store_clamped(&acc, c, ldc, mr, nr, lo, hi);
+            }
         }
     }
 
