@@ -135,13 +135,12 @@ pub fn clamp(x: &mut [f32], lo: f32, hi: f32) {
     if lo == f32::NEG_INFINITY && hi == f32::INFINITY {
         return;
     }
+    // Selects, not conditional stores, so that the loop vectorizes (the branchy form
+    // compiled to a scalar loop: 2 ns per element, e.g. 0.4 ms after each of
+    // resnet18's 56x56x64 residual adds).
     for v in x {
-        if *v < lo {
-            *v = lo;
-        }
-        if *v > hi {
-            *v = hi;
-        }
+        let t = if *v < lo { lo } else { *v };
+        *v = if t > hi { hi } else { t };
     }
 }
 
@@ -710,6 +709,36 @@ mod tests {
                         (b, h, w, c, k, s, d)
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn clamp_matches_sequential_ifs() {
+        let mut seed = 3u64;
+        let mut x = lcg(&mut seed, 1000);
+        x[5] = f32::NAN;
+        x[6] = f32::INFINITY;
+        x[7] = f32::NEG_INFINITY;
+        x[8] = -0.0;
+        for (lo, hi) in [
+            (0.0, f32::INFINITY),
+            (0.0, 6.0),
+            (-0.25, 0.5),
+            (f32::NEG_INFINITY, 0.1),
+            (0.5, -0.5),
+        ] {
+            let mut got = x.clone();
+            clamp(&mut got, lo, hi);
+            for (&g, &v) in got.iter().zip(&x) {
+                let mut e = v;
+                if e < lo {
+                    e = lo;
+                }
+                if e > hi {
+                    e = hi;
+                }
+                assert_eq!(g.to_bits(), e.to_bits(), "clamp({v}, {lo}, {hi})");
             }
         }
     }
