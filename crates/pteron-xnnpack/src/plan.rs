@@ -1738,6 +1738,8 @@ impl DelegateHandle for XnnDelegate {
                     Prep::Q8(_) => " int8",
                     Prep::Qd8Fc { .. } => " qd8",
                     Prep::ConvNhwc(_) => " nhwc",
+                    // Multiplier 1 runs pteron_linalg::nhwc::depthwise_nhwc.
+                    Prep::Dw { mult: 1, .. } => " nhwc",
                     _ => "",
                 };
                 let detail = match first {
