@@ -489,7 +489,17 @@ mod x86 {
                 }
             }
             let acc = [c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51];
-            store_clamped(&acc, c, ldc, mr, nr, lo, hi);
+            if mr == MR && nr == NR {
+                // Full tile: clamp and store straight from the registers (the general
+                // epilogue is not inlined and would spill the accumulators).
+                let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+                for (i, v) in acc.iter().enumerate() {
+                    let p = c.add((i / 2) * ldc + (i % 2) * 8);
+                    _mm256_storeu_ps(p, _mm256_min_ps(vhi, _mm256_max_ps(vlo, *v)));
+                }
+            } else {
+                store_clamped(&acc, c, ldc, mr, nr, lo, hi);
+            }
         }
     }
 
@@ -554,153 +564,155 @@ mod x86 {
         }
     }
 
-    /// A run of `npx` output pixels of a 3×3 depthwise convolution whose windows lie
-    /// inside the input: pixel `j`, tap `(ky, kx)` reads `input + j*ps + ky*rs + kx*cs`
-    /// (`(ps, rs, cs)` = pixel, kernel-row and kernel-column steps). Per 8-channel block
-    /// the nine weight vectors stay in registers and four pixels are in flight.
+    /// Geometry of an interior run of a `K`×`K` depthwise convolution, stride `S`,
+    /// dilation 1 (see [`dw_run`]).
+    pub(super) struct DwRun {
+        /// Input offset (floats) of tap `(ky0, 0)` of the run's first pixel.
+        pub input: *const f32,
+        /// Pixels in the run.
+        pub npx: usize,
+        /// Input row stride (`w*c` floats).
+        pub rs: usize,
+        /// Channels.
+        pub c: usize,
+        /// Valid kernel rows `ky0..ky1` (every column is valid).
+        pub ky: (usize, usize),
+        /// `[K*K, c]` weights, `c` bias.
+        pub weight: *const f32,
+        pub bias: *const f32,
+        /// `npx*c` outputs.
+        pub dst: *mut f32,
+        pub lo: f32,
+        pub hi: f32,
+    }
+
+    /// `f32_dwconv_KxK_sS__avx2_fma`: a run of output pixels of a depthwise convolution
+    /// whose kernel columns all lie inside the input: pixel `j`, tap `(ky, kx)` reads
+    /// `input + (ky-ky0)*rs + (j*S + kx)*c`. Groups of 4 pixels walk the channels in
+    /// 8-lane blocks; per kernel row the `3*S + K` input columns the group needs are
+    /// loaded once and feed every pixel that uses them (stride 1: 6 loads for 12 FMAs
+    /// at 3×3), so the inner loop is bound by FMAs, not loads, and the group's input
+    /// (kernel rows × columns × channels) is read as `K` contiguous streams.
     ///
     /// # Safety
-    /// AVX2+FMA; every such read of `c` floats is in bounds; `weight` holds 9*c floats,
-    /// `bias` c, `dst` npx*c.
+    /// AVX2+FMA; for every pixel, valid kernel row and column, the `c` floats at the
+    /// address above are readable; `weight` holds `K*K*c` floats, `bias` `c`, `dst`
+    /// `npx*c` writable.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn dw3x3_run(
-        input: *const f32,
-        npx: usize,
-        (ps, rs, cs): (usize, usize, usize),
-        weight: *const f32,
-        bias: *const f32,
-        dst: &mut [f32],
-        c: usize,
-        lo: f32,
-        hi: f32,
-    ) {
-        let d = dst.as_mut_ptr();
-        let vlo = _mm256_set1_ps(lo);
-        let vhi = _mm256_set1_ps(hi);
-        let offs = [
-            0,
-            cs,
-            2 * cs,
-            rs,
-            rs + cs,
-            rs + 2 * cs,
-            2 * rs,
-            2 * rs + cs,
-            2 * rs + 2 * cs,
-        ];
-        // Chunks of pixels small enough that their windows stay in L1 while every
-        // channel block passes over them.
-        const CHUNK: usize = 8;
-        let mut j0 = 0;
-        while j0 < npx {
-            let j1 = (j0 + CHUNK).min(npx);
-            let mut c0 = 0;
-            while c0 < c {
-                let n8 = (c - c0).min(8);
-                let blk = Dw3Block {
-                    input: input.wrapping_add(c0),
-                    ps,
-                    offs: &offs,
-                    weight: weight.wrapping_add(c0),
-                    c,
-                    bias: bias.wrapping_add(c0),
-                    dst: d.wrapping_add(c0),
-                    m: tail_mask(n8),
-                    vlo,
-                    vhi,
-                };
-                // SAFETY: channels c0..c0+n8 < c of the run's pixels and taps (contract).
-                unsafe {
-                    if n8 == 8 {
-                        dw3x3_block::<true>(&blk, j0, j1);
-                    } else {
-                        dw3x3_block::<false>(&blk, j0, j1);
-                    }
-                }
-                c0 += n8;
+    pub(super) unsafe fn dw_run<const K: usize, const S: usize>(r: &DwRun) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            // 8 pixels share more input columns (12 loads for 40 FMAs per kernel row at
+            // 5x5); at 3x3 (and on 7-wide maps) 4 measured faster.
+            if K == 5 && S == 1 {
+                dw_groups::<K, S, 8>(r)
+            } else {
+                dw_groups::<K, S, 4>(r)
             }
-            j0 = j1;
         }
     }
 
-    /// One 8-channel block of a `dw3x3_run` chunk (pointers already offset by the
-    /// block's first channel).
-    struct Dw3Block<'a> {
-        input: *const f32,
-        ps: usize,
-        offs: &'a [usize; 9],
-        weight: *const f32,
-        c: usize,
-        bias: *const f32,
-        dst: *mut f32,
-        m: __m256i,
-        vlo: __m256,
-        vhi: __m256,
-    }
-
-    /// Pixels `j0..j1` of one channel block; `FULL`: all 8 lanes live (else masked by
-    /// `b.m`).
+    /// The pixels of a [`dw_run`] in groups of `NP`, then one by one.
     ///
     /// # Safety
-    /// As for `dw3x3_run`, for the block's live lanes.
+    /// As for `dw_run`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn dw3x3_block<const FULL: bool>(b: &Dw3Block<'_>, j0: usize, j1: usize) {
+    unsafe fn dw_groups<const K: usize, const S: usize, const NP: usize>(r: &DwRun) {
+        let full = r.npx / NP * NP;
+        // SAFETY: each group covers pixels inside the run (contract).
+        unsafe {
+            let mut j = 0;
+            while j < full {
+                dw_group::<K, S, NP>(r, j);
+                j += NP;
+            }
+            while j < r.npx {
+                dw_group::<K, S, 1>(r, j);
+                j += 1;
+            }
+        }
+    }
+
+    /// Pixels `j..j+NP` of a [`dw_run`], all channels.
+    ///
+    /// # Safety
+    /// As for `dw_run`, with `j + NP <= npx`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw_group<const K: usize, const S: usize, const NP: usize>(r: &DwRun, j: usize) {
+        let c = r.c;
+        let vlo = _mm256_set1_ps(r.lo);
+        let vhi = _mm256_set1_ps(r.hi);
+        // SAFETY: all addresses are the contract's taps at channels < c; the channel
+        // tail is masked.
+        unsafe {
+            let x0 = r.input.add(j * S * c);
+            let d0 = r.dst.add(j * c);
+            let mut c0 = 0;
+            while c0 + 8 <= c {
+                let acc = dw_block::<K, S, NP, true>(r, x0.add(c0), c0, _mm256_setzero_si256());
+                for (p, a) in acc.iter().enumerate() {
+                    let v = _mm256_min_ps(vhi, _mm256_max_ps(vlo, *a));
+                    _mm256_storeu_ps(d0.add(p * c + c0), v);
+                }
+                c0 += 8;
+            }
+            if c0 < c {
+                let m = tail_mask(c - c0);
+                let acc = dw_block::<K, S, NP, false>(r, x0.add(c0), c0, m);
+                for (p, a) in acc.iter().enumerate() {
+                    let v = _mm256_min_ps(vhi, _mm256_max_ps(vlo, *a));
+                    _mm256_maskstore_ps(d0.add(p * c + c0), m, v);
+                }
+            }
+        }
+    }
+
+    /// One 8-channel block (channels `c0..`, lanes per `m` unless `FULL`) of `NP`
+    /// pixels starting at `x` (tap `(ky0, 0)` of the first pixel, channel `c0`).
+    ///
+    /// # Safety
+    /// As for `dw_group`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn dw_block<const K: usize, const S: usize, const NP: usize, const FULL: bool>(
+        r: &DwRun,
+        x: *const f32,
+        c0: usize,
+        m: __m256i,
+    ) -> [__m256; NP] {
+        let c = r.c;
         // SAFETY: forwarded contract; masked lanes are never touched.
         unsafe {
             let ld = |p: *const f32| {
                 if FULL {
                     _mm256_loadu_ps(p)
                 } else {
-                    _mm256_maskload_ps(p, b.m)
+                    _mm256_maskload_ps(p, m)
                 }
             };
-            let st = |p: *mut f32, v: __m256| {
-                let v = _mm256_min_ps(b.vhi, _mm256_max_ps(b.vlo, v));
-                if FULL {
-                    _mm256_storeu_ps(p, v)
-                } else {
-                    _mm256_maskstore_ps(p, b.m, v)
+            let mut acc = [ld(r.bias.add(c0)); NP];
+            let (ky0, ky1) = r.ky;
+            let mut row = x;
+            for ky in ky0..ky1 {
+                let wr = r.weight.add(ky * K * c + c0);
+                let mut wv = [_mm256_setzero_ps(); K];
+                for (kx, v) in wv.iter_mut().enumerate() {
+                    *v = ld(wr.add(kx * c));
                 }
-            };
-            let c = b.c;
-            let offs = b.offs;
-            let mut wv = [_mm256_setzero_ps(); 9];
-            for (t, v) in wv.iter_mut().enumerate() {
-                *v = ld(b.weight.add(t * c));
-            }
-            let bv = ld(b.bias);
-            let mut j = j0;
-            while j + 4 <= j1 {
-                let p0 = b.input.add(j * b.ps);
-                let p1 = p0.add(b.ps);
-                let p2 = p1.add(b.ps);
-                let p3 = p2.add(b.ps);
-                let (mut a0, mut a1, mut a2, mut a3) = (bv, bv, bv, bv);
-                for t in 0..9 {
-                    let o = offs[t];
-                    a0 = _mm256_fmadd_ps(ld(p0.add(o)), wv[t], a0);
-                    a1 = _mm256_fmadd_ps(ld(p1.add(o)), wv[t], a1);
-                    a2 = _mm256_fmadd_ps(ld(p2.add(o)), wv[t], a2);
-                    a3 = _mm256_fmadd_ps(ld(p3.add(o)), wv[t], a3);
+                // Input column q feeds pixel p through tap kx = q - p*S.
+                for q in 0..(NP - 1) * S + K {
+                    let xv = ld(row.add(q * c));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        if q >= p * S && q - p * S < K {
+                            *a = _mm256_fmadd_ps(xv, wv[q - p * S], *a);
+                        }
+                    }
                 }
-                let q = b.dst.add(j * c);
-                st(q, a0);
-                st(q.add(c), a1);
-                st(q.add(2 * c), a2);
-                st(q.add(3 * c), a3);
-                j += 4;
+                row = row.add(r.rs);
             }
-            while j < j1 {
-                let p0 = b.input.add(j * b.ps);
-                let mut a0 = bv;
-                for t in 0..9 {
-                    a0 = _mm256_fmadd_ps(ld(p0.add(offs[t])), wv[t], a0);
-                }
-                st(b.dst.add(j * c), a0);
-                j += 1;
-            }
+            acc
         }
     }
 
@@ -938,10 +950,11 @@ struct TapList {
 /// `taps` its valid taps as `(offset relative to first, tap index ky*kw + kx)`, every
 /// `first + rel + c <= input_len` (checked). Requires `kh*kw <= MAX_SEGS`.
 ///
-/// Before the pixels of a row whose kernel rows are all inside the input, `run(first,
-/// npx, dst)` is offered its interior run (pixels whose whole window is inside; `first`
-/// is the input offset of tap (0, 0) of the run's first pixel, every tap of every run
-/// pixel is in bounds, checked); if it returns true those pixels are skipped.
+/// Before the pixels of a row with at least one valid kernel row `ky0..ky1`,
+/// `run(first, npx, (ky0, ky1), dst)` is offered its interior run (pixels whose kernel
+/// columns are all inside the input; `first` is the input offset of tap (ky0, 0) of
+/// the run's first pixel, every valid tap of every run pixel is in bounds, checked);
+/// if it returns true those pixels are skipped.
 #[allow(clippy::too_many_arguments)]
 fn for_each_pixel<F, R>(
     input_len: usize,
@@ -955,7 +968,7 @@ fn for_each_pixel<F, R>(
     mut f: F,
 ) where
     F: FnMut(usize, &[(usize, usize)], &mut [f32]),
-    R: FnMut(usize, usize, &mut [f32]) -> bool,
+    R: FnMut(usize, usize, (usize, usize), &mut [f32]) -> bool,
 {
     let (sh, sw) = (win.stride.0.max(1), win.stride.1.max(1));
     let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
@@ -969,18 +982,24 @@ fn for_each_pixel<F, R>(
     for (ri, orow) in out.chunks_exact_mut(row_len).take(nrows).enumerate() {
         let (n, oy) = ((r0 + ri) / oh, (r0 + ri) % oh);
         let (ky0, ky1) = taps(oy, sh, dh, win.pad_top, win.kh, h);
-        // Interior run: pixels whose whole window lies inside the input.
+        // Interior run: pixels whose kernel columns all lie inside the input.
         let mut done = (0, 0);
         let span_w = (win.kw - 1) * dw;
-        if ky0 == 0 && ky1 == win.kh && win.pad_left + w > span_w {
+        if ky0 < ky1 && win.pad_left + w > span_w {
             let ox_lo = win.pad_left.div_ceil(sw);
             let ox_hi = (win.pad_left + w - span_w).div_ceil(sw).min(ow);
             if ox_lo < ox_hi {
-                let iy0 = oy * sh - win.pad_top;
+                let iy0 = oy * sh + ky0 * dh - win.pad_top;
                 let first = ((n * h + iy0) * w + ox_lo * sw - win.pad_left) * c;
-                let last = first + ((win.kh - 1) * dh * w + (ox_hi - 1 - ox_lo) * sw + span_w) * c;
+                let last =
+                    first + ((ky1 - 1 - ky0) * dh * w + (ox_hi - 1 - ox_lo) * sw + span_w) * c;
                 assert!(last + c <= input_len, "window run out of bounds");
-                if run(first, ox_hi - ox_lo, &mut orow[ox_lo * c..ox_hi * c]) {
+                if run(
+                    first,
+                    ox_hi - ox_lo,
+                    (ky0, ky1),
+                    &mut orow[ox_lo * c..ox_hi * c],
+                ) {
                     done = (ox_lo, ox_hi);
                 }
             }
@@ -1069,26 +1088,35 @@ pub fn depthwise_nhwc(
                 r0,
                 nrows,
                 out,
-                |first, npx, dst| {
-                    if win.kh != 3 || win.kw != 3 {
+                |first, npx, ky, dst| {
+                    let k = win.kh;
+                    if k != win.kw || (dh, dw) != (1, 1) || !matches!((k, sw), (3 | 5, 1 | 2)) {
                         return false;
                     }
+                    let r = x86::DwRun {
+                        input: input[first..].as_ptr(),
+                        npx,
+                        rs: w * c,
+                        c,
+                        ky,
+                        weight: weight.as_ptr(),
+                        bias: bias.as_ptr(),
+                        dst: dst.as_mut_ptr(),
+                        lo,
+                        hi,
+                    };
                     // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
-                    // all 9 taps of the `npx` run pixels lie inside `input` (steps below
-                    // are the ones it used); weight holds 9*c floats, bias >= c, and
+                    // every valid tap of the `npx` run pixels lies inside `input`, with
+                    // the steps dw_run uses (row w*c, pixel sw*c, column c: dilation
+                    // 1); weight holds k*k*c floats and bias >= c (asserted above);
                     // `dst` is exactly npx*c floats.
                     unsafe {
-                        x86::dw3x3_run(
-                            input.as_ptr().add(first),
-                            npx,
-                            (sw * c, dh * w * c, dw * c),
-                            weight.as_ptr(),
-                            bias.as_ptr(),
-                            dst,
-                            c,
-                            lo,
-                            hi,
-                        )
+                        match (k, sw) {
+                            (3, 1) => x86::dw_run::<3, 1>(&r),
+                            (3, _) => x86::dw_run::<3, 2>(&r),
+                            (_, 1) => x86::dw_run::<5, 1>(&r),
+                            _ => x86::dw_run::<5, 2>(&r),
+                        }
                     };
                     true
                 },
@@ -1213,7 +1241,7 @@ pub fn max_pool_nhwc(
                 r0,
                 nrows,
                 out,
-                |_, _, _| false,
+                |_, _, _, _| false,
                 |first, taps, dst| {
                     // SAFETY: AVX2 detected (isa()); `for_each_pixel` checked that every
                     // tap's `c` floats lie inside `input`; `dst` holds c floats.

@@ -356,6 +356,34 @@ fn nhwc_depthwise_and_pool_edge_shapes() {
             (1, 2, 1, 9),
             (-inf, inf),
         ),
+        // The K×K stride 1/2 run kernels (f32_dwconv_{3x3,5x5}_s{1,2}): rows of 4-pixel
+        // groups plus 1..3 leftover pixels, channel tails, clipped top/bottom rows,
+        // asymmetric and zero padding.
+        (
+            win((3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 6, 15, 17),
+            (0.0, 6.0),
+        ),
+        (
+            win((3, 3), (2, 2), (1, 1), (0, 1)),
+            (2, 9, 18, 24),
+            (-inf, inf),
+        ),
+        (
+            win((5, 5), (1, 1), (1, 1), (2, 2)),
+            (1, 7, 14, 9),
+            (-0.5, 0.5),
+        ),
+        (
+            win((5, 5), (2, 2), (1, 1), (2, 1)),
+            (1, 12, 21, 40),
+            (0.0, inf),
+        ),
+        (
+            win((3, 3), (1, 1), (1, 1), (0, 0)),
+            (1, 5, 13, 3),
+            (-inf, inf),
+        ),
     ];
     for_each_isa(|isa| {
         for (i, (wn, dims, clamp)) in cases.iter().enumerate() {
@@ -396,6 +424,26 @@ proptest! {
         let wn = win(k, s, d, pad);
         let oh = out_size(hw.0, k.0, s.0, pad.0, d.0) + extra.0;
         let ow = out_size(hw.1, k.1, s.1, pad.1, d.1) + extra.1;
+        let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
+        for_each_isa(|isa| {
+            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, &format!("{isa:?}"));
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    /// Square 3x3 / 5x5 windows with stride 1 or 2 and dilation 1 (the shapes that take
+    /// the vectorized run kernels), on rows wide enough for several pixel groups.
+    #[test]
+    fn nhwc_depthwise_run_random(
+        c in 1usize..40, k in prop::sample::select(vec![3usize, 5]), s in (1usize..3, 1usize..3),
+        pad in (0usize..3, 0usize..3), batch in 1usize..3, hw in (1usize..12, 1usize..24),
+        act in 0usize..3, seed: u64,
+    ) {
+        let wn = win((k, k), s, (1, 1), pad);
+        let oh = out_size(hw.0, k, s.0, pad.0, 1);
+        let ow = out_size(hw.1, k, s.1, pad.1, 1);
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
         for_each_isa(|isa| {
             check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, &format!("{isa:?}"));

@@ -135,13 +135,12 @@ pub fn clamp(x: &mut [f32], lo: f32, hi: f32) {
     if lo == f32::NEG_INFINITY && hi == f32::INFINITY {
         return;
     }
+    // Selects, not conditional stores, so that the loop vectorizes (the branchy form
+    // compiled to a scalar loop: 2 ns per element, e.g. 0.4 ms after each of
+    // resnet18's 56x56x64 residual adds).
     for v in x {
-        if *v < lo {
-            *v = lo;
-        }
-        if *v > hi {
-            *v = hi;
-        }
+        let t = if *v < lo { lo } else { *v };
+        *v = if t > hi { hi } else { t };
     }
 }
 
@@ -249,21 +248,32 @@ pub fn transpose(input: &[f32], id: &Dims, perm: &[usize], out: &mut [f32], od: 
         out[0] = input[0];
         return;
     }
+    // The last two output dimensions are copied as one 2-D block (an NCHW → NHWC
+    // input transpose has only 3 channels in the last one).
+    let (rows, row_st, lead) = if r >= 2 {
+        (od.get(r - 2), st[r - 2], r - 2)
+    } else {
+        (1, 0, 0)
+    };
     let inner = od.get(r - 1);
     let inner_st = st[r - 1];
+    let block = rows * inner;
     let mut idx = [0usize; 8];
     let mut o = 0;
     while o < numel {
         let mut base = 0;
-        for k in 0..r - 1 {
+        for k in 0..lead {
             base += idx[k] * st[k];
         }
-        for (j, v) in out[o..o + inner].iter_mut().enumerate() {
-            *v = input[base + j * inner_st];
+        for (i, orow) in out[o..o + block].chunks_exact_mut(inner).enumerate() {
+            let b = base + i * row_st;
+            for (j, v) in orow.iter_mut().enumerate() {
+                *v = input[b + j * inner_st];
+            }
         }
-        o += inner;
-        // increment outer index
-        let mut k = r - 1;
+        o += block;
+        // increment the leading index
+        let mut k = lead;
         while k > 0 {
             k -= 1;
             idx[k] += 1;
@@ -740,6 +750,82 @@ mod tests {
                         (b, h, w, c, k, s, d)
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn clamp_matches_sequential_ifs() {
+        let mut seed = 3u64;
+        let mut x = lcg(&mut seed, 1000);
+        x[5] = f32::NAN;
+        x[6] = f32::INFINITY;
+        x[7] = f32::NEG_INFINITY;
+        x[8] = -0.0;
+        for (lo, hi) in [
+            (0.0, f32::INFINITY),
+            (0.0, 6.0),
+            (-0.25, 0.5),
+            (f32::NEG_INFINITY, 0.1),
+            (0.5, -0.5),
+        ] {
+            let mut got = x.clone();
+            clamp(&mut got, lo, hi);
+            for (&g, &v) in got.iter().zip(&x) {
+                let mut e = v;
+                if e < lo {
+                    e = lo;
+                }
+                if e > hi {
+                    e = hi;
+                }
+                assert_eq!(g.to_bits(), e.to_bits(), "clamp({v}, {lo}, {hi})");
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_matches_index_oracle() {
+        // Every permutation of ranks 1..=4 on small odd shapes, plus the NCHW → NHWC
+        // input transpose of a 3-channel image.
+        fn perms(r: usize) -> Vec<Vec<usize>> {
+            if r == 0 {
+                return vec![vec![]];
+            }
+            let mut all = Vec::new();
+            for p in perms(r - 1) {
+                for pos in 0..r {
+                    let mut q = p.clone();
+                    q.insert(pos, r - 1);
+                    all.push(q);
+                }
+            }
+            all
+        }
+        let mut seed = 5u64;
+        let mut cases: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+        for shape in [vec![7], vec![3, 5], vec![2, 3, 4], vec![2, 3, 1, 5]] {
+            for p in perms(shape.len()) {
+                cases.push((shape.clone(), p));
+            }
+        }
+        cases.push((vec![1, 3, 6, 7], vec![0, 2, 3, 1]));
+        for (shape, perm) in cases {
+            let id = Dims::new(&shape).unwrap();
+            let oshape: Vec<usize> = perm.iter().map(|&k| shape[k]).collect();
+            let od = Dims::new(&oshape).unwrap();
+            let input = lcg(&mut seed, id.numel());
+            let mut got = vec![f32::NAN; od.numel()];
+            transpose(&input, &id, &perm, &mut got, &od);
+            // out[o] at output coordinates q reads input coordinates p[perm[k]] = q[k].
+            let is = strides(&id);
+            let os = strides(&od);
+            for (o, &g) in got.iter().enumerate() {
+                let mut src = 0;
+                for k in 0..oshape.len() {
+                    src += (o / os[k] % oshape[k]) * is[perm[k]];
+                }
+                assert_eq!(g, input[src], "{shape:?} perm {perm:?} at {o}");
             }
         }
     }

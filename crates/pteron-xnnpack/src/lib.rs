@@ -4,6 +4,7 @@
 //! (`XH00` header + `XN00`/`XN01` graph) with pteron-linalg kernels.
 #![forbid(unsafe_code)]
 
+mod bufplan;
 pub mod error;
 pub mod graph;
 mod kernels;

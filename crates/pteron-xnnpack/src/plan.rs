@@ -19,6 +19,7 @@ use pteron_runtime::{
     Value as RtValue,
 };
 
+use crate::bufplan;
 use crate::error::XnnError;
 use crate::graph::{self, BinOp, ConvParams, Datatype, Graph, Op, Quant, UnOp, Value};
 use crate::kernels;
@@ -92,6 +93,8 @@ struct Step {
     prep: Prep,
     /// A convert to `qdint8` whose every consumer quantizes on its own (`Prep::Qd8Fc`).
     skip: bool,
+    /// Value whose (dead) buffer this step's output takes over ([`bufplan`]).
+    borrow: Option<usize>,
 }
 
 /// Element type of an external argument.
@@ -126,6 +129,9 @@ struct Ext {
 pub struct XnnDelegate {
     steps: Vec<Step>,
     bufs: Vec<Vec<f32>>,
+    /// Elements planned per value (its buffer may be lent to or borrowed from another
+    /// value while a run is under way, see `Step::borrow`).
+    cap: Vec<usize>,
     shapes: Vec<Dims>,
     fq: Vec<Fq>,
     inputs: Vec<Ext>,
@@ -884,6 +890,7 @@ impl XnnDelegate {
                 filter_dims,
                 prep,
                 skip: false,
+                borrow: None,
             });
         }
         // Converts to qdint8 read only by integer qd8 steps are skipped; external
@@ -962,6 +969,41 @@ impl XnnDelegate {
             prepared += b.len() * 4;
             bufs.push(b);
         }
+        let cap: Vec<usize> = bufs.iter().map(Vec::len).collect();
+        {
+            // Share activation buffers: only values that plain f32 steps alone access.
+            let mut shareable: Vec<bool> = (0..nv)
+                .map(|v| cap[v] > 0 && g.values[v].data.is_none())
+                .collect();
+            for o in &outputs {
+                shareable[o.value] = false;
+            }
+            for st in &steps {
+                if st.skip || matches!(st.prep, Prep::Q8(_) | Prep::Qd8Fc { .. }) {
+                    for v in st.op.inputs() {
+                        shareable[v] = false;
+                    }
+                    shareable[st.op.out()] = false;
+                    if let Prep::Qd8Fc { src, .. } = &st.prep {
+                        shareable[*src] = false;
+                    }
+                }
+            }
+            let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.op.inputs()).collect();
+            let writes: Vec<Option<usize>> = steps
+                .iter()
+                .map(|s| (!s.skip).then(|| s.op.out()))
+                .collect();
+            let borrow = bufplan::plan(&reads, &writes, &cap, &shareable);
+            for (st, b) in steps.iter_mut().zip(borrow) {
+                if b.is_some() {
+                    let out = st.op.out();
+                    prepared -= bufs[out].len() * 4;
+                    bufs[out] = Vec::new();
+                }
+                st.borrow = b;
+            }
+        }
         let mut scratch_len = 0usize;
         for s in &steps {
             scratch_len = scratch_len.max(scratch_need(s, &shapes, &shapes[s.op.out()]));
@@ -998,6 +1040,7 @@ impl XnnDelegate {
         Ok(XnnDelegate {
             steps,
             bufs,
+            cap,
             shapes,
             fq,
             inputs,
@@ -1017,13 +1060,10 @@ impl XnnDelegate {
         for s in &self.steps {
             let od = infer_step(s, &self.shapes)?;
             let out = s.op.out();
-            if !s.skip && od.numel() > self.bufs[out].len() {
+            if !s.skip && od.numel() > self.cap[out] {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}) output {:?} exceeds the {} elements planned at init",
-                    s.index,
-                    s.kind,
-                    od,
-                    self.bufs[out].len()
+                    s.index, s.kind, od, self.cap[out]
                 )));
             }
             if scratch_need(s, &self.shapes, &od) > self.scratch.len() {
@@ -1035,6 +1075,42 @@ impl XnnDelegate {
             self.shapes[out] = od;
         }
         Ok(())
+    }
+
+    /// Swaps step `si`'s output slot with the slot whose buffer it borrows (before the
+    /// step runs, and again in reverse step order after the run to put buffers home).
+    fn swap_borrowed(&mut self, si: usize) {
+        let s = &self.steps[si];
+        if let Some(d) = s.borrow {
+            self.bufs.swap(d, s.op.out());
+        }
+    }
+
+    /// Runs the steps in order; whatever happens, every borrowed buffer is back home
+    /// afterwards.
+    fn run_steps(&mut self) -> Result<(), XnnError> {
+        let mut res = Ok(());
+        let mut ran = 0;
+        while ran < self.steps.len() && res.is_ok() {
+            self.swap_borrowed(ran);
+            res = if self.profile.is_some() {
+                let t0 = std::time::Instant::now();
+                let r = self.run_step(ran);
+                let dt = t0.elapsed().as_nanos() as u64;
+                if let Some(e) = self.profile.as_mut().and_then(|p| p.get_mut(ran)) {
+                    e.0 += dt;
+                    e.1 += 1;
+                }
+                r
+            } else {
+                self.run_step(ran)
+            };
+            ran += 1;
+        }
+        for si in (0..ran).rev() {
+            self.swap_borrowed(si);
+        }
+        res
     }
 
     fn run_step(&mut self, si: usize) -> Result<(), XnnError> {
@@ -1739,21 +1815,7 @@ impl DelegateHandle for XnnDelegate {
             }
         }
         // 3. The plan.
-        if self.profile.is_some() {
-            for si in 0..self.steps.len() {
-                let t0 = std::time::Instant::now();
-                self.run_step(si)?;
-                let dt = t0.elapsed().as_nanos() as u64;
-                if let Some(e) = self.profile.as_mut().and_then(|p| p.get_mut(si)) {
-                    e.0 += dt;
-                    e.1 += 1;
-                }
-            }
-        } else {
-            for si in 0..self.steps.len() {
-                self.run_step(si)?;
-            }
-        }
+        self.run_steps()?;
         // 4. Results.
         for (k, e) in self.outputs.iter().enumerate() {
             let Some(t) = outs[k].as_mut() else { continue };
@@ -1813,6 +1875,8 @@ impl DelegateHandle for XnnDelegate {
                     Prep::Q8(_) => " int8",
                     Prep::Qd8Fc { .. } => " qd8",
                     Prep::ConvNhwc(_) => " nhwc",
+                    // Multiplier 1 runs pteron_linalg::nhwc::depthwise_nhwc.
+                    Prep::Dw { mult: 1, .. } => " nhwc",
                     _ => "",
                 };
                 let detail = match first {

@@ -178,22 +178,23 @@ fn bench_nhwc(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usi
     report(name, 2.0 * (o * o * out_c * k * k * in_c) as f64, t);
 }
 
-/// NHWC depthwise 3x3 (pad 1) and max pool 3x3/2 (pad 1) on `c` channels.
-fn bench_nhwc_window(c: usize, hw: usize, s: usize) {
+/// NHWC depthwise `k`x`k` (pad k/2) and, for k = 3, max pool 3x3 (pad 1) on `c`
+/// channels.
+fn bench_nhwc_window(k: usize, c: usize, hw: usize, s: usize) {
     let win = Window {
-        kh: 3,
-        kw: 3,
+        kh: k,
+        kw: k,
         stride: (s, s),
         dilation: (1, 1),
-        pad_top: 1,
-        pad_left: 1,
+        pad_top: k / 2,
+        pad_left: k / 2,
     };
     let o = (hw - 1) / s + 1;
     let x = fill(hw * hw * c, 3);
-    let wt = fill(9 * c, 4);
+    let wt = fill(k * k * c, 4);
     let bias = fill(c, 5);
     let mut out = vec![0.0; o * o * c];
-    let name = format!("dwconv_nhwc 3x3/{s} {c} @{hw}");
+    let name = format!("dwconv_nhwc {k}x{k}/{s} {c} @{hw}");
     if selected(&name) {
         let t = time(|| {
             depthwise_nhwc(
@@ -208,10 +209,10 @@ fn bench_nhwc_window(c: usize, hw: usize, s: usize) {
             );
             black_box(&out);
         });
-        report(&name, 2.0 * (o * o * c * 9) as f64, t);
+        report(&name, 2.0 * (o * o * c * k * k) as f64, t);
     }
     let name = format!("maxpool_nhwc 3x3/{s} {c} @{hw}");
-    if selected(&name) {
+    if k == 3 && selected(&name) {
         let t = time(|| {
             max_pool_nhwc(
                 &x,
@@ -561,11 +562,13 @@ fn main() {
     bench_nhwc("conv_nhwc 3x3 128->128 @28", 128, 28, 128, 3, 1);
     bench_nhwc("conv_nhwc 3x3 256->256 @14", 256, 14, 256, 3, 1);
     bench_nhwc("conv_nhwc 3x3 512->512 @7", 512, 7, 512, 3, 1);
-    bench_nhwc_window(32, 112, 1);
-    bench_nhwc_window(96, 112, 2);
-    bench_nhwc_window(144, 56, 1);
-    bench_nhwc_window(960, 7, 1);
-    bench_nhwc_window(64, 112, 2);
+    bench_nhwc_window(3, 32, 112, 1);
+    bench_nhwc_window(3, 96, 112, 2);
+    bench_nhwc_window(3, 144, 56, 1);
+    bench_nhwc_window(3, 960, 7, 1);
+    bench_nhwc_window(3, 64, 112, 2);
+    bench_nhwc_window(5, 240, 28, 1);
+    bench_nhwc_window(5, 144, 56, 2);
     println!("-- Pooling");
     let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
     pp.padding = (1, 1);
