@@ -29,7 +29,8 @@
 //! * Int8 ([`qgemm`] with [`PackedQs8`], [`qconv2d_nhwc`], [`qdwconv_nhwc`] with
 //!   [`PackedQDw`]): int8 × int8 → int32 with fused per-channel fp32 requantization
 //!   to `qs8`/`qu8` ([`requantize`], XNNPACK's `qs8_qc8w` semantics); AVX2
-//!   `vpmaddwd` kernels and bit-identical scalar ones.
+//!   `vpmaddwd` kernels, AVX-512 VNNI `vpdpbusd` GEMM kernels ([`avx512_vnni`]) and
+//!   bit-identical scalar ones.
 //! * [`parallel_for`]: a persistent, allocation-free scoped thread pool.
 //! * [`reference`]: naive, obviously-correct versions of everything, used as test oracles.
 //!
@@ -59,7 +60,7 @@ pub use conv::{
     conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError,
 };
 pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
-pub use isa::{isa, set_isa_cap, supported_isas, Isa};
+pub use isa::{avx512_vnni, isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
 pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};

@@ -18,8 +18,15 @@
 //! activations with 8 columns and adds the two products exactly into int32. A row
 //! block of [`QMR`] activation rows is widened per task to `i16` rows. The
 //! scalar kernel uses the same packing and gives bit-identical results.
+//!
+//! On CPUs with AVX-512 VNNI ([`crate::avx512_vnni`]) the weights are also packed
+//! as int8 (`ceil(k/4)` groups of 16 columns × 4 k-consecutive bytes per panel)
+//! for `vpdpbusd` (unsigned × signed bytes, four products summed exactly into
+//! int32). Signed activations are made unsigned by flipping the sign bit (`a + 128`)
+//! and the bias absorbs it (`bias[j] - (izp + 128) · Σ_k w[j][k]`), so the int32
+//! accumulators are the same as on the other paths.
 
-use crate::isa::{isa, Isa};
+use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
 use crate::qconv::QConvGeom;
 use crate::util::with_scratch;
@@ -28,6 +35,8 @@ use crate::util::with_scratch;
 pub const QNR: usize = 16;
 /// Rows per micro-tile.
 pub const QMR: usize = 6;
+/// Rows per AVX-512 VNNI micro-tile.
+const VMR: usize = 8;
 
 /// Output quantization of a requantizing kernel: zero point and the clamp range
 /// (already intersected with the output type's range).
@@ -104,6 +113,13 @@ pub struct PackedQs8 {
     scale: Vec<f32>,
     out: QOut,
     a_unsigned: bool,
+    /// `ceil(k/4)`: k groups of the VNNI layout.
+    kq: usize,
+    /// VNNI layout (empty unless the CPU has AVX-512 VNNI): `ceil(n/QNR)` panels
+    /// of `kq * QNR * 4` bytes (`[group][col][4]`).
+    w4: Vec<i8>,
+    /// Bias folded for activations read as unsigned (`izp + 128` for `qs8`).
+    bias4: Vec<i32>,
 }
 
 impl PackedQs8 {
@@ -133,6 +149,16 @@ impl PackedQs8 {
         let mut pw = vec![0i16; panels * kp * QNR * 2];
         let mut pb = vec![0i32; panels * QNR];
         let mut ps = vec![0f32; panels * QNR];
+        let vnni = crate::isa::vnni_detected();
+        let kq = k.div_ceil(4);
+        let mut w4 = vec![0i8; if vnni { panels * kq * QNR * 4 } else { 0 }];
+        let mut pb4 = vec![0i32; if vnni { panels * QNR } else { 0 }];
+        // Zero point of the activations as the VNNI kernel reads them (unsigned).
+        let izp4 = if a_unsigned {
+            input_zero_point
+        } else {
+            input_zero_point.wrapping_add(128)
+        };
         for j in 0..n {
             let row = &w[j * ldw..j * ldw + k];
             let (p, c) = (j / QNR, j % QNR);
@@ -144,6 +170,13 @@ impl PackedQs8 {
             }
             let b = bias.map_or(0, |b| b[j]);
             pb[j] = b.wrapping_sub(ksum.wrapping_mul(input_zero_point));
+            if vnni {
+                let base4 = p * kq * QNR * 4;
+                for (kk, &v) in row.iter().enumerate() {
+                    w4[base4 + (kk / 4) * QNR * 4 + c * 4 + (kk & 3)] = v;
+                }
+                pb4[j] = b.wrapping_sub(ksum.wrapping_mul(izp4));
+            }
             ps[j] = if scales.len() == 1 {
                 scales[0]
             } else {
@@ -159,6 +192,9 @@ impl PackedQs8 {
             scale: ps,
             out,
             a_unsigned,
+            kq,
+            w4,
+            bias4: pb4,
         }
     }
 
@@ -174,7 +210,9 @@ impl PackedQs8 {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.w.len() * 2 + self.bias.len() * 4 + self.scale.len() * 4
+        self.w.len() * 2
+            + self.w4.len()
+            + (self.bias.len() + self.bias4.len() + self.scale.len()) * 4
     }
 
     /// Output quantization.
@@ -234,28 +272,47 @@ fn widen(dst: &mut [i16], src: &[u8], unsigned: bool) {
     }
 }
 
-/// Packs rows `r0..r0+rows` (≤ QMR) of A into `dst` as `QMR` rows of `2·kp` i16
-/// (sign- or zero-extended; the odd k tail and missing rows are zero). Row `r`'s
-/// k-pair `p` is the u32 at i16 offset `r·2kp + 2p`.
-fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [i16]) {
-    let kp2 = k.div_ceil(2) * 2;
-    if kp2 == 0 {
+/// Copies bytes with `flip` xor-ed in (`0x80` turns `qs8` into `qs8 + 128` as `u8`).
+#[inline(always)]
+fn flip_copy(dst: &mut [u8], src: &[u8], flip: u8) {
+    for (d, &b) in dst.iter_mut().zip(src) {
+        *d = b ^ flip;
+    }
+}
+
+/// Packs rows `r0..r0+rows` (≤ `mr`) of A into `dst` as `mr` rows of `len ≥ k`
+/// elements, each run of bytes converted by `conv`: padding taps of a convolution
+/// hold the converted pad byte, the k tail and missing rows are zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_a<T: Copy + Default>(
+    src: ASrc<'_>,
+    r0: usize,
+    rows: usize,
+    mr: usize,
+    k: usize,
+    len: usize,
+    dst: &mut [T],
+    conv: impl Fn(&mut [T], &[u8]),
+) {
+    if len == 0 {
         return;
     }
-    let dst = &mut dst[..QMR * kp2];
-    for (r, drow) in dst.chunks_exact_mut(kp2).enumerate() {
+    let dst = &mut dst[..mr * len];
+    for (r, drow) in dst.chunks_exact_mut(len).enumerate() {
         if r >= rows {
-            drow.fill(0);
+            drow.fill(T::default());
             continue;
         }
         let row = r0 + r;
         match src {
-            ASrc::Dense { a, lda } => widen(drow, &a[row * lda..row * lda + k], unsigned),
+            ASrc::Dense { a, lda } => conv(&mut drow[..k], &a[row * lda..row * lda + k]),
             ASrc::Conv { g, x, c0, cg, pad } => {
                 let n = row / (g.out_h * g.out_w);
                 let oy = (row / g.out_w) % g.out_h;
                 let ox = row % g.out_w;
-                let padv = qval(pad, unsigned) as i16;
+                let mut padv = [T::default()];
+                conv(&mut padv, &[pad]);
+                let padv = padv[0];
                 let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
                 let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
                 let seg_len = g.kw * cg;
@@ -273,7 +330,7 @@ fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: 
                     let base = (n * g.in_h + iy as usize) * g.in_w;
                     if contiguous {
                         let s = (base + ix0 as usize) * g.in_c;
-                        widen(seg, &x[s..s + seg_len], unsigned);
+                        conv(seg, &x[s..s + seg_len]);
                         continue;
                     }
                     for (kx, d) in seg.chunks_exact_mut(cg).enumerate() {
@@ -282,13 +339,13 @@ fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: 
                             d.fill(padv);
                         } else {
                             let s = (base + ix as usize) * g.in_c + c0;
-                            widen(d, &x[s..s + cg], unsigned);
+                            conv(d, &x[s..s + cg]);
                         }
                     }
                 }
             }
         }
-        drow[k..].fill(0);
+        drow[k..].fill(T::default());
     }
 }
 
@@ -407,6 +464,111 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{QOut, QNR, VMR};
+    use core::arch::x86_64::*;
+
+    /// `qs8_qc8w_gemm_{1..8}x{16,32}c4__avx512vnni`: `rows ≤ VMR` rows times
+    /// `np ∈ {1, 2}` panels (`cols` valid columns in them).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `a` holds `rows` rows of `4·kq`
+    /// bytes at stride `lda`; `b` holds `np` panels of `kq · QNR · 4` bytes at
+    /// stride `bstride`; `bias`/`scale` hold `np · QNR` values; `c` is valid for
+    /// `rows` rows of `cols` bytes at stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile(
+        np: usize,
+        kq: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const i8,
+        bstride: usize,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        macro_rules! go {
+            ($($mr:literal)*) => {
+                match (np, rows) {
+                    $((1, $mr) => tile_n::<1, $mr>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr) => tile_n::<2, $mr>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),)*
+                    _ => unreachable!("rows ≤ VMR"),
+                }
+            };
+        }
+        debug_assert!(rows <= VMR);
+        go!(1 2 3 4 5 6 7 8)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_n<const NP: usize, const MR: usize>(
+        kq: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const i8,
+        bstride: usize,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        for j in 0..NP {
+            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
+            for accr in acc.iter_mut() {
+                accr[j] = bj;
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kq {
+            let mut bv = [_mm512_setzero_si512(); NP];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(bp.add(j * bstride) as *const _);
+            }
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_epi32((ap.add(r * lda) as *const i32).read_unaligned());
+                for (j, v) in bv.iter().enumerate() {
+                    // u8 × i8, four products summed exactly into each i32 lane.
+                    accr[j] = _mm512_dpbusd_epi32(accr[j], av, *v);
+                }
+            }
+            ap = ap.add(4);
+            bp = bp.add(QNR * 4);
+        }
+        let (lo, hi) = q.fbounds();
+        let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let vzp = _mm512_set1_epi32(q.zero_point);
+        for j in 0..NP {
+            let cj = cols.saturating_sub(QNR * j).min(QNR);
+            if cj == 0 {
+                continue;
+            }
+            let mask = (((1u32 << cj) - 1) & 0xFFFF) as __mmask16;
+            let s = _mm512_loadu_ps(scale.add(QNR * j));
+            for (r, accr) in acc.iter().enumerate() {
+                let f = _mm512_mul_ps(_mm512_cvtepi32_ps(accr[j]), s);
+                let f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+                // Round to nearest even (the default MXCSR mode) and re-centre;
+                // values are within [-128, 255], so truncating to bytes is exact.
+                let i = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
+                let bytes = _mm512_cvtepi32_epi8(i);
+                _mm_mask_storeu_epi8(c.add(r * ldc + QNR * j) as *mut i8, mask, bytes);
+            }
+        }
+    }
+}
+
 /// `c[i * ldc + j] = requantize(Σ_k (a[i][k] - izp) · w[j][k] + bias[j])` for an
 /// `m × n` output of bytes, parallel over row blocks (and column panels when
 /// there are few rows).
@@ -441,8 +603,148 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     }
     assert!(c.len() >= (m - 1) * ldc + n, "qgemm: c too short");
     assert!(ldc >= n, "qgemm: strides");
+    let cp = SyncU8(c.as_mut_ptr());
+    let clen = c.len();
+    // The output tile of row block `mb` (of `mr` rows) and columns `c0..c0+cols`:
+    // (offset in c, rows); asserts that it lies inside `c`.
+    let tile_at = |mb: usize, mr: usize, c0: usize, cols: usize| {
+        let r0 = mb * mr;
+        let rows = (m - r0).min(mr);
+        let off = r0 * ldc + c0;
+        assert!(off + (rows - 1) * ldc + cols <= clen);
+        (off, rows)
+    };
+    #[cfg(target_arch = "x86_64")]
+    if avx512_vnni() && !b.w4.is_empty() {
+        let flip = if b.a_unsigned { 0 } else { 0x80 };
+        let len = b.kq * 4;
+        let bstride = b.kq * QNR * 4;
+        drive::<u8>(
+            m,
+            b,
+            VMR,
+            len,
+            &|r0, rows, dst| {
+                pack_a(src, r0, rows, VMR, k, len, dst, |d, s| flip_copy(d, s, flip))
+            },
+            &|apack, mb, p0, p1| {
+                let mut p = p0;
+                while p < p1 {
+                    let np = (p1 - p).min(2);
+                    let c0 = p * QNR;
+                    let cols = (n - c0).min(np * QNR);
+                    let (off, rows) = tile_at(mb, VMR, c0, cols);
+                    // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); `apack`
+                    // holds VMR rows of `len` bytes; panels p..p+np of `w4` (bstride
+                    // bytes each), bias4 and scale (QNR per panel) are in bounds; the
+                    // rows × cols tile at `off` lies inside `c` (asserted by tile_at)
+                    // and belongs to this task only.
+                    unsafe {
+                        vnni::tile(
+                            np,
+                            b.kq,
+                            apack.as_ptr(),
+                            len,
+                            b.w4.as_ptr().add(p * bstride),
+                            bstride,
+                            b.bias4.as_ptr().add(c0),
+                            b.scale.as_ptr().add(c0),
+                            b.out,
+                            cp.get().add(off),
+                            ldc,
+                            rows,
+                            cols,
+                        )
+                    }
+                    p += np;
+                }
+            },
+        );
+        return;
+    }
     let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64");
-    let mblocks = m.div_ceil(QMR);
+    let kp = b.kp;
+    let len = 2 * kp;
+    let unsigned = b.a_unsigned;
+    drive::<i16>(
+        m,
+        b,
+        QMR,
+        len,
+        &|r0, rows, dst| pack_a(src, r0, rows, QMR, k, len, dst, |d, s| widen(d, s, unsigned)),
+        &|apack, mb, p0, p1| {
+            for p in p0..p1 {
+                let c0 = p * QNR;
+                let cols = (n - c0).min(QNR);
+                let (off, rows) = tile_at(mb, QMR, c0, cols);
+                let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
+                let bias = &b.bias[c0..c0 + QNR];
+                let scale = &b.scale[c0..c0 + QNR];
+                #[cfg(target_arch = "x86_64")]
+                if use_avx2 {
+                    // SAFETY: AVX2 was detected (isa()); `apack` holds QMR rows of 2kp
+                    // i16 and the packed B/bias/scale slices have the lengths the
+                    // kernel reads; the tile (rows × cols at stride ldc from `off`)
+                    // lies inside `c` (asserted by tile_at), and tasks own disjoint
+                    // (row block, panel) tiles.
+                    unsafe {
+                        avx2::kernel(
+                            kp,
+                            apack.as_ptr(),
+                            bw.as_ptr(),
+                            bias.as_ptr(),
+                            scale.as_ptr(),
+                            b.out,
+                            cp.get().add(off),
+                            ldc,
+                            rows,
+                            cols,
+                        )
+                    }
+                    continue;
+                }
+                let _ = use_avx2;
+                let t = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
+                for (r, trow) in t.iter().enumerate().take(rows) {
+                    // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside
+                    // `c` (asserted by tile_at) and belongs to this task only.
+                    let dst =
+                        unsafe { core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols) };
+                    dst.copy_from_slice(&trow[..cols]);
+                }
+            }
+        },
+    );
+}
+
+/// Views this thread's f32 scratch as `len` elements of `T` (an integer type of
+/// alignment ≤ 4).
+fn with_scratch_as<T: Copy, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let sz = core::mem::size_of::<T>();
+    assert!(sz <= 4 && 4 % core::mem::align_of::<T>() == 0);
+    with_scratch((len * sz).div_ceil(4), |s| {
+        // SAFETY: the scratch (exclusively ours in this closure, initialised) holds
+        // at least len·size_of::<T>() bytes; T is a plain integer type whose
+        // alignment divides f32's, and every bit pattern is a valid T.
+        let v: &mut [T] = unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut T, len) };
+        f(v)
+    })
+}
+
+/// Splits a GEMM into tasks: row blocks of `mr` rows packed by `pack(r0, rows,
+/// dst)` into `mr · len` elements, and `tile(apack, mb, p0, p1)` computing row
+/// block `mb` for panels `p0..p1`.
+#[allow(clippy::type_complexity)]
+fn drive<T: Copy + Default + Sync>(
+    m: usize,
+    b: &PackedQs8,
+    mr: usize,
+    len: usize,
+    pack: &(dyn Fn(usize, usize, &mut [T]) + Sync),
+    tile: &(dyn Fn(&[T], usize, usize, usize) + Sync),
+) {
+    let (n, k) = (b.n, b.k);
+    let mblocks = m.div_ceil(mr);
     let panels = n.div_ceil(QNR);
     let threads = num_threads();
     let work = m * n * k.max(1);
@@ -451,72 +753,23 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     } else {
         threads * 4
     };
-    let cp = SyncU8(c.as_mut_ptr());
-    let clen = c.len();
-    let kp = b.kp;
-    let kp2 = 2 * kp;
-    // One QMR × QNR tile from packed rows `apack` (QMR rows of 2kp i16).
-    let tile = |apack: &[i16], mb: usize, p: usize| {
-        let r0 = mb * QMR;
-        let rows = (m - r0).min(QMR);
-        let c0 = p * QNR;
-        let cols = (n - c0).min(QNR);
-        let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
-        let bias = &b.bias[c0..c0 + QNR];
-        let scale = &b.scale[c0..c0 + QNR];
-        let off = r0 * ldc + c0;
-        assert!(off + (rows - 1) * ldc + cols <= clen);
-        #[cfg(target_arch = "x86_64")]
-        if use_avx2 {
-            // SAFETY: AVX2 was detected (isa()); `apack` holds QMR rows of 2kp i16
-            // and the packed B/bias/scale slices have the lengths the kernel reads;
-            // the tile (rows × cols at stride ldc from `off`) lies inside `c`
-            // (asserted above), and tasks own disjoint (row block, panel) tiles.
-            unsafe {
-                avx2::kernel(
-                    kp,
-                    apack.as_ptr(),
-                    bw.as_ptr(),
-                    bias.as_ptr(),
-                    scale.as_ptr(),
-                    b.out,
-                    cp.get().add(off),
-                    ldc,
-                    rows,
-                    cols,
-                )
-            }
-            return;
-        }
-        let _ = use_avx2;
-        let t = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
-        for (r, trow) in t.iter().enumerate().take(rows) {
-            // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside `c`
-            // (asserted above) and belongs to this task only.
-            let dst = unsafe { core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols) };
-            dst.copy_from_slice(&trow[..cols]);
-        }
-    };
-    if b.w.len() * 2 > B_CACHE_BYTES && mblocks > 1 && kp > 0 {
+    let blk = mr * len;
+    let wbytes = b.w.len() * 2;
+    if wbytes > B_CACHE_BYTES && mblocks > 1 && len > 0 {
         // Panel-outer: pack all of A once, then each task keeps its panels hot.
-        with_scratch(mblocks * QMR * kp, |s| {
-            // SAFETY: the scratch (mblocks·QMR·kp f32, exclusively ours in this
-            // closure) is viewed as twice as many i16, whose alignment is smaller.
-            let apack: &mut [i16] =
-                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
-            for (mb, blk) in apack.chunks_exact_mut(QMR * kp2).enumerate() {
-                let r0 = mb * QMR;
-                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, blk);
+        with_scratch_as::<T, ()>(mblocks * blk, |apack| {
+            for (mb, dst) in apack.chunks_exact_mut(blk).enumerate() {
+                let r0 = mb * mr;
+                pack(r0, (m - r0).min(mr), dst);
             }
-            let apack: &[i16] = apack;
+            let apack: &[T] = apack;
             let (pc, pper) = chunks(panels, target);
             let (rc, rper) = chunks(mblocks, target.div_ceil(pc));
             parallel_for(pc * rc, |t| {
                 let (pi, ri) = (t / rc, t % rc);
-                for p in pi * pper..((pi + 1) * pper).min(panels) {
-                    for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
-                        tile(&apack[mb * QMR * kp2..(mb + 1) * QMR * kp2], mb, p);
-                    }
+                let (p0, p1) = (pi * pper, ((pi + 1) * pper).min(panels));
+                for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
+                    tile(&apack[mb * blk..(mb + 1) * blk], mb, p0, p1);
                 }
             });
         });
@@ -532,17 +785,11 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
         let (rc, cc) = (t / col_chunks, t % col_chunks);
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
         let (p0, p1) = (cc * cols_per, ((cc + 1) * cols_per).min(panels));
-        with_scratch(kp * QMR, |s| {
-            // SAFETY: the scratch (kp·QMR f32, exclusively ours in this closure) is
-            // viewed as twice as many i16, whose alignment is smaller.
-            let apack: &mut [i16] =
-                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
+        with_scratch_as::<T, ()>(blk, |apack| {
             for mb in mb0..mb1 {
-                let r0 = mb * QMR;
-                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, apack);
-                for p in p0..p1 {
-                    tile(apack, mb, p);
-                }
+                let r0 = mb * mr;
+                pack(r0, (m - r0).min(mr), apack);
+                tile(apack, mb, p0, p1);
             }
         });
     });

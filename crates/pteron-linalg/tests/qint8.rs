@@ -43,15 +43,22 @@ fn scales(rng: &mut Rng, n: usize, k: usize, per_channel: bool) -> Vec<f32> {
         .collect()
 }
 
+/// Runs `f` under every ISA tier, then uncapped when that adds the AVX-512 VNNI
+/// kernels, each with 1, 2 and 3 threads.
 fn with_threads(mut f: impl FnMut(&str)) {
-    for_each_isa(|isa| {
+    let threads = |f: &mut dyn FnMut(&str), tier: &str| {
         let before = pteron_linalg::num_threads();
-        for t in [1, 3] {
+        for t in [1, 2, 3] {
             set_num_threads(t);
-            f(&format!("{isa:?} threads {t}"));
+            f(&format!("{tier} threads {t}"));
         }
         set_num_threads(before);
-    });
+    };
+    for_each_isa(|isa| threads(&mut f, &format!("{isa:?}")));
+    let _g = common::lock();
+    if pteron_linalg::avx512_vnni() {
+        threads(&mut f, "Avx512Vnni");
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
