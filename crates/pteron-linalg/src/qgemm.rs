@@ -272,10 +272,18 @@ fn widen(dst: &mut [i16], src: &[u8], unsigned: bool) {
     }
 }
 
-/// Copies bytes with `flip` xor-ed in (`0x80` turns `qs8` into `qs8 + 128` as `u8`).
+/// Copies bytes with `flip` xor-ed in (`0x80` turns `qs8` into `qs8 + 128` as `u8`),
+/// eight at a time.
 #[inline(always)]
 fn flip_copy(dst: &mut [u8], src: &[u8], flip: u8) {
-    for (d, &b) in dst.iter_mut().zip(src) {
+    let f8 = u64::from_ne_bytes([flip; 8]);
+    let mut dc = dst.chunks_exact_mut(8);
+    let mut sc = src.chunks_exact(8);
+    for (d, s) in (&mut dc).zip(&mut sc) {
+        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        d.copy_from_slice(&(v ^ f8).to_ne_bytes());
+    }
+    for (d, &b) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
         *d = b ^ flip;
     }
 }
@@ -298,6 +306,23 @@ fn pack_a<T: Copy + Default>(
         return;
     }
     let dst = &mut dst[..mr * len];
+    // Output pixel of row r0 (convolutions), advanced row by row.
+    let (mut n, mut oy, mut ox) = match src {
+        ASrc::Conv { g, .. } => (
+            r0 / (g.out_h * g.out_w),
+            (r0 / g.out_w) % g.out_h,
+            r0 % g.out_w,
+        ),
+        ASrc::Dense { .. } => (0, 0, 0),
+    };
+    let padv = match src {
+        ASrc::Conv { pad, .. } => {
+            let mut v = [T::default()];
+            conv(&mut v, &[pad]);
+            v[0]
+        }
+        ASrc::Dense { .. } => T::default(),
+    };
     for (r, drow) in dst.chunks_exact_mut(len).enumerate() {
         if r >= rows {
             drow.fill(T::default());
@@ -306,13 +331,7 @@ fn pack_a<T: Copy + Default>(
         let row = r0 + r;
         match src {
             ASrc::Dense { a, lda } => conv(&mut drow[..k], &a[row * lda..row * lda + k]),
-            ASrc::Conv { g, x, c0, cg, pad } => {
-                let n = row / (g.out_h * g.out_w);
-                let oy = (row / g.out_w) % g.out_h;
-                let ox = row % g.out_w;
-                let mut padv = [T::default()];
-                conv(&mut padv, &[pad]);
-                let padv = padv[0];
+            ASrc::Conv { g, x, c0, cg, .. } => {
                 let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
                 let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
                 let seg_len = g.kw * cg;
@@ -341,6 +360,15 @@ fn pack_a<T: Copy + Default>(
                             let s = (base + ix as usize) * g.in_c + c0;
                             conv(d, &x[s..s + cg]);
                         }
+                    }
+                }
+                ox += 1;
+                if ox == g.out_w {
+                    ox = 0;
+                    oy += 1;
+                    if oy == g.out_h {
+                        oy = 0;
+                        n += 1;
                     }
                 }
             }
