@@ -498,7 +498,8 @@ mod vnni {
     use core::arch::x86_64::*;
 
     /// `qs8_qc8w_gemm_{1..8}x{16,32}c4__avx512vnni`: `rows ≤ VMR` rows times
-    /// `np ∈ {1, 2}` panels (`cols` valid columns in them).
+    /// `np ∈ {1, 2}` panels (`cols` valid columns in them); `flip`: xor each
+    /// activation byte with 0x80 after loading it.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI must be available; `a` holds `rows` rows of `4·kq`
@@ -512,6 +513,7 @@ mod vnni {
         kq: usize,
         a: *const u8,
         lda: usize,
+        flip: bool,
         b: *const i8,
         bstride: usize,
         bias: *const i32,
@@ -524,9 +526,11 @@ mod vnni {
     ) {
         macro_rules! go {
             ($($mr:literal)*) => {
-                match (np, rows) {
-                    $((1, $mr) => tile_n::<1, $mr>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
-                      (_, $mr) => tile_n::<2, $mr>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),)*
+                match (np, rows, flip) {
+                    $((1, $mr, false) => tile_n::<1, $mr, false>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, false) => tile_n::<2, $mr, false>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
+                      (1, $mr, true) => tile_n::<1, $mr, true>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, true) => tile_n::<2, $mr, true>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),)*
                     _ => unreachable!("rows ≤ VMR"),
                 }
             };
@@ -538,7 +542,7 @@ mod vnni {
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_n<const NP: usize, const MR: usize>(
+    unsafe fn tile_n<const NP: usize, const MR: usize, const FLIP: bool>(
         kq: usize,
         a: *const u8,
         lda: usize,
@@ -559,13 +563,17 @@ mod vnni {
             }
         }
         let (mut ap, mut bp) = (a, b);
+        let vflip = _mm512_set1_epi8(-128);
         for _ in 0..kq {
             let mut bv = [_mm512_setzero_si512(); NP];
             for (j, v) in bv.iter_mut().enumerate() {
                 *v = _mm512_loadu_si512(bp.add(j * bstride) as *const _);
             }
             for (r, accr) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_epi32((ap.add(r * lda) as *const i32).read_unaligned());
+                let mut av = _mm512_set1_epi32((ap.add(r * lda) as *const i32).read_unaligned());
+                if FLIP {
+                    av = _mm512_xor_si512(av, vflip);
+                }
                 for (j, v) in bv.iter().enumerate() {
                     // u8 × i8, four products summed exactly into each i32 lane.
                     accr[j] = _mm512_dpbusd_epi32(accr[j], av, *v);
@@ -645,7 +653,13 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     #[cfg(target_arch = "x86_64")]
     if avx512_vnni() && !b.w4.is_empty() {
         let flip = if b.a_unsigned { 0 } else { 0x80 };
-        let len = b.kq * 4;
+        // Dense rows made of whole k groups are read in place (the sign flip then
+        // happens in registers); other sources are packed per row block.
+        let direct = match src {
+            ASrc::Dense { a, lda } if k % 4 == 0 => Some((a, lda)),
+            _ => None,
+        };
+        let len = if direct.is_some() { 0 } else { b.kq * 4 };
         let bstride = b.kq * QNR * 4;
         drive::<u8>(
             m,
@@ -653,26 +667,34 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
             VMR,
             len,
             &|r0, rows, dst| {
-                pack_a(src, r0, rows, VMR, k, len, dst, |d, s| flip_copy(d, s, flip))
+                if direct.is_none() {
+                    pack_a(src, r0, rows, VMR, k, len, dst, |d, s| flip_copy(d, s, flip))
+                }
             },
             &|apack, mb, p0, p1| {
+                let (ap, lda, kflip) = match direct {
+                    Some((a, lda)) => (a[mb * VMR * lda..].as_ptr(), lda, flip != 0),
+                    None => (apack.as_ptr(), len, false),
+                };
                 let mut p = p0;
                 while p < p1 {
                     let np = (p1 - p).min(2);
                     let c0 = p * QNR;
                     let cols = (n - c0).min(np * QNR);
                     let (off, rows) = tile_at(mb, VMR, c0, cols);
-                    // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); `apack`
-                    // holds VMR rows of `len` bytes; panels p..p+np of `w4` (bstride
-                    // bytes each), bias4 and scale (QNR per panel) are in bounds; the
-                    // rows × cols tile at `off` lies inside `c` (asserted by tile_at)
-                    // and belongs to this task only.
+                    // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); `ap` holds
+                    // `rows` rows of 4·kq bytes at stride `lda` (the packed block, or
+                    // rows of the dense A, whose length qgemm checked, with k = 4·kq);
+                    // panels p..p+np of `w4` (bstride bytes each), bias4 and scale
+                    // (QNR per panel) are in bounds; the rows × cols tile at `off`
+                    // lies inside `c` (asserted by tile_at) and belongs to this task.
                     unsafe {
                         vnni::tile(
                             np,
                             b.kq,
-                            apack.as_ptr(),
-                            len,
+                            ap,
+                            lda,
+                            kflip,
                             b.w4.as_ptr().add(p * bstride),
                             bstride,
                             b.bias4.as_ptr().add(c0),
@@ -783,12 +805,14 @@ fn drive<T: Copy + Default + Sync>(
     };
     let blk = mr * len;
     let wbytes = b.w.len() * 2;
-    if wbytes > B_CACHE_BYTES && mblocks > 1 && len > 0 {
+    if wbytes > B_CACHE_BYTES && mblocks > 1 {
         // Panel-outer: pack all of A once, then each task keeps its panels hot.
         with_scratch_as::<T, ()>(mblocks * blk, |apack| {
-            for (mb, dst) in apack.chunks_exact_mut(blk).enumerate() {
-                let r0 = mb * mr;
-                pack(r0, (m - r0).min(mr), dst);
+            if blk > 0 {
+                for (mb, dst) in apack.chunks_exact_mut(blk).enumerate() {
+                    let r0 = mb * mr;
+                    pack(r0, (m - r0).min(mr), dst);
+                }
             }
             let apack: &[T] = apack;
             let (pc, pper) = chunks(panels, target);
