@@ -10,7 +10,7 @@
 //!   out-of-bounds taps reading a row of input zero points (XNNPACK's zero buffer). AVX2 kernel:
 //!   16 channels per step, two taps interleaved per `vpmaddwd`.
 
-use crate::isa::{isa, Isa};
+use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
 use crate::qgemm::{qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
 
@@ -194,17 +194,54 @@ pub struct PackedQDw {
     scale: Vec<f32>,
     /// `c` copies of the input zero point byte.
     zrow: Vec<u8>,
-    /// Per 16-channel block and tap pair: 32 i16 (two 16-lane vectors: channels
-    /// 0-3,8-11 then 4-7,12-15, each lane holding the taps' pair).
+    /// AVX2 layout (16-channel blocks).
+    v16: DwLanes,
+    /// AVX-512 layout (32-channel blocks; empty unless the CPU has AVX-512).
+    v32: DwLanes,
+}
+
+/// Weights, bias and scales of whole `W`-channel blocks in the lane order of the
+/// `vpunpck{l,h}wd` depthwise kernels: vector 0 holds channels 0-3, 8-11, 16-19, …
+/// of a block, vector 1 channels 4-7, 12-15, …; each lane holds a pair of taps.
+#[derive(Clone, Debug, Default)]
+struct DwLanes {
+    /// Per block and tap pair: `2·W` i16 (vector 0, then vector 1).
     wv: Vec<i16>,
-    /// Per block: bias and scale in the same lane order (16 each).
+    /// Per block: bias and scale in lane order (`W` each).
     bv: Vec<i32>,
     sv: Vec<f32>,
 }
 
-/// Lane order of the AVX2 depthwise kernel: vector 0 holds channels 0-3 and 8-11,
-/// vector 1 channels 4-7 and 12-15 (what `vpunpck{l,h}wd` produce).
-const DW_ORDER: [usize; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
+impl DwLanes {
+    fn new(width: usize, taps: usize, c: usize, w: &[i8], bias: &[i32], scale: &[f32]) -> Self {
+        let blocks = c / width;
+        let pairs = taps.div_ceil(2);
+        let mut wv = vec![0i16; blocks * pairs * 2 * width];
+        let mut bv = vec![0i32; blocks * width];
+        let mut sv = vec![0f32; blocks * width];
+        let half = width / 2;
+        for b in 0..blocks {
+            for lane in 0..width {
+                let (v, i) = (lane / half, lane % half);
+                let cc = b * width + 8 * (i / 4) + 4 * v + i % 4;
+                bv[b * width + lane] = bias[cc];
+                sv[b * width + lane] = scale[cc];
+                for p in 0..pairs {
+                    let base = (b * pairs + p) * 2 * width + lane * 2;
+                    wv[base] = w[(2 * p) * c + cc] as i16;
+                    if 2 * p + 1 < taps {
+                        wv[base + 1] = w[(2 * p + 1) * c + cc] as i16;
+                    }
+                }
+            }
+        }
+        DwLanes { wv, bv, sv }
+    }
+
+    fn bytes(&self) -> usize {
+        self.wv.len() * 2 + self.bv.len() * 8
+    }
+}
 
 impl PackedQDw {
     /// Packs a `[taps][c]` int8 filter (zero point 0), optional int32 bias, the
@@ -239,25 +276,12 @@ impl PackedQDw {
                 }
             })
             .collect();
-        let blocks = c / DWC;
-        let pairs = taps.div_ceil(2);
-        let mut wv = vec![0i16; blocks * pairs * 32];
-        let mut bv = vec![0i32; blocks * DWC];
-        let mut sv = vec![0f32; blocks * DWC];
-        for b in 0..blocks {
-            for (lane, &ch) in DW_ORDER.iter().enumerate() {
-                let cc = b * DWC + ch;
-                bv[b * DWC + lane] = bias[cc];
-                sv[b * DWC + lane] = scale[cc];
-                for p in 0..pairs {
-                    let base = (b * pairs + p) * 32 + lane * 2;
-                    wv[base] = w[(2 * p) * c + cc] as i16;
-                    if 2 * p + 1 < taps {
-                        wv[base + 1] = w[(2 * p + 1) * c + cc] as i16;
-                    }
-                }
-            }
-        }
+        let v16 = DwLanes::new(DWC, taps, c, w, &bias, &scale);
+        let v32 = if crate::isa::vnni_detected() {
+            DwLanes::new(2 * DWC, taps, c, w, &bias, &scale)
+        } else {
+            DwLanes::default()
+        };
         PackedQDw {
             taps,
             c,
@@ -267,9 +291,8 @@ impl PackedQDw {
             bias,
             scale,
             zrow: vec![input_zero_point as u8; c],
-            wv,
-            bv,
-            sv,
+            v16,
+            v32,
         }
     }
 
@@ -285,7 +308,7 @@ impl PackedQDw {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.w.len() + self.zrow.len() + self.wv.len() * 2 + (self.bias.len() + self.bv.len()) * 8
+        self.w.len() + self.zrow.len() + self.bias.len() * 8 + self.v16.bytes() + self.v32.bytes()
     }
 }
 
@@ -320,8 +343,9 @@ mod avx2 {
     use super::{PackedQDw, DWC, MAX_TAPS};
     use core::arch::x86_64::*;
 
-    /// `qs8_qc8w_dwconv_16c__avx2`: all whole 16-channel blocks of `npix` output
-    /// pixels (pixel `i` reads tap `t` at `rows[t][i * step..]`, writes `dst[i·c..]`).
+    /// `qs8_qc8w_dwconv_16c__avx2`: the whole 16-channel blocks from block `b0` on
+    /// of `npix` output pixels (pixel `i` reads tap `t` at `rows[t][i * step..]`,
+    /// writes `dst[i·c..]`).
     ///
     /// # Safety
     /// AVX2 must be available; `rows.len() == pk.taps ≤ MAX_TAPS`, every row holds at
@@ -332,12 +356,13 @@ mod avx2 {
         rows: &[&[u8]],
         step: usize,
         npix: usize,
+        b0: usize,
         dst: &mut [u8],
     ) {
         if pk.a_unsigned {
-            pixels_u::<true>(pk, rows, step, npix, dst)
+            pixels_u::<true>(pk, rows, step, npix, b0, dst)
         } else {
-            pixels_u::<false>(pk, rows, step, npix, dst)
+            pixels_u::<false>(pk, rows, step, npix, b0, dst)
         }
     }
 
@@ -348,6 +373,7 @@ mod avx2 {
         rows: &[&[u8]],
         step: usize,
         npix: usize,
+        b0: usize,
         dst: &mut [u8],
     ) {
         let c = pk.c;
@@ -375,12 +401,12 @@ mod avx2 {
         for i in 0..npix {
             let off = i * step;
             let d = dst.as_mut_ptr().add(i * c);
-            for b in 0..blocks {
+            for b in b0..blocks {
                 let c0 = b * DWC;
                 let at = off + c0;
-                let mut acc0 = _mm256_loadu_si256(pk.bv.as_ptr().add(c0) as *const __m256i);
-                let mut acc1 = _mm256_loadu_si256(pk.bv.as_ptr().add(c0 + 8) as *const __m256i);
-                let wb = pk.wv.as_ptr().add(b * pairs * 32);
+                let mut acc0 = _mm256_loadu_si256(pk.v16.bv.as_ptr().add(c0) as *const __m256i);
+                let mut acc1 = _mm256_loadu_si256(pk.v16.bv.as_ptr().add(c0 + 8) as *const __m256i);
+                let wb = pk.v16.wv.as_ptr().add(b * pairs * 32);
                 for p in 0..pairs {
                     let x0 = ld!(ptrs[2 * p].add(at));
                     let x1 = if 2 * p + 1 < taps {
@@ -400,8 +426,8 @@ mod avx2 {
                         _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w1),
                     );
                 }
-                let s0 = _mm256_loadu_ps(pk.sv.as_ptr().add(c0));
-                let s1 = _mm256_loadu_ps(pk.sv.as_ptr().add(c0 + 8));
+                let s0 = _mm256_loadu_ps(pk.v16.sv.as_ptr().add(c0));
+                let s1 = _mm256_loadu_ps(pk.v16.sv.as_ptr().add(c0 + 8));
                 let f0 = _mm256_min_ps(
                     _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc0), s0), vlo),
                     vhi,
@@ -426,6 +452,120 @@ mod avx2 {
                 _mm_storeu_si128(d.add(c0) as *mut __m128i, bytes);
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PackedQDw, DWC, MAX_TAPS};
+    use core::arch::x86_64::*;
+
+    /// Channels per AVX-512 block.
+    const W: usize = 2 * DWC;
+
+    /// `qs8_qc8w_dwconv_32c__avx512bw`: all whole 32-channel blocks of `npix`
+    /// output pixels (pixel `i` reads tap `t` at `rows[t][i * step..]`, writes
+    /// `dst[i·c..]`); returns how many channels it covered.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW must be available and `pk.v32` packed; `rows.len() == pk.taps ≤
+    /// MAX_TAPS`, every row holds at least `(npix - 1) · step + pk.c` bytes and
+    /// `dst` at least `npix · pk.c`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pixels(
+        pk: &PackedQDw,
+        rows: &[&[u8]],
+        step: usize,
+        npix: usize,
+        dst: &mut [u8],
+    ) -> usize {
+        if pk.a_unsigned {
+            pixels_u::<true>(pk, rows, step, npix, dst)
+        } else {
+            pixels_u::<false>(pk, rows, step, npix, dst)
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pixels_u<const U: bool>(
+        pk: &PackedQDw,
+        rows: &[&[u8]],
+        step: usize,
+        npix: usize,
+        dst: &mut [u8],
+    ) -> usize {
+        let c = pk.c;
+        let blocks = c / W;
+        let taps = pk.taps;
+        let pairs = taps.div_ceil(2);
+        let v = &pk.v32;
+        let mut ptrs = [core::ptr::null::<u8>(); MAX_TAPS];
+        for (p, r) in ptrs.iter_mut().zip(rows) {
+            *p = r.as_ptr();
+        }
+        let (lo, hi) = pk.out.fbounds();
+        let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let vzp = _mm512_set1_epi32(pk.out.zero_point);
+        macro_rules! ld {
+            ($p:expr) => {{
+                let x = _mm256_loadu_si256($p as *const __m256i);
+                if U {
+                    _mm512_cvtepu8_epi16(x)
+                } else {
+                    _mm512_cvtepi8_epi16(x)
+                }
+            }};
+        }
+        let z = _mm512_setzero_si512();
+        for i in 0..npix {
+            let off = i * step;
+            let d = dst.as_mut_ptr().add(i * c);
+            for b in 0..blocks {
+                let c0 = b * W;
+                let at = off + c0;
+                let mut acc0 = _mm512_loadu_si512(v.bv.as_ptr().add(c0) as *const _);
+                let mut acc1 = _mm512_loadu_si512(v.bv.as_ptr().add(c0 + DWC) as *const _);
+                let wb = v.wv.as_ptr().add(b * pairs * 2 * W);
+                for p in 0..pairs {
+                    let x0 = ld!(ptrs[2 * p].add(at));
+                    let x1 = if 2 * p + 1 < taps {
+                        ld!(ptrs[2 * p + 1].add(at))
+                    } else {
+                        z
+                    };
+                    let w0 = _mm512_loadu_si512(wb.add(p * 2 * W) as *const _);
+                    let w1 = _mm512_loadu_si512(wb.add(p * 2 * W + W) as *const _);
+                    // |x · w| ≤ 255 · 128: each pair sum fits i32 exactly.
+                    acc0 = _mm512_add_epi32(
+                        acc0,
+                        _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), w0),
+                    );
+                    acc1 = _mm512_add_epi32(
+                        acc1,
+                        _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), w1),
+                    );
+                }
+                let s0 = _mm512_loadu_ps(v.sv.as_ptr().add(c0));
+                let s1 = _mm512_loadu_ps(v.sv.as_ptr().add(c0 + DWC));
+                let f0 = _mm512_min_ps(
+                    _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc0), s0), vlo),
+                    vhi,
+                );
+                let f1 = _mm512_min_ps(
+                    _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc1), s1), vlo),
+                    vhi,
+                );
+                let i0 = _mm512_add_epi32(_mm512_cvtps_epi32(f0), vzp);
+                let i1 = _mm512_add_epi32(_mm512_cvtps_epi32(f1), vzp);
+                // Per 128-bit lane L: channels 8L..8L+3 (i0) then 8L+4..8L+7 (i1),
+                // so the packed words are in channel order; values are within
+                // [-128, 255], so packing and truncating to bytes are exact.
+                let p16 = _mm512_packs_epi32(i0, i1);
+                _mm256_storeu_si256(d.add(c0) as *mut __m256i, _mm512_cvtepi16_epi8(p16));
+            }
+        }
+        blocks * W
     }
 }
 
@@ -454,6 +594,7 @@ pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8])
         return;
     }
     let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64") && c >= DWC;
+    let use_avx512 = use_avx2 && avx512_vnni() && !pk.v32.wv.is_empty();
     // Output columns `x_lo..x_hi` have every horizontal tap in bounds.
     let x_lo = g.pad_left.div_ceil(g.sw).min(g.out_w);
     let x_hi = match (g.in_w + g.pad_left).checked_sub((g.kw - 1) * g.dw + 1) {
@@ -468,13 +609,19 @@ pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8])
     let run = |taps: &[&[u8]], step: usize, npix: usize, dst: &mut [u8]| {
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if use_avx2 {
-            // SAFETY: AVX2 detected; `taps` has pk.taps ≤ MAX_TAPS rows, each holding
+        if use_avx512 {
+            // SAFETY: AVX-512 F/BW detected (avx512_vnni()) and `v32` packed (its
+            // detection); `taps` has pk.taps ≤ MAX_TAPS rows, each holding
             // (npix - 1)·step + c bytes, and `dst` holds npix·c bytes (callers).
-            unsafe { avx2::pixels(pk, taps, step, npix, dst) };
+            done = unsafe { avx512::pixels(pk, taps, step, npix, dst) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2 && done + DWC <= c {
+            // SAFETY: AVX2 detected; same buffers as above; blocks from done/DWC on.
+            unsafe { avx2::pixels(pk, taps, step, npix, done / DWC, dst) };
             done = c / DWC * DWC;
         }
-        let _ = use_avx2;
+        let _ = (use_avx2, use_avx512);
         if done < c {
             dw_pixels_scalar(pk, taps, step, npix, done, dst);
         }
