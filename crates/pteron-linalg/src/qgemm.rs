@@ -873,8 +873,48 @@ fn qadd_one(a: u8, b: u8, p: &QAddParams) -> u8 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2_add {
-    use super::QAddParams;
+    use super::{QAddParams, QOut};
     use core::arch::x86_64::*;
+
+    /// `f32_qs8_vcvt__avx2_u16`: whole 16-element blocks; returns how many elements
+    /// were written.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `src` and `out` have equal lengths.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quantize(src: &[f32], inv: f32, q: QOut, out: &mut [u8]) -> usize {
+        let n = out.len() / 16 * 16;
+        let vinv = _mm256_set1_ps(inv);
+        let (lo, hi) = q.fbounds();
+        let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        let zp = _mm256_set1_epi32(q.zero_point);
+        let mut i = 0;
+        while i < n {
+            let mut r = [_mm256_setzero_si256(); 2];
+            for (h, rh) in r.iter_mut().enumerate() {
+                let t = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i + 8 * h)), vinv);
+                let c = _mm256_min_ps(_mm256_max_ps(t, vlo), vhi);
+                // Round to nearest even (the default MXCSR mode); NaN lanes to 0.
+                let ord = _mm256_castps_si256(_mm256_cmp_ps(t, t, _CMP_ORD_Q));
+                let v = _mm256_and_si256(_mm256_cvtps_epi32(c), ord);
+                *rh = _mm256_add_epi32(v, zp);
+            }
+            // Values are within [-128, 255]: packing is exact.
+            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
+            let (l, h) = (
+                _mm256_castsi256_si128(p16),
+                _mm256_extracti128_si256(p16, 1),
+            );
+            let bytes = if q.unsigned {
+                _mm_packus_epi16(l, h)
+            } else {
+                _mm_packs_epi16(l, h)
+            };
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
+            i += 16;
+        }
+        n
+    }
 
     /// `qs8_vadd_minmax__avx2_mul32_u16`: whole 16-element blocks; returns how many
     /// elements were written.
@@ -946,5 +986,31 @@ pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
     }
     for ((o, &x), &y) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
         *o = qadd_one(x, y, p);
+    }
+}
+
+/// Quantizes `f32` values to bytes: `round_even(clamp(x · inv, min - zp, max - zp))
+/// + zp` with `q`'s zero point and range; NaN maps to the zero point (XNNPACK's
+/// `f32_qs8_vcvt` up to that NaN rule, and the f32 path's fake quantization).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn quantize_q8(src: &[f32], inv: f32, q: QOut, dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len(), "quantize_q8: lengths");
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2Fma {
+        // SAFETY: AVX2 detected; the slices have equal lengths (asserted).
+        done = unsafe { avx2_add::quantize(src, inv, q, dst) };
+    }
+    let (lo, hi) = q.fbounds();
+    for (d, &v) in dst[done..].iter_mut().zip(&src[done..]) {
+        let t = v * inv;
+        let r = if t.is_nan() {
+            0
+        } else {
+            t.max(lo).min(hi).round_ties_even() as i32
+        };
+        *d = (r + q.zero_point) as u8;
     }
 }

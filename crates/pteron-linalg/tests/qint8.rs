@@ -357,8 +357,45 @@ fn qadd_edge_lengths() {
     }
 }
 
+fn check_quantize(n: usize, unsigned: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let q = qout(&mut rng, unsigned);
+    let inv = 1.0 / (0.001 + rng.f32().abs() * 0.1);
+    let mut src: Vec<f32> = (0..n).map(|_| rng.f32() * 300.0 / inv).collect();
+    // Exact ties, NaN, infinities and values far out of range.
+    for (i, v) in src.iter_mut().enumerate() {
+        match i % 23 {
+            3 => *v = (i as f32 - 50.5) / inv,
+            7 => *v = f32::NAN,
+            11 => *v = f32::INFINITY,
+            13 => *v = f32::NEG_INFINITY,
+            17 => *v = -1e30,
+            _ => {}
+        }
+    }
+    let mut want = vec![0u8; n];
+    reference::quantize_q8(&src, inv, q, &mut want);
+    with_threads(|ctx| {
+        let mut got = vec![0x77u8; n];
+        pteron_linalg::quantize_q8(&src, inv, q, &mut got);
+        assert_eq!(got, want, "{ctx}: n {n} {q:?}");
+    });
+}
+
+#[test]
+fn quantize_edge_lengths() {
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+        check_quantize(n, i % 2 == 0, 400 + i as u64);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn quantize_random(n in 0usize..200, unsigned: bool, seed: u64) {
+        check_quantize(n, unsigned, seed);
+    }
+
     #[test]
     fn qadd_random(n in 0usize..200, shift in 12u32..31, seed: u64) {
         check_qadd(n, shift, seed);

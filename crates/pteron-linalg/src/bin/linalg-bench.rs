@@ -4,7 +4,7 @@
 
 use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
-    pool2d, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
+    pool2d, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
     Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
     QAddParams, QConvGeom, QOut,
 };
@@ -587,6 +587,16 @@ fn main() {
             black_box(&o);
         });
         report("qadd 56x56x24", n as f64, s);
+    }
+    if selected("quantize_q8") {
+        let n = 3 * 224 * 224;
+        let x = fill(n, 9);
+        let mut out = vec![0u8; n];
+        let t = time(|| {
+            quantize_q8(&x, 37.0, QOut::qs8(3), &mut out);
+            black_box(&out);
+        });
+        println!("{:<44} {:>9.1} us {:>8.2} Gelem/s", "quantize_q8 3x224x224", t * 1e6, n as f64 / t / 1e9);
     }
     bench_qconv("qconv 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
     bench_qconv("qconv 3x3 64->64 @56", 64, 56, 64, 3, 1);
