@@ -12,7 +12,7 @@
 
 use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
-use crate::qgemm::{qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
+use crate::qgemm::{qconv_taps, qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
 
 /// Geometry of a 2-D NHWC convolution window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +160,9 @@ pub fn qconv2d_nhwc(g: &QConvGeom, input: &[u8], packed: &[PackedQs8], pad: u8, 
     assert!(cg * groups == g.in_c, "qconv2d_nhwc: channels");
     if g.is_pointwise() && groups == 1 {
         qgemm(m, input, g.in_c, &packed[0], out, cout);
+        return;
+    }
+    if groups == 1 && qconv_taps(g, input, &packed[0], pad, out) {
         return;
     }
     for (gi, pk) in packed.iter().enumerate() {

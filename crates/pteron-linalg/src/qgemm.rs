@@ -120,6 +120,11 @@ pub struct PackedQs8 {
     w4: Vec<i8>,
     /// Bias folded for activations read as unsigned (`izp + 128` for `qs8`).
     bias4: Vec<i32>,
+    /// Input channels of the tap-major VNNI layout (0: none).
+    tap_cin: usize,
+    /// Tap-major VNNI layout for convolutions with ≤ 4 input channels: per panel,
+    /// `k / tap_cin` taps of `QNR` columns × 4 bytes (the tap's channels, zero-padded).
+    wt: Vec<i8>,
 }
 
 impl PackedQs8 {
@@ -195,7 +200,34 @@ impl PackedQs8 {
             kq,
             w4,
             bias4: pb4,
+            tap_cin: 0,
+            wt: Vec::new(),
         }
+    }
+
+    /// Adds the tap-major layout used by convolutions with `cin ≤ 4` input channels
+    /// (rows of `k = taps · cin` weights, channels fastest) on CPUs with AVX-512
+    /// VNNI: each tap is one 4-byte group read straight from a padded copy of the
+    /// input, with no per-row packing. A no-op otherwise.
+    pub fn with_conv_taps(mut self, cin: usize) -> Self {
+        if self.w4.is_empty() || !(1..=4).contains(&cin) || self.k % cin != 0 {
+            return self;
+        }
+        let taps = self.k / cin;
+        let panels = self.n.div_ceil(QNR);
+        let mut wt = vec![0i8; panels * taps * QNR * 4];
+        for j in 0..self.n {
+            let (p, c) = (j / QNR, j % QNR);
+            let src = p * self.kp * QNR * 2;
+            for kk in 0..self.k {
+                let v = self.w[src + (kk / 2) * QNR * 2 + c * 2 + (kk & 1)] as i8;
+                let (t, ci) = (kk / cin, kk % cin);
+                wt[(p * taps + t) * QNR * 4 + c * 4 + ci] = v;
+            }
+        }
+        self.tap_cin = cin;
+        self.wt = wt;
+        self
     }
 
     /// Inner dimension.
@@ -212,6 +244,7 @@ impl PackedQs8 {
     pub fn bytes(&self) -> usize {
         self.w.len() * 2
             + self.w4.len()
+            + self.wt.len()
             + (self.bias.len() + self.bias4.len() + self.scale.len()) * 4
     }
 
@@ -497,13 +530,26 @@ mod vnni {
     use super::{QOut, QNR, VMR};
     use core::arch::x86_64::*;
 
+    /// Where a VNNI tile reads its activations.
+    #[derive(Clone, Copy)]
+    pub(super) enum AView {
+        /// `rows` rows of `4·kq` bytes at stride `lda` (`flip`: xor each byte with
+        /// 0x80 after loading it).
+        Rows { a: *const u8, lda: usize, flip: bool },
+        /// Row `r`'s k group `q` is the u32 at `rows[r] + offs[q]` (implicit
+        /// convolution over a padded input).
+        Taps {
+            rows: [*const u8; VMR],
+            offs: *const usize,
+        },
+    }
+
     /// `qs8_qc8w_gemm_{1..8}x{16,32}c4__avx512vnni`: `rows ≤ VMR` rows times
-    /// `np ∈ {1, 2}` panels (`cols` valid columns in them); `flip`: xor each
-    /// activation byte with 0x80 after loading it.
+    /// `np ∈ {1, 2}` panels (`cols` valid columns in them).
     ///
     /// # Safety
-    /// AVX-512 F/BW/VL/VNNI must be available; `a` holds `rows` rows of `4·kq`
-    /// bytes at stride `lda`; `b` holds `np` panels of `kq · QNR · 4` bytes at
+    /// AVX-512 F/BW/VL/VNNI must be available; `a` gives `rows` rows of `kq`
+    /// readable 4-byte groups; `b` holds `np` panels of `kq · QNR · 4` bytes at
     /// stride `bstride`; `bias`/`scale` hold `np · QNR` values; `c` is valid for
     /// `rows` rows of `cols` bytes at stride `ldc`.
     #[allow(clippy::too_many_arguments)]
@@ -511,9 +557,7 @@ mod vnni {
     pub(super) unsafe fn tile(
         np: usize,
         kq: usize,
-        a: *const u8,
-        lda: usize,
-        flip: bool,
+        a: AView,
         b: *const i8,
         bstride: usize,
         bias: *const i32,
@@ -524,13 +568,19 @@ mod vnni {
         rows: usize,
         cols: usize,
     ) {
+        let (ptrs, lda, offs, mode) = match a {
+            AView::Rows { a, lda, flip } => ([a; VMR], lda, core::ptr::null(), flip as u8),
+            AView::Taps { rows, offs } => (rows, 0, offs, 2),
+        };
         macro_rules! go {
             ($($mr:literal)*) => {
-                match (np, rows, flip) {
-                    $((1, $mr, false) => tile_n::<1, $mr, false>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
-                      (_, $mr, false) => tile_n::<2, $mr, false>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
-                      (1, $mr, true) => tile_n::<1, $mr, true>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),
-                      (_, $mr, true) => tile_n::<2, $mr, true>(kq, a, lda, b, bstride, bias, scale, q, c, ldc, cols),)*
+                match (np, rows, mode) {
+                    $((1, $mr, 0) => tile_n::<1, $mr, 0>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, 0) => tile_n::<2, $mr, 0>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (1, $mr, 1) => tile_n::<1, $mr, 1>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, 1) => tile_n::<2, $mr, 1>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (1, $mr, _) => tile_n::<1, $mr, 2>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, _) => tile_n::<2, $mr, 2>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),)*
                     _ => unreachable!("rows ≤ VMR"),
                 }
             };
@@ -539,13 +589,16 @@ mod vnni {
         go!(1 2 3 4 5 6 7 8)
     }
 
+    /// MODE 0: row `r` at `rows[0] + r·lda`, read as is; 1: the same with the sign
+    /// bit flipped in registers; 2: row `r`'s group `q` at `rows[r] + offs[q]`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_n<const NP: usize, const MR: usize, const FLIP: bool>(
+    unsafe fn tile_n<const NP: usize, const MR: usize, const MODE: u8>(
         kq: usize,
-        a: *const u8,
+        rows: &[*const u8; VMR],
         lda: usize,
+        offs: *const usize,
         b: *const i8,
         bstride: usize,
         bias: *const i32,
@@ -562,16 +615,22 @@ mod vnni {
                 accr[j] = bj;
             }
         }
-        let (mut ap, mut bp) = (a, b);
+        let mut bp = b;
+        let mut ap = rows[0];
         let vflip = _mm512_set1_epi8(-128);
-        for _ in 0..kq {
+        for qi in 0..kq {
             let mut bv = [_mm512_setzero_si512(); NP];
             for (j, v) in bv.iter_mut().enumerate() {
                 *v = _mm512_loadu_si512(bp.add(j * bstride) as *const _);
             }
             for (r, accr) in acc.iter_mut().enumerate() {
-                let mut av = _mm512_set1_epi32((ap.add(r * lda) as *const i32).read_unaligned());
-                if FLIP {
+                let at = if MODE == 2 {
+                    rows[r].add(*offs.add(qi))
+                } else {
+                    ap.add(r * lda)
+                };
+                let mut av = _mm512_set1_epi32((at as *const i32).read_unaligned());
+                if MODE == 1 {
                     av = _mm512_xor_si512(av, vflip);
                 }
                 for (j, v) in bv.iter().enumerate() {
@@ -579,8 +638,8 @@ mod vnni {
                     accr[j] = _mm512_dpbusd_epi32(accr[j], av, *v);
                 }
             }
-            ap = ap.add(4);
             bp = bp.add(QNR * 4);
+            ap = ap.add(4);
         }
         let (lo, hi) = q.fbounds();
         let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
@@ -692,9 +751,11 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
                         vnni::tile(
                             np,
                             b.kq,
-                            ap,
-                            lda,
-                            kflip,
+                            vnni::AView::Rows {
+                                a: ap,
+                                lda,
+                                flip: kflip,
+                            },
                             b.w4.as_ptr().add(p * bstride),
                             bstride,
                             b.bias4.as_ptr().add(c0),
@@ -767,11 +828,144 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     );
 }
 
+/// Most taps of the tap-major convolution path.
+const MAX_CONV_TAPS: usize = 128;
+
+/// Convolution with `g.in_c ≤ 4` channels (one group) on the tap-major VNNI
+/// layout: the input is copied once into a zero-point-padded buffer of 4-byte
+/// pixels (sign bit flipped for `qs8`), and row `r`'s tap `t` is the u32 at
+/// `pixel(r) + offs[t]`. Returns `false` (doing nothing) when not applicable.
+pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mut [u8]) -> bool {
+    let taps = g.kh * g.kw;
+    if b.tap_cin != g.in_c
+        || b.tap_cin == 0
+        || taps * g.in_c != b.k
+        || taps > MAX_CONV_TAPS
+        || !avx512_vnni()
+        || !cfg!(target_arch = "x86_64")
+    {
+        return false;
+    }
+    let (m, n, cin) = (g.batch * g.out_h * g.out_w, b.n, g.in_c);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    assert!(c.len() >= m * n, "qconv: output too short");
+    let hp = (g.out_h - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let wp = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    let flip = if b.a_unsigned { 0 } else { 0x80 };
+    let mut offs = [0usize; MAX_CONV_TAPS];
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            offs[ky * g.kw + kx] = (ky * g.dh * wp + kx * g.dw) * 4;
+        }
+    }
+    with_scratch_as::<u8, ()>(g.batch * hp * wp * 4, |buf| {
+        let padv = u32::from_ne_bytes([pad ^ flip; 4]);
+        let f4 = u32::from_ne_bytes([flip; 4]);
+        let cmask = (u64::MAX >> (64 - 8 * cin)) as u32;
+        for (i, prow) in buf.chunks_exact_mut(wp * 4).enumerate() {
+            let (nb, yp) = (i / hp, i % hp);
+            let iy = yp.wrapping_sub(g.pad_top);
+            for (xp, px) in prow.chunks_exact_mut(4).enumerate() {
+                let ix = xp.wrapping_sub(g.pad_left);
+                let v = if iy < g.in_h && ix < g.in_w {
+                    let s = ((nb * g.in_h + iy) * g.in_w + ix) * cin;
+                    // Assembled in a register (a byte copy through memory stalls
+                    // store forwarding); channels past cin meet zero weights.
+                    let v = match x.get(s..s + 4) {
+                        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) & cmask,
+                        None => {
+                            let mut v = 0u32;
+                            for (i, &b) in x[s..s + cin].iter().enumerate() {
+                                v |= (b as u32) << (8 * i);
+                            }
+                            v
+                        }
+                    };
+                    v ^ f4
+                } else {
+                    padv
+                };
+                px.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        let buf: &[u8] = buf;
+        let clen = c.len();
+        let cp = SyncU8(c.as_mut_ptr());
+        let bstride = taps * QNR * 4;
+        drive::<u8>(m, b, VMR, 0, &|_, _, _| {}, &|_, mb, p0, p1| {
+            let r0 = mb * VMR;
+            let rows = (m - r0).min(VMR);
+            let mut ptrs = [buf.as_ptr(); VMR];
+            let (mut nb, mut oy, mut ox) = (
+                r0 / (g.out_h * g.out_w),
+                (r0 / g.out_w) % g.out_h,
+                r0 % g.out_w,
+            );
+            for pr in ptrs.iter_mut().take(rows) {
+                let at = ((nb * hp + oy * g.sh) * wp + ox * g.sw) * 4;
+                // Every tap of this pixel lies inside the padded buffer.
+                assert!(at + offs[taps - 1] + 4 <= buf.len());
+                *pr = buf[at..].as_ptr();
+                ox += 1;
+                if ox == g.out_w {
+                    ox = 0;
+                    oy += 1;
+                    if oy == g.out_h {
+                        oy = 0;
+                        nb += 1;
+                    }
+                }
+            }
+            let mut p = p0;
+            while p < p1 {
+                let np = (p1 - p).min(2);
+                let c0 = p * QNR;
+                let cols = (n - c0).min(np * QNR);
+                let off = r0 * n + c0;
+                assert!(off + (rows - 1) * n + cols <= clen);
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); each row pointer
+                // has all `taps` 4-byte groups at `offs` inside `buf` (asserted);
+                // panels p..p+np of `wt` (bstride bytes each), bias4 and scale (QNR
+                // per panel) are in bounds; the rows × cols tile at `off` (stride n)
+                // lies inside `c` (asserted) and belongs to this task only.
+                unsafe {
+                    vnni::tile(
+                        np,
+                        taps,
+                        vnni::AView::Taps {
+                            rows: ptrs,
+                            offs: offs.as_ptr(),
+                        },
+                        b.wt.as_ptr().add(p * bstride),
+                        bstride,
+                        b.bias4.as_ptr().add(c0),
+                        b.scale.as_ptr().add(c0),
+                        b.out,
+                        cp.get().add(off),
+                        n,
+                        rows,
+                        cols,
+                    )
+                }
+                p += np;
+            }
+        });
+    });
+    true
+}
+
 /// Views this thread's f32 scratch as `len` elements of `T` (an integer type of
 /// alignment ≤ 4).
 fn with_scratch_as<T: Copy, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     let sz = core::mem::size_of::<T>();
     assert!(sz <= 4 && 4 % core::mem::align_of::<T>() == 0);
+    if len == 0 {
+        // Nothing to hold (and no borrow of the scratch, which the caller may own).
+        return f(&mut []);
+    }
     with_scratch((len * sz).div_ceil(4), |s| {
         // SAFETY: the scratch (exclusively ours in this closure, initialised) holds
         // at least len·size_of::<T>() bytes; T is a plain integer type whose

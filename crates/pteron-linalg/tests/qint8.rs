@@ -249,13 +249,20 @@ fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64
             )
         })
         .collect();
+    // One group with at most 4 channels also runs on the tap-major layout.
+    let taps: Vec<PackedQs8> = packed
+        .iter()
+        .map(|p| p.clone().with_conv_taps(if groups == 1 { cg } else { 0 }))
+        .collect();
     with_threads(|ctx| {
-        let mut got = vec![0x55u8; olen];
-        qconv2d_nhwc(g, &x, &packed, izp as u8, &mut got);
-        assert_eq!(
-            got, want,
-            "{ctx}: {g:?} groups {groups} og {og} seed {seed}"
-        );
+        for (layout, pk) in [("rows", &packed), ("taps", &taps)] {
+            let mut got = vec![0x55u8; olen];
+            qconv2d_nhwc(g, &x, pk, izp as u8, &mut got);
+            assert_eq!(
+                got, want,
+                "{ctx} {layout}: {g:?} groups {groups} og {og} seed {seed}"
+            );
+        }
     });
 }
 
@@ -300,6 +307,10 @@ fn qconv_edge_shapes() {
         // Weights over the cache threshold: the panel-outer path.
         (1, (5, 4), 96, (3, 3), 1, 1, (1, 1, 1, 1), 1, 130),
         (1, (7, 7), 48, (3, 3), 2, 1, (1, 1, 1, 1), 2, 120),
+        // First layers: 3 channels, 3x3/2 and 7x7/2 (the tap-major path).
+        (1, (17, 15), 3, (3, 3), 2, 1, (1, 1, 1, 1), 1, 32),
+        (2, (13, 12), 3, (7, 7), 2, 1, (3, 3, 3, 3), 1, 40),
+        (1, (6, 7), 4, (2, 3), 1, 2, (0, 1, 2, 0), 1, 9),
     ];
     for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");

@@ -316,7 +316,7 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                         } else {
                             &s[gi * og..(gi + 1) * og]
                         };
-                        PackedQs8::new(
+                        let pk = PackedQs8::new(
                             k,
                             og,
                             &w8[gi * og * k..],
@@ -326,7 +326,12 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                             im.unsigned,
                             sc,
                             q,
-                        )
+                        );
+                        if p.groups == 1 {
+                            pk.with_conv_taps(p.group_in)
+                        } else {
+                            pk
+                        }
                     })
                     .collect();
                 let bytes = packed.iter().map(PackedQs8::bytes).sum();

@@ -456,7 +456,8 @@ fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: us
         .iter()
         .map(|v| (v * 250.0) as i8)
         .collect();
-    let pk = [PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))];
+    let pk = [PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))
+        .with_conv_taps(in_c)];
     let mut out = vec![0u8; o * o * out_c];
     let t = time(|| {
         qconv2d_nhwc(&g, &x, &pk, 1, &mut out);
