@@ -210,7 +210,7 @@ impl PackedQs8 {
     /// VNNI: each tap is one 4-byte group read straight from a padded copy of the
     /// input, with no per-row packing. A no-op otherwise.
     pub fn with_conv_taps(mut self, cin: usize) -> Self {
-        if self.w4.is_empty() || !(1..=4).contains(&cin) || self.k % cin != 0 {
+        if self.w4.is_empty() || !(1..=4).contains(&cin) || !self.k.is_multiple_of(cin) {
             return self;
         }
         let taps = self.k / cin;
@@ -535,7 +535,11 @@ mod vnni {
     pub(super) enum AView {
         /// `rows` rows of `4·kq` bytes at stride `lda` (`flip`: xor each byte with
         /// 0x80 after loading it).
-        Rows { a: *const u8, lda: usize, flip: bool },
+        Rows {
+            a: *const u8,
+            lda: usize,
+            flip: bool,
+        },
         /// Row `r`'s k group `q` is the u32 at `rows[r] + offs[q]` (implicit
         /// convolution over a padded input).
         Taps {
@@ -727,7 +731,9 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
             len,
             &|r0, rows, dst| {
                 if direct.is_none() {
-                    pack_a(src, r0, rows, VMR, k, len, dst, |d, s| flip_copy(d, s, flip))
+                    pack_a(src, r0, rows, VMR, k, len, dst, |d, s| {
+                        flip_copy(d, s, flip)
+                    })
                 }
             },
             &|apack, mb, p0, p1| {
@@ -782,7 +788,11 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
         b,
         QMR,
         len,
-        &|r0, rows, dst| pack_a(src, r0, rows, QMR, k, len, dst, |d, s| widen(d, s, unsigned)),
+        &|r0, rows, dst| {
+            pack_a(src, r0, rows, QMR, k, len, dst, |d, s| {
+                widen(d, s, unsigned)
+            })
+        },
         &|apack, mb, p0, p1| {
             for p in p0..p1 {
                 let c0 = p * QNR;
@@ -819,8 +829,9 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
                 for (r, trow) in t.iter().enumerate().take(rows) {
                     // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside
                     // `c` (asserted by tile_at) and belongs to this task only.
-                    let dst =
-                        unsafe { core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols) };
+                    let dst = unsafe {
+                        core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols)
+                    };
                     dst.copy_from_slice(&trow[..cols]);
                 }
             }

@@ -19,7 +19,8 @@
 //! its f32 buffer right after it is produced.
 
 use pteron_linalg::{
-    qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
+    qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, PackedQDw, PackedQs8, QAddParams,
+    QConvGeom, QOut,
 };
 
 use crate::error::XnnError;
@@ -471,10 +472,11 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
             };
             let r = perm.len();
             let mut seen = [false; 8];
-            let valid = r >= 1
-                && r <= 8
+            let valid = (1..=8).contains(&r)
                 && r == shapes[*input].rank()
-                && perm.iter().all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
+                && perm
+                    .iter()
+                    .all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
             if im != om || !valid || node.min > f32::MIN || node.max < f32::MAX {
                 return Ok(None);
             }

@@ -4,9 +4,9 @@
 
 use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
-    pool2d, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
-    Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
-    QAddParams, QConvGeom, QOut,
+    pool2d, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, set_isa_cap, set_num_threads,
+    sgemm, sgemm_packed, Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw,
+    PackedQs8, QAddParams, QConvGeom, QOut,
 };
 use pteron_linalg::{qd8_gemm, PackedQd8, Qd8Kind, Qd8Params};
 use std::hint::black_box;
@@ -456,8 +456,10 @@ fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: us
         .iter()
         .map(|v| (v * 250.0) as i8)
         .collect();
-    let pk = [PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))
-        .with_conv_taps(in_c)];
+    let pk = [
+        PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))
+            .with_conv_taps(in_c),
+    ];
     let mut out = vec![0u8; o * o * out_c];
     let t = time(|| {
         qconv2d_nhwc(&g, &x, &pk, 1, &mut out);
@@ -597,7 +599,12 @@ fn main() {
             quantize_q8(&x, 37.0, QOut::qs8(3), &mut out);
             black_box(&out);
         });
-        println!("{:<44} {:>9.1} us {:>8.2} Gelem/s", "quantize_q8 3x224x224", t * 1e6, n as f64 / t / 1e9);
+        println!(
+            "{:<44} {:>9.1} us {:>8.2} Gelem/s",
+            "quantize_q8 3x224x224",
+            t * 1e6,
+            n as f64 / t / 1e9
+        );
     }
     bench_qconv("qconv 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
     bench_qconv("qconv 3x3 64->64 @56", 64, 56, 64, 3, 1);
