@@ -47,6 +47,18 @@ impl QConvGeom {
         (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
     }
 
+    /// The output pixel after `(n, oy, ox)` in NHWC order.
+    #[inline(always)]
+    pub(crate) fn next_pixel(&self, n: usize, oy: usize, ox: usize) -> (usize, usize, usize) {
+        if ox + 1 < self.out_w {
+            (n, oy, ox + 1)
+        } else if oy + 1 < self.out_h {
+            (n, oy + 1, 0)
+        } else {
+            (n + 1, 0, 0)
+        }
+    }
+
     /// Whether the convolution is a plain GEMM on the activation.
     pub fn is_pointwise(&self) -> bool {
         self.kh == 1

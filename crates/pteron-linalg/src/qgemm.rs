@@ -395,15 +395,7 @@ fn pack_a<T: Copy + Default>(
                         }
                     }
                 }
-                ox += 1;
-                if ox == g.out_w {
-                    ox = 0;
-                    oy += 1;
-                    if oy == g.out_h {
-                        oy = 0;
-                        n += 1;
-                    }
-                }
+                (n, oy, ox) = g.next_pixel(n, oy, ox);
             }
         }
         drow[k..].fill(T::default());
@@ -449,6 +441,23 @@ fn kernel_scalar(
 mod avx2 {
     use super::{QOut, QMR, QNR};
     use core::arch::x86_64::*;
+
+    /// Sixteen i32 values within [-128, 255] (`lo` then `hi`, eight each) as bytes
+    /// in order (exact: every packing step is in range).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn bytes16(lo: __m256i, hi: __m256i, unsigned: bool) -> __m128i {
+        let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+        let (l, h) = (
+            _mm256_castsi256_si128(p16),
+            _mm256_extracti128_si256(p16, 1),
+        );
+        if unsigned {
+            _mm_packus_epi16(l, h)
+        } else {
+            _mm_packs_epi16(l, h)
+        }
+    }
 
     /// `qs8_qc8w_gemm_6x16c2__avx2`: one QMR × QNR tile.
     ///
@@ -502,17 +511,7 @@ mod avx2 {
             // Round to nearest even (the default MXCSR mode) and re-centre.
             let i0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
             let i1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
-            // Values are within [-128, 255]: i16 packing is exact.
-            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
-            let (l, h) = (
-                _mm256_castsi256_si128(p16),
-                _mm256_extracti128_si256(p16, 1),
-            );
-            let bytes = if q.unsigned {
-                _mm_packus_epi16(l, h)
-            } else {
-                _mm_packs_epi16(l, h)
-            };
+            let bytes = bytes16(i0, i1, q.unsigned);
             let dst = c.add(r * ldc);
             if cols == QNR {
                 _mm_storeu_si128(dst as *mut __m128i, bytes);
@@ -723,7 +722,6 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
             _ => None,
         };
         let len = if direct.is_some() { 0 } else { b.kq * 4 };
-        let bstride = b.kq * QNR * 4;
         drive::<u8>(
             m,
             b,
@@ -741,40 +739,15 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
                     Some((a, lda)) => (a[mb * VMR * lda..].as_ptr(), lda, flip != 0),
                     None => (apack.as_ptr(), len, false),
                 };
-                let mut p = p0;
-                while p < p1 {
-                    let np = (p1 - p).min(2);
-                    let c0 = p * QNR;
-                    let cols = (n - c0).min(np * QNR);
-                    let (off, rows) = tile_at(mb, VMR, c0, cols);
-                    // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); `ap` holds
-                    // `rows` rows of 4·kq bytes at stride `lda` (the packed block, or
-                    // rows of the dense A, whose length qgemm checked, with k = 4·kq);
-                    // panels p..p+np of `w4` (bstride bytes each), bias4 and scale
-                    // (QNR per panel) are in bounds; the rows × cols tile at `off`
-                    // lies inside `c` (asserted by tile_at) and belongs to this task.
-                    unsafe {
-                        vnni::tile(
-                            np,
-                            b.kq,
-                            vnni::AView::Rows {
-                                a: ap,
-                                lda,
-                                flip: kflip,
-                            },
-                            b.w4.as_ptr().add(p * bstride),
-                            bstride,
-                            b.bias4.as_ptr().add(c0),
-                            b.scale.as_ptr().add(c0),
-                            b.out,
-                            cp.get().add(off),
-                            ldc,
-                            rows,
-                            cols,
-                        )
-                    }
-                    p += np;
-                }
+                let view = vnni::AView::Rows {
+                    a: ap,
+                    lda,
+                    flip: kflip,
+                };
+                // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); the view holds
+                // the block's rows of 4·kq bytes at stride `lda` (the packed block,
+                // or rows of the dense A, whose length qgemm checked, k = 4·kq).
+                unsafe { vnni_panels(b, b.kq, view, &b.w4, mb * VMR, m, p0, p1, cp, clen, ldc) };
             },
         );
         return;
@@ -837,6 +810,61 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
             }
         },
     );
+}
+
+/// Row block at `r0` (of `m` rows) over panels `p0..p1`, two at a time, on the
+/// VNNI kernel with weights `w` (`kq` groups per panel: `w4`, or `wt` for taps).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; `a` gives the block's
+/// `min(m - r0, VMR)` rows of `kq` readable 4-byte groups; `c` (`clen` bytes,
+/// stride `ldc`) holds the `m × n` output, whose rows of this block this task owns.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn vnni_panels(
+    b: &PackedQs8,
+    kq: usize,
+    a: vnni::AView,
+    w: &[i8],
+    r0: usize,
+    m: usize,
+    p0: usize,
+    p1: usize,
+    c: SyncU8,
+    clen: usize,
+    ldc: usize,
+) {
+    let rows = (m - r0).min(VMR);
+    let bstride = kq * QNR * 4;
+    assert!(w.len() >= p1 * bstride && b.bias4.len() >= p1 * QNR);
+    let mut p = p0;
+    while p < p1 {
+        let np = (p1 - p).min(2);
+        let c0 = p * QNR;
+        let cols = (b.n - c0).min(np * QNR);
+        let off = r0 * ldc + c0;
+        assert!(off + (rows - 1) * ldc + cols <= clen);
+        // SAFETY: the caller vouches for the CPU and `a`; panels p..p+np of `w`
+        // (bstride bytes each), bias4 and scale (QNR per panel) are in bounds
+        // (asserted); the rows × cols tile at `off` lies inside `c` (asserted).
+        unsafe {
+            vnni::tile(
+                np,
+                kq,
+                a,
+                w.as_ptr().add(p * bstride),
+                bstride,
+                b.bias4.as_ptr().add(c0),
+                b.scale.as_ptr().add(c0),
+                b.out,
+                c.get().add(off),
+                ldc,
+                rows,
+                cols,
+            )
+        }
+        p += np;
+    }
 }
 
 /// Most taps of the tap-major convolution path.
@@ -904,7 +932,6 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
         let buf: &[u8] = buf;
         let clen = c.len();
         let cp = SyncU8(c.as_mut_ptr());
-        let bstride = taps * QNR * 4;
         drive::<u8>(m, b, VMR, 0, &|_, _, _| {}, &|_, mb, p0, p1| {
             let r0 = mb * VMR;
             let rows = (m - r0).min(VMR);
@@ -919,50 +946,15 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
                 // Every tap of this pixel lies inside the padded buffer.
                 assert!(at + offs[taps - 1] + 4 <= buf.len());
                 *pr = buf[at..].as_ptr();
-                ox += 1;
-                if ox == g.out_w {
-                    ox = 0;
-                    oy += 1;
-                    if oy == g.out_h {
-                        oy = 0;
-                        nb += 1;
-                    }
-                }
+                (nb, oy, ox) = g.next_pixel(nb, oy, ox);
             }
-            let mut p = p0;
-            while p < p1 {
-                let np = (p1 - p).min(2);
-                let c0 = p * QNR;
-                let cols = (n - c0).min(np * QNR);
-                let off = r0 * n + c0;
-                assert!(off + (rows - 1) * n + cols <= clen);
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); each row pointer
-                // has all `taps` 4-byte groups at `offs` inside `buf` (asserted);
-                // panels p..p+np of `wt` (bstride bytes each), bias4 and scale (QNR
-                // per panel) are in bounds; the rows × cols tile at `off` (stride n)
-                // lies inside `c` (asserted) and belongs to this task only.
-                unsafe {
-                    vnni::tile(
-                        np,
-                        taps,
-                        vnni::AView::Taps {
-                            rows: ptrs,
-                            offs: offs.as_ptr(),
-                        },
-                        b.wt.as_ptr().add(p * bstride),
-                        bstride,
-                        b.bias4.as_ptr().add(c0),
-                        b.scale.as_ptr().add(c0),
-                        b.out,
-                        cp.get().add(off),
-                        n,
-                        rows,
-                        cols,
-                    )
-                }
-                p += np;
-            }
+            let view = vnni::AView::Taps {
+                rows: ptrs,
+                offs: offs.as_ptr(),
+            };
+            // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); each row pointer has
+            // all `taps` 4-byte groups at `offs` inside `buf` (asserted above).
+            unsafe { vnni_panels(b, taps, view, &b.wt, r0, m, p0, p1, cp, clen, n) };
         });
     });
     true
@@ -1104,17 +1096,7 @@ mod avx2_add {
                 let v = _mm256_and_si256(_mm256_cvtps_epi32(c), ord);
                 *rh = _mm256_add_epi32(v, zp);
             }
-            // Values are within [-128, 255]: packing is exact.
-            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
-            let (l, h) = (
-                _mm256_castsi256_si128(p16),
-                _mm256_extracti128_si256(p16, 1),
-            );
-            let bytes = if q.unsigned {
-                _mm_packus_epi16(l, h)
-            } else {
-                _mm_packs_epi16(l, h)
-            };
+            let bytes = super::avx2::bytes16(r[0], r[1], q.unsigned);
             _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
             i += 16;
         }
@@ -1155,17 +1137,7 @@ mod avx2_add {
                 let v = _mm256_add_epi32(_mm256_sra_epi32(acc, sh), zp);
                 *rh = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
             }
-            // Values are within [-128, 255]: packing is exact.
-            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
-            let (l, h) = (
-                _mm256_castsi256_si128(p16),
-                _mm256_extracti128_si256(p16, 1),
-            );
-            let bytes = if p.out.unsigned {
-                _mm_packus_epi16(l, h)
-            } else {
-                _mm_packs_epi16(l, h)
-            };
+            let bytes = super::avx2::bytes16(r[0], r[1], p.out.unsigned);
             _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
             i += 16;
         }

@@ -423,19 +423,16 @@ fn bench_qgemm(name: &str, m: usize, n: usize, k: usize) {
     }
 }
 
-/// Int8 NHWC convolution `in_c -> out_c`, `k`×`k` stride `s`, pad `k/2`, on an
-/// `hw`×`hw` input (im2col rows built while packing, no scratch copy).
-fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usize) {
-    if !selected(name) {
-        return;
-    }
+/// Geometry of a `k`×`k` stride `s` window with padding `k/2` on one `hw`×`hw`
+/// image of `c` channels.
+fn square_geom(c: usize, hw: usize, k: usize, s: usize) -> QConvGeom {
     let pad = k / 2;
     let o = (hw + 2 * pad - k) / s + 1;
-    let g = QConvGeom {
+    QConvGeom {
         batch: 1,
         in_h: hw,
         in_w: hw,
-        in_c,
+        in_c: c,
         out_h: o,
         out_w: o,
         kh: k,
@@ -446,7 +443,17 @@ fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: us
         dw: 1,
         pad_top: pad,
         pad_left: pad,
-    };
+    }
+}
+
+/// Int8 NHWC convolution `in_c -> out_c`, `k`×`k` stride `s`, pad `k/2`, on an
+/// `hw`×`hw` input (im2col rows built while packing, no scratch copy).
+fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usize) {
+    if !selected(name) {
+        return;
+    }
+    let g = square_geom(in_c, hw, k, s);
+    let o = g.out_h;
     let x: Vec<u8> = fill(hw * hw * in_c, 7)
         .iter()
         .map(|v| (v * 250.0) as i8 as u8)
@@ -473,24 +480,8 @@ fn bench_qdw(name: &str, c: usize, hw: usize, k: usize, stride: usize) {
     if !selected(name) {
         return;
     }
-    let pad = k / 2;
-    let o = (hw + 2 * pad - k) / stride + 1;
-    let g = QConvGeom {
-        batch: 1,
-        in_h: hw,
-        in_w: hw,
-        in_c: c,
-        out_h: o,
-        out_w: o,
-        kh: k,
-        kw: k,
-        sh: stride,
-        sw: stride,
-        dh: 1,
-        dw: 1,
-        pad_top: pad,
-        pad_left: pad,
-    };
+    let g = square_geom(c, hw, k, stride);
+    let o = g.out_h;
     let x: Vec<u8> = fill(hw * hw * c, 5)
         .iter()
         .map(|v| (v * 250.0) as i8 as u8)
