@@ -36,6 +36,8 @@
 //!
 //! SIMD is selected at run time ([`isa`]): AVX2+FMA on x86-64 when detected, else
 //! portable scalar code. `PTERON_CPU_CAP=scalar|avx2` or [`set_isa_cap`] lowers the tier.
+//! The int8 kernels also use AVX-512 (F/BW/VL/VNNI) above the AVX2 tier when the CPU
+//! has it and no cap is set ([`avx512_vnni`]; `PTERON_CPU_CAP=avx2` turns it off).
 //!
 //! This is the only pteron crate that uses `unsafe` (SIMD intrinsics, raw pointers
 //! for disjoint parallel writes, lifetime erasure in the pool); every block carries
