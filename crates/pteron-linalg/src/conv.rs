@@ -38,8 +38,8 @@ impl Conv2dParams {
     /// larger than the padded input).
     pub fn out_hw(&self) -> Option<(usize, usize)> {
         if self.groups == 0
-            || self.in_c % self.groups != 0
-            || self.out_c % self.groups != 0
+            || !self.in_c.is_multiple_of(self.groups)
+            || !self.out_c.is_multiple_of(self.groups)
             || self.k_h == 0
             || self.k_w == 0
             || self.dilation.0 == 0
@@ -453,7 +453,10 @@ impl ConvTranspose2dParams {
     /// Output `(height, width)` = `(in-1)*stride - 2*pad + dil*(k-1) + output_padding + 1`,
     /// or `None` if invalid (including `output_padding` not smaller than stride or dilation).
     pub fn out_hw(&self) -> Option<(usize, usize)> {
-        if self.groups == 0 || self.in_c % self.groups != 0 || self.out_c % self.groups != 0 {
+        if self.groups == 0
+            || !self.in_c.is_multiple_of(self.groups)
+            || !self.out_c.is_multiple_of(self.groups)
+        {
             return None;
         }
         let oh = convt_out(

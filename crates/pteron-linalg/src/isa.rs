@@ -77,7 +77,42 @@ pub fn isa() -> Isa {
     }
 }
 
+/// Whether the int8 kernels may use AVX-512 VNNI (with F/BW/VL), an extension
+/// above the [`Isa::Avx2Fma`] tier: the CPU has it, the tier is `Avx2Fma`, and no
+/// cap is in force ([`set_isa_cap`] with any tier, or `PTERON_CPU_CAP=scalar|avx2`,
+/// turns it off; `PTERON_CPU_CAP=avx512` leaves it on).
+pub fn avx512_vnni() -> bool {
+    static ENV_ALLOWS: OnceLock<bool> = OnceLock::new();
+    let has = vnni_detected();
+    let allowed = if OVERRIDE.load(Ordering::Relaxed) != 0 {
+        false
+    } else {
+        *ENV_ALLOWS.get_or_init(|| match std::env::var("PTERON_CPU_CAP") {
+            Ok(v) => Isa::parse(&v).is_none(),
+            Err(_) => true,
+        })
+    };
+    has && allowed && isa() == Isa::Avx2Fma
+}
+
+/// Whether the CPU has AVX-512 F/BW/VL/VNNI (ignoring any cap).
+pub(crate) fn vnni_detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 /// Override the cap programmatically (`None` reverts to the environment cap).
+/// Any explicit cap also turns off the AVX-512 VNNI extension ([`avx512_vnni`]).
 ///
 /// This is process-global; tests that sweep tiers should serialize on a lock.
 /// Data pre-packed under one tier (e.g. [`crate::PackedB`], [`crate::Conv2d`])

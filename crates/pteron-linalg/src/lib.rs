@@ -29,12 +29,15 @@
 //! * Int8 ([`qgemm`] with [`PackedQs8`], [`qconv2d_nhwc`], [`qdwconv_nhwc`] with
 //!   [`PackedQDw`]): int8 × int8 → int32 with fused per-channel fp32 requantization
 //!   to `qs8`/`qu8` ([`requantize`], XNNPACK's `qs8_qc8w` semantics); AVX2
-//!   `vpmaddwd` kernels and bit-identical scalar ones.
+//!   `vpmaddwd` kernels, AVX-512 VNNI `vpdpbusd` GEMM kernels ([`avx512_vnni`]) and
+//!   bit-identical scalar ones.
 //! * [`parallel_for`]: a persistent, allocation-free scoped thread pool.
 //! * [`reference`]: naive, obviously-correct versions of everything, used as test oracles.
 //!
 //! SIMD is selected at run time ([`isa`]): AVX2+FMA on x86-64 when detected, else
 //! portable scalar code. `PTERON_CPU_CAP=scalar|avx2` or [`set_isa_cap`] lowers the tier.
+//! The int8 kernels also use AVX-512 (F/BW/VL/VNNI) above the AVX2 tier when the CPU
+//! has it and no cap is set ([`avx512_vnni`]; `PTERON_CPU_CAP=avx2` turns it off).
 //!
 //! This is the only pteron crate that uses `unsafe` (SIMD intrinsics, raw pointers
 //! for disjoint parallel writes, lifetime erasure in the pool); every block carries
@@ -59,12 +62,12 @@ pub use conv::{
     conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError,
 };
 pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
-pub use isa::{isa, set_isa_cap, supported_isas, Isa};
+pub use isa::{avx512_vnni, isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
 pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};
 pub use qd8::{qd8_gemm, qd8_quantize_row, PackedQd8, Qd8Kind, Qd8Params};
-pub use qgemm::{qadd, qgemm, requantize, PackedQs8, QAddParams, QOut, QMR, QNR};
+pub use qgemm::{qadd, qgemm, quantize_q8, requantize, PackedQs8, QAddParams, QOut, QMR, QNR};
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -152,7 +152,7 @@ fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
             return w;
         }
         spins = spins.wrapping_add(1);
-        if spins % 64 == 0 && start.elapsed() > SPIN_TIME {
+        if spins.is_multiple_of(64) && start.elapsed() > SPIN_TIME {
             let mut g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
             sh.sleepers.fetch_add(1, Ordering::SeqCst);
             loop {

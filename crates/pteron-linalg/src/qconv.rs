@@ -10,9 +10,9 @@
 //!   out-of-bounds taps reading a row of input zero points (XNNPACK's zero buffer). AVX2 kernel:
 //!   16 channels per step, two taps interleaved per `vpmaddwd`.
 
-use crate::isa::{isa, Isa};
+use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
-use crate::qgemm::{qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
+use crate::qgemm::{qconv_taps, qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
 
 /// Geometry of a 2-D NHWC convolution window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,18 @@ impl QConvGeom {
         let iy = (oy * self.sh + ky * self.dh).checked_sub(self.pad_top)?;
         let ix = (ox * self.sw + kx * self.dw).checked_sub(self.pad_left)?;
         (iy < self.in_h && ix < self.in_w).then_some((iy, ix))
+    }
+
+    /// The output pixel after `(n, oy, ox)` in NHWC order.
+    #[inline(always)]
+    pub(crate) fn next_pixel(&self, n: usize, oy: usize, ox: usize) -> (usize, usize, usize) {
+        if ox + 1 < self.out_w {
+            (n, oy, ox + 1)
+        } else if oy + 1 < self.out_h {
+            (n, oy + 1, 0)
+        } else {
+            (n + 1, 0, 0)
+        }
     }
 
     /// Whether the convolution is a plain GEMM on the activation.
@@ -162,6 +174,9 @@ pub fn qconv2d_nhwc(g: &QConvGeom, input: &[u8], packed: &[PackedQs8], pad: u8, 
         qgemm(m, input, g.in_c, &packed[0], out, cout);
         return;
     }
+    if groups == 1 && qconv_taps(g, input, &packed[0], pad, out) {
+        return;
+    }
     for (gi, pk) in packed.iter().enumerate() {
         assert_eq!(pk.k(), g.kh * g.kw * cg, "qconv2d_nhwc: filter size");
         let src = ASrc::Conv {
@@ -194,17 +209,54 @@ pub struct PackedQDw {
     scale: Vec<f32>,
     /// `c` copies of the input zero point byte.
     zrow: Vec<u8>,
-    /// Per 16-channel block and tap pair: 32 i16 (two 16-lane vectors: channels
-    /// 0-3,8-11 then 4-7,12-15, each lane holding the taps' pair).
+    /// AVX2 layout (16-channel blocks).
+    v16: DwLanes,
+    /// AVX-512 layout (32-channel blocks; empty unless the CPU has AVX-512).
+    v32: DwLanes,
+}
+
+/// Weights, bias and scales of whole `W`-channel blocks in the lane order of the
+/// `vpunpck{l,h}wd` depthwise kernels: vector 0 holds channels 0-3, 8-11, 16-19, …
+/// of a block, vector 1 channels 4-7, 12-15, …; each lane holds a pair of taps.
+#[derive(Clone, Debug, Default)]
+struct DwLanes {
+    /// Per block and tap pair: `2·W` i16 (vector 0, then vector 1).
     wv: Vec<i16>,
-    /// Per block: bias and scale in the same lane order (16 each).
+    /// Per block: bias and scale in lane order (`W` each).
     bv: Vec<i32>,
     sv: Vec<f32>,
 }
 
-/// Lane order of the AVX2 depthwise kernel: vector 0 holds channels 0-3 and 8-11,
-/// vector 1 channels 4-7 and 12-15 (what `vpunpck{l,h}wd` produce).
-const DW_ORDER: [usize; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
+impl DwLanes {
+    fn new(width: usize, taps: usize, c: usize, w: &[i8], bias: &[i32], scale: &[f32]) -> Self {
+        let blocks = c / width;
+        let pairs = taps.div_ceil(2);
+        let mut wv = vec![0i16; blocks * pairs * 2 * width];
+        let mut bv = vec![0i32; blocks * width];
+        let mut sv = vec![0f32; blocks * width];
+        let half = width / 2;
+        for b in 0..blocks {
+            for lane in 0..width {
+                let (v, i) = (lane / half, lane % half);
+                let cc = b * width + 8 * (i / 4) + 4 * v + i % 4;
+                bv[b * width + lane] = bias[cc];
+                sv[b * width + lane] = scale[cc];
+                for p in 0..pairs {
+                    let base = (b * pairs + p) * 2 * width + lane * 2;
+                    wv[base] = w[(2 * p) * c + cc] as i16;
+                    if 2 * p + 1 < taps {
+                        wv[base + 1] = w[(2 * p + 1) * c + cc] as i16;
+                    }
+                }
+            }
+        }
+        DwLanes { wv, bv, sv }
+    }
+
+    fn bytes(&self) -> usize {
+        self.wv.len() * 2 + self.bv.len() * 8
+    }
+}
 
 impl PackedQDw {
     /// Packs a `[taps][c]` int8 filter (zero point 0), optional int32 bias, the
@@ -239,25 +291,12 @@ impl PackedQDw {
                 }
             })
             .collect();
-        let blocks = c / DWC;
-        let pairs = taps.div_ceil(2);
-        let mut wv = vec![0i16; blocks * pairs * 32];
-        let mut bv = vec![0i32; blocks * DWC];
-        let mut sv = vec![0f32; blocks * DWC];
-        for b in 0..blocks {
-            for (lane, &ch) in DW_ORDER.iter().enumerate() {
-                let cc = b * DWC + ch;
-                bv[b * DWC + lane] = bias[cc];
-                sv[b * DWC + lane] = scale[cc];
-                for p in 0..pairs {
-                    let base = (b * pairs + p) * 32 + lane * 2;
-                    wv[base] = w[(2 * p) * c + cc] as i16;
-                    if 2 * p + 1 < taps {
-                        wv[base + 1] = w[(2 * p + 1) * c + cc] as i16;
-                    }
-                }
-            }
-        }
+        let v16 = DwLanes::new(DWC, taps, c, w, &bias, &scale);
+        let v32 = if crate::isa::vnni_detected() {
+            DwLanes::new(2 * DWC, taps, c, w, &bias, &scale)
+        } else {
+            DwLanes::default()
+        };
         PackedQDw {
             taps,
             c,
@@ -267,9 +306,8 @@ impl PackedQDw {
             bias,
             scale,
             zrow: vec![input_zero_point as u8; c],
-            wv,
-            bv,
-            sv,
+            v16,
+            v32,
         }
     }
 
@@ -285,101 +323,271 @@ impl PackedQDw {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.w.len() + self.zrow.len() + self.wv.len() * 2 + (self.bias.len() + self.bv.len()) * 8
+        self.w.len() + self.zrow.len() + self.bias.len() * 8 + self.v16.bytes() + self.v32.bytes()
     }
 }
 
 /// Most taps per pixel (kernels up to 9×9).
 const MAX_TAPS: usize = 81;
 
-/// Channels `c0..` of one output pixel, scalar; `rows[t]` is tap `t`'s input pixel.
-fn dw_pixel_scalar(pk: &PackedQDw, rows: &[&[u8]], c0: usize, dst: &mut [u8]) {
-    for ch in c0..pk.c {
-        let mut acc = pk.bias[ch];
-        for (t, r) in rows.iter().enumerate() {
-            let x = qval(r[ch], pk.a_unsigned);
-            acc = acc.wrapping_add(x * pk.w[t * pk.c + ch] as i32);
+/// Channels `c0..` of `npix` output pixels, scalar: pixel `i` reads tap `t` at
+/// `rows[t][i * step..]` and writes `dst[i * c..]`.
+fn dw_pixels_scalar(
+    pk: &PackedQDw,
+    rows: &[&[u8]],
+    step: usize,
+    npix: usize,
+    c0: usize,
+    dst: &mut [u8],
+) {
+    let c = pk.c;
+    for (i, d) in dst.chunks_exact_mut(c).take(npix).enumerate() {
+        for ch in c0..c {
+            let mut acc = pk.bias[ch];
+            for (t, r) in rows.iter().enumerate() {
+                let x = qval(r[i * step + ch], pk.a_unsigned);
+                acc = acc.wrapping_add(x * pk.w[t * c + ch] as i32);
+            }
+            d[ch] = requantize(acc, pk.scale[ch], pk.out);
         }
-        dst[ch] = requantize(acc, pk.scale[ch], pk.out);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{PackedQDw, DWC};
+    use super::{PackedQDw, DWC, MAX_TAPS};
     use core::arch::x86_64::*;
 
-    /// `qs8_qc8w_dwconv_16c__avx2`: all whole 16-channel blocks of one output pixel.
+    /// `qs8_qc8w_dwconv_16c__avx2`: the whole 16-channel blocks from block `b0` on
+    /// of `npix` output pixels (pixel `i` reads tap `t` at `rows[t][i * step..]`,
+    /// writes `dst[i·c..]`).
     ///
     /// # Safety
-    /// AVX2 must be available; every row in `rows` has at least `pk.c` bytes,
-    /// `rows.len() == pk.taps` and `dst.len() >= pk.c`.
+    /// AVX2 must be available; `rows.len() == pk.taps ≤ MAX_TAPS`, every row holds at
+    /// least `(npix - 1) · step + pk.c` bytes and `dst` at least `npix · pk.c`.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pixel(pk: &PackedQDw, rows: &[&[u8]], dst: &mut [u8]) {
-        let blocks = pk.c / DWC;
-        let pairs = pk.taps.div_ceil(2);
+    pub(super) unsafe fn pixels(
+        pk: &PackedQDw,
+        rows: &[&[u8]],
+        step: usize,
+        npix: usize,
+        b0: usize,
+        dst: &mut [u8],
+    ) {
+        if pk.a_unsigned {
+            pixels_u::<true>(pk, rows, step, npix, b0, dst)
+        } else {
+            pixels_u::<false>(pk, rows, step, npix, b0, dst)
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pixels_u<const U: bool>(
+        pk: &PackedQDw,
+        rows: &[&[u8]],
+        step: usize,
+        npix: usize,
+        b0: usize,
+        dst: &mut [u8],
+    ) {
+        let c = pk.c;
+        let blocks = c / DWC;
+        let taps = pk.taps;
+        let pairs = taps.div_ceil(2);
+        let mut ptrs = [core::ptr::null::<u8>(); MAX_TAPS];
+        for (p, r) in ptrs.iter_mut().zip(rows) {
+            *p = r.as_ptr();
+        }
         let (lo, hi) = pk.out.fbounds();
         let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
         let vzp = _mm256_set1_epi32(pk.out.zero_point);
-        let unsigned = pk.a_unsigned;
-        let load = |r: &[u8], c0: usize| -> __m256i {
-            let v = _mm_loadu_si128(r.as_ptr().add(c0) as *const __m128i);
-            if unsigned {
-                _mm256_cvtepu8_epi16(v)
-            } else {
-                _mm256_cvtepi8_epi16(v)
-            }
-        };
-        let z = _mm256_setzero_si256();
-        for b in 0..blocks {
-            let c0 = b * DWC;
-            let mut acc0 = _mm256_loadu_si256(pk.bv.as_ptr().add(c0) as *const __m256i);
-            let mut acc1 = _mm256_loadu_si256(pk.bv.as_ptr().add(c0 + 8) as *const __m256i);
-            let wb = pk.wv.as_ptr().add(b * pairs * 32);
-            for p in 0..pairs {
-                let x0 = load(rows[2 * p], c0);
-                let x1 = if 2 * p + 1 < rows.len() {
-                    load(rows[2 * p + 1], c0)
+        macro_rules! ld {
+            ($p:expr) => {{
+                let v = _mm_loadu_si128($p as *const __m128i);
+                if U {
+                    _mm256_cvtepu8_epi16(v)
                 } else {
-                    z
-                };
-                let w0 = _mm256_loadu_si256(wb.add(p * 32) as *const __m256i);
-                let w1 = _mm256_loadu_si256(wb.add(p * 32 + 16) as *const __m256i);
-                // |x · w| ≤ 255 · 128: each pair sum fits i32 exactly.
-                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w0));
-                acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w1));
-            }
-            let s0 = _mm256_loadu_ps(pk.sv.as_ptr().add(c0));
-            let s1 = _mm256_loadu_ps(pk.sv.as_ptr().add(c0 + 8));
-            let f0 = _mm256_min_ps(
-                _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc0), s0), vlo),
-                vhi,
-            );
-            let f1 = _mm256_min_ps(
-                _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc1), s1), vlo),
-                vhi,
-            );
-            let i0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
-            let i1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
-            // packs: lane 0 = channels 0-3 (i0), 4-7 (i1); lane 1 = 8-11, 12-15.
-            let p16 = _mm256_packs_epi32(i0, i1);
-            let (l, h) = (
-                _mm256_castsi256_si128(p16),
-                _mm256_extracti128_si256(p16, 1),
-            );
-            let bytes = if pk.out.unsigned {
-                _mm_packus_epi16(l, h)
-            } else {
-                _mm_packs_epi16(l, h)
-            };
-            _mm_storeu_si128(dst.as_mut_ptr().add(c0) as *mut __m128i, bytes);
+                    _mm256_cvtepi8_epi16(v)
+                }
+            }};
         }
+        let z = _mm256_setzero_si256();
+        for i in 0..npix {
+            let off = i * step;
+            let d = dst.as_mut_ptr().add(i * c);
+            for b in b0..blocks {
+                let c0 = b * DWC;
+                let at = off + c0;
+                let mut acc0 = _mm256_loadu_si256(pk.v16.bv.as_ptr().add(c0) as *const __m256i);
+                let mut acc1 = _mm256_loadu_si256(pk.v16.bv.as_ptr().add(c0 + 8) as *const __m256i);
+                let wb = pk.v16.wv.as_ptr().add(b * pairs * 32);
+                for p in 0..pairs {
+                    let x0 = ld!(ptrs[2 * p].add(at));
+                    let x1 = if 2 * p + 1 < taps {
+                        ld!(ptrs[2 * p + 1].add(at))
+                    } else {
+                        z
+                    };
+                    let w0 = _mm256_loadu_si256(wb.add(p * 32) as *const __m256i);
+                    let w1 = _mm256_loadu_si256(wb.add(p * 32 + 16) as *const __m256i);
+                    // |x · w| ≤ 255 · 128: each pair sum fits i32 exactly.
+                    acc0 = _mm256_add_epi32(
+                        acc0,
+                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w0),
+                    );
+                    acc1 = _mm256_add_epi32(
+                        acc1,
+                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w1),
+                    );
+                }
+                let s0 = _mm256_loadu_ps(pk.v16.sv.as_ptr().add(c0));
+                let s1 = _mm256_loadu_ps(pk.v16.sv.as_ptr().add(c0 + 8));
+                let f0 = _mm256_min_ps(
+                    _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc0), s0), vlo),
+                    vhi,
+                );
+                let f1 = _mm256_min_ps(
+                    _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc1), s1), vlo),
+                    vhi,
+                );
+                let i0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
+                let i1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
+                // packs: lane 0 = channels 0-3 (i0), 4-7 (i1); lane 1 = 8-11, 12-15.
+                let p16 = _mm256_packs_epi32(i0, i1);
+                let (l, h) = (
+                    _mm256_castsi256_si128(p16),
+                    _mm256_extracti128_si256(p16, 1),
+                );
+                let bytes = if pk.out.unsigned {
+                    _mm_packus_epi16(l, h)
+                } else {
+                    _mm_packs_epi16(l, h)
+                };
+                _mm_storeu_si128(d.add(c0) as *mut __m128i, bytes);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PackedQDw, DWC, MAX_TAPS};
+    use core::arch::x86_64::*;
+
+    /// Channels per AVX-512 block.
+    const W: usize = 2 * DWC;
+
+    /// `qs8_qc8w_dwconv_32c__avx512bw`: all whole 32-channel blocks of `npix`
+    /// output pixels (pixel `i` reads tap `t` at `rows[t][i * step..]`, writes
+    /// `dst[i·c..]`); returns how many channels it covered.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW must be available and `pk.v32` packed; `rows.len() == pk.taps ≤
+    /// MAX_TAPS`, every row holds at least `(npix - 1) · step + pk.c` bytes and
+    /// `dst` at least `npix · pk.c`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pixels(
+        pk: &PackedQDw,
+        rows: &[&[u8]],
+        step: usize,
+        npix: usize,
+        dst: &mut [u8],
+    ) -> usize {
+        if pk.a_unsigned {
+            pixels_u::<true>(pk, rows, step, npix, dst)
+        } else {
+            pixels_u::<false>(pk, rows, step, npix, dst)
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pixels_u<const U: bool>(
+        pk: &PackedQDw,
+        rows: &[&[u8]],
+        step: usize,
+        npix: usize,
+        dst: &mut [u8],
+    ) -> usize {
+        let c = pk.c;
+        let blocks = c / W;
+        let taps = pk.taps;
+        let pairs = taps.div_ceil(2);
+        let v = &pk.v32;
+        let mut ptrs = [core::ptr::null::<u8>(); MAX_TAPS];
+        for (p, r) in ptrs.iter_mut().zip(rows) {
+            *p = r.as_ptr();
+        }
+        let (lo, hi) = pk.out.fbounds();
+        let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let vzp = _mm512_set1_epi32(pk.out.zero_point);
+        macro_rules! ld {
+            ($p:expr) => {{
+                let x = _mm256_loadu_si256($p as *const __m256i);
+                if U {
+                    _mm512_cvtepu8_epi16(x)
+                } else {
+                    _mm512_cvtepi8_epi16(x)
+                }
+            }};
+        }
+        let z = _mm512_setzero_si512();
+        for i in 0..npix {
+            let off = i * step;
+            let d = dst.as_mut_ptr().add(i * c);
+            for b in 0..blocks {
+                let c0 = b * W;
+                let at = off + c0;
+                let mut acc0 = _mm512_loadu_si512(v.bv.as_ptr().add(c0) as *const _);
+                let mut acc1 = _mm512_loadu_si512(v.bv.as_ptr().add(c0 + DWC) as *const _);
+                let wb = v.wv.as_ptr().add(b * pairs * 2 * W);
+                for p in 0..pairs {
+                    let x0 = ld!(ptrs[2 * p].add(at));
+                    let x1 = if 2 * p + 1 < taps {
+                        ld!(ptrs[2 * p + 1].add(at))
+                    } else {
+                        z
+                    };
+                    let w0 = _mm512_loadu_si512(wb.add(p * 2 * W) as *const _);
+                    let w1 = _mm512_loadu_si512(wb.add(p * 2 * W + W) as *const _);
+                    // |x · w| ≤ 255 · 128: each pair sum fits i32 exactly.
+                    acc0 = _mm512_add_epi32(
+                        acc0,
+                        _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), w0),
+                    );
+                    acc1 = _mm512_add_epi32(
+                        acc1,
+                        _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), w1),
+                    );
+                }
+                let s0 = _mm512_loadu_ps(v.sv.as_ptr().add(c0));
+                let s1 = _mm512_loadu_ps(v.sv.as_ptr().add(c0 + DWC));
+                let f0 = _mm512_min_ps(
+                    _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc0), s0), vlo),
+                    vhi,
+                );
+                let f1 = _mm512_min_ps(
+                    _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc1), s1), vlo),
+                    vhi,
+                );
+                let i0 = _mm512_add_epi32(_mm512_cvtps_epi32(f0), vzp);
+                let i1 = _mm512_add_epi32(_mm512_cvtps_epi32(f1), vzp);
+                // Per 128-bit lane L: channels 8L..8L+3 (i0) then 8L+4..8L+7 (i1),
+                // so the packed words are in channel order; values are within
+                // [-128, 255], so packing and truncating to bytes are exact.
+                let p16 = _mm512_packs_epi32(i0, i1);
+                _mm256_storeu_si256(d.add(c0) as *mut __m256i, _mm512_cvtepi16_epi8(p16));
+            }
+        }
+        blocks * W
     }
 }
 
 /// Depthwise int8 convolution (multiplier 1): NHWC `input` with `pk.c ==
 /// g.in_c` channels, `[taps][c]` filter with `taps == g.kh · g.kw` (at most 81);
-/// `out` is NHWC.
+/// `out` is NHWC. Output columns whose taps are all in bounds run as one strided
+/// sweep per row; border pixels read a row of input zero points for missing taps.
 ///
 /// # Panics
 /// On inconsistent sizes.
@@ -401,10 +609,38 @@ pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8])
         return;
     }
     let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64") && c >= DWC;
+    let use_avx512 = use_avx2 && avx512_vnni() && !pk.v32.wv.is_empty();
+    // Output columns `x_lo..x_hi` have every horizontal tap in bounds.
+    let x_lo = g.pad_left.div_ceil(g.sw).min(g.out_w);
+    let x_hi = match (g.in_w + g.pad_left).checked_sub((g.kw - 1) * g.dw + 1) {
+        Some(last) => (last / g.sw + 1).min(g.out_w),
+        None => 0,
+    }
+    .max(x_lo);
     let (tasks, per) = row_split(rows, g.out_w * c * pk.taps);
     let op = SyncU8(out.as_mut_ptr());
     let row_len = g.out_w * c;
     let zrow: &[u8] = &pk.zrow;
+    let run = |taps: &[&[u8]], step: usize, npix: usize, dst: &mut [u8]| {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if use_avx512 {
+            // SAFETY: AVX-512 F/BW detected (avx512_vnni()) and `v32` packed (its
+            // detection); `taps` has pk.taps ≤ MAX_TAPS rows, each holding
+            // (npix - 1)·step + c bytes, and `dst` holds npix·c bytes (callers).
+            done = unsafe { avx512::pixels(pk, taps, step, npix, dst) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2 && done + DWC <= c {
+            // SAFETY: AVX2 detected; same buffers as above; blocks from done/DWC on.
+            unsafe { avx2::pixels(pk, taps, step, npix, done / DWC, dst) };
+            done = c / DWC * DWC;
+        }
+        let _ = (use_avx2, use_avx512);
+        if done < c {
+            dw_pixels_scalar(pk, taps, step, npix, done, dst);
+        }
+    };
     parallel_for(tasks, |t| {
         let (r0, r1) = (t * per, ((t + 1) * per).min(rows));
         // SAFETY: output rows r0..r1 (in bounds, asserted above) belong to this task.
@@ -415,7 +651,25 @@ pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8])
         let taps = &mut taps[..pk.taps];
         for (row, drow) in (r0..r1).zip(dst_all.chunks_exact_mut(row_len)) {
             let (n, oy) = (row / g.out_h, row % g.out_h);
-            for (ox, dst) in drow.chunks_exact_mut(c).enumerate() {
+            let rows_in = (0..g.kh).all(|ky| g.src(oy, x_lo, ky, 0).is_some());
+            let mut ox = 0;
+            while ox < g.out_w {
+                if ox == x_lo && rows_in && x_hi > x_lo {
+                    // Interior sweep: tap t of pixel ox + i sits i·sw·c bytes on.
+                    let npix = x_hi - x_lo;
+                    let step = g.sw * c;
+                    let span = (npix - 1) * step + c;
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let (iy, ix) = g.src(oy, x_lo, ky, kx).expect("interior tap");
+                            let o = ((n * g.in_h + iy) * g.in_w + ix) * c;
+                            taps[ky * g.kw + kx] = &input[o..o + span];
+                        }
+                    }
+                    run(taps, step, npix, &mut drow[x_lo * c..x_hi * c]);
+                    ox = x_hi;
+                    continue;
+                }
                 for ky in 0..g.kh {
                     for kx in 0..g.kw {
                         taps[ky * g.kw + kx] = match g.src(oy, ox, ky, kx) {
@@ -427,16 +681,8 @@ pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8])
                         };
                     }
                 }
-                let mut done = 0;
-                #[cfg(target_arch = "x86_64")]
-                if use_avx2 {
-                    // SAFETY: AVX2 detected; every tap row holds c bytes, and `dst`
-                    // is one output pixel of c bytes.
-                    unsafe { avx2::pixel(pk, taps, dst) };
-                    done = c / DWC * DWC;
-                }
-                let _ = use_avx2;
-                dw_pixel_scalar(pk, taps, done, dst);
+                run(taps, 0, 1, &mut drow[ox * c..(ox + 1) * c]);
+                ox += 1;
             }
         }
     });

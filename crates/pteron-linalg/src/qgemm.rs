@@ -18,8 +18,15 @@
 //! activations with 8 columns and adds the two products exactly into int32. A row
 //! block of [`QMR`] activation rows is widened per task to `i16` rows. The
 //! scalar kernel uses the same packing and gives bit-identical results.
+//!
+//! On CPUs with AVX-512 VNNI ([`crate::avx512_vnni`]) the weights are also packed
+//! as int8 (`ceil(k/4)` groups of 16 columns × 4 k-consecutive bytes per panel)
+//! for `vpdpbusd` (unsigned × signed bytes, four products summed exactly into
+//! int32). Signed activations are made unsigned by flipping the sign bit (`a + 128`)
+//! and the bias absorbs it (`bias[j] - (izp + 128) · Σ_k w[j][k]`), so the int32
+//! accumulators are the same as on the other paths.
 
-use crate::isa::{isa, Isa};
+use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
 use crate::qconv::QConvGeom;
 use crate::util::with_scratch;
@@ -28,6 +35,8 @@ use crate::util::with_scratch;
 pub const QNR: usize = 16;
 /// Rows per micro-tile.
 pub const QMR: usize = 6;
+/// Rows per AVX-512 VNNI micro-tile.
+const VMR: usize = 8;
 
 /// Output quantization of a requantizing kernel: zero point and the clamp range
 /// (already intersected with the output type's range).
@@ -104,6 +113,18 @@ pub struct PackedQs8 {
     scale: Vec<f32>,
     out: QOut,
     a_unsigned: bool,
+    /// `ceil(k/4)`: k groups of the VNNI layout.
+    kq: usize,
+    /// VNNI layout (empty unless the CPU has AVX-512 VNNI): `ceil(n/QNR)` panels
+    /// of `kq * QNR * 4` bytes (`[group][col][4]`).
+    w4: Vec<i8>,
+    /// Bias folded for activations read as unsigned (`izp + 128` for `qs8`).
+    bias4: Vec<i32>,
+    /// Input channels of the tap-major VNNI layout (0: none).
+    tap_cin: usize,
+    /// Tap-major VNNI layout for convolutions with ≤ 4 input channels: per panel,
+    /// `k / tap_cin` taps of `QNR` columns × 4 bytes (the tap's channels, zero-padded).
+    wt: Vec<i8>,
 }
 
 impl PackedQs8 {
@@ -133,6 +154,16 @@ impl PackedQs8 {
         let mut pw = vec![0i16; panels * kp * QNR * 2];
         let mut pb = vec![0i32; panels * QNR];
         let mut ps = vec![0f32; panels * QNR];
+        let vnni = crate::isa::vnni_detected();
+        let kq = k.div_ceil(4);
+        let mut w4 = vec![0i8; if vnni { panels * kq * QNR * 4 } else { 0 }];
+        let mut pb4 = vec![0i32; if vnni { panels * QNR } else { 0 }];
+        // Zero point of the activations as the VNNI kernel reads them (unsigned).
+        let izp4 = if a_unsigned {
+            input_zero_point
+        } else {
+            input_zero_point.wrapping_add(128)
+        };
         for j in 0..n {
             let row = &w[j * ldw..j * ldw + k];
             let (p, c) = (j / QNR, j % QNR);
@@ -144,6 +175,13 @@ impl PackedQs8 {
             }
             let b = bias.map_or(0, |b| b[j]);
             pb[j] = b.wrapping_sub(ksum.wrapping_mul(input_zero_point));
+            if vnni {
+                let base4 = p * kq * QNR * 4;
+                for (kk, &v) in row.iter().enumerate() {
+                    w4[base4 + (kk / 4) * QNR * 4 + c * 4 + (kk & 3)] = v;
+                }
+                pb4[j] = b.wrapping_sub(ksum.wrapping_mul(izp4));
+            }
             ps[j] = if scales.len() == 1 {
                 scales[0]
             } else {
@@ -159,7 +197,37 @@ impl PackedQs8 {
             scale: ps,
             out,
             a_unsigned,
+            kq,
+            w4,
+            bias4: pb4,
+            tap_cin: 0,
+            wt: Vec::new(),
         }
+    }
+
+    /// Adds the tap-major layout used by convolutions with `cin ≤ 4` input channels
+    /// (rows of `k = taps · cin` weights, channels fastest) on CPUs with AVX-512
+    /// VNNI: each tap is one 4-byte group read straight from a padded copy of the
+    /// input, with no per-row packing. A no-op otherwise.
+    pub fn with_conv_taps(mut self, cin: usize) -> Self {
+        if self.w4.is_empty() || !(1..=4).contains(&cin) || !self.k.is_multiple_of(cin) {
+            return self;
+        }
+        let taps = self.k / cin;
+        let panels = self.n.div_ceil(QNR);
+        let mut wt = vec![0i8; panels * taps * QNR * 4];
+        for j in 0..self.n {
+            let (p, c) = (j / QNR, j % QNR);
+            let src = p * self.kp * QNR * 2;
+            for kk in 0..self.k {
+                let v = self.w[src + (kk / 2) * QNR * 2 + c * 2 + (kk & 1)] as i8;
+                let (t, ci) = (kk / cin, kk % cin);
+                wt[(p * taps + t) * QNR * 4 + c * 4 + ci] = v;
+            }
+        }
+        self.tap_cin = cin;
+        self.wt = wt;
+        self
     }
 
     /// Inner dimension.
@@ -174,7 +242,10 @@ impl PackedQs8 {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.w.len() * 2 + self.bias.len() * 4 + self.scale.len() * 4
+        self.w.len() * 2
+            + self.w4.len()
+            + self.wt.len()
+            + (self.bias.len() + self.bias4.len() + self.scale.len()) * 4
     }
 
     /// Output quantization.
@@ -234,28 +305,66 @@ fn widen(dst: &mut [i16], src: &[u8], unsigned: bool) {
     }
 }
 
-/// Packs rows `r0..r0+rows` (≤ QMR) of A into `dst` as `QMR` rows of `2·kp` i16
-/// (sign- or zero-extended; the odd k tail and missing rows are zero). Row `r`'s
-/// k-pair `p` is the u32 at i16 offset `r·2kp + 2p`.
-fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: &mut [i16]) {
-    let kp2 = k.div_ceil(2) * 2;
-    if kp2 == 0 {
+/// Copies bytes with `flip` xor-ed in (`0x80` turns `qs8` into `qs8 + 128` as `u8`),
+/// eight at a time.
+#[inline(always)]
+fn flip_copy(dst: &mut [u8], src: &[u8], flip: u8) {
+    let f8 = u64::from_ne_bytes([flip; 8]);
+    let mut dc = dst.chunks_exact_mut(8);
+    let mut sc = src.chunks_exact(8);
+    for (d, s) in (&mut dc).zip(&mut sc) {
+        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        d.copy_from_slice(&(v ^ f8).to_ne_bytes());
+    }
+    for (d, &b) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
+        *d = b ^ flip;
+    }
+}
+
+/// Packs rows `r0..r0+rows` (≤ `mr`) of A into `dst` as `mr` rows of `len ≥ k`
+/// elements, each run of bytes converted by `conv`: padding taps of a convolution
+/// hold the converted pad byte, the k tail and missing rows are zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_a<T: Copy + Default>(
+    src: ASrc<'_>,
+    r0: usize,
+    rows: usize,
+    mr: usize,
+    k: usize,
+    len: usize,
+    dst: &mut [T],
+    conv: impl Fn(&mut [T], &[u8]),
+) {
+    if len == 0 {
         return;
     }
-    let dst = &mut dst[..QMR * kp2];
-    for (r, drow) in dst.chunks_exact_mut(kp2).enumerate() {
+    let dst = &mut dst[..mr * len];
+    // Output pixel of row r0 (convolutions), advanced row by row.
+    let (mut n, mut oy, mut ox) = match src {
+        ASrc::Conv { g, .. } => (
+            r0 / (g.out_h * g.out_w),
+            (r0 / g.out_w) % g.out_h,
+            r0 % g.out_w,
+        ),
+        ASrc::Dense { .. } => (0, 0, 0),
+    };
+    let padv = match src {
+        ASrc::Conv { pad, .. } => {
+            let mut v = [T::default()];
+            conv(&mut v, &[pad]);
+            v[0]
+        }
+        ASrc::Dense { .. } => T::default(),
+    };
+    for (r, drow) in dst.chunks_exact_mut(len).enumerate() {
         if r >= rows {
-            drow.fill(0);
+            drow.fill(T::default());
             continue;
         }
         let row = r0 + r;
         match src {
-            ASrc::Dense { a, lda } => widen(drow, &a[row * lda..row * lda + k], unsigned),
-            ASrc::Conv { g, x, c0, cg, pad } => {
-                let n = row / (g.out_h * g.out_w);
-                let oy = (row / g.out_w) % g.out_h;
-                let ox = row % g.out_w;
-                let padv = qval(pad, unsigned) as i16;
+            ASrc::Dense { a, lda } => conv(&mut drow[..k], &a[row * lda..row * lda + k]),
+            ASrc::Conv { g, x, c0, cg, .. } => {
                 let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
                 let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
                 let seg_len = g.kw * cg;
@@ -273,7 +382,7 @@ fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: 
                     let base = (n * g.in_h + iy as usize) * g.in_w;
                     if contiguous {
                         let s = (base + ix0 as usize) * g.in_c;
-                        widen(seg, &x[s..s + seg_len], unsigned);
+                        conv(seg, &x[s..s + seg_len]);
                         continue;
                     }
                     for (kx, d) in seg.chunks_exact_mut(cg).enumerate() {
@@ -282,13 +391,14 @@ fn pack_a(src: ASrc<'_>, r0: usize, rows: usize, k: usize, unsigned: bool, dst: 
                             d.fill(padv);
                         } else {
                             let s = (base + ix as usize) * g.in_c + c0;
-                            widen(d, &x[s..s + cg], unsigned);
+                            conv(d, &x[s..s + cg]);
                         }
                     }
                 }
+                (n, oy, ox) = g.next_pixel(n, oy, ox);
             }
         }
-        drow[k..].fill(0);
+        drow[k..].fill(T::default());
     }
 }
 
@@ -331,6 +441,23 @@ fn kernel_scalar(
 mod avx2 {
     use super::{QOut, QMR, QNR};
     use core::arch::x86_64::*;
+
+    /// Sixteen i32 values within [-128, 255] (`lo` then `hi`, eight each) as bytes
+    /// in order (exact: every packing step is in range).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn bytes16(lo: __m256i, hi: __m256i, unsigned: bool) -> __m128i {
+        let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+        let (l, h) = (
+            _mm256_castsi256_si128(p16),
+            _mm256_extracti128_si256(p16, 1),
+        );
+        if unsigned {
+            _mm_packus_epi16(l, h)
+        } else {
+            _mm_packs_epi16(l, h)
+        }
+    }
 
     /// `qs8_qc8w_gemm_6x16c2__avx2`: one QMR × QNR tile.
     ///
@@ -384,17 +511,7 @@ mod avx2 {
             // Round to nearest even (the default MXCSR mode) and re-centre.
             let i0 = _mm256_add_epi32(_mm256_cvtps_epi32(f0), vzp);
             let i1 = _mm256_add_epi32(_mm256_cvtps_epi32(f1), vzp);
-            // Values are within [-128, 255]: i16 packing is exact.
-            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
-            let (l, h) = (
-                _mm256_castsi256_si128(p16),
-                _mm256_extracti128_si256(p16, 1),
-            );
-            let bytes = if q.unsigned {
-                _mm_packus_epi16(l, h)
-            } else {
-                _mm_packs_epi16(l, h)
-            };
+            let bytes = bytes16(i0, i1, q.unsigned);
             let dst = c.add(r * ldc);
             if cols == QNR {
                 _mm_storeu_si128(dst as *mut __m128i, bytes);
@@ -402,6 +519,149 @@ mod avx2 {
                 let mut tmp = [0u8; QNR];
                 _mm_storeu_si128(tmp.as_mut_ptr() as *mut __m128i, bytes);
                 core::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{QOut, QNR, VMR};
+    use core::arch::x86_64::*;
+
+    /// Where a VNNI tile reads its activations.
+    #[derive(Clone, Copy)]
+    pub(super) enum AView {
+        /// `rows` rows of `4·kq` bytes at stride `lda` (`flip`: xor each byte with
+        /// 0x80 after loading it).
+        Rows {
+            a: *const u8,
+            lda: usize,
+            flip: bool,
+        },
+        /// Row `r`'s k group `q` is the u32 at `rows[r] + offs[q]` (implicit
+        /// convolution over a padded input).
+        Taps {
+            rows: [*const u8; VMR],
+            offs: *const usize,
+        },
+    }
+
+    /// `qs8_qc8w_gemm_{1..8}x{16,32}c4__avx512vnni`: `rows ≤ VMR` rows times
+    /// `np ∈ {1, 2}` panels (`cols` valid columns in them).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `a` gives `rows` rows of `kq`
+    /// readable 4-byte groups; `b` holds `np` panels of `kq · QNR · 4` bytes at
+    /// stride `bstride`; `bias`/`scale` hold `np · QNR` values; `c` is valid for
+    /// `rows` rows of `cols` bytes at stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile(
+        np: usize,
+        kq: usize,
+        a: AView,
+        b: *const i8,
+        bstride: usize,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let (ptrs, lda, offs, mode) = match a {
+            AView::Rows { a, lda, flip } => ([a; VMR], lda, core::ptr::null(), flip as u8),
+            AView::Taps { rows, offs } => (rows, 0, offs, 2),
+        };
+        macro_rules! go {
+            ($($mr:literal)*) => {
+                match (np, rows, mode) {
+                    $((1, $mr, 0) => tile_n::<1, $mr, 0>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, 0) => tile_n::<2, $mr, 0>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (1, $mr, 1) => tile_n::<1, $mr, 1>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, 1) => tile_n::<2, $mr, 1>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (1, $mr, _) => tile_n::<1, $mr, 2>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),
+                      (_, $mr, _) => tile_n::<2, $mr, 2>(kq, &ptrs, lda, offs, b, bstride, bias, scale, q, c, ldc, cols),)*
+                    _ => unreachable!("rows ≤ VMR"),
+                }
+            };
+        }
+        debug_assert!(rows <= VMR);
+        go!(1 2 3 4 5 6 7 8)
+    }
+
+    /// MODE 0: row `r` at `rows[0] + r·lda`, read as is; 1: the same with the sign
+    /// bit flipped in registers; 2: row `r`'s group `q` at `rows[r] + offs[q]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_n<const NP: usize, const MR: usize, const MODE: u8>(
+        kq: usize,
+        rows: &[*const u8; VMR],
+        lda: usize,
+        offs: *const usize,
+        b: *const i8,
+        bstride: usize,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        for j in 0..NP {
+            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
+            for accr in acc.iter_mut() {
+                accr[j] = bj;
+            }
+        }
+        let mut bp = b;
+        let mut ap = rows[0];
+        let vflip = _mm512_set1_epi8(-128);
+        for qi in 0..kq {
+            let mut bv = [_mm512_setzero_si512(); NP];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(bp.add(j * bstride) as *const _);
+            }
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let at = if MODE == 2 {
+                    rows[r].add(*offs.add(qi))
+                } else {
+                    ap.add(r * lda)
+                };
+                let mut av = _mm512_set1_epi32((at as *const i32).read_unaligned());
+                if MODE == 1 {
+                    av = _mm512_xor_si512(av, vflip);
+                }
+                for (j, v) in bv.iter().enumerate() {
+                    // u8 × i8, four products summed exactly into each i32 lane.
+                    accr[j] = _mm512_dpbusd_epi32(accr[j], av, *v);
+                }
+            }
+            bp = bp.add(QNR * 4);
+            ap = ap.add(4);
+        }
+        let (lo, hi) = q.fbounds();
+        let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let vzp = _mm512_set1_epi32(q.zero_point);
+        for j in 0..NP {
+            let cj = cols.saturating_sub(QNR * j).min(QNR);
+            if cj == 0 {
+                continue;
+            }
+            let mask = (((1u32 << cj) - 1) & 0xFFFF) as __mmask16;
+            let s = _mm512_loadu_ps(scale.add(QNR * j));
+            for (r, accr) in acc.iter().enumerate() {
+                let f = _mm512_mul_ps(_mm512_cvtepi32_ps(accr[j]), s);
+                let f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+                // Round to nearest even (the default MXCSR mode) and re-centre;
+                // values are within [-128, 255], so truncating to bytes is exact.
+                let i = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
+                let bytes = _mm512_cvtepi32_epi8(i);
+                _mm_mask_storeu_epi8(c.add(r * ldc + QNR * j) as *mut i8, mask, bytes);
             }
         }
     }
@@ -441,8 +701,297 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     }
     assert!(c.len() >= (m - 1) * ldc + n, "qgemm: c too short");
     assert!(ldc >= n, "qgemm: strides");
+    let cp = SyncU8(c.as_mut_ptr());
+    let clen = c.len();
+    // The output tile of row block `mb` (of `mr` rows) and columns `c0..c0+cols`:
+    // (offset in c, rows); asserts that it lies inside `c`.
+    let tile_at = |mb: usize, mr: usize, c0: usize, cols: usize| {
+        let r0 = mb * mr;
+        let rows = (m - r0).min(mr);
+        let off = r0 * ldc + c0;
+        assert!(off + (rows - 1) * ldc + cols <= clen);
+        (off, rows)
+    };
+    #[cfg(target_arch = "x86_64")]
+    if avx512_vnni() && !b.w4.is_empty() {
+        let flip = if b.a_unsigned { 0 } else { 0x80 };
+        // Dense rows made of whole k groups are read in place (the sign flip then
+        // happens in registers); other sources are packed per row block.
+        let direct = match src {
+            ASrc::Dense { a, lda } if k % 4 == 0 => Some((a, lda)),
+            _ => None,
+        };
+        let len = if direct.is_some() { 0 } else { b.kq * 4 };
+        drive::<u8>(
+            m,
+            b,
+            VMR,
+            len,
+            &|r0, rows, dst| {
+                if direct.is_none() {
+                    pack_a(src, r0, rows, VMR, k, len, dst, |d, s| {
+                        flip_copy(d, s, flip)
+                    })
+                }
+            },
+            &|apack, mb, p0, p1| {
+                let (ap, lda, kflip) = match direct {
+                    Some((a, lda)) => (a[mb * VMR * lda..].as_ptr(), lda, flip != 0),
+                    None => (apack.as_ptr(), len, false),
+                };
+                let view = vnni::AView::Rows {
+                    a: ap,
+                    lda,
+                    flip: kflip,
+                };
+                // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); the view holds
+                // the block's rows of 4·kq bytes at stride `lda` (the packed block,
+                // or rows of the dense A, whose length qgemm checked, k = 4·kq).
+                unsafe { vnni_panels(b, b.kq, view, &b.w4, mb * VMR, m, p0, p1, cp, clen, ldc) };
+            },
+        );
+        return;
+    }
     let use_avx2 = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64");
-    let mblocks = m.div_ceil(QMR);
+    let kp = b.kp;
+    let len = 2 * kp;
+    let unsigned = b.a_unsigned;
+    drive::<i16>(
+        m,
+        b,
+        QMR,
+        len,
+        &|r0, rows, dst| {
+            pack_a(src, r0, rows, QMR, k, len, dst, |d, s| {
+                widen(d, s, unsigned)
+            })
+        },
+        &|apack, mb, p0, p1| {
+            for p in p0..p1 {
+                let c0 = p * QNR;
+                let cols = (n - c0).min(QNR);
+                let (off, rows) = tile_at(mb, QMR, c0, cols);
+                let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
+                let bias = &b.bias[c0..c0 + QNR];
+                let scale = &b.scale[c0..c0 + QNR];
+                #[cfg(target_arch = "x86_64")]
+                if use_avx2 {
+                    // SAFETY: AVX2 was detected (isa()); `apack` holds QMR rows of 2kp
+                    // i16 and the packed B/bias/scale slices have the lengths the
+                    // kernel reads; the tile (rows × cols at stride ldc from `off`)
+                    // lies inside `c` (asserted by tile_at), and tasks own disjoint
+                    // (row block, panel) tiles.
+                    unsafe {
+                        avx2::kernel(
+                            kp,
+                            apack.as_ptr(),
+                            bw.as_ptr(),
+                            bias.as_ptr(),
+                            scale.as_ptr(),
+                            b.out,
+                            cp.get().add(off),
+                            ldc,
+                            rows,
+                            cols,
+                        )
+                    }
+                    continue;
+                }
+                let _ = use_avx2;
+                let t = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
+                for (r, trow) in t.iter().enumerate().take(rows) {
+                    // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside
+                    // `c` (asserted by tile_at) and belongs to this task only.
+                    let dst = unsafe {
+                        core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols)
+                    };
+                    dst.copy_from_slice(&trow[..cols]);
+                }
+            }
+        },
+    );
+}
+
+/// Row block at `r0` (of `m` rows) over panels `p0..p1`, two at a time, on the
+/// VNNI kernel with weights `w` (`kq` groups per panel: `w4`, or `wt` for taps).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; `a` gives the block's
+/// `min(m - r0, VMR)` rows of `kq` readable 4-byte groups; `c` (`clen` bytes,
+/// stride `ldc`) holds the `m × n` output, whose rows of this block this task owns.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn vnni_panels(
+    b: &PackedQs8,
+    kq: usize,
+    a: vnni::AView,
+    w: &[i8],
+    r0: usize,
+    m: usize,
+    p0: usize,
+    p1: usize,
+    c: SyncU8,
+    clen: usize,
+    ldc: usize,
+) {
+    let rows = (m - r0).min(VMR);
+    let bstride = kq * QNR * 4;
+    assert!(w.len() >= p1 * bstride && b.bias4.len() >= p1 * QNR);
+    let mut p = p0;
+    while p < p1 {
+        let np = (p1 - p).min(2);
+        let c0 = p * QNR;
+        let cols = (b.n - c0).min(np * QNR);
+        let off = r0 * ldc + c0;
+        assert!(off + (rows - 1) * ldc + cols <= clen);
+        // SAFETY: the caller vouches for the CPU and `a`; panels p..p+np of `w`
+        // (bstride bytes each), bias4 and scale (QNR per panel) are in bounds
+        // (asserted); the rows × cols tile at `off` lies inside `c` (asserted).
+        unsafe {
+            vnni::tile(
+                np,
+                kq,
+                a,
+                w.as_ptr().add(p * bstride),
+                bstride,
+                b.bias4.as_ptr().add(c0),
+                b.scale.as_ptr().add(c0),
+                b.out,
+                c.get().add(off),
+                ldc,
+                rows,
+                cols,
+            )
+        }
+        p += np;
+    }
+}
+
+/// Most taps of the tap-major convolution path.
+const MAX_CONV_TAPS: usize = 128;
+
+/// Convolution with `g.in_c ≤ 4` channels (one group) on the tap-major VNNI
+/// layout: the input is copied once into a zero-point-padded buffer of 4-byte
+/// pixels (sign bit flipped for `qs8`), and row `r`'s tap `t` is the u32 at
+/// `pixel(r) + offs[t]`. Returns `false` (doing nothing) when not applicable.
+pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mut [u8]) -> bool {
+    let taps = g.kh * g.kw;
+    if b.tap_cin != g.in_c
+        || b.tap_cin == 0
+        || taps * g.in_c != b.k
+        || taps > MAX_CONV_TAPS
+        || !avx512_vnni()
+        || !cfg!(target_arch = "x86_64")
+    {
+        return false;
+    }
+    let (m, n, cin) = (g.batch * g.out_h * g.out_w, b.n, g.in_c);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    assert!(c.len() >= m * n, "qconv: output too short");
+    let hp = (g.out_h - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let wp = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    let flip = if b.a_unsigned { 0 } else { 0x80 };
+    let mut offs = [0usize; MAX_CONV_TAPS];
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            offs[ky * g.kw + kx] = (ky * g.dh * wp + kx * g.dw) * 4;
+        }
+    }
+    with_scratch_as::<u8, ()>(g.batch * hp * wp * 4, |buf| {
+        let padv = u32::from_ne_bytes([pad ^ flip; 4]);
+        let f4 = u32::from_ne_bytes([flip; 4]);
+        let cmask = (u64::MAX >> (64 - 8 * cin)) as u32;
+        for (i, prow) in buf.chunks_exact_mut(wp * 4).enumerate() {
+            let (nb, yp) = (i / hp, i % hp);
+            let iy = yp.wrapping_sub(g.pad_top);
+            for (xp, px) in prow.chunks_exact_mut(4).enumerate() {
+                let ix = xp.wrapping_sub(g.pad_left);
+                let v = if iy < g.in_h && ix < g.in_w {
+                    let s = ((nb * g.in_h + iy) * g.in_w + ix) * cin;
+                    // Assembled in a register (a byte copy through memory stalls
+                    // store forwarding); channels past cin meet zero weights.
+                    let v = match x.get(s..s + 4) {
+                        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) & cmask,
+                        None => {
+                            let mut v = 0u32;
+                            for (i, &b) in x[s..s + cin].iter().enumerate() {
+                                v |= (b as u32) << (8 * i);
+                            }
+                            v
+                        }
+                    };
+                    v ^ f4
+                } else {
+                    padv
+                };
+                px.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        let buf: &[u8] = buf;
+        let clen = c.len();
+        let cp = SyncU8(c.as_mut_ptr());
+        drive::<u8>(m, b, VMR, 0, &|_, _, _| {}, &|_, mb, p0, p1| {
+            let r0 = mb * VMR;
+            let rows = (m - r0).min(VMR);
+            let mut ptrs = [buf.as_ptr(); VMR];
+            let (mut nb, mut oy, mut ox) = (
+                r0 / (g.out_h * g.out_w),
+                (r0 / g.out_w) % g.out_h,
+                r0 % g.out_w,
+            );
+            for pr in ptrs.iter_mut().take(rows) {
+                let at = ((nb * hp + oy * g.sh) * wp + ox * g.sw) * 4;
+                // Every tap of this pixel lies inside the padded buffer.
+                assert!(at + offs[taps - 1] + 4 <= buf.len());
+                *pr = buf[at..].as_ptr();
+                (nb, oy, ox) = g.next_pixel(nb, oy, ox);
+            }
+            let view = vnni::AView::Taps {
+                rows: ptrs,
+                offs: offs.as_ptr(),
+            };
+            // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); each row pointer has
+            // all `taps` 4-byte groups at `offs` inside `buf` (asserted above).
+            unsafe { vnni_panels(b, taps, view, &b.wt, r0, m, p0, p1, cp, clen, n) };
+        });
+    });
+    true
+}
+
+/// Views this thread's f32 scratch as `len` elements of `T` (an integer type of
+/// alignment ≤ 4).
+fn with_scratch_as<T: Copy, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let sz = core::mem::size_of::<T>();
+    assert!(sz <= 4 && 4 % core::mem::align_of::<T>() == 0);
+    if len == 0 {
+        // Nothing to hold (and no borrow of the scratch, which the caller may own).
+        return f(&mut []);
+    }
+    with_scratch((len * sz).div_ceil(4), |s| {
+        // SAFETY: the scratch (exclusively ours in this closure, initialised) holds
+        // at least len·size_of::<T>() bytes; T is a plain integer type whose
+        // alignment divides f32's, and every bit pattern is a valid T.
+        let v: &mut [T] = unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut T, len) };
+        f(v)
+    })
+}
+
+/// Splits a GEMM into tasks: row blocks of `mr` rows packed by `pack(r0, rows,
+/// dst)` into `mr · len` elements, and `tile(apack, mb, p0, p1)` computing row
+/// block `mb` for panels `p0..p1`.
+#[allow(clippy::type_complexity)]
+fn drive<T: Copy + Default + Sync>(
+    m: usize,
+    b: &PackedQs8,
+    mr: usize,
+    len: usize,
+    pack: &(dyn Fn(usize, usize, &mut [T]) + Sync),
+    tile: &(dyn Fn(&[T], usize, usize, usize) + Sync),
+) {
+    let (n, k) = (b.n, b.k);
+    let mblocks = m.div_ceil(mr);
     let panels = n.div_ceil(QNR);
     let threads = num_threads();
     let work = m * n * k.max(1);
@@ -451,72 +1000,25 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     } else {
         threads * 4
     };
-    let cp = SyncU8(c.as_mut_ptr());
-    let clen = c.len();
-    let kp = b.kp;
-    let kp2 = 2 * kp;
-    // One QMR × QNR tile from packed rows `apack` (QMR rows of 2kp i16).
-    let tile = |apack: &[i16], mb: usize, p: usize| {
-        let r0 = mb * QMR;
-        let rows = (m - r0).min(QMR);
-        let c0 = p * QNR;
-        let cols = (n - c0).min(QNR);
-        let bw = &b.w[p * kp * QNR * 2..(p + 1) * kp * QNR * 2];
-        let bias = &b.bias[c0..c0 + QNR];
-        let scale = &b.scale[c0..c0 + QNR];
-        let off = r0 * ldc + c0;
-        assert!(off + (rows - 1) * ldc + cols <= clen);
-        #[cfg(target_arch = "x86_64")]
-        if use_avx2 {
-            // SAFETY: AVX2 was detected (isa()); `apack` holds QMR rows of 2kp i16
-            // and the packed B/bias/scale slices have the lengths the kernel reads;
-            // the tile (rows × cols at stride ldc from `off`) lies inside `c`
-            // (asserted above), and tasks own disjoint (row block, panel) tiles.
-            unsafe {
-                avx2::kernel(
-                    kp,
-                    apack.as_ptr(),
-                    bw.as_ptr(),
-                    bias.as_ptr(),
-                    scale.as_ptr(),
-                    b.out,
-                    cp.get().add(off),
-                    ldc,
-                    rows,
-                    cols,
-                )
-            }
-            return;
-        }
-        let _ = use_avx2;
-        let t = kernel_scalar(kp, apack, bw, bias, scale, b.out, rows);
-        for (r, trow) in t.iter().enumerate().take(rows) {
-            // SAFETY: row r of the tile (cols bytes at off + r·ldc) lies inside `c`
-            // (asserted above) and belongs to this task only.
-            let dst = unsafe { core::slice::from_raw_parts_mut(cp.get().add(off + r * ldc), cols) };
-            dst.copy_from_slice(&trow[..cols]);
-        }
-    };
-    if b.w.len() * 2 > B_CACHE_BYTES && mblocks > 1 && kp > 0 {
+    let blk = mr * len;
+    let wbytes = b.w.len() * 2;
+    if wbytes > B_CACHE_BYTES && mblocks > 1 {
         // Panel-outer: pack all of A once, then each task keeps its panels hot.
-        with_scratch(mblocks * QMR * kp, |s| {
-            // SAFETY: the scratch (mblocks·QMR·kp f32, exclusively ours in this
-            // closure) is viewed as twice as many i16, whose alignment is smaller.
-            let apack: &mut [i16] =
-                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
-            for (mb, blk) in apack.chunks_exact_mut(QMR * kp2).enumerate() {
-                let r0 = mb * QMR;
-                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, blk);
+        with_scratch_as::<T, ()>(mblocks * blk, |apack| {
+            if blk > 0 {
+                for (mb, dst) in apack.chunks_exact_mut(blk).enumerate() {
+                    let r0 = mb * mr;
+                    pack(r0, (m - r0).min(mr), dst);
+                }
             }
-            let apack: &[i16] = apack;
+            let apack: &[T] = apack;
             let (pc, pper) = chunks(panels, target);
             let (rc, rper) = chunks(mblocks, target.div_ceil(pc));
             parallel_for(pc * rc, |t| {
                 let (pi, ri) = (t / rc, t % rc);
-                for p in pi * pper..((pi + 1) * pper).min(panels) {
-                    for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
-                        tile(&apack[mb * QMR * kp2..(mb + 1) * QMR * kp2], mb, p);
-                    }
+                let (p0, p1) = (pi * pper, ((pi + 1) * pper).min(panels));
+                for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
+                    tile(&apack[mb * blk..(mb + 1) * blk], mb, p0, p1);
                 }
             });
         });
@@ -532,17 +1034,11 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
         let (rc, cc) = (t / col_chunks, t % col_chunks);
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
         let (p0, p1) = (cc * cols_per, ((cc + 1) * cols_per).min(panels));
-        with_scratch(kp * QMR, |s| {
-            // SAFETY: the scratch (kp·QMR f32, exclusively ours in this closure) is
-            // viewed as twice as many i16, whose alignment is smaller.
-            let apack: &mut [i16] =
-                unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut i16, s.len() * 2) };
+        with_scratch_as::<T, ()>(blk, |apack| {
             for mb in mb0..mb1 {
-                let r0 = mb * QMR;
-                pack_a(src, r0, (m - r0).min(QMR), k, b.a_unsigned, apack);
-                for p in p0..p1 {
-                    tile(apack, mb, p);
-                }
+                let r0 = mb * mr;
+                pack(r0, (m - r0).min(mr), apack);
+                tile(apack, mb, p0, p1);
             }
         });
     });
@@ -574,8 +1070,38 @@ fn qadd_one(a: u8, b: u8, p: &QAddParams) -> u8 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2_add {
-    use super::QAddParams;
+    use super::{QAddParams, QOut};
     use core::arch::x86_64::*;
+
+    /// `f32_qs8_vcvt__avx2_u16`: whole 16-element blocks; returns how many elements
+    /// were written.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `src` and `out` have equal lengths.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quantize(src: &[f32], inv: f32, q: QOut, out: &mut [u8]) -> usize {
+        let n = out.len() / 16 * 16;
+        let vinv = _mm256_set1_ps(inv);
+        let (lo, hi) = q.fbounds();
+        let (vlo, vhi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        let zp = _mm256_set1_epi32(q.zero_point);
+        let mut i = 0;
+        while i < n {
+            let mut r = [_mm256_setzero_si256(); 2];
+            for (h, rh) in r.iter_mut().enumerate() {
+                let t = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i + 8 * h)), vinv);
+                let c = _mm256_min_ps(_mm256_max_ps(t, vlo), vhi);
+                // Round to nearest even (the default MXCSR mode); NaN lanes to 0.
+                let ord = _mm256_castps_si256(_mm256_cmp_ps(t, t, _CMP_ORD_Q));
+                let v = _mm256_and_si256(_mm256_cvtps_epi32(c), ord);
+                *rh = _mm256_add_epi32(v, zp);
+            }
+            let bytes = super::avx2::bytes16(r[0], r[1], q.unsigned);
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
+            i += 16;
+        }
+        n
+    }
 
     /// `qs8_vadd_minmax__avx2_mul32_u16`: whole 16-element blocks; returns how many
     /// elements were written.
@@ -611,17 +1137,7 @@ mod avx2_add {
                 let v = _mm256_add_epi32(_mm256_sra_epi32(acc, sh), zp);
                 *rh = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
             }
-            // Values are within [-128, 255]: packing is exact.
-            let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xD8);
-            let (l, h) = (
-                _mm256_castsi256_si128(p16),
-                _mm256_extracti128_si256(p16, 1),
-            );
-            let bytes = if p.out.unsigned {
-                _mm_packus_epi16(l, h)
-            } else {
-                _mm_packs_epi16(l, h)
-            };
+            let bytes = super::avx2::bytes16(r[0], r[1], p.out.unsigned);
             _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
             i += 16;
         }
@@ -647,5 +1163,31 @@ pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
     }
     for ((o, &x), &y) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
         *o = qadd_one(x, y, p);
+    }
+}
+
+/// Quantizes `f32` values to bytes: `round_even(clamp(x · inv, min - zp, max - zp))
+/// + zp` with `q`'s zero point and range; NaN maps to the zero point (XNNPACK's
+/// `f32_qs8_vcvt` up to that NaN rule, and the f32 path's fake quantization).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn quantize_q8(src: &[f32], inv: f32, q: QOut, dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len(), "quantize_q8: lengths");
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2Fma {
+        // SAFETY: AVX2 detected; the slices have equal lengths (asserted).
+        done = unsafe { avx2_add::quantize(src, inv, q, dst) };
+    }
+    let (lo, hi) = q.fbounds();
+    for (d, &v) in dst[done..].iter_mut().zip(&src[done..]) {
+        let t = v * inv;
+        let r = if t.is_nan() {
+            0
+        } else {
+            t.max(lo).min(hi).round_ties_even() as i32
+        };
+        *d = (r + q.zero_point) as u8;
     }
 }

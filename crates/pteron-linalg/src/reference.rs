@@ -592,3 +592,19 @@ pub fn max_pool_nhwc(
         }
     }
 }
+
+/// Naive quantization of `f32` values to bytes: `round_even(clamp(x · inv,
+/// min - zp, max - zp)) + zp`, NaN to the zero point.
+pub fn quantize_q8(src: &[f32], inv: f32, q: crate::QOut, dst: &mut [u8]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let t = (v as f64 * inv as f64) as f32;
+        let r = if t.is_nan() {
+            0
+        } else {
+            let lo = (q.min - q.zero_point) as f32;
+            let hi = (q.max - q.zero_point) as f32;
+            t.clamp(lo, hi).round_ties_even() as i32
+        };
+        *d = (r + q.zero_point) as u8;
+    }
+}

@@ -43,15 +43,22 @@ fn scales(rng: &mut Rng, n: usize, k: usize, per_channel: bool) -> Vec<f32> {
         .collect()
 }
 
+/// Runs `f` under every ISA tier, then uncapped when that adds the AVX-512 VNNI
+/// kernels, each with 1, 2 and 3 threads.
 fn with_threads(mut f: impl FnMut(&str)) {
-    for_each_isa(|isa| {
+    let threads = |f: &mut dyn FnMut(&str), tier: &str| {
         let before = pteron_linalg::num_threads();
-        for t in [1, 3] {
+        for t in [1, 2, 3] {
             set_num_threads(t);
-            f(&format!("{isa:?} threads {t}"));
+            f(&format!("{tier} threads {t}"));
         }
         set_num_threads(before);
-    });
+    };
+    for_each_isa(|isa| threads(&mut f, &format!("{isa:?}")));
+    let _g = common::lock();
+    if pteron_linalg::avx512_vnni() {
+        threads(&mut f, "Avx512Vnni");
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -242,13 +249,20 @@ fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64
             )
         })
         .collect();
+    // One group with at most 4 channels also runs on the tap-major layout.
+    let taps: Vec<PackedQs8> = packed
+        .iter()
+        .map(|p| p.clone().with_conv_taps(if groups == 1 { cg } else { 0 }))
+        .collect();
     with_threads(|ctx| {
-        let mut got = vec![0x55u8; olen];
-        qconv2d_nhwc(g, &x, &packed, izp as u8, &mut got);
-        assert_eq!(
-            got, want,
-            "{ctx}: {g:?} groups {groups} og {og} seed {seed}"
-        );
+        for (layout, pk) in [("rows", &packed), ("taps", &taps)] {
+            let mut got = vec![0x55u8; olen];
+            qconv2d_nhwc(g, &x, pk, izp as u8, &mut got);
+            assert_eq!(
+                got, want,
+                "{ctx} {layout}: {g:?} groups {groups} og {og} seed {seed}"
+            );
+        }
     });
 }
 
@@ -293,6 +307,10 @@ fn qconv_edge_shapes() {
         // Weights over the cache threshold: the panel-outer path.
         (1, (5, 4), 96, (3, 3), 1, 1, (1, 1, 1, 1), 1, 130),
         (1, (7, 7), 48, (3, 3), 2, 1, (1, 1, 1, 1), 2, 120),
+        // First layers: 3 channels, 3x3/2 and 7x7/2 (the tap-major path).
+        (1, (17, 15), 3, (3, 3), 2, 1, (1, 1, 1, 1), 1, 32),
+        (2, (13, 12), 3, (7, 7), 2, 1, (3, 3, 3, 3), 1, 40),
+        (1, (6, 7), 4, (2, 3), 1, 2, (0, 1, 2, 0), 1, 9),
     ];
     for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");
@@ -350,8 +368,45 @@ fn qadd_edge_lengths() {
     }
 }
 
+fn check_quantize(n: usize, unsigned: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let q = qout(&mut rng, unsigned);
+    let inv = 1.0 / (0.001 + rng.f32().abs() * 0.1);
+    let mut src: Vec<f32> = (0..n).map(|_| rng.f32() * 300.0 / inv).collect();
+    // Exact ties, NaN, infinities and values far out of range.
+    for (i, v) in src.iter_mut().enumerate() {
+        match i % 23 {
+            3 => *v = (i as f32 - 50.5) / inv,
+            7 => *v = f32::NAN,
+            11 => *v = f32::INFINITY,
+            13 => *v = f32::NEG_INFINITY,
+            17 => *v = -1e30,
+            _ => {}
+        }
+    }
+    let mut want = vec![0u8; n];
+    reference::quantize_q8(&src, inv, q, &mut want);
+    with_threads(|ctx| {
+        let mut got = vec![0x77u8; n];
+        pteron_linalg::quantize_q8(&src, inv, q, &mut got);
+        assert_eq!(got, want, "{ctx}: n {n} {q:?}");
+    });
+}
+
+#[test]
+fn quantize_edge_lengths() {
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+        check_quantize(n, i % 2 == 0, 400 + i as u64);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn quantize_random(n in 0usize..200, unsigned: bool, seed: u64) {
+        check_quantize(n, unsigned, seed);
+    }
+
     #[test]
     fn qadd_random(n in 0usize..200, shift in 12u32..31, seed: u64) {
         check_qadd(n, shift, seed);

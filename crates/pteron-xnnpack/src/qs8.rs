@@ -19,7 +19,8 @@
 //! its f32 buffer right after it is produced.
 
 use pteron_linalg::{
-    qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
+    qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, PackedQDw, PackedQs8, QAddParams,
+    QConvGeom, QOut,
 };
 
 use crate::error::XnnError;
@@ -170,6 +171,17 @@ enum Kind {
         p: PoolParams,
         out: QOut,
     },
+    /// Convert of a plain f32 value (`input`, read from the f32 buffers) to int8:
+    /// `round_even(clamp(x / scale, qmin - zp, qmax - zp)) + zp`, the value the f32
+    /// path's fake quantization puts on the grid.
+    Quantize {
+        input: usize,
+        m: QMeta,
+    },
+    /// Transpose of an int8 value (input and output on the same grid).
+    Transpose {
+        perm: [usize; 8],
+    },
     /// A clamp fused into its producer.
     Nop,
 }
@@ -305,7 +317,7 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                         } else {
                             &s[gi * og..(gi + 1) * og]
                         };
-                        PackedQs8::new(
+                        let pk = PackedQs8::new(
                             k,
                             og,
                             &w8[gi * og * k..],
@@ -315,7 +327,12 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                             im.unsigned,
                             sc,
                             q,
-                        )
+                        );
+                        if p.groups == 1 {
+                            pk.with_conv_taps(p.group_in)
+                        } else {
+                            pk
+                        }
                     })
                     .collect();
                 let bytes = packed.iter().map(PackedQs8::bytes).sum();
@@ -433,6 +450,39 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                 return Ok(None);
             };
             mk(Kind::Clamp { out: q }, &[*input], *out, 0)
+        }
+        Op::Unary {
+            op: UnOp::Convert,
+            input,
+            out,
+        } => {
+            let iv = &g.values[*input];
+            let plain_f32 = iv.dtype == Datatype::Fp32
+                && matches!(iv.quant, Quant::None)
+                && iv.data.is_none()
+                && !matches!(iv.dq_datatype, Datatype::QInt8 | Datatype::QdInt8);
+            match meta(*out) {
+                Some(m) if plain_f32 => mk(Kind::Quantize { input: *input, m }, &[], *out, 0),
+                _ => None,
+            }
+        }
+        Op::Transpose { perm, input, out } => {
+            let (Some(im), Some(om)) = (meta(*input), meta(*out)) else {
+                return Ok(None);
+            };
+            let r = perm.len();
+            let mut seen = [false; 8];
+            let valid = (1..=8).contains(&r)
+                && r == shapes[*input].rank()
+                && perm
+                    .iter()
+                    .all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
+            if im != om || !valid || node.min > f32::MIN || node.max < f32::MAX {
+                return Ok(None);
+            }
+            let mut pa = [0usize; 8];
+            pa[..r].copy_from_slice(perm);
+            mk(Kind::Transpose { perm: pa }, &[*input], *out, 0)
         }
         Op::MaxPool { p, input, out } => {
             let (Some(im), Some(om)) = (meta(*input), meta(*out)) else {
@@ -644,21 +694,20 @@ impl Q8State {
     }
 }
 
-/// Magic-number rounding to nearest even (|x| < 2^22), cheap on every target.
-#[inline(always)]
-fn round_even(x: f32) -> f32 {
-    (x + 12_582_912.0) - 12_582_912.0
-}
-
 fn quantize_into(src: &[f32], m: QMeta, dst: &mut [u8]) {
-    let inv = 1.0 / m.scale;
-    let (lo, hi) = if m.unsigned { (0, 255) } else { (-128, 127) };
-    let (flo, fhi) = ((lo - m.zp) as f32, (hi - m.zp) as f32);
-    for (d, &v) in dst.iter_mut().zip(src) {
-        // Values are on the grid already; the clamp only guards against garbage.
-        let q = round_even((v * inv).max(flo).min(fhi)) as i32 + m.zp;
-        *d = q as u8;
-    }
+    let q = if m.unsigned {
+        QOut {
+            zero_point: m.zp,
+            min: 0,
+            max: 255,
+            unsigned: true,
+        }
+    } else {
+        QOut::qs8(m.zp)
+    };
+    // The f32 path's fake quantization (`x · (1 / scale)`, clamp, round ties to
+    // even), NaN to the zero point.
+    quantize_q8(src, 1.0 / m.scale, q, dst);
 }
 
 fn dequantize_into(src: &[u8], m: QMeta, dst: &mut [f32]) {
@@ -709,6 +758,13 @@ pub(crate) fn run(
             return Err(err("output exceeds its planned buffer"));
         }
         let out = &mut ob[..n_out];
+        if let Kind::Quantize { input, m } = q.kind {
+            if shapes[input].numel() != n_out || bufs[input].len() < n_out {
+                return Err(err("convert shapes differ"));
+            }
+            quantize_into(&bufs[input][..n_out], m, out);
+            return Ok(());
+        }
         let x = &st.qbufs[q.ins[0]];
         let id = shapes[q.ins[0]];
         match &q.kind {
@@ -786,7 +842,13 @@ pub(crate) fn run(
                     }
                 }
             }
-            Kind::Nop => {}
+            Kind::Nop | Kind::Quantize { .. } => {}
+            Kind::Transpose { perm } => {
+                if id.numel() != n_out || x.len() < n_out || id.rank() != od.rank() {
+                    return Err(err("transpose shapes differ"));
+                }
+                transpose_q8(&x[..n_out], &id, &perm[..id.rank()], out, &od);
+            }
             Kind::MaxPool { p, out: qo } => {
                 let (Some(i4), Some(o4)) = (nhwc(&id), nhwc(&od)) else {
                     return Err(err("max pooling needs 4-d NHWC values"));
@@ -809,6 +871,45 @@ pub(crate) fn run(
         dequantize_into(&st.qbufs[q.out][..n_out], m, &mut bufs[q.out][..n_out]);
     }
     Ok(())
+}
+
+/// Byte transpose `out[perm-mapped] = x[i]`, walking the input in order (reads
+/// contiguous, writes at the output stride of each input axis).
+fn transpose_q8(x: &[u8], id: &Dims, perm: &[usize], out: &mut [u8], od: &Dims) {
+    let r = id.rank();
+    let n = id.numel();
+    if n == 0 || r == 0 {
+        out[..n.min(1)].copy_from_slice(&x[..n.min(1)]);
+        return;
+    }
+    // Output stride of each input axis.
+    let mut ostr = [0usize; 8];
+    let mut acc = 1;
+    for k in (0..r).rev() {
+        ostr[perm[k]] = acc;
+        acc *= od.get(k);
+    }
+    let inner = id.get(r - 1);
+    let step = ostr[r - 1];
+    let mut idx = [0usize; 8];
+    let mut base = 0;
+    for row in x.chunks_exact(inner) {
+        for (j, &v) in row.iter().enumerate() {
+            out[base + j * step] = v;
+        }
+        // Advance the outer input index (odometer over axes r-2..0).
+        let mut k = r - 1;
+        while k > 0 {
+            k -= 1;
+            idx[k] += 1;
+            base += ostr[k];
+            if idx[k] < id.get(k) {
+                break;
+            }
+            base -= idx[k] * ostr[k];
+            idx[k] = 0;
+        }
+    }
 }
 
 /// NHWC int8 max pooling (padding never wins), then the output clamp.

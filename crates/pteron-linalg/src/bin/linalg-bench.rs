@@ -4,9 +4,9 @@
 
 use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
-    pool2d, qadd, qdwconv_nhwc, qgemm, set_isa_cap, set_num_threads, sgemm, sgemm_packed,
-    Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw, PackedQs8,
-    QAddParams, QConvGeom, QOut,
+    pool2d, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, set_isa_cap, set_num_threads,
+    sgemm, sgemm_packed, Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw,
+    PackedQs8, QAddParams, QConvGeom, QOut,
 };
 use pteron_linalg::{qd8_gemm, PackedQd8, Qd8Kind, Qd8Params};
 use std::hint::black_box;
@@ -422,14 +422,12 @@ fn bench_qgemm(name: &str, m: usize, n: usize, k: usize) {
     }
 }
 
-/// Int8 depthwise (NHWC, padding 1 or 2) on `c` channels of `hw × hw`.
-fn bench_qdw(name: &str, c: usize, hw: usize, k: usize, stride: usize) {
-    if !selected(name) {
-        return;
-    }
+/// Geometry of a `k`×`k` stride `s` window with padding `k/2` on one `hw`×`hw`
+/// image of `c` channels.
+fn square_geom(c: usize, hw: usize, k: usize, s: usize) -> QConvGeom {
     let pad = k / 2;
-    let o = (hw + 2 * pad - k) / stride + 1;
-    let g = QConvGeom {
+    let o = (hw + 2 * pad - k) / s + 1;
+    QConvGeom {
         batch: 1,
         in_h: hw,
         in_w: hw,
@@ -438,13 +436,51 @@ fn bench_qdw(name: &str, c: usize, hw: usize, k: usize, stride: usize) {
         out_w: o,
         kh: k,
         kw: k,
-        sh: stride,
-        sw: stride,
+        sh: s,
+        sw: s,
         dh: 1,
         dw: 1,
         pad_top: pad,
         pad_left: pad,
-    };
+    }
+}
+
+/// Int8 NHWC convolution `in_c -> out_c`, `k`×`k` stride `s`, pad `k/2`, on an
+/// `hw`×`hw` input (im2col rows built while packing, no scratch copy).
+fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: usize) {
+    if !selected(name) {
+        return;
+    }
+    let g = square_geom(in_c, hw, k, s);
+    let o = g.out_h;
+    let x: Vec<u8> = fill(hw * hw * in_c, 7)
+        .iter()
+        .map(|v| (v * 250.0) as i8 as u8)
+        .collect();
+    let kk = k * k * in_c;
+    let w: Vec<i8> = fill(out_c * kk, 8)
+        .iter()
+        .map(|v| (v * 250.0) as i8)
+        .collect();
+    let pk = [
+        PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))
+            .with_conv_taps(in_c),
+    ];
+    let mut out = vec![0u8; o * o * out_c];
+    let t = time(|| {
+        qconv2d_nhwc(&g, &x, &pk, 1, &mut out);
+        black_box(&out);
+    });
+    report(name, 2.0 * (o * o * out_c * kk) as f64, t);
+}
+
+/// Int8 depthwise (NHWC, padding 1 or 2) on `c` channels of `hw × hw`.
+fn bench_qdw(name: &str, c: usize, hw: usize, k: usize, stride: usize) {
+    if !selected(name) {
+        return;
+    }
+    let g = square_geom(c, hw, k, stride);
+    let o = g.out_h;
     let x: Vec<u8> = fill(hw * hw * c, 5)
         .iter()
         .map(|v| (v * 250.0) as i8 as u8)
@@ -545,6 +581,24 @@ fn main() {
         });
         report("qadd 56x56x24", n as f64, s);
     }
+    if selected("quantize_q8") {
+        let n = 3 * 224 * 224;
+        let x = fill(n, 9);
+        let mut out = vec![0u8; n];
+        let t = time(|| {
+            quantize_q8(&x, 37.0, QOut::qs8(3), &mut out);
+            black_box(&out);
+        });
+        println!(
+            "{:<44} {:>9.1} us {:>8.2} Gelem/s",
+            "quantize_q8 3x224x224",
+            t * 1e6,
+            n as f64 / t / 1e9
+        );
+    }
+    bench_qconv("qconv 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
+    bench_qconv("qconv 3x3 64->64 @56", 64, 56, 64, 3, 1);
+    bench_qconv("qconv 7x7/2 3->64 @224", 3, 224, 64, 7, 2);
     bench_qdw("qdwconv 3x3 32 @112", 32, 112, 3, 1);
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
