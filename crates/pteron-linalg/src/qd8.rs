@@ -381,7 +381,7 @@ impl PackedQd8 {
     /// 64x8192x2048 `qb4w`, about 8% faster).
     pub fn row_len(&self) -> usize {
         let used = self.kp + 32 * self.row_blocks();
-        if used % 1024 == 0 {
+        if used.is_multiple_of(1024) {
             used + 256
         } else {
             used
