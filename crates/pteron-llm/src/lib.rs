@@ -655,12 +655,29 @@ impl Runner {
         if let Some(n) = opts.threads {
             pteron::set_num_threads(n.max(1));
         }
-        let tok = Tokenizer::from_file(tokenizer)?;
-        let mut module = Module::from_file(model)?;
-        for d in &opts.data_files {
-            module.add_data_file(d)?;
-        }
-        let mut r = Self::new(module, tok)?;
+        let (model, tokenizer) = (model.as_ref(), tokenizer.as_ref());
+        // The tokenizer is built on a second thread while the program is read,
+        // verified and its decoder method loaded (weights pre-packed).
+        let mut r = std::thread::scope(|s| -> Result<Runner> {
+            let tok = s.spawn(|| Tokenizer::from_file(tokenizer));
+            let mut module = Module::from_file(model)?;
+            for d in &opts.data_files {
+                module.add_data_file(d)?;
+            }
+            // The methods `new` picks (loading is idempotent).
+            let has = |n: &str| module.program().method_names().any(|m| m == n);
+            let first = if has(DECODER) { DECODER } else { PREFILL };
+            for name in [first, DECODE] {
+                if has(name) {
+                    module.method(name)?;
+                }
+            }
+            let tok = match tok.join() {
+                Ok(t) => t?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            Self::new(module, tok)
+        })?;
         r.load_time = t0.elapsed();
         Ok(r)
     }
