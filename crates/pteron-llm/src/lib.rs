@@ -665,10 +665,14 @@ impl Runner {
                 module.add_data_file(d)?;
             }
             // The methods `new` picks (loading is idempotent).
-            let has = |n: &str| module.program().method_names().any(|m| m == n);
-            let first = if has(DECODER) { DECODER } else { PREFILL };
+            let has = |m: &Module, n: &str| m.program().method_names().any(|x| x == n);
+            let first = if has(&module, DECODER) {
+                DECODER
+            } else {
+                PREFILL
+            };
             for name in [first, DECODE] {
-                if has(name) {
+                if has(&module, name) {
                     module.method(name)?;
                 }
             }
