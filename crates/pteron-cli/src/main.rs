@@ -648,11 +648,9 @@ fn cmd_bench(
         );
         let mut out = std::io::stdout().lock();
         let written = print_op_profile(&mut out, &m.profile(), iterations).and_then(|_| {
-            m.delegate_profile()
-                .iter()
-                .try_for_each(|(h, id, nodes)| {
-                    print_delegate_profile(&mut out, *h, id, nodes, iterations)
-                })
+            m.delegate_profile().iter().try_for_each(|(h, id, nodes)| {
+                print_delegate_profile(&mut out, *h, id, nodes, iterations)
+            })
         });
         written.map_err(|e| format!("writing to stdout: {e}"))?;
     }

@@ -169,6 +169,17 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Panics unless `len` elements hold `rows` rows of `d` at `stride`.
+fn check_rows(what: &str, rows: usize, d: usize, stride: usize, len: usize) {
+    if let Some(c) = rows.checked_sub(1) {
+        assert!(
+            len >= c * stride + d,
+            "{what}: {rows} rows of {d} at stride {stride} need {} elements, got {len}",
+            c * stride + d
+        );
+    }
+}
+
 /// `out[c] = dot(a, b[c·stride ..][..a.len()])` for every `c < out.len()`: [`dot`]
 /// against rows at a fixed stride (attention scores), with one dispatch.
 ///
@@ -176,15 +187,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// When `b` is too short for `out.len()` rows.
 pub fn dot_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
     let d = a.len();
-    if let Some(c) = out.len().checked_sub(1) {
-        assert!(
-            b.len() >= c * stride + d,
-            "dot_rows: {} rows of {d} at stride {stride} need {} elements, got {}",
-            out.len(),
-            c * stride + d,
-            b.len()
-        );
-    }
+    check_rows("dot_rows", out.len(), d, stride, b.len());
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2Fma {
         // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected; `b`
@@ -206,15 +209,7 @@ pub fn dot_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
 /// When `x` is too short for `p.len()` rows.
 pub fn axpy_rows(p: &[f32], x: &[f32], stride: usize, y: &mut [f32]) {
     let d = y.len();
-    if let Some(c) = p.len().checked_sub(1) {
-        assert!(
-            x.len() >= c * stride + d,
-            "axpy_rows: {} rows of {d} at stride {stride} need {} elements, got {}",
-            p.len(),
-            c * stride + d,
-            x.len()
-        );
-    }
+    check_rows("axpy_rows", p.len(), d, stride, x.len());
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2Fma {
         // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected; `x`
@@ -353,7 +348,11 @@ mod x86 {
             let vp = _mm256_set1_ps(pc);
             for (v, a) in acc.iter_mut().enumerate() {
                 // SAFETY: the row's first 8·V elements are in range (caller's contract).
-                *a = _mm256_fmadd_ps(vp, unsafe { _mm256_loadu_ps(px.add(c * stride + 8 * v)) }, *a);
+                *a = _mm256_fmadd_ps(
+                    vp,
+                    unsafe { _mm256_loadu_ps(px.add(c * stride + 8 * v)) },
+                    *a,
+                );
             }
         }
         for (v, a) in acc.iter().enumerate() {

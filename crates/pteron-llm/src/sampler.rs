@@ -221,7 +221,9 @@ mod tests {
             vec![inf, 1.0, inf],
             (0..100).map(|i| ((i * 37 % 17) as f32).min(9.0)).collect(),
             (0..32000).map(|i| ((i as f32) * 0.013).sin()).collect(),
-            (0..1001).map(|i| if i % 7 == 3 { f32::NAN } else { -(i as f32) }).collect(),
+            (0..1001)
+                .map(|i| if i % 7 == 3 { f32::NAN } else { -(i as f32) })
+                .collect(),
         ];
         for (k, x) in cases.iter().enumerate() {
             assert_eq!(argmax(x), argmax_scan(x), "case {k}");

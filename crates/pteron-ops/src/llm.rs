@@ -972,6 +972,19 @@ fn key_block<S: AttnSrc>(
     st.l = st.l * corr + sum;
 }
 
+/// Fresh states for the first `n` rows of `acc` (`D` = `d` each), `None` beyond.
+fn row_states<const N: usize>(acc: &mut [f32], d: usize, n: usize) -> [Option<RowState<'_>>; N] {
+    let mut st: [Option<RowState<'_>>; N] = core::array::from_fn(|_| None);
+    for (slot, a) in st.iter_mut().zip(acc.chunks_exact_mut(d).take(n)) {
+        *slot = Some(RowState {
+            m: f32::NEG_INFINITY,
+            l: 0.0,
+            acc: a,
+        });
+    }
+    st
+}
+
 /// The keys query row `i` may attend to (all of them, or the causal prefix).
 fn key_end(g: &Geom, i: usize) -> usize {
     if g.causal {
@@ -997,14 +1010,7 @@ fn attend_block<S: AttnSrc>(
     let d = g.d;
     let mut p = [0.0f32; KB];
     acc.fill(0.0);
-    let mut st: [Option<RowState<'_>>; QB] = core::array::from_fn(|_| None);
-    for (slot, a) in st.iter_mut().zip(acc.chunks_exact_mut(d).take(rows)) {
-        *slot = Some(RowState {
-            m: f32::NEG_INFINITY,
-            l: 0.0,
-            acc: a,
-        });
-    }
+    let mut st: [Option<RowState<'_>>; QB] = row_states(acc, d, rows);
     let kend = key_end(g, i0 + rows - 1);
     let mut j0 = 0;
     while j0 < kend {
@@ -1036,14 +1042,7 @@ fn attend_heads<S: AttnSrc>(
     let d = g.d;
     let mut p = [0.0f32; KB];
     acc.fill(0.0);
-    let mut st: [Option<RowState<'_>>; MAX_HEADS] = core::array::from_fn(|_| None);
-    for (slot, a) in st.iter_mut().zip(acc.chunks_exact_mut(d).take(hs.len())) {
-        *slot = Some(RowState {
-            m: f32::NEG_INFINITY,
-            l: 0.0,
-            acc: a,
-        });
-    }
+    let mut st: [Option<RowState<'_>>; MAX_HEADS] = row_states(acc, d, hs.len());
     let kend = key_end(g, 0);
     let mut j0 = 0;
     while j0 < kend {

@@ -95,7 +95,13 @@ mod tests {
     fn finds_every_key_and_nothing_else() {
         let keys: Vec<String> = (0..5000u32)
             .map(|i| format!("▁p{}{}", i * 7919 % 10007, "x".repeat((i % 13) as usize)))
-            .chain(["".to_string(), "a".into(), "ab".into(), "abcdefgh".into(), "abcdefghi".into()])
+            .chain([
+                "".to_string(),
+                "a".into(),
+                "ab".into(),
+                "abcdefgh".into(),
+                "abcdefghi".into(),
+            ])
             .collect();
         let want: HashMap<&str, u32> = keys
             .iter()

@@ -1717,7 +1717,9 @@ mod int4_tests {
     #[test]
     fn int4_values_unpacks_rows_low_nibble_first() {
         // Byte `i` holds nibbles (i % 16, (i * 7) % 16); the value is nibble - 8.
-        let data: Vec<u8> = (0..64u32).map(|i| ((i * 7 % 16) << 4 | i % 16) as u8).collect();
+        let data: Vec<u8> = (0..64u32)
+            .map(|i| (((i * 7 % 16) << 4) | (i % 16)) as u8)
+            .collect();
         for (rows, row_len) in [(4usize, 6usize), (3, 7), (5, 1), (1, 13), (0, 5), (3, 0)] {
             let rb = row_len.div_ceil(2);
             let mut want = Vec::new();
@@ -1728,7 +1730,11 @@ mod int4_tests {
                     want.push(nib as i8 - 8);
                 }
             }
-            assert_eq!(int4_values(&data, rows, row_len), Some(want), "{rows}x{row_len}");
+            assert_eq!(
+                int4_values(&data, rows, row_len),
+                Some(want),
+                "{rows}x{row_len}"
+            );
         }
         assert_eq!(int4_values(&data[..5], 2, 6), None);
     }
