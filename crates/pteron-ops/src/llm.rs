@@ -203,6 +203,9 @@ const QB: usize = 32;
 /// Multiply-adds (`q·k` and `p·v`, each counted once) below which attention runs
 /// on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
+/// The same for one query row (a decode step), where the work is reading the cache:
+/// at 2^15 multiply-adds (e.g. 6 heads of 48 over 114 keys) a task reads ~64 KiB.
+const DECODE_PARALLEL_MIN_WORK: usize = 1 << 15;
 /// Keys per inner block.
 const KB: usize = 64;
 /// Upper bound on parallel groups (the slot array lives on the stack).
@@ -816,10 +819,17 @@ fn attention<T: Num + Send + Sync, S: AttnSrc>(
     }
     let scratch = &mut scratch[..total];
     let qblocks = g.sq.div_ceil(QB);
-    // Small problems (a decode step) run on the calling thread: a parallel
-    // dispatch costs more than it saves, and far more when a core is busy.
+    // Small problems run on the calling thread: a parallel dispatch costs more than
+    // it saves, and far more when a core is busy. A decode step over a long cache is
+    // bound by reading the cache, which two cores do faster than one (on a machine
+    // whose cores are busy with other processes, one thread is faster).
     let work = total.saturating_mul(g.num_keys);
-    let threads = if work < PARALLEL_MIN_WORK {
+    let min_work = if g.sq == 1 {
+        DECODE_PARALLEL_MIN_WORK
+    } else {
+        PARALLEL_MIN_WORK
+    };
+    let threads = if work < min_work {
         1
     } else {
         pteron_linalg::num_threads().max(1)
