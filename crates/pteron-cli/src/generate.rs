@@ -52,6 +52,10 @@ pub struct GenerateArgs {
     data: Vec<PathBuf>,
     #[arg(long)]
     threads: Option<usize>,
+    /// Time the decode steps per operator and per delegate node; printed to stderr at
+    /// the end (the last turn's decode steps).
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn cmd_generate(a: GenerateArgs, quiet: bool) -> Result<(), String> {
@@ -60,6 +64,7 @@ pub fn cmd_generate(a: GenerateArgs, quiet: bool) -> Result<(), String> {
         data_files: a.data.clone(),
     };
     let mut runner = Runner::load_with(&a.model, &a.tokenizer, &opts).map_err(|e| e.to_string())?;
+    runner.set_profiling(a.profile);
     if !quiet {
         let m = runner.metadata();
         eprintln!(
@@ -144,5 +149,22 @@ pub fn cmd_generate(a: GenerateArgs, quiet: bool) -> Result<(), String> {
             turn(&mut runner, &line)?;
         }
     }
+    if a.profile {
+        print_decode_profile(&mut runner)?;
+    }
     Ok(())
+}
+
+/// `--profile`: where the last turn's decode steps spent their time, per step.
+fn print_decode_profile(runner: &mut Runner) -> Result<(), String> {
+    let p = runner.decode_profile().map_err(|e| e.to_string())?;
+    let mut err = std::io::stderr().lock();
+    let written = writeln!(err, "decode profile ({} steps, per step):", p.steps)
+        .and_then(|_| crate::print_op_profile(&mut err, &p.ops, p.steps))
+        .and_then(|_| {
+            p.delegates.iter().try_for_each(|(h, id, nodes)| {
+                crate::print_delegate_profile(&mut err, *h, id, nodes, p.steps)
+            })
+        });
+    written.map_err(|e| format!("writing to stderr: {e}"))
 }

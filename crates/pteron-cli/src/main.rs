@@ -454,14 +454,38 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
     Ok(())
 }
 
-/// Peak resident set size in bytes (Linux `VmHWM`), if known.
+/// Time per operator, `runs` runs summed in `prof` (most expensive first).
+pub(crate) fn print_op_profile(
+    w: &mut dyn std::io::Write,
+    prof: &[pteron::OpProfile],
+    runs: usize,
+) -> std::io::Result<()> {
+    if prof.is_empty() {
+        return Ok(());
+    }
+    let total: u64 = prof.iter().map(|p| p.nanos).sum();
+    writeln!(w, "  time per operator (profiled pass, per run):")?;
+    for p in prof {
+        writeln!(
+            w,
+            "    {:>9.3} ms {:>5.1}%  {:>4} x {}",
+            p.nanos as f64 / 1e6 / runs.max(1) as f64,
+            100.0 * p.nanos as f64 / total.max(1) as f64,
+            p.instructions,
+            p.op
+        )?;
+    }
+    Ok(())
+}
+
 /// Inside one delegate: time per node kind, then the most expensive nodes.
-fn print_delegate_profile(
+pub(crate) fn print_delegate_profile(
+    w: &mut dyn std::io::Write,
     handle: usize,
     id: &str,
     nodes: &[pteron::NodeProfile],
     iterations: usize,
-) {
+) -> std::io::Result<()> {
     let per_run = |n: u64| n as f64 / 1e6 / iterations.max(1) as f64;
     let total: u64 = nodes.iter().map(|n| n.nanos).sum();
     let mut kinds: Vec<(&str, usize, u64)> = Vec::new();
@@ -475,29 +499,33 @@ fn print_delegate_profile(
         }
     }
     kinds.sort_by_key(|k| core::cmp::Reverse(k.2));
-    println!("  inside delegate {handle} ({id}), per node kind:");
+    writeln!(w, "  inside delegate {handle} ({id}), per node kind:")?;
     for (kind, count, nanos) in &kinds {
-        println!(
+        writeln!(
+            w,
             "    {:>9.3} ms {:>5.1}%  {count:>4} x {kind}",
             per_run(*nanos),
             100.0 * *nanos as f64 / total.max(1) as f64
-        );
+        )?;
     }
     let mut top: Vec<&pteron::NodeProfile> = nodes.iter().collect();
     top.sort_by_key(|n| core::cmp::Reverse(n.nanos));
-    println!("  most expensive nodes:");
+    writeln!(w, "  most expensive nodes:")?;
     for n in top.iter().take(15) {
-        println!(
+        writeln!(
+            w,
             "    {:>9.3} ms {:>5.1}%  node {:>4} {} {}",
             per_run(n.nanos),
             100.0 * n.nanos as f64 / total.max(1) as f64,
             n.node,
             n.kind,
             n.detail
-        );
+        )?;
     }
+    Ok(())
 }
 
+/// Peak resident set size in bytes (Linux `VmHWM`), if known.
 fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -618,23 +646,13 @@ fn cmd_bench(
             human(mem.prepared as u64),
             rss.map(human).unwrap_or_else(|| "unknown".into())
         );
-        let prof = m.profile();
-        if !prof.is_empty() {
-            let total: u64 = prof.iter().map(|p| p.nanos).sum();
-            println!("  time per operator (profiled pass, per run):");
-            for p in &prof {
-                println!(
-                    "    {:>9.3} ms {:>5.1}%  {:>4} x {}",
-                    p.nanos as f64 / 1e6 / iterations as f64,
-                    100.0 * p.nanos as f64 / total.max(1) as f64,
-                    p.instructions,
-                    p.op
-                );
-            }
-        }
-        for (h, id, nodes) in m.delegate_profile() {
-            print_delegate_profile(h, &id, &nodes, iterations);
-        }
+        let mut out = std::io::stdout().lock();
+        let written = print_op_profile(&mut out, &m.profile(), iterations).and_then(|_| {
+            m.delegate_profile().iter().try_for_each(|(h, id, nodes)| {
+                print_delegate_profile(&mut out, *h, id, nodes, iterations)
+            })
+        });
+        written.map_err(|e| format!("writing to stdout: {e}"))?;
     }
     Ok(())
 }

@@ -169,6 +169,17 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Panics unless `len` elements hold `rows` rows of `d` at `stride`.
+fn check_rows(what: &str, rows: usize, d: usize, stride: usize, len: usize) {
+    if let Some(c) = rows.checked_sub(1) {
+        assert!(
+            len >= c * stride + d,
+            "{what}: {rows} rows of {d} at stride {stride} need {} elements, got {len}",
+            c * stride + d
+        );
+    }
+}
+
 /// `out[c] = dot(a, b[c·stride ..][..a.len()])` for every `c < out.len()`: [`dot`]
 /// against rows at a fixed stride (attention scores), with one dispatch.
 ///
@@ -176,14 +187,12 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// When `b` is too short for `out.len()` rows.
 pub fn dot_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
     let d = a.len();
+    check_rows("dot_rows", out.len(), d, stride, b.len());
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2Fma {
-        for (c, o) in out.iter_mut().enumerate() {
-            let row = &b[c * stride..c * stride + d];
-            // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected;
-            // both slices have `d` elements.
-            *o = unsafe { x86::dot(a, row) };
-        }
+        // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected; `b`
+        // holds every row (checked above).
+        unsafe { x86::dot_rows(a, b, stride, out) };
         return;
     }
     for (c, o) in out.iter_mut().enumerate() {
@@ -192,23 +201,20 @@ pub fn dot_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
 }
 
 /// `y += p[c] · x[c·stride ..][..y.len()]` for `c = 0, 1, ...` in order, skipping
-/// `p[c] == 0`: [`axpy`] over rows at a fixed stride (attention's `p · V`).
+/// `p[c] == 0`: [`axpy`] over rows at a fixed stride (attention's `p · V`). Every
+/// element sees the same fused multiply-adds in the same order as with one [`axpy`]
+/// per row (bit-identical); the AVX2 path keeps `y` in registers across rows.
 ///
 /// # Panics
 /// When `x` is too short for `p.len()` rows.
 pub fn axpy_rows(p: &[f32], x: &[f32], stride: usize, y: &mut [f32]) {
     let d = y.len();
+    check_rows("axpy_rows", p.len(), d, stride, x.len());
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2Fma {
-        for (c, &pc) in p.iter().enumerate() {
-            if pc == 0.0 {
-                continue;
-            }
-            let row = &x[c * stride..c * stride + d];
-            // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected;
-            // both slices have `d` elements.
-            unsafe { x86::axpy(pc, row, y) };
-        }
+        // SAFETY: the AVX2 tier is only reported when AVX2+FMA are detected; `x`
+        // holds every row (checked above).
+        unsafe { x86::axpy_rows(p, x, stride, y) };
         return;
     }
     for (c, &pc) in p.iter().enumerate() {
@@ -271,6 +277,132 @@ mod x86 {
         }
         for j in i..n {
             y[j] = alpha.mul_add(x[j], y[j]);
+        }
+    }
+
+    /// [`dot`] of `a` with rows `b[c·stride..][..a.len()]`, four rows at a time (four
+    /// independent accumulators; each row's arithmetic is exactly [`dot`]'s).
+    ///
+    /// # Safety
+    /// AVX2+FMA available; `b.len() >= (out.len() - 1) · stride + a.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
+        let d = a.len();
+        let d8 = d - d % 8;
+        let n = out.len();
+        let pa = a.as_ptr();
+        let pb = b.as_ptr();
+        let mut c = 0;
+        while c + 4 <= n {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < d8 {
+                // SAFETY: i + 8 <= d for `a` and for each of the four rows, which lie
+                // inside `b` (caller's contract).
+                unsafe {
+                    let va = _mm256_loadu_ps(pa.add(i));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let vb = _mm256_loadu_ps(pb.add((c + r) * stride + i));
+                        *acc = _mm256_fmadd_ps(va, vb, *acc);
+                    }
+                }
+                i += 8;
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let mut l = [0.0f32; 8];
+                // SAFETY: l holds 8 floats.
+                unsafe { _mm256_storeu_ps(l.as_mut_ptr(), *acc) };
+                let row = &b[(c + r) * stride..(c + r) * stride + d];
+                for j in d8..d {
+                    l[j - d8] = a[j].mul_add(row[j], l[j - d8]);
+                }
+                out[c + r] = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+            }
+            c += 4;
+        }
+        while c < n {
+            // SAFETY: same features; the row lies inside `b`.
+            out[c] = unsafe { dot(a, &b[c * stride..c * stride + d]) };
+            c += 1;
+        }
+    }
+
+    /// `y[..8·V] += p[c] · x[c·stride..][..8·V]` over the rows `c` in order (skipping
+    /// zeros), the `V` vectors of `y` held in registers.
+    ///
+    /// # Safety
+    /// AVX2+FMA available; `y.len() >= 8·V`, every row `x[c·stride..][..8·V]` in range.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy_rows_block<const V: usize>(p: &[f32], x: &[f32], stride: usize, y: &mut [f32]) {
+        let px = x.as_ptr();
+        let py = y.as_mut_ptr();
+        let mut acc = [_mm256_setzero_ps(); V];
+        for (v, a) in acc.iter_mut().enumerate() {
+            // SAFETY: 8·V <= y.len().
+            *a = unsafe { _mm256_loadu_ps(py.add(8 * v)) };
+        }
+        for (c, &pc) in p.iter().enumerate() {
+            if pc == 0.0 {
+                continue;
+            }
+            let vp = _mm256_set1_ps(pc);
+            for (v, a) in acc.iter_mut().enumerate() {
+                // SAFETY: the row's first 8·V elements are in range (caller's contract).
+                *a = _mm256_fmadd_ps(
+                    vp,
+                    unsafe { _mm256_loadu_ps(px.add(c * stride + 8 * v)) },
+                    *a,
+                );
+            }
+        }
+        for (v, a) in acc.iter().enumerate() {
+            // SAFETY: 8·V <= y.len().
+            unsafe { _mm256_storeu_ps(py.add(8 * v), *a) };
+        }
+    }
+
+    /// [`super::axpy_rows`]: `y` in blocks of up to 64 columns kept in registers over
+    /// all rows, then the `< 8` tail columns with scalar fused multiply-adds.
+    ///
+    /// # Safety
+    /// AVX2+FMA available; `x.len() >= (p.len() - 1) · stride + y.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn axpy_rows(p: &[f32], x: &[f32], stride: usize, y: &mut [f32]) {
+        let d = y.len();
+        let mut j = 0;
+        while d - j >= 64 {
+            // SAFETY: columns `j..j + 64` lie within `d`, so within `y` and within each
+            // row of `x` (caller's contract).
+            unsafe { axpy_rows_block::<8>(p, &x[j..], stride, &mut y[j..]) };
+            j += 64;
+        }
+        let x = &x[j..];
+        let y = &mut y[j..];
+        // SAFETY: the block's `8·V <= d - j` columns lie within `y` and within each row
+        // of `x` (caller's contract).
+        unsafe {
+            match (d - j) / 8 {
+                1 => axpy_rows_block::<1>(p, x, stride, y),
+                2 => axpy_rows_block::<2>(p, x, stride, y),
+                3 => axpy_rows_block::<3>(p, x, stride, y),
+                4 => axpy_rows_block::<4>(p, x, stride, y),
+                5 => axpy_rows_block::<5>(p, x, stride, y),
+                6 => axpy_rows_block::<6>(p, x, stride, y),
+                7 => axpy_rows_block::<7>(p, x, stride, y),
+                _ => {}
+            }
+        }
+        let t = (d - j) - (d - j) % 8;
+        if t < y.len() {
+            for (c, &pc) in p.iter().enumerate() {
+                if pc == 0.0 {
+                    continue;
+                }
+                let row = &x[c * stride..];
+                for k in t..y.len() {
+                    y[k] = pc.mul_add(row[k], y[k]);
+                }
+            }
         }
     }
 

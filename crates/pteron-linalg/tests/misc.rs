@@ -361,37 +361,57 @@ fn dot_and_axpy_match_across_tiers_and_f64() {
     }
 }
 
+/// `dot_rows`/`axpy_rows` give exactly what `dot`/`axpy` row by row give, on each tier
+/// (and the tiers agree with each other, as `dot`/`axpy` are bit-identical across them).
+fn check_rows(d: usize, n: usize, stride: usize, seed: u64) {
+    let mut r = Rng::new(seed);
+    let a = r.vec(d);
+    let b = r.vec((n - 1) * stride + d);
+    let mut p = r.vec(n);
+    p[n / 2] = 0.0;
+    for_each_isa(|isa| {
+        let mut out = vec![0.0; n];
+        vmath::dot_rows(&a, &b, stride, &mut out);
+        let mut y = a.clone();
+        vmath::axpy_rows(&p, &b, stride, &mut y);
+        let mut y2 = a.clone();
+        for c in 0..n {
+            let row = &b[c * stride..c * stride + d];
+            assert_eq!(
+                out[c].to_bits(),
+                vmath::dot(&a, row).to_bits(),
+                "{isa:?} dot row {c} d={d} n={n} stride={stride}"
+            );
+            if p[c] != 0.0 {
+                vmath::axpy(p[c], row, &mut y2);
+            }
+        }
+        assert_eq!(y, y2, "{isa:?} axpy_rows d={d} n={n} stride={stride}");
+    });
+}
+
 #[test]
 fn dot_rows_and_axpy_rows_equal_their_row_by_row_forms() {
-    let mut r = Rng::new(43);
     for (d, n, stride) in [
         (48usize, 5usize, 48usize),
         (7, 3, 20),
         (64, 1, 64),
         (16, 9, 32),
+        (48, 67, 288),
+        (130, 13, 131),
+        (72, 4, 72),
+        (8, 8, 8),
+        (1, 6, 3),
+        (200, 9, 256),
     ] {
-        let a = r.vec(d);
-        let b = r.vec((n - 1) * stride + d);
-        let mut p = r.vec(n);
-        p[n / 2] = 0.0;
-        for_each_isa(|isa| {
-            let mut out = vec![0.0; n];
-            vmath::dot_rows(&a, &b, stride, &mut out);
-            let mut y = a.clone();
-            vmath::axpy_rows(&p, &b, stride, &mut y);
-            let mut y2 = a.clone();
-            for c in 0..n {
-                let row = &b[c * stride..c * stride + d];
-                assert_eq!(
-                    out[c].to_bits(),
-                    vmath::dot(&a, row).to_bits(),
-                    "{isa:?} dot row {c}"
-                );
-                if p[c] != 0.0 {
-                    vmath::axpy(p[c], row, &mut y2);
-                }
-            }
-            assert_eq!(y, y2, "{isa:?} axpy_rows d={d} n={n}");
-        });
+        check_rows(d, n, stride, 43);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn dot_rows_and_axpy_rows_random(d in 1usize..160, n in 1usize..70, extra in 0usize..40, seed: u64) {
+        check_rows(d, n, d + extra, seed);
     }
 }

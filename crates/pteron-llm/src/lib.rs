@@ -447,6 +447,17 @@ impl fmt::Display for Stats {
     }
 }
 
+/// Where the decode steps' time went (see [`Runner::decode_profile`]).
+#[derive(Debug, Clone, Default)]
+pub struct DecodeProfile {
+    /// Decode-step `forward` calls covered.
+    pub steps: usize,
+    /// Time per operator (fused groups and delegate calls included).
+    pub ops: Vec<pteron::OpProfile>,
+    /// Per delegate instance (handle, backend id), the time per node.
+    pub delegates: Vec<(usize, String, Vec<pteron::NodeProfile>)>,
+}
+
 /// The result of one [`Runner::generate`] call.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -491,6 +502,10 @@ struct Engine {
     logits: Vec<f32>,
     tok_buf: Vec<u8>,
     pos_buf: Vec<u8>,
+    /// Time the decode steps per operator (see [`Runner::set_profiling`]).
+    profiling: bool,
+    /// Decode steps run since profiling was (re)started.
+    profiled_steps: usize,
 }
 
 impl Engine {
@@ -567,6 +582,7 @@ impl Engine {
         }
         m.execute().map_err(ModuleError::from)?;
         stats.forward_calls += 1;
+        self.profiled_steps += usize::from(decode_step);
         let out = m.output(0).map_err(ModuleError::from)?;
         read_last_row(&out, &mut self.logits)?;
         self.pos += n;
@@ -639,12 +655,33 @@ impl Runner {
         if let Some(n) = opts.threads {
             pteron::set_num_threads(n.max(1));
         }
-        let tok = Tokenizer::from_file(tokenizer)?;
-        let mut module = Module::from_file(model)?;
-        for d in &opts.data_files {
-            module.add_data_file(d)?;
-        }
-        let mut r = Self::new(module, tok)?;
+        let (model, tokenizer) = (model.as_ref(), tokenizer.as_ref());
+        // The tokenizer is built on a second thread while the program is read,
+        // verified and its decoder method loaded (weights pre-packed).
+        let mut r = std::thread::scope(|s| -> Result<Runner> {
+            let tok = s.spawn(|| Tokenizer::from_file(tokenizer));
+            let mut module = Module::from_file(model)?;
+            for d in &opts.data_files {
+                module.add_data_file(d)?;
+            }
+            // The methods `new` picks (loading is idempotent).
+            let has = |m: &Module, n: &str| m.program().method_names().any(|x| x == n);
+            let first = if has(&module, DECODER) {
+                DECODER
+            } else {
+                PREFILL
+            };
+            for name in [first, DECODE] {
+                if has(&module, name) {
+                    module.method(name)?;
+                }
+            }
+            let tok = match tok.join() {
+                Ok(t) => t?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            Self::new(module, tok)
+        })?;
         r.load_time = t0.elapsed();
         Ok(r)
     }
@@ -776,6 +813,8 @@ impl Runner {
                 logits: Vec::new(),
                 tok_buf: Vec::new(),
                 pos_buf: Vec::new(),
+                profiling: false,
+                profiled_steps: 0,
             },
             tokenizer,
             pending: None,
@@ -819,6 +858,32 @@ impl Runner {
         self.engine.pos = 0;
         self.engine.history.clear();
         self.pending = None;
+    }
+
+    /// Times the decode steps of the following [`Runner::generate`] calls per operator
+    /// and, inside delegates, per node (read with [`Runner::decode_profile`]). Each
+    /// call restarts the tables after its prefill, so they cover the last call's decode
+    /// steps only. Costs two clock reads per instruction and per delegate node.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.engine.profiling = on;
+        if !on {
+            if let Ok(m) = self.engine.module.method(self.engine.step.method) {
+                m.set_profiling(false);
+            }
+        }
+    }
+
+    /// With profiling on: the last call's decode steps, time per operator (most
+    /// expensive first) and per delegate node, summed over the steps (see
+    /// [`pteron::Method::profile`], [`pteron::Method::delegate_profile`]), and the number
+    /// of decode-step `forward` calls they cover.
+    pub fn decode_profile(&mut self) -> Result<DecodeProfile> {
+        let m = self.engine.module.method(self.engine.step.method)?;
+        Ok(DecodeProfile {
+            steps: self.engine.profiled_steps,
+            ops: m.profile(),
+            delegates: m.delegate_profile(),
+        })
     }
 
     /// Feeds `tokens` at the current position and returns the last logits.
@@ -955,6 +1020,13 @@ impl Runner {
         let t_prefill = Instant::now();
         self.engine.prefill(&feed, &mut stats)?;
         stats.prefill = t_prefill.elapsed();
+        if self.engine.profiling {
+            self.engine
+                .module
+                .method(self.engine.step.method)?
+                .set_profiling(true);
+            self.engine.profiled_steps = 0;
+        }
 
         let seed = cfg.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()

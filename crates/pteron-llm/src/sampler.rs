@@ -138,6 +138,31 @@ impl Sampler {
 
 /// Index of the largest value (the first one on ties; NaN never wins).
 pub fn argmax(x: &[f32]) -> u32 {
+    // Two passes the compiler vectorises: the largest value (eight running maxima,
+    // `>` so NaN never wins), then its first position. Same answer as one scan that
+    // keeps the first strictly larger value (-0.0 and 0.0 compare equal in both).
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let mut top = f32::NEG_INFINITY;
+    for &v in lanes.iter().chain(chunks.remainder()) {
+        if v > top {
+            top = v;
+        }
+    }
+    if top == f32::NEG_INFINITY {
+        return 0;
+    }
+    x.iter().position(|&v| v == top).unwrap_or(0) as u32
+}
+
+/// The one-scan form [`argmax`] must agree with.
+#[cfg(test)]
+fn argmax_scan(x: &[f32]) -> u32 {
     let mut best = 0usize;
     let mut bv = f32::NEG_INFINITY;
     for (i, &v) in x.iter().enumerate() {
@@ -181,6 +206,28 @@ mod tests {
         let mut s = Sampler::greedy();
         assert_eq!(s.sample(&[0.0, 3.0, 3.0, -1.0]), Some(1));
         assert_eq!(s.sample(&[]), None);
+    }
+
+    #[test]
+    fn argmax_agrees_with_a_single_scan() {
+        let inf = f32::INFINITY;
+        let cases: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![f32::NAN; 11],
+            vec![-inf; 9],
+            vec![f32::NAN, -inf, 1.0, f32::NAN],
+            vec![-0.0, 0.0, -0.0, 0.0, -1.0, -0.0, 0.0, -0.0, 0.0, -0.0],
+            vec![-1.0, -0.0, -5.0, 0.0],
+            vec![inf, 1.0, inf],
+            (0..100).map(|i| ((i * 37 % 17) as f32).min(9.0)).collect(),
+            (0..32000).map(|i| ((i as f32) * 0.013).sin()).collect(),
+            (0..1001)
+                .map(|i| if i % 7 == 3 { f32::NAN } else { -(i as f32) })
+                .collect(),
+        ];
+        for (k, x) in cases.iter().enumerate() {
+            assert_eq!(argmax(x), argmax_scan(x), "case {k}");
+        }
     }
 
     #[test]

@@ -203,6 +203,9 @@ const QB: usize = 32;
 /// Multiply-adds (`q·k` and `p·v`, each counted once) below which attention runs
 /// on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
+/// The same for one query row (a decode step), where the work is reading the cache:
+/// at 2^15 multiply-adds (e.g. 6 heads of 48 over 114 keys) a task reads ~64 KiB.
+const DECODE_PARALLEL_MIN_WORK: usize = 1 << 15;
 /// Keys per inner block.
 const KB: usize = 64;
 /// Upper bound on parallel groups (the slot array lives on the stack).
@@ -816,20 +819,38 @@ fn attention<T: Num + Send + Sync, S: AttnSrc>(
     }
     let scratch = &mut scratch[..total];
     let qblocks = g.sq.div_ceil(QB);
-    let items = g.b * g.hq * qblocks;
-    // Small problems (a decode step) run on the calling thread: a parallel
-    // dispatch costs more than it saves, and far more when a core is busy.
+    // Small problems run on the calling thread: a parallel dispatch costs more than
+    // it saves, and far more when a core is busy. A decode step over a long cache is
+    // bound by reading the cache, which two cores do faster than one (on a machine
+    // whose cores are busy with other processes, one thread is faster).
     let work = total.saturating_mul(g.num_keys);
-    let threads = if work < PARALLEL_MIN_WORK {
+    let min_work = if g.sq == 1 {
+        DECODE_PARALLEL_MIN_WORK
+    } else {
+        PARALLEL_MIN_WORK
+    };
+    let threads = if work < min_work {
         1
     } else {
         pteron_linalg::num_threads().max(1)
     };
+    // One query row (a decode step): an item covers several heads, walked key block
+    // by key block so that each block of the cache is read from memory once for all
+    // of them (the `[B, S, H, D]` cache interleaves heads row by row).
+    let heads_per = if g.sq == 1 {
+        g.hq.div_ceil(threads).min(MAX_HEADS)
+    } else {
+        1
+    };
+    let hchunks = g.hq.div_ceil(heads_per);
+    let items = g.b * hchunks * qblocks;
     let groups = items.min(MAX_GROUPS).min(threads * 4);
-    // Item `it` covers scratch from `item_start(it)`; consecutive items are adjacent.
+    // Item `it` = (batch, head chunk, query block) covers scratch from
+    // `item_start(it)`; consecutive items are adjacent.
     let item_start = |it: usize| -> usize {
-        let (bh, qb) = (it / qblocks, it % qblocks);
-        (bh * g.sq + qb * QB) * g.d
+        let (bc, qb) = (it / qblocks, it % qblocks);
+        let (b, hc) = (bc / hchunks, bc % hchunks);
+        ((b * g.hq + hc * heads_per) * g.sq + qb * QB) * g.d
     };
     let group_first = |gi: usize| -> usize { gi * items / groups };
     let slots: [Mutex<Option<&mut [f32]>>; MAX_GROUPS] = core::array::from_fn(|_| Mutex::new(None));
@@ -847,21 +868,32 @@ fn attention<T: Num + Send + Sync, S: AttnSrc>(
             *s = Some(head);
         }
     }
-    pteron_linalg::parallel_for(groups, |gi| {
+    let run_group = |gi: usize| {
         let Some(slot) = slots.get(gi) else { return };
         let Ok(mut guard) = slot.lock() else { return };
         let Some(buf) = guard.take() else { return };
         let base = item_start(group_first(gi));
         for it in group_first(gi)..group_first(gi + 1) {
             let off = item_start(it) - base;
-            let (bh, qb) = (it / qblocks, it % qblocks);
-            let (b, h) = (bh / g.hq, bh % g.hq);
+            let (bc, qb) = (it / qblocks, it % qblocks);
+            let (b, hc) = (bc / hchunks, bc % hchunks);
+            let h0 = hc * heads_per;
+            let heads = heads_per.min(g.hq - h0);
             let i0 = qb * QB;
             let rows = QB.min(g.sq - i0);
-            let acc = &mut buf[off..off + rows * g.d];
-            attend_block(acc, src, mask, g, b, h, i0, rows);
+            let acc = &mut buf[off..off + heads * rows * g.d];
+            if heads == 1 {
+                attend_block(acc, src, mask, g, b, h0, i0, rows);
+            } else {
+                attend_heads(acc, src, mask, g, b, h0..h0 + heads);
+            }
         }
-    });
+    };
+    if groups == 1 {
+        run_group(0);
+    } else {
+        pteron_linalg::parallel_for(groups, run_group);
+    }
     // Scatter [B, H, S, D] scratch into the output's layout.
     for b in 0..g.b {
         for h in 0..g.hq {
@@ -875,6 +907,101 @@ fn attention<T: Num + Send + Sync, S: AttnSrc>(
         }
     }
     Ok(())
+}
+
+/// Online-softmax state of one (query row, head): running max, running sum, and the
+/// un-normalised output row.
+struct RowState<'a> {
+    m: f32,
+    l: f32,
+    acc: &'a mut [f32],
+}
+
+/// One key block `j0..j1` for query row `i` of head `h` (batch `b`): scores, the
+/// online-softmax update of `st`, and `p · V` into `st.acc`. `p` is scratch.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn key_block<S: AttnSrc>(
+    src: &S,
+    mask: Mask<'_>,
+    g: &Geom,
+    b: usize,
+    h: usize,
+    i: usize,
+    j0: usize,
+    j1: usize,
+    p: &mut [f32; KB],
+    st: &mut RowState<'_>,
+) {
+    let d = g.d;
+    let hk = h / (g.hq / g.hkv);
+    // Rows between consecutive keys (the cache layout is [B, S, H, D] or [B, H, S, D]).
+    let kv_stride = g.kv_row(b, 1, hk) - g.kv_row(b, 0, hk);
+    let limit = if g.causal {
+        (g.start + i + 1).min(j1)
+    } else {
+        j1
+    };
+    if limit <= j0 {
+        return;
+    }
+    let qr = g.q_row(b, i, h);
+    let n = limit - j0;
+    let kr0 = g.kv_row(b, j0, hk);
+    src.qk_rows(qr, kr0, kv_stride, d, &mut p[..n]);
+    let mut bmax = f32::NEG_INFINITY;
+    for (c, pc) in p[..n].iter_mut().enumerate() {
+        let s = *pc * g.scale + mask.get(i, j0 + c);
+        *pc = s;
+        if s > bmax {
+            bmax = s;
+        }
+    }
+    let m_new = if bmax > st.m { bmax } else { st.m };
+    if m_new == f32::NEG_INFINITY {
+        return;
+    }
+    for pc in p[..n].iter_mut() {
+        *pc -= m_new;
+    }
+    pteron_linalg::vmath::vexp(&mut p[..n]);
+    let corr = if st.m == f32::NEG_INFINITY {
+        0.0
+    } else {
+        pteron_linalg::vmath::exp_scalar(st.m - m_new)
+    };
+    st.m = m_new;
+    if corr != 1.0 {
+        st.acc.iter_mut().for_each(|x| *x *= corr);
+    }
+    let mut sum = 0.0f32;
+    for &pc in &p[..n] {
+        sum += pc;
+    }
+    src.add_v_rows(kr0, kv_stride, &p[..n], st.acc);
+    st.l = st.l * corr + sum;
+}
+
+/// Fresh states for the first `n` rows of `acc` (`D` = `d` each), `None` beyond.
+fn row_states<const N: usize>(acc: &mut [f32], d: usize, n: usize) -> [Option<RowState<'_>>; N] {
+    let mut st: [Option<RowState<'_>>; N] = core::array::from_fn(|_| None);
+    for (slot, a) in st.iter_mut().zip(acc.chunks_exact_mut(d).take(n)) {
+        *slot = Some(RowState {
+            m: f32::NEG_INFINITY,
+            l: 0.0,
+            acc: a,
+        });
+    }
+    st
+}
+
+/// The keys query row `i` may attend to (all of them, or the causal prefix).
+fn key_end(g: &Geom, i: usize) -> usize {
+    if g.causal {
+        g.num_keys.min(g.start + i + 1)
+    } else {
+        g.num_keys
+    }
 }
 
 /// One work item: query rows `i0..i0+rows` of head `h` in batch `b`, accumulated into
@@ -891,74 +1018,59 @@ fn attend_block<S: AttnSrc>(
     rows: usize,
 ) {
     let d = g.d;
-    let hk = h / (g.hq / g.hkv);
-    // Rows between consecutive keys (the cache layout is [B, S, H, D] or [B, H, S, D]).
-    let kv_stride = g.kv_row(b, 1, hk) - g.kv_row(b, 0, hk);
-    let mut m = [f32::NEG_INFINITY; QB];
-    let mut l = [0.0f32; QB];
     let mut p = [0.0f32; KB];
     acc.fill(0.0);
-    let kend = if g.causal {
-        g.num_keys.min(g.start + i0 + rows)
-    } else {
-        g.num_keys
-    };
+    let mut st: [Option<RowState<'_>>; QB] = row_states(acc, d, rows);
+    let kend = key_end(g, i0 + rows - 1);
     let mut j0 = 0;
     while j0 < kend {
         let j1 = (j0 + KB).min(kend);
-        for r in 0..rows {
-            let i = i0 + r;
-            let limit = if g.causal {
-                (g.start + i + 1).min(j1)
-            } else {
-                j1
-            };
-            if limit <= j0 {
-                continue;
+        for (r, slot) in st.iter_mut().enumerate().take(rows) {
+            if let Some(s) = slot {
+                key_block(src, mask, g, b, h, i0 + r, j0, j1, &mut p, s);
             }
-            let qr = g.q_row(b, i, h);
-            let n = limit - j0;
-            let kr0 = g.kv_row(b, j0, hk);
-            src.qk_rows(qr, kr0, kv_stride, d, &mut p[..n]);
-            let mut bmax = f32::NEG_INFINITY;
-            for (c, pc) in p[..n].iter_mut().enumerate() {
-                let s = *pc * g.scale + mask.get(i, j0 + c);
-                *pc = s;
-                if s > bmax {
-                    bmax = s;
-                }
-            }
-            let m_new = if bmax > m[r] { bmax } else { m[r] };
-            if m_new == f32::NEG_INFINITY {
-                continue;
-            }
-            for pc in p[..n].iter_mut() {
-                *pc -= m_new;
-            }
-            pteron_linalg::vmath::vexp(&mut p[..n]);
-            let corr = if m[r] == f32::NEG_INFINITY {
-                0.0
-            } else {
-                pteron_linalg::vmath::exp_scalar(m[r] - m_new)
-            };
-            m[r] = m_new;
-            let a = &mut acc[r * d..(r + 1) * d];
-            if corr != 1.0 {
-                a.iter_mut().for_each(|x| *x *= corr);
-            }
-            let mut sum = 0.0f32;
-            for &pc in &p[..n] {
-                sum += pc;
-            }
-            src.add_v_rows(kr0, kv_stride, &p[..n], a);
-            l[r] = l[r] * corr + sum;
         }
         j0 = j1;
     }
-    for r in 0..rows {
-        let inv = 1.0 / l[r];
-        acc[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= inv);
+    st.iter_mut().flatten().for_each(finish_row);
+}
+
+/// Most heads one decode work item covers (its state lives on the stack).
+const MAX_HEADS: usize = 64;
+
+/// A decode work item: the one query row (`S_q == 1`) of heads `hs` in batch `b`,
+/// into `acc` (`hs.len() × D`): key blocks outer, heads inner, so a block of the cache
+/// is fetched once for every head. Per head the arithmetic is [`attend_block`]'s.
+fn attend_heads<S: AttnSrc>(
+    acc: &mut [f32],
+    src: &S,
+    mask: Mask<'_>,
+    g: &Geom,
+    b: usize,
+    hs: core::ops::Range<usize>,
+) {
+    let d = g.d;
+    let mut p = [0.0f32; KB];
+    acc.fill(0.0);
+    let mut st: [Option<RowState<'_>>; MAX_HEADS] = row_states(acc, d, hs.len());
+    let kend = key_end(g, 0);
+    let mut j0 = 0;
+    while j0 < kend {
+        let j1 = (j0 + KB).min(kend);
+        for (h, slot) in hs.clone().zip(st.iter_mut()) {
+            if let Some(s) = slot {
+                key_block(src, mask, g, b, h, 0, j0, j1, &mut p, s);
+            }
+        }
+        j0 = j1;
     }
+    st.iter_mut().flatten().for_each(finish_row);
+}
+
+/// Divides a finished row by its softmax sum.
+fn finish_row(st: &mut RowState<'_>) {
+    let inv = 1.0 / st.l;
+    st.acc.iter_mut().for_each(|x| *x *= inv);
 }
 
 // ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@
 mod charsmap;
 mod error;
 pub mod hf;
+mod index;
 pub mod llama2c;
 pub mod sentencepiece;
 pub mod tiktoken;

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use crate::charsmap::CharsMap;
 use crate::error::{Error, Result};
+use crate::index::KeyIndex;
 use crate::trie::Trie;
 use crate::util::{byte_piece, parse_byte_piece};
 
@@ -280,10 +281,10 @@ fn parse_model(data: &[u8]) -> Result<(Vec<Piece>, Spec)> {
 pub struct SentencePieceTokenizer {
     pieces: Vec<Piece>,
     spec: Spec,
-    /// NORMAL, USER_DEFINED and UNUSED pieces.
-    normal: HashMap<String, u32>,
-    /// Everything else (CONTROL, UNKNOWN, BYTE).
-    reserved: HashMap<String, u32>,
+    /// NORMAL, USER_DEFINED and UNUSED pieces, by text.
+    normal: KeyIndex,
+    /// Everything else (CONTROL, UNKNOWN, BYTE), by text.
+    reserved: KeyIndex,
     unk_id: u32,
     byte_ids: [Option<u32>; 256],
     user_defined: Trie,
@@ -328,8 +329,6 @@ impl SentencePieceTokenizer {
         if u32::try_from(pieces.len()).is_err() {
             return Err(Error::malformed(FORMAT, "too many pieces"));
         }
-        let mut normal = HashMap::new();
-        let mut reserved = HashMap::new();
         let mut unk_id = None;
         let mut byte_ids = [None; 256];
         let mut user_defined = Trie::new();
@@ -345,17 +344,6 @@ impl SentencePieceTokenizer {
                 p.kind,
                 PieceType::Normal | PieceType::UserDefined | PieceType::Unused
             );
-            let map = if is_normal {
-                &mut normal
-            } else {
-                &mut reserved
-            };
-            if map.insert(p.piece.clone(), id).is_some() {
-                return Err(Error::malformed(
-                    FORMAT,
-                    format!("duplicate piece {:?}", p.piece),
-                ));
-            }
             match p.kind {
                 PieceType::UserDefined => {
                     user_defined.insert(p.piece.as_bytes(), id);
@@ -377,10 +365,28 @@ impl SentencePieceTokenizer {
                 }
                 _ => {}
             }
-            if is_normal {
+            // Only Unigram segmentation searches common prefixes.
+            if is_normal && spec.model_type == ModelType::Unigram {
                 trie.insert(p.piece.as_bytes(), id);
             }
         }
+        let key = |id: u32| pieces[id as usize].piece.as_bytes();
+        let is_normal = |id: &u32| {
+            matches!(
+                pieces[*id as usize].kind,
+                PieceType::Normal | PieceType::UserDefined | PieceType::Unused
+            )
+        };
+        let n = pieces.len() as u32;
+        let (normal_ids, reserved_ids): (Vec<u32>, Vec<u32>) = (0..n).partition(is_normal);
+        let dup = |id: u32| {
+            Error::malformed(
+                FORMAT,
+                format!("duplicate piece {:?}", pieces[id as usize].piece),
+            )
+        };
+        let normal = KeyIndex::build(normal_ids.into_iter(), key).map_err(dup)?;
+        let reserved = KeyIndex::build(reserved_ids.into_iter(), key).map_err(dup)?;
         let unk_id = unk_id.ok_or_else(|| Error::malformed(FORMAT, "no UNKNOWN piece"))?;
         Ok(SentencePieceTokenizer {
             pieces,
@@ -403,12 +409,24 @@ impl SentencePieceTokenizer {
         self.spec.model_type
     }
 
-    fn piece_to_id(&self, piece: &str) -> u32 {
+    fn key<'a>(&'a self) -> impl Fn(u32) -> &'a [u8] + 'a {
+        |id| self.pieces[id as usize].piece.as_bytes()
+    }
+
+    /// The NORMAL, USER_DEFINED or UNUSED piece `piece`.
+    fn normal_id(&self, piece: &str) -> Option<u32> {
+        self.normal.get(piece.as_bytes(), self.key())
+    }
+
+    /// Any piece, reserved ones first.
+    fn lookup(&self, piece: &str) -> Option<u32> {
         self.reserved
-            .get(piece)
-            .or_else(|| self.normal.get(piece))
-            .copied()
-            .unwrap_or(self.unk_id)
+            .get(piece.as_bytes(), self.key())
+            .or_else(|| self.normal_id(piece))
+    }
+
+    fn piece_to_id(&self, piece: &str) -> u32 {
+        self.lookup(piece).unwrap_or(self.unk_id)
     }
 
     /// `Normalizer::NormalizePrefix`: user-defined symbols pass through,
@@ -538,7 +556,7 @@ impl SentencePieceTokenizer {
                 return;
             }
             let piece = &norm[l.start..r.end];
-            if let Some(&id) = self.normal.get(piece) {
+            if let Some(id) = self.normal_id(piece) {
                 heap.push(Agenda {
                     score: self.pieces[id as usize].score,
                     left: left as usize,
@@ -820,7 +838,7 @@ impl SentencePieceTokenizer {
         self.unk_id
     }
     pub(crate) fn token_to_id(&self, t: &str) -> Option<u32> {
-        self.reserved.get(t).or_else(|| self.normal.get(t)).copied()
+        self.lookup(t)
     }
     pub(crate) fn id_to_token(&self, id: u32) -> Option<String> {
         self.pieces.get(id as usize).map(|p| p.piece.clone())

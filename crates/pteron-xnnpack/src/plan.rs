@@ -343,14 +343,20 @@ fn decode_const(index: usize, v: &Value<'_>) -> Result<Vec<f32>, XnnError> {
 fn int4_values(data: &[u8], rows: usize, row_len: usize) -> Option<Vec<i8>> {
     let rb = row_len.div_ceil(2);
     let data = data.get(..rows * rb)?;
-    let mut out = Vec::with_capacity(rows * row_len + 1);
-    for row in data.chunks_exact(rb.max(1)).take(rows) {
-        for &b in row {
-            out.push((b & 0xf) as i8 - 8);
-            out.push((b >> 4) as i8 - 8);
+    let mut out = vec![0i8; rows * row_len];
+    if row_len == 0 {
+        return Some(out);
+    }
+    for (row, dst) in data.chunks_exact(rb).zip(out.chunks_exact_mut(row_len)) {
+        // An odd row length leaves one padding nibble per row (the last high nibble).
+        let (pairs, last) = dst.split_at_mut(row_len & !1);
+        for (&b, d) in row.iter().zip(pairs.chunks_exact_mut(2)) {
+            d[0] = (b & 0xf) as i8 - 8;
+            d[1] = (b >> 4) as i8 - 8;
         }
-        // An odd row length leaves one padding nibble per row.
-        out.truncate(out.len() - (rb * 2 - row_len));
+        if let (Some(l), Some(&b)) = (last.first_mut(), row.last()) {
+            *l = (b & 0xf) as i8 - 8;
+        }
     }
     Some(out)
 }
@@ -1945,5 +1951,35 @@ mod half_tests {
                 "{x:e}: {got:e} != {want:e}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod int4_tests {
+    use super::int4_values;
+
+    #[test]
+    fn int4_values_unpacks_rows_low_nibble_first() {
+        // Byte `i` holds nibbles (i % 16, (i * 7) % 16); the value is nibble - 8.
+        let data: Vec<u8> = (0..64u32)
+            .map(|i| (((i * 7 % 16) << 4) | (i % 16)) as u8)
+            .collect();
+        for (rows, row_len) in [(4usize, 6usize), (3, 7), (5, 1), (1, 13), (0, 5), (3, 0)] {
+            let rb = row_len.div_ceil(2);
+            let mut want = Vec::new();
+            for r in 0..rows {
+                for e in 0..row_len {
+                    let b = data[r * rb + e / 2];
+                    let nib = if e % 2 == 0 { b & 0xf } else { b >> 4 };
+                    want.push(nib as i8 - 8);
+                }
+            }
+            assert_eq!(
+                int4_values(&data, rows, row_len),
+                Some(want),
+                "{rows}x{row_len}"
+            );
+        }
+        assert_eq!(int4_values(&data[..5], 2, 6), None);
     }
 }

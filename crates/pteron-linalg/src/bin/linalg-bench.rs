@@ -498,6 +498,26 @@ fn bench_qdw(name: &str, c: usize, hw: usize, k: usize, stride: usize) {
     report(name, 2.0 * (o * o * c * k * k) as f64, s);
 }
 
+/// Attention over a KV cache for one decoded token: scores of one query row against
+/// `n` key rows of 48 floats (row stride 288 = 6 heads), then `p · V` over them.
+fn bench_attention_rows(n: usize) {
+    let name = format!("attention rows d48 x{n} (dot_rows + axpy_rows)");
+    if !selected(&name) {
+        return;
+    }
+    let (d, stride) = (48, 288);
+    let q = fill(d, 11);
+    let kv = fill((n - 1) * stride + d, 12);
+    let mut p = vec![0.0f32; n];
+    let mut acc = vec![0.0f32; d];
+    let s = time(|| {
+        pteron_linalg::vmath::dot_rows(&q, &kv, stride, &mut p);
+        pteron_linalg::vmath::axpy_rows(&p, &kv, stride, &mut acc);
+        black_box(&acc);
+    });
+    report(&name, 4.0 * (n * d) as f64, s);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -552,6 +572,9 @@ fn main() {
     bench_conv("dwconv 3x3/2 96 @112", conv_p(96, 112, 96, 3, 2, 96));
     bench_conv("dwconv 3x3 960 @7", conv_p(960, 7, 960, 3, 1, 960));
     bench_conv("dwconv 5x5 64 @56", conv_p(64, 56, 64, 5, 1, 64));
+    println!("-- Attention (vmath rows)");
+    bench_attention_rows(64);
+    bench_attention_rows(256);
     println!("-- Int8 (qs8 x qc8w -> qs8, fp32 requantization) vs f32 on the same shapes");
     bench_qgemm("12544x16x32 (1x1 32->16 @112)", 12544, 16, 32);
     bench_qgemm("3136x144x24 (1x1 24->144 @56)", 3136, 144, 24);
