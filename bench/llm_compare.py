@@ -241,6 +241,22 @@ class Tok:
 
         return piece_text(self.t, ids, prev_is_bos=False)
 
+    def byte_text(self, ids):
+        """What pteron prints for generated ids: byte-fallback pieces (`<0x66>`) as the bytes
+        they stand for, so the text is valid UTF-8 (the reference runner prints the piece
+        names). An incomplete trailing character is left out."""
+        if self.kind == "tiktoken":
+            return self.t.decode(ids)
+        out = bytearray()
+        for t in ids:
+            p = self.t.id_to_piece(t)
+            m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", p)
+            if m:
+                out.append(int(m.group(1), 16))
+            else:
+                out += p.replace("\u2581", " ").encode()
+        return out.decode("utf-8", errors="ignore")
+
 
 def make_checkpoint(out_dir: Path, params):
     sys.path.insert(0, str(CONF_LLM))
@@ -554,11 +570,11 @@ def embedding_bytes(params):
     return v * d // 2 + v * (d // EMB_GROUP) * 4
 
 
-def prefix_tokens(sp, ids, text):
-    """How many leading ids' text (as the runners print it) is a prefix of `text`."""
+def prefix_tokens(to_text, ids, text):
+    """How many leading ids' text (`to_text(ids[:k])`) is a prefix of `text`."""
     n = 0
     for k in range(1, len(ids) + 1):
-        if not text.startswith(sp.text(ids[:k])):
+        if not text.startswith(to_text(ids[:k])):
             break
         n = k
     return n
@@ -609,13 +625,14 @@ def report(model, args, pte, ref, pt, ids_ref, ids_err, prompt_ids):
     if ids_ref is not None and "text" in pt:
         sp = Tok(pte.parent / "tokenizer.model", CONFIGS[model].get("tokenizer", "sentencepiece"))
         ref_ids_text = sp.text(ids_ref)
-        agree["text_pteron_vs_runtime_ids"] = ref_ids_text == pt["text"]
+        agree["text_pteron_vs_runtime_ids"] = sp.byte_text(ids_ref) == pt["text"]
         agree["text_textllmrunner_vs_runtime_ids"] = ref_ids_text == ref.get("text")
         agree["runtime_ids_count"] = len(ids_ref)
-        agree["pteron_prefix_tokens_equal_runtime_ids"] = prefix_tokens(sp, ids_ref, pt["text"])
+        agree["pteron_prefix_tokens_equal_runtime_ids"] = prefix_tokens(
+            sp.byte_text, ids_ref, pt["text"])
         if "text" in ref:
             agree["textllmrunner_prefix_tokens_equal_runtime_ids"] = prefix_tokens(
-                sp, ids_ref, ref["text"])
+                sp.text, ids_ref, ref["text"])
     print()
     print("generated tokens agree: " + ", ".join(f"{k}={v}" for k, v in agree.items())
           + ("" if ids_err is None else f" (runtime ids failed: {ids_err})")
