@@ -311,6 +311,8 @@ fn qconv_edge_shapes() {
         (1, (17, 15), 3, (3, 3), 2, 1, (1, 1, 1, 1), 1, 32),
         (2, (13, 12), 3, (7, 7), 2, 1, (3, 3, 3, 3), 1, 40),
         (1, (6, 7), 4, (2, 3), 1, 2, (0, 1, 2, 0), 1, 9),
+        // A first layer large enough that the padded input is filled by several tasks.
+        (2, (130, 127), 3, (3, 3), 2, 1, (1, 1, 1, 1), 1, 16),
     ];
     for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");
