@@ -13,6 +13,7 @@
 use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
 use crate::qgemm::{qconv_taps, qgemm, qgemm_src, qval, requantize, ASrc, PackedQs8, QOut};
+use crate::util::SyncPtr;
 
 /// Geometry of a 2-D NHWC convolution window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,20 +81,6 @@ impl QConvGeom {
     }
 }
 
-/// A raw byte pointer shared by tasks that write disjoint regions.
-#[derive(Clone, Copy)]
-struct SyncU8(*mut u8);
-// SAFETY: only a carrier; each use documents why the writes are disjoint.
-unsafe impl Send for SyncU8 {}
-// SAFETY: see above.
-unsafe impl Sync for SyncU8 {}
-impl SyncU8 {
-    #[inline(always)]
-    fn get(self) -> *mut u8 {
-        self.0
-    }
-}
-
 /// Splits `rows` into at most `4 × threads` contiguous ranges (one when small).
 fn row_split(rows: usize, work_per_row: usize) -> (usize, usize) {
     let threads = num_threads();
@@ -119,7 +106,7 @@ pub fn im2col_q8(g: &QConvGeom, input: &[u8], c0: usize, cg: usize, pad: u8, out
         return;
     }
     let (tasks, per) = row_split(rows, k);
-    let op = SyncU8(out.as_mut_ptr());
+    let op = SyncPtr(out.as_mut_ptr());
     parallel_for(tasks, |t| {
         let (r0, r1) = (t * per, ((t + 1) * per).min(rows));
         // SAFETY: rows r0..r1 of `out` (asserted in bounds above) belong to this
@@ -618,7 +605,7 @@ pub fn qdwconv_nhwc(g: &QConvGeom, input: &[u8], pk: &PackedQDw, out: &mut [u8])
     }
     .max(x_lo);
     let (tasks, per) = row_split(rows, g.out_w * c * pk.taps);
-    let op = SyncU8(out.as_mut_ptr());
+    let op = SyncPtr(out.as_mut_ptr());
     let row_len = g.out_w * c;
     let zrow: &[u8] = &pk.zrow;
     let run = |taps: &[&[u8]], step: usize, npix: usize, dst: &mut [u8]| {

@@ -463,13 +463,6 @@ impl PackedQd8 {
     }
 }
 
-/// Raw row pointers for [`PackedQd8::quantize_rows`]' tasks.
-struct RowsPtr(*mut i8, *mut Qd8Params);
-// SAFETY: only a carrier; each task of `quantize_rows` writes its own rows.
-unsafe impl Send for RowsPtr {}
-// SAFETY: see above.
-unsafe impl Sync for RowsPtr {}
-
 impl PackedQd8 {
     /// [`PackedQd8::quantize_row`] for `m` rows of `x` (`k` floats each) into
     /// `out` at stride `lda` (`>= row_len()`), their parameters into `params`;
@@ -496,16 +489,15 @@ impl PackedQd8 {
         // About 16K values per task: below that one thread is faster.
         let tasks = (m * k / (1 << 14)).clamp(1, m).min(num_threads() * 4);
         let per = m.div_ceil(tasks);
-        let p = RowsPtr(out.as_mut_ptr(), params.as_mut_ptr());
-        let p = &p;
+        let (po, pp) = (SyncPtr(out.as_mut_ptr()), SyncPtr(params.as_mut_ptr()));
         parallel_for(m.div_ceil(per), |t| {
             for r in t * per..((t + 1) * per).min(m) {
                 // SAFETY: row r of `out` (rl bytes at r * lda, in bounds by the assert)
                 // and params[r] are written by this task only; both outlive the call.
                 let (row, prm) = unsafe {
                     (
-                        core::slice::from_raw_parts_mut(p.0.add(r * lda), rl),
-                        &mut *p.1.add(r),
+                        core::slice::from_raw_parts_mut(po.get().add(r * lda), rl),
+                        &mut *pp.get().add(r),
                     )
                 };
                 *prm = self.quantize_row(&x[r * k..(r + 1) * k], row);

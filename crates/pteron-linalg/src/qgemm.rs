@@ -29,7 +29,7 @@
 use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
 use crate::qconv::QConvGeom;
-use crate::util::with_scratch;
+use crate::util::{with_scratch, SyncPtr};
 
 /// Columns per packed panel.
 pub const QNR: usize = 16;
@@ -256,20 +256,6 @@ impl PackedQs8 {
     /// Replaces the output quantization (e.g. to fuse a following clamp).
     pub fn set_out(&mut self, out: QOut) {
         self.out = out;
-    }
-}
-
-/// A raw byte pointer shared by tasks that write disjoint regions.
-#[derive(Clone, Copy)]
-struct SyncU8(*mut u8);
-// SAFETY: only a carrier; `qgemm` documents why concurrent writes are disjoint.
-unsafe impl Send for SyncU8 {}
-// SAFETY: see above.
-unsafe impl Sync for SyncU8 {}
-impl SyncU8 {
-    #[inline(always)]
-    fn get(self) -> *mut u8 {
-        self.0
     }
 }
 
@@ -701,7 +687,7 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     }
     assert!(c.len() >= (m - 1) * ldc + n, "qgemm: c too short");
     assert!(ldc >= n, "qgemm: strides");
-    let cp = SyncU8(c.as_mut_ptr());
+    let cp = SyncPtr(c.as_mut_ptr());
     let clen = c.len();
     // The output tile of row block `mb` (of `mr` rows) and columns `c0..c0+cols`:
     // (offset in c, rows); asserts that it lies inside `c`.
@@ -830,7 +816,7 @@ unsafe fn vnni_panels(
     m: usize,
     p0: usize,
     p1: usize,
-    c: SyncU8,
+    c: SyncPtr<u8>,
     clen: usize,
     ldc: usize,
 ) {
@@ -931,7 +917,7 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
         }
         let buf: &[u8] = buf;
         let clen = c.len();
-        let cp = SyncU8(c.as_mut_ptr());
+        let cp = SyncPtr(c.as_mut_ptr());
         drive::<u8>(m, b, VMR, 0, &|_, _, _| {}, &|_, mb, p0, p1| {
             let r0 = mb * VMR;
             let rows = (m - r0).min(VMR);

@@ -79,18 +79,25 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 
 /// A raw mutable pointer that may be shared between pool tasks which write
 /// provably disjoint regions.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub(crate) *mut f32);
+/// (`f32` unless said otherwise.)
+pub(crate) struct SyncPtr<T = f32>(pub(crate) *mut T);
+// Copy for any T (a derive would require `T: Copy`).
+impl<T> Clone for SyncPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SyncPtr<T> {}
 // SAFETY: SyncPtr is only a carrier; every use site documents why concurrent
 // accesses through it touch disjoint memory.
-unsafe impl Send for SyncPtr {}
+unsafe impl<T> Send for SyncPtr<T> {}
 // SAFETY: see above.
-unsafe impl Sync for SyncPtr {}
+unsafe impl<T> Sync for SyncPtr<T> {}
 
-impl SyncPtr {
+impl<T> SyncPtr<T> {
     /// The raw pointer (a method, so closures capture the whole `SyncPtr`).
     #[inline(always)]
-    pub(crate) fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }
