@@ -1012,7 +1012,7 @@ impl XnnDelegate {
         }
         let mut scratch_len = 0usize;
         for s in &steps {
-            scratch_len = scratch_len.max(scratch_need(s, &shapes, &shapes[s.op.out()]));
+            scratch_len = scratch_len.max(scratch_need(s, &shapes, &shapes[s.op.out()])?);
         }
         prepared += scratch_len * 4;
         let fq = g.values.iter().map(fq_of).collect();
@@ -1072,7 +1072,7 @@ impl XnnDelegate {
                     s.index, s.kind, od, self.cap[out]
                 )));
             }
-            if scratch_need(s, &self.shapes, &od) > self.scratch.len() {
+            if scratch_need(s, &self.shapes, &od)? > self.scratch.len() {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}) needs more scratch than planned",
                     s.index, s.kind
@@ -1212,17 +1212,24 @@ fn deconv_prep(
 
 /// Scratch floats a step needs for output `od`: im2col rows of a grouped or strided
 /// convolution, or the GEMM columns of a transposed convolution.
-fn scratch_need(s: &Step, shapes: &[Dims], od: &Dims) -> usize {
-    match (&s.op, &s.prep) {
-        (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) => {
-            shapes[*input].get(0) * od.get(1) * od.get(2) * p.kh * p.kw * p.group_in
-        }
+fn scratch_need(s: &Step, shapes: &[Dims], od: &Dims) -> Result<usize, XnnError> {
+    let prod = |f: &[usize]| f.iter().try_fold(1usize, |a, &x| a.checked_mul(x));
+    let need = match (&s.op, &s.prep) {
+        (Op::Conv { p, input, .. }, Prep::Conv { direct: false, .. }) => prod(&[
+            shapes[*input].get(0),
+            od.get(1),
+            od.get(2),
+            p.kh,
+            p.kw,
+            p.group_in,
+        ]),
         (Op::Deconv { p, input, .. }, _) => {
             let d = shapes[*input];
-            d.get(0) * d.get(1) * d.get(2) * p.kh * p.kw * p.group_out
+            prod(&[d.get(0), d.get(1), d.get(2), p.kh, p.kw, p.group_out])
         }
-        _ => 0,
-    }
+        _ => Some(0),
+    };
+    need.ok_or_else(|| XnnError::node(s.index, s.kind, "its scratch size overflows".to_string()))
 }
 
 /// A `Prep::Qd8Fc` step: quantize each row of `x`, then the integer GEMM.

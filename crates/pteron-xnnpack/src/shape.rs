@@ -201,7 +201,36 @@ pub(crate) fn infer(
 }
 
 /// [`infer`] on an operation and its node type name.
+/// Most elements one value may have: its f32 buffer stays addressable in bytes and
+/// products of its dims cannot wrap.
+const MAX_ELEMENTS: usize = (isize::MAX as usize) / 16;
+
+/// The output dims of one node ([`infer_dims`]), refused when their element count
+/// overflows or exceeds [`MAX_ELEMENTS`] (e.g. a huge resize or transposed-convolution
+/// stride in a malformed graph).
 pub(crate) fn infer_op(
+    node: usize,
+    kind: &'static str,
+    op: &Op,
+    shapes: &[Dims],
+    filter_dims: Option<&Dims>,
+) -> Result<Dims, XnnError> {
+    let d = infer_dims(node, kind, op, shapes, filter_dims)?;
+    match d
+        .as_slice()
+        .iter()
+        .try_fold(1usize, |a, &x| a.checked_mul(x))
+    {
+        Some(e) if e <= MAX_ELEMENTS => Ok(d),
+        _ => Err(bad(
+            node,
+            &K { kind },
+            format!("output shape {d:?} has too many elements"),
+        )),
+    }
+}
+
+fn infer_dims(
     node: usize,
     kind: &'static str,
     op: &Op,
@@ -463,5 +492,75 @@ pub(crate) fn infer_op(
             o[r + 1] = nn;
             mk(&o[..r + 2])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ConvParams;
+
+    #[test]
+    fn outputs_with_too_many_elements_are_refused() {
+        let shapes = [
+            Dims::new(&[1, 2, 3, 4]).expect("dims"),
+            Dims::new(&[]).expect("dims"),
+        ];
+        let resize = |new_h: usize, new_w: usize| Op::ResizeBilinear {
+            new_h,
+            new_w,
+            flags: 0,
+            input: 0,
+            out: 1,
+        };
+        let ok = infer_op(0, "XNNStaticResizeBilinear2D", &resize(5, 6), &shapes, None);
+        assert_eq!(ok.expect("fits").as_slice(), &[1, 5, 6, 4]);
+        // The product wraps in usize.
+        let e = infer_op(
+            0,
+            "XNNStaticResizeBilinear2D",
+            &resize(1 << 40, 1 << 40),
+            &shapes,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("too many elements"), "{e}");
+        // No wrap, but more than a buffer can address.
+        let e = infer_op(
+            0,
+            "XNNStaticResizeBilinear2D",
+            &resize(1 << 58, 1),
+            &shapes,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("too many elements"), "{e}");
+        // A transposed convolution whose stride blows the output up.
+        let p = ConvParams {
+            pad_top: 0,
+            pad_right: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            kh: 1,
+            kw: 1,
+            sh: u32::MAX as usize,
+            sw: u32::MAX as usize,
+            dh: 1,
+            dw: 1,
+            group_in: 4,
+            group_out: 1 << 20,
+            groups: 1,
+            adj_h: 0,
+            adj_w: 0,
+        };
+        let deconv = Op::Deconv {
+            p,
+            input: 0,
+            filter: 0,
+            bias: None,
+            out: 1,
+        };
+        let e = infer_op(3, "XNNConvTranspose2d", &deconv, &shapes, None).unwrap_err();
+        assert!(e.to_string().contains("too many elements"), "{e}");
     }
 }
