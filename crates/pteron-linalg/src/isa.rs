@@ -77,22 +77,51 @@ pub fn isa() -> Isa {
     }
 }
 
-/// Whether the int8 kernels may use AVX-512 VNNI (with F/BW/VL), an extension
-/// above the [`Isa::Avx2Fma`] tier: the CPU has it, the tier is `Avx2Fma`, and no
-/// cap is in force ([`set_isa_cap`] with any tier, or `PTERON_CPU_CAP=scalar|avx2`,
-/// turns it off; `PTERON_CPU_CAP=avx512` leaves it on).
-pub fn avx512_vnni() -> bool {
+/// Whether kernels may use AVX-512 F/BW/VL/DQ (32 zmm registers, masks), an
+/// extension above the [`Isa::Avx2Fma`] tier with the same switch as
+/// [`avx512_vnni`]: the CPU has it, the tier is `Avx2Fma`, and no cap is in force
+/// (any [`set_isa_cap`] or `PTERON_CPU_CAP=scalar|avx2` turns it off;
+/// `PTERON_CPU_CAP=avx512` leaves it on).
+pub fn avx512() -> bool {
+    avx512_f_detected() && extension_allowed() && isa() == Isa::Avx2Fma
+}
+
+/// Whether no cap forbids the AVX-512 extensions.
+fn extension_allowed() -> bool {
     static ENV_ALLOWS: OnceLock<bool> = OnceLock::new();
-    let has = vnni_detected();
-    let allowed = if OVERRIDE.load(Ordering::Relaxed) != 0 {
+    if OVERRIDE.load(Ordering::Relaxed) != 0 {
         false
     } else {
         *ENV_ALLOWS.get_or_init(|| match std::env::var("PTERON_CPU_CAP") {
             Ok(v) => Isa::parse(&v).is_none(),
             Err(_) => true,
         })
-    };
-    has && allowed && isa() == Isa::Avx2Fma
+    }
+}
+
+/// Whether the CPU has AVX-512 F/BW/VL/DQ (ignoring any cap).
+pub(crate) fn avx512_f_detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// Whether the int8 kernels may use AVX-512 VNNI (with F/BW/VL), an extension
+/// above the [`Isa::Avx2Fma`] tier: the CPU has it, the tier is `Avx2Fma`, and no
+/// cap is in force ([`set_isa_cap`] with any tier, or `PTERON_CPU_CAP=scalar|avx2`,
+/// turns it off; `PTERON_CPU_CAP=avx512` leaves it on).
+pub fn avx512_vnni() -> bool {
+    vnni_detected() && extension_allowed() && isa() == Isa::Avx2Fma
 }
 
 /// Whether the CPU has AVX-512 F/BW/VL/VNNI (ignoring any cap).

@@ -36,8 +36,9 @@
 //!
 //! SIMD is selected at run time ([`isa`]): AVX2+FMA on x86-64 when detected, else
 //! portable scalar code. `PTERON_CPU_CAP=scalar|avx2` or [`set_isa_cap`] lowers the tier.
-//! The int8 kernels also use AVX-512 (F/BW/VL/VNNI) above the AVX2 tier when the CPU
-//! has it and no cap is set ([`avx512_vnni`]; `PTERON_CPU_CAP=avx2` turns it off).
+//! Kernels that have one also use AVX-512 above the AVX2 tier when the CPU has it
+//! and no cap is set ([`avx512`] for F/BW/VL/DQ, [`avx512_vnni`] for the int8 dot
+//! products; `PTERON_CPU_CAP=avx2` turns both off, `PTERON_CPU_CAP=avx512` keeps them).
 //!
 //! This is the only pteron crate that uses `unsafe` (SIMD intrinsics, raw pointers
 //! for disjoint parallel writes, lifetime erasure in the pool); every block carries
@@ -62,7 +63,7 @@ pub use conv::{
     conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError,
 };
 pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
-pub use isa::{avx512_vnni, isa, set_isa_cap, supported_isas, Isa};
+pub use isa::{avx512, avx512_vnni, isa, set_isa_cap, supported_isas, Isa};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
 pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};
