@@ -36,7 +36,9 @@ Run:  conformance/.venv/bin/python bench/llm_compare.py [--model 15m|1b] [--thre
 4. Prints load ms, time to first token, prefill and decode tok/s, peak RSS, the
    pteron/reference ratios, whether the generated tokens agree, the weight bytes read per
    decoded token (the .pte's size minus the 4-bit embedding table, of which a decoded token
-   reads one row) and the bandwidth that implies (bytes x decode tok/s).
+   reads one row) and the bandwidth that implies (bytes x decode tok/s), beside the
+   machine's main-memory read bandwidth with the same thread count as `pteron sysinfo
+   --bandwidth` measures it (a 1 GiB buffer read 5 times; `--skip-bandwidth` skips it).
 """
 
 from __future__ import annotations
@@ -640,9 +642,17 @@ def report(model, args, pte, ref, pt, ids_ref, ids_err, prompt_ids):
     dec = {k: r.get("decode_tok_s") for k, r in (("reference", ref), ("pteron", pt))}
     print(f"weight bytes read per decoded token: {per_tok / 1e6:.2f} MB (.pte {size / 1e6:.2f} MB"
           f" minus the 4-bit embedding table {embedding_bytes(params) / 1e6:.2f} MB, plus one row)")
+    machine_bw = None
+    if not args.skip_bandwidth:
+        machine_bw = machine_bandwidth(args.pteron, args.threads)
+    if machine_bw:
+        print(f"machine read bandwidth ({args.threads} thread(s), `pteron sysinfo --bandwidth`):"
+              f" {machine_bw:.2f} GB/s median")
     for k, v in dec.items():
         if v:
-            print(f"implied weight bandwidth, {k}: {per_tok * v / 1e9:.2f} GB/s")
+            share = (f" ({100 * per_tok * v / 1e9 / machine_bw:.0f}% of the machine's)"
+                     if machine_bw else "")
+            print(f"implied weight bandwidth, {k}: {per_tok * v / 1e9:.2f} GB/s{share}")
     return {
         "model": model,
         "params": params,
@@ -650,6 +660,7 @@ def report(model, args, pte, ref, pt, ids_ref, ids_err, prompt_ids):
         "pte_bytes": size,
         "weight_bytes_per_decoded_token": per_tok,
         "implied_bandwidth_gb_s": {k: (per_tok * v / 1e9 if v else None) for k, v in dec.items()},
+        "machine_read_bandwidth_gb_s": machine_bw,
         "threads": args.threads,
         "max_new_tokens": args.max_new_tokens,
         "prompt_ids": prompt_ids,
@@ -660,6 +671,19 @@ def report(model, args, pte, ref, pt, ids_ref, ids_err, prompt_ids):
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(),
                  "machine": platform.machine()},
     }
+
+
+def machine_bandwidth(pteron, threads):
+    """Main-memory read bandwidth (GB/s, median) as `pteron sysinfo` measures it
+    with `threads` threads (a 1 GiB buffer read 5 times), or None."""
+    try:
+        out = subprocess.run([str(pteron), "sysinfo", "--bandwidth", "--json",
+                              "--threads", str(threads)],
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+        return json.loads(out)["read_bandwidth_gb_s"]["median"]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+        print(f"machine bandwidth probe failed: {e}", file=sys.stderr)
+        return None
 
 
 def main():
@@ -674,6 +698,8 @@ def main():
     ap.add_argument("--skip-ids", action="store_true",
                     help="do not compute the reference ids with executorch.runtime")
     ap.add_argument("--json-out")
+    ap.add_argument("--skip-bandwidth", action="store_true",
+                    help="do not measure the machine's read bandwidth (pteron sysinfo --bandwidth)")
     ap.add_argument("--allow-big", action="store_true",
                     help="allow building the 1b model (several GB, tens of minutes)")
     ap.add_argument("--min-free-gb", type=float, default=3.0,

@@ -74,6 +74,21 @@ enum Cmd {
     },
     /// Generate text with an LLM program (export_llm) and its tokenizer.
     Generate(generate::GenerateArgs),
+    /// Show the kernel tier this machine gets and, with --bandwidth, measure its
+    /// memory read bandwidth.
+    Sysinfo {
+        /// Measure main-memory read bandwidth (reads a large buffer several times).
+        #[arg(long)]
+        bandwidth: bool,
+        /// Buffer size for --bandwidth, MiB (several times the last-level cache).
+        #[arg(long, default_value_t = 1024)]
+        bandwidth_mib: usize,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 type CliResult<T> = Result<T, String>;
@@ -111,6 +126,12 @@ fn main() -> ExitCode {
             &program, &method, warmup, iterations, threads, &data, json, profile, cli.quiet,
         ),
         Cmd::Generate(args) => generate::cmd_generate(args, cli.quiet),
+        Cmd::Sysinfo {
+            bandwidth,
+            bandwidth_mib,
+            threads,
+            json,
+        } => cmd_sysinfo(bandwidth, bandwidth_mib, threads, json, cli.quiet),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -653,6 +674,79 @@ fn cmd_bench(
             })
         });
         written.map_err(|e| format!("writing to stdout: {e}"))?;
+    }
+    Ok(())
+}
+
+fn cmd_sysinfo(
+    bandwidth: bool,
+    mib: usize,
+    threads: Option<usize>,
+    json: bool,
+    quiet: bool,
+) -> CliResult<()> {
+    use pteron::system;
+    if let Some(t) = threads {
+        pteron::set_num_threads(t);
+    }
+    let tier = match system::isa() {
+        system::Isa::Scalar => "scalar",
+        system::Isa::Avx2Fma => "avx2+fma",
+    };
+    let bw = if bandwidth {
+        if mib == 0 {
+            return Err("--bandwidth-mib must be at least 1".into());
+        }
+        let spinner = (!quiet && !json && std::io::stderr().is_terminal()).then(|| {
+            let s = ProgressBar::new_spinner();
+            s.set_message(format!("reading {mib} MiB 5 times"));
+            s.enable_steady_tick(Duration::from_millis(100));
+            s
+        });
+        let b = system::read_bandwidth(mib << 20, 5);
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        Some(b)
+    } else {
+        None
+    };
+    if json {
+        let mut o = serde_json::json!({
+            "isa": tier,
+            "avx512": system::avx512(),
+            "avx512_vnni": system::avx512_vnni(),
+            "threads": pteron::num_threads(),
+        });
+        if let Some(b) = bw {
+            o["read_bandwidth_gb_s"] = serde_json::json!({
+                "median": b.median / 1e9,
+                "best": b.best / 1e9,
+                "bytes": b.bytes,
+                "threads": b.threads,
+            });
+        }
+        println!("{o}");
+        return Ok(());
+    }
+    println!("kernel tier     {tier}");
+    println!(
+        "avx-512         {}",
+        if system::avx512() { "on" } else { "off" }
+    );
+    println!(
+        "avx-512 vnni    {}",
+        if system::avx512_vnni() { "on" } else { "off" }
+    );
+    println!("threads         {}", pteron::num_threads());
+    if let Some(b) = bw {
+        println!(
+            "read bandwidth  {:.1} GB/s median, {:.1} GB/s best ({} MiB, {} thread(s))",
+            b.median / 1e9,
+            b.best / 1e9,
+            b.bytes >> 20,
+            b.threads
+        );
     }
     Ok(())
 }

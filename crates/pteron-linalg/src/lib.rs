@@ -49,6 +49,7 @@ mod dwconv;
 pub mod elementwise;
 mod gemm;
 mod isa;
+pub mod membw;
 pub mod nhwc;
 mod pool;
 pub mod pool2d;

@@ -112,6 +112,14 @@ pub fn default_registry() -> Registry {
     r
 }
 
+/// What this machine offers the kernels: the instruction-set tier in use, the
+/// AVX-512 extensions, and a memory read-bandwidth probe (the bar for
+/// bandwidth-bound work such as LLM decode).
+pub mod system {
+    pub use pteron_linalg::membw::{read_bandwidth, Bandwidth};
+    pub use pteron_linalg::{avx512, avx512_vnni, isa, Isa};
+}
+
 /// Sets the number of threads used by kernels (including the caller). Default: all cores.
 pub fn set_num_threads(n: usize) {
     pteron_linalg::set_num_threads(n)
