@@ -11,6 +11,10 @@ Run:  conformance/.venv/bin/python bench/compare.py [--models mobilenet_v2,resne
 2. For each .pte, times the ExecuTorch runtime (python executorch.runtime, in a child process so
    that its peak RSS and thread pool are its own) and pteron (`target/release/pteron bench FILE.pte
    --iterations N --warmup W --threads T --json`).
+   With --rounds R (default 3) each file is timed R times per runtime, alternating which runtime
+   goes first (ET, pteron, pteron, ET, ET, pteron, ...): on the small dev VM whichever process runs
+   right after the other's exit is measurably slower, so a fixed order would bias the ratio. Each
+   runtime's median is the median of its per-round medians (all listed in the JSON).
 3. Prints a table (ratio = ExecuTorch median / pteron median: > 1 means pteron is faster), plus, per
    model, the row comparing pteron on the portable export with ExecuTorch on the XNNPACK export.
 
@@ -259,6 +263,26 @@ def run_pteron(pte: Path, iterations: int, warmup: int, args) -> dict:
     return parse_json_line(p, "pteron")
 
 
+def combine_rounds(runs: list) -> dict:
+    """One result from the rounds of one runtime on one file: the first round's fields, with
+    median_ms the median of the rounds' medians, min_ms the least min, and the per-round
+    medians under round_medians_ms. Errors in any round are reported."""
+    ok = [r for r in runs if "median_ms" in r]
+    if not ok:
+        return runs[0] if runs else {"error": "no runs"}
+    out = dict(ok[0])
+    meds = [r["median_ms"] for r in ok]
+    out["median_ms"] = statistics.median(meds)
+    out["round_medians_ms"] = meds
+    mins = [r["min_ms"] for r in ok if "min_ms" in r]
+    if mins:
+        out["min_ms"] = min(mins)
+    errs = [r["error"] for r in runs if "error" in r]
+    if errs:
+        out["error"] = "; ".join(errs)
+    return out
+
+
 def check_agreement(pte: Path, ref_path: Path, args) -> dict:
     """Runs pteron once on example_input() and compares with ExecuTorch's output.
 
@@ -348,6 +372,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget-s", type=float, default=60.0, help="max seconds of timed runs per .pte and runtime (see doc)")
     ap.add_argument("--min-iterations", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per file; the order alternates (ET first, then pteron first, ...) and each "
+                         "runtime's median is the median of its rounds' medians")
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="kill a runtime's benchmark of one file after this long")
     ap.add_argument("--pteron", default=str(DEFAULT_PTERON), help="path of the pteron CLI")
     ap.add_argument("--json-out", default=None, help="also write all results as JSON to this file")
@@ -378,24 +405,34 @@ def main(argv=None) -> int:
                 rows.append(row)
                 continue
             row["pte_bytes"] = pte.stat().st_size
-            if args.skip_executorch:
-                row["executorch"] = {}
-                it = args.iterations
-            else:
-                print(f"[executorch] {pte.name} ...", flush=True)
-                ref_out = None
-                if kind == "xnnpack_q8" and not args.no_check:
-                    ref_out = ROOT / "bench" / "out" / f"{pte.stem}_ref.npy"
-                    ref_out.parent.mkdir(parents=True, exist_ok=True)
-                row["executorch"] = run_executorch(pte, args, ref_out)
-                print(f"[executorch]   {json.dumps(row['executorch'])}", flush=True)
-                it = row["executorch"].get("iterations", args.iterations)
-            warm = args.warmup if it == args.iterations else 1
-            print(f"[pteron] {pte.name} (iterations {it}, warmup {warm}) ...", flush=True)
-            row["pteron"] = run_pteron(pte, it, warm, args)
+            ref_out = None
+            et_runs, pt_runs = [], []
+            it = args.iterations
+            if not args.skip_executorch and kind == "xnnpack_q8" and not args.no_check:
+                ref_out = ROOT / "bench" / "out" / f"{pte.stem}_ref.npy"
+                ref_out.parent.mkdir(parents=True, exist_ok=True)
+            # Rounds alternate which runtime goes first (ET, pteron | pteron, ET | ...), so that
+            # neither always runs right after the other's process exits. Round 1 starts with ET:
+            # it fixes the iteration count (budget) and writes the reference output.
+            for rnd in range(max(1, args.rounds)):
+                order = ("et", "pt") if rnd % 2 == 0 else ("pt", "et")
+                for who in order:
+                    if who == "et" and not args.skip_executorch:
+                        print(f"[executorch] {pte.name} (round {rnd + 1}) ...", flush=True)
+                        et_runs.append(run_executorch(pte, args, ref_out if rnd == 0 else None))
+                        print(f"[executorch]   {json.dumps(et_runs[-1])}", flush=True)
+                        if rnd == 0:
+                            it = et_runs[0].get("iterations", args.iterations)
+                    elif who == "pt":
+                        warm = args.warmup if it == args.iterations else 1
+                        print(f"[pteron] {pte.name} (round {rnd + 1}, iterations {it}, warmup {warm}) ...",
+                              flush=True)
+                        pt_runs.append(run_pteron(pte, it, warm, args))
+                        print(f"[pteron]   {json.dumps(pt_runs[-1])}", flush=True)
+            row["executorch"] = combine_rounds(et_runs) if et_runs else {}
+            row["pteron"] = combine_rounds(pt_runs)
             if it != args.iterations:
                 row["pteron"].setdefault("reduced", True)
-            print(f"[pteron]   {json.dumps(row['pteron'])}", flush=True)
             if not args.skip_executorch and kind == "xnnpack_q8" and not args.no_check and ref_out is not None and ref_out.exists():
                 row["agreement"] = check_agreement(pte, ref_out, args)
                 print(f"[check]    {json.dumps(row['agreement'])}", flush=True)
