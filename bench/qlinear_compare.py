@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pteron vs ExecuTorch on an 8da4w linear stack (the LLM linear shape), same file, same run.
 
-Run:  conformance/.venv/bin/python bench/qlinear_compare.py [--batches 1 64] [--threads 2]
+Run:  conformance/.venv/bin/python bench/qlinear_compare.py [--batches 1 64] [--threads 2] [--rounds 3]
           [--iterations 30] [--pteron target/release/pteron] [--json-out FILE]
 
 1. Exports on demand into bench/models/ (gitignored; reused when present)
@@ -104,6 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per batch, alternating which runtime runs first")
     ap.add_argument("--pteron", default=str(DEFAULT_PTERON))
     ap.add_argument("--json-out")
     ap.add_argument("--_worker", dest="worker", help=argparse.SUPPRESS)
@@ -124,15 +126,33 @@ def main(argv=None) -> int:
         out_dir = ROOT / "bench" / "out" / pte.stem
         out_dir.mkdir(parents=True, exist_ok=True)
         ref_path = out_dir / "reference.npy"
-        print(f"[run] ExecuTorch {pte.name} ...", flush=True)
-        et = last_json(subprocess.run(
-            [sys.executable, __file__, "--_worker", str(pte), "--_batch", str(b), "--_save-out", str(ref_path),
-             "--iterations", str(args.iterations), "--warmup", str(args.warmup), "--threads", str(args.threads)],
-            capture_output=True, text=True), "ExecuTorch worker")
-        print(f"[run] pteron {pte.name} ...", flush=True)
-        pt = last_json(subprocess.run(
-            [args.pteron, "bench", str(pte), "--iterations", str(args.iterations), "--warmup", str(args.warmup),
-             "--threads", str(args.threads), "--json"], capture_output=True, text=True), "pteron bench")
+        def run_et():
+            print(f"[run] ExecuTorch {pte.name} ...", flush=True)
+            return last_json(subprocess.run(
+                [sys.executable, __file__, "--_worker", str(pte), "--_batch", str(b), "--_save-out", str(ref_path),
+                 "--iterations", str(args.iterations), "--warmup", str(args.warmup), "--threads", str(args.threads)],
+                capture_output=True, text=True), "ExecuTorch worker")
+
+        def run_pt():
+            print(f"[run] pteron {pte.name} ...", flush=True)
+            return last_json(subprocess.run(
+                [args.pteron, "bench", str(pte), "--iterations", str(args.iterations), "--warmup", str(args.warmup),
+                 "--threads", str(args.threads), "--json"], capture_output=True, text=True), "pteron bench")
+
+        # Rounds alternate which runtime goes first (see bench/compare.py); each runtime's
+        # median is the median of its rounds' medians.
+        ets, pts = [], []
+        for rnd in range(max(1, args.rounds)):
+            if rnd % 2 == 0:
+                ets.append(run_et())
+                pts.append(run_pt())
+            else:
+                pts.append(run_pt())
+                ets.append(run_et())
+        et, pt = dict(ets[0]), dict(pts[0])
+        for d, runs in ((et, ets), (pt, pts)):
+            d["round_medians_ms"] = [r["median_ms"] for r in runs]
+            d["median_ms"] = statistics.median(d["round_medians_ms"])
         inp = out_dir / "input_0.npy"
         np.save(inp, example_input(b).numpy())
         r = subprocess.run([args.pteron, "run", str(pte), "--input", str(inp), "--output-dir", str(out_dir),
