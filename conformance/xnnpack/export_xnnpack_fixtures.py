@@ -334,6 +334,38 @@ def _():
     )
 
 
+class LongKLinears(nn.Module):
+    """An 8da4w up projection to 4096 then a down projection with K = 4096 (128 blocks of 32):
+    long dot products, where the order of XNNPACK's float block sums shows in the last bits, and
+    4096-wide hidden rows, where its dynamic quantization rule shows."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Linear(256, 4096)
+        self.down = nn.Linear(4096, 64)
+        with torch.no_grad():
+            self.up.weight.normal_(0, 256 ** -0.5)
+            self.down.weight.normal_(0, 4096 ** -0.5)
+
+    def forward(self, x):
+        return self.down(torch.relu(self.up(x)))
+
+
+@case("xnn_8da4w_longk")
+def _():
+    return XSpec(
+        LongKLinears(),
+        [(rn(1, 48, 256),), (rn(1, 3, 256),)],
+        dynamic_shapes=({1: Dim("seq", min=1, max=64)},),
+        atol=0.0,
+        rtol=0.0,
+        quant="8da4w",
+        notes="8da4w linears 256->4096->64 (K = 4096 in the second), 48 rows then 3: XNNPACK's arithmetic "
+        "depends on the CPU (AVX-512 VNNI: unsigned qdu8 activations and one float sum per block; AVX2: qd8 and "
+        "four float lanes); pteron follows the one recorded in meta.json (xnnpack_arith), bit for bit",
+    )
+
+
 def quantize_pt2e(model, example):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -419,8 +451,23 @@ def export_case(name: str, spec: XSpec) -> str:
         "input_dim_orders": [ef.dim_order_of(t) for t in spec.runs[0]],
         "notes": (note + f" ({delegates} XnnpackBackend delegate call(s))").strip(),
     }
+    if spec.quant == "8da4w":
+        # XNNPACK picks its dynamically quantized kernels (and with them the rounding of the
+        # result) by CPU: record which family produced these reference outputs.
+        meta["xnnpack_arith"] = host_xnnpack_arith()
     (d / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return name
+
+
+def host_xnnpack_arith() -> str:
+    """`avx512vnni` when this CPU has AVX-512 F/BW/VL/VNNI (XNNPACK then runs qd8 linears as
+    unsigned `qdu8` with its AVX-512 VNNI kernels), else `avx2`."""
+    try:
+        flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+    except OSError:
+        flags = []
+    need = {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
+    return "avx512vnni" if need.issubset(flags) else "avx2"
 
 
 def count_delegates(pte: bytes) -> int:

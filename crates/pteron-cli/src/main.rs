@@ -716,6 +716,7 @@ fn cmd_sysinfo(
             "isa": tier,
             "avx512": system::avx512(),
             "avx512_vnni": system::avx512_vnni(),
+            "xnnpack_arith": system::xnn_arith().name(),
             "threads": pteron::num_threads(),
         });
         if let Some(b) = bw {
@@ -738,6 +739,7 @@ fn cmd_sysinfo(
         "avx-512 vnni    {}",
         if system::avx512_vnni() { "on" } else { "off" }
     );
+    println!("xnnpack arith   {}", system::xnn_arith().name());
     println!("threads         {}", pteron::num_threads());
     if let Some(b) = bw {
         println!(

@@ -48,6 +48,8 @@ fn the_cap_turns_avx512_off() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["avx512"], false);
     assert_eq!(v["avx512_vnni"], false);
+    // Capped to AVX2, pteron reproduces XNNPACK's AVX2 arithmetic.
+    assert_eq!(v["xnnpack_arith"], "avx2");
     assert!(v.get("read_bandwidth_gb_s").is_none());
 }
 

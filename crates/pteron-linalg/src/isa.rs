@@ -158,3 +158,77 @@ pub fn supported_isas() -> Vec<Isa> {
         .filter(|&i| i <= best)
         .collect()
 }
+
+/// Which of XNNPACK's CPU-dependent arithmetics the dynamically quantized
+/// (`qd8`) linears reproduce. XNNPACK picks its kernels by CPU, and the two
+/// x86 families round differently, so ExecuTorch's outputs for the same
+/// program differ in the last bits between machines; pteron follows the one
+/// XNNPACK would use on this machine unless told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum XnnArith {
+    /// XNNPACK's AVX2 (and SSE) kernels: signed `qd8` activations, `qb4w` block
+    /// sums kept in four float lanes per column.
+    Avx2,
+    /// XNNPACK's AVX-512 VNNI kernels: unsigned `qdu8` activations (their own
+    /// zero-point rule), one float sum per column and block.
+    Avx512Vnni,
+}
+
+impl XnnArith {
+    /// Parses the values accepted by `PTERON_XNN_ARITH` (`avx2`, `avx512vnni`).
+    pub fn parse(s: &str) -> Option<XnnArith> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avx2" | "madd" => Some(XnnArith::Avx2),
+            "avx512vnni" | "avx512_vnni" | "vnni" => Some(XnnArith::Avx512Vnni),
+            _ => None,
+        }
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            XnnArith::Avx2 => "avx2",
+            XnnArith::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            XnnArith::Avx2 => 1,
+            XnnArith::Avx512Vnni => 2,
+        }
+    }
+}
+
+static ARITH_OVERRIDE: AtomicU8 = AtomicU8::new(0);
+
+/// The arithmetic new [`crate::PackedQd8`] weights are packed for:
+/// [`set_xnn_arith`], else `PTERON_XNN_ARITH` (read once), else the one XNNPACK
+/// picks on this CPU ([`XnnArith::Avx512Vnni`] when [`avx512_vnni`] is on, so a
+/// `PTERON_CPU_CAP` also selects [`XnnArith::Avx2`]).
+pub fn xnn_arith() -> XnnArith {
+    match ARITH_OVERRIDE.load(Ordering::Relaxed) {
+        1 => return XnnArith::Avx2,
+        2 => return XnnArith::Avx512Vnni,
+        _ => {}
+    }
+    static ENV: OnceLock<Option<XnnArith>> = OnceLock::new();
+    if let Some(a) = *ENV.get_or_init(|| {
+        std::env::var("PTERON_XNN_ARITH")
+            .ok()
+            .and_then(|v| XnnArith::parse(&v))
+    }) {
+        return a;
+    }
+    if avx512_vnni() {
+        XnnArith::Avx512Vnni
+    } else {
+        XnnArith::Avx2
+    }
+}
+
+/// Overrides [`xnn_arith`] for weights packed from now on (`None` reverts to
+/// the environment / CPU choice). Process-global, like [`set_isa_cap`].
+pub fn set_xnn_arith(a: Option<XnnArith>) {
+    ARITH_OVERRIDE.store(a.map_or(0, XnnArith::to_u8), Ordering::Relaxed);
+}

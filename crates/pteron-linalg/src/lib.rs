@@ -64,7 +64,9 @@ pub use conv::{
     conv2d, conv_transpose2d, Conv2d, Conv2dParams, ConvTranspose2dParams, LinalgError,
 };
 pub use gemm::{sgemm, sgemm_batched, sgemm_packed, Bias, GemmArgs, PackedB};
-pub use isa::{avx512, avx512_vnni, isa, set_isa_cap, supported_isas, Isa};
+pub use isa::{
+    avx512, avx512_vnni, isa, set_isa_cap, set_xnn_arith, supported_isas, xnn_arith, Isa, XnnArith,
+};
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
 pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};

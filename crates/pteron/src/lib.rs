@@ -117,7 +117,7 @@ pub fn default_registry() -> Registry {
 /// bandwidth-bound work such as LLM decode).
 pub mod system {
     pub use pteron_linalg::membw::{read_bandwidth, Bandwidth};
-    pub use pteron_linalg::{avx512, avx512_vnni, isa, Isa};
+    pub use pteron_linalg::{avx512, avx512_vnni, isa, set_xnn_arith, xnn_arith, Isa, XnnArith};
 }
 
 /// Sets the number of threads used by kernels (including the caller). Default: all cores.

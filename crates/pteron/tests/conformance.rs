@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pteron::npy::{read_npy, NpyArray};
+use pteron::system::{set_xnn_arith, XnnArith};
 use pteron::Module;
 use serde_json::Value as J;
 
@@ -75,6 +76,23 @@ fn compare(
     Ok(max_err)
 }
 
+/// Sets the XNNPACK arithmetic for one case (methods may load lazily) and
+/// reverts to the CPU's default when the case is done, however it ends.
+struct ArithGuard;
+
+impl ArithGuard {
+    fn set(a: Option<XnnArith>) -> ArithGuard {
+        set_xnn_arith(a);
+        ArithGuard
+    }
+}
+
+impl Drop for ArithGuard {
+    fn drop(&mut self) {
+        set_xnn_arith(None);
+    }
+}
+
 fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
     let meta: J = serde_json::from_str(
         &std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?,
@@ -85,6 +103,13 @@ fn run_case(dir: &Path, expected: &str) -> Result<String, String> {
     let atol = meta["atol"].as_f64().unwrap_or(1e-4);
     let rtol = meta["rtol"].as_f64().unwrap_or(1e-4);
     let runs = meta["runs"].as_u64().unwrap_or(1) as usize;
+    // XNNPACK's dynamically quantized arithmetic depends on the CPU that recorded the
+    // reference outputs; reproduce that one (weights are packed for it at load).
+    let arith = match meta["xnnpack_arith"].as_str() {
+        Some(a) => Some(XnnArith::parse(a).ok_or_else(|| format!("unknown xnnpack_arith {a:?}"))?),
+        None => None,
+    };
+    let _arith = ArithGuard::set(arith);
     let mut module = Module::from_file(&program).map_err(|e| format!("load: {e}"))?;
     if let Some(ptd) = meta["ptd"].as_str() {
         module
