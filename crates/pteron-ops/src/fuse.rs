@@ -162,6 +162,13 @@ impl Kernel for FusedConv {
                 x.sizes()
             )));
         }
+        if output.len() != self.out_dims.iter().product::<usize>() {
+            return Err(KernelError::invalid(format!(
+                "fused convolution: output has {} elements, expected {:?}",
+                output.len(),
+                self.out_dims
+            )));
+        }
         self.conv.run(input, output, &mut self.scratch);
         Ok(())
     }
@@ -261,10 +268,12 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
         dilation,
         groups,
     };
-    match p.out_hw() {
-        Some((oh, ow)) if [p.batch, p.out_c, oh, ow] == out_dims && wd[1] * groups == p.in_c => {}
+    let conv_out = match p.out_hw() {
+        Some((oh, ow)) if [p.batch, p.out_c, oh, ow] == out_dims && wd[1] * groups == p.in_c => {
+            out_dims
+        }
         _ => return Ok(None),
-    }
+    };
     let mut out_dims = out_dims;
     let mut out_arg = 9;
     let mut offset = conv.num_args();
@@ -338,6 +347,12 @@ fn fuse_conv(ctxs: &[PrepareCtx<'_>]) -> Result<Option<Box<dyn Kernel>>, KernelE
             }
             _ => return Ok(None),
         }
+    }
+    // The fused batch norm / activation write the convolution's shape; a program
+    // that declares another output shape for them is not fused (the separate
+    // kernels then report it).
+    if out_dims != conv_out {
+        return Ok(None);
     }
     let kernel = Conv2d::new(p, &weight, bias.as_deref(), act)
         .map_err(|e| KernelError::invalid(e.to_string()))?;
