@@ -23,8 +23,12 @@ use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, AlignedBuf, SyncPtr};
 use crate::{isa, Isa};
 
-/// Output pixels per microkernel tile.
+/// Output pixels per microkernel tile (scalar and AVX2 tiers).
 pub const MR: usize = 6;
+/// Output pixels per microkernel tile of the AVX-512 tier.
+pub const MR512: usize = 7;
+/// Pointer slots per segment in a tile's pointer table (at least every tier's tile rows).
+const PS: usize = 8;
 /// Output channels per microkernel tile (one packed panel).
 pub const NR: usize = 16;
 /// Most segments (kernel taps) per tile; larger kernels are rejected by [`ConvNhwc::new`].
@@ -54,9 +58,12 @@ pub struct ConvNhwcParams {
 enum IKern {
     Scalar,
     Avx2Fma,
+    /// AVX-512F: 7-row tiles over pairs of panels (`f32_igemm_7x32__avx512f`), same
+    /// packed layout as the other tiers.
+    Avx512,
 }
 
-/// `(segments, floats per segment, A row pointers [seg][MR], packed panel, bias[16],
+/// `(segments, floats per segment, A row pointers [seg][PS], packed panel, bias[16],
 ///   C tile, ldc, rows, cols, lo, hi)`.
 type IgemmFn = unsafe fn(
     usize,
@@ -73,6 +80,14 @@ type IgemmFn = unsafe fn(
 );
 
 impl IKern {
+    /// Output pixels per tile.
+    fn mr(self) -> usize {
+        match self {
+            IKern::Avx512 => MR512,
+            _ => MR,
+        }
+    }
+
     /// Microkernel for a tile of `rows` (1..=MR) pixels: the full 6-row kernel, or on
     /// AVX2 a shorter one for the last tile (e.g. 7×7 maps: 49 = 8×6 + 1).
     /// A panel with at most 8 live columns (e.g. 24 = 16 + 8 output channels) uses an
@@ -97,6 +112,7 @@ impl IKern {
             },
             #[cfg(not(target_arch = "x86_64"))]
             IKern::Avx2Fma => unreachable!("AVX2 kernel selected on a non-x86 target"),
+            IKern::Avx512 => unreachable!("the AVX-512 tier walks its panels itself"),
         }
     }
 }
@@ -114,9 +130,9 @@ pub struct ConvNhwc {
     pointwise: bool,
 }
 
-/// Pointers of one tile: `ptrs[seg*MR + row]`.
+/// Pointers of one tile: `ptrs[seg*PS + row]`.
 struct TilePtrs {
-    ptrs: [*const f32; MR * MAX_SEGS],
+    ptrs: [*const f32; PS * MAX_SEGS],
     nseg: usize,
     seg_len: usize,
 }
@@ -160,6 +176,7 @@ impl ConvNhwc {
         }
         let kern = match isa() {
             Isa::Scalar => IKern::Scalar,
+            Isa::Avx2Fma if crate::avx512() => IKern::Avx512,
             Isa::Avx2Fma => IKern::Avx2Fma,
         };
         Some(ConvNhwc {
@@ -184,7 +201,9 @@ impl ConvNhwc {
         self.w.bytes() + self.bias.bytes() + self.zeros.len() * 4
     }
 
-    /// Fill the segment pointers of the tile of pixels `m0..m0+rows`.
+    /// Fill the segment pointers of the tile of pixels `m0..m0+rows` (`rows <= mr`,
+    /// the tier's tile height; slots `rows..mr` repeat the last pixel).
+    #[allow(clippy::too_many_arguments)]
     fn tile_ptrs<'a>(
         &'a self,
         input: &'a [f32],
@@ -192,6 +211,7 @@ impl ConvNhwc {
         (oh, ow): (usize, usize),
         m0: usize,
         rows: usize,
+        mr: usize,
         t: &mut TilePtrs,
     ) {
         let p = &self.p;
@@ -203,7 +223,7 @@ impl ConvNhwc {
             // 1x1, stride 1, no padding, same size: pixel m reads input row m.
             t.nseg = 1;
             t.seg_len = c;
-            for r in 0..MR {
+            for r in 0..mr {
                 let off = (m0 + r.min(rows - 1)) * c;
                 t.ptrs[r] = input[off..off + c].as_ptr();
             }
@@ -211,7 +231,8 @@ impl ConvNhwc {
         }
         // Decode the pixels (one division, then stepping); rows past the tile repeat
         // its last pixel.
-        let mut pix = [(0usize, 0usize, 0usize); MR];
+        let mut pix = [(0usize, 0usize, 0usize); PS];
+        let pix = &mut pix[..mr];
         let mut full = p.kw == 1 || dw == 1;
         let (n, rem) = (m0 / ohw, m0 % ohw);
         let mut cur = (n, rem / ow, rem % ow);
@@ -241,7 +262,7 @@ impl ConvNhwc {
                 let ix0 = ox * sw - p.pad_left;
                 for ky in 0..p.kh {
                     let y = oy * sh + ky * dh;
-                    t.ptrs[ky * MR + r] = if y >= p.pad_top && y - p.pad_top < h {
+                    t.ptrs[ky * PS + r] = if y >= p.pad_top && y - p.pad_top < h {
                         let off = ((n * h + (y - p.pad_top)) * w + ix0) * c;
                         input[off..off + seg].as_ptr()
                     } else {
@@ -258,7 +279,7 @@ impl ConvNhwc {
                     let yok = y >= p.pad_top && y - p.pad_top < h;
                     for kx in 0..p.kw {
                         let x = ox * sw + kx * dw;
-                        t.ptrs[(ky * p.kw + kx) * MR + r] =
+                        t.ptrs[(ky * p.kw + kx) * PS + r] =
                             if yok && x >= p.pad_left && x - p.pad_left < w {
                                 let off = ((n * h + (y - p.pad_top)) * w + (x - p.pad_left)) * c;
                                 input[off..off + c].as_ptr()
@@ -269,6 +290,18 @@ impl ConvNhwc {
                 }
             }
         }
+    }
+
+    /// `(number of panel blocks, panels per block)`: a block of panels stays in L2
+    /// while a task's pixel tiles stream through. The AVX-512 tier walks panels in
+    /// pairs, so its blocks hold an even number of panels (but the last).
+    fn panel_blocks(&self) -> (usize, usize) {
+        let pair = usize::from(self.kern == IKern::Avx512) + 1;
+        let even = |nb: usize| (div_ceil(nb, pair) * pair).min(self.panels);
+        let nb = even((PANEL_BLOCK_BYTES / (self.k * NR * 4)).clamp(1, self.panels));
+        let n_blocks = div_ceil(self.panels, nb);
+        let nb = even(div_ceil(self.panels, n_blocks));
+        (div_ceil(self.panels, nb), nb)
     }
 
     /// Convolve `input` (`[batch, h, w, in_c]`) into `output` (`[batch, oh, ow,
@@ -295,10 +328,10 @@ impl ConvNhwc {
         if m == 0 {
             return;
         }
-        let m_tiles = div_ceil(m, MR);
-        let nb = (PANEL_BLOCK_BYTES / (self.k * NR * 4)).clamp(1, self.panels);
-        let n_blocks = div_ceil(self.panels, nb);
-        let nb = div_ceil(self.panels, n_blocks);
+        let kern = self.kern;
+        let mr = kern.mr();
+        let m_tiles = div_ceil(m, mr);
+        let (n_blocks, nb) = self.panel_blocks();
         let threads = num_threads();
         let flops = 2.0 * m as f64 * p.out_c as f64 * self.k as f64;
         let m_chunks = if threads > 1 && flops > 400_000.0 {
@@ -323,27 +356,59 @@ impl ConvNhwc {
             let (t0, t1) = (mc * per_chunk, ((mc + 1) * per_chunk).min(m_tiles));
             let (p0, p1) = (nbi * nb, ((nbi + 1) * nb).min(self.panels));
             let mut tp = TilePtrs {
-                ptrs: [std::ptr::null(); MR * MAX_SEGS],
+                ptrs: [std::ptr::null(); PS * MAX_SEGS],
                 nseg: 0,
                 seg_len: 0,
             };
             for ti in t0..t1 {
-                let m0 = ti * MR;
-                let rows = MR.min(m - m0);
-                self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, &mut tp);
+                let m0 = ti * mr;
+                let rows = mr.min(m - m0);
+                self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, mr, &mut tp);
                 debug_assert_eq!(tp.nseg * tp.seg_len, k);
+                #[cfg(target_arch = "x86_64")]
+                if kern == IKern::Avx512 {
+                    let n0 = p0 * NR;
+                    let cols = (p1 * NR).min(p.out_c) - n0;
+                    // SAFETY: AVX-512F is available (`kern` is `Avx512` only when
+                    // `avx512()` held at construction, which checks the CPU). Every
+                    // pointer in `tp.ptrs` (nseg segments × MR512 slots, stride PS) was
+                    // taken from a slice of `input` (or the zero row) at least `seg_len`
+                    // floats long; panels p0..p1 each hold k*16 floats at stride k*16
+                    // from `wbuf[p0*k*16]`, `bbuf[n0..]` holds (p1-p0)*16 floats; the C
+                    // tile (rows m0..m0+rows, columns n0..n0+cols, stride ldc) lies in
+                    // `output` (length asserted above) and belongs to this task only.
+                    unsafe {
+                        x512::f32_igemm_7x32__avx512f(
+                            tp.nseg,
+                            tp.seg_len,
+                            tp.ptrs.as_ptr(),
+                            wbuf[p0 * k * NR..p1 * k * NR].as_ptr(),
+                            k * NR,
+                            bbuf[n0..p1 * NR].as_ptr(),
+                            out.get().add(m0 * ldc + n0),
+                            ldc,
+                            rows,
+                            cols,
+                            lo,
+                            hi,
+                        );
+                    }
+                    continue;
+                }
                 for pi in p0..p1 {
                     let n0 = pi * NR;
                     let cols = NR.min(p.out_c - n0);
-                    let kf = self.kern.func(rows, cols);
+                    let kf = kern.func(rows, cols);
                     let wp = &wbuf[pi * k * NR..(pi + 1) * k * NR];
                     let bp = &bbuf[n0..n0 + NR];
-                    // SAFETY: every pointer in `tp.ptrs[..nseg*MR]` was taken from a
-                    // slice of `input` (or the zero row) at least `seg_len` floats long;
-                    // `wp` holds k*16 = nseg*seg_len*16 floats and `bp` 16; the C tile
-                    // (rows m0..m0+rows, columns n0..n0+cols, row stride ldc) lies inside
-                    // `output` (length asserted above) and tiles of different tasks are
-                    // disjoint (each (tile, panel) pair belongs to exactly one task).
+                    // SAFETY: every pointer in `tp.ptrs` (nseg segments × MR slots,
+                    // stride PS) was taken from a slice of `input` (or the zero row) at
+                    // least `seg_len` floats long; `wp` holds k*16 = nseg*seg_len*16
+                    // floats and `bp` 16; the C tile (rows m0..m0+rows, columns
+                    // n0..n0+cols, row stride ldc) lies inside `output` (length asserted
+                    // above) and tiles of different tasks are disjoint (each (tile,
+                    // panel) pair belongs to exactly one task). The AVX2 kernels are
+                    // selected only when `isa()` reported AVX2+FMA.
                     unsafe {
                         kf(
                             tp.nseg,
@@ -369,7 +434,7 @@ impl ConvNhwc {
 /// Portable 6×16 indirect-GEMM microkernel (same contract as the AVX2 one).
 ///
 /// # Safety
-/// `a` holds `nseg*MR` pointers each valid for `seg` reads; `w` holds `nseg*seg*16`
+/// `a` holds `nseg*PS` pointer slots, the first `MR` of each segment valid for `seg` reads; `w` holds `nseg*seg*16`
 /// floats, `bias` 16; `c` is valid for `mr` rows × `nr` columns with stride `ldc`.
 #[allow(non_snake_case, clippy::too_many_arguments)]
 unsafe fn f32_igemm_6x16__scalar(
@@ -388,7 +453,7 @@ unsafe fn f32_igemm_6x16__scalar(
     // SAFETY: sizes per the function contract.
     let (ptrs, w, bias) = unsafe {
         (
-            std::slice::from_raw_parts(a, nseg * MR),
+            std::slice::from_raw_parts(a, nseg * PS),
             std::slice::from_raw_parts(w, nseg * seg * NR),
             std::slice::from_raw_parts(bias, NR),
         )
@@ -401,7 +466,7 @@ unsafe fn f32_igemm_6x16__scalar(
         let ws = &w[s * seg * NR..(s + 1) * seg * NR];
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: each pointer is valid for `seg` reads (contract).
-            let x = unsafe { std::slice::from_raw_parts(ptrs[s * MR + r], seg) };
+            let x = unsafe { std::slice::from_raw_parts(ptrs[s * PS + r], seg) };
             for (q, &xv) in x.iter().enumerate() {
                 for (o, &wv) in row.iter_mut().zip(&ws[q * NR..q * NR + NR]) {
                     *o += xv * wv;
@@ -419,8 +484,142 @@ unsafe fn f32_igemm_6x16__scalar(
 
 #[cfg(target_arch = "x86_64")]
 #[allow(non_snake_case)]
+mod x512 {
+    use super::{MR512, NR, PS};
+    use std::arch::x86_64::*;
+
+    /// `f32_igemm_7x32__avx512f`: one tile of 7 output pixels across a run of packed
+    /// panels, two panels (32 columns, 14 zmm accumulators) at a time, the odd last
+    /// one alone; per k step one aligned load per panel and one broadcast per pixel
+    /// (folded into the FMA as `{1to16}`). Starts from the bias, clamps in the
+    /// epilogue, stores the last columns masked and only the first `mr` rows.
+    ///
+    /// # Safety
+    /// AVX-512F available; `a` holds `nseg*PS` pointer slots whose first `MR512` per
+    /// segment are valid for `seg` reads; panel `i < ceil(nr/16)` holds `nseg*seg*16`
+    /// floats at `w + i*kstride` (64-byte aligned); `bias` is valid for
+    /// `ceil(nr/16)*16` reads; `c` is valid for `mr <= 7` rows × `nr` columns with row
+    /// stride `ldc`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn f32_igemm_7x32__avx512f(
+        nseg: usize,
+        seg: usize,
+        a: *const *const f32,
+        w: *const f32,
+        kstride: usize,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        let mut j = 0;
+        // SAFETY: column block `j..` uses panels j/16 (and j/16 + 1 when more than 16
+        // columns are left), all inside the contract's `ceil(nr/16)` panels.
+        unsafe {
+            while j < nr {
+                let (wj, bj, cj) = (w.add(j / NR * kstride), bias.add(j), c.add(j));
+                if nr - j > NR {
+                    tile::<2>(nseg, seg, a, wj, kstride, bj, cj, ldc, mr, nr - j, lo, hi);
+                    j += 2 * NR;
+                } else {
+                    tile::<1>(nseg, seg, a, wj, kstride, bj, cj, ldc, mr, nr - j, lo, hi);
+                    j += NR;
+                }
+            }
+        }
+    }
+
+    /// Mask of the first `n.min(16)` lanes.
+    #[inline]
+    fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// A 7 × `16*H` tile (`H` = 1 or 2 panels); `nr` columns left (stores the first
+    /// `nr.min(16*H)`).
+    ///
+    /// # Safety
+    /// As for [`f32_igemm_7x32__avx512f`] with `H` panels available.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const H: usize>(
+        nseg: usize,
+        seg: usize,
+        a: *const *const f32,
+        w: *const f32,
+        kstride: usize,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        lo: f32,
+        hi: f32,
+    ) {
+        // SAFETY: reads and writes per the contract (H panels, 7 valid pointers per
+        // segment, mr rows and nr.min(16H) columns of C, masked).
+        unsafe {
+            let mut b = [_mm512_setzero_ps(); H];
+            for (h, bv) in b.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps(bias.add(h * NR));
+            }
+            let mut acc = [b; MR512];
+            let mut wp = w;
+            for s in 0..nseg {
+                let mut ap = [std::ptr::null::<f32>(); MR512];
+                for (r, p) in ap.iter_mut().enumerate() {
+                    *p = *a.add(s * PS + r);
+                }
+                for q in 0..seg {
+                    let mut wv = [_mm512_setzero_ps(); H];
+                    for (h, v) in wv.iter_mut().enumerate() {
+                        *v = _mm512_load_ps(wp.add(h * kstride));
+                    }
+                    for r in 0..MR512 {
+                        let x = _mm512_set1_ps(*ap[r].add(q));
+                        for h in 0..H {
+                            acc[r][h] = _mm512_fmadd_ps(x, wv[h], acc[r][h]);
+                        }
+                    }
+                    wp = wp.add(NR);
+                }
+            }
+            let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+            let mut mask = [0xffff as __mmask16; H];
+            for (h, m) in mask.iter_mut().enumerate() {
+                *m = lanes(nr.saturating_sub(h * NR));
+            }
+            let full = nr >= H * NR;
+            for r in 0..MR512 {
+                if r < mr {
+                    let row = c.add(r * ldc);
+                    for h in 0..H {
+                        let v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc[r][h]));
+                        if full {
+                            _mm512_storeu_ps(row.add(h * NR), v);
+                        } else {
+                            _mm512_mask_storeu_ps(row.add(h * NR), mask[h], v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(non_snake_case)]
 mod x86 {
-    use super::{MR, NR};
+    use super::{MR, NR, PS};
     use crate::gemm::x86::tail_mask;
     use std::arch::x86_64::*;
 
@@ -445,7 +644,7 @@ mod x86 {
         hi: f32,
     ) {
         // SAFETY: all reads stay inside the ranges of the function contract: `a`
-        // holds nseg*MR pointers, each valid for `seg` floats, `w` nseg*seg*16 floats.
+        // holds nseg*PS pointer slots (the first MR of each used), each valid for `seg` floats, `w` nseg*seg*16 floats.
         unsafe {
             let bias0 = _mm256_loadu_ps(bias);
             let bias1 = _mm256_loadu_ps(bias.add(8));
@@ -457,7 +656,7 @@ mod x86 {
             let (mut c50, mut c51) = (bias0, bias1);
             let mut wp = w;
             for s in 0..nseg {
-                let ap = a.add(s * MR);
+                let ap = a.add(s * PS);
                 let a0 = *ap;
                 let a1 = *ap.add(1);
                 let a2 = *ap.add(2);
@@ -807,7 +1006,7 @@ mod x86 {
             for s in 0..nseg {
                 let mut ap = [std::ptr::null::<f32>(); R];
                 for (r, p) in ap.iter_mut().enumerate() {
-                    *p = *a.add(s * MR + r);
+                    *p = *a.add(s * PS + r);
                 }
                 for q in 0..seg {
                     let mut b = [_mm256_setzero_ps(); H];
