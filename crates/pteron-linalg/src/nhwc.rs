@@ -258,16 +258,32 @@ impl ConvNhwc {
             let seg = p.kw * c;
             t.nseg = p.kh;
             t.seg_len = seg;
+            // Offsets step by a row per kernel row: no per-tap multiplies or slicing.
+            // A row `y` (padded coordinate) inside the input starts `off` floats in,
+            // and `off + seg <= batch*h*w*c <= input.len()` because `n < batch`,
+            // `y - pad_top < h` and the window columns `ix0..ix0+kw` lie in `0..w`
+            // (`full`), so the pointer stays inside `input`.
+            let base = input.as_ptr();
+            let row_step = dh * w * c;
             for (r, &(n, oy, ox)) in pix.iter().enumerate() {
                 let ix0 = ox * sw - p.pad_left;
+                let mut y = oy * sh;
+                // Wrapping: negative while `y < pad_top` (then unused).
+                let mut off = (n * h)
+                    .wrapping_add(y)
+                    .wrapping_sub(p.pad_top)
+                    .wrapping_mul(w)
+                    .wrapping_add(ix0)
+                    .wrapping_mul(c);
                 for ky in 0..p.kh {
-                    let y = oy * sh + ky * dh;
                     t.ptrs[ky * PS + r] = if y >= p.pad_top && y - p.pad_top < h {
-                        let off = ((n * h + (y - p.pad_top)) * w + ix0) * c;
-                        input[off..off + seg].as_ptr()
+                        debug_assert!(off + seg <= input.len());
+                        base.wrapping_add(off)
                     } else {
                         self.zeros.as_ptr()
                     };
+                    y += dh;
+                    off = off.wrapping_add(row_step);
                 }
             }
         } else {
