@@ -385,8 +385,9 @@ impl ConvNhwc {
                 if kern == IKern::Avx512 {
                     let n0 = p0 * NR;
                     let cols = (p1 * NR).min(p.out_c) - n0;
-                    // SAFETY: AVX-512F is available (`kern` is `Avx512` only when
-                    // `avx512()` held at construction, which checks the CPU). Every
+                    // SAFETY: AVX-512F/VL and AVX2+FMA are available (`kern` is
+                    // `Avx512` only when `avx512()` held at construction, which checks
+                    // F/BW/VL/DQ on the CPU and requires the AVX2+FMA tier). Every
                     // pointer in `tp.ptrs` (nseg segments × MR512 slots, stride PS) was
                     // taken from a slice of `input` (or the zero row) at least `seg_len`
                     // floats long; panels p0..p1 each hold k*16 floats at stride k*16
@@ -506,17 +507,17 @@ mod x512 {
 
     /// `f32_igemm_7x32__avx512f`: one tile of 7 output pixels across a run of packed
     /// panels, two panels (32 columns, 14 zmm accumulators) at a time, the odd last
-    /// one alone; per k step one aligned load per panel and one broadcast per pixel
-    /// (folded into the FMA as `{1to16}`). Starts from the bias, clamps in the
+    /// one alone; per k step one aligned load per panel and one broadcast per pixel;
+    /// a last block of at most 8 columns runs on ymm registers. Starts from the bias, clamps in the
     /// epilogue, stores the last columns masked and only the first `mr` rows.
     ///
     /// # Safety
-    /// AVX-512F available; `a` holds `nseg*PS` pointer slots whose first `MR512` per
+    /// AVX-512F/VL and AVX2+FMA available; `a` holds `nseg*PS` pointer slots whose first `MR512` per
     /// segment are valid for `seg` reads; panel `i < ceil(nr/16)` holds `nseg*seg*16`
     /// floats at `w + i*kstride` (64-byte aligned); `bias` is valid for
     /// `ceil(nr/16)*16` reads; `c` is valid for `mr <= 7` rows × `nr` columns with row
     /// stride `ldc`.
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn f32_igemm_7x32__avx512f(
         nseg: usize,
@@ -534,17 +535,22 @@ mod x512 {
     ) {
         let mut j = 0;
         // SAFETY: column block `j..` uses panels j/16 (and j/16 + 1 when more than 16
-        // columns are left), all inside the contract's `ceil(nr/16)` panels.
+        // columns are left), all inside the contract's `ceil(nr/16)` panels. AVX2+FMA
+        // and AVX-512VL come with AVX-512F here (`avx512()` requires the AVX2+FMA tier
+        // and checks VL).
         unsafe {
             while j < nr {
                 let (wj, bj, cj) = (w.add(j / NR * kstride), bias.add(j), c.add(j));
-                if nr - j > NR {
-                    tile::<2>(nseg, seg, a, wj, kstride, bj, cj, ldc, mr, nr - j, lo, hi);
-                    j += 2 * NR;
-                } else {
-                    tile::<1>(nseg, seg, a, wj, kstride, bj, cj, ldc, mr, nr - j, lo, hi);
-                    j += NR;
+                let args = (nseg, seg, a, wj, kstride, bj, cj, ldc, mr, nr - j, lo, hi);
+                // A last block of at most 8 columns in a panel runs on ymm halves
+                // (half the FMA work of a zmm on the zero-padded lanes).
+                match nr - j {
+                    25.. => tile::<2, false>(args),
+                    17..=24 => tile::<1, true>(args),
+                    9..=16 => tile::<1, false>(args),
+                    _ => tile::<0, true>(args),
                 }
+                j += 2 * NR;
             }
         }
     }
@@ -559,36 +565,48 @@ mod x512 {
         }
     }
 
-    /// A 7 × `16*H` tile (`H` = 1 or 2 panels); `nr` columns left (stores the first
-    /// `nr.min(16*H)`).
+    /// Arguments of [`tile`]: those of [`f32_igemm_7x32__avx512f`] with `w`, `bias`,
+    /// `c` at the block's first column and `nr` the columns left from there.
+    type TileArgs = (
+        usize,
+        usize,
+        *const *const f32,
+        *const f32,
+        usize,
+        *const f32,
+        *mut f32,
+        usize,
+        usize,
+        usize,
+        f32,
+        f32,
+    );
+
+    /// A 7-row tile over `H` whole panels (zmm) then, if `T8`, the first 8 columns of
+    /// panel `H` (ymm); stores the first `nr.min(16*H + 8*T8)` columns.
     ///
     /// # Safety
-    /// As for [`f32_igemm_7x32__avx512f`] with `H` panels available.
-    #[target_feature(enable = "avx512f")]
+    /// As for [`f32_igemm_7x32__avx512f`] with `H + T8` panels available; AVX2+FMA and
+    /// AVX-512F/VL available.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const H: usize>(
-        nseg: usize,
-        seg: usize,
-        a: *const *const f32,
-        w: *const f32,
-        kstride: usize,
-        bias: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        lo: f32,
-        hi: f32,
+    unsafe fn tile<const H: usize, const T8: bool>(
+        (nseg, seg, a, w, kstride, bias, c, ldc, mr, nr, lo, hi): TileArgs,
     ) {
-        // SAFETY: reads and writes per the contract (H panels, 7 valid pointers per
-        // segment, mr rows and nr.min(16H) columns of C, masked).
+        // SAFETY: reads and writes per the contract (H + T8 panels, 7 valid pointers
+        // per segment, mr rows and the tile's first nr columns of C, masked).
         unsafe {
             let mut b = [_mm512_setzero_ps(); H];
             for (h, bv) in b.iter_mut().enumerate() {
                 *bv = _mm512_loadu_ps(bias.add(h * NR));
             }
+            let b8 = if T8 {
+                _mm256_loadu_ps(bias.add(H * NR))
+            } else {
+                _mm256_setzero_ps()
+            };
             let mut acc = [b; MR512];
+            let mut acc8 = [b8; MR512];
             let mut wp = w;
             for s in 0..nseg {
                 let mut ap = [std::ptr::null::<f32>(); MR512];
@@ -600,10 +618,19 @@ mod x512 {
                     for (h, v) in wv.iter_mut().enumerate() {
                         *v = _mm512_load_ps(wp.add(h * kstride));
                     }
+                    let w8 = if T8 {
+                        _mm256_load_ps(wp.add(H * kstride))
+                    } else {
+                        _mm256_setzero_ps()
+                    };
                     for r in 0..MR512 {
-                        let x = _mm512_set1_ps(*ap[r].add(q));
+                        let x = *ap[r].add(q);
+                        let xz = _mm512_set1_ps(x);
                         for h in 0..H {
-                            acc[r][h] = _mm512_fmadd_ps(x, wv[h], acc[r][h]);
+                            acc[r][h] = _mm512_fmadd_ps(xz, wv[h], acc[r][h]);
+                        }
+                        if T8 {
+                            acc8[r] = _mm256_fmadd_ps(_mm256_set1_ps(x), w8, acc8[r]);
                         }
                     }
                     wp = wp.add(NR);
@@ -614,7 +641,8 @@ mod x512 {
             for (h, m) in mask.iter_mut().enumerate() {
                 *m = lanes(nr.saturating_sub(h * NR));
             }
-            let full = nr >= H * NR;
+            let mask8 = lanes(nr.saturating_sub(H * NR).min(8)) as __mmask8;
+            let full = nr >= H * NR + 8 * usize::from(T8);
             for r in 0..MR512 {
                 if r < mr {
                     let row = c.add(r * ldc);
@@ -625,6 +653,13 @@ mod x512 {
                         } else {
                             _mm512_mask_storeu_ps(row.add(h * NR), mask[h], v);
                         }
+                    }
+                    if T8 {
+                        let v = _mm256_min_ps(
+                            _mm512_castps512_ps256(vhi),
+                            _mm256_max_ps(_mm512_castps512_ps256(vlo), acc8[r]),
+                        );
+                        _mm256_mask_storeu_ps(row.add(H * NR), mask8, v);
                     }
                 }
             }

@@ -171,7 +171,7 @@ fn nhwc_edge_shapes() {
             (1, 12, 9),
             (-inf, inf),
         ),
-        // AVX-512 tier: panel pairs with a partial or a lone last panel (24, 40, 48
+        // AVX-512 tier: panel pairs with a partial or a lone last panel (24, 40, 56, 48
         // columns), 7x7 maps (M = 49 = 7 tiles of 7), several panel blocks (deep K).
         (
             params(16, 24, (1, 1), (1, 1), (1, 1), (0, 0)),
@@ -182,6 +182,11 @@ fn nhwc_edge_shapes() {
             params(12, 40, (3, 3), (1, 1), (1, 1), (1, 1)),
             (1, 9, 5),
             (-inf, inf),
+        ),
+        (
+            params(10, 56, (3, 3), (2, 1), (1, 1), (1, 0)),
+            (1, 11, 9),
+            (-0.5, 0.5),
         ),
         (
             params(32, 48, (1, 1), (1, 1), (1, 1), (0, 0)),
