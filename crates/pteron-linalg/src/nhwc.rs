@@ -502,6 +502,7 @@ unsafe fn f32_igemm_6x16__scalar(
 #[cfg(target_arch = "x86_64")]
 #[allow(non_snake_case)]
 mod x512 {
+    use super::x86::DwRun;
     use super::{MR512, NR, PS};
     use std::arch::x86_64::*;
 
@@ -663,6 +664,114 @@ mod x512 {
                     }
                 }
             }
+        }
+    }
+
+    /// `f32_dwconv_KxK_sS__avx512f`: [`super::x86::dw_run`] on 16-channel zmm blocks.
+    /// The AVX2 kernel keeps only `NP` (4) accumulators per 8 channels, each taking
+    /// `K` dependent FMAs per kernel row, so it is bound by FMA latency at half the
+    /// FMA throughput; a zmm accumulator carries twice the lanes at the same latency.
+    ///
+    /// # Safety
+    /// AVX-512F; otherwise as for [`super::x86::dw_run`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dw_run<const K: usize, const S: usize>(r: &DwRun) {
+        let np = if K == 5 && S == 1 { 8 } else { 4 };
+        let full = r.npx / np * np;
+        // SAFETY: each group covers pixels inside the run (forwarded contract).
+        unsafe {
+            let mut j = 0;
+            while j < full {
+                if np == 8 {
+                    dw_group::<K, S, 8>(r, j);
+                } else {
+                    dw_group::<K, S, 4>(r, j);
+                }
+                j += np;
+            }
+            while j < r.npx {
+                dw_group::<K, S, 1>(r, j);
+                j += 1;
+            }
+        }
+    }
+
+    /// Pixels `j..j+NP` of a [`dw_run`], all channels in 16-lane blocks (the last
+    /// one masked).
+    ///
+    /// # Safety
+    /// As for `dw_run`, with `j + NP <= npx`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn dw_group<const K: usize, const S: usize, const NP: usize>(r: &DwRun, j: usize) {
+        let c = r.c;
+        let vlo = _mm512_set1_ps(r.lo);
+        let vhi = _mm512_set1_ps(r.hi);
+        // SAFETY: all addresses are the contract's taps at channels < c; the channel
+        // tail is masked (masked-off lanes are neither read nor written).
+        unsafe {
+            let x0 = r.input.add(j * S * c);
+            let d0 = r.dst.add(j * c);
+            let mut c0 = 0;
+            while c0 < c {
+                let m = lanes(c - c0);
+                let acc = if m == 0xffff {
+                    dw_block::<K, S, NP, true>(r, x0.add(c0), c0, m)
+                } else {
+                    dw_block::<K, S, NP, false>(r, x0.add(c0), c0, m)
+                };
+                for (p, a) in acc.iter().enumerate() {
+                    let v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, *a));
+                    _mm512_mask_storeu_ps(d0.add(p * c + c0), m, v);
+                }
+                c0 += NR;
+            }
+        }
+    }
+
+    /// One 16-channel block (lanes per `m`; plain loads when `FULL`) of `NP` pixels
+    /// starting at `x` (tap `(ky0, 0)` of the first pixel, channel `c0`).
+    ///
+    /// # Safety
+    /// As for `dw_group`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn dw_block<const K: usize, const S: usize, const NP: usize, const FULL: bool>(
+        r: &DwRun,
+        x: *const f32,
+        c0: usize,
+        m: __mmask16,
+    ) -> [__m512; NP] {
+        let c = r.c;
+        // SAFETY: forwarded contract; masked lanes are never touched.
+        unsafe {
+            let ld = |p: *const f32| {
+                if FULL {
+                    _mm512_loadu_ps(p)
+                } else {
+                    _mm512_maskz_loadu_ps(m, p)
+                }
+            };
+            let mut acc = [ld(r.bias.add(c0)); NP];
+            let mut row = x;
+            for ky in r.ky.0..r.ky.1 {
+                let wr = r.weight.add(ky * K * c + c0);
+                let mut wv = [_mm512_setzero_ps(); K];
+                for (kx, v) in wv.iter_mut().enumerate() {
+                    *v = ld(wr.add(kx * c));
+                }
+                // Input column q feeds pixel p through tap kx = q - p*S.
+                for q in 0..(NP - 1) * S + K {
+                    let xv = ld(row.add(q * c));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        if q >= p * S && q - p * S < K {
+                            *a = _mm512_fmadd_ps(xv, wv[q - p * S], *a);
+                        }
+                    }
+                }
+                row = row.add(r.rs);
+            }
+            acc
         }
     }
 }
@@ -1325,6 +1434,7 @@ pub fn depthwise_nhwc(
         return;
     }
     let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && taps_n <= MAX_SEGS;
+    let zmm = avx && crate::avx512();
     let sw = win.stride.1.max(1);
     let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
     par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
@@ -1360,12 +1470,17 @@ pub fn depthwise_nhwc(
                     // the steps dw_run uses (row w*c, pixel sw*c, column c: dilation
                     // 1); weight holds k*k*c floats and bias >= c (asserted above);
                     // `dst` is exactly npx*c floats.
+                    // With `zmm`, AVX-512F was detected too (`avx512()`).
                     unsafe {
-                        match (k, sw) {
-                            (3, 1) => x86::dw_run::<3, 1>(&r),
-                            (3, _) => x86::dw_run::<3, 2>(&r),
-                            (_, 1) => x86::dw_run::<5, 1>(&r),
-                            _ => x86::dw_run::<5, 2>(&r),
+                        match (k, sw, zmm) {
+                            (3, 1, true) => x512::dw_run::<3, 1>(&r),
+                            (3, _, true) => x512::dw_run::<3, 2>(&r),
+                            (_, 1, true) => x512::dw_run::<5, 1>(&r),
+                            (_, _, true) => x512::dw_run::<5, 2>(&r),
+                            (3, 1, false) => x86::dw_run::<3, 1>(&r),
+                            (3, _, false) => x86::dw_run::<3, 2>(&r),
+                            (_, 1, false) => x86::dw_run::<5, 1>(&r),
+                            (_, _, false) => x86::dw_run::<5, 2>(&r),
                         }
                     };
                     true
