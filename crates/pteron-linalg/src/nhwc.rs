@@ -502,7 +502,7 @@ unsafe fn f32_igemm_6x16__scalar(
 #[cfg(target_arch = "x86_64")]
 #[allow(non_snake_case)]
 mod x512 {
-    use super::x86::DwRun;
+    use super::x86::{DwRun, Lanes};
     use super::{MR512, NR, PS};
     use std::arch::x86_64::*;
 
@@ -669,109 +669,70 @@ mod x512 {
 
     /// `f32_dwconv_KxK_sS__avx512f`: [`super::x86::dw_run`] on 16-channel zmm blocks.
     /// The AVX2 kernel keeps only `NP` (4) accumulators per 8 channels, each taking
-    /// `K` dependent FMAs per kernel row, so it is bound by FMA latency at half the
-    /// FMA throughput; a zmm accumulator carries twice the lanes at the same latency.
+    /// `K` dependent FMAs per kernel row; a zmm accumulator carries twice the lanes at
+    /// the same latency.
     ///
     /// # Safety
     /// AVX-512F; otherwise as for [`super::x86::dw_run`].
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn dw_run<const K: usize, const S: usize>(r: &DwRun) {
-        let np = if K == 5 && S == 1 { 8 } else { 4 };
-        let full = r.npx / np * np;
-        // SAFETY: each group covers pixels inside the run (forwarded contract).
-        unsafe {
-            let mut j = 0;
-            while j < full {
-                if np == 8 {
-                    dw_group::<K, S, 8>(r, j);
-                } else {
-                    dw_group::<K, S, 4>(r, j);
-                }
-                j += np;
-            }
-            while j < r.npx {
-                dw_group::<K, S, 1>(r, j);
-                j += 1;
-            }
-        }
+        // SAFETY: forwarded contract; the zmm operations need AVX-512F (enabled here).
+        unsafe { super::x86::dw_groups::<Zmm, K, S>(r) }
     }
 
-    /// Pixels `j..j+NP` of a [`dw_run`], all channels in 16-lane blocks (the last
-    /// one masked).
-    ///
-    /// # Safety
-    /// As for `dw_run`, with `j + NP <= npx`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn dw_group<const K: usize, const S: usize, const NP: usize>(r: &DwRun, j: usize) {
-        let c = r.c;
-        let vlo = _mm512_set1_ps(r.lo);
-        let vhi = _mm512_set1_ps(r.hi);
-        // SAFETY: all addresses are the contract's taps at channels < c; the channel
-        // tail is masked (masked-off lanes are neither read nor written).
-        unsafe {
-            let x0 = r.input.add(j * S * c);
-            let d0 = r.dst.add(j * c);
-            let mut c0 = 0;
-            while c0 < c {
-                let m = lanes(c - c0);
-                let acc = if m == 0xffff {
-                    dw_block::<K, S, NP, true>(r, x0.add(c0), c0, m)
-                } else {
-                    dw_block::<K, S, NP, false>(r, x0.add(c0), c0, m)
-                };
-                for (p, a) in acc.iter().enumerate() {
-                    let v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, *a));
-                    _mm512_mask_storeu_ps(d0.add(p * c + c0), m, v);
-                }
-                c0 += NR;
-            }
-        }
-    }
+    /// 16-lane zmm operations for the depthwise run kernel.
+    #[derive(Clone, Copy)]
+    pub(super) struct Zmm;
 
-    /// One 16-channel block (lanes per `m`; plain loads when `FULL`) of `NP` pixels
-    /// starting at `x` (tap `(ky0, 0)` of the first pixel, channel `c0`).
-    ///
-    /// # Safety
-    /// As for `dw_group`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn dw_block<const K: usize, const S: usize, const NP: usize, const FULL: bool>(
-        r: &DwRun,
-        x: *const f32,
-        c0: usize,
-        m: __mmask16,
-    ) -> [__m512; NP] {
-        let c = r.c;
-        // SAFETY: forwarded contract; masked lanes are never touched.
-        unsafe {
-            let ld = |p: *const f32| {
+    impl Lanes for Zmm {
+        type V = __m512;
+        type M = __mmask16;
+        const L: usize = 16;
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __mmask16 {
+            lanes(n)
+        }
+        #[inline(always)]
+        unsafe fn load<const FULL: bool>(p: *const f32, m: __mmask16) -> __m512 {
+            // SAFETY: the caller has AVX-512F and `p` valid per the lanes of `m`.
+            unsafe {
                 if FULL {
                     _mm512_loadu_ps(p)
                 } else {
                     _mm512_maskz_loadu_ps(m, p)
                 }
-            };
-            let mut acc = [ld(r.bias.add(c0)); NP];
-            let mut row = x;
-            for ky in r.ky.0..r.ky.1 {
-                let wr = r.weight.add(ky * K * c + c0);
-                let mut wv = [_mm512_setzero_ps(); K];
-                for (kx, v) in wv.iter_mut().enumerate() {
-                    *v = ld(wr.add(kx * c));
-                }
-                // Input column q feeds pixel p through tap kx = q - p*S.
-                for q in 0..(NP - 1) * S + K {
-                    let xv = ld(row.add(q * c));
-                    for (p, a) in acc.iter_mut().enumerate() {
-                        if q >= p * S && q - p * S < K {
-                            *a = _mm512_fmadd_ps(xv, wv[q - p * S], *a);
-                        }
-                    }
-                }
-                row = row.add(r.rs);
             }
-            acc
+        }
+        #[inline(always)]
+        unsafe fn store<const FULL: bool>(p: *mut f32, m: __mmask16, v: __m512) {
+            // SAFETY: as for `load`.
+            unsafe {
+                if FULL {
+                    _mm512_storeu_ps(p, v)
+                } else {
+                    _mm512_mask_storeu_ps(p, m, v)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            // SAFETY: the caller has AVX-512F.
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            // SAFETY: the caller has AVX-512F.
+            unsafe { _mm512_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn clamp(v: __m512, lo: __m512, hi: __m512) -> __m512 {
+            // SAFETY: the caller has AVX-512F.
+            unsafe { _mm512_min_ps(hi, _mm512_max_ps(lo, v)) }
+        }
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            // SAFETY: the caller has AVX-512F.
+            unsafe { _mm512_setzero_ps() }
         }
     }
 }
@@ -959,113 +920,187 @@ mod x86 {
     /// `npx*c` writable.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dw_run<const K: usize, const S: usize>(r: &DwRun) {
-        // SAFETY: forwarded contract.
-        unsafe {
-            // 8 pixels share more input columns (12 loads for 40 FMAs per kernel row at
-            // 5x5); at 3x3 (and on 7-wide maps) 4 measured faster.
-            if K == 5 && S == 1 {
-                dw_groups::<K, S, 8>(r)
-            } else {
-                dw_groups::<K, S, 4>(r)
-            }
-        }
+        // SAFETY: forwarded contract; the ymm operations need AVX2+FMA (enabled here).
+        unsafe { dw_groups::<Ymm, K, S>(r) }
     }
 
-    /// The pixels of a [`dw_run`] in groups of `NP`, then one by one.
-    ///
-    /// # Safety
-    /// As for `dw_run`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn dw_groups<const K: usize, const S: usize, const NP: usize>(r: &DwRun) {
-        let full = r.npx / NP * NP;
-        // SAFETY: each group covers pixels inside the run (contract).
-        unsafe {
-            let mut j = 0;
-            while j < full {
-                dw_group::<K, S, NP>(r, j);
-                j += NP;
-            }
-            while j < r.npx {
-                dw_group::<K, S, 1>(r, j);
-                j += 1;
-            }
-        }
+    /// Vector operations the depthwise run kernel is written over (8-lane ymm for
+    /// AVX2, 16-lane zmm for AVX-512). The methods carry no target features of their
+    /// own: they are always inlined into a `#[target_feature]` entry point, which
+    /// provides them.
+    pub(super) trait Lanes {
+        type V: Copy;
+        type M: Copy;
+        const L: usize;
+        /// Mask of the first `n < L` lanes.
+        unsafe fn mask(n: usize) -> Self::M;
+        /// All lanes when `FULL`, else those of `m` (the others read as zero).
+        unsafe fn load<const FULL: bool>(p: *const f32, m: Self::M) -> Self::V;
+        unsafe fn store<const FULL: bool>(p: *mut f32, m: Self::M, v: Self::V);
+        unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        unsafe fn splat(x: f32) -> Self::V;
+        /// `min(hi, max(lo, v))` (NaN propagates).
+        unsafe fn clamp(v: Self::V, lo: Self::V, hi: Self::V) -> Self::V;
+        unsafe fn zero() -> Self::V;
     }
 
-    /// Pixels `j..j+NP` of a [`dw_run`], all channels.
-    ///
-    /// # Safety
-    /// As for `dw_run`, with `j + NP <= npx`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn dw_group<const K: usize, const S: usize, const NP: usize>(r: &DwRun, j: usize) {
-        let c = r.c;
-        let vlo = _mm256_set1_ps(r.lo);
-        let vhi = _mm256_set1_ps(r.hi);
-        // SAFETY: all addresses are the contract's taps at channels < c; the channel
-        // tail is masked.
-        unsafe {
-            let x0 = r.input.add(j * S * c);
-            let d0 = r.dst.add(j * c);
-            let mut c0 = 0;
-            while c0 + 8 <= c {
-                let acc = dw_block::<K, S, NP, true>(r, x0.add(c0), c0, _mm256_setzero_si256());
-                for (p, a) in acc.iter().enumerate() {
-                    let v = _mm256_min_ps(vhi, _mm256_max_ps(vlo, *a));
-                    _mm256_storeu_ps(d0.add(p * c + c0), v);
-                }
-                c0 += 8;
-            }
-            if c0 < c {
-                let m = tail_mask(c - c0);
-                let acc = dw_block::<K, S, NP, false>(r, x0.add(c0), c0, m);
-                for (p, a) in acc.iter().enumerate() {
-                    let v = _mm256_min_ps(vhi, _mm256_max_ps(vlo, *a));
-                    _mm256_maskstore_ps(d0.add(p * c + c0), m, v);
-                }
-            }
-        }
-    }
+    /// 8-lane ymm operations (AVX2+FMA).
+    #[derive(Clone, Copy)]
+    pub(super) struct Ymm;
 
-    /// One 8-channel block (channels `c0..`, lanes per `m` unless `FULL`) of `NP`
-    /// pixels starting at `x` (tap `(ky0, 0)` of the first pixel, channel `c0`).
-    ///
-    /// # Safety
-    /// As for `dw_group`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn dw_block<const K: usize, const S: usize, const NP: usize, const FULL: bool>(
-        r: &DwRun,
-        x: *const f32,
-        c0: usize,
-        m: __m256i,
-    ) -> [__m256; NP] {
-        let c = r.c;
-        // SAFETY: forwarded contract; masked lanes are never touched.
-        unsafe {
-            let ld = |p: *const f32| {
+    impl Lanes for Ymm {
+        type V = __m256;
+        type M = __m256i;
+        const L: usize = 8;
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __m256i {
+            // SAFETY: the caller has AVX2; n < 8.
+            unsafe { tail_mask(n) }
+        }
+        #[inline(always)]
+        unsafe fn load<const FULL: bool>(p: *const f32, m: __m256i) -> __m256 {
+            // SAFETY: the caller has AVX2 and `p` valid per the lanes of `m`.
+            unsafe {
                 if FULL {
                     _mm256_loadu_ps(p)
                 } else {
                     _mm256_maskload_ps(p, m)
                 }
-            };
-            let mut acc = [ld(r.bias.add(c0)); NP];
+            }
+        }
+        #[inline(always)]
+        unsafe fn store<const FULL: bool>(p: *mut f32, m: __m256i, v: __m256) {
+            // SAFETY: as for `load`.
+            unsafe {
+                if FULL {
+                    _mm256_storeu_ps(p, v)
+                } else {
+                    _mm256_maskstore_ps(p, m, v)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            // SAFETY: the caller has AVX2+FMA.
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m256 {
+            // SAFETY: the caller has AVX2.
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn clamp(v: __m256, lo: __m256, hi: __m256) -> __m256 {
+            // SAFETY: the caller has AVX2.
+            unsafe { _mm256_min_ps(hi, _mm256_max_ps(lo, v)) }
+        }
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            // SAFETY: the caller has AVX2.
+            unsafe { _mm256_setzero_ps() }
+        }
+    }
+
+    /// The pixels of a [`dw_run`] in groups (8 pixels share more input columns, 12
+    /// loads for 40 FMAs per kernel row at 5x5; at 3x3, and on 7-wide maps, 4 measured
+    /// faster), then one by one.
+    ///
+    /// # Safety
+    /// As for `dw_run`; the caller enables the target features `V` needs.
+    #[inline(always)]
+    pub(super) unsafe fn dw_groups<V: Lanes, const K: usize, const S: usize>(r: &DwRun) {
+        let np = if K == 5 && S == 1 { 8 } else { 4 };
+        let full = r.npx / np * np;
+        // SAFETY: each group covers pixels inside the run (contract).
+        unsafe {
+            let mut j = 0;
+            while j < full {
+                if np == 8 {
+                    dw_group::<V, K, S, 8>(r, j);
+                } else {
+                    dw_group::<V, K, S, 4>(r, j);
+                }
+                j += np;
+            }
+            while j < r.npx {
+                dw_group::<V, K, S, 1>(r, j);
+                j += 1;
+            }
+        }
+    }
+
+    /// Pixels `j..j+NP` of a [`dw_run`], all channels in `V::L`-lane blocks (the last
+    /// one masked).
+    ///
+    /// # Safety
+    /// As for `dw_groups`, with `j + NP <= npx`.
+    #[inline(always)]
+    unsafe fn dw_group<V: Lanes, const K: usize, const S: usize, const NP: usize>(
+        r: &DwRun,
+        j: usize,
+    ) {
+        let c = r.c;
+        // SAFETY: all addresses are the contract's taps at channels < c; the channel
+        // tail is masked (masked-off lanes are neither read nor written).
+        unsafe {
+            let x0 = r.input.add(j * S * c);
+            let d0 = r.dst.add(j * c);
+            let (lo, hi) = (V::splat(r.lo), V::splat(r.hi));
+            let mut c0 = 0;
+            let none = V::mask(0); // unused by the FULL loads and stores
+            while c0 + V::L <= c {
+                let acc = dw_block::<V, K, S, NP, true>(r, x0.add(c0), c0, none);
+                for (p, a) in acc.iter().enumerate() {
+                    V::store::<true>(d0.add(p * c + c0), none, V::clamp(*a, lo, hi));
+                }
+                c0 += V::L;
+            }
+            if c0 < c {
+                let m = V::mask(c - c0);
+                let acc = dw_block::<V, K, S, NP, false>(r, x0.add(c0), c0, m);
+                for (p, a) in acc.iter().enumerate() {
+                    V::store::<false>(d0.add(p * c + c0), m, V::clamp(*a, lo, hi));
+                }
+            }
+        }
+    }
+
+    /// One `V::L`-channel block (channels `c0..`, lanes per `m` unless `FULL`) of `NP`
+    /// pixels starting at `x` (tap `(ky0, 0)` of the first pixel, channel `c0`).
+    ///
+    /// # Safety
+    /// As for `dw_group`.
+    #[inline(always)]
+    unsafe fn dw_block<
+        V: Lanes,
+        const K: usize,
+        const S: usize,
+        const NP: usize,
+        const FULL: bool,
+    >(
+        r: &DwRun,
+        x: *const f32,
+        c0: usize,
+        m: V::M,
+    ) -> [V::V; NP] {
+        let c = r.c;
+        // SAFETY: forwarded contract; masked lanes are never touched.
+        unsafe {
+            let mut acc = [V::load::<FULL>(r.bias.add(c0), m); NP];
             let (ky0, ky1) = r.ky;
             let mut row = x;
             for ky in ky0..ky1 {
                 let wr = r.weight.add(ky * K * c + c0);
-                let mut wv = [_mm256_setzero_ps(); K];
+                let mut wv = [V::zero(); K];
                 for (kx, v) in wv.iter_mut().enumerate() {
-                    *v = ld(wr.add(kx * c));
+                    *v = V::load::<FULL>(wr.add(kx * c), m);
                 }
                 // Input column q feeds pixel p through tap kx = q - p*S.
                 for q in 0..(NP - 1) * S + K {
-                    let xv = ld(row.add(q * c));
+                    let xv = V::load::<FULL>(row.add(q * c), m);
                     for (p, a) in acc.iter_mut().enumerate() {
                         if q >= p * S && q - p * S < K {
-                            *a = _mm256_fmadd_ps(xv, wv[q - p * S], *a);
+                            *a = V::fma(xv, wv[q - p * S], *a);
                         }
                     }
                 }
