@@ -12,7 +12,8 @@
 //!   (`kw*in_c` contiguous floats), so there are `kh` segments;
 //! * otherwise a segment is one tap (`in_c` floats), `kh*kw` segments.
 //!
-//! The microkernel `f32_igemm_6x16__avx2_fma` (or its scalar twin) walks the segments
+//! The microkernel `f32_igemm_6x16__avx2_fma` (or its scalar twin; with AVX-512,
+//! `f32_igemm_7x32__avx512f` on 7-pixel tiles over pairs of panels) walks the segments
 //! broadcasting activations straight from those rows, starts from the bias and applies
 //! the clamp in its epilogue. Tiles are grouped into tasks of (pixel range × panel
 //! block) so that a block of panels stays in L2 while the task's pixel tiles stream
