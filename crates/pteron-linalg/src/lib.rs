@@ -13,8 +13,10 @@
 //!   depthwise direct SIMD kernels, general case as GEMM with im2col fused into
 //!   panel packing) and [`conv_transpose2d`].
 //! * [`nhwc`]: NHWC convolution as an indirect GEMM ([`nhwc::ConvNhwc`]: packed
-//!   16-column weight panels, `f32_igemm_6x16__avx2_fma` reading activation rows in
-//!   place, no im2col), for the XNNPACK backend's NHWC graphs.
+//!   16-column weight panels, `f32_igemm_6x16__avx2_fma` or, with AVX-512,
+//!   `f32_igemm_7x32__avx512f` (7-pixel tiles over panel pairs, masked edges) reading
+//!   activation rows in place, no im2col; depthwise runs on ymm or zmm lanes), for the
+//!   XNNPACK backend's NHWC graphs.
 //! * [`pool2d`]: max/avg pooling (AVX2: separable vertical/horizontal passes over
 //!   phase-split rows) and [`global_avg_pool_nchw`]; [`vmath`]: vectorised
 //!   exp/sigmoid/tanh/gelu.

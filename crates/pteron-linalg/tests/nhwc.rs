@@ -1,6 +1,6 @@
 mod common;
 
-use common::{assert_close, for_each_isa, Rng};
+use common::{assert_close, for_each_tier, Rng};
 use proptest::prelude::*;
 use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{num_threads, reference, set_num_threads};
@@ -171,6 +171,33 @@ fn nhwc_edge_shapes() {
             (1, 12, 9),
             (-inf, inf),
         ),
+        // AVX-512 tier: panel pairs with a partial or a lone last panel (24, 40, 56, 48
+        // columns), 7x7 maps (M = 49 = 7 tiles of 7), several panel blocks (deep K).
+        (
+            params(16, 24, (1, 1), (1, 1), (1, 1), (0, 0)),
+            (1, 7, 7),
+            (0.0, 6.0),
+        ),
+        (
+            params(12, 40, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 9, 5),
+            (-inf, inf),
+        ),
+        (
+            params(10, 56, (3, 3), (2, 1), (1, 1), (1, 0)),
+            (1, 11, 9),
+            (-0.5, 0.5),
+        ),
+        (
+            params(32, 48, (1, 1), (1, 1), (1, 1), (0, 0)),
+            (1, 8, 8),
+            (-inf, inf),
+        ),
+        (
+            params(420, 80, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 7, 7),
+            (0.0, inf),
+        ),
         // Kernel larger than the input (every tap row partly in the padding).
         (
             params(2, 3, (5, 5), (1, 1), (1, 1), (2, 2)),
@@ -178,9 +205,9 @@ fn nhwc_edge_shapes() {
             (-inf, inf),
         ),
     ];
-    for_each_isa(|isa| {
+    for_each_tier(|isa| {
         for (i, (p, (b, h, w), clamp)) in cases.iter().enumerate() {
-            let ctx = format!("{isa:?} case {i}");
+            let ctx = format!("{isa} case {i}");
             let out = natural(p, *h, *w);
             check(*p, (*b, *h, *w), out, i % 2 == 0, *clamp, i as u64, &ctx);
         }
@@ -193,14 +220,14 @@ fn nhwc_edge_shapes() {
             true,
             (-inf, inf),
             99,
-            &format!("{isa:?} far pad"),
+            &format!("{isa} far pad"),
         );
     });
 }
 
 #[test]
 fn nhwc_nan_propagates_and_rejects_bad_params() {
-    for_each_isa(|isa| {
+    for_each_tier(|isa| {
         let p = params(4, 5, (1, 1), (1, 1), (1, 1), (0, 0));
         let w = vec![1.0; 20];
         let conv = ConvNhwc::new(p, &w, None).unwrap();
@@ -209,7 +236,7 @@ fn nhwc_nan_propagates_and_rejects_bad_params() {
         let mut out = vec![0.0; 4 * 5];
         conv.run(&input, (1, 2, 2), (2, 2), &mut out, (0.0, 1.0));
         for (i, v) in out.iter().enumerate() {
-            assert_eq!(v.is_nan(), i / 5 == 1, "{isa:?} [{i}] = {v}");
+            assert_eq!(v.is_nan(), i / 5 == 1, "{isa} [{i}] = {v}");
         }
     });
     let p = params(4, 5, (1, 1), (1, 1), (1, 1), (0, 0));
@@ -225,7 +252,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
     fn nhwc_random(
-        in_c in 1usize..20, out_c in 1usize..40, k in (1usize..5, 1usize..5),
+        in_c in 1usize..20, out_c in 1usize..72, k in (1usize..5, 1usize..5),
         s in (1usize..4, 1usize..4), d in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3),
         batch in 1usize..3, hw in (1usize..12, 1usize..12), extra in (0usize..2, 0usize..2),
         bias: bool, act in 0usize..3, seed: u64,
@@ -233,8 +260,8 @@ proptest! {
         let p = params(in_c, out_c, k, s, d, pad);
         let (oh, ow) = natural(&p, hw.0, hw.1);
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, f32::INFINITY), (-0.3, 0.2)][act];
-        for_each_isa(|isa| {
-            check(p, (batch, hw.0, hw.1), (oh + extra.0, ow + extra.1), bias, clamp, seed, &format!("{isa:?}"));
+        for_each_tier(|isa| {
+            check(p, (batch, hw.0, hw.1), (oh + extra.0, ow + extra.1), bias, clamp, seed, isa);
         });
     }
 }
@@ -385,7 +412,7 @@ fn nhwc_depthwise_and_pool_edge_shapes() {
             (-inf, inf),
         ),
     ];
-    for_each_isa(|isa| {
+    for_each_tier(|isa| {
         for (i, (wn, dims, clamp)) in cases.iter().enumerate() {
             let (oh, ow) = (
                 out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
@@ -397,7 +424,7 @@ fn nhwc_depthwise_and_pool_edge_shapes() {
                 (oh, ow),
                 *clamp,
                 i as u64,
-                &format!("{isa:?} case {i}"),
+                &format!("{isa} case {i}"),
             );
         }
         // Output larger than natural: whole rows/columns of padding (no taps).
@@ -408,7 +435,7 @@ fn nhwc_depthwise_and_pool_edge_shapes() {
             (3, 4),
             (-inf, inf),
             77,
-            &format!("{isa:?} far pad"),
+            &format!("{isa} far pad"),
         );
     });
 }
@@ -425,8 +452,8 @@ proptest! {
         let oh = out_size(hw.0, k.0, s.0, pad.0, d.0) + extra.0;
         let ow = out_size(hw.1, k.1, s.1, pad.1, d.1) + extra.1;
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
-        for_each_isa(|isa| {
-            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, &format!("{isa:?}"));
+        for_each_tier(|isa| {
+            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, isa);
         });
     }
 }
@@ -445,8 +472,8 @@ proptest! {
         let oh = out_size(hw.0, k, s.0, pad.0, 1);
         let ow = out_size(hw.1, k, s.1, pad.1, 1);
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
-        for_each_isa(|isa| {
-            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, &format!("{isa:?}"));
+        for_each_tier(|isa| {
+            check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, isa);
         });
     }
 }

@@ -1,6 +1,7 @@
 //! Micro/macro benchmarks for pteron-linalg (std::time only).
 //!
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
+//! (no `--isa`: the best tier, with the AVX-512 kernels where the CPU has them)
 
 use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
 use pteron_linalg::{
@@ -537,8 +538,9 @@ fn main() {
         i += 1;
     }
     println!(
-        "pteron-linalg bench: isa={:?} threads={}",
+        "pteron-linalg bench: isa={:?} avx512={} threads={}",
         pteron_linalg::isa(),
+        pteron_linalg::avx512(),
         pteron_linalg::num_threads()
     );
     println!("-- GEMM");
@@ -626,12 +628,13 @@ fn main() {
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
     bench_qdw("qdwconv 5x5 64 @56", 64, 56, 5, 1);
-    println!("-- NHWC conv (f32_igemm_6x16, XNNPACK backend)");
+    println!("-- NHWC conv (f32_igemm_6x16 / f32_igemm_7x32 with AVX-512, XNNPACK backend)");
     bench_nhwc("conv_nhwc 1x1 32->16 @112", 32, 112, 16, 1, 1);
     bench_nhwc("conv_nhwc 1x1 16->96 @112", 16, 112, 96, 1, 1);
     bench_nhwc("conv_nhwc 1x1 24->144 @56", 24, 56, 144, 1, 1);
     bench_nhwc("conv_nhwc 1x1 144->24 @56", 144, 56, 24, 1, 1);
     bench_nhwc("conv_nhwc 1x1 960->160 @7", 960, 7, 160, 1, 1);
+    bench_nhwc("conv_nhwc 1x1 160->960 @7", 160, 7, 960, 1, 1);
     bench_nhwc("conv_nhwc 1x1 320->1280 @7", 320, 7, 1280, 1, 1);
     bench_nhwc("conv_nhwc 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
     bench_nhwc("conv_nhwc 7x7/2 3->64 @224", 3, 224, 64, 7, 2);

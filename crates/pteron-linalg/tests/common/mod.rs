@@ -21,6 +21,16 @@ pub fn for_each_isa(mut f: impl FnMut(Isa)) {
     set_isa_cap(None);
 }
 
+/// Run `f` once per supported ISA tier (capped), then once uncapped when that adds
+/// the AVX-512 extension (`label` names the tier).
+pub fn for_each_tier(mut f: impl FnMut(&str)) {
+    for_each_isa(|isa| f(&format!("{isa:?}")));
+    let _g = lock();
+    if pteron_linalg::avx512() {
+        f("Avx512");
+    }
+}
+
 /// Small deterministic RNG (xorshift64*).
 pub struct Rng(u64);
 
