@@ -23,9 +23,9 @@ mod scalar_type;
 
 pub use error::FormatError;
 pub use program::{
-    check_identifier, parse_program, Allocation, DataLocation, DelegateData, DelegateDesc,
+    check_identifier, parse_program, parse_program_head, program_head_len, Allocation, DataLocation, DelegateData, DelegateDesc,
     ExtendedHeader, Instruction, OperatorDesc, PlanDesc, ProgramDesc, ShapeDynamism,
-    SubsegmentDesc, TensorDesc, ValueDesc, MAX_RANK, SUPPORTED_SCHEMA_VERSION,
+    SubsegmentDesc, TensorDesc, ValueDesc, MAX_RANK, SUPPORTED_SCHEMA_VERSION, MIN_HEAD_BYTES,
 };
 pub use ptd::{parse_ptd, FlatTensorDesc, NamedBlob, TensorLayout};
 pub use scalar_type::ScalarType;

@@ -1,7 +1,7 @@
 //! [`Method`]: one loaded execution plan with its planned memory, resolved kernels and
 //! delegates; `execute` runs the instruction list without allocating.
 
-use core::cell::Cell;
+use core::cell::{Cell, OnceCell, RefCell};
 
 use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueDesc};
 
@@ -10,7 +10,7 @@ use crate::kernel::{
     BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile, PrepareCtx, Registry, Spaces,
 };
 use crate::memory::{AlignedBuf, Bytes};
-use crate::program::Program;
+use crate::program::{FileData, Program};
 use crate::tensor::{strides_for, Shape, Storage, TensorRef, TensorValue};
 use crate::value::{Scalar, Value};
 
@@ -145,7 +145,9 @@ impl Method {
             }
         };
         let num_arenas = mutable.len();
-        let mut readonly: Vec<Bytes> = vec![program.bytes.clone()];
+        // Read-only spaces: the program's resident pieces, then each external file.
+        let n_pieces = program.pieces.len();
+        let mut readonly: Vec<Bytes> = program.pieces.iter().map(|(_, b)| b.clone()).collect();
         readonly.extend(program.external.iter().map(|(b, _)| b.clone()));
         // Read-only space ids are only known once every owned buffer exists; record
         // them as (readonly index, offset) and fix up afterwards.
@@ -227,7 +229,7 @@ impl Method {
                             }
                             None => {
                                 writable = false;
-                                pending.push((vi, Pending::Ro(1 + k, blob.range.start)));
+                                pending.push((vi, Pending::Ro(n_pieces + k, blob.range.start)));
                                 Storage::Unbound
                             }
                         }
@@ -236,10 +238,10 @@ impl Method {
                             let r = program.desc.mutable_init_range(t).ok_or_else(|| {
                                 unsupported(format!("value {vi}: initial mutable data not found"))
                             })?;
-                            let src = &program.bytes.bytes()[r];
+                            let src = program.file_range("initial mutable data", r)?;
                             mutable[a.memory_id as usize - 1].bytes_mut()
                                 [a.offset as usize..a.offset as usize + nbytes]
-                                .copy_from_slice(src);
+                                .copy_from_slice(src.bytes());
                         }
                         Storage::At {
                             space: a.memory_id - 1,
@@ -250,7 +252,10 @@ impl Method {
                         let r = program.desc.constant_range(t).ok_or_else(|| {
                             unsupported(format!("value {vi}: constant data not found"))
                         })?;
-                        pending.push((vi, Pending::Ro(0, r.start)));
+                        let (k, off) = program.resident(&r).ok_or_else(|| {
+                            unsupported(format!("value {vi}: constant data is not resident"))
+                        })?;
+                        pending.push((vi, Pending::Ro(k, off)));
                         Storage::Unbound
                     } else if is_io(vi) {
                         pending.push((vi, Pending::Owned(owned.len())));
@@ -308,15 +313,7 @@ impl Method {
                 }
             }
         }
-        let named = |key: &str| -> Option<&[u8]> {
-            if let Some(r) = program.desc.named_data_range(key) {
-                return program.bytes.bytes().get(r);
-            }
-            program.external.iter().find_map(|(b, d)| {
-                d.get(key)
-                    .and_then(|blob| b.bytes().get(blob.range.clone()))
-            })
-        };
+        let head = program.bytes();
         for (di, d) in plan.delegates.iter().enumerate() {
             let backend = registry
                 .backend(&d.id)
@@ -331,16 +328,46 @@ impl Method {
                         v
                     },
                 })?;
-            let bytes = program.bytes.bytes();
-            let payload = program
+            // The payload and the named data this delegate asks for are read now (when
+            // the program is not resident) and dropped after its init: a backend keeps
+            // what it needs (packed weights), so peak memory holds one delegate's data.
+            let payload_data = match program.desc.delegate_range(d) {
+                Some(r) => Some(program.file_range(&format!("delegate {di} payload"), r)?),
+                None => None,
+            };
+            let payload = payload_data.as_ref().map(|p| p.bytes()).unwrap_or(&[]);
+            let named_cells: Vec<OnceCell<Option<FileData<'_>>>> = program
                 .desc
-                .delegate_range(d)
-                .and_then(|r| bytes.get(r))
-                .unwrap_or(&[]);
+                .named_data
+                .iter()
+                .map(|_| OnceCell::new())
+                .collect();
+            let read_error: RefCell<Option<Error>> = RefCell::new(None);
+            let named = |key: &str| -> Option<&[u8]> {
+                let desc = &program.desc;
+                if let Some(i) = desc.named_data.iter().position(|(k, _)| k == key) {
+                    let r = desc.segments.get(desc.named_data[i].1)?.clone();
+                    let cell = named_cells.get(i)?;
+                    let data = cell.get_or_init(|| {
+                        match program.file_range(&format!("named data '{key}'"), r) {
+                            Ok(d) => Some(d),
+                            Err(e) => {
+                                *read_error.borrow_mut() = Some(e);
+                                None
+                            }
+                        }
+                    });
+                    return data.as_ref().map(|d| d.bytes());
+                }
+                program.external.iter().find_map(|(b, d)| {
+                    d.get(key)
+                        .and_then(|blob| b.bytes().get(blob.range.clone()))
+                })
+            };
             let specs: Vec<(String, &[u8])> = d
                 .compile_specs
                 .iter()
-                .map(|(k, r)| (k.clone(), bytes.get(r.clone()).unwrap_or(&[])))
+                .map(|(k, r)| (k.clone(), head.get(r.clone()).unwrap_or(&[])))
                 .collect();
             let ctx = BackendInitCtx {
                 method: &mname,
@@ -354,7 +381,11 @@ impl Method {
                     n_mut,
                 },
             };
-            let h = backend.init(&ctx).map_err(|source| Error::BackendInit {
+            let h = backend.init(&ctx);
+            if let Some(e) = read_error.take() {
+                return Err(e);
+            }
+            let h = h.map_err(|source| Error::BackendInit {
                 method: mname.clone(),
                 delegate: di,
                 backend: d.id.clone(),

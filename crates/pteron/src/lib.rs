@@ -11,8 +11,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! * [`Module`] is the convenience API: load a file (read, or memory-mapped with
-//!   [`Module::from_file_mmap`]), attach `.ptd` data files, run methods by name.
+//! * [`Module`] is the convenience API: load a file (read piece by piece with
+//!   positioned reads, so that delegate weights are freed once packed; or whole with
+//!   [`Module::from_file_whole`]; or memory-mapped with [`Module::from_file_mmap`]),
+//!   attach `.ptd` data files, run methods by name.
 //! * Lower-level control: [`Program`], [`Method`], [`Registry`] (re-exported from
 //!   `pteron-runtime`), file formats in [`format`].
 //! * [`default_registry`] holds every kernel and backend this build has.
@@ -165,8 +167,24 @@ pub struct Module {
 }
 
 impl Module {
-    /// Reads and verifies a `.pte` file.
+    /// Opens and verifies a `.pte` file, reading it piece by piece with positioned
+    /// reads: the FlatBuffers data and constants are kept, while delegate payloads
+    /// and named data (e.g. XNNPACK weights) are read when a method is loaded and freed
+    /// once the delegate has packed them. Peak memory is what the methods keep plus the
+    /// largest delegate's data, not the whole file on top. (Safe: a file changed while
+    /// open yields errors or different weights, never undefined behaviour.)
     pub fn from_file(path: impl AsRef<Path>) -> Result<Module, ModuleError> {
+        let path = path.as_ref();
+        let loader = FileLoader::open(path).map_err(|source| ModuleError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_program(Program::from_loader(Arc::new(loader))?)
+    }
+
+    /// Reads the whole `.pte` file into memory, then verifies it (the file's bytes stay
+    /// in memory for the module's life; see [`Module::from_file`] for the default).
+    pub fn from_file_whole(path: impl AsRef<Path>) -> Result<Module, ModuleError> {
         let bytes = read_file(path.as_ref())?;
         Self::from_source(bytes)
     }
@@ -192,8 +210,14 @@ impl Module {
     }
 
     fn from_source(bytes: Bytes) -> Result<Module, ModuleError> {
+        Self::from_program(Program::load(bytes)?)
+    }
+
+    /// Wraps an already loaded program (e.g. [`Program::from_loader`] with a custom
+    /// [`DataLoader`]).
+    pub fn from_program(program: Program) -> Result<Module, ModuleError> {
         Ok(Module {
-            program: Program::load(bytes)?,
+            program,
             registry: Arc::new(default_registry()),
             methods: HashMap::new(),
         })
