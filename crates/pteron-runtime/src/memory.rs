@@ -91,9 +91,11 @@ pub trait DataLoader: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Reads `len` bytes at `offset` into a new aligned buffer; a range past the end of
-    /// the file is an error (`UnexpectedEof`), never a short buffer.
-    fn load(&self, offset: u64, len: usize) -> std::io::Result<AlignedBuf>;
+    /// The `len` bytes at `offset` (a new aligned buffer, or a view such as a memory
+    /// map of that range; the start must be 16-byte aligned, see [`ByteSource`]). A
+    /// range past the end of the file is an error (`UnexpectedEof`), never a short
+    /// buffer. Dropping the result releases the memory.
+    fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes>;
 }
 
 /// A [`DataLoader`] over an open file, reading with positioned reads (`pread`).
@@ -122,7 +124,7 @@ impl DataLoader for FileLoader {
     fn len(&self) -> u64 {
         self.len
     }
-    fn load(&self, offset: u64, len: usize) -> std::io::Result<AlignedBuf> {
+    fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
         let end = offset.checked_add(len as u64);
         if end.is_none_or(|e| e > self.len) {
             return Err(std::io::Error::new(
@@ -149,7 +151,7 @@ impl DataLoader for FileLoader {
             f.seek(SeekFrom::Start(offset))?;
             f.read_exact(buf.bytes_mut())?;
         }
-        Ok(buf)
+        Ok(Arc::new(buf))
     }
 }
 
@@ -158,14 +160,14 @@ impl DataLoader for Bytes {
     fn len(&self) -> u64 {
         self.bytes().len() as u64
     }
-    fn load(&self, offset: u64, len: usize) -> std::io::Result<AlignedBuf> {
+    fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
         let b = self.bytes();
         let r = usize::try_from(offset)
             .ok()
             .and_then(|o| Some(o..o.checked_add(len)?))
             .and_then(|r| b.get(r));
         match r {
-            Some(s) => Ok(AlignedBuf::copy_from(s)),
+            Some(s) => Ok(bytes_from_slice(s)),
             None => Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!(

@@ -9,7 +9,7 @@ use pteron_format::{
 };
 
 use crate::error::{Error, Result};
-use crate::memory::{AlignedBuf, Bytes, DataLoader, FileLoader};
+use crate::memory::{Bytes, DataLoader, FileLoader};
 
 /// A loaded, verified program. Cheap to clone (shared).
 ///
@@ -32,7 +32,7 @@ pub struct Program {
 /// Bytes of one range of the program file: borrowed from a resident piece, or read.
 pub(crate) enum FileData<'a> {
     Borrowed(&'a [u8]),
-    Owned(AlignedBuf),
+    Owned(Bytes),
 }
 
 impl FileData<'_> {
@@ -141,7 +141,7 @@ impl Program {
         let head_len = program_head_len(prefix.bytes(), file_len)?;
         let head = read("the program data", 0, head_len)?;
         let desc = parse_program_head(head.bytes(), file_len)?;
-        let mut pieces: Vec<(usize, Bytes)> = vec![(0, Arc::new(head))];
+        let mut pieces: Vec<(usize, Bytes)> = vec![(0, head)];
         // Constants and initial mutable data are viewed in place by methods: keep them.
         let mut keep: Vec<usize> = Vec::new();
         if let Some(cs) = desc.constant_segment.as_ref().filter(|c| c.offsets.len() > 1) {
@@ -158,7 +158,7 @@ impl Program {
                 continue;
             }
             let buf = read(&format!("segment {si}"), r.start as u64, r.len())?;
-            pieces.push((r.start, Arc::new(buf)));
+            pieces.push((r.start, buf));
         }
         Ok(Program {
             pieces,
