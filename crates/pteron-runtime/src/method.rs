@@ -7,7 +7,7 @@ use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueD
 
 use crate::error::{Error, KernelError, MissingOp, Result};
 use crate::kernel::{
-    BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile, PrepareCtx, Registry, Spaces,
+    distinct_tensor_args, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile, PrepareCtx, Registry, Spaces,
 };
 use crate::memory::{AlignedBuf, Bytes};
 use crate::program::{FileData, Program};
@@ -21,6 +21,9 @@ enum Instr {
     Kernel {
         kernel: Box<dyn Kernel>,
         args: Box<[usize]>,
+        /// The distinct tensor values of `args` (see `kernel::distinct_tensor_args`); `None`
+        /// when the method has `Move` instructions, which may rebind values.
+        tensors: Option<Box<[usize]>>,
         op: usize,
         /// For fused groups whose result had to be staged: copy value `.0` into `.1`
         /// after the kernel.
@@ -29,6 +32,7 @@ enum Instr {
     Delegate {
         handle: usize,
         args: Box<[usize]>,
+        tensors: Option<Box<[usize]>>,
     },
     Move {
         from: usize,
@@ -401,6 +405,12 @@ impl Method {
         let mut missing = Vec::new();
         let mut chains = Vec::with_capacity(plan.chains.len());
         let mut global_ix = 0usize;
+        // Tensor argument lists are computed once, unless a `Move` may rebind values.
+        let precompute = !plan
+            .chains
+            .iter()
+            .flatten()
+            .any(|i| matches!(i, Instruction::Move { .. }));
         for chain in &plan.chains {
             let jump_targets: Vec<usize> = chain
                 .iter()
@@ -448,6 +458,7 @@ impl Method {
                         prepared_bytes += kernel.prepared_bytes();
                         op_names.push(label);
                         instrs.push(Instr::Kernel {
+                            tensors: precompute.then(|| distinct_tensor_args(&args, &values)),
                             kernel,
                             args: args.into(),
                             op: op_names.len() - 1,
@@ -490,6 +501,7 @@ impl Method {
                                 Instr::Kernel {
                                     kernel,
                                     args: args.clone().into(),
+                                    tensors: precompute.then(|| distinct_tensor_args(args, &values)),
                                     op: *op_index,
                                     post_copy: None,
                                 }
@@ -502,6 +514,7 @@ impl Method {
                     } => Instr::Delegate {
                         handle: *delegate_index,
                         args: args.clone().into(),
+                        tensors: precompute.then(|| distinct_tensor_args(args, &values)),
                     },
                     Instruction::Move { from, to } => Instr::Move {
                         from: *from,
@@ -715,6 +728,7 @@ impl Method {
                     Instr::Kernel {
                         kernel,
                         args,
+                        tensors,
                         op,
                         post_copy,
                     } => {
@@ -728,14 +742,19 @@ impl Method {
                             mutable: &mut mutable[..],
                             readonly: &readonly[..],
                         };
-                        let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
+                        let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
+                            .map_err(wrap)?;
                         kernel.run(&ctx).map_err(wrap)?;
                         drop(ctx);
                         if let Some((from, to)) = *post_copy {
                             copy_tensor_value(values, mutable, from, to).map_err(wrap)?;
                         }
                     }
-                    Instr::Delegate { handle, args } => {
+                    Instr::Delegate {
+                        handle,
+                        args,
+                        tensors,
+                    } => {
                         let (id, h) = &mut delegates[*handle];
                         let wrap = |source: KernelError| Error::Kernel {
                             method: name.clone(),
@@ -747,7 +766,8 @@ impl Method {
                             mutable: &mut mutable[..],
                             readonly: &readonly[..],
                         };
-                        let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
+                        let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
+                            .map_err(wrap)?;
                         h.execute(&ctx).map_err(wrap)?;
                     }
                     Instr::Move { from, to } => {
