@@ -7,7 +7,8 @@ use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueD
 
 use crate::error::{Error, KernelError, MissingOp, Result};
 use crate::kernel::{
-    distinct_tensor_args, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile, PrepareCtx, Registry, Spaces,
+    distinct_tensor_args, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile,
+    PrepareCtx, Registry, Spaces,
 };
 use crate::memory::{AlignedBuf, Bytes};
 use crate::program::{FileData, Program};
@@ -501,7 +502,8 @@ impl Method {
                                 Instr::Kernel {
                                     kernel,
                                     args: args.clone().into(),
-                                    tensors: precompute.then(|| distinct_tensor_args(args, &values)),
+                                    tensors: precompute
+                                        .then(|| distinct_tensor_args(args, &values)),
                                     op: *op_index,
                                     post_copy: None,
                                 }

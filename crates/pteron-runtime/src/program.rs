@@ -144,7 +144,11 @@ impl Program {
         let mut pieces: Vec<(usize, Bytes)> = vec![(0, head)];
         // Constants and initial mutable data are viewed in place by methods: keep them.
         let mut keep: Vec<usize> = Vec::new();
-        if let Some(cs) = desc.constant_segment.as_ref().filter(|c| c.offsets.len() > 1) {
+        if let Some(cs) = desc
+            .constant_segment
+            .as_ref()
+            .filter(|c| c.offsets.len() > 1)
+        {
             keep.push(cs.segment_index);
         }
         keep.extend(desc.mutable_data_segments.iter().map(|m| m.segment_index));

@@ -31,7 +31,13 @@ fn run_all(mut m: Module, dir: &Path) -> Vec<Vec<u8>> {
 
 /// Fixtures with XNNPACK delegates whose weights are named data segments, constants in
 /// the constant segment, and portable-only programs.
-const CASES: &[&str] = &["xnn_8da4w", "xnn_mobilenet_v2", "xnn_q8_cnn", "mlp", "resnet"];
+const CASES: &[&str] = &[
+    "xnn_8da4w",
+    "xnn_mobilenet_v2",
+    "xnn_q8_cnn",
+    "mlp",
+    "resnet",
+];
 
 #[test]
 fn piecewise_whole_and_mmap_loads_agree() {
@@ -152,7 +158,10 @@ fn read_failures_while_loading_a_method_are_typed_errors() {
         Ok(_) => panic!("loaded although reads fail"),
     }
     // A failing head read is reported by `from_loader` itself.
-    let loader = Failing { bytes, fail_from: 10 };
+    let loader = Failing {
+        bytes,
+        fail_from: 10,
+    };
     assert!(matches!(
         Program::from_loader(Arc::new(loader)),
         Err(Error::Read { .. })
@@ -168,7 +177,11 @@ fn parsing_the_head_alone_matches_the_whole_file() {
         let n = program_head_len(&bytes[..64], len).unwrap();
         assert!(n <= bytes.len());
         let whole = parse_program(&bytes).unwrap();
-        assert_eq!(parse_program_head(&bytes[..n], len).unwrap(), whole, "{case}");
+        assert_eq!(
+            parse_program_head(&bytes[..n], len).unwrap(),
+            whole,
+            "{case}"
+        );
         // A head shorter than the FlatBuffers data, or a file shorter than its header
         // says, is refused.
         if n > 64 {
