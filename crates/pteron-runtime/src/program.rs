@@ -15,9 +15,9 @@ use crate::memory::{Bytes, DataLoader, FileLoader};
 ///
 /// The file is held either whole (loaded from memory: [`Program::load`]) or in pieces
 /// ([`Program::from_loader`], [`Program::from_file`]): the FlatBuffers data and the
-/// constant and mutable-data segments stay in memory, and every other segment
-/// (delegate payloads, named data such as XNNPACK weights) is read when a method is
-/// loaded and dropped once the delegate using it has packed what it keeps.
+/// constant segment stay in memory, and every other segment (initial mutable data,
+/// delegate payloads, named data such as XNNPACK weights) is read when a method is
+/// loaded and dropped once copied into its arenas or packed by its delegate.
 #[derive(Clone)]
 pub struct Program {
     /// Resident pieces of the file: `(file offset, bytes)`, the FlatBuffers data first.
@@ -121,9 +121,10 @@ impl Program {
     }
 
     /// Parses and verifies a program read through `loader`: its leading bytes (header
-    /// and FlatBuffers data) and its constant and mutable-data segments are read now
-    /// and kept; delegate payloads and named data are read by [`crate::Method::load`]
-    /// while the delegate that uses them is initialised, then freed. Peak memory is then
+    /// and FlatBuffers data) and its constant segment are read now and kept; initial
+    /// mutable data is read by [`crate::Method::load`] into the method's arenas, and
+    /// delegate payloads and named data while the delegate that uses them is
+    /// initialised, then freed. Peak memory is then
     /// what the methods keep (constants, packed weights, arenas) plus the largest
     /// delegate's data, instead of the whole file plus what the methods keep.
     pub fn from_loader(loader: Arc<dyn DataLoader>) -> Result<Program> {
@@ -142,27 +143,18 @@ impl Program {
         let head = read("the program data", 0, head_len)?;
         let desc = parse_program_head(head.bytes(), file_len)?;
         let mut pieces: Vec<(usize, Bytes)> = vec![(0, head)];
-        // Constants and initial mutable data are viewed in place by methods: keep them.
-        let mut keep: Vec<usize> = Vec::new();
-        if let Some(cs) = desc
+        // Constants are viewed in place by methods: keep them. (Initial mutable data is
+        // read when a method loads, into its arenas, and not kept.)
+        let keep = desc
             .constant_segment
             .as_ref()
             .filter(|c| c.offsets.len() > 1)
-        {
-            keep.push(cs.segment_index);
-        }
-        keep.extend(desc.mutable_data_segments.iter().map(|m| m.segment_index));
-        keep.sort_unstable();
-        keep.dedup();
-        for si in keep {
-            let Some(r) = desc.segments.get(si).cloned() else {
-                continue;
-            };
-            if r.is_empty() || pieces.iter().any(|(s, b)| covers(*s, b, &r)) {
-                continue;
+            .and_then(|c| Some((c.segment_index, desc.segments.get(c.segment_index)?)));
+        if let Some((si, r)) = keep {
+            if !r.is_empty() && !pieces.iter().any(|(s, b)| covers(*s, b, r)) {
+                let buf = read(&format!("segment {si}"), r.start as u64, r.len())?;
+                pieces.push((r.start, buf));
             }
-            let buf = read(&format!("segment {si}"), r.start as u64, r.len())?;
-            pieces.push((r.start, buf));
         }
         Ok(Program {
             pieces,

@@ -30,13 +30,14 @@ fn run_all(mut m: Module, dir: &Path) -> Vec<Vec<u8>> {
 }
 
 /// Fixtures with XNNPACK delegates whose weights are named data segments, constants in
-/// the constant segment, and portable-only programs.
+/// the constant segment, portable-only programs, and initial mutable data.
 const CASES: &[&str] = &[
     "xnn_8da4w",
     "xnn_mobilenet_v2",
     "xnn_q8_cnn",
     "mlp",
     "resnet",
+    "mutable_buffer_init",
 ];
 
 #[test]
