@@ -14,7 +14,9 @@ Run:  conformance/.venv/bin/python bench/llm_compare.py [--model 15m|1b] [--thre
      qmode 8da4w group 32, 4-bit group-32 embedding ("4,32"), KV cache,
      use_sdpa_with_kv_cache, dynamic shapes (the keys conformance/llm/make_fixtures.py uses).
    --model 15m: stories15M's shape (dim 288, 6 layers, 6 heads / 6 KV heads, vocab 32000,
-   context 256). --model 1b: Llama-3.2-1B's shape (dim 2048, 16 layers, 32 heads, 8 KV heads,
+   context 256). --model 110m: stories110M's shape (dim 768, 12 layers, 12 heads, vocab
+   32000, context 256; the 15m tokenizer), a mid-size program for load time and peak
+   memory. --model 1b: Llama-3.2-1B's shape (dim 2048, 16 layers, 32 heads, 8 KV heads,
    ffn multiplier 1.5, multiple_of 256 -> hidden 8192, vocab 128256, untied output, about
    1.50 B parameters) with a tiktoken tokenizer written offline (128000 ranked byte strings:
    the 256 bytes, then pseudo-word pieces, shortest first; plus the 256 Llama 3 special
@@ -68,6 +70,20 @@ CONFIGS = {
             "n_layers": 6,
             "n_heads": 6,
             "n_kv_heads": 6,
+            "vocab_size": 32000,
+            "multiple_of": 32,
+            "norm_eps": 1e-05,
+            "rope_theta": 10000.0,
+            "use_scaled_rope": False,
+        },
+        "max_seq_len": 256,
+    },
+    "110m": {
+        "params": {
+            "dim": 768,
+            "n_layers": 12,
+            "n_heads": 12,
+            "n_kv_heads": 12,
             "vocab_size": 32000,
             "multiple_of": 32,
             "norm_eps": 1e-05,

@@ -151,9 +151,9 @@ fn note(quiet: bool, msg: &str) {
 /// Loads a program and its data files. When the program needs external data and none
 /// was named, `.ptd` files next to it are attached (and this is said).
 fn load_program(path: &Path, data: &[PathBuf], quiet: bool) -> CliResult<Program> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut p = Program::load(pteron::bytes_from_vec(bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Read piece by piece: delegate data is read while its delegate is initialised
+    // and freed after (peak memory: what the method keeps plus one delegate's data).
+    let mut p = Program::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut files: Vec<PathBuf> = data.to_vec();
     let needs_external = p.desc().plans.iter().any(|plan| {
         plan.values.iter().any(|v| {
@@ -387,7 +387,7 @@ fn cmd_inspect(path: &Path, data: &[PathBuf]) -> CliResult<()> {
     println!(
         "{}: {} bytes, schema version {}",
         path.display(),
-        program.bytes().len(),
+        program.file_len(),
         d.version
     );
     if let Some(h) = d.header {

@@ -23,9 +23,10 @@ mod scalar_type;
 
 pub use error::FormatError;
 pub use program::{
-    check_identifier, parse_program, Allocation, DataLocation, DelegateData, DelegateDesc,
-    ExtendedHeader, Instruction, OperatorDesc, PlanDesc, ProgramDesc, ShapeDynamism,
-    SubsegmentDesc, TensorDesc, ValueDesc, MAX_RANK, SUPPORTED_SCHEMA_VERSION,
+    check_identifier, parse_program, parse_program_head, program_head_len, Allocation,
+    DataLocation, DelegateData, DelegateDesc, ExtendedHeader, Instruction, OperatorDesc, PlanDesc,
+    ProgramDesc, ShapeDynamism, SubsegmentDesc, TensorDesc, ValueDesc, MAX_RANK, MIN_HEAD_BYTES,
+    SUPPORTED_SCHEMA_VERSION,
 };
 pub use ptd::{parse_ptd, FlatTensorDesc, NamedBlob, TensorLayout};
 pub use scalar_type::ScalarType;

@@ -12,7 +12,7 @@ pub const SUPPORTED_SCHEMA_VERSION: u32 = 0;
 /// ExecuTorch's runtime tensor rank limit.
 pub const MAX_RANK: usize = 16;
 /// Smallest buffer we look at (same as ExecuTorch's `kNumHeadBytes`).
-const MIN_HEAD_BYTES: usize = 64;
+pub const MIN_HEAD_BYTES: usize = 64;
 
 /// The optional `eh00` extended header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +235,10 @@ pub fn check_identifier(bytes: &[u8], expected: &'static str) -> Result<(), Form
     Ok(())
 }
 
-fn parse_extended_header(bytes: &[u8]) -> Result<Option<ExtendedHeader>, FormatError> {
+fn parse_extended_header(
+    bytes: &[u8],
+    file_len: u64,
+) -> Result<Option<ExtendedHeader>, FormatError> {
     if &bytes[8..12] != b"eh00" {
         return Ok(None);
     }
@@ -265,7 +268,7 @@ fn parse_extended_header(bytes: &[u8]) -> Result<Option<ExtendedHeader>, FormatE
         segment_base_offset,
         segment_data_size,
     };
-    let len = bytes.len() as u64;
+    let len = file_len;
     if program_size > len || program_size < MIN_HEAD_BYTES as u64 {
         return Err(FormatError::Header {
             header: "eh00",
@@ -299,6 +302,36 @@ fn parse_extended_header(bytes: &[u8]) -> Result<Option<ExtendedHeader>, FormatE
 
 /// Parses and verifies a whole `.pte` file.
 pub fn parse_program(bytes: &[u8]) -> Result<ProgramDesc, FormatError> {
+    parse_program_head(bytes, bytes.len() as u64)
+}
+
+/// How many leading bytes of a `.pte` file of `file_len` bytes [`parse_program_head`]
+/// needs, read from its first [`MIN_HEAD_BYTES`] bytes (`prefix`, or the whole file if
+/// shorter): the FlatBuffers data (`program_size` of the `eh00` header), or the whole
+/// file when there is no extended header (no segments).
+pub fn program_head_len(prefix: &[u8], file_len: u64) -> Result<usize, FormatError> {
+    if prefix.len() < MIN_HEAD_BYTES || file_len < MIN_HEAD_BYTES as u64 {
+        return Err(FormatError::TooShort {
+            len: prefix.len().min(file_len.min(usize::MAX as u64) as usize),
+            need: MIN_HEAD_BYTES,
+        });
+    }
+    check_identifier(prefix, "ET12")?;
+    let n = match parse_extended_header(prefix, file_len)? {
+        Some(h) => h.program_size,
+        None => file_len,
+    };
+    usize::try_from(n).map_err(|_| FormatError::Header {
+        header: "eh00",
+        reason: format!("program_size {n} does not fit in memory"),
+    })
+}
+
+/// Parses and verifies a `.pte` file of `file_len` bytes from its leading bytes `head`
+/// (at least [`program_head_len`] of them): the FlatBuffers data is read from `head`;
+/// segments are only checked to lie inside the file, and their ranges (absolute file
+/// offsets) are for the caller to read when needed.
+pub fn parse_program_head(bytes: &[u8], file_len: u64) -> Result<ProgramDesc, FormatError> {
     if bytes.len() < MIN_HEAD_BYTES {
         return Err(FormatError::TooShort {
             len: bytes.len(),
@@ -306,12 +339,18 @@ pub fn parse_program(bytes: &[u8]) -> Result<ProgramDesc, FormatError> {
         });
     }
     check_identifier(bytes, "ET12")?;
-    let header = parse_extended_header(bytes)?;
+    let header = parse_extended_header(bytes, file_len)?;
     // FlatBuffers data extends to program_size; segments start at segment_base_offset.
     let (fb_len, seg_base) = match header {
         Some(h) => (h.program_size as usize, h.segment_base_offset as usize),
         None => (bytes.len(), 0),
     };
+    if fb_len > bytes.len() {
+        return Err(FormatError::TooShort {
+            len: bytes.len(),
+            need: fb_len,
+        });
+    }
     let fb = Fb::new(&bytes[..fb_len]);
     let root_pos = fb.u32(0).at(|| "root".into())? as usize;
     if root_pos < 8 || root_pos + 4 > fb_len {
@@ -348,15 +387,12 @@ pub fn parse_program(bytes: &[u8]) -> Result<ProgramDesc, FormatError> {
             let start = (seg_base as u64).checked_add(off);
             let end = start.and_then(|s| s.checked_add(size));
             match (start, end) {
-                (Some(s), Some(e)) if e <= bytes.len() as u64 => {
-                    segments.push(s as usize..e as usize)
-                }
+                (Some(s), Some(e)) if e <= file_len => segments.push(s as usize..e as usize),
                 _ => {
                     return Err(FormatError::invalid(
                         at(),
                         format!(
-                            "segment [{off}, +{size}) past segment base {seg_base} is outside the file ({} bytes)",
-                            bytes.len()
+                            "segment [{off}, +{size}) past segment base {seg_base} is outside the file ({file_len} bytes)"
                         ),
                     ))
                 }

@@ -204,8 +204,11 @@ const QB: usize = 32;
 /// on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 /// The same for one query row (a decode step), where the work is reading the cache:
-/// at 2^15 multiply-adds (e.g. 6 heads of 48 over 114 keys) a task reads ~64 KiB.
-const DECODE_PARALLEL_MIN_WORK: usize = 1 << 15;
+/// at 2^17 multiply-adds (e.g. 6 heads of 48 over 455 keys, or 32 heads of 64 over
+/// 64 keys) a step reads ~512 KiB of cache and takes ~20 us on one core; below that a
+/// pool dispatch (and, on a busy machine, waiting for a descheduled worker) costs
+/// more than the second core saves.
+const DECODE_PARALLEL_MIN_WORK: usize = 1 << 17;
 /// Keys per inner block.
 const KB: usize = 64;
 /// Upper bound on parallel groups (the slot array lives on the stack).

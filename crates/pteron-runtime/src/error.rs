@@ -152,6 +152,15 @@ pub enum Error {
         key: String,
         reason: String,
     },
+    /// Reading part of the program file failed (with a file loader: a short read means
+    /// the file was truncated or changed after it was opened).
+    #[error("reading {what} (bytes {offset}..+{len} of the program file): {source}")]
+    Read {
+        what: String,
+        offset: u64,
+        len: usize,
+        source: std::io::Error,
+    },
     /// Execution exceeded the instruction budget (a loop that never ends).
     #[error(
         "method '{method}': executed more than {limit} instructions; stopping (infinite loop?)"

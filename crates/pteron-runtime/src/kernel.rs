@@ -229,23 +229,71 @@ fn push_req(reqs: &mut SmallVec<[Req; 24]>, values: &[Value], v: usize) {
     }
 }
 
+/// The distinct tensor values an argument list refers to (directly or through tensor
+/// lists), in first-use order: what [`Access`] gathers before each call. The method
+/// computes it once per instruction at load.
+pub(crate) fn distinct_tensor_args(args: &[usize], values: &[Value]) -> Box<[usize]> {
+    let mut out: Vec<usize> = Vec::new();
+    let mut add = |v: usize| {
+        if matches!(values.get(v), Some(Value::Tensor(_))) && !out.contains(&v) {
+            out.push(v);
+        }
+    };
+    for &a in args {
+        match values.get(a) {
+            Some(Value::Tensor(_)) => add(a),
+            Some(Value::TensorList(items)) => items.iter().for_each(|&i| add(i)),
+            Some(Value::OptTensorList(items)) => items.iter().flatten().for_each(|&i| add(i)),
+            _ => {}
+        }
+    }
+    out.into()
+}
+
 impl<'a> Access<'a> {
-    fn new(args: &[usize], values: &[Value], spaces: Spaces<'a>) -> Result<Self, KernelError> {
+    fn new(
+        args: &[usize],
+        tensors: Option<&[usize]>,
+        values: &[Value],
+        spaces: Spaces<'a>,
+    ) -> Result<Self, KernelError> {
         let mut reqs: SmallVec<[Req; 24]> = SmallVec::new();
-        for &a in args {
-            match values.get(a) {
-                Some(Value::Tensor(_)) => push_req(&mut reqs, values, a),
-                Some(Value::TensorList(items)) => {
-                    for &i in items.iter() {
-                        push_req(&mut reqs, values, i)
+        match tensors {
+            // Precomputed at load: distinct, tensors only (checked again below).
+            Some(ts) => {
+                for &v in ts {
+                    if let Some(Value::Tensor(t)) = values.get(v) {
+                        if let Storage::At { space, offset } = t.storage.get() {
+                            if t.capacity > 0 {
+                                reqs.push(Req {
+                                    value: v,
+                                    space,
+                                    start: offset,
+                                    end: offset.saturating_add(t.capacity),
+                                    region: READONLY,
+                                });
+                            }
+                        }
                     }
                 }
-                Some(Value::OptTensorList(items)) => {
-                    for i in items.iter().flatten() {
-                        push_req(&mut reqs, values, *i)
+            }
+            None => {
+                for &a in args {
+                    match values.get(a) {
+                        Some(Value::Tensor(_)) => push_req(&mut reqs, values, a),
+                        Some(Value::TensorList(items)) => {
+                            for &i in items.iter() {
+                                push_req(&mut reqs, values, i)
+                            }
+                        }
+                        Some(Value::OptTensorList(items)) => {
+                            for i in items.iter().flatten() {
+                                push_req(&mut reqs, values, *i)
+                            }
+                        }
+                        _ => {}
                     }
                 }
-                _ => {}
             }
         }
         let n_mut = spaces.mutable.len() as u32;
@@ -397,10 +445,21 @@ impl<'a> KernelCtx<'a> {
         values: &'a [Value],
         spaces: Spaces<'a>,
     ) -> Result<Self, KernelError> {
+        Self::with_tensors(args, None, values, spaces)
+    }
+
+    /// Like `new`, with the distinct tensor values of `args` computed at load
+    /// ([`distinct_tensor_args`]), which saves walking every argument on each call.
+    pub(crate) fn with_tensors(
+        args: &'a [usize],
+        tensors: Option<&[usize]>,
+        values: &'a [Value],
+        spaces: Spaces<'a>,
+    ) -> Result<Self, KernelError> {
         Ok(KernelCtx {
             args,
             values,
-            access: Access::new(args, values, spaces)?,
+            access: Access::new(args, tensors, values, spaces)?,
         })
     }
 

@@ -28,7 +28,9 @@ pub use kernel::{
     Backend, BackendInitCtx, DelegateHandle, FusionFactory, FusionRule, IntList, Kernel, KernelCtx,
     KernelFactory, KernelFn, NodeProfile, OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
 };
-pub use memory::{bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes};
+pub use memory::{
+    bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes, DataLoader, FileLoader,
+};
 pub use method::{copy_reorder, MemoryReport, Method, OpProfile, MAX_INSTRUCTIONS};
 pub use program::{IoInfo, MethodMeta, Program, TensorInfo};
 pub use pteron_format::{ScalarType, ShapeDynamism};

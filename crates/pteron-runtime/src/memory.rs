@@ -80,3 +80,101 @@ pub fn bytes_from_vec(v: Vec<u8>) -> Bytes {
         bytes_from_slice(&v)
     }
 }
+
+/// Random access to a program file, so that it can be loaded piece by piece (header
+/// and FlatBuffers data, constants, then each delegate's data while that delegate is
+/// initialised, freed right after) instead of being held in memory whole.
+pub trait DataLoader: Send + Sync {
+    /// The file's length in bytes.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The `len` bytes at `offset` (a new aligned buffer, or a view such as a memory
+    /// map of that range; the start must be 16-byte aligned, see [`ByteSource`]). A
+    /// range past the end of the file is an error (`UnexpectedEof`), never a short
+    /// buffer. Dropping the result releases the memory.
+    fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes>;
+}
+
+/// A [`DataLoader`] over an open file, reading with positioned reads (`pread`).
+pub struct FileLoader {
+    file: FileReader,
+    len: u64,
+}
+
+#[cfg(unix)]
+type FileReader = std::fs::File;
+#[cfg(not(unix))]
+type FileReader = std::sync::Mutex<std::fs::File>;
+
+impl FileLoader {
+    /// Opens `path` for reading; its length is taken now.
+    pub fn open(path: impl AsRef<std::path::Path>) -> std::io::Result<FileLoader> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        #[cfg(not(unix))]
+        let file = std::sync::Mutex::new(file);
+        Ok(FileLoader { file, len })
+    }
+}
+
+impl DataLoader for FileLoader {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "range {offset}..+{len} lies past the end of the file ({} bytes)",
+                    self.len
+                ),
+            ));
+        }
+        let mut buf = AlignedBuf::zeroed(len);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(buf.bytes_mut(), offset)?;
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = self
+                .file
+                .lock()
+                .map_err(|_| std::io::Error::other("file lock poisoned"))?;
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_exact(buf.bytes_mut())?;
+        }
+        Ok(Arc::new(buf))
+    }
+}
+
+/// A [`DataLoader`] over bytes already in memory (tests, embedded programs).
+impl DataLoader for Bytes {
+    fn len(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+    fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let b = self.bytes();
+        let r = usize::try_from(offset)
+            .ok()
+            .and_then(|o| Some(o..o.checked_add(len)?))
+            .and_then(|r| b.get(r));
+        match r {
+            Some(s) => Ok(bytes_from_slice(s)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "range {offset}..+{len} lies past the end of the data ({} bytes)",
+                    b.len()
+                ),
+            )),
+        }
+    }
+}

@@ -1,16 +1,17 @@
 //! [`Method`]: one loaded execution plan with its planned memory, resolved kernels and
 //! delegates; `execute` runs the instruction list without allocating.
 
-use core::cell::Cell;
+use core::cell::{Cell, OnceCell, RefCell};
 
 use pteron_format::{DataLocation, Instruction, ShapeDynamism, TensorDesc, ValueDesc};
 
 use crate::error::{Error, KernelError, MissingOp, Result};
 use crate::kernel::{
-    BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile, PrepareCtx, Registry, Spaces,
+    distinct_tensor_args, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile,
+    PrepareCtx, Registry, Spaces,
 };
 use crate::memory::{AlignedBuf, Bytes};
-use crate::program::Program;
+use crate::program::{FileData, Program};
 use crate::tensor::{strides_for, Shape, Storage, TensorRef, TensorValue};
 use crate::value::{Scalar, Value};
 
@@ -21,6 +22,9 @@ enum Instr {
     Kernel {
         kernel: Box<dyn Kernel>,
         args: Box<[usize]>,
+        /// The distinct tensor values of `args` (see `kernel::distinct_tensor_args`); `None`
+        /// when the method has `Move` instructions, which may rebind values.
+        tensors: Option<Box<[usize]>>,
         op: usize,
         /// For fused groups whose result had to be staged: copy value `.0` into `.1`
         /// after the kernel.
@@ -29,6 +33,7 @@ enum Instr {
     Delegate {
         handle: usize,
         args: Box<[usize]>,
+        tensors: Option<Box<[usize]>>,
     },
     Move {
         from: usize,
@@ -145,7 +150,9 @@ impl Method {
             }
         };
         let num_arenas = mutable.len();
-        let mut readonly: Vec<Bytes> = vec![program.bytes.clone()];
+        // Read-only spaces: the program's resident pieces, then each external file.
+        let n_pieces = program.pieces.len();
+        let mut readonly: Vec<Bytes> = program.pieces.iter().map(|(_, b)| b.clone()).collect();
         readonly.extend(program.external.iter().map(|(b, _)| b.clone()));
         // Read-only space ids are only known once every owned buffer exists; record
         // them as (readonly index, offset) and fix up afterwards.
@@ -227,7 +234,7 @@ impl Method {
                             }
                             None => {
                                 writable = false;
-                                pending.push((vi, Pending::Ro(1 + k, blob.range.start)));
+                                pending.push((vi, Pending::Ro(n_pieces + k, blob.range.start)));
                                 Storage::Unbound
                             }
                         }
@@ -236,10 +243,10 @@ impl Method {
                             let r = program.desc.mutable_init_range(t).ok_or_else(|| {
                                 unsupported(format!("value {vi}: initial mutable data not found"))
                             })?;
-                            let src = &program.bytes.bytes()[r];
+                            let src = program.file_range("initial mutable data", r)?;
                             mutable[a.memory_id as usize - 1].bytes_mut()
                                 [a.offset as usize..a.offset as usize + nbytes]
-                                .copy_from_slice(src);
+                                .copy_from_slice(src.bytes());
                         }
                         Storage::At {
                             space: a.memory_id - 1,
@@ -250,7 +257,10 @@ impl Method {
                         let r = program.desc.constant_range(t).ok_or_else(|| {
                             unsupported(format!("value {vi}: constant data not found"))
                         })?;
-                        pending.push((vi, Pending::Ro(0, r.start)));
+                        let (k, off) = program.resident(&r).ok_or_else(|| {
+                            unsupported(format!("value {vi}: constant data is not resident"))
+                        })?;
+                        pending.push((vi, Pending::Ro(k, off)));
                         Storage::Unbound
                     } else if is_io(vi) {
                         pending.push((vi, Pending::Owned(owned.len())));
@@ -308,15 +318,7 @@ impl Method {
                 }
             }
         }
-        let named = |key: &str| -> Option<&[u8]> {
-            if let Some(r) = program.desc.named_data_range(key) {
-                return program.bytes.bytes().get(r);
-            }
-            program.external.iter().find_map(|(b, d)| {
-                d.get(key)
-                    .and_then(|blob| b.bytes().get(blob.range.clone()))
-            })
-        };
+        let head = program.bytes();
         for (di, d) in plan.delegates.iter().enumerate() {
             let backend = registry
                 .backend(&d.id)
@@ -331,16 +333,46 @@ impl Method {
                         v
                     },
                 })?;
-            let bytes = program.bytes.bytes();
-            let payload = program
+            // The payload and the named data this delegate asks for are read now (when
+            // the program is not resident) and dropped after its init: a backend keeps
+            // what it needs (packed weights), so peak memory holds one delegate's data.
+            let payload_data = match program.desc.delegate_range(d) {
+                Some(r) => Some(program.file_range(&format!("delegate {di} payload"), r)?),
+                None => None,
+            };
+            let payload = payload_data.as_ref().map(|p| p.bytes()).unwrap_or(&[]);
+            let named_cells: Vec<OnceCell<Option<FileData<'_>>>> = program
                 .desc
-                .delegate_range(d)
-                .and_then(|r| bytes.get(r))
-                .unwrap_or(&[]);
+                .named_data
+                .iter()
+                .map(|_| OnceCell::new())
+                .collect();
+            let read_error: RefCell<Option<Error>> = RefCell::new(None);
+            let named = |key: &str| -> Option<&[u8]> {
+                let desc = &program.desc;
+                if let Some(i) = desc.named_data.iter().position(|(k, _)| k == key) {
+                    let r = desc.segments.get(desc.named_data[i].1)?.clone();
+                    let cell = named_cells.get(i)?;
+                    let data = cell.get_or_init(|| {
+                        match program.file_range(&format!("named data '{key}'"), r) {
+                            Ok(d) => Some(d),
+                            Err(e) => {
+                                *read_error.borrow_mut() = Some(e);
+                                None
+                            }
+                        }
+                    });
+                    return data.as_ref().map(|d| d.bytes());
+                }
+                program.external.iter().find_map(|(b, d)| {
+                    d.get(key)
+                        .and_then(|blob| b.bytes().get(blob.range.clone()))
+                })
+            };
             let specs: Vec<(String, &[u8])> = d
                 .compile_specs
                 .iter()
-                .map(|(k, r)| (k.clone(), bytes.get(r.clone()).unwrap_or(&[])))
+                .map(|(k, r)| (k.clone(), head.get(r.clone()).unwrap_or(&[])))
                 .collect();
             let ctx = BackendInitCtx {
                 method: &mname,
@@ -354,7 +386,11 @@ impl Method {
                     n_mut,
                 },
             };
-            let h = backend.init(&ctx).map_err(|source| Error::BackendInit {
+            let h = backend.init(&ctx);
+            if let Some(e) = read_error.take() {
+                return Err(e);
+            }
+            let h = h.map_err(|source| Error::BackendInit {
                 method: mname.clone(),
                 delegate: di,
                 backend: d.id.clone(),
@@ -370,6 +406,12 @@ impl Method {
         let mut missing = Vec::new();
         let mut chains = Vec::with_capacity(plan.chains.len());
         let mut global_ix = 0usize;
+        // Tensor argument lists are computed once, unless a `Move` may rebind values.
+        let precompute = !plan
+            .chains
+            .iter()
+            .flatten()
+            .any(|i| matches!(i, Instruction::Move { .. }));
         for chain in &plan.chains {
             let jump_targets: Vec<usize> = chain
                 .iter()
@@ -417,6 +459,7 @@ impl Method {
                         prepared_bytes += kernel.prepared_bytes();
                         op_names.push(label);
                         instrs.push(Instr::Kernel {
+                            tensors: precompute.then(|| distinct_tensor_args(&args, &values)),
                             kernel,
                             args: args.into(),
                             op: op_names.len() - 1,
@@ -459,6 +502,8 @@ impl Method {
                                 Instr::Kernel {
                                     kernel,
                                     args: args.clone().into(),
+                                    tensors: precompute
+                                        .then(|| distinct_tensor_args(args, &values)),
                                     op: *op_index,
                                     post_copy: None,
                                 }
@@ -471,6 +516,7 @@ impl Method {
                     } => Instr::Delegate {
                         handle: *delegate_index,
                         args: args.clone().into(),
+                        tensors: precompute.then(|| distinct_tensor_args(args, &values)),
                     },
                     Instruction::Move { from, to } => Instr::Move {
                         from: *from,
@@ -684,6 +730,7 @@ impl Method {
                     Instr::Kernel {
                         kernel,
                         args,
+                        tensors,
                         op,
                         post_copy,
                     } => {
@@ -697,14 +744,19 @@ impl Method {
                             mutable: &mut mutable[..],
                             readonly: &readonly[..],
                         };
-                        let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
+                        let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
+                            .map_err(wrap)?;
                         kernel.run(&ctx).map_err(wrap)?;
                         drop(ctx);
                         if let Some((from, to)) = *post_copy {
                             copy_tensor_value(values, mutable, from, to).map_err(wrap)?;
                         }
                     }
-                    Instr::Delegate { handle, args } => {
+                    Instr::Delegate {
+                        handle,
+                        args,
+                        tensors,
+                    } => {
                         let (id, h) = &mut delegates[*handle];
                         let wrap = |source: KernelError| Error::Kernel {
                             method: name.clone(),
@@ -716,7 +768,8 @@ impl Method {
                             mutable: &mut mutable[..],
                             readonly: &readonly[..],
                         };
-                        let ctx = KernelCtx::new(args, values, spaces).map_err(wrap)?;
+                        let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
+                            .map_err(wrap)?;
                         h.execute(&ctx).map_err(wrap)?;
                     }
                     Instr::Move { from, to } => {

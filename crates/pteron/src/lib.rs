@@ -11,8 +11,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! * [`Module`] is the convenience API: load a file (read, or memory-mapped with
-//!   [`Module::from_file_mmap`]), attach `.ptd` data files, run methods by name.
+//! * [`Module`] is the convenience API: load a file (read piece by piece with
+//!   positioned reads, so that delegate weights are freed once packed; or whole with
+//!   [`Module::from_file_whole`]; or memory-mapped with [`Module::from_file_mmap`]),
+//!   attach `.ptd` data files, run methods by name.
 //! * Lower-level control: [`Program`], [`Method`], [`Registry`] (re-exported from
 //!   `pteron-runtime`), file formats in [`format`].
 //! * [`default_registry`] holds every kernel and backend this build has.
@@ -150,18 +152,61 @@ mod mmap {
         }
     }
 
+    /// Maps ranges of one file on demand: each [`DataLoader::load`] is its own
+    /// read-only map, unmapped when dropped, so a delegate's data leaves the process's
+    /// memory once the delegate has packed it, and constants count only for the pages
+    /// actually touched (e.g. the embedding rows looked up).
+    pub(crate) struct MapLoader {
+        file: std::fs::File,
+        len: u64,
+    }
+
+    impl DataLoader for MapLoader {
+        fn len(&self) -> u64 {
+            self.len
+        }
+        fn load(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+            if offset.checked_add(len as u64).is_none_or(|e| e > self.len) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "range {offset}..+{len} lies past the end of the file ({} bytes)",
+                        self.len
+                    ),
+                ));
+            }
+            if len == 0 {
+                return Ok(bytes_from_slice(&[]));
+            }
+            // SAFETY: `MapLoader` is only built by `loader`, whose caller promises that
+            // the file is not modified or truncated while anything loaded from it is
+            // alive; the map is read-only and covers a range inside the file.
+            let m = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(offset)
+                    .len(len)
+                    .map(&self.file)
+            }?;
+            // Tensor data is viewed in place and must start 16-byte aligned; a range at
+            // an unaligned offset is copied.
+            if (m.as_ptr() as usize).is_multiple_of(16) {
+                Ok(Arc::new(MapSource(m)))
+            } else {
+                Ok(bytes_from_slice(&m))
+            }
+        }
+    }
+
     /// # Safety
-    /// The file must not be modified or truncated while the returned bytes are alive.
-    pub(crate) unsafe fn map(path: &Path) -> Result<Bytes, ModuleError> {
+    /// The file must not be modified or truncated while anything loaded from it is alive.
+    pub(crate) unsafe fn loader(path: &Path) -> Result<MapLoader, ModuleError> {
         let io = |source| ModuleError::Io {
             path: path.display().to_string(),
             source,
         };
-        let f = std::fs::File::open(path).map_err(io)?;
-        // SAFETY: the caller upholds this function's contract (no concurrent
-        // modification of the file); the map is read-only and page-aligned.
-        let m = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
-        Ok(Arc::new(MapSource(m)))
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Ok(MapLoader { file, len })
     }
 }
 
@@ -173,13 +218,32 @@ pub struct Module {
 }
 
 impl Module {
-    /// Reads and verifies a `.pte` file.
+    /// Opens and verifies a `.pte` file, reading it piece by piece with positioned
+    /// reads: the FlatBuffers data and constants are kept, while delegate payloads
+    /// and named data (e.g. XNNPACK weights) are read when a method is loaded and freed
+    /// once the delegate has packed them. Peak memory is what the methods keep plus the
+    /// largest delegate's data, not the whole file on top. (Safe: a file changed while
+    /// open yields errors or different weights, never undefined behaviour.)
     pub fn from_file(path: impl AsRef<Path>) -> Result<Module, ModuleError> {
+        let path = path.as_ref();
+        let loader = FileLoader::open(path).map_err(|source| ModuleError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_program(Program::from_loader(Arc::new(loader))?)
+    }
+
+    /// Reads the whole `.pte` file into memory, then verifies it (the file's bytes stay
+    /// in memory for the module's life; see [`Module::from_file`] for the default).
+    pub fn from_file_whole(path: impl AsRef<Path>) -> Result<Module, ModuleError> {
         let bytes = read_file(path.as_ref())?;
         Self::from_source(bytes)
     }
 
-    /// Memory-maps and verifies a `.pte` file (no copy of weights).
+    /// Memory-maps and verifies a `.pte` file, as ExecuTorch's default loader does:
+    /// the FlatBuffers data and constants are mapped (only the pages touched count in
+    /// memory, e.g. the embedding rows looked up), and each delegate's payload and named
+    /// data are mapped while it is initialised and unmapped after.
     ///
     /// # Safety
     /// The file must not be modified or truncated while the module (or anything
@@ -190,8 +254,8 @@ impl Module {
     #[allow(unsafe_code)]
     pub unsafe fn from_file_mmap(path: impl AsRef<Path>) -> Result<Module, ModuleError> {
         // SAFETY: forwarded contract, see above.
-        let bytes = unsafe { mmap::map(path.as_ref())? };
-        Self::from_source(bytes)
+        let loader = unsafe { mmap::loader(path.as_ref())? };
+        Self::from_program(Program::from_loader(Arc::new(loader))?)
     }
 
     /// Verifies a program held in memory (copied once into aligned storage).
@@ -200,8 +264,14 @@ impl Module {
     }
 
     fn from_source(bytes: Bytes) -> Result<Module, ModuleError> {
+        Self::from_program(Program::load(bytes)?)
+    }
+
+    /// Wraps an already loaded program (e.g. [`Program::from_loader`] with a custom
+    /// [`DataLoader`]).
+    pub fn from_program(program: Program) -> Result<Module, ModuleError> {
         Ok(Module {
-            program: Program::load(bytes)?,
+            program,
             registry: Arc::new(default_registry()),
             methods: HashMap::new(),
         })
