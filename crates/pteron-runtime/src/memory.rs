@@ -18,6 +18,15 @@ impl AlignedBuf {
             len,
         }
     }
+    /// A zeroed buffer of `len` bytes, or `None` when the allocator refuses
+    /// (sizes read from a file can be absurd; never abort on them).
+    pub fn try_zeroed(len: usize) -> Option<Self> {
+        let n = len.div_ceil(16);
+        let mut words = Vec::new();
+        words.try_reserve_exact(n).ok()?;
+        words.resize(n, 0u128);
+        Some(AlignedBuf { words, len })
+    }
     /// A copy of `bytes`, aligned.
     pub fn copy_from(bytes: &[u8]) -> Self {
         let mut b = Self::zeroed(bytes.len());

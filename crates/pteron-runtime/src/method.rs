@@ -129,7 +129,18 @@ impl Method {
             .map(|&s| s as usize)
             .collect();
         let mut mutable: Vec<AlignedBuf> = match arenas {
-            None => sizes.iter().map(|&s| AlignedBuf::zeroed(s)).collect(),
+            None => sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| {
+                    AlignedBuf::try_zeroed(s).ok_or_else(|| {
+                        unsupported(format!(
+                            "planned arena {} of {s} bytes cannot be allocated",
+                            i + 1
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
             Some(given) => {
                 if given.len() != sizes.len() {
                     return Err(unsupported(format!(
@@ -264,7 +275,11 @@ impl Method {
                         Storage::Unbound
                     } else if is_io(vi) {
                         pending.push((vi, Pending::Owned(owned.len())));
-                        owned.push(AlignedBuf::zeroed(nbytes));
+                        owned.push(AlignedBuf::try_zeroed(nbytes).ok_or_else(|| {
+                            unsupported(format!(
+                                "value {vi}: {nbytes} bytes for an input/output cannot be allocated"
+                            ))
+                        })?);
                         Storage::Unbound
                     } else {
                         Storage::Unbound

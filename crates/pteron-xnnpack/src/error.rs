@@ -42,6 +42,9 @@ pub enum XnnError {
     /// A shape does not fit the buffers planned at init, or is inconsistent at run time.
     #[error("XNNPACK shape: {0}")]
     Shape(String),
+    /// A buffer the graph declares could not be allocated at init.
+    #[error("XNNPACK {what}: cannot allocate {bytes} bytes")]
+    Alloc { what: String, bytes: u128 },
 }
 
 impl XnnError {

@@ -967,7 +967,7 @@ impl XnnDelegate {
             let mut b = if v.data.is_some() {
                 decode_const(i, v)?
             } else {
-                vec![0.0f32; shapes[i].numel().max(v.numel())]
+                zeroed(shapes[i].numel().max(v.numel()), || format!("value {i}"))?
             };
             if b.is_empty() {
                 b.push(0.0);
@@ -1051,9 +1051,9 @@ impl XnnDelegate {
             fq,
             inputs,
             outputs,
-            scratch: vec![0.0; scratch_len],
-            qa: vec![0; qa_len],
-            qp: vec![Qd8Params::default(); qp_len],
+            scratch: zeroed(scratch_len, || "scratch".into())?,
+            qa: zeroed(qa_len, || "quantized rows".into())?,
+            qp: zeroed(qp_len, || "row quantization parameters".into())?,
             raw_dynamic,
             last_inputs,
             prepared,
@@ -1916,6 +1916,21 @@ impl pteron_runtime::Backend for XnnpackBackend {
         let g = graph::parse(ctx.payload, ctx.named_data)?;
         Ok(Box::new(XnnDelegate::compile(&g, &ctx.args)?))
     }
+}
+
+/// A zero-filled buffer of `len` values, or a typed error when the allocator
+/// refuses (a corrupted graph can declare absurd sizes; never abort on them).
+fn zeroed<T: Clone + Default>(
+    len: usize,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<T>, XnnError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| XnnError::Alloc {
+        what: what(),
+        bytes: len as u128 * core::mem::size_of::<T>() as u128,
+    })?;
+    v.resize(len, T::default());
+    Ok(v)
 }
 
 #[cfg(test)]

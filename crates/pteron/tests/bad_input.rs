@@ -532,3 +532,27 @@ fn fuzz_regressions_do_not_panic() {
     }
     assert!(n > 0);
 }
+
+/// A planned arena size the allocator refuses (1 PiB) is a typed load error naming
+/// the arena, not an abort.
+#[test]
+fn absurd_arena_size_is_an_error() {
+    let mut b = bytes("mlp");
+    let sizes = plan0(&b)
+        .vector(8, 8)
+        .unwrap()
+        .expect("non_const_buffer_sizes");
+    assert!(sizes.len >= 2, "mlp plans an arena");
+    let pos = sizes.pos(1, 8);
+    b[pos..pos + 8].copy_from_slice(&(1i64 << 50).to_le_bytes());
+    let p = Program::load(pteron::bytes_from_vec(b)).expect("sizes are not checked at parse");
+    let reg = pteron::default_registry();
+    let err = match pteron::Method::load(&p, "forward", &reg) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a 1 PiB arena loaded"),
+    };
+    assert!(
+        err.contains("arena 1") && err.contains("cannot be allocated"),
+        "{err}"
+    );
+}
