@@ -1039,6 +1039,192 @@ mod avx2 {
     }
 }
 
+/// AVX-512 VNNI kernels for `qb4w` (`qd8_f32_qb4w_gemm_{1..8}x8c4__avx512vnni`).
+///
+/// The packed int4 tile holds, per 32-input group, the 8 columns' 16 bytes one
+/// after the other; byte `i` of a column holds inputs `PERM[i]` (low nibble) and
+/// `16 + PERM[i]` (high nibble), and the quantized row is permuted the same way.
+/// So dword `j` of a column's 16 bytes holds four inputs of the same lane class
+/// `(k mod 8) / 2 == j`, and `vpdpbusd` of 64 weight bytes (4 columns) with the
+/// row's 16 activations broadcast to the four 128-bit lanes adds exactly the
+/// int32 lane sums of [`avx2::tile`] (`Σ (w + 8) · a`; integer sums in any
+/// order are exact) into 16 lanes: `[c0 l0..l3 | c1 l0..l3 | c2 .. | c3 ..]`.
+/// The float work per block and lane (subtract the correction, convert, one FMA
+/// with the column's block scale) and the final `(l0 + l1) + (l2 + l3)` are the
+/// same operations in the same order, so the results are the same bits.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{Qd8Kind, TileArgs, NR};
+    use core::arch::x86_64::*;
+
+    /// Most rows of one register tile (16 float accumulators for 8 rows).
+    pub(super) const VMR: usize = 8;
+
+    /// Rows `r0..r0 + mr` (`1 <= mr <= VMR`) times the 8 columns of tile
+    /// `t.tile` into `c` (the first `ncols` columns from `t.tile * 8`).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `t.w` is `Qb4w`; rows
+    /// `r0..r0 + mr` of `t.a` hold `row_len()` bytes each and `t.params` has
+    /// them; `c` has room for those rows (stride `ldc`) at columns
+    /// `t.tile * 8..t.tile * 8 + ncols`, `ncols <= 8`.
+    pub(super) unsafe fn rows(
+        t: &TileArgs<'_>,
+        r0: usize,
+        mr: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+            match mr {
+                1 => tile::<1, true>(t, r0, c, ldc, ncols),
+                2 => tile::<2, true>(t, r0, c, ldc, ncols),
+                3 => tile::<3, true>(t, r0, c, ldc, ncols),
+                4 => tile::<4, true>(t, r0, c, ldc, ncols),
+                5 => tile::<5, true>(t, r0, c, ldc, ncols),
+                6 => tile::<6, true>(t, r0, c, ldc, ncols),
+                7 => tile::<7, true>(t, r0, c, ldc, ncols),
+                _ => tile::<8, true>(t, r0, c, ldc, ncols),
+            }
+        } else {
+            // Larger blocks: the int32 sums live across groups, so at most
+            // 4 rows at a time (see `vnni_qb4w`).
+            let mut r = 0;
+            while r < mr {
+                let n = (mr - r).min(MR_LONG);
+                match n {
+                    1 => tile::<1, false>(t, r0 + r, c, ldc, ncols),
+                    2 => tile::<2, false>(t, r0 + r, c, ldc, ncols),
+                    3 => tile::<3, false>(t, r0 + r, c, ldc, ncols),
+                    _ => tile::<4, false>(t, r0 + r, c, ldc, ncols),
+                }
+                r += n;
+            }
+        }
+    }
+
+    /// Most rows of one register tile for blocks over 32.
+    pub(super) const MR_LONG: usize = 4;
+
+    /// [`rows`] for `MR` rows; `B32`: the blocks are of 32 inputs (one group).
+    ///
+    /// # Safety
+    /// As [`rows`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const MR: usize, const B32: bool>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("vnni::tile: qb4w only")
+        };
+        let kp = w.kp;
+        let (nb, gpb) = (kp / block, if B32 { 1 } else { block / 32 });
+        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
+        let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
+        let col0 = t.tile * NR;
+        let mut a = [core::ptr::null::<i8>(); MR];
+        for (r, ar) in a.iter_mut().enumerate() {
+            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
+        }
+        // Column `4h + d / 4` for lane `d` of half `h`.
+        let cidx = [
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        ];
+        // The same as 16-bit word indices: the bf16 scale of the lane's column in
+        // the high word of each dword (the low word is zeroed by the mask).
+        let sidx = [
+            _mm512_slli_epi32(cidx[0], 16),
+            _mm512_slli_epi32(cidx[1], 16),
+        ];
+        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
+        // Lane 0 of each column starts at `ksum · zp`, the others at `0 · zp`.
+        let ks = _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0)));
+        let init = [
+            _mm512_maskz_permutexvar_ps(0x1111, cidx[0], ks),
+            _mm512_maskz_permutexvar_ps(0x1111, cidx[1], ks),
+        ];
+        let mut fo = [[_mm512_setzero_ps(); 2]; MR];
+        for (r, f) in fo.iter_mut().enumerate() {
+            let zp = _mm512_set1_ps(t.params[r0 + r].zero_point as f32);
+            f[0] = _mm512_mul_ps(init[0], zp);
+            f[1] = _mm512_mul_ps(init[1], zp);
+        }
+        let nib = _mm512_set1_epi8(0x0f);
+        for b in 0..nb {
+            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
+            let sc = [
+                _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx[0], sv)),
+                _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx[1], sv)),
+            ];
+            // Minus the correction, to float, one FMA with the block scale.
+            let finish = |r: usize, acc: &[__m512i; 2], fo: &mut [__m512; 2]| {
+                let corr = _mm512_broadcast_i32x4(_mm_loadu_si128(
+                    a[r].add(kp + 32 * b) as *const __m128i
+                ));
+                for h in 0..2 {
+                    let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], corr));
+                    fo[h] = _mm512_fmadd_ps(v, sc[h], fo[h]);
+                }
+            };
+            let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+            for g in b * gpb..(b + 1) * gpb {
+                let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
+                let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
+                let lo = [_mm512_and_si512(v0, nib), _mm512_and_si512(v1, nib)];
+                let hi = [
+                    _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib),
+                    _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib),
+                ];
+                for r in 0..MR {
+                    let ap = a[r].add(g * 32);
+                    let alo = _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i));
+                    let ahi =
+                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i));
+                    for h in 0..2 {
+                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], lo[h], alo);
+                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], hi[h], ahi);
+                    }
+                    if B32 {
+                        // The block is done: finish the row now (fewer live sums).
+                        finish(r, &acc[r], &mut fo[r]);
+                    }
+                }
+            }
+            if !B32 {
+                for r in 0..MR {
+                    finish(r, &acc[r], &mut fo[r]);
+                }
+            }
+        }
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        let gather = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mask = ((1u16 << ncols) - 1) as u8;
+        for (r, f) in fo.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            let mut s = [_mm512_setzero_ps(); 2];
+            for (sh, &v) in s.iter_mut().zip(f) {
+                // Lane 0 of each column: (l0 + l1) + (l2 + l3).
+                let p = _mm512_add_ps(v, _mm512_permute_ps(v, 0b10_11_00_01));
+                *sh = _mm512_add_ps(p, _mm512_permute_ps(p, 0b01_00_11_10));
+            }
+            let s = _mm512_castps512_ps256(_mm512_permutex2var_ps(s[0], gather, s[1]));
+            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
+            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
+        }
+    }
+}
+
 /// Rows from which `qb4w` (block 32) runs over unpacked weight panels.
 const PANEL_MIN_ROWS: usize = 8;
 /// Rows per register tile of the panel path.
@@ -1185,6 +1371,55 @@ unsafe fn pass_rows<const MR: usize>(
     }
 }
 
+/// Bytes of quantized rows the VNNI `qb4w` path keeps in cache (L2) per pass.
+const VNNI_ROW_BYTES: usize = 512 * 1024;
+
+/// Tiles `tiles` × rows `rows` of a `qb4w` GEMM with the VNNI register tiles:
+/// rows in passes of about `VNNI_ROW_BYTES`; per pass and tile (whose weights
+/// stay in L1/L2 while the rows go by), the rows in tiles of up to 8 (4 for
+/// blocks over 32, whose int32 sums live across groups), split evenly.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; `w` is `Qb4w`; the rows hold
+/// `row_len()` bytes each in `args.a` and have params; `c` has room for the rows
+/// at stride `ldc` and `w.n` columns; no other thread writes these tiles and
+/// rows of `c`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn vnni_qb4w(
+    args: &TileArgs<'_>,
+    tiles: core::ops::Range<usize>,
+    rows: core::ops::Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let w = args.w;
+    let most = if w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+        vnni::VMR
+    } else {
+        vnni::MR_LONG
+    };
+    let pass = (VNNI_ROW_BYTES / args.lda.max(1))
+        .next_multiple_of(most)
+        .max(most);
+    let mut rc = rows.start;
+    while rc < rows.end {
+        let rend = (rc + pass).min(rows.end);
+        let chunks = (rend - rc).div_ceil(most);
+        for tile in tiles.clone() {
+            let t = TileArgs { tile, ..*args };
+            let ncols = (w.n - tile * NR).min(NR);
+            let mut r = rc;
+            for i in 0..chunks {
+                // Even split: chunk sizes differ by at most one row.
+                let mr = (rend - r) / (chunks - i) + usize::from((rend - r) % (chunks - i) != 0);
+                vnni::rows(&t, r, mr, c, ldc, ncols);
+                r += mr;
+            }
+        }
+        rc = rend;
+    }
+}
+
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
 /// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
 /// their `params`. `c` has row stride `ldc`.
@@ -1239,7 +1474,11 @@ pub fn qd8_gemm(
     let tiles_per = ntiles.div_ceil(tchunks);
     let tchunks = ntiles.div_ceil(tiles_per);
     let kern = isa();
+    let vnni = cfg!(target_arch = "x86_64")
+        && matches!(w.kind, Qd8Kind::Qb4w { .. })
+        && crate::isa::avx512_vnni();
     let panel = cfg!(target_arch = "x86_64")
+        && !vnni
         && kern == Isa::Avx2Fma
         && w.kind == (Qd8Kind::Qb4w { block: 32 })
         && m >= PANEL_MIN_ROWS;
@@ -1248,6 +1487,25 @@ pub fn qd8_gemm(
     parallel_for(tchunks * rblocks, |task| {
         let (tcix, rb) = (task % tchunks, task / tchunks);
         let (r_start, r_end) = (rb * rows_per, ((rb + 1) * rows_per).min(m));
+        #[cfg(target_arch = "x86_64")]
+        if vnni {
+            let args = TileArgs {
+                w,
+                tile: 0,
+                a,
+                lda,
+                params,
+                lo,
+                hi,
+            };
+            let tiles = tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles);
+            // SAFETY: AVX-512 F/BW/VL/VNNI checked by avx512_vnni(); qb4w checked
+            // above; rows r_start..r_end exist in `a`, `params` and `c` (asserted
+            // above); the tiles and rows of this task are disjoint from the other
+            // tasks'.
+            unsafe { vnni_qb4w(&args, tiles, r_start..r_end, cp.get(), ldc) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if panel {
             let args = TileArgs {

@@ -177,23 +177,36 @@ fn run(p: &Problem, pad_a: usize, pad_c: usize) -> Vec<f32> {
     out
 }
 
+/// Runs `f` under every ISA tier, then uncapped when that adds the AVX-512 VNNI
+/// kernels, each with 1, 2 and 3 threads.
+fn with_tiers(mut f: impl FnMut(&str)) {
+    let mut threads = |tier: &str| {
+        for t in [1, 2, 3] {
+            set_num_threads(t);
+            f(&format!("{tier} threads {t}"));
+        }
+        set_num_threads(0);
+    };
+    for_each_isa(|isa| threads(&format!("{isa:?}")));
+    let _g = common::lock();
+    if pteron_linalg::avx512_vnni() {
+        threads("Avx512Vnni");
+    }
+}
+
 fn check(p: &Problem, pad_a: usize, pad_c: usize, ctx: &str) {
     let want = oracle(p);
-    for_each_isa(|isa| {
-        for threads in [1, 2, 3] {
-            set_num_threads(threads);
-            let got = run(p, pad_a, pad_c);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    g.to_bits() == w.to_bits(),
-                    "{ctx} {isa:?} threads {threads}: [{}, {}] got {g}, want {w}",
-                    i / p.n,
-                    i % p.n
-                );
-            }
+    with_tiers(|tier| {
+        let got = run(p, pad_a, pad_c);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits(),
+                "{ctx} {tier}: [{}, {}] got {g}, want {w}",
+                i / p.n,
+                i % p.n
+            );
         }
     });
-    set_num_threads(0);
     // Within a few quantization steps of the float product.
     let fr = float_ref(p);
     for i in 0..p.m {
@@ -305,6 +318,23 @@ fn batched_block32_shapes() {
                 seed as usize % 2,
                 &format!("b32 {m}x{n}x{k}"),
             );
+        }
+    }
+}
+
+#[test]
+fn row_counts_and_partial_tiles() {
+    // Every register-tile height (1..=9 rows, and 37, 64 split into tiles of up
+    // to 8), column counts that leave partial 8- and 4-column tiles, one block
+    // and several, block 32 and larger.
+    let mut seed = 500;
+    for (block, k) in [(32, 32), (32, 96), (64, 64), (128, 256)] {
+        for m in (1..=9).chain([37, 64]) {
+            for n in [1, 4, 5, 8, 11, 20] {
+                seed += 1;
+                let p = make(Qd8Kind::Qb4w { block }, m, n, k, seed, seed % 2 == 0, seed % 3 != 0);
+                check(&p, 0, (seed % 2) as usize, &format!("b{block} {m}x{n}x{k}"));
+            }
         }
     }
 }
