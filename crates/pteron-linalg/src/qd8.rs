@@ -425,8 +425,8 @@ impl PackedQd8 {
     /// Quantizes one activation row (`x.len() == k`) with XNNPACK's `qd8` rule into
     /// `out` (`row_len()` bytes) in the layout the kernels read: for int4 weights
     /// the inputs are permuted within 16-byte chunks and followed, per block, by
-    /// `8 · Σ a` over each lane's inputs (eight `i32`, the weights' zero point
-    /// correction).
+    /// `-8 · Σ a` over each lane's inputs (eight `i32`, `[l0..l3, l0..l3]`: the
+    /// weights' zero point correction, added to the sums of `(w + 8) · a`).
     ///
     /// # Panics
     /// When `x.len() != k` or `out` is shorter than `row_len()`.
@@ -443,7 +443,7 @@ impl PackedQd8 {
         for b in 0..nb {
             let mut lanes = [0i32; 4];
             for kk in b * bl..(b + 1) * bl {
-                lanes[(kk % 8) / 2] += 8 * out[kk] as i32;
+                lanes[(kk % 8) / 2] -= 8 * out[kk] as i32;
             }
             let dst = &mut out[kp + 32 * b..kp + 32 * (b + 1)];
             for (i, &v) in lanes.iter().chain(lanes.iter()).enumerate() {
@@ -590,7 +590,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
 /// The 9 instructions of one row and column pair of [`avx2::lanes4_b32`]: the
 /// row's 32 activations broadcast per 16 (`act`), maddubs with the pair's
 /// unpacked weights (ymm9, ymm10), pair sums, madd with ones (ymm8) into the four
-/// int32 lanes of both columns, minus the correction (`corr`), to float, FMA
+/// int32 lanes of both columns, plus the correction (`corr`), to float, FMA
 /// with the pair's block scales (`scale`) into `acc`.
 #[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
@@ -603,7 +603,7 @@ macro_rules! row_pair {
             "vpmaddubsw ", $t1, ", ymm10, ", $t1, "\n",
             "vpaddw ", $t0, ", ", $t0, ", ", $t1, "\n",
             "vpmaddwd ", $t0, ", ", $t0, ", ymm8\n",
-            "vpsubd ", $t0, ", ", $t0, ", ymmword ptr [", $corr, "]\n",
+            "vpaddd ", $t0, ", ", $t0, ", ymmword ptr [", $corr, "]\n",
             "vcvtdq2ps ", $t0, ", ", $t0, "\n",
             "vfmadd231ps ", $acc, ", ", $t0, ", ymmword ptr [", $scale, "]",
         )
@@ -680,7 +680,7 @@ mod avx2 {
     }
 
     /// int4: adds groups `g0..g1` (32 inputs each) of rows `a[r]` into `acc[r][p]`
-    /// as `Σ (w + 8) · a` per lane (the caller subtracts `8 · Σ a`).
+    /// as `Σ (w + 8) · a` per lane (the caller adds the correction `-8 · Σ a`).
     #[inline(always)]
     unsafe fn accumulate4<const MR: usize>(
         tile: *const u8,
@@ -752,7 +752,7 @@ mod avx2 {
                     for r in 0..MR {
                         let corr = _mm256_loadu_si256(a[r].add(kp) as *const __m256i);
                         for p in 0..4 {
-                            acc[r][p] = _mm256_sub_epi32(acc[r][p], corr);
+                            acc[r][p] = _mm256_add_epi32(acc[r][p], corr);
                         }
                     }
                 }
@@ -804,7 +804,7 @@ mod avx2 {
                     for p in 0..4 {
                         let sp = _mm256_permutevar8x32_ps(s8, sidx[p]);
                         for r in 0..MR {
-                            let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][p], corr[r]));
+                            let v = _mm256_cvtepi32_ps(_mm256_add_epi32(acc[r][p], corr[r]));
                             fo[r][p] = _mm256_fmadd_ps(v, sp, fo[r][p]);
                         }
                     }
@@ -930,7 +930,7 @@ mod avx2 {
     /// Adds blocks `b0..b0 + nb` (32 inputs each) of rows `r0..r0 + MR` times
     /// the panel of [`unpack_half`] (which starts at block `b0`) into the float
     /// lanes `fo`: per block the int32 lane sums (pairs of `maddubs` products
-    /// summed by `madd`), minus the row's zero-point correction, to float, one
+    /// summed by `madd`), plus the row's zero-point correction, to float, one
     /// FMA with the block scale, as [`tile`] does.
     ///
     /// # Safety
@@ -963,7 +963,7 @@ mod avx2 {
                         _mm256_maddubs_epi16(_mm256_load_si256(wp), alo),
                         _mm256_maddubs_epi16(_mm256_load_si256(wp.add(1)), ahi),
                     );
-                    let v = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), corr);
+                    let v = _mm256_add_epi32(_mm256_madd_epi16(s, ones), corr);
                     let sc = _mm256_load_ps(sbuf.add(i * 2 + pi) as *const f32);
                     *fp = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, *fp);
                 }
@@ -1049,7 +1049,7 @@ mod avx2 {
 /// row's 16 activations broadcast to the four 128-bit lanes adds exactly the
 /// int32 lane sums of [`avx2::tile`] (`Σ (w + 8) · a`; integer sums in any
 /// order are exact) into 16 lanes: `[c0 l0..l3 | c1 l0..l3 | c2 .. | c3 ..]`.
-/// The float work per block and lane (subtract the correction, convert, one FMA
+/// The float work per block and lane (add the correction, convert, one FMA
 /// with the column's block scale) and the final `(l0 + l1) + (l2 + l3)` are the
 /// same operations in the same order, so the results are the same bits.
 #[cfg(target_arch = "x86_64")]
@@ -1164,17 +1164,25 @@ mod vnni {
                 _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx[0], sv)),
                 _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx[1], sv)),
             ];
-            // Minus the correction, to float, one FMA with the block scale.
-            let finish = |r: usize, acc: &[__m512i; 2], fo: &mut [__m512; 2]| {
-                let corr = _mm512_broadcast_i32x4(_mm_loadu_si128(
-                    a[r].add(kp + 32 * b) as *const __m128i
-                ));
+            // To float, one FMA with the block scale.
+            let finish = |acc: &[__m512i; 2], fo: &mut [__m512; 2]| {
                 for h in 0..2 {
-                    let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], corr));
-                    fo[h] = _mm512_fmadd_ps(v, sc[h], fo[h]);
+                    fo[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[h]), sc[h], fo[h]);
                 }
             };
+            // The int32 sums start at the row's correction `-8 · Σ a`.
+            let corr = |r: usize| {
+                let v = _mm512_broadcast_i32x4(_mm_loadu_si128(
+                    a[r].add(kp + 32 * b) as *const __m128i
+                ));
+                [v, v]
+            };
             let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+            if !B32 {
+                for (r, ac) in acc.iter_mut().enumerate() {
+                    *ac = corr(r);
+                }
+            }
             for g in b * gpb..(b + 1) * gpb {
                 let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
                 let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
@@ -1184,6 +1192,9 @@ mod vnni {
                     _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib),
                 ];
                 for r in 0..MR {
+                    if B32 {
+                        acc[r] = corr(r);
+                    }
                     let ap = a[r].add(g * 32);
                     let alo = _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i));
                     let ahi =
@@ -1194,13 +1205,13 @@ mod vnni {
                     }
                     if B32 {
                         // The block is done: finish the row now (fewer live sums).
-                        finish(r, &acc[r], &mut fo[r]);
+                        finish(&acc[r], &mut fo[r]);
                     }
                 }
             }
             if !B32 {
                 for r in 0..MR {
-                    finish(r, &acc[r], &mut fo[r]);
+                    finish(&acc[r], &mut fo[r]);
                 }
             }
         }
