@@ -90,6 +90,13 @@ impl Qd8Params {
 
 /// Quantizes one row (`x.len() <= out.len()`); `out` past `x.len()` is zeroed.
 pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+    assert!(out.len() >= x.len(), "qd8_quantize_row: out too short");
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2Fma {
+        // SAFETY: the tier is only selected when AVX2+FMA are present; `out` holds
+        // `x.len()` bytes (asserted above).
+        return unsafe { avx2::quantize_row(x, out) };
+    }
     // Eight independent running extrema (vectorizable); NaNs are skipped.
     let (mut mn, mut mx) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
     let mut chunks = x.chunks_exact(8);
@@ -112,7 +119,13 @@ pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
         )
     };
     let (p, mult) = Qd8Params::from_range(mn, mx);
-    let zp = p.zero_point;
+    quantize_values(x, out, mult, p.zero_point);
+    p
+}
+
+/// `out[i] = q(x[i])` with the multiplier and zero point of the row; `out` past
+/// `x.len()` is zeroed.
+fn quantize_values(x: &[f32], out: &mut [i8], mult: f32, zp: i32) {
     let top = (127 - zp) as f32;
     // Round to nearest even with the 1.5·2^23 trick (valid for |v| <= 2^22; values
     // below -256 saturate to -128 either way), as `cvtps2dq` rounds.
@@ -125,7 +138,6 @@ pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
     for o in out[x.len()..].iter_mut() {
         *o = 0;
     }
-    p
 }
 
 /// Weight scheme of a [`PackedQd8`].
@@ -440,6 +452,13 @@ impl PackedQd8 {
             return p;
         }
         let bl = self.block_len();
+        #[cfg(target_arch = "x86_64")]
+        if isa() == Isa::Avx2Fma {
+            // SAFETY: the tier is only selected when AVX2+FMA are present; `out`
+            // holds `kp + 32 * nb` bytes, `bl` is a multiple of 32 and `kp = nb * bl`.
+            unsafe { avx2::permute_row(out.as_mut_ptr(), kp, bl) };
+            return p;
+        }
         for b in 0..nb {
             let mut lanes = [0i32; 4];
             for kk in b * bl..(b + 1) * bl {
@@ -632,8 +651,103 @@ macro_rules! pair_rows {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod avx2 {
-    use super::{PackedQd8, Qd8Kind, TileArgs, NR};
+    use super::{PackedQd8, Qd8Kind, Qd8Params, TileArgs, NR, PERM};
     use std::arch::x86_64::*;
+
+    /// [`super::qd8_quantize_row`] with the same operations per value: running
+    /// extrema in 8 lanes (`min(v, m)` keeps `m` for a NaN `v`, as the scalar
+    /// comparison does), the same fold and parameters, then per value multiply,
+    /// `min(top)`, `max(-256)`, round to nearest even (`cvtps2dq`), plus the zero
+    /// point, saturated to int8 by the packs.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `out.len() >= x.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+        let n = x.len();
+        let xp = x.as_ptr();
+        let full8 = n / 8 * 8;
+        let mut vmn = _mm256_set1_ps(f32::INFINITY);
+        let mut vmx = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full8).step_by(8) {
+            let v = _mm256_loadu_ps(xp.add(i));
+            vmn = _mm256_min_ps(v, vmn);
+            vmx = _mm256_max_ps(v, vmx);
+        }
+        let (mut mn, mut mx) = ([0.0f32; 8], [0.0f32; 8]);
+        _mm256_storeu_ps(mn.as_mut_ptr(), vmn);
+        _mm256_storeu_ps(mx.as_mut_ptr(), vmx);
+        for (i, &v) in x[full8..].iter().enumerate() {
+            mn[i] = mn[i].min(v);
+            mx[i] = mx[i].max(v);
+        }
+        let (mn, mx) = if n == 0 {
+            (0.0, 0.0)
+        } else {
+            (
+                mn.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
+                mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+            )
+        };
+        let (p, mult) = Qd8Params::from_range(mn, mx);
+        let zp = p.zero_point;
+        let vm = _mm256_set1_ps(mult);
+        let top = _mm256_set1_ps((127 - zp) as f32);
+        let floor = _mm256_set1_ps(-256.0);
+        let vzp = _mm256_set1_epi32(zp);
+        let q8 = |i: usize| {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), vm);
+            let v = _mm256_max_ps(_mm256_min_ps(v, top), floor);
+            _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp)
+        };
+        // packs interleave 4-value groups per 128-bit half: put them back in order.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let full32 = n / 32 * 32;
+        let op = out.as_mut_ptr();
+        for i in (0..full32).step_by(32) {
+            let ab = _mm256_packs_epi32(q8(i), q8(i + 8));
+            let cd = _mm256_packs_epi32(q8(i + 16), q8(i + 24));
+            let q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+            _mm256_storeu_si256(op.add(i) as *mut __m256i, q);
+        }
+        super::quantize_values(&x[full32..], &mut out[full32..], mult, zp);
+        p
+    }
+
+    /// The int4 row layout after [`quantize_row`]: each 16-byte chunk permuted by
+    /// `PERM`, and per block of `bl` inputs the correction `-8 · Σ a` per lane
+    /// class as `[l0..l3, l0..l3]` after the `kp` values (exact integer sums, as
+    /// the scalar layout).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `out` holds `kp + 32 * (kp / bl)` bytes; `bl` is a
+    /// multiple of 32 dividing `kp`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn permute_row(out: *mut i8, kp: usize, bl: usize) {
+        let mut pb = [0i8; 32];
+        for (i, b) in pb.iter_mut().enumerate() {
+            *b = PERM[i % 16] as i8;
+        }
+        let perm = _mm256_loadu_si256(pb.as_ptr() as *const __m256i);
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        for b in 0..kp / bl {
+            let mut s = _mm256_setzero_si256();
+            for g in (b * bl..(b + 1) * bl).step_by(32) {
+                let v = _mm256_shuffle_epi8(_mm256_loadu_si256(out.add(g) as *const __m256i), perm);
+                _mm256_storeu_si256(out.add(g) as *mut __m256i, v);
+                // Dword j of each chunk now holds 4 inputs of class j.
+                let d = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
+                s = _mm256_add_epi32(s, d);
+            }
+            let h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let h = _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(h, 3));
+            _mm256_storeu_si256(
+                out.add(kp + 32 * b) as *mut __m256i,
+                _mm256_set_m128i(h, h),
+            );
+        }
+    }
 
     /// int8 weights: chunk `c` (16 inputs), column pair `p`, as i16
     /// (inputs 0..8, inputs 8..16), each `[col 2p × 8 | col 2p+1 × 8]`.
