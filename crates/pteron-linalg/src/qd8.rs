@@ -36,6 +36,14 @@
 //! quantized rows) and the float lanes wait on the stack between panels. Each
 //! output's products, int32 block sums and float operations are the same in every
 //! path, so all row counts, tiers and thread counts give the same bits.
+//!
+//! With AVX-512 VNNI ([`crate::avx512_vnni`]) all `qb4w` calls use register
+//! tiles of up to 8 rows × 8 columns (`vnni`): `vpdpbusd` of the packed nibbles
+//! (4 columns per register) with the row's activations yields the same int32
+//! lane sums, and the float lanes of 4 columns fill one `zmm`. Rows go in passes
+//! of about 512 KiB; within a pass each tile's weights stay in cache while all
+//! the rows go by, so a decode step (up to 7 rows) streams the weights once.
+//! Row quantization has an AVX2 form with the same operations per value.
 
 use crate::pool::{num_threads, parallel_for};
 use crate::util::SyncPtr;
@@ -742,10 +750,7 @@ mod avx2 {
             }
             let h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             let h = _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(h, 3));
-            _mm256_storeu_si256(
-                out.add(kp + 32 * b) as *mut __m256i,
-                _mm256_set_m128i(h, h),
-            );
+            _mm256_storeu_si256(out.add(kp + 32 * b) as *mut __m256i, _mm256_set_m128i(h, h));
         }
     }
 
@@ -1311,8 +1316,7 @@ mod vnni {
                     }
                     let ap = a[r].add(g * 32);
                     let alo = _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i));
-                    let ahi =
-                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i));
+                    let ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i));
                     for h in 0..2 {
                         acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], lo[h], alo);
                         acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], hi[h], ahi);
@@ -1536,7 +1540,7 @@ unsafe fn vnni_qb4w(
             let mut r = rc;
             for i in 0..chunks {
                 // Even split: chunk sizes differ by at most one row.
-                let mr = (rend - r) / (chunks - i) + usize::from((rend - r) % (chunks - i) != 0);
+                let mr = (rend - r).div_ceil(chunks - i);
                 vnni::rows(&t, r, mr, c, ldc, ncols);
                 r += mr;
             }

@@ -332,7 +332,15 @@ fn row_counts_and_partial_tiles() {
         for m in (1..=9).chain([37, 64]) {
             for n in [1, 4, 5, 8, 11, 20] {
                 seed += 1;
-                let p = make(Qd8Kind::Qb4w { block }, m, n, k, seed, seed % 2 == 0, seed % 3 != 0);
+                let p = make(
+                    Qd8Kind::Qb4w { block },
+                    m,
+                    n,
+                    k,
+                    seed,
+                    seed % 2 == 0,
+                    seed % 3 != 0,
+                );
                 check(&p, 0, (seed % 2) as usize, &format!("b{block} {m}x{n}x{k}"));
             }
         }
