@@ -346,30 +346,36 @@ impl PackedQd8 {
                         0.0
                     }
                 };
-                // XNNPACK's float ksum: 16-input chunks in order, each
-                // `-float(Σ w) · scale_block`.
-                ksum_f = (0..cols)
-                    .map(|col| {
-                        if col >= n {
-                            return 0.0;
+                ksum_f = vec![0.0f32; cols];
+                bscale = vec![0u16; ntiles * nblocks * NR];
+                // Per tile in parallel, as the packing (a large model's load time).
+                let cell: Vec<std::sync::Mutex<(&mut [f32], &mut [u16])>> = ksum_f
+                    .chunks_mut(NR)
+                    .zip(bscale.chunks_mut(nblocks * NR))
+                    .map(std::sync::Mutex::new)
+                    .collect();
+                parallel_for(ntiles, |t| {
+                    let mut guard = cell[t].lock().unwrap_or_else(|e| e.into_inner());
+                    let (ks, bs) = &mut *guard;
+                    for j in 0..NR {
+                        let col = t * NR + j;
+                        for b in 0..nblocks {
+                            bs[b * NR + j] = bf16_bits(sb(col, b));
                         }
+                        if col >= n {
+                            continue;
+                        }
+                        // XNNPACK's float ksum: 16-input chunks in order, each
+                        // `-float(Σ w) · scale_block` (chunks past k sum to zero and
+                        // leave it unchanged).
                         let mut acc = 0.0f32;
-                        // Chunks past k sum to zero and leave `acc` unchanged.
                         for (c, chunk) in w[col * k..(col + 1) * k].chunks(16).enumerate() {
                             let s: i32 = chunk.iter().map(|&v| v as i32).sum();
                             acc -= (s as f32) * sb(col, (c * 16) / block);
                         }
-                        acc
-                    })
-                    .collect();
-                bscale = vec![0u16; ntiles * nblocks * NR];
-                for t in 0..ntiles {
-                    for b in 0..nblocks {
-                        for j in 0..NR {
-                            bscale[(t * nblocks + b) * NR + j] = bf16_bits(sb(t * NR + j, b));
-                        }
+                        ks[j] = acc;
                     }
-                }
+                });
             }
         }
         Ok(PackedQd8 {
