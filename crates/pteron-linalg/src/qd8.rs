@@ -1189,7 +1189,7 @@ mod vnni {
     /// `t.tile` into `c` (the first `ncols` columns from `t.tile * 8`).
     ///
     /// # Safety
-    /// AVX-512 F/BW/VL/VNNI must be available; `t.w` is `Qb4w`; rows
+    /// AVX-512 F/BW/VL/VNNI must be available; `t.w` is `Qb4w` or `Qc4w`; rows
     /// `r0..r0 + mr` of `t.a` hold `row_len()` bytes each and `t.params` has
     /// them; `c` has room for those rows (stride `ldc`) at columns
     /// `t.tile * 8..t.tile * 8 + ncols`, `ncols <= 8`.
@@ -1201,7 +1201,18 @@ mod vnni {
         ldc: usize,
         ncols: usize,
     ) {
-        if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+        if t.w.kind == Qd8Kind::Qc4w {
+            match mr {
+                1 => tile_qc4w::<1>(t, r0, c, ldc, ncols),
+                2 => tile_qc4w::<2>(t, r0, c, ldc, ncols),
+                3 => tile_qc4w::<3>(t, r0, c, ldc, ncols),
+                4 => tile_qc4w::<4>(t, r0, c, ldc, ncols),
+                5 => tile_qc4w::<5>(t, r0, c, ldc, ncols),
+                6 => tile_qc4w::<6>(t, r0, c, ldc, ncols),
+                7 => tile_qc4w::<7>(t, r0, c, ldc, ncols),
+                _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
+            }
+        } else if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
             match mr {
                 1 => tile::<1, true>(t, r0, c, ldc, ncols),
                 2 => tile::<2, true>(t, r0, c, ldc, ncols),
@@ -1214,7 +1225,7 @@ mod vnni {
             }
         } else {
             // Larger blocks: the int32 sums live across groups, so at most
-            // 4 rows at a time (see `vnni_qb4w`).
+            // 4 rows at a time (see `vnni_int4`).
             let mut r = 0;
             while r < mr {
                 let n = (mr - r).min(MR_LONG);
@@ -1231,6 +1242,98 @@ mod vnni {
 
     /// Most rows of one register tile for blocks over 32.
     pub(super) const MR_LONG: usize = 4;
+
+    /// The low and high nibbles of group `g` of the packed int4 tile `wt` as
+    /// bytes (columns 0..4, 4..8).
+    #[inline(always)]
+    unsafe fn group_nibbles(wt: *const u8, g: usize) -> ([__m512i; 2], [__m512i; 2]) {
+        let nib = _mm512_set1_epi8(0x0f);
+        let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
+        let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
+        (
+            [_mm512_and_si512(v0, nib), _mm512_and_si512(v1, nib)],
+            [
+                _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib),
+                _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib),
+            ],
+        )
+    }
+
+    /// Adds row `ap`'s group (32 activations at `ap`) times the group's nibbles
+    /// into the int32 lanes `acc` (`vpdpbusd`, 4 columns per register).
+    #[inline(always)]
+    unsafe fn dot_group(
+        ap: *const i8,
+        lo: &[__m512i; 2],
+        hi: &[__m512i; 2],
+        acc: &mut [__m512i; 2],
+    ) {
+        let alo = _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i));
+        let ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i));
+        for h in 0..2 {
+            acc[h] = _mm512_dpbusd_epi32(acc[h], lo[h], alo);
+            acc[h] = _mm512_dpbusd_epi32(acc[h], hi[h], ahi);
+        }
+    }
+
+    /// `qc4w` (one scale per column) for `MR` rows: the int32 lane sums over
+    /// all of `k` (starting at the row's correction), summed per column (exact
+    /// integer sums), plus `ksum · zp`, then `fma(float(acc) · inv_scale, scale,
+    /// bias)` and the clamp, as [`super::avx2::tile`] and [`super::tile_scalar`].
+    ///
+    /// # Safety
+    /// As [`rows`], with `t.w` of kind `Qc4w`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_qc4w<const MR: usize>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let kp = w.kp;
+        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
+        let col0 = t.tile * NR;
+        let mut a = [core::ptr::null::<i8>(); MR];
+        let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+        for r in 0..MR {
+            a[r] = t.a.as_ptr().add((r0 + r) * t.lda);
+            let corr = _mm512_broadcast_i32x4(_mm_loadu_si128(a[r].add(kp) as *const __m128i));
+            acc[r] = [corr, corr];
+        }
+        for g in 0..kp / 32 {
+            let (lo, hi) = group_nibbles(wt, g);
+            for r in 0..MR {
+                dot_group(a[r].add(g * 32), &lo, &hi, &mut acc[r]);
+            }
+        }
+        let ksum = _mm256_loadu_si256(w.ksum_i.as_ptr().add(col0) as *const __m256i);
+        let scale = _mm256_loadu_ps(w.scale.as_ptr().add(col0));
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        let gather = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mask = ((1u16 << ncols) - 1) as u8;
+        for (r, ac) in acc.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            let mut s = [_mm512_setzero_si512(); 2];
+            for (sh, &v) in s.iter_mut().zip(ac) {
+                let p = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, 0b10_11_00_01));
+                *sh = _mm512_add_epi32(p, _mm512_shuffle_epi32(p, 0b01_00_11_10));
+            }
+            let s = _mm512_castsi512_si256(_mm512_permutex2var_epi32(s[0], gather, s[1]));
+            let s = _mm256_add_epi32(
+                s,
+                _mm256_mullo_epi32(ksum, _mm256_set1_epi32(qp.zero_point)),
+            );
+            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(qp.inv_scale));
+            let f = _mm256_fmadd_ps(f, scale, bias);
+            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
+        }
+    }
 
     /// [`rows`] for `MR` rows; `B32`: the blocks are of 32 inputs (one group).
     ///
@@ -1282,7 +1385,6 @@ mod vnni {
             f[0] = _mm512_mul_ps(init[0], zp);
             f[1] = _mm512_mul_ps(init[1], zp);
         }
-        let nib = _mm512_set1_epi8(0x0f);
         for b in 0..nb {
             let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
             let sc = [
@@ -1309,24 +1411,12 @@ mod vnni {
                 }
             }
             for g in b * gpb..(b + 1) * gpb {
-                let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
-                let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
-                let lo = [_mm512_and_si512(v0, nib), _mm512_and_si512(v1, nib)];
-                let hi = [
-                    _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib),
-                    _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib),
-                ];
+                let (lo, hi) = group_nibbles(wt, g);
                 for r in 0..MR {
                     if B32 {
                         acc[r] = corr(r);
                     }
-                    let ap = a[r].add(g * 32);
-                    let alo = _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i));
-                    let ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i));
-                    for h in 0..2 {
-                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], lo[h], alo);
-                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], hi[h], ahi);
-                    }
+                    dot_group(a[r].add(g * 32), &lo, &hi, &mut acc[r]);
                     if B32 {
                         // The block is done: finish the row now (fewer live sums).
                         finish(&acc[r], &mut fo[r]);
@@ -1506,21 +1596,21 @@ unsafe fn pass_rows<const MR: usize>(
     }
 }
 
-/// Bytes of quantized rows the VNNI `qb4w` path keeps in cache (L2) per pass.
+/// Bytes of quantized rows the VNNI int4 path keeps in cache (L2) per pass.
 const VNNI_ROW_BYTES: usize = 512 * 1024;
 
-/// Tiles `tiles` × rows `rows` of a `qb4w` GEMM with the VNNI register tiles:
+/// Tiles `tiles` × rows `rows` of a `qb4w` or `qc4w` GEMM with the VNNI register tiles:
 /// rows in passes of about `VNNI_ROW_BYTES`; per pass and tile (whose weights
 /// stay in L1/L2 while the rows go by), the rows in tiles of up to 8 (4 for
 /// blocks over 32, whose int32 sums live across groups), split evenly.
 ///
 /// # Safety
-/// AVX-512 F/BW/VL/VNNI must be available; `w` is `Qb4w`; the rows hold
-/// `row_len()` bytes each in `args.a` and have params; `c` has room for the rows
+/// AVX-512 F/BW/VL/VNNI must be available; `w` is `Qb4w` or `Qc4w`; the rows
+/// hold `row_len()` bytes each in `args.a` and have params; `c` has room for the rows
 /// at stride `ldc` and `w.n` columns; no other thread writes these tiles and
 /// rows of `c`.
 #[cfg(target_arch = "x86_64")]
-unsafe fn vnni_qb4w(
+unsafe fn vnni_int4(
     args: &TileArgs<'_>,
     tiles: core::ops::Range<usize>,
     rows: core::ops::Range<usize>,
@@ -1528,7 +1618,7 @@ unsafe fn vnni_qb4w(
     ldc: usize,
 ) {
     let w = args.w;
-    let most = if w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+    let most = if matches!(w.kind, Qd8Kind::Qb4w { block: 32 } | Qd8Kind::Qc4w) {
         vnni::VMR
     } else {
         vnni::MR_LONG
@@ -1610,7 +1700,7 @@ pub fn qd8_gemm(
     let tchunks = ntiles.div_ceil(tiles_per);
     let kern = isa();
     let vnni = cfg!(target_arch = "x86_64")
-        && matches!(w.kind, Qd8Kind::Qb4w { .. })
+        && matches!(w.kind, Qd8Kind::Qb4w { .. } | Qd8Kind::Qc4w)
         && crate::isa::avx512_vnni();
     let panel = cfg!(target_arch = "x86_64")
         && !vnni
@@ -1634,11 +1724,11 @@ pub fn qd8_gemm(
                 hi,
             };
             let tiles = tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles);
-            // SAFETY: AVX-512 F/BW/VL/VNNI checked by avx512_vnni(); qb4w checked
+            // SAFETY: AVX-512 F/BW/VL/VNNI checked by avx512_vnni(); int4 kind checked
             // above; rows r_start..r_end exist in `a`, `params` and `c` (asserted
             // above); the tiles and rows of this task are disjoint from the other
             // tasks'.
-            unsafe { vnni_qb4w(&args, tiles, r_start..r_end, cp.get(), ldc) };
+            unsafe { vnni_int4(&args, tiles, r_start..r_end, cp.get(), ldc) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
