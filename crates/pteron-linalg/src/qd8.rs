@@ -36,6 +36,14 @@
 //! quantized rows) and the float lanes wait on the stack between panels. Each
 //! output's products, int32 block sums and float operations are the same in every
 //! path, so all row counts, tiers and thread counts give the same bits.
+//!
+//! With AVX-512 VNNI ([`crate::avx512_vnni`]) all `qb4w` calls use register
+//! tiles of up to 8 rows × 8 columns (`vnni`): `vpdpbusd` of the packed nibbles
+//! (4 columns per register) with the row's activations yields the same int32
+//! lane sums, and the float lanes of 4 columns fill one `zmm`. Rows go in passes
+//! of about 512 KiB; within a pass each tile's weights stay in cache while all
+//! the rows go by, so a decode step (up to 7 rows) streams the weights once.
+//! Row quantization has an AVX2 form with the same operations per value.
 
 use crate::pool::{num_threads, parallel_for};
 use crate::util::SyncPtr;
@@ -90,6 +98,13 @@ impl Qd8Params {
 
 /// Quantizes one row (`x.len() <= out.len()`); `out` past `x.len()` is zeroed.
 pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+    assert!(out.len() >= x.len(), "qd8_quantize_row: out too short");
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2Fma {
+        // SAFETY: the tier is only selected when AVX2+FMA are present; `out` holds
+        // `x.len()` bytes (asserted above).
+        return unsafe { avx2::quantize_row(x, out) };
+    }
     // Eight independent running extrema (vectorizable); NaNs are skipped.
     let (mut mn, mut mx) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
     let mut chunks = x.chunks_exact(8);
@@ -112,7 +127,13 @@ pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
         )
     };
     let (p, mult) = Qd8Params::from_range(mn, mx);
-    let zp = p.zero_point;
+    quantize_values(x, out, mult, p.zero_point);
+    p
+}
+
+/// `out[i] = q(x[i])` with the multiplier and zero point of the row; `out` past
+/// `x.len()` is zeroed.
+fn quantize_values(x: &[f32], out: &mut [i8], mult: f32, zp: i32) {
     let top = (127 - zp) as f32;
     // Round to nearest even with the 1.5·2^23 trick (valid for |v| <= 2^22; values
     // below -256 saturate to -128 either way), as `cvtps2dq` rounds.
@@ -125,7 +146,6 @@ pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
     for o in out[x.len()..].iter_mut() {
         *o = 0;
     }
-    p
 }
 
 /// Weight scheme of a [`PackedQd8`].
@@ -326,30 +346,36 @@ impl PackedQd8 {
                         0.0
                     }
                 };
-                // XNNPACK's float ksum: 16-input chunks in order, each
-                // `-float(Σ w) · scale_block`.
-                ksum_f = (0..cols)
-                    .map(|col| {
-                        if col >= n {
-                            return 0.0;
+                ksum_f = vec![0.0f32; cols];
+                bscale = vec![0u16; ntiles * nblocks * NR];
+                // Per tile in parallel, as the packing (a large model's load time).
+                let cell: Vec<std::sync::Mutex<(&mut [f32], &mut [u16])>> = ksum_f
+                    .chunks_mut(NR)
+                    .zip(bscale.chunks_mut(nblocks * NR))
+                    .map(std::sync::Mutex::new)
+                    .collect();
+                parallel_for(ntiles, |t| {
+                    let mut guard = cell[t].lock().unwrap_or_else(|e| e.into_inner());
+                    let (ks, bs) = &mut *guard;
+                    for j in 0..NR {
+                        let col = t * NR + j;
+                        for b in 0..nblocks {
+                            bs[b * NR + j] = bf16_bits(sb(col, b));
                         }
+                        if col >= n {
+                            continue;
+                        }
+                        // XNNPACK's float ksum: 16-input chunks in order, each
+                        // `-float(Σ w) · scale_block` (chunks past k sum to zero and
+                        // leave it unchanged).
                         let mut acc = 0.0f32;
-                        // Chunks past k sum to zero and leave `acc` unchanged.
                         for (c, chunk) in w[col * k..(col + 1) * k].chunks(16).enumerate() {
                             let s: i32 = chunk.iter().map(|&v| v as i32).sum();
                             acc -= (s as f32) * sb(col, (c * 16) / block);
                         }
-                        acc
-                    })
-                    .collect();
-                bscale = vec![0u16; ntiles * nblocks * NR];
-                for t in 0..ntiles {
-                    for b in 0..nblocks {
-                        for j in 0..NR {
-                            bscale[(t * nblocks + b) * NR + j] = bf16_bits(sb(t * NR + j, b));
-                        }
+                        ks[j] = acc;
                     }
-                }
+                });
             }
         }
         Ok(PackedQd8 {
@@ -425,8 +451,8 @@ impl PackedQd8 {
     /// Quantizes one activation row (`x.len() == k`) with XNNPACK's `qd8` rule into
     /// `out` (`row_len()` bytes) in the layout the kernels read: for int4 weights
     /// the inputs are permuted within 16-byte chunks and followed, per block, by
-    /// `8 · Σ a` over each lane's inputs (eight `i32`, the weights' zero point
-    /// correction).
+    /// `-8 · Σ a` over each lane's inputs (eight `i32`, `[l0..l3, l0..l3]`: the
+    /// weights' zero point correction, added to the sums of `(w + 8) · a`).
     ///
     /// # Panics
     /// When `x.len() != k` or `out` is shorter than `row_len()`.
@@ -440,10 +466,17 @@ impl PackedQd8 {
             return p;
         }
         let bl = self.block_len();
+        #[cfg(target_arch = "x86_64")]
+        if isa() == Isa::Avx2Fma {
+            // SAFETY: the tier is only selected when AVX2+FMA are present; `out`
+            // holds `kp + 32 * nb` bytes, `bl` is a multiple of 32 and `kp = nb * bl`.
+            unsafe { avx2::permute_row(out.as_mut_ptr(), kp, bl) };
+            return p;
+        }
         for b in 0..nb {
             let mut lanes = [0i32; 4];
             for kk in b * bl..(b + 1) * bl {
-                lanes[(kk % 8) / 2] += 8 * out[kk] as i32;
+                lanes[(kk % 8) / 2] -= 8 * out[kk] as i32;
             }
             let dst = &mut out[kp + 32 * b..kp + 32 * (b + 1)];
             for (i, &v) in lanes.iter().chain(lanes.iter()).enumerate() {
@@ -590,7 +623,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
 /// The 9 instructions of one row and column pair of [`avx2::lanes4_b32`]: the
 /// row's 32 activations broadcast per 16 (`act`), maddubs with the pair's
 /// unpacked weights (ymm9, ymm10), pair sums, madd with ones (ymm8) into the four
-/// int32 lanes of both columns, minus the correction (`corr`), to float, FMA
+/// int32 lanes of both columns, plus the correction (`corr`), to float, FMA
 /// with the pair's block scales (`scale`) into `acc`.
 #[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
@@ -603,7 +636,7 @@ macro_rules! row_pair {
             "vpmaddubsw ", $t1, ", ymm10, ", $t1, "\n",
             "vpaddw ", $t0, ", ", $t0, ", ", $t1, "\n",
             "vpmaddwd ", $t0, ", ", $t0, ", ymm8\n",
-            "vpsubd ", $t0, ", ", $t0, ", ymmword ptr [", $corr, "]\n",
+            "vpaddd ", $t0, ", ", $t0, ", ymmword ptr [", $corr, "]\n",
             "vcvtdq2ps ", $t0, ", ", $t0, "\n",
             "vfmadd231ps ", $acc, ", ", $t0, ", ymmword ptr [", $scale, "]",
         )
@@ -632,8 +665,100 @@ macro_rules! pair_rows {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod avx2 {
-    use super::{PackedQd8, Qd8Kind, TileArgs, NR};
+    use super::{PackedQd8, Qd8Kind, Qd8Params, TileArgs, NR, PERM};
     use std::arch::x86_64::*;
+
+    /// [`super::qd8_quantize_row`] with the same operations per value: running
+    /// extrema in 8 lanes (`min(v, m)` keeps `m` for a NaN `v`, as the scalar
+    /// comparison does), the same fold and parameters, then per value multiply,
+    /// `min(top)`, `max(-256)`, round to nearest even (`cvtps2dq`), plus the zero
+    /// point, saturated to int8 by the packs.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `out.len() >= x.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+        let n = x.len();
+        let xp = x.as_ptr();
+        let full8 = n / 8 * 8;
+        let mut vmn = _mm256_set1_ps(f32::INFINITY);
+        let mut vmx = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full8).step_by(8) {
+            let v = _mm256_loadu_ps(xp.add(i));
+            vmn = _mm256_min_ps(v, vmn);
+            vmx = _mm256_max_ps(v, vmx);
+        }
+        let (mut mn, mut mx) = ([0.0f32; 8], [0.0f32; 8]);
+        _mm256_storeu_ps(mn.as_mut_ptr(), vmn);
+        _mm256_storeu_ps(mx.as_mut_ptr(), vmx);
+        for (i, &v) in x[full8..].iter().enumerate() {
+            mn[i] = mn[i].min(v);
+            mx[i] = mx[i].max(v);
+        }
+        let (mn, mx) = if n == 0 {
+            (0.0, 0.0)
+        } else {
+            (
+                mn.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
+                mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+            )
+        };
+        let (p, mult) = Qd8Params::from_range(mn, mx);
+        let zp = p.zero_point;
+        let vm = _mm256_set1_ps(mult);
+        let top = _mm256_set1_ps((127 - zp) as f32);
+        let floor = _mm256_set1_ps(-256.0);
+        let vzp = _mm256_set1_epi32(zp);
+        let q8 = |i: usize| {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), vm);
+            let v = _mm256_max_ps(_mm256_min_ps(v, top), floor);
+            _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp)
+        };
+        // packs interleave 4-value groups per 128-bit half: put them back in order.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let full32 = n / 32 * 32;
+        let op = out.as_mut_ptr();
+        for i in (0..full32).step_by(32) {
+            let ab = _mm256_packs_epi32(q8(i), q8(i + 8));
+            let cd = _mm256_packs_epi32(q8(i + 16), q8(i + 24));
+            let q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+            _mm256_storeu_si256(op.add(i) as *mut __m256i, q);
+        }
+        super::quantize_values(&x[full32..], &mut out[full32..], mult, zp);
+        p
+    }
+
+    /// The int4 row layout after [`quantize_row`]: each 16-byte chunk permuted by
+    /// `PERM`, and per block of `bl` inputs the correction `-8 · Σ a` per lane
+    /// class as `[l0..l3, l0..l3]` after the `kp` values (exact integer sums, as
+    /// the scalar layout).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `out` holds `kp + 32 * (kp / bl)` bytes; `bl` is a
+    /// multiple of 32 dividing `kp`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn permute_row(out: *mut i8, kp: usize, bl: usize) {
+        let mut pb = [0i8; 32];
+        for (i, b) in pb.iter_mut().enumerate() {
+            *b = PERM[i % 16] as i8;
+        }
+        let perm = _mm256_loadu_si256(pb.as_ptr() as *const __m256i);
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        for b in 0..kp / bl {
+            let mut s = _mm256_setzero_si256();
+            for g in (b * bl..(b + 1) * bl).step_by(32) {
+                let v = _mm256_shuffle_epi8(_mm256_loadu_si256(out.add(g) as *const __m256i), perm);
+                _mm256_storeu_si256(out.add(g) as *mut __m256i, v);
+                // Dword j of each chunk now holds 4 inputs of class j.
+                let d = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
+                s = _mm256_add_epi32(s, d);
+            }
+            let h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let h = _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(h, 3));
+            _mm256_storeu_si256(out.add(kp + 32 * b) as *mut __m256i, _mm256_set_m128i(h, h));
+        }
+    }
 
     /// int8 weights: chunk `c` (16 inputs), column pair `p`, as i16
     /// (inputs 0..8, inputs 8..16), each `[col 2p × 8 | col 2p+1 × 8]`.
@@ -680,7 +805,7 @@ mod avx2 {
     }
 
     /// int4: adds groups `g0..g1` (32 inputs each) of rows `a[r]` into `acc[r][p]`
-    /// as `Σ (w + 8) · a` per lane (the caller subtracts `8 · Σ a`).
+    /// as `Σ (w + 8) · a` per lane (the caller adds the correction `-8 · Σ a`).
     #[inline(always)]
     unsafe fn accumulate4<const MR: usize>(
         tile: *const u8,
@@ -752,7 +877,7 @@ mod avx2 {
                     for r in 0..MR {
                         let corr = _mm256_loadu_si256(a[r].add(kp) as *const __m256i);
                         for p in 0..4 {
-                            acc[r][p] = _mm256_sub_epi32(acc[r][p], corr);
+                            acc[r][p] = _mm256_add_epi32(acc[r][p], corr);
                         }
                     }
                 }
@@ -804,7 +929,7 @@ mod avx2 {
                     for p in 0..4 {
                         let sp = _mm256_permutevar8x32_ps(s8, sidx[p]);
                         for r in 0..MR {
-                            let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][p], corr[r]));
+                            let v = _mm256_cvtepi32_ps(_mm256_add_epi32(acc[r][p], corr[r]));
                             fo[r][p] = _mm256_fmadd_ps(v, sp, fo[r][p]);
                         }
                     }
@@ -930,7 +1055,7 @@ mod avx2 {
     /// Adds blocks `b0..b0 + nb` (32 inputs each) of rows `r0..r0 + MR` times
     /// the panel of [`unpack_half`] (which starts at block `b0`) into the float
     /// lanes `fo`: per block the int32 lane sums (pairs of `maddubs` products
-    /// summed by `madd`), minus the row's zero-point correction, to float, one
+    /// summed by `madd`), plus the row's zero-point correction, to float, one
     /// FMA with the block scale, as [`tile`] does.
     ///
     /// # Safety
@@ -963,7 +1088,7 @@ mod avx2 {
                         _mm256_maddubs_epi16(_mm256_load_si256(wp), alo),
                         _mm256_maddubs_epi16(_mm256_load_si256(wp.add(1)), ahi),
                     );
-                    let v = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), corr);
+                    let v = _mm256_add_epi32(_mm256_madd_epi16(s, ones), corr);
                     let sc = _mm256_load_ps(sbuf.add(i * 2 + pi) as *const f32);
                     *fp = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, *fp);
                 }
@@ -1036,6 +1161,292 @@ mod avx2 {
             options(nostack, readonly),
         );
         fo.copy_from_slice(&[[f00, f01], [f10, f11], [f20, f21], [f30, f31]]);
+    }
+}
+
+/// AVX-512 VNNI kernels for `qb4w` (`qd8_f32_qb4w_gemm_{1..8}x8c4__avx512vnni`).
+///
+/// The packed int4 tile holds, per 32-input group, the 8 columns' 16 bytes one
+/// after the other; byte `i` of a column holds inputs `PERM[i]` (low nibble) and
+/// `16 + PERM[i]` (high nibble), and the quantized row is permuted the same way.
+/// So dword `j` of a column's 16 bytes holds four inputs of the same lane class
+/// `(k mod 8) / 2 == j`, and `vpdpbusd` of 64 weight bytes (4 columns) with the
+/// row's 16 activations broadcast to the four 128-bit lanes adds exactly the
+/// int32 lane sums of [`avx2::tile`] (`Σ (w + 8) · a`; integer sums in any
+/// order are exact) into 16 lanes: `[c0 l0..l3 | c1 l0..l3 | c2 .. | c3 ..]`.
+/// The float work per block and lane (add the correction, convert, one FMA
+/// with the column's block scale) and the final `(l0 + l1) + (l2 + l3)` are the
+/// same operations in the same order, so the results are the same bits.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{Qd8Kind, TileArgs, NR};
+    use core::arch::x86_64::*;
+
+    /// Most rows of one register tile (16 float accumulators for 8 rows).
+    pub(super) const VMR: usize = 8;
+
+    /// Rows `r0..r0 + mr` (`1 <= mr <= VMR`) times the 8 columns of tile
+    /// `t.tile` into `c` (the first `ncols` columns from `t.tile * 8`).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `t.w` is `Qb4w` or `Qc4w`; rows
+    /// `r0..r0 + mr` of `t.a` hold `row_len()` bytes each and `t.params` has
+    /// them; `c` has room for those rows (stride `ldc`) at columns
+    /// `t.tile * 8..t.tile * 8 + ncols`, `ncols <= 8`.
+    pub(super) unsafe fn rows(
+        t: &TileArgs<'_>,
+        r0: usize,
+        mr: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        if t.w.kind == Qd8Kind::Qc4w {
+            match mr {
+                1 => tile_qc4w::<1>(t, r0, c, ldc, ncols),
+                2 => tile_qc4w::<2>(t, r0, c, ldc, ncols),
+                3 => tile_qc4w::<3>(t, r0, c, ldc, ncols),
+                4 => tile_qc4w::<4>(t, r0, c, ldc, ncols),
+                5 => tile_qc4w::<5>(t, r0, c, ldc, ncols),
+                6 => tile_qc4w::<6>(t, r0, c, ldc, ncols),
+                7 => tile_qc4w::<7>(t, r0, c, ldc, ncols),
+                _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
+            }
+        } else if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+            match mr {
+                1 => tile::<1, true>(t, r0, c, ldc, ncols),
+                2 => tile::<2, true>(t, r0, c, ldc, ncols),
+                3 => tile::<3, true>(t, r0, c, ldc, ncols),
+                4 => tile::<4, true>(t, r0, c, ldc, ncols),
+                5 => tile::<5, true>(t, r0, c, ldc, ncols),
+                6 => tile::<6, true>(t, r0, c, ldc, ncols),
+                7 => tile::<7, true>(t, r0, c, ldc, ncols),
+                _ => tile::<8, true>(t, r0, c, ldc, ncols),
+            }
+        } else {
+            // Larger blocks: the int32 sums live across groups, so at most
+            // 4 rows at a time (see `vnni_int4`).
+            let mut r = 0;
+            while r < mr {
+                let n = (mr - r).min(MR_LONG);
+                match n {
+                    1 => tile::<1, false>(t, r0 + r, c, ldc, ncols),
+                    2 => tile::<2, false>(t, r0 + r, c, ldc, ncols),
+                    3 => tile::<3, false>(t, r0 + r, c, ldc, ncols),
+                    _ => tile::<4, false>(t, r0 + r, c, ldc, ncols),
+                }
+                r += n;
+            }
+        }
+    }
+
+    /// Most rows of one register tile for blocks over 32.
+    pub(super) const MR_LONG: usize = 4;
+
+    /// The low and high nibbles of group `g` of the packed int4 tile `wt` as
+    /// bytes (columns 0..4, 4..8).
+    #[inline(always)]
+    unsafe fn group_nibbles(wt: *const u8, g: usize) -> ([__m512i; 2], [__m512i; 2]) {
+        let nib = _mm512_set1_epi8(0x0f);
+        let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
+        let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
+        (
+            [_mm512_and_si512(v0, nib), _mm512_and_si512(v1, nib)],
+            [
+                _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib),
+                _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib),
+            ],
+        )
+    }
+
+    /// Adds row `ap`'s group (32 activations at `ap`) times the group's nibbles
+    /// into the int32 lanes `acc` (`vpdpbusd`, 4 columns per register).
+    #[inline(always)]
+    unsafe fn dot_group(
+        ap: *const i8,
+        lo: &[__m512i; 2],
+        hi: &[__m512i; 2],
+        acc: &mut [__m512i; 2],
+    ) {
+        let alo = _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i));
+        let ahi = _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i));
+        for h in 0..2 {
+            acc[h] = _mm512_dpbusd_epi32(acc[h], lo[h], alo);
+            acc[h] = _mm512_dpbusd_epi32(acc[h], hi[h], ahi);
+        }
+    }
+
+    /// `qc4w` (one scale per column) for `MR` rows: the int32 lane sums over
+    /// all of `k` (starting at the row's correction), summed per column (exact
+    /// integer sums), plus `ksum · zp`, then `fma(float(acc) · inv_scale, scale,
+    /// bias)` and the clamp, as [`super::avx2::tile`] and [`super::tile_scalar`].
+    ///
+    /// # Safety
+    /// As [`rows`], with `t.w` of kind `Qc4w`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_qc4w<const MR: usize>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let kp = w.kp;
+        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
+        let col0 = t.tile * NR;
+        let mut a = [core::ptr::null::<i8>(); MR];
+        let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+        for r in 0..MR {
+            a[r] = t.a.as_ptr().add((r0 + r) * t.lda);
+            let corr = _mm512_broadcast_i32x4(_mm_loadu_si128(a[r].add(kp) as *const __m128i));
+            acc[r] = [corr, corr];
+        }
+        for g in 0..kp / 32 {
+            let (lo, hi) = group_nibbles(wt, g);
+            for r in 0..MR {
+                dot_group(a[r].add(g * 32), &lo, &hi, &mut acc[r]);
+            }
+        }
+        let ksum = _mm256_loadu_si256(w.ksum_i.as_ptr().add(col0) as *const __m256i);
+        let scale = _mm256_loadu_ps(w.scale.as_ptr().add(col0));
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        let gather = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mask = ((1u16 << ncols) - 1) as u8;
+        for (r, ac) in acc.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            let mut s = [_mm512_setzero_si512(); 2];
+            for (sh, &v) in s.iter_mut().zip(ac) {
+                let p = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, 0b10_11_00_01));
+                *sh = _mm512_add_epi32(p, _mm512_shuffle_epi32(p, 0b01_00_11_10));
+            }
+            let s = _mm512_castsi512_si256(_mm512_permutex2var_epi32(s[0], gather, s[1]));
+            let s = _mm256_add_epi32(
+                s,
+                _mm256_mullo_epi32(ksum, _mm256_set1_epi32(qp.zero_point)),
+            );
+            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(qp.inv_scale));
+            let f = _mm256_fmadd_ps(f, scale, bias);
+            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
+        }
+    }
+
+    /// [`rows`] for `MR` rows; `B32`: the blocks are of 32 inputs (one group).
+    ///
+    /// # Safety
+    /// As [`rows`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const MR: usize, const B32: bool>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("vnni::tile: qb4w only")
+        };
+        let kp = w.kp;
+        let (nb, gpb) = (kp / block, if B32 { 1 } else { block / 32 });
+        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
+        let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
+        let col0 = t.tile * NR;
+        let mut a = [core::ptr::null::<i8>(); MR];
+        for (r, ar) in a.iter_mut().enumerate() {
+            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
+        }
+        // Column `4h + d / 4` for lane `d` of half `h`.
+        let cidx = [
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        ];
+        // The same as 16-bit word indices: the bf16 scale of the lane's column in
+        // the high word of each dword (the low word is zeroed by the mask).
+        let sidx = [
+            _mm512_slli_epi32(cidx[0], 16),
+            _mm512_slli_epi32(cidx[1], 16),
+        ];
+        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
+        // Lane 0 of each column starts at `ksum · zp`, the others at `0 · zp`.
+        let ks = _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0)));
+        let init = [
+            _mm512_maskz_permutexvar_ps(0x1111, cidx[0], ks),
+            _mm512_maskz_permutexvar_ps(0x1111, cidx[1], ks),
+        ];
+        let mut fo = [[_mm512_setzero_ps(); 2]; MR];
+        for (r, f) in fo.iter_mut().enumerate() {
+            let zp = _mm512_set1_ps(t.params[r0 + r].zero_point as f32);
+            f[0] = _mm512_mul_ps(init[0], zp);
+            f[1] = _mm512_mul_ps(init[1], zp);
+        }
+        for b in 0..nb {
+            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
+            let sc = [
+                _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx[0], sv)),
+                _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx[1], sv)),
+            ];
+            // To float, one FMA with the block scale.
+            let finish = |acc: &[__m512i; 2], fo: &mut [__m512; 2]| {
+                for h in 0..2 {
+                    fo[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[h]), sc[h], fo[h]);
+                }
+            };
+            // The int32 sums start at the row's correction `-8 · Σ a`.
+            let corr = |r: usize| {
+                let v = _mm512_broadcast_i32x4(_mm_loadu_si128(
+                    a[r].add(kp + 32 * b) as *const __m128i
+                ));
+                [v, v]
+            };
+            let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+            if !B32 {
+                for (r, ac) in acc.iter_mut().enumerate() {
+                    *ac = corr(r);
+                }
+            }
+            for g in b * gpb..(b + 1) * gpb {
+                let (lo, hi) = group_nibbles(wt, g);
+                for r in 0..MR {
+                    if B32 {
+                        acc[r] = corr(r);
+                    }
+                    dot_group(a[r].add(g * 32), &lo, &hi, &mut acc[r]);
+                    if B32 {
+                        // The block is done: finish the row now (fewer live sums).
+                        finish(&acc[r], &mut fo[r]);
+                    }
+                }
+            }
+            if !B32 {
+                for r in 0..MR {
+                    finish(&acc[r], &mut fo[r]);
+                }
+            }
+        }
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        let gather = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mask = ((1u16 << ncols) - 1) as u8;
+        for (r, f) in fo.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            let mut s = [_mm512_setzero_ps(); 2];
+            for (sh, &v) in s.iter_mut().zip(f) {
+                // Lane 0 of each column: (l0 + l1) + (l2 + l3).
+                let p = _mm512_add_ps(v, _mm512_permute_ps(v, 0b10_11_00_01));
+                *sh = _mm512_add_ps(p, _mm512_permute_ps(p, 0b01_00_11_10));
+            }
+            let s = _mm512_castps512_ps256(_mm512_permutex2var_ps(s[0], gather, s[1]));
+            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
+            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
+        }
     }
 }
 
@@ -1185,6 +1596,55 @@ unsafe fn pass_rows<const MR: usize>(
     }
 }
 
+/// Bytes of quantized rows the VNNI int4 path keeps in cache (L2) per pass.
+const VNNI_ROW_BYTES: usize = 512 * 1024;
+
+/// Tiles `tiles` × rows `rows` of a `qb4w` or `qc4w` GEMM with the VNNI register tiles:
+/// rows in passes of about `VNNI_ROW_BYTES`; per pass and tile (whose weights
+/// stay in L1/L2 while the rows go by), the rows in tiles of up to 8 (4 for
+/// blocks over 32, whose int32 sums live across groups), split evenly.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; `w` is `Qb4w` or `Qc4w`; the rows
+/// hold `row_len()` bytes each in `args.a` and have params; `c` has room for the rows
+/// at stride `ldc` and `w.n` columns; no other thread writes these tiles and
+/// rows of `c`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn vnni_int4(
+    args: &TileArgs<'_>,
+    tiles: core::ops::Range<usize>,
+    rows: core::ops::Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let w = args.w;
+    let most = if matches!(w.kind, Qd8Kind::Qb4w { block: 32 } | Qd8Kind::Qc4w) {
+        vnni::VMR
+    } else {
+        vnni::MR_LONG
+    };
+    let pass = (VNNI_ROW_BYTES / args.lda.max(1))
+        .next_multiple_of(most)
+        .max(most);
+    let mut rc = rows.start;
+    while rc < rows.end {
+        let rend = (rc + pass).min(rows.end);
+        let chunks = (rend - rc).div_ceil(most);
+        for tile in tiles.clone() {
+            let t = TileArgs { tile, ..*args };
+            let ncols = (w.n - tile * NR).min(NR);
+            let mut r = rc;
+            for i in 0..chunks {
+                // Even split: chunk sizes differ by at most one row.
+                let mr = (rend - r).div_ceil(chunks - i);
+                vnni::rows(&t, r, mr, c, ldc, ncols);
+                r += mr;
+            }
+        }
+        rc = rend;
+    }
+}
+
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
 /// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
 /// their `params`. `c` has row stride `ldc`.
@@ -1239,7 +1699,11 @@ pub fn qd8_gemm(
     let tiles_per = ntiles.div_ceil(tchunks);
     let tchunks = ntiles.div_ceil(tiles_per);
     let kern = isa();
+    let vnni = cfg!(target_arch = "x86_64")
+        && matches!(w.kind, Qd8Kind::Qb4w { .. } | Qd8Kind::Qc4w)
+        && crate::isa::avx512_vnni();
     let panel = cfg!(target_arch = "x86_64")
+        && !vnni
         && kern == Isa::Avx2Fma
         && w.kind == (Qd8Kind::Qb4w { block: 32 })
         && m >= PANEL_MIN_ROWS;
@@ -1248,6 +1712,25 @@ pub fn qd8_gemm(
     parallel_for(tchunks * rblocks, |task| {
         let (tcix, rb) = (task % tchunks, task / tchunks);
         let (r_start, r_end) = (rb * rows_per, ((rb + 1) * rows_per).min(m));
+        #[cfg(target_arch = "x86_64")]
+        if vnni {
+            let args = TileArgs {
+                w,
+                tile: 0,
+                a,
+                lda,
+                params,
+                lo,
+                hi,
+            };
+            let tiles = tcix * tiles_per..((tcix + 1) * tiles_per).min(ntiles);
+            // SAFETY: AVX-512 F/BW/VL/VNNI checked by avx512_vnni(); int4 kind checked
+            // above; rows r_start..r_end exist in `a`, `params` and `c` (asserted
+            // above); the tiles and rows of this task are disjoint from the other
+            // tasks'.
+            unsafe { vnni_int4(&args, tiles, r_start..r_end, cp.get(), ldc) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if panel {
             let args = TileArgs {

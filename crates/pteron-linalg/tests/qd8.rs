@@ -177,23 +177,36 @@ fn run(p: &Problem, pad_a: usize, pad_c: usize) -> Vec<f32> {
     out
 }
 
+/// Runs `f` under every ISA tier, then uncapped when that adds the AVX-512 VNNI
+/// kernels, each with 1, 2 and 3 threads.
+fn with_tiers(mut f: impl FnMut(&str)) {
+    let mut threads = |tier: &str| {
+        for t in [1, 2, 3] {
+            set_num_threads(t);
+            f(&format!("{tier} threads {t}"));
+        }
+        set_num_threads(0);
+    };
+    for_each_isa(|isa| threads(&format!("{isa:?}")));
+    let _g = common::lock();
+    if pteron_linalg::avx512_vnni() {
+        threads("Avx512Vnni");
+    }
+}
+
 fn check(p: &Problem, pad_a: usize, pad_c: usize, ctx: &str) {
     let want = oracle(p);
-    for_each_isa(|isa| {
-        for threads in [1, 2, 3] {
-            set_num_threads(threads);
-            let got = run(p, pad_a, pad_c);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    g.to_bits() == w.to_bits(),
-                    "{ctx} {isa:?} threads {threads}: [{}, {}] got {g}, want {w}",
-                    i / p.n,
-                    i % p.n
-                );
-            }
+    with_tiers(|tier| {
+        let got = run(p, pad_a, pad_c);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits(),
+                "{ctx} {tier}: [{}, {}] got {g}, want {w}",
+                i / p.n,
+                i % p.n
+            );
         }
     });
-    set_num_threads(0);
     // Within a few quantization steps of the float product.
     let fr = float_ref(p);
     for i in 0..p.m {
@@ -310,6 +323,31 @@ fn batched_block32_shapes() {
 }
 
 #[test]
+fn row_counts_and_partial_tiles() {
+    // Every register-tile height (1..=9 rows, and 37, 64 split into tiles of up
+    // to 8), column counts that leave partial 8- and 4-column tiles, one block
+    // and several, block 32 and larger.
+    let mut seed = 500;
+    for (block, k) in [(32, 32), (32, 96), (64, 64), (128, 256)] {
+        for m in (1..=9).chain([37, 64]) {
+            for n in [1, 4, 5, 8, 11, 20] {
+                seed += 1;
+                let p = make(
+                    Qd8Kind::Qb4w { block },
+                    m,
+                    n,
+                    k,
+                    seed,
+                    seed % 2 == 0,
+                    seed % 3 != 0,
+                );
+                check(&p, 0, (seed % 2) as usize, &format!("b{block} {m}x{n}x{k}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn quantize_rows_matches_quantize_row() {
     // Large enough to be split over the pool: same bytes and parameters as the
     // row-by-row form, padding between rows untouched.
@@ -320,20 +358,66 @@ fn quantize_rows_matches_quantize_row() {
     let lda = rl + 7;
     let mut want = vec![3i8; m * lda];
     let mut want_p = vec![Qd8Params::default(); m];
-    for i in 0..m {
-        want_p[i] = packed.quantize_row(&p.x[i * k..(i + 1) * k], &mut want[i * lda..i * lda + rl]);
-    }
-    // (for_each_isa holds the lock that serializes the thread-count changes)
-    for_each_isa(|isa| {
-        for threads in [1, 2, 3] {
-            set_num_threads(threads);
-            let mut got = vec![3i8; m * lda];
-            let mut got_p = vec![Qd8Params::default(); m];
-            packed.quantize_rows(m, &p.x, &mut got, lda, &mut got_p);
-            assert_eq!(got, want, "{isa:?} threads {threads}");
-            assert_eq!(got_p, want_p, "{isa:?} threads {threads}");
+    {
+        // The scalar layout is the reference.
+        let _g = common::lock();
+        pteron_linalg::set_isa_cap(Some(pteron_linalg::Isa::Scalar));
+        for i in 0..m {
+            want_p[i] =
+                packed.quantize_row(&p.x[i * k..(i + 1) * k], &mut want[i * lda..i * lda + rl]);
         }
-        set_num_threads(0);
+        pteron_linalg::set_isa_cap(None);
+    }
+    with_tiers(|tier| {
+        let mut got = vec![3i8; m * lda];
+        let mut got_p = vec![Qd8Params::default(); m];
+        packed.quantize_rows(m, &p.x, &mut got, lda, &mut got_p);
+        assert_eq!(got, want, "{tier}");
+        assert_eq!(got_p, want_p, "{tier}");
+    });
+}
+
+#[test]
+fn quantize_row_tiers_agree() {
+    // The SIMD quantization against the scalar one, bit for bit: lengths around
+    // the vector widths, and rows with zeros of both signs, NaNs (skipped by the
+    // range), infinities and a constant row.
+    let mut r = Rng::new(21);
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 100, 288, 1000] {
+        for (off, amp) in [(0.0f32, 3.0f32), (2.0, 1.0), (-5.0, 2.0), (0.3, 1e-3)] {
+            rows.push((0..len).map(|_| off + amp * r.f32()).collect());
+        }
+    }
+    let mut special: Vec<f32> = (0..70).map(|_| r.f32()).collect();
+    special[3] = f32::NAN;
+    special[40] = -0.0;
+    special[41] = 0.0;
+    rows.push(special.clone());
+    special[50] = f32::INFINITY;
+    rows.push(special);
+    rows.push(vec![-0.0; 40]);
+    rows.push(vec![1.5; 37]);
+    let quantize = || -> Vec<(i32, u32, Vec<i8>)> {
+        rows.iter()
+            .map(|x| {
+                let mut q = vec![7i8; x.len() + 5];
+                let p = qd8_quantize_row(x, &mut q);
+                (p.zero_point, p.inv_scale.to_bits(), q)
+            })
+            .collect()
+    };
+    let want = {
+        let _g = common::lock();
+        pteron_linalg::set_isa_cap(Some(pteron_linalg::Isa::Scalar));
+        let w = quantize();
+        pteron_linalg::set_isa_cap(None);
+        w
+    };
+    with_tiers(|tier| {
+        for (i, (g, w)) in quantize().iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "{tier}: row {i} ({} values)", rows[i].len());
+        }
     });
 }
 

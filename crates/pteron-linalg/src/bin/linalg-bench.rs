@@ -374,9 +374,10 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
         black_box(&out);
     });
     println!(
-        "{name:<44} {:>9.1} us {:>8.1} GOPS {:>6.1} GB/s of weights",
+        "{name:<44} {:>9.1} us {:>8.1} GOPS {:>7.1} GMAC/s {:>6.1} GB/s of weights",
         s * 1e6,
         2.0 * (m * n * k) as f64 / s / 1e9,
+        (m * n * k) as f64 / s / 1e9,
         packed.bytes() as f64 / s / 1e9
     );
 }
