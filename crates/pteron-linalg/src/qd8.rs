@@ -20,9 +20,24 @@
 //!   `(l0 + l1) + (l2 + l3)`, then `sum · inv_scale + bias` (two roundings, as the
 //!   XNNPACK build in ExecuTorch 1.5.1 does) and the clamp.
 //!
+//! XNNPACK picks different kernels by CPU, and they round differently, so the
+//! arithmetic above is one of two ([`XnnArith`], chosen per [`PackedQd8`] at
+//! packing time from [`crate::xnn_arith`]):
+//! * [`XnnArith::Avx2`] (XNNPACK's AVX2/SSE `qd8` kernels): as described above.
+//! * [`XnnArith::Avx512Vnni`] (XNNPACK's AVX-512 VNNI kernels, which it runs on
+//!   unsigned `qdu8` activations): the row's zero point is `rne(-rmin · s)` in
+//!   `0..=255` with `s = 255 / (rmax - rmin)`, the quantizing multiplier is `s`
+//!   itself ([`Qd8Params::from_range_u8`]; stored shifted by -128 so the same
+//!   layout serves both); for `qb4w` each column keeps one float sum that starts
+//!   at `ksum · zp_u` and adds, per block, `float(Σ (a + 128) · w)` (exact int32)
+//!   times the block scale with one FMA, then `sum · inv_scale + bias`.
+//!   Per-channel weights give the same exact integers either way.
+//!
 //! Checked bit for bit against ExecuTorch 1.5.1's XNNPACK on exported programs
-//! (`fixtures/xnn_8da4w_exact`) for K up to 2048; with K of 4096 and more a few
-//! outputs differ from it by a few ulps (cause not identified).
+//! (`fixtures/xnn_8da4w_*`; `xnn_8da4w_longk` has K = 4096 and 4096-wide rows,
+//! where the two arithmetics differ, and records which one produced it) and on
+//! the 2048→8192→2048 stack of `bench/qlinear_compare.py` (batch 1 and 64:
+//! every output equal) with the AVX-512 VNNI arithmetic on an AVX-512 VNNI CPU.
 //!
 //! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
 //! values stay two per byte, so a decode step reads half a byte per weight.
@@ -48,7 +63,7 @@
 use crate::pool::{num_threads, parallel_for};
 use crate::util::SyncPtr;
 use crate::LinalgError;
-use crate::{isa, Isa};
+use crate::{isa, Isa, XnnArith};
 
 /// int8 weights pad `k` to a multiple of this.
 const QD8_K_ALIGN: usize = 16;
@@ -94,16 +109,60 @@ impl Qd8Params {
             1.0 / inv_scale,
         )
     }
+
+    /// XNNPACK's unsigned `qdu8` parameters for values in `[min, max]` (its
+    /// AVX-512 VNNI path): `s = 255 / (rmax - rmin)`, zero point `rne(-rmin · s)`
+    /// in `0..=255`, quantizing multiplier `s` itself. Returned in the signed
+    /// form the kernels store (`zero_point - 128`, values `q - 128`), which
+    /// quantizes to the same integers shifted by 128.
+    pub fn from_range_u8(min: f32, max: f32) -> (Qd8Params, f32) {
+        let rmin = min.min(0.0);
+        let rmax = max.max(0.0);
+        let scale = if rmin == rmax {
+            1.0
+        } else {
+            255.0 / (rmax - rmin)
+        };
+        let zp = (-rmin * scale).round_ties_even();
+        let zp = if zp.is_nan() {
+            0
+        } else {
+            zp.clamp(0.0, 255.0) as i32
+        };
+        (
+            Qd8Params {
+                zero_point: zp - 128,
+                inv_scale: 1.0 / scale,
+            },
+            scale,
+        )
+    }
+
+    /// The parameters rule of `arith` ([`Qd8Params::from_range`] for
+    /// [`XnnArith::Avx2`], [`Qd8Params::from_range_u8`] for
+    /// [`XnnArith::Avx512Vnni`]).
+    pub fn for_arith(arith: XnnArith, min: f32, max: f32) -> (Qd8Params, f32) {
+        match arith {
+            XnnArith::Avx2 => Qd8Params::from_range(min, max),
+            XnnArith::Avx512Vnni => Qd8Params::from_range_u8(min, max),
+        }
+    }
 }
 
 /// Quantizes one row (`x.len() <= out.len()`); `out` past `x.len()` is zeroed.
 pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+    qd8_quantize_row_with(XnnArith::Avx2, x, out)
+}
+
+/// [`qd8_quantize_row`] with the parameters rule of `arith`
+/// ([`Qd8Params::for_arith`]).
+pub fn qd8_quantize_row_with(arith: XnnArith, x: &[f32], out: &mut [i8]) -> Qd8Params {
     assert!(out.len() >= x.len(), "qd8_quantize_row: out too short");
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2Fma {
         // SAFETY: the tier is only selected when AVX2+FMA are present; `out` holds
         // `x.len()` bytes (asserted above).
-        return unsafe { avx2::quantize_row(x, out) };
+        return unsafe { avx2::quantize_row(arith, x, out) };
     }
     // Eight independent running extrema (vectorizable); NaNs are skipped.
     let (mut mn, mut mx) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
@@ -126,7 +185,7 @@ pub fn qd8_quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
             mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
         )
     };
-    let (p, mult) = Qd8Params::from_range(mn, mx);
+    let (p, mult) = Qd8Params::for_arith(arith, mn, mx);
     quantize_values(x, out, mult, p.zero_point);
     p
 }
@@ -176,6 +235,9 @@ const PERM: [usize; 16] = [0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15]
 #[derive(Clone, Debug)]
 pub struct PackedQd8 {
     kind: Qd8Kind,
+    /// Whose arithmetic the results reproduce (row quantization rule and, for
+    /// `qb4w`, the float block sums); the packed layout is the same for both.
+    arith: XnnArith,
     n: usize,
     k: usize,
     kp: usize,
@@ -380,6 +442,7 @@ impl PackedQd8 {
         }
         Ok(PackedQd8 {
             kind,
+            arith: crate::isa::xnn_arith(),
             n,
             k,
             kp,
@@ -392,6 +455,16 @@ impl PackedQd8 {
         })
     }
 
+    /// The same weights computing with `arith` instead of [`crate::xnn_arith`]'s
+    /// choice at packing time (the layout does not depend on it).
+    pub fn with_arith(mut self, arith: XnnArith) -> PackedQd8 {
+        self.arith = arith;
+        self
+    }
+    /// Whose arithmetic these weights compute with.
+    pub fn arith(&self) -> XnnArith {
+        self.arith
+    }
     /// Output columns.
     pub fn n(&self) -> usize {
         self.n
@@ -461,7 +534,7 @@ impl PackedQd8 {
         let (kp, nb) = (self.kp, self.row_blocks());
         assert!(out.len() >= self.row_len(), "quantize_row: out too short");
         let out = &mut out[..kp + 32 * nb];
-        let p = qd8_quantize_row(x, &mut out[..kp]);
+        let p = qd8_quantize_row_with(self.arith, x, &mut out[..kp]);
         if nb == 0 {
             return p;
         }
@@ -596,6 +669,21 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
                     }
                     (acc as f32 * qp.inv_scale).mul_add(w.scale[col], w.bias[col])
                 }
+                Qd8Kind::Qb4w { block } if w.arith == XnnArith::Avx512Vnni => {
+                    // Unsigned activations `a + 128` (zero point `zp + 128`), one
+                    // exact int32 sum per block, one float FMA per block.
+                    let mut acc = w.ksum_f[col] * (qp.zero_point + 128) as f32;
+                    let nb = w.kp / block;
+                    for b in 0..nb {
+                        let mut x = 0i32;
+                        for kk in b * block..(b + 1) * block {
+                            x += (a(kk) + 128) * wval(j, kk);
+                        }
+                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
+                        acc = (x as f32).mul_add(s, acc);
+                    }
+                    acc * qp.inv_scale + w.bias[col]
+                }
                 Qd8Kind::Qb4w { block } => {
                     let zpf = qp.zero_point as f32;
                     let mut lanes = [0.0f32 * zpf; 4];
@@ -677,7 +765,11 @@ mod avx2 {
     /// # Safety
     /// AVX2 and FMA must be available; `out.len() >= x.len()`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn quantize_row(x: &[f32], out: &mut [i8]) -> Qd8Params {
+    pub(super) unsafe fn quantize_row(
+        arith: super::XnnArith,
+        x: &[f32],
+        out: &mut [i8],
+    ) -> Qd8Params {
         let n = x.len();
         let xp = x.as_ptr();
         let full8 = n / 8 * 8;
@@ -703,7 +795,7 @@ mod avx2 {
                 mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
             )
         };
-        let (p, mult) = Qd8Params::from_range(mn, mx);
+        let (p, mult) = Qd8Params::for_arith(arith, mn, mx);
         let zp = p.zero_point;
         let vm = _mm256_set1_ps(mult);
         let top = _mm256_set1_ps((127 - zp) as f32);
@@ -1212,6 +1304,31 @@ mod vnni {
                 7 => tile_qc4w::<7>(t, r0, c, ldc, ncols),
                 _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
             }
+        } else if t.w.arith == super::XnnArith::Avx512Vnni {
+            if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+                match mr {
+                    1 => tile_u8::<1, true>(t, r0, c, ldc, ncols),
+                    2 => tile_u8::<2, true>(t, r0, c, ldc, ncols),
+                    3 => tile_u8::<3, true>(t, r0, c, ldc, ncols),
+                    4 => tile_u8::<4, true>(t, r0, c, ldc, ncols),
+                    5 => tile_u8::<5, true>(t, r0, c, ldc, ncols),
+                    6 => tile_u8::<6, true>(t, r0, c, ldc, ncols),
+                    7 => tile_u8::<7, true>(t, r0, c, ldc, ncols),
+                    _ => tile_u8::<8, true>(t, r0, c, ldc, ncols),
+                }
+            } else {
+                let mut r = 0;
+                while r < mr {
+                    let n = (mr - r).min(MR_LONG);
+                    match n {
+                        1 => tile_u8::<1, false>(t, r0 + r, c, ldc, ncols),
+                        2 => tile_u8::<2, false>(t, r0 + r, c, ldc, ncols),
+                        3 => tile_u8::<3, false>(t, r0 + r, c, ldc, ncols),
+                        _ => tile_u8::<4, false>(t, r0 + r, c, ldc, ncols),
+                    }
+                    r += n;
+                }
+            }
         } else if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
             match mr {
                 1 => tile::<1, true>(t, r0, c, ldc, ncols),
@@ -1330,6 +1447,111 @@ mod vnni {
             );
             let f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(qp.inv_scale));
             let f = _mm256_fmadd_ps(f, scale, bias);
+            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
+        }
+    }
+
+    /// `qb4w` with XNNPACK's AVX-512 VNNI arithmetic ([`super::XnnArith::Avx512Vnni`])
+    /// for `MR` rows, as [`super::tile_scalar`] computes it: per block, the exact
+    /// int32 sum of `(a + 128) · w` over the block (`vpdpbusd` of the unsigned
+    /// activations, sign bit flipped in registers, with the weights as signed
+    /// bytes `nibble - 8`), summed per column across its 4 lanes, to float, one
+    /// FMA with the block scale into a float sum that starts at
+    /// `ksum · (zp + 128)`; then `sum · inv_scale + bias` and the clamp. Lane
+    /// `4c` of the float register holds column `c`, lane `4c + 1` column `c + 4`.
+    ///
+    /// # Safety
+    /// As [`rows`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_u8<const MR: usize, const B32: bool>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("vnni::tile_u8: qb4w only")
+        };
+        let kp = w.kp;
+        let (nb, gpb) = (kp / block, if B32 { 1 } else { block / 32 });
+        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
+        let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
+        let col0 = t.tile * NR;
+        let mut a = [core::ptr::null::<i8>(); MR];
+        for (r, ar) in a.iter_mut().enumerate() {
+            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
+        }
+        // Column of lane d: d / 4 for even d, d / 4 + 4 for odd d.
+        let cidx = _mm512_setr_epi32(0, 4, 0, 4, 1, 5, 1, 5, 2, 6, 2, 6, 3, 7, 3, 7);
+        let sidx = _mm512_slli_epi32(cidx, 16);
+        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
+        let ks = _mm512_permutexvar_ps(
+            cidx,
+            _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0))),
+        );
+        let mut fo = [_mm512_setzero_ps(); MR];
+        for (r, f) in fo.iter_mut().enumerate() {
+            let zp = _mm512_set1_ps((t.params[r0 + r].zero_point + 128) as f32);
+            *f = _mm512_mul_ps(ks, zp);
+        }
+        let flip = _mm512_set1_epi8(-128);
+        let eight = _mm512_set1_epi8(8);
+        // Per block: the column sums of both halves' lanes into one register, to
+        // float, one FMA with the lanes' block scales.
+        let finish = |acc: &[__m512i; 2], sc: __m512, fo: &mut __m512| {
+            let p0 = _mm512_add_epi32(acc[0], _mm512_shuffle_epi32(acc[0], 0b10_11_00_01));
+            let p1 = _mm512_add_epi32(acc[1], _mm512_shuffle_epi32(acc[1], 0b10_11_00_01));
+            let m = _mm512_mask_blend_epi32(0xAAAA, p0, p1);
+            let s = _mm512_add_epi32(m, _mm512_shuffle_epi32(m, 0b01_00_11_10));
+            *fo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, *fo);
+        };
+        for b in 0..nb {
+            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
+            let sc = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx, sv));
+            let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+            for g in b * gpb..(b + 1) * gpb {
+                let (lo, hi) = group_nibbles(wt, g);
+                let lo = [_mm512_sub_epi8(lo[0], eight), _mm512_sub_epi8(lo[1], eight)];
+                let hi = [_mm512_sub_epi8(hi[0], eight), _mm512_sub_epi8(hi[1], eight)];
+                for r in 0..MR {
+                    let ap = a[r].add(g * 32);
+                    let alo = _mm512_xor_si512(
+                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i)),
+                        flip,
+                    );
+                    let ahi = _mm512_xor_si512(
+                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i)),
+                        flip,
+                    );
+                    for h in 0..2 {
+                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], alo, lo[h]);
+                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], ahi, hi[h]);
+                    }
+                    if B32 {
+                        finish(&acc[r], sc, &mut fo[r]);
+                    }
+                }
+            }
+            if !B32 {
+                for r in 0..MR {
+                    finish(&acc[r], sc, &mut fo[r]);
+                }
+            }
+        }
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        // Columns 0..4 from lanes 0, 4, 8, 12; columns 4..8 from lanes 1, 5, 9, 13.
+        let gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mask = ((1u16 << ncols) - 1) as u8;
+        for (r, f) in fo.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            let s = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, *f));
+            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
             let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
             _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
         }
@@ -1702,6 +1924,10 @@ pub fn qd8_gemm(
     let vnni = cfg!(target_arch = "x86_64")
         && matches!(w.kind, Qd8Kind::Qb4w { .. } | Qd8Kind::Qc4w)
         && crate::isa::avx512_vnni();
+    // XNNPACK's VNNI arithmetic for `qb4w` has no AVX2 kernel: without VNNI
+    // (a forced `PTERON_XNN_ARITH` or a cap) it runs on the scalar path.
+    let u8_arith = w.arith == XnnArith::Avx512Vnni && matches!(w.kind, Qd8Kind::Qb4w { .. });
+    let kern = if u8_arith && !vnni { Isa::Scalar } else { kern };
     let panel = cfg!(target_arch = "x86_64")
         && !vnni
         && kern == Isa::Avx2Fma

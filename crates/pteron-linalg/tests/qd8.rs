@@ -5,7 +5,10 @@ mod common;
 
 use common::{for_each_isa, Rng};
 use proptest::prelude::*;
-use pteron_linalg::{qd8_gemm, qd8_quantize_row, set_num_threads, PackedQd8, Qd8Kind, Qd8Params};
+use pteron_linalg::{
+    qd8_gemm, qd8_quantize_row, qd8_quantize_row_with, set_num_threads, PackedQd8, Qd8Kind,
+    Qd8Params, XnnArith,
+};
 
 struct Problem {
     kind: Qd8Kind,
@@ -84,12 +87,12 @@ fn make(
 }
 
 /// The arithmetic of the module docs, from the unpacked weights.
-fn oracle(p: &Problem) -> Vec<f32> {
+fn oracle(p: &Problem, arith: XnnArith) -> Vec<f32> {
     let mut out = vec![0.0f32; p.m * p.n];
     for i in 0..p.m {
         let row = &p.x[i * p.k..(i + 1) * p.k];
         let mut q = vec![0i8; p.k];
-        let qp = qd8_quantize_row(row, &mut q);
+        let qp = qd8_quantize_row_with(arith, row, &mut q);
         for j in 0..p.n {
             let wc = &p.w[j * p.k..(j + 1) * p.k];
             let b = p.bias.as_ref().map_or(0.0, |b| b[j]);
@@ -112,6 +115,18 @@ fn oracle(p: &Problem) -> Vec<f32> {
                             .map(|&w| w as i32)
                             .sum();
                         ksum -= s as f32 * sc[c * 16 / block];
+                    }
+                    if arith == XnnArith::Avx512Vnni {
+                        // Unsigned `q + 128`, one float sum per block.
+                        let mut acc = ksum * (qp.zero_point + 128) as f32;
+                        for (bi, &s) in sc.iter().enumerate() {
+                            let x: i32 = (bi * block..((bi + 1) * block).min(p.k))
+                                .map(|kk| (q[kk] as i32 + 128) * wc[kk] as i32)
+                                .sum();
+                            acc = (x as f32).mul_add(s, acc);
+                        }
+                        out[i * p.n + j] = (acc * qp.inv_scale + b).max(p.lo).min(p.hi);
+                        continue;
                     }
                     let zpf = qp.zero_point as f32;
                     let mut lanes = [0.0 * zpf; 4];
@@ -153,8 +168,10 @@ fn float_ref(p: &Problem) -> Vec<f32> {
     out
 }
 
-fn run(p: &Problem, pad_a: usize, pad_c: usize) -> Vec<f32> {
-    let packed = PackedQd8::new(p.kind, p.n, p.k, &p.w, &p.scales, p.bias.as_deref()).unwrap();
+fn run(p: &Problem, pad_a: usize, pad_c: usize, arith: XnnArith) -> Vec<f32> {
+    let packed = PackedQd8::new(p.kind, p.n, p.k, &p.w, &p.scales, p.bias.as_deref())
+        .unwrap()
+        .with_arith(arith);
     let rl = packed.row_len();
     let lda = rl + pad_a;
     let mut a = vec![0x55u8 as i8; p.m * lda];
@@ -195,18 +212,23 @@ fn with_tiers(mut f: impl FnMut(&str)) {
 }
 
 fn check(p: &Problem, pad_a: usize, pad_c: usize, ctx: &str) {
-    let want = oracle(p);
-    with_tiers(|tier| {
-        let got = run(p, pad_a, pad_c);
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                g.to_bits() == w.to_bits(),
-                "{ctx} {tier}: [{}, {}] got {g}, want {w}",
-                i / p.n,
-                i % p.n
-            );
-        }
-    });
+    // Both of XNNPACK's arithmetics, each on every tier (the VNNI one runs on the
+    // scalar path when capped, on the VNNI kernels uncapped).
+    for arith in [XnnArith::Avx2, XnnArith::Avx512Vnni] {
+        let want = oracle(p, arith);
+        with_tiers(|tier| {
+            let got = run(p, pad_a, pad_c, arith);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    g.to_bits() == w.to_bits(),
+                    "{ctx} {arith:?} {tier}: [{}, {}] got {g}, want {w}",
+                    i / p.n,
+                    i % p.n
+                );
+            }
+        });
+    }
+    let want = oracle(p, XnnArith::Avx2);
     // Within a few quantization steps of the float product.
     let fr = float_ref(p);
     for i in 0..p.m {
@@ -398,12 +420,16 @@ fn quantize_row_tiers_agree() {
     rows.push(special);
     rows.push(vec![-0.0; 40]);
     rows.push(vec![1.5; 37]);
+    // Both parameter rules (signed `qd8` and unsigned `qdu8`).
     let quantize = || -> Vec<(i32, u32, Vec<i8>)> {
-        rows.iter()
-            .map(|x| {
-                let mut q = vec![7i8; x.len() + 5];
-                let p = qd8_quantize_row(x, &mut q);
-                (p.zero_point, p.inv_scale.to_bits(), q)
+        [XnnArith::Avx2, XnnArith::Avx512Vnni]
+            .iter()
+            .flat_map(|&arith| {
+                rows.iter().map(move |x| {
+                    let mut q = vec![7i8; x.len() + 5];
+                    let p = qd8_quantize_row_with(arith, x, &mut q);
+                    (p.zero_point, p.inv_scale.to_bits(), q)
+                })
             })
             .collect()
     };
@@ -416,7 +442,12 @@ fn quantize_row_tiers_agree() {
     };
     with_tiers(|tier| {
         for (i, (g, w)) in quantize().iter().zip(&want).enumerate() {
-            assert_eq!(g, w, "{tier}: row {i} ({} values)", rows[i].len());
+            assert_eq!(
+                g,
+                w,
+                "{tier}: row {i} ({} values)",
+                rows[i % rows.len()].len()
+            );
         }
     });
 }
@@ -489,5 +520,29 @@ proptest! {
         let k = match kind { Qd8Kind::Qb4w { block } => kb * block, _ => kb * 20 + extra };
         let p = make(kind, m, n, k, seed, clamp, bias);
         check(&p, (seed % 3) as usize * 16, (seed % 2) as usize, &format!("{kind:?} {m}x{n}x{k}"));
+    }
+}
+
+#[test]
+fn unsigned_rule_is_the_signed_grid_shifted() {
+    // `qdu8` quantizes with zero point `rne(-rmin · s)` in 0..=255 and the
+    // multiplier `s` itself; stored signed, every value and the zero point are
+    // shifted by -128 and dequantize to the same reals as the unsigned form.
+    let mut r = Rng::new(99);
+    for (off, amp) in [(0.0f32, 3.0f32), (2.0, 1.0), (-5.0, 2.0), (0.0, 0.0)] {
+        let x: Vec<f32> = (0..100).map(|_| off + amp * r.f32()).collect();
+        let mut q = vec![0i8; x.len()];
+        let p = qd8_quantize_row_with(XnnArith::Avx512Vnni, &x, &mut q);
+        let (mn, mx) = x
+            .iter()
+            .fold((0.0f32, 0.0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        let s = if mn == mx { 1.0 } else { 255.0 / (mx - mn) };
+        let zpu = (-mn * s).round_ties_even() as i32;
+        assert_eq!(p.zero_point, zpu - 128, "range [{mn}, {mx}]");
+        assert_eq!(p.inv_scale.to_bits(), (1.0 / s).to_bits());
+        for (&v, &qi) in x.iter().zip(&q) {
+            let u = ((v * s).min((255 - zpu) as f32).round_ties_even() as i32 + zpu).clamp(0, 255);
+            assert_eq!(qi as i32 + 128, u, "{v}");
+        }
     }
 }
