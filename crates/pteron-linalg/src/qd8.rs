@@ -253,6 +253,59 @@ pub struct PackedQd8 {
     bias: Vec<f32>,
 }
 
+/// Where [`PackedQd8`] reads the weights it packs.
+#[derive(Clone, Copy)]
+enum WeightSrc<'a> {
+    /// `n × k` signed values, row-major.
+    Values(&'a [i8]),
+    /// `n` rows of `k.div_ceil(2)` bytes, two `w + 8` nibbles per byte, low first.
+    Nibbles(&'a [u8]),
+}
+
+impl WeightSrc<'_> {
+    /// Weight `kk` of column `col` (rows of `k`), in range (checked by the constructors).
+    #[inline]
+    fn get(&self, k: usize, col: usize, kk: usize) -> i8 {
+        match *self {
+            WeightSrc::Values(w) => w[col * k + kk],
+            WeightSrc::Nibbles(d) => {
+                let b = d[col * k.div_ceil(2) + kk / 2];
+                let nib = if kk.is_multiple_of(2) {
+                    b & 0xf
+                } else {
+                    b >> 4
+                };
+                nib as i8 - 8
+            }
+        }
+    }
+
+    /// Weights `k0..k0 + out.len()` of column `col` into `out`.
+    fn read(&self, k: usize, col: usize, k0: usize, out: &mut [i8]) {
+        match *self {
+            WeightSrc::Values(w) => out.copy_from_slice(&w[col * k + k0..col * k + k0 + out.len()]),
+            WeightSrc::Nibbles(d) if k0.is_multiple_of(2) => {
+                // Whole bytes: two values each, low nibble first.
+                let row = &d[col * k.div_ceil(2) + k0 / 2..];
+                let last_byte = (out.len().max(1) - 1) / 2;
+                let mut pairs = out.chunks_exact_mut(2);
+                for (o, &b) in (&mut pairs).zip(row) {
+                    o[0] = (b & 0xf) as i8 - 8;
+                    o[1] = (b >> 4) as i8 - 8;
+                }
+                if let [last] = pairs.into_remainder() {
+                    *last = (row[last_byte] & 0xf) as i8 - 8;
+                }
+            }
+            WeightSrc::Nibbles(_) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.get(k, col, k0 + i);
+                }
+            }
+        }
+    }
+}
+
 fn bf16_bits(x: f32) -> u16 {
     // Round to nearest even; the scales given are normally already bf16 values.
     let b = x.to_bits();
@@ -280,12 +333,56 @@ impl PackedQd8 {
         scales: &[f32],
         bias: Option<&[f32]>,
     ) -> Result<PackedQd8, LinalgError> {
+        if w.len() != n * k {
+            return Err(LinalgError(format!(
+                "qd8 weights: {} weights for {n} x {k}",
+                w.len()
+            )));
+        }
+        if kind != Qd8Kind::Qc8w && w.iter().any(|&v| !(-8..=7).contains(&v)) {
+            return Err(LinalgError(
+                "qd8 weights: an int4 weight is outside -8..=7".into(),
+            ));
+        }
+        Self::pack(kind, n, k, WeightSrc::Values(w), scales, bias)
+    }
+
+    /// [`PackedQd8::new`] for int4 kinds straight from the stored form: `n`
+    /// rows of `k` 4-bit values two per byte, low nibble first, each row padded
+    /// to whole bytes, holding `w + 8` (XNNPACK's `qcint4`/`qbint4` constants),
+    /// without an unpacked copy (a large model's peak memory at load).
+    pub fn from_nibbles(
+        kind: Qd8Kind,
+        n: usize,
+        k: usize,
+        data: &[u8],
+        scales: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<PackedQd8, LinalgError> {
+        if kind == Qd8Kind::Qc8w {
+            return Err(LinalgError("qd8 weights: nibbles for int8 weights".into()));
+        }
+        let need = n.checked_mul(k.div_ceil(2));
+        if need.is_none_or(|b| data.len() < b) {
+            return Err(LinalgError(format!(
+                "qd8 weights: {} bytes of int4 values for {n} x {k}",
+                data.len()
+            )));
+        }
+        Self::pack(kind, n, k, WeightSrc::Nibbles(data), scales, bias)
+    }
+
+    fn pack(
+        kind: Qd8Kind,
+        n: usize,
+        k: usize,
+        w: WeightSrc<'_>,
+        scales: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<PackedQd8, LinalgError> {
         let err = |m: String| Err(LinalgError(format!("qd8 weights: {m}")));
         if n == 0 || k == 0 {
             return err(format!("empty weights ({n} x {k})"));
-        }
-        if w.len() != n * k {
-            return err(format!("{} weights for {n} x {k}", w.len()));
         }
         let nblocks = match kind {
             Qd8Kind::Qb4w { block } => {
@@ -308,9 +405,6 @@ impl PackedQd8 {
             }
         }
         let int4 = kind != Qd8Kind::Qc8w;
-        if int4 && w.iter().any(|&v| !(-8..=7).contains(&v)) {
-            return err("an int4 weight is outside -8..=7".into());
-        }
         let kp = match kind {
             Qd8Kind::Qc8w => k.next_multiple_of(QD8_K_ALIGN),
             Qd8Kind::Qc4w => k.next_multiple_of(32),
@@ -321,7 +415,7 @@ impl PackedQd8 {
         // Signed weight of a (padded) column at a (padded) input.
         let wv = |col: usize, kk: usize| -> i8 {
             if col < n && kk < k {
-                w[col * k + kk]
+                w.get(k, col, kk)
             } else {
                 0
             }
@@ -346,8 +440,7 @@ impl PackedQd8 {
                                 src.fill(0);
                                 if col < n && g * 32 < k {
                                     let e = (g * 32 + 32).min(k);
-                                    src[..e - g * 32]
-                                        .copy_from_slice(&w[col * k + g * 32..col * k + e]);
+                                    w.read(k, col, g * 32, &mut src[..e - g * 32]);
                                 }
                                 let dst = &mut tile[(g * 4 + p) * 32 + half * 16..][..16];
                                 for (i, d) in dst.iter_mut().enumerate() {
@@ -387,10 +480,7 @@ impl PackedQd8 {
                 ksum_i = (0..cols)
                     .map(|col| {
                         if col < n {
-                            -w[col * k..(col + 1) * k]
-                                .iter()
-                                .map(|&v| v as i32)
-                                .sum::<i32>()
+                            -(0..k).map(|kk| w.get(k, col, kk) as i32).sum::<i32>()
                         } else {
                             0
                         }
@@ -431,8 +521,11 @@ impl PackedQd8 {
                         // `-float(Σ w) · scale_block` (chunks past k sum to zero and
                         // leave it unchanged).
                         let mut acc = 0.0f32;
-                        for (c, chunk) in w[col * k..(col + 1) * k].chunks(16).enumerate() {
-                            let s: i32 = chunk.iter().map(|&v| v as i32).sum();
+                        let mut chunk = [0i8; 16];
+                        for c in 0..k.div_ceil(16) {
+                            let len = (k - c * 16).min(16);
+                            w.read(k, col, c * 16, &mut chunk[..len]);
+                            let s: i32 = chunk[..len].iter().map(|&v| v as i32).sum();
                             acc -= (s as f32) * sb(col, (c * 16) / block);
                         }
                         ks[j] = acc;

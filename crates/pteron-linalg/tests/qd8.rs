@@ -546,3 +546,41 @@ fn unsigned_rule_is_the_signed_grid_shifted() {
         }
     }
 }
+
+#[test]
+fn packing_from_nibbles_matches_values() {
+    // The stored int4 form (two `w + 8` nibbles per byte, low first, rows padded
+    // to whole bytes) packs to the same kernels' results as the unpacked values,
+    // and a short buffer is an error.
+    let mut seed = 500;
+    for kind in [Qd8Kind::Qc4w, Qd8Kind::Qb4w { block: 32 }] {
+        for &(m, n, k) in &[(1, 9, 64), (3, 8, 96), (9, 11, 33), (2, 5, 31)] {
+            if matches!(kind, Qd8Kind::Qb4w { .. }) && k % 32 != 0 {
+                continue;
+            }
+            seed += 1;
+            let p = make(kind, m, n, k, seed, true, true);
+            let rb = k.div_ceil(2);
+            let mut nib = vec![0u8; n * rb];
+            for j in 0..n {
+                for kk in 0..k {
+                    let v = (p.w[j * k + kk] + 8) as u8;
+                    nib[j * rb + kk / 2] |= if kk % 2 == 0 { v } else { v << 4 };
+                }
+            }
+            let a = PackedQd8::new(kind, n, k, &p.w, &p.scales, p.bias.as_deref()).unwrap();
+            let b =
+                PackedQd8::from_nibbles(kind, n, k, &nib, &p.scales, p.bias.as_deref()).unwrap();
+            assert_eq!(a.bytes(), b.bytes());
+            let mut x = vec![0i8; m * a.row_len()];
+            let mut params = vec![Qd8Params::default(); m];
+            a.quantize_rows(m, &p.x, &mut x, a.row_len(), &mut params);
+            let (mut ca, mut cb) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+            qd8_gemm(m, &x, a.row_len(), &params, &a, &mut ca, n, p.lo, p.hi);
+            qd8_gemm(m, &x, b.row_len(), &params, &b, &mut cb, n, p.lo, p.hi);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&ca), bits(&cb), "{kind:?} {m}x{n}x{k}");
+            assert!(PackedQd8::from_nibbles(kind, n, k, &nib[1..], &p.scales, None).is_err());
+        }
+    }
+}

@@ -361,35 +361,49 @@ fn int4_values(data: &[u8], rows: usize, row_len: usize) -> Option<Vec<i8>> {
     Some(out)
 }
 
-/// Scheme, `n`, `k`, signed values (`[n][k]`) and scales of an integer filter.
-type QWeights = (Qd8Kind, usize, usize, Vec<i8>, Vec<f32>);
+/// The values of an integer filter: signed (`[n][k]`), or int4 in the stored
+/// form (`n` rows of `k` nibbles, `w + 8`, low first), packed without a copy.
+enum QVals<'a> {
+    Values(Vec<i8>),
+    Nibbles(&'a [u8]),
+}
+
+/// Scheme, `n`, `k`, values and scales of an integer filter.
+type QWeights<'a> = (Qd8Kind, usize, usize, QVals<'a>, Vec<f32>);
 
 /// Signed integer weights (`[n][k]`), scales and scheme of a constant `qcint8`,
 /// `qcint4` or `qbint4` fully-connected filter, for the integer `qd8` kernels.
 /// `None` when the filter's layout has no integer path (the f32 path runs it).
-fn qd8_weights(v: &Value<'_>, transposed: bool) -> Option<QWeights> {
+fn qd8_weights<'a>(v: &Value<'a>, transposed: bool) -> Option<QWeights<'a>> {
     let data = v.data?;
     if v.dims.len() != 2 {
         return None;
     }
     let (d0, d1) = (v.dims[0], v.dims[1]);
     let (n, k) = if transposed { (d1, d0) } else { (d0, d1) };
-    // Stored element `e` (row-major over the stored dims) as a signed value.
-    let raw: Vec<i8> = match v.dtype {
-        Datatype::QcInt8 => data.get(..d0 * d1)?.iter().map(|&b| b as i8).collect(),
-        Datatype::QcInt4 | Datatype::QbInt4 => int4_values(data, d0, d1)?,
-        _ => return None,
-    };
-    let w: Vec<i8> = if transposed {
-        let mut t = vec![0i8; n * k];
-        for kk in 0..k {
-            for j in 0..n {
-                t[j * k + kk] = raw[kk * n + j];
-            }
+    let w = match v.dtype {
+        Datatype::QcInt4 | Datatype::QbInt4 if !transposed => {
+            QVals::Nibbles(data.get(..d0.checked_mul(d1.div_ceil(2))?)?)
         }
-        t
-    } else {
-        raw
+        _ => {
+            // Stored element `e` (row-major over the stored dims) as a signed value.
+            let raw: Vec<i8> = match v.dtype {
+                Datatype::QcInt8 => data.get(..d0 * d1)?.iter().map(|&b| b as i8).collect(),
+                Datatype::QcInt4 | Datatype::QbInt4 => int4_values(data, d0, d1)?,
+                _ => return None,
+            };
+            QVals::Values(if transposed {
+                let mut t = vec![0i8; n * k];
+                for kk in 0..k {
+                    for j in 0..n {
+                        t[j * k + kk] = raw[kk * n + j];
+                    }
+                }
+                t
+            } else {
+                raw
+            })
+        }
     };
     let out_dim = usize::from(transposed);
     match (&v.quant, v.dtype) {
@@ -472,11 +486,13 @@ fn qd8_fc_prep(
         }
         Some(_) => return Ok(None),
     };
-    let packed = PackedQd8::new(kind, n, k, &w, &scales, bias_v.as_deref()).map_err(|e| {
-        XnnError::Value {
-            index: filter,
-            msg: e.to_string(),
-        }
+    let packed = match w {
+        QVals::Values(w) => PackedQd8::new(kind, n, k, &w, &scales, bias_v.as_deref()),
+        QVals::Nibbles(d) => PackedQd8::from_nibbles(kind, n, k, d, &scales, bias_v.as_deref()),
+    }
+    .map_err(|e| XnnError::Value {
+        index: filter,
+        msg: e.to_string(),
     })?;
     Ok(Some(Prep::Qd8Fc { packed, src }))
 }
