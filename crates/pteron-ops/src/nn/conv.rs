@@ -64,7 +64,12 @@ fn out_len(
     op: usize,
     transposed: bool,
 ) -> Result<usize, KernelError> {
-    let (i, k, s, p, d, op) = (i as i64, k as i64, s as i64, p as i64, d as i64, op as i64);
+    // In i128: every operand fits (they come from usize), so a corrupted program's
+    // huge stride, padding or dilation cannot overflow here; sizes beyond usize are
+    // refused below.
+    let (i, k, s, p, d, op) = (
+        i as i128, k as i128, s as i128, p as i128, d as i128, op as i128,
+    );
     let o = if transposed {
         (i - 1) * s - 2 * p + d * (k - 1) + op + 1
     } else {
@@ -77,12 +82,17 @@ fn out_len(
         }
         (padded - eff) / s + 1
     };
+    let Ok(o) = usize::try_from(o) else {
+        return Err(KernelError::invalid(format!(
+            "{OP}: computed output size {o} is not positive or too large"
+        )));
+    };
     if o < 1 {
         return Err(KernelError::invalid(format!(
             "{OP}: computed output size {o} is not positive"
         )));
     }
-    Ok(o as usize)
+    Ok(o)
 }
 
 fn geometry(
@@ -138,9 +148,13 @@ fn geometry(
                 "{OP}: transposed weight shape {w:?} does not match input channels {ic} with groups {groups}"
             )));
         }
-        w[1] * groups
+        w[1].checked_mul(groups).ok_or_else(|| {
+            KernelError::invalid(format!(
+                "{OP}: transposed weight shape {w:?} with groups {groups} overflows"
+            ))
+        })?
     } else {
-        if w[1] * groups != ic || !w[0].is_multiple_of(groups) {
+        if w[1].checked_mul(groups) != Some(ic) || !w[0].is_multiple_of(groups) {
             return Err(KernelError::invalid(format!(
                 "{OP}: weight shape {w:?} does not match input channels {ic} with groups {groups}"
             )));
