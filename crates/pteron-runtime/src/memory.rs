@@ -21,11 +21,13 @@ impl AlignedBuf {
     /// A zeroed buffer of `len` bytes, or `None` when the allocator refuses
     /// (sizes read from a file can be absurd; never abort on them).
     pub fn try_zeroed(len: usize) -> Option<Self> {
-        let n = len.div_ceil(16);
-        let mut words = Vec::new();
-        words.try_reserve_exact(n).ok()?;
-        words.resize(n, 0u128);
-        Some(AlignedBuf { words, len })
+        // Probe with a fallible reservation (untouched, so it costs no memory),
+        // then allocate zeroed memory the way `zeroed` does, whose pages the OS
+        // provides lazily (a large arena costs memory only where it is used).
+        let mut probe: Vec<u128> = Vec::new();
+        probe.try_reserve_exact(len.div_ceil(16)).ok()?;
+        drop(probe);
+        Some(Self::zeroed(len))
     }
     /// A copy of `bytes`, aligned.
     pub fn copy_from(bytes: &[u8]) -> Self {

@@ -1940,13 +1940,16 @@ fn zeroed<T: Clone + Default>(
     len: usize,
     what: impl FnOnce() -> String,
 ) -> Result<Vec<T>, XnnError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| XnnError::Alloc {
+    // Probe with a fallible reservation (untouched, so it costs no memory), then
+    // allocate with `vec!`, which takes zeroed pages lazily from the OS for zero
+    // values (a large buffer costs memory only where it is used).
+    let mut probe: Vec<T> = Vec::new();
+    probe.try_reserve_exact(len).map_err(|_| XnnError::Alloc {
         what: what(),
         bytes: len as u128 * core::mem::size_of::<T>() as u128,
     })?;
-    v.resize(len, T::default());
-    Ok(v)
+    drop(probe);
+    Ok(vec![T::default(); len])
 }
 
 #[cfg(test)]
