@@ -1370,6 +1370,38 @@ mod vnni {
     /// Most rows of one register tile (16 float accumulators for 8 rows).
     pub(super) const VMR: usize = 8;
 
+    /// Rows `r0..r0 + mr` of a `qb4w` tile through the kernel `$tile`: blocks of
+    /// 32 in one register tile of `mr` rows; larger blocks, whose int32 sums live
+    /// across groups, at most `MR_LONG` rows at a time (see `vnni_int4`).
+    macro_rules! qb4w_rows {
+        ($tile:ident, $t:expr, $r0:expr, $mr:expr, $c:expr, $ldc:expr, $ncols:expr) => {
+            if $t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
+                match $mr {
+                    1 => $tile::<1, true>($t, $r0, $c, $ldc, $ncols),
+                    2 => $tile::<2, true>($t, $r0, $c, $ldc, $ncols),
+                    3 => $tile::<3, true>($t, $r0, $c, $ldc, $ncols),
+                    4 => $tile::<4, true>($t, $r0, $c, $ldc, $ncols),
+                    5 => $tile::<5, true>($t, $r0, $c, $ldc, $ncols),
+                    6 => $tile::<6, true>($t, $r0, $c, $ldc, $ncols),
+                    7 => $tile::<7, true>($t, $r0, $c, $ldc, $ncols),
+                    _ => $tile::<8, true>($t, $r0, $c, $ldc, $ncols),
+                }
+            } else {
+                let mut r = 0;
+                while r < $mr {
+                    let n = ($mr - r).min(MR_LONG);
+                    match n {
+                        1 => $tile::<1, false>($t, $r0 + r, $c, $ldc, $ncols),
+                        2 => $tile::<2, false>($t, $r0 + r, $c, $ldc, $ncols),
+                        3 => $tile::<3, false>($t, $r0 + r, $c, $ldc, $ncols),
+                        _ => $tile::<4, false>($t, $r0 + r, $c, $ldc, $ncols),
+                    }
+                    r += n;
+                }
+            }
+        };
+    }
+
     /// Rows `r0..r0 + mr` (`1 <= mr <= VMR`) times the 8 columns of tile
     /// `t.tile` into `c` (the first `ncols` columns from `t.tile * 8`).
     ///
@@ -1398,55 +1430,9 @@ mod vnni {
                 _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
             }
         } else if t.w.arith == super::XnnArith::Avx512Vnni {
-            if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
-                match mr {
-                    1 => tile_u8::<1, true>(t, r0, c, ldc, ncols),
-                    2 => tile_u8::<2, true>(t, r0, c, ldc, ncols),
-                    3 => tile_u8::<3, true>(t, r0, c, ldc, ncols),
-                    4 => tile_u8::<4, true>(t, r0, c, ldc, ncols),
-                    5 => tile_u8::<5, true>(t, r0, c, ldc, ncols),
-                    6 => tile_u8::<6, true>(t, r0, c, ldc, ncols),
-                    7 => tile_u8::<7, true>(t, r0, c, ldc, ncols),
-                    _ => tile_u8::<8, true>(t, r0, c, ldc, ncols),
-                }
-            } else {
-                let mut r = 0;
-                while r < mr {
-                    let n = (mr - r).min(MR_LONG);
-                    match n {
-                        1 => tile_u8::<1, false>(t, r0 + r, c, ldc, ncols),
-                        2 => tile_u8::<2, false>(t, r0 + r, c, ldc, ncols),
-                        3 => tile_u8::<3, false>(t, r0 + r, c, ldc, ncols),
-                        _ => tile_u8::<4, false>(t, r0 + r, c, ldc, ncols),
-                    }
-                    r += n;
-                }
-            }
-        } else if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) {
-            match mr {
-                1 => tile::<1, true>(t, r0, c, ldc, ncols),
-                2 => tile::<2, true>(t, r0, c, ldc, ncols),
-                3 => tile::<3, true>(t, r0, c, ldc, ncols),
-                4 => tile::<4, true>(t, r0, c, ldc, ncols),
-                5 => tile::<5, true>(t, r0, c, ldc, ncols),
-                6 => tile::<6, true>(t, r0, c, ldc, ncols),
-                7 => tile::<7, true>(t, r0, c, ldc, ncols),
-                _ => tile::<8, true>(t, r0, c, ldc, ncols),
-            }
+            qb4w_rows!(tile_u8, t, r0, mr, c, ldc, ncols);
         } else {
-            // Larger blocks: the int32 sums live across groups, so at most
-            // 4 rows at a time (see `vnni_int4`).
-            let mut r = 0;
-            while r < mr {
-                let n = (mr - r).min(MR_LONG);
-                match n {
-                    1 => tile::<1, false>(t, r0 + r, c, ldc, ncols),
-                    2 => tile::<2, false>(t, r0 + r, c, ldc, ncols),
-                    3 => tile::<3, false>(t, r0 + r, c, ldc, ncols),
-                    _ => tile::<4, false>(t, r0 + r, c, ldc, ncols),
-                }
-                r += n;
-            }
+            qb4w_rows!(tile, t, r0, mr, c, ldc, ncols);
         }
     }
 
@@ -1545,6 +1531,46 @@ mod vnni {
         }
     }
 
+    /// What both `qb4w` register tiles start from: the tile's packed weights and
+    /// block scales, its first column, and the rows' quantized activations.
+    struct QbTile<const MR: usize> {
+        kp: usize,
+        /// Blocks, and groups of 32 inputs per block.
+        nb: usize,
+        gpb: usize,
+        wt: *const u8,
+        bs: *const u16,
+        col0: usize,
+        a: [*const i8; MR],
+    }
+
+    impl<const MR: usize> QbTile<MR> {
+        /// # Safety
+        /// As [`rows`] (`t.w` of kind `Qb4w`, blocks of 32 when `b32`).
+        #[inline(always)]
+        unsafe fn new(t: &TileArgs<'_>, r0: usize, b32: bool) -> QbTile<MR> {
+            let w = t.w;
+            let Qd8Kind::Qb4w { block } = w.kind else {
+                unreachable!("vnni qb4w tile on {:?} weights", w.kind)
+            };
+            let kp = w.kp;
+            let nb = kp / block;
+            let mut a = [core::ptr::null::<i8>(); MR];
+            for (r, ar) in a.iter_mut().enumerate() {
+                *ar = t.a.as_ptr().add((r0 + r) * t.lda);
+            }
+            QbTile {
+                kp,
+                nb,
+                gpb: if b32 { 1 } else { block / 32 },
+                wt: w.data.as_ptr().add(t.tile * w.tile_bytes()),
+                bs: w.bscale.as_ptr().add(t.tile * nb * NR),
+                col0: t.tile * NR,
+                a,
+            }
+        }
+    }
+
     /// `qb4w` with XNNPACK's AVX-512 VNNI arithmetic ([`super::XnnArith::Avx512Vnni`])
     /// for `MR` rows, as [`super::tile_scalar`] computes it: per block, the exact
     /// int32 sum of `(a + 128) · w` over the block (`vpdpbusd` of the unsigned
@@ -1566,18 +1592,15 @@ mod vnni {
         ncols: usize,
     ) {
         let w = t.w;
-        let Qd8Kind::Qb4w { block } = w.kind else {
-            unreachable!("vnni::tile_u8: qb4w only")
-        };
-        let kp = w.kp;
-        let (nb, gpb) = (kp / block, if B32 { 1 } else { block / 32 });
-        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
-        let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
-        let col0 = t.tile * NR;
-        let mut a = [core::ptr::null::<i8>(); MR];
-        for (r, ar) in a.iter_mut().enumerate() {
-            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
-        }
+        let QbTile {
+            nb,
+            gpb,
+            wt,
+            bs,
+            col0,
+            a,
+            ..
+        } = QbTile::<MR>::new(t, r0, B32);
         // Column of lane d: d / 4 for even d, d / 4 + 4 for odd d.
         let cidx = _mm512_setr_epi32(0, 4, 0, 4, 1, 5, 1, 5, 2, 6, 2, 6, 3, 7, 3, 7);
         let sidx = _mm512_slli_epi32(cidx, 16);
@@ -1664,18 +1687,15 @@ mod vnni {
         ncols: usize,
     ) {
         let w = t.w;
-        let Qd8Kind::Qb4w { block } = w.kind else {
-            unreachable!("vnni::tile: qb4w only")
-        };
-        let kp = w.kp;
-        let (nb, gpb) = (kp / block, if B32 { 1 } else { block / 32 });
-        let wt = w.data.as_ptr().add(t.tile * w.tile_bytes());
-        let bs = w.bscale.as_ptr().add(t.tile * nb * NR);
-        let col0 = t.tile * NR;
-        let mut a = [core::ptr::null::<i8>(); MR];
-        for (r, ar) in a.iter_mut().enumerate() {
-            *ar = t.a.as_ptr().add((r0 + r) * t.lda);
-        }
+        let QbTile {
+            kp,
+            nb,
+            gpb,
+            wt,
+            bs,
+            col0,
+            a,
+        } = QbTile::<MR>::new(t, r0, B32);
         // Column `4h + d / 4` for lane `d` of half `h`.
         let cidx = [
             _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
