@@ -29,7 +29,8 @@ pub use kernel::{
     KernelFactory, KernelFn, NodeProfile, OpImpl, OptTensorList, PrepareCtx, Registry, TensorList,
 };
 pub use memory::{
-    bytes_from_slice, bytes_from_vec, AlignedBuf, ByteSource, Bytes, DataLoader, FileLoader,
+    bytes_from_slice, bytes_from_vec, try_zeroed_vec, AlignedBuf, ByteSource, Bytes, DataLoader,
+    FileLoader,
 };
 pub use method::{copy_reorder, MemoryReport, Method, OpProfile, MAX_INSTRUCTIONS};
 pub use program::{IoInfo, MethodMeta, Program, TensorInfo};

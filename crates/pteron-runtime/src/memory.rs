@@ -3,6 +3,18 @@
 
 use std::sync::Arc;
 
+/// `len` default (zero) values, or `None` when the allocator refuses: sizes read
+/// from a file can be absurd, and must not abort the process. A fallible
+/// reservation probes first (untouched, so it costs no memory); the buffer itself
+/// comes from `vec!`, which takes lazily zeroed pages from the OS for zero values,
+/// so a large buffer costs memory only where it is used.
+pub fn try_zeroed_vec<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
+    let mut probe: Vec<T> = Vec::new();
+    probe.try_reserve_exact(len).ok()?;
+    drop(probe);
+    Some(vec![T::default(); len])
+}
+
 /// A heap buffer aligned to 16 bytes (backed by `u128` words), allocated once.
 #[derive(Clone, Default)]
 pub struct AlignedBuf {
@@ -21,13 +33,10 @@ impl AlignedBuf {
     /// A zeroed buffer of `len` bytes, or `None` when the allocator refuses
     /// (sizes read from a file can be absurd; never abort on them).
     pub fn try_zeroed(len: usize) -> Option<Self> {
-        // Probe with a fallible reservation (untouched, so it costs no memory),
-        // then allocate zeroed memory the way `zeroed` does, whose pages the OS
-        // provides lazily (a large arena costs memory only where it is used).
-        let mut probe: Vec<u128> = Vec::new();
-        probe.try_reserve_exact(len.div_ceil(16)).ok()?;
-        drop(probe);
-        Some(Self::zeroed(len))
+        Some(AlignedBuf {
+            words: try_zeroed_vec(len.div_ceil(16))?,
+            len,
+        })
     }
     /// A copy of `bytes`, aligned.
     pub fn copy_from(bytes: &[u8]) -> Self {

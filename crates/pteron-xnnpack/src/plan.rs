@@ -1940,16 +1940,10 @@ fn zeroed<T: Clone + Default>(
     len: usize,
     what: impl FnOnce() -> String,
 ) -> Result<Vec<T>, XnnError> {
-    // Probe with a fallible reservation (untouched, so it costs no memory), then
-    // allocate with `vec!`, which takes zeroed pages lazily from the OS for zero
-    // values (a large buffer costs memory only where it is used).
-    let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(len).map_err(|_| XnnError::Alloc {
+    pteron_runtime::try_zeroed_vec(len).ok_or_else(|| XnnError::Alloc {
         what: what(),
         bytes: len as u128 * core::mem::size_of::<T>() as u128,
-    })?;
-    drop(probe);
-    Ok(vec![T::default(); len])
+    })
 }
 
 #[cfg(test)]
