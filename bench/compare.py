@@ -95,9 +95,10 @@ def export_model(name: str, kind: str, path: Path) -> float:
     return time.time() - t0
 
 
-def quantize_pt2e_static(model):
+def quantize_pt2e_static(model, x=None):
     """PT2E static int8 (XNNPACKQuantizer, per-channel symmetric weights), calibrated
-    on a few seeded random inputs (as conformance/xnnpack/export_xnnpack_fixtures.py)."""
+    on a few seeded random inputs shaped like `x` (default example_input()), as
+    conformance/xnnpack/export_xnnpack_fixtures.py does."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -107,7 +108,7 @@ def quantize_pt2e_static(model):
 
     q = XNNPACKQuantizer()
     q.set_global(get_symmetric_quantization_config(is_per_channel=True))
-    x = example_input()
+    x = example_input() if x is None else x
     gm = torch.export.export(model, (x,)).module()
     gm = prepare_pt2e(gm, q)
     g = torch.Generator().manual_seed(SEED + 1)
@@ -143,6 +144,18 @@ def ensure_exports(models, exports):
 # --------------------------------------------------------------------------
 
 
+def time_method(method, inputs, iterations: int, warmup: int) -> list:
+    """Runs an executorch.runtime method `warmup` times, then times `iterations` runs (ms)."""
+    for _ in range(warmup):
+        method.execute(inputs)
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        method.execute(inputs)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def et_worker(args) -> int:
     """Runs in a child process; prints one JSON line."""
     import torch
@@ -176,13 +189,7 @@ def et_worker(args) -> int:
         iterations = min(iterations, args.iterations)
         warmup = 0
         reduced = True
-    for _ in range(warmup):
-        method.execute([x])
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        method.execute([x])
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = time_method(method, [x], iterations, warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
         json.dumps(
