@@ -23,6 +23,8 @@ mod tensor;
 pub mod testing;
 mod value;
 
+/// Types whose all-zero bytes are a valid value (what [`try_zeroed_vec`] allocates).
+pub use bytemuck::Zeroable;
 pub use error::{Error, KernelError, KernelErrorKind, MissingOp, Result};
 pub use kernel::{
     Backend, BackendInitCtx, DelegateHandle, FusionFactory, FusionRule, IntList, Kernel, KernelCtx,

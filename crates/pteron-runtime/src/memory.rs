@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-/// `len` default (zero) values, or `None` when the allocator refuses: sizes read
-/// from a file can be absurd, and must not abort the process. A fallible
-/// reservation probes first (untouched, so it costs no memory); the buffer itself
-/// comes from `vec!`, which takes lazily zeroed pages from the OS for zero values,
-/// so a large buffer costs memory only where it is used.
-pub fn try_zeroed_vec<T: Clone + Default>(len: usize) -> Option<Vec<T>> {
-    let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(len).ok()?;
-    drop(probe);
-    Some(vec![T::default(); len])
+/// `len` zero values, or `None` when the allocator refuses: sizes read from a file
+/// can be absurd, and must not abort the process. One fallible zeroed allocation
+/// (`alloc_zeroed`, i.e. `calloc`): large buffers get lazily zeroed pages from the
+/// OS, so they cost memory, and time, only where they are used. (A fallible probe
+/// reservation freed before a `vec!` was tried first: freeing it raises glibc's
+/// mmap threshold, after which big zeroed buffers came from the heap and were
+/// cleared with memset, half of an LLM program's load time.)
+pub fn try_zeroed_vec<T: bytemuck::Zeroable>(len: usize) -> Option<Vec<T>> {
+    bytemuck::allocation::try_zeroed_vec(len).ok()
 }
 
 /// A heap buffer aligned to 16 bytes (backed by `u128` words), allocated once.

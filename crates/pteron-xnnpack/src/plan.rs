@@ -1936,7 +1936,7 @@ impl pteron_runtime::Backend for XnnpackBackend {
 
 /// A zero-filled buffer of `len` values, or a typed error when the allocator
 /// refuses (a corrupted graph can declare absurd sizes; never abort on them).
-fn zeroed<T: Clone + Default>(
+fn zeroed<T: pteron_runtime::Zeroable>(
     len: usize,
     what: impl FnOnce() -> String,
 ) -> Result<Vec<T>, XnnError> {
