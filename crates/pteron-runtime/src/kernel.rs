@@ -66,6 +66,26 @@ pub struct BackendInitCtx<'a, 'd> {
 pub trait DelegateHandle: Send {
     /// Runs the delegate; arguments are the delegate inputs followed by its outputs.
     fn execute(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError>;
+    /// Hands the method the buffers this delegate needs only while it runs
+    /// (activations, scratch), largest first. Delegates of a method run one at a
+    /// time, so the method keeps one shared set (per position, the largest buffer
+    /// any delegate handed over) and lends it to each [`execute_in`](Self::execute_in):
+    /// a method with many delegates then holds one delegate's worth of activations,
+    /// not the sum. Called at most once, at load; the default hands over nothing and
+    /// the delegate keeps running on its own buffers.
+    fn donate_workspace(&mut self) -> Vec<Vec<f32>> {
+        Vec::new()
+    }
+    /// Runs the delegate on the method's shared workspace: `slots[k]` is at least as
+    /// long as the `k`-th buffer [`donate_workspace`](Self::donate_workspace) returned
+    /// and holds whatever the previous delegate left there.
+    fn execute_in(
+        &mut self,
+        ctx: &KernelCtx<'_>,
+        _slots: &mut [Vec<f32>],
+    ) -> Result<(), KernelError> {
+        self.execute(ctx)
+    }
     fn prepared_bytes(&self) -> usize {
         0
     }

@@ -58,6 +58,9 @@ pub struct Method {
     outputs: Vec<usize>,
     chains: Vec<Vec<Instr>>,
     delegates: Vec<(String, Box<dyn DelegateHandle>)>,
+    /// Buffers the delegates need only while they run, shared by all of them (see
+    /// [`DelegateHandle::donate_workspace`]).
+    workspace: Vec<Vec<f32>>,
     op_names: Vec<String>,
     /// Planned arenas first, then buffers owned for unplanned inputs/outputs.
     mutable: Vec<AlignedBuf>,
@@ -319,6 +322,7 @@ impl Method {
 
         // Delegates.
         let mut delegates = Vec::with_capacity(plan.delegates.len());
+        let mut workspace: Vec<Vec<f32>> = Vec::new();
         let mut prepared_bytes = 0usize;
         // Find the args of each delegate's (first) call for the init context.
         let mut delegate_args: Vec<&[usize]> = vec![&[]; plan.delegates.len()];
@@ -405,12 +409,21 @@ impl Method {
             if let Some(e) = read_error.take() {
                 return Err(e);
             }
-            let h = h.map_err(|source| Error::BackendInit {
+            let mut h = h.map_err(|source| Error::BackendInit {
                 method: mname.clone(),
                 delegate: di,
                 backend: d.id.clone(),
                 source,
             })?;
+            // One shared workspace: per position, the largest buffer handed over (the
+            // others were never touched, so dropping them costs nothing).
+            for (k, b) in h.donate_workspace().into_iter().enumerate() {
+                match workspace.get_mut(k) {
+                    Some(w) if w.len() >= b.len() => {}
+                    Some(w) => *w = b,
+                    None => workspace.push(b),
+                }
+            }
             prepared_bytes += h.prepared_bytes();
             delegates.push((d.id.clone(), h));
         }
@@ -555,6 +568,7 @@ impl Method {
             });
         }
         let _ = io_bytes;
+        prepared_bytes += workspace.iter().map(|w| w.len() * 4).sum::<usize>();
         Ok(Method {
             name: mname,
             input_set: vec![false; plan.inputs.len()],
@@ -563,6 +577,7 @@ impl Method {
             values,
             chains,
             delegates,
+            workspace,
             op_names,
             mutable,
             readonly,
@@ -719,6 +734,7 @@ impl Method {
             values,
             chains,
             delegates,
+            workspace,
             op_names,
             mutable,
             readonly,
@@ -785,7 +801,7 @@ impl Method {
                         };
                         let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
                             .map_err(wrap)?;
-                        h.execute(&ctx).map_err(wrap)?;
+                        h.execute_in(&ctx, workspace).map_err(wrap)?;
                     }
                     Instr::Move { from, to } => {
                         let v = values[*from].clone();

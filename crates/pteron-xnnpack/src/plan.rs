@@ -125,6 +125,13 @@ struct Ext {
     graph_dims: Dims,
 }
 
+/// Where a buffer lent to the method's shared workspace lives while the delegate runs.
+#[derive(Clone, Copy, Debug)]
+enum Home {
+    Value(usize),
+    Scratch,
+}
+
 /// A compiled XNNPACK delegate.
 pub struct XnnDelegate {
     steps: Vec<Step>,
@@ -144,6 +151,13 @@ pub struct XnnDelegate {
     raw_dynamic: Vec<bool>,
     last_inputs: Vec<Dims>,
     prepared: usize,
+    /// Values whose buffers hold nothing from one run to the next (every non-constant
+    /// value that owns a buffer): they and `scratch` can live in the method's shared
+    /// workspace.
+    transient: Vec<usize>,
+    /// Buffers handed to the method's workspace: where each lives while we run, its
+    /// slot there, and its length.
+    lent: Vec<(Home, usize, usize)>,
     q8: qs8::Q8State,
     /// Per step (nanoseconds, calls) while profiling is on.
     profile: Option<Vec<(u64, u64)>>,
@@ -1059,6 +1073,9 @@ impl XnnDelegate {
         let q8 = qs8::Q8State::new(g, &shapes, &q8_steps, &out_ids);
         drop(q8_steps);
         prepared += q8.bytes();
+        let transient = (0..nv)
+            .filter(|&v| g.values[v].data.is_none() && !bufs[v].is_empty())
+            .collect();
         Ok(XnnDelegate {
             steps,
             bufs,
@@ -1073,6 +1090,8 @@ impl XnnDelegate {
             raw_dynamic,
             last_inputs,
             prepared,
+            transient,
+            lent: Vec::new(),
             q8,
             profile: None,
         })
@@ -1721,6 +1740,116 @@ fn run_op(
 
 impl DelegateHandle for XnnDelegate {
     fn execute(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        if !self.lent.is_empty() {
+            return Err(KernelError::invalid(
+                "this delegate's run buffers belong to its method's shared workspace: run it with execute_in",
+            ));
+        }
+        self.run_call(ctx)
+    }
+
+    fn donate_workspace(&mut self) -> Vec<Vec<f32>> {
+        if !self.lent.is_empty() {
+            return Vec::new();
+        }
+        let mut homes: Vec<Home> = self.transient.iter().map(|&v| Home::Value(v)).collect();
+        if !self.scratch.is_empty() {
+            homes.push(Home::Scratch);
+        }
+        homes.sort_by_key(|&h| core::cmp::Reverse(self.home(h).len()));
+        let mut out = Vec::with_capacity(homes.len());
+        for (slot, h) in homes.into_iter().enumerate() {
+            let b = core::mem::take(self.home(h));
+            self.prepared = self.prepared.saturating_sub(b.len() * 4);
+            self.lent.push((h, slot, b.len()));
+            out.push(b);
+        }
+        out
+    }
+
+    fn execute_in(
+        &mut self,
+        ctx: &KernelCtx<'_>,
+        slots: &mut [Vec<f32>],
+    ) -> Result<(), KernelError> {
+        if self.lent.is_empty() {
+            return self.run_call(ctx);
+        }
+        let short = self
+            .lent
+            .iter()
+            .any(|&(_, k, n)| slots.get(k).is_none_or(|s| s.len() < n));
+        if short {
+            return Err(KernelError::invalid(
+                "the method's shared workspace is smaller than what this delegate handed over",
+            ));
+        }
+        self.swap_lent(slots);
+        let res = self.run_call(ctx);
+        self.swap_lent(slots);
+        res
+    }
+
+    fn prepared_bytes(&self) -> usize {
+        self.prepared
+    }
+
+    fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(|| vec![(0, 0); self.steps.len()]);
+    }
+
+    fn profile(&self) -> Vec<NodeProfile> {
+        let Some(p) = &self.profile else {
+            return Vec::new();
+        };
+        self.steps
+            .iter()
+            .zip(p)
+            .filter(|(s, &(_, calls))| calls > 0 && !s.skip)
+            .map(|(s, &(nanos, calls))| {
+                let first = s.op.inputs().first().map(|&i| self.shapes[i]);
+                let path = match &s.prep {
+                    Prep::Q8(_) => " int8",
+                    Prep::Qd8Fc { .. } => " qd8",
+                    Prep::ConvNhwc(_) => " nhwc",
+                    // Multiplier 1 runs pteron_linalg::nhwc::depthwise_nhwc.
+                    Prep::Dw { mult: 1, .. } => " nhwc",
+                    _ => "",
+                };
+                let detail = match first {
+                    Some(d) => format!("{d:?} -> {:?}{path}", self.shapes[s.op.out()]),
+                    None => format!("-> {:?}{path}", self.shapes[s.op.out()]),
+                };
+                NodeProfile {
+                    node: s.index,
+                    kind: s.kind.to_string(),
+                    detail,
+                    calls,
+                    nanos,
+                }
+            })
+            .collect()
+    }
+}
+
+impl XnnDelegate {
+    fn home(&mut self, h: Home) -> &mut Vec<f32> {
+        match h {
+            Home::Value(v) => &mut self.bufs[v],
+            Home::Scratch => &mut self.scratch,
+        }
+    }
+
+    /// Swaps the lent buffers with their workspace slots (its own inverse).
+    fn swap_lent(&mut self, slots: &mut [Vec<f32>]) {
+        for i in 0..self.lent.len() {
+            let (h, k, _) = self.lent[i];
+            core::mem::swap(self.home(h), &mut slots[k]);
+        }
+    }
+
+    /// One delegate call: inputs in, the plan, outputs out.
+    fn run_call(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         // 1. Input shapes (physical order) without borrowing data.
         let mut changed = false;
         for (k, e) in self.inputs.iter().enumerate() {
@@ -1755,7 +1884,7 @@ impl DelegateHandle for XnnDelegate {
                     )))
                 }
             };
-            if d.numel() > self.bufs[e.value].len() {
+            if d.numel() > self.cap[e.value] {
                 return Err(XnnError::Shape(format!(
                     "argument {} of shape {:?} exceeds the planned bound",
                     e.arg, d
@@ -1880,47 +2009,6 @@ impl DelegateHandle for XnnDelegate {
             }
         }
         Ok(())
-    }
-
-    fn prepared_bytes(&self) -> usize {
-        self.prepared
-    }
-
-    fn set_profiling(&mut self, on: bool) {
-        self.profile = on.then(|| vec![(0, 0); self.steps.len()]);
-    }
-
-    fn profile(&self) -> Vec<NodeProfile> {
-        let Some(p) = &self.profile else {
-            return Vec::new();
-        };
-        self.steps
-            .iter()
-            .zip(p)
-            .filter(|(s, &(_, calls))| calls > 0 && !s.skip)
-            .map(|(s, &(nanos, calls))| {
-                let first = s.op.inputs().first().map(|&i| self.shapes[i]);
-                let path = match &s.prep {
-                    Prep::Q8(_) => " int8",
-                    Prep::Qd8Fc { .. } => " qd8",
-                    Prep::ConvNhwc(_) => " nhwc",
-                    // Multiplier 1 runs pteron_linalg::nhwc::depthwise_nhwc.
-                    Prep::Dw { mult: 1, .. } => " nhwc",
-                    _ => "",
-                };
-                let detail = match first {
-                    Some(d) => format!("{d:?} -> {:?}{path}", self.shapes[s.op.out()]),
-                    None => format!("-> {:?}{path}", self.shapes[s.op.out()]),
-                };
-                NodeProfile {
-                    node: s.index,
-                    kind: s.kind.to_string(),
-                    detail,
-                    calls,
-                    nanos,
-                }
-            })
-            .collect()
     }
 }
 

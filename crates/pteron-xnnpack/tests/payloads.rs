@@ -38,7 +38,19 @@ impl Kernel for AsKernel {
     }
 }
 
-fn factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+/// Runs on a shared workspace as a method does: the run buffers are handed over at
+/// init, the slots filled with garbage (what another delegate would leave there).
+struct Donated(Box<dyn DelegateHandle>, Vec<Vec<f32>>);
+impl Kernel for Donated {
+    fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        for s in &mut self.1 {
+            s.fill(f32::NAN);
+        }
+        self.0.execute_in(ctx, &mut self.1)
+    }
+}
+
+fn init_handle(p: &PrepareCtx<'_>) -> Result<Box<dyn DelegateHandle>, KernelError> {
     PAYLOAD.with(|pl| {
         let payload = pl.borrow().clone();
         let named = |_: &str| -> Option<&[u8]> { None };
@@ -49,9 +61,26 @@ fn factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
             named_data: &named,
             args: *p,
         };
-        let h = XnnpackBackend.init(&ctx)?;
-        Ok(Box::new(AsKernel(h)) as Box<dyn Kernel>)
+        XnnpackBackend.init(&ctx)
     })
+}
+
+fn donated_factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    let mut h = init_handle(p)?;
+    let mut slots = h.donate_workspace();
+    assert!(
+        !slots.is_empty(),
+        "an FC graph has run buffers to hand over"
+    );
+    // Slots may be longer than asked (another delegate's larger buffer).
+    for s in &mut slots {
+        s.extend(std::iter::repeat_n(0.0, 7));
+    }
+    Ok(Box::new(Donated(h, slots)))
+}
+
+fn factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    Ok(Box::new(AsKernel(init_handle(p)?)) as Box<dyn Kernel>)
 }
 
 fn run(payload: Vec<u8>, args: Vec<TestArg>) -> Result<Vec<TestArg>, KernelError> {
@@ -89,6 +118,58 @@ fn valid_graph_runs() {
             );
         }
     }
+}
+
+fn fc_args() -> Vec<TestArg> {
+    let x: Vec<f32> = (0..8).map(|i| i as f32 * 0.25 - 1.0).collect();
+    vec![
+        TestArg::Tensor(TestTensor::new(&[2, 4], x)),
+        TestArg::Tensor(TestTensor::out(ScalarType::Float, &[2, 3])),
+    ]
+}
+
+#[test]
+fn shared_workspace_gives_the_same_results() {
+    let own = run(data("fc_ok.bin"), fc_args()).unwrap();
+    PAYLOAD.with(|p| *p.borrow_mut() = data("fc_ok.bin"));
+    let mut reg = Registry::new();
+    reg.register_factory("test::xnnpack_ws", donated_factory);
+    let shared = run_op(&reg, "test::xnnpack_ws", fc_args()).unwrap();
+    let (a, b) = (
+        own[1].tensor().to_vec::<f32>(),
+        shared[1].tensor().to_vec::<f32>(),
+    );
+    assert_eq!(a.len(), 6);
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn donated_delegate_refuses_to_run_without_the_workspace() {
+    fn check_factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+        let mut h = init_handle(p)?;
+        let mut slots = h.donate_workspace();
+        // A second donation hands over nothing more.
+        assert!(h.donate_workspace().is_empty());
+        Ok(Box::new(Probe(h, std::mem::take(&mut slots))))
+    }
+    struct Probe(Box<dyn DelegateHandle>, Vec<Vec<f32>>);
+    impl Kernel for Probe {
+        fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+            let direct = self.0.execute(ctx).unwrap_err().to_string();
+            assert!(direct.contains("execute_in"), "{direct}");
+            let mut short: Vec<Vec<f32>> = self.1.iter().map(|s| vec![0.0; s.len() / 2]).collect();
+            let e = self.0.execute_in(ctx, &mut short).unwrap_err().to_string();
+            assert!(e.contains("workspace"), "{e}");
+            self.0.execute_in(ctx, &mut self.1[..]).map(|_| ())
+        }
+    }
+    PAYLOAD.with(|p| *p.borrow_mut() = data("fc_ok.bin"));
+    let mut reg = Registry::new();
+    reg.register_factory("test::xnnpack_probe", check_factory);
+    run_op(&reg, "test::xnnpack_probe", fc_args()).unwrap();
 }
 
 #[test]
