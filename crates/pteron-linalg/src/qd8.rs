@@ -71,7 +71,8 @@ const QD8_K_ALIGN: usize = 16;
 const NR: usize = 8;
 
 /// Run-time quantization parameters of one activation row.
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C)]
 pub struct Qd8Params {
     /// Zero point (in `-128..=127`).
     pub zero_point: i32,

@@ -130,6 +130,8 @@ struct Ext {
 enum Home {
     Value(usize),
     Scratch,
+    QuantRows,
+    QuantParams,
 }
 
 /// A compiled XNNPACK delegate.
@@ -144,9 +146,11 @@ pub struct XnnDelegate {
     inputs: Vec<Ext>,
     outputs: Vec<Ext>,
     scratch: Vec<f32>,
-    /// Quantized rows and their parameters for `Prep::Qd8Fc` steps.
-    qa: Vec<i8>,
-    qp: Vec<Qd8Params>,
+    /// Quantized rows (`i8`, four per element) and their parameters (`Qd8Params`,
+    /// two elements each) for `Prep::Qd8Fc` steps, held as `f32` words so that they
+    /// can live in the method's shared workspace like the other run buffers.
+    qa: Vec<f32>,
+    qp: Vec<f32>,
     /// External inputs left unquantized because only `Prep::Qd8Fc` steps read them.
     raw_dynamic: Vec<bool>,
     last_inputs: Vec<Dims>,
@@ -1085,8 +1089,10 @@ impl XnnDelegate {
             inputs,
             outputs,
             scratch: zeroed(scratch_len, || "scratch".into())?,
-            qa: zeroed(qa_len, || "quantized rows".into())?,
-            qp: zeroed(qp_len, || "row quantization parameters".into())?,
+            qa: zeroed(qa_len.div_ceil(4), || "quantized rows".into())?,
+            qp: zeroed(qp_len * (core::mem::size_of::<Qd8Params>() / 4), || {
+                "row quantization parameters".into()
+            })?,
             raw_dynamic,
             last_inputs,
             prepared,
@@ -1178,8 +1184,8 @@ impl XnnDelegate {
                 packed,
                 &self.bufs[*src],
                 &self.shapes[*src],
-                &mut self.qa,
-                &mut self.qp,
+                bytemuck::cast_slice_mut(&mut self.qa),
+                bytemuck::cast_slice_mut(&mut self.qp),
                 &mut ob,
                 &od,
             );
@@ -1753,8 +1759,10 @@ impl DelegateHandle for XnnDelegate {
             return Vec::new();
         }
         let mut homes: Vec<Home> = self.transient.iter().map(|&v| Home::Value(v)).collect();
-        if !self.scratch.is_empty() {
-            homes.push(Home::Scratch);
+        for h in [Home::Scratch, Home::QuantRows, Home::QuantParams] {
+            if !self.home(h).is_empty() {
+                homes.push(h);
+            }
         }
         homes.sort_by_key(|&h| core::cmp::Reverse(self.home(h).len()));
         let mut out = Vec::with_capacity(homes.len());
@@ -1837,6 +1845,8 @@ impl XnnDelegate {
         match h {
             Home::Value(v) => &mut self.bufs[v],
             Home::Scratch => &mut self.scratch,
+            Home::QuantRows => &mut self.qa,
+            Home::QuantParams => &mut self.qp,
         }
     }
 
