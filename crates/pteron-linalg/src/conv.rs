@@ -207,6 +207,8 @@ enum ConvKind {
     Depthwise {
         weight: Vec<f32>,
         bias: Vec<f32>,
+        /// Tap offsets within a band (`dwconv::prepare`).
+        offs: Vec<usize>,
     },
     Gemm {
         /// One packed A (og × ig*kh*kw) per group.
@@ -259,7 +261,13 @@ impl Conv2d {
             }
         }
         let kind = if p.is_depthwise() {
+            let Some(offs) = dwconv::prepare(&p) else {
+                return err(format!(
+                    "depthwise conv2d window too large for its band buffer: {p:?}"
+                ));
+            };
             ConvKind::Depthwise {
+                offs,
                 weight: weight.to_vec(),
                 bias: bias.map_or_else(|| vec![0.0; p.out_c], |b| b.to_vec()),
             }
@@ -298,7 +306,9 @@ impl Conv2d {
     /// Bytes of prepared weight storage.
     pub fn packed_bytes(&self) -> usize {
         match &self.kind {
-            ConvKind::Depthwise { weight, bias } => (weight.len() + bias.len()) * 4,
+            ConvKind::Depthwise {
+                weight, bias, offs, ..
+            } => (weight.len() + bias.len()) * 4 + offs.len() * 8,
             ConvKind::Gemm { panels, bias, .. } => {
                 panels.iter().map(Panels::bytes).sum::<usize>()
                     + bias.as_ref().map_or(0, |b| b.len() * 4)
@@ -325,8 +335,8 @@ impl Conv2d {
             "conv2d: scratch too short"
         );
         match &self.kind {
-            ConvKind::Depthwise { weight, bias } => {
-                dwconv::run(p, oh, ow, weight, bias, self.act, input, output)
+            ConvKind::Depthwise { weight, bias, offs } => {
+                dwconv::run(p, oh, ow, weight, bias, self.act, offs, input, output)
             }
             ConvKind::Gemm {
                 panels,

@@ -141,6 +141,27 @@ fn fill_rows(
     }
 }
 
+/// Largest band buffer (floats per thread) a depthwise convolution may need.
+const MAX_BAND_FLOATS: u128 = 1 << 28;
+
+/// Prepares a depthwise convolution: the offset of every tap (`ky`-major) within a
+/// band, or `None` when one output row's band would not fit in `MAX_BAND_FLOATS`
+/// (sizes read from a file can be absurd: huge padding or dilation).
+pub(crate) fn prepare(p: &Conv2dParams) -> Option<Vec<usize>> {
+    let (kh, kw) = (p.k_h as u128, p.k_w as u128);
+    let (dh, sw) = (p.dilation.0 as u128, p.stride.1.max(1) as u128);
+    let wp = p.in_w as u128 + 2 * p.padding.1 as u128;
+    let rs = sw * wp.div_ceil(sw);
+    let rows = (kh.checked_sub(1)?) * dh + 1;
+    if rows * rs > MAX_BAND_FLOATS || kh * kw > MAX_BAND_FLOATS {
+        return None;
+    }
+    let lay = BandLayout::new(p.in_w, p.padding.1, p.stride.1);
+    let mut offs = vec![0usize; p.k_h * p.k_w];
+    tap_offsets(p, &lay, &mut offs);
+    Some(offs)
+}
+
 /// Offsets of every tap (`ky`-major) relative to an output row's band position.
 fn tap_offsets(p: &Conv2dParams, lay: &BandLayout, out: &mut [usize]) {
     let rs = lay.rs();
@@ -172,6 +193,7 @@ pub(crate) fn run(
     weight: &[f32],
     bias: &[f32],
     act: Activation,
+    offs: &[usize],
     input: &[f32],
     output: &mut [f32],
 ) {
@@ -184,15 +206,25 @@ pub(crate) fn run(
     let (kh, sh, ph, dh) = (p.k_h, p.stride.0, p.padding.0, p.dilation.0);
     let lay = BandLayout::new(w, p.padding.1, p.stride.1);
     let rs = lay.rs();
-    let in_rows_for = |rows: usize| (rows - 1) * sh + (kh - 1) * dh + 1;
+    // `prepare` bounded `(kh - 1) * dh + 1` and `rs`; huge vertical padding can still
+    // make whole-map bands absurd, hence the saturation.
+    let in_rows_for = |rows: usize| {
+        (rows - 1)
+            .saturating_mul(sh)
+            .saturating_add((kh - 1) * dh + 1)
+    };
     // Bands: keep the buffer bounded, and give every thread enough units.
     let mut band_rows = oh;
-    while band_rows > 1 && in_rows_for(band_rows) * rs > BAND_FLOATS {
+    while band_rows > 1 && in_rows_for(band_rows).saturating_mul(rs) > BAND_FLOATS {
         band_rows = div_ceil(band_rows, 2);
     }
     let threads = num_threads();
     let taps = kh * p.k_w;
-    let flops = planes * oh * ow * taps * 2;
+    let flops = planes
+        .saturating_mul(oh)
+        .saturating_mul(ow)
+        .saturating_mul(taps)
+        .saturating_mul(2);
     let parallel = threads > 1 && flops > 400_000;
     let want_tasks = threads * 6;
     if parallel && planes * div_ceil(oh, band_rows) < want_tasks {
@@ -208,17 +240,7 @@ pub(crate) fn run(
     let op = SyncPtr(output.as_mut_ptr());
     let out_len = output.len();
     let buf_len = in_rows_for(band_rows) * rs + SLACK;
-    // Tap offsets: on the stack for kernels up to 8x8.
-    let mut offs_arr = [0usize; 64];
-    let mut offs_vec = Vec::new();
-    let offs: &[usize] = if taps <= offs_arr.len() {
-        tap_offsets(p, &lay, &mut offs_arr[..taps]);
-        &offs_arr[..taps]
-    } else {
-        offs_vec.resize(taps, 0);
-        tap_offsets(p, &lay, &mut offs_vec);
-        &offs_vec
-    };
+    assert!(offs.len() == taps, "dwconv: tap offsets do not match");
     let data_offs = lay.data_offsets();
     // Output rows per kernel call: band filling and compute are interleaved so
     // the input streams in while earlier rows are computed.
