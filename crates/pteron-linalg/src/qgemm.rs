@@ -531,6 +531,14 @@ mod vnni {
             rows: [*const u8; VMR],
             offs: *const usize,
         },
+        /// Implicit convolution (XNNPACK's indirect GEMM): tap `t` of row `r` is
+        /// the run of `4·gpt` bytes at `ptrs[t·VMR + r]` (an input pixel's channels
+        /// or a row of pad bytes); the sign bit is flipped in registers when `flip`.
+        Indirect {
+            ptrs: *const *const u8,
+            gpt: usize,
+            flip: bool,
+        },
     }
 
     /// `qs8_qc8w_gemm_{1..8}x{16,32}c4__avx512vnni`: `rows ≤ VMR` rows times
@@ -560,6 +568,19 @@ mod vnni {
         let (ptrs, lda, offs, mode) = match a {
             AView::Rows { a, lda, flip } => ([a; VMR], lda, core::ptr::null(), flip as u8),
             AView::Taps { rows, offs } => (rows, 0, offs, 2),
+            AView::Indirect { ptrs, gpt, flip } => {
+                macro_rules! ind {
+                    ($($mr:literal)*) => {
+                        match (np, rows) {
+                            $((1, $mr) => tile_ind::<1, $mr>(kq, ptrs, gpt, flip, b, bstride, bias, scale, q, c, ldc, cols),
+                              (_, $mr) => tile_ind::<2, $mr>(kq, ptrs, gpt, flip, b, bstride, bias, scale, q, c, ldc, cols),)*
+                            _ => unreachable!("rows ≤ VMR"),
+                        }
+                    };
+                }
+                debug_assert!(rows <= VMR);
+                return ind!(1 2 3 4 5 6 7 8);
+            }
         };
         macro_rules! go {
             ($($mr:literal)*) => {
@@ -630,6 +651,23 @@ mod vnni {
             bp = bp.add(QNR * 4);
             ap = ap.add(4);
         }
+        store::<NP, MR>(&acc, scale, q, c, ldc, cols);
+    }
+
+    /// Requantizes and stores an `MR × NP·QNR` tile of accumulators (`cols` valid).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be available; `scale` holds `NP · QNR` values and `c`
+    /// is valid for `MR` rows of `cols` bytes at stride `ldc`.
+    #[inline(always)]
+    unsafe fn store<const NP: usize, const MR: usize>(
+        acc: &[[__m512i; NP]; MR],
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        cols: usize,
+    ) {
         let (lo, hi) = q.fbounds();
         let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
         let vzp = _mm512_set1_epi32(q.zero_point);
@@ -650,6 +688,60 @@ mod vnni {
                 _mm_mask_storeu_epi8(c.add(r * ldc + QNR * j) as *mut i8, mask, bytes);
             }
         }
+    }
+
+    /// The [`AView::Indirect`] tile: per tap, `MR` row pointers, then `gpt` k groups
+    /// read at increasing offsets from each (`kq = taps · gpt`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_ind<const NP: usize, const MR: usize>(
+        kq: usize,
+        ptrs: *const *const u8,
+        gpt: usize,
+        flip: bool,
+        b: *const i8,
+        bstride: usize,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        for j in 0..NP {
+            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
+            for accr in acc.iter_mut() {
+                accr[j] = bj;
+            }
+        }
+        let vflip = _mm512_set1_epi8(if flip { -128 } else { 0 });
+        let taps = kq / gpt.max(1);
+        let mut bp = b;
+        for t in 0..taps {
+            let mut a = [core::ptr::null::<u8>(); MR];
+            for (r, ar) in a.iter_mut().enumerate() {
+                *ar = *ptrs.add(t * VMR + r);
+            }
+            for _ in 0..gpt {
+                let mut bv = [_mm512_setzero_si512(); NP];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(bp.add(j * bstride) as *const _);
+                }
+                for (accr, ar) in acc.iter_mut().zip(a.iter_mut()) {
+                    let av = _mm512_set1_epi32((*ar as *const i32).read_unaligned());
+                    let av = _mm512_xor_si512(av, vflip);
+                    *ar = ar.add(4);
+                    for (j, v) in bv.iter().enumerate() {
+                        // u8 × i8, four products summed exactly into each i32 lane.
+                        accr[j] = _mm512_dpbusd_epi32(accr[j], av, *v);
+                    }
+                }
+                bp = bp.add(QNR * 4);
+            }
+        }
+        store::<NP, MR>(&acc, scale, q, c, ldc, cols);
     }
 }
 
@@ -700,6 +792,12 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     };
     #[cfg(target_arch = "x86_64")]
     if avx512_vnni() && !b.w4.is_empty() {
+        if let ASrc::Conv { g, x, c0, cg, pad } = src {
+            if cg % 4 == 0 && g.kh * g.kw <= MAX_ITAPS {
+                conv_indirect(m, g, x, c0, cg, pad, b, cp, clen, ldc);
+                return;
+            }
+        }
         let flip = if b.a_unsigned { 0 } else { 0x80 };
         // Dense rows made of whole k groups are read in place (the sign flip then
         // happens in registers); other sources are packed per row block.
@@ -851,6 +949,72 @@ unsafe fn vnni_panels(
         }
         p += np;
     }
+}
+
+/// Most taps of the indirect convolution path.
+const MAX_ITAPS: usize = 64;
+
+/// Convolution whose group has a multiple of 4 channels on the VNNI kernel without
+/// packing A (XNNPACK's indirect GEMM): per row block, one pointer per tap and row
+/// to the input pixel's channels `c0..c0+cg`, or to a row of `pad` bytes for taps
+/// outside the input; the kernel reads `cg / 4` groups from each.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn conv_indirect(
+    m: usize,
+    g: &QConvGeom,
+    x: &[u8],
+    c0: usize,
+    cg: usize,
+    pad: u8,
+    b: &PackedQs8,
+    cp: SyncPtr<u8>,
+    clen: usize,
+    ldc: usize,
+) {
+    use core::mem::MaybeUninit;
+    let taps = g.kh * g.kw;
+    assert!(taps <= MAX_ITAPS && cg % 4 == 0 && c0 + cg <= g.in_c && b.k == taps * cg);
+    assert!(x.len() >= g.batch * g.in_h * g.in_w * g.in_c);
+    with_scratch_as::<u8, ()>(cg, |padrow| {
+        padrow.fill(pad);
+        let padrow: &[u8] = padrow;
+        let flip = !b.a_unsigned;
+        drive::<u8>(m, b, VMR, 0, &|_, _, _| {}, &|_, mb, p0, p1| {
+            let r0 = mb * VMR;
+            let rows = (m - r0).min(VMR);
+            let mut ptrs = [const { MaybeUninit::<*const u8>::uninit() }; MAX_ITAPS * VMR];
+            let (mut n, mut oy, mut ox) = (
+                r0 / (g.out_h * g.out_w),
+                (r0 / g.out_w) % g.out_h,
+                r0 % g.out_w,
+            );
+            for r in 0..rows {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let p = match g.src(oy, ox, ky, kx) {
+                            Some((iy, ix)) => {
+                                x[((n * g.in_h + iy) * g.in_w + ix) * g.in_c + c0..].as_ptr()
+                            }
+                            None => padrow.as_ptr(),
+                        };
+                        ptrs[(ky * g.kw + kx) * VMR + r].write(p);
+                    }
+                }
+                (n, oy, ox) = g.next_pixel(n, oy, ox);
+            }
+            let view = vnni::AView::Indirect {
+                ptrs: ptrs.as_ptr() as *const *const u8,
+                gpt: cg / 4,
+                flip,
+            };
+            // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); entries `t·VMR + r`
+            // for every tap t and row r < rows were written above, each pointing at
+            // `cg` readable bytes (a pixel's channels c0..c0+cg of `x`, whose
+            // length is asserted, or the pad row); k = taps · cg (asserted).
+            unsafe { vnni_panels(b, b.kq, view, &b.w4, r0, m, p0, p1, cp, clen, ldc) };
+        });
+    });
 }
 
 /// Most taps of the tap-major convolution path.

@@ -307,6 +307,11 @@ fn qconv_edge_shapes() {
         // Weights over the cache threshold: the panel-outer path.
         (1, (5, 4), 96, (3, 3), 1, 1, (1, 1, 1, 1), 1, 130),
         (1, (7, 7), 48, (3, 3), 2, 1, (1, 1, 1, 1), 2, 120),
+        // Indirect VNNI path (4·j channels per group): 8x8 taps (the limit is 64),
+        // a 9x9 kernel (packed rows instead), and rows past the last row block.
+        (1, (9, 10), 8, (8, 8), 1, 1, (3, 4, 4, 3), 1, 33),
+        (1, (9, 9), 4, (9, 9), 1, 1, (4, 4, 4, 4), 1, 16),
+        (3, (5, 3), 24, (3, 3), 2, 1, (1, 1, 1, 1), 3, 48),
         // First layers: 3 channels, 3x3/2 and 7x7/2 (the tap-major path).
         (1, (17, 15), 3, (3, 3), 2, 1, (1, 1, 1, 1), 1, 32),
         (2, (13, 12), 3, (7, 7), 2, 1, (3, 3, 3, 3), 1, 40),
@@ -426,6 +431,17 @@ proptest! {
                     pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
                     unsigned: bool, seed: u64) {
         if let Some(g) = geom(b, (h, w), cg * groups, (kh, kw), s, d, (pt, pl, pb, pr)) {
+            check_conv(&g, groups, og, unsigned, seed);
+        }
+    }
+
+    /// Groups of a multiple of 4 channels (the indirect VNNI path), taps up to 5×5.
+    #[test]
+    fn qconv_random_c4(b in 1usize..3, h in 1usize..8, w in 1usize..8, cg4 in 1usize..5, groups in 1usize..3,
+                       og in 1usize..40, kh in 1usize..6, kw in 1usize..6, s in 1usize..3, d in 1usize..3,
+                       pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+                       unsigned: bool, seed: u64) {
+        if let Some(g) = geom(b, (h, w), 4 * cg4 * groups, (kh, kw), s, d, (pt, pl, pb, pr)) {
             check_conv(&g, groups, og, unsigned, seed);
         }
     }

@@ -625,6 +625,12 @@ fn main() {
     bench_qconv("qconv 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
     bench_qconv("qconv 3x3 64->64 @56", 64, 56, 64, 3, 1);
     bench_qconv("qconv 7x7/2 3->64 @224", 3, 224, 64, 7, 2);
+    bench_qconv("qconv 3x3 128->128 @28", 128, 28, 128, 3, 1);
+    bench_qconv("qconv 3x3 256->256 @14", 256, 14, 256, 3, 1);
+    bench_qconv("qconv 3x3 512->512 @7", 512, 7, 512, 3, 1);
+    bench_qconv("qconv 3x3/2 64->128 @56", 64, 56, 128, 3, 2);
+    bench_qconv("qconv 3x3/2 256->512 @14", 256, 14, 512, 3, 2);
+    bench_qconv("qconv 1x1/2 128->256 @28", 128, 28, 256, 1, 2);
     bench_qdw("qdwconv 3x3 32 @112", 32, 112, 3, 1);
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
