@@ -72,7 +72,7 @@ impl QConvGeom {
             && self.out_w == self.in_w
     }
 
-    fn input_len(&self) -> usize {
+    pub(crate) fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
     }
 

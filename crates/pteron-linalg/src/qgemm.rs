@@ -120,10 +120,12 @@ pub struct PackedQs8 {
     w4: Vec<i8>,
     /// Bias folded for activations read as unsigned (`izp + 128` for `qs8`).
     bias4: Vec<i32>,
-    /// Input channels of the tap-major VNNI layout (0: none).
+    /// Input channels and kernel width of the kernel-row VNNI layout (0: none).
     tap_cin: usize,
-    /// Tap-major VNNI layout for convolutions with ≤ 4 input channels: per panel,
-    /// `k / tap_cin` taps of `QNR` columns × 4 bytes (the tap's channels, zero-padded).
+    tap_kw: usize,
+    /// Kernel-row VNNI layout for convolutions with ≤ 4 input channels: per panel,
+    /// `kh · ceil(kw · cin / 4)` groups of `QNR` columns × 4 bytes (a kernel row's
+    /// `kw · cin` weights in input order, zero-padded to whole groups).
     wt: Vec<i8>,
 }
 
@@ -201,31 +203,42 @@ impl PackedQs8 {
             w4,
             bias4: pb4,
             tap_cin: 0,
+            tap_kw: 0,
             wt: Vec::new(),
         }
     }
 
-    /// Adds the tap-major layout used by convolutions with `cin ≤ 4` input channels
-    /// (rows of `k = taps · cin` weights, channels fastest) on CPUs with AVX-512
-    /// VNNI: each tap is one 4-byte group read straight from a padded copy of the
-    /// input, with no per-row packing. A no-op otherwise.
-    pub fn with_conv_taps(mut self, cin: usize) -> Self {
-        if self.w4.is_empty() || !(1..=4).contains(&cin) || !self.k.is_multiple_of(cin) {
+    /// Adds the kernel-row layout used by convolutions with `cin ≤ 4` input
+    /// channels and kernel width `kw` (rows of `k = kh · kw · cin` weights, channels
+    /// fastest) on CPUs with AVX-512 VNNI: a kernel row's `kw · cin` weights are
+    /// contiguous in the input too, so they are read as `ceil(kw · cin / 4)` 4-byte
+    /// groups straight from a padded copy of the input (the bytes past the row
+    /// meet zero weights), with no per-row packing. A no-op otherwise.
+    pub fn with_conv_taps(mut self, cin: usize, kw: usize) -> Self {
+        if self.w4.is_empty()
+            || !(1..=4).contains(&cin)
+            || kw == 0
+            || !self.k.is_multiple_of(cin * kw)
+        {
             return self;
         }
-        let taps = self.k / cin;
+        let (run, kh) = (kw * cin, self.k / (kw * cin));
+        let gpr = run.div_ceil(4);
+        let groups = kh * gpr;
         let panels = self.n.div_ceil(QNR);
-        let mut wt = vec![0i8; panels * taps * QNR * 4];
+        let mut wt = vec![0i8; panels * groups * QNR * 4];
         for j in 0..self.n {
             let (p, c) = (j / QNR, j % QNR);
             let src = p * self.kp * QNR * 2;
             for kk in 0..self.k {
                 let v = self.w[src + (kk / 2) * QNR * 2 + c * 2 + (kk & 1)] as i8;
-                let (t, ci) = (kk / cin, kk % cin);
-                wt[(p * taps + t) * QNR * 4 + c * 4 + ci] = v;
+                let (ky, e) = (kk / run, kk % run);
+                let grp = ky * gpr + e / 4;
+                wt[(p * groups + grp) * QNR * 4 + c * 4 + e % 4] = v;
             }
         }
         self.tap_cin = cin;
+        self.tap_kw = kw;
         self.wt = wt;
         self
     }
@@ -1017,68 +1030,76 @@ fn conv_indirect(
     });
 }
 
-/// Most taps of the tap-major convolution path.
+/// Most k groups of the kernel-row convolution path.
 const MAX_CONV_TAPS: usize = 128;
 
-/// Convolution with `g.in_c ≤ 4` channels (one group) on the tap-major VNNI
-/// layout: the input is copied once into a zero-point-padded buffer of 4-byte
-/// pixels (sign bit flipped for `qs8`), and row `r`'s tap `t` is the u32 at
-/// `pixel(r) + offs[t]`. Returns `false` (doing nothing) when not applicable.
+/// Convolution with `g.in_c ≤ 4` channels (one group, undilated columns) on the
+/// kernel-row VNNI layout: the input is copied once into a zero-point-padded
+/// buffer (sign bit flipped for `qs8`; rows filled in parallel), and row `r`'s k
+/// group `q` is the u32 at `pixel(r) + offs[q]`. Returns `false` (doing nothing)
+/// when not applicable.
 pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mut [u8]) -> bool {
-    let taps = g.kh * g.kw;
-    if b.tap_cin != g.in_c
+    let cin = g.in_c;
+    let run = g.kw * cin;
+    let gpr = run.div_ceil(4);
+    let groups = g.kh * gpr;
+    if b.tap_cin != cin
         || b.tap_cin == 0
-        || taps * g.in_c != b.k
-        || taps > MAX_CONV_TAPS
+        || b.tap_kw != g.kw
+        || g.kh * run != b.k
+        || g.dw != 1
+        || groups > MAX_CONV_TAPS
         || !avx512_vnni()
         || !cfg!(target_arch = "x86_64")
     {
         return false;
     }
-    let (m, n, cin) = (g.batch * g.out_h * g.out_w, b.n, g.in_c);
+    let (m, n) = (g.batch * g.out_h * g.out_w, b.n);
     if m == 0 || n == 0 {
         return true;
     }
     assert!(c.len() >= m * n, "qconv: output too short");
+    assert!(x.len() >= g.input_len(), "qconv: input too short");
     let hp = (g.out_h - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-    let wp = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    let wp = (g.out_w - 1) * g.sw + g.kw;
+    let row = wp * cin;
     let flip = if b.a_unsigned { 0 } else { 0x80 };
     let mut offs = [0usize; MAX_CONV_TAPS];
     for ky in 0..g.kh {
-        for kx in 0..g.kw {
-            offs[ky * g.kw + kx] = (ky * g.dh * wp + kx * g.dw) * 4;
+        for j in 0..gpr {
+            offs[ky * gpr + j] = ky * g.dh * row + 4 * j;
         }
     }
-    with_scratch_as::<u8, ()>(g.batch * hp * wp * 4, |buf| {
-        let padv = u32::from_ne_bytes([pad ^ flip; 4]);
-        let f4 = u32::from_ne_bytes([flip; 4]);
-        let cmask = (u64::MAX >> (64 - 8 * cin)) as u32;
-        for (i, prow) in buf.chunks_exact_mut(wp * 4).enumerate() {
-            let (nb, yp) = (i / hp, i % hp);
-            let iy = yp.wrapping_sub(g.pad_top);
-            for (xp, px) in prow.chunks_exact_mut(4).enumerate() {
-                let ix = xp.wrapping_sub(g.pad_left);
-                let v = if iy < g.in_h && ix < g.in_w {
-                    let s = ((nb * g.in_h + iy) * g.in_w + ix) * cin;
-                    // Assembled in a register (a byte copy through memory stalls
-                    // store forwarding); channels past cin meet zero weights.
-                    let v = match x.get(s..s + 4) {
-                        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) & cmask,
-                        None => {
-                            let mut v = 0u32;
-                            for (i, &b) in x[s..s + cin].iter().enumerate() {
-                                v |= (b as u32) << (8 * i);
-                            }
-                            v
-                        }
-                    };
-                    v ^ f4
-                } else {
-                    padv
-                };
-                px.copy_from_slice(&v.to_le_bytes());
+    // The last group of a kernel row may read up to 3 bytes past it: slack at the end.
+    let total = g.batch * hp * row + 4;
+    with_scratch_as::<u8, ()>(total, |buf| {
+        let padv = pad ^ flip;
+        let (body, slack) = buf.split_at_mut(g.batch * hp * row);
+        slack.fill(padv);
+        let rows_n = g.batch * hp;
+        let (tasks, per) = chunks(rows_n, if rows_n * row < 64 * 1024 { 1 } else { 4 * num_threads() });
+        let bp = SyncPtr(body.as_mut_ptr());
+        let in_row = g.in_w * cin;
+        let left = g.pad_left.min(wp) * cin;
+        let mid = g.in_w.min(wp.saturating_sub(g.pad_left)) * cin;
+        parallel_for(tasks, |t| {
+            let (i0, i1) = (t * per, ((t + 1) * per).min(rows_n));
+            // SAFETY: rows i0..i1 of the padded body (in bounds: i1 ≤ rows_n) belong
+            // to this task only.
+            let dst = unsafe { core::slice::from_raw_parts_mut(bp.get().add(i0 * row), (i1 - i0) * row) };
+            for (i, prow) in (i0..i1).zip(dst.chunks_exact_mut(row)) {
+                let (nb, yp) = (i / hp, i % hp);
+                let iy = yp.wrapping_sub(g.pad_top);
+                if iy >= g.in_h {
+                    prow.fill(padv);
+                    continue;
+                }
+                let s = (nb * g.in_h + iy) * in_row;
+                prow[..left].fill(padv);
+                flip_copy(&mut prow[left..left + mid], &x[s..s + mid], flip);
+                prow[left + mid..].fill(padv);
             }
-        }
+        });
         let buf: &[u8] = buf;
         let clen = c.len();
         let cp = SyncPtr(c.as_mut_ptr());
@@ -1092,9 +1113,9 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
                 r0 % g.out_w,
             );
             for pr in ptrs.iter_mut().take(rows) {
-                let at = ((nb * hp + oy * g.sh) * wp + ox * g.sw) * 4;
-                // Every tap of this pixel lies inside the padded buffer.
-                assert!(at + offs[taps - 1] + 4 <= buf.len());
+                let at = (nb * hp + oy * g.sh) * row + ox * g.sw * cin;
+                // Every group of this pixel lies inside the padded buffer.
+                assert!(at + offs[groups - 1] + 4 <= buf.len());
                 *pr = buf[at..].as_ptr();
                 (nb, oy, ox) = g.next_pixel(nb, oy, ox);
             }
@@ -1103,8 +1124,8 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
                 offs: offs.as_ptr(),
             };
             // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); each row pointer has
-            // all `taps` 4-byte groups at `offs` inside `buf` (asserted above).
-            unsafe { vnni_panels(b, taps, view, &b.wt, r0, m, p0, p1, cp, clen, n) };
+            // all `groups` 4-byte groups at `offs` inside `buf` (asserted above).
+            unsafe { vnni_panels(b, groups, view, &b.wt, r0, m, p0, p1, cp, clen, n) };
         });
     });
     true

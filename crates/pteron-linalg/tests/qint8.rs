@@ -252,7 +252,7 @@ fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64
     // One group with at most 4 channels also runs on the tap-major layout.
     let taps: Vec<PackedQs8> = packed
         .iter()
-        .map(|p| p.clone().with_conv_taps(if groups == 1 { cg } else { 0 }))
+        .map(|p| p.clone().with_conv_taps(if groups == 1 { cg } else { 0 }, g.kw))
         .collect();
     with_threads(|ctx| {
         for (layout, pk) in [("rows", &packed), ("taps", &taps)] {
@@ -322,6 +322,14 @@ fn qconv_edge_shapes() {
     for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");
         check_conv(&g, groups, og, i % 2 == 1, 100 + i as u64);
+    }
+    // Rows dilated but columns not (the kernel-row path), 1 and 2 channels, and an
+    // output that leaves input columns unread.
+    for (i, &(c, dh, kw, pad_left)) in [(1, 2, 5, 2), (2, 3, 3, 0), (3, 2, 7, 3)].iter().enumerate() {
+        let mut g = geom(1, (11, 13), c, (3, kw), 2, 1, (1, pad_left, 0, 0)).expect("valid");
+        g.dh = dh;
+        g.out_h = (g.in_h + 1 - (2 * dh + 1)) / 2 + 1;
+        check_conv(&g, 1, 19, i == 1, 150 + i as u64);
     }
 }
 

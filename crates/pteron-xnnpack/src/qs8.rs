@@ -329,7 +329,7 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                             q,
                         );
                         if p.groups == 1 {
-                            pk.with_conv_taps(p.group_in)
+                            pk.with_conv_taps(p.group_in, p.kw)
                         } else {
                             pk
                         }

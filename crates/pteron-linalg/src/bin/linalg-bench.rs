@@ -466,7 +466,7 @@ fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: us
         .collect();
     let pk = [
         PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))
-            .with_conv_taps(in_c),
+            .with_conv_taps(in_c, k),
     ];
     let mut out = vec![0u8; o * o * out_c];
     let t = time(|| {
