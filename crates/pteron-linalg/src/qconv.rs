@@ -135,6 +135,149 @@ pub fn im2col_q8(g: &QConvGeom, input: &[u8], c0: usize, cg: usize, pad: u8, out
     });
 }
 
+/// Runs `f(row0, rows)` over contiguous ranges of `rows` rows of `row_bytes`
+/// output bytes each, handing each range its own slice of `out` (parallel when
+/// the output is large enough).
+fn par_rows(rows: usize, row_bytes: usize, out: &mut [u8], f: impl Fn(usize, &mut [u8]) + Sync) {
+    assert!(out.len() >= rows * row_bytes, "par_rows: output too short");
+    if rows == 0 || row_bytes == 0 {
+        return;
+    }
+    let (tasks, per) = row_split(rows, row_bytes);
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let (r0, r1) = (t * per, ((t + 1) * per).min(rows));
+        // SAFETY: rows r0..r1 of `out` (in bounds: asserted above) belong to this
+        // task only.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut(op.get().add(r0 * row_bytes), (r1 - r0) * row_bytes)
+        };
+        f(r0, dst);
+    });
+}
+
+/// NHWC int8 max pooling over the window of `g` (`in_c` channels, `in_c` out;
+/// taps in the padding never win), then the clamp of `q`; parallel over output rows.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn qmaxpool_nhwc(g: &QConvGeom, x: &[u8], q: QOut, out: &mut [u8]) {
+    let c = g.in_c;
+    assert!(x.len() >= g.input_len(), "qmaxpool: input too short");
+    // Work in an order-preserving unsigned domain: signed bytes flip the sign bit.
+    let flip: u8 = if q.unsigned { 0 } else { 0x80 };
+    let (lo, hi) = ((q.min as u8) ^ flip, (q.max as u8) ^ flip);
+    const MAX_TAPS: usize = 81;
+    assert!(g.kh * g.kw <= MAX_TAPS, "qmaxpool: window too large");
+    par_rows(g.batch * g.out_h, g.out_w * c, out, |r0, dst| {
+        let mut taps: [&[u8]; MAX_TAPS] = [&[]; MAX_TAPS];
+        for (orow, drow) in (r0..).zip(dst.chunks_exact_mut(g.out_w * c)) {
+            let (n, oy) = (orow / g.out_h, orow % g.out_h);
+            for (ox, d) in drow.chunks_exact_mut(c).enumerate() {
+                let mut nt = 0;
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
+                            taps[nt] = &x[((n * g.in_h + iy) * g.in_w + ix) * c..][..c];
+                            nt += 1;
+                        }
+                    }
+                }
+                max_taps(&taps[..nt], flip, lo, hi, d);
+            }
+        }
+    });
+}
+
+/// `d[i] = clamp(max(0, max_t taps[t][i] ^ flip), lo, hi) ^ flip` (every tap
+/// holds `d.len()` bytes).
+#[inline]
+fn max_taps(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) {
+    let c = d.len();
+    assert!(taps.iter().all(|t| t.len() == c));
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2Fma {
+        // SAFETY: AVX2 was detected (isa()); every tap holds d.len() bytes (asserted).
+        done = unsafe { max_taps_avx2(taps, flip, lo, hi, d) };
+    }
+    for i in done..c {
+        let m = taps.iter().fold(0u8, |m, t| m.max(t[i] ^ flip));
+        d[i] = m.clamp(lo, hi) ^ flip;
+    }
+}
+
+/// [`max_taps`] on whole 32-byte blocks; returns how many bytes were written.
+///
+/// # Safety
+/// AVX2 must be available; every tap holds at least `d.len()` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_taps_avx2(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) -> usize {
+    use core::arch::x86_64::*;
+    let n = d.len() / 32 * 32;
+    let vf = _mm256_set1_epi8(flip as i8);
+    let (vlo, vhi) = (_mm256_set1_epi8(lo as i8), _mm256_set1_epi8(hi as i8));
+    let mut c0 = 0;
+    while c0 < n {
+        let mut m = _mm256_setzero_si256();
+        for t in taps {
+            let v = _mm256_loadu_si256(t.as_ptr().add(c0) as *const __m256i);
+            m = _mm256_max_epu8(m, _mm256_xor_si256(v, vf));
+        }
+        let m = _mm256_min_epu8(_mm256_max_epu8(m, vlo), vhi);
+        _mm256_storeu_si256(d.as_mut_ptr().add(c0) as *mut __m256i, _mm256_xor_si256(m, vf));
+        c0 += 32;
+    }
+    n
+}
+
+/// Byte NCHW → NHWC transpose of `batch` images of `c` planes of `hw` pixels,
+/// parallel over pixel rows of the output.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn nchw_to_nhwc_u8(x: &[u8], batch: usize, c: usize, hw: usize, out: &mut [u8]) {
+    assert!(x.len() >= batch * c * hw, "nchw_to_nhwc_u8: input too short");
+    // Rows of 64 pixels (or fewer in the last of each image).
+    const PX: usize = 64;
+    let per_img = hw.div_ceil(PX);
+    let rows = batch * per_img;
+    if c == 0 || hw == 0 {
+        return;
+    }
+    assert!(out.len() >= batch * hw * c, "nchw_to_nhwc_u8: output too short");
+    let (tasks, per) = row_split(rows, PX * c);
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        for r in t * per..((t + 1) * per).min(rows) {
+            let (n, p0) = (r / per_img, (r % per_img) * PX);
+            let np = (hw - p0).min(PX);
+            // SAFETY: pixels p0..p0+np of image n (in bounds: asserted above) are
+            // written by this row only.
+            let d = unsafe {
+                core::slice::from_raw_parts_mut(op.get().add((n * hw + p0) * c), np * c)
+            };
+            if c == 3 {
+                // The RGB input: three bytes per pixel gathered from the planes.
+                let s0 = &x[(n * c) * hw + p0..][..np];
+                let s1 = &x[(n * c + 1) * hw + p0..][..np];
+                let s2 = &x[(n * c + 2) * hw + p0..][..np];
+                for (i, px) in d.chunks_exact_mut(3).enumerate() {
+                    px.copy_from_slice(&[s0[i], s1[i], s2[i]]);
+                }
+                continue;
+            }
+            for ch in 0..c {
+                let s = &x[(n * c + ch) * hw + p0..][..np];
+                for (px, &v) in d.chunks_exact_mut(c).zip(s) {
+                    px[ch] = v;
+                }
+            }
+        }
+    });
+}
+
 /// Dense or grouped int8 convolution: `packed[gi]` holds group `gi`'s filter
 /// (`group_out` columns of `kh·kw·(in_c/groups)`), its bias and scales; `out` is
 /// NHWC with `groups · group_out` channels; `pad` is the input zero point as a

@@ -1326,6 +1326,26 @@ pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
         "qadd: lengths"
     );
     assert!((1..=31).contains(&p.shift), "qadd: shift");
+    // Large adds run in parallel chunks of whole 64-byte blocks.
+    const CHUNK: usize = 16 * 1024;
+    if out.len() >= 4 * CHUNK && num_threads() > 1 {
+        let n = out.len();
+        let (tasks, per) = chunks(n.div_ceil(64), 4 * num_threads());
+        let op = SyncPtr(out.as_mut_ptr());
+        parallel_for(tasks, |t| {
+            let (i0, i1) = (t * per * 64, ((t + 1) * per * 64).min(n));
+            // SAFETY: elements i0..i1 of `out` (i1 ≤ n = out.len()) belong to this
+            // task only.
+            let o = unsafe { core::slice::from_raw_parts_mut(op.get().add(i0), i1 - i0) };
+            qadd_serial(&a[i0..i1], &b[i0..i1], p, o);
+        });
+        return;
+    }
+    qadd_serial(a, b, p, out);
+}
+
+fn qadd_serial(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
+    assert!(a.len() == out.len() && b.len() == out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if isa() >= Isa::Avx2Fma {

@@ -352,6 +352,82 @@ fn qdwconv_edge_shapes() {
     }
 }
 
+/// Max pooling against a naive oracle (max over in-bounds taps of the values as
+/// signed or unsigned bytes, then the clamp).
+fn check_qmaxpool(g: &QConvGeom, unsigned: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let c = g.in_c;
+    let x = bytes(&mut rng, g.batch * g.in_h * g.in_w * c);
+    let q = qout(&mut rng, unsigned);
+    let olen = g.batch * g.out_h * g.out_w * c;
+    let val = |b: u8| if unsigned { b as i32 } else { b as i8 as i32 };
+    let mut want = vec![0u8; olen];
+    for (o, wv) in want.iter_mut().enumerate() {
+        let (ch, px) = (o % c, o / c);
+        let (n, oy, ox) = (px / (g.out_h * g.out_w), (px / g.out_w) % g.out_h, px % g.out_w);
+        let mut best = if unsigned { 0 } else { -128 };
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+                let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                if iy >= 0 && ix >= 0 && (iy as usize) < g.in_h && (ix as usize) < g.in_w {
+                    let i = ((n * g.in_h + iy as usize) * g.in_w + ix as usize) * c + ch;
+                    best = best.max(val(x[i]));
+                }
+            }
+        }
+        *wv = best.clamp(q.min, q.max) as u8;
+    }
+    with_threads(|ctx| {
+        let mut got = vec![0x5Au8; olen];
+        pteron_linalg::qmaxpool_nhwc(g, &x, q, &mut got);
+        assert_eq!(got, want, "{ctx}: {g:?} {q:?}");
+    });
+}
+
+#[test]
+fn qmaxpool_edge_shapes() {
+    let cases = [
+        // The resnet stem pool (3x3/2, padding 1) and smaller odd shapes.
+        (1, (112, 112), 64, (3, 3), 2, 1, (1, 1, 1, 1)),
+        (2, (7, 9), 5, (2, 2), 2, 1, (0, 0, 1, 1)),
+        (1, (6, 5), 17, (3, 2), 1, 2, (2, 1, 2, 0)),
+        (1, (1, 1), 3, (3, 3), 1, 1, (1, 1, 1, 1)),
+    ];
+    for (i, &(b, hw, c, k, s, d, pad)) in cases.iter().enumerate() {
+        let g = geom(b, hw, c, k, s, d, pad).expect("valid");
+        check_qmaxpool(&g, i % 2 == 0, 500 + i as u64);
+    }
+}
+
+fn check_nchw_to_nhwc(batch: usize, c: usize, hw: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = bytes(&mut rng, batch * c * hw);
+    let mut want = vec![0u8; x.len()];
+    for n in 0..batch {
+        for ch in 0..c {
+            for p in 0..hw {
+                want[(n * hw + p) * c + ch] = x[(n * c + ch) * hw + p];
+            }
+        }
+    }
+    with_threads(|ctx| {
+        let mut got = vec![0x11u8; x.len()];
+        pteron_linalg::nchw_to_nhwc_u8(&x, batch, c, hw, &mut got);
+        assert_eq!(got, want, "{ctx}: batch {batch} c {c} hw {hw}");
+    });
+}
+
+#[test]
+fn nchw_to_nhwc_edge_shapes() {
+    for (i, &(b, c, hw)) in [(1, 3, 224 * 224), (2, 3, 65), (1, 1, 1), (3, 7, 130), (1, 16, 64)]
+        .iter()
+        .enumerate()
+    {
+        check_nchw_to_nhwc(b, c, hw, 600 + i as u64);
+    }
+}
+
 fn check_qadd(n: usize, shift: u32, seed: u64) {
     let mut rng = Rng::new(seed);
     let a = bytes(&mut rng, n);
@@ -378,7 +454,8 @@ fn check_qadd(n: usize, shift: u32, seed: u64) {
 
 #[test]
 fn qadd_edge_lengths() {
-    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+    // 70000: the parallel chunked path (≥ 64K elements), with a ragged tail.
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000, 70_000].iter().enumerate() {
         check_qadd(n, 12 + (i as u32 * 3) % 19, 300 + i as u64);
     }
 }
@@ -452,6 +529,21 @@ proptest! {
         if let Some(g) = geom(b, (h, w), 4 * cg4 * groups, (kh, kw), s, d, (pt, pl, pb, pr)) {
             check_conv(&g, groups, og, unsigned, seed);
         }
+    }
+
+    #[test]
+    fn qmaxpool_random(b in 1usize..3, h in 1usize..10, w in 1usize..10, c in 1usize..40,
+                       kh in 1usize..4, kw in 1usize..4, s in 1usize..3, d in 1usize..3,
+                       pt in 0usize..2, pl in 0usize..2, pb in 0usize..2, pr in 0usize..2,
+                       unsigned: bool, seed: u64) {
+        if let Some(g) = geom(b, (h, w), c, (kh, kw), s, d, (pt, pl, pb, pr)) {
+            check_qmaxpool(&g, unsigned, seed);
+        }
+    }
+
+    #[test]
+    fn nchw_to_nhwc_random(b in 1usize..3, c in 1usize..9, hw in 1usize..300, seed: u64) {
+        check_nchw_to_nhwc(b, c, hw, seed);
     }
 
     #[test]

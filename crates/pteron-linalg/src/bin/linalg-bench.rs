@@ -607,6 +607,31 @@ fn main() {
         });
         report("qadd 56x56x24", n as f64, s);
     }
+    if selected("qmaxpool 3x3/2 64 @112") {
+        let g = square_geom(64, 112, 3, 2);
+        let x: Vec<u8> = fill(112 * 112 * 64, 3)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let mut o = vec![0u8; g.out_h * g.out_w * 64];
+        let s = time(|| {
+            pteron_linalg::qmaxpool_nhwc(&g, &x, QOut::qs8(0), &mut o);
+            black_box(&o);
+        });
+        report("qmaxpool 3x3/2 64 @112", (o.len() * 9) as f64, s);
+    }
+    if selected("nchw_to_nhwc_u8 3x224x224") {
+        let x: Vec<u8> = fill(3 * 224 * 224, 4)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let mut o = vec![0u8; x.len()];
+        let s = time(|| {
+            pteron_linalg::nchw_to_nhwc_u8(&x, 1, 3, 224 * 224, &mut o);
+            black_box(&o);
+        });
+        report("nchw_to_nhwc_u8 3x224x224", x.len() as f64, s);
+    }
     if selected("quantize_q8") {
         let n = 3 * 224 * 224;
         let x = fill(n, 9);
