@@ -1164,6 +1164,9 @@ fn drive<T: Copy + Default + Sync>(
     let (n, k) = (b.n, b.k);
     let mblocks = m.div_ceil(mr);
     let panels = n.div_ceil(QNR);
+    // Column splits keep whole tiles: the VNNI tile (mr = VMR) covers two panels.
+    let pair = if mr == VMR { 2 } else { 1 };
+    let units = panels.div_ceil(pair);
     let threads = num_threads();
     let work = m * n * k.max(1);
     let target = if threads <= 1 || work < 64 * 1024 {
@@ -1183,11 +1186,11 @@ fn drive<T: Copy + Default + Sync>(
                 }
             }
             let apack: &[T] = apack;
-            let (pc, pper) = chunks(panels, target);
+            let (pc, pper) = chunks(units, target);
             let (rc, rper) = chunks(mblocks, target.div_ceil(pc));
             parallel_for(pc * rc, |t| {
                 let (pi, ri) = (t / rc, t % rc);
-                let (p0, p1) = (pi * pper, ((pi + 1) * pper).min(panels));
+                let (p0, p1) = (pi * pper * pair, ((pi + 1) * pper * pair).min(panels));
                 for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
                     tile(&apack[mb * blk..(mb + 1) * blk], mb, p0, p1);
                 }
@@ -1197,14 +1200,14 @@ fn drive<T: Copy + Default + Sync>(
     }
     let (row_chunks, rows_per) = chunks(mblocks, target);
     let (col_chunks, cols_per) = if row_chunks >= target {
-        (1, panels)
+        (1, units)
     } else {
-        chunks(panels, target.div_ceil(row_chunks))
+        chunks(units, target.div_ceil(row_chunks))
     };
     parallel_for(row_chunks * col_chunks, |t| {
         let (rc, cc) = (t / col_chunks, t % col_chunks);
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
-        let (p0, p1) = (cc * cols_per, ((cc + 1) * cols_per).min(panels));
+        let (p0, p1) = (cc * cols_per * pair, ((cc + 1) * cols_per * pair).min(panels));
         with_scratch_as::<T, ()>(blk, |apack| {
             for mb in mb0..mb1 {
                 let r0 = mb * mr;

@@ -580,7 +580,9 @@ fn main() {
     bench_attention_rows(256);
     println!("-- Int8 (qs8 x qc8w -> qs8, fp32 requantization) vs f32 on the same shapes");
     bench_qgemm("12544x16x32 (1x1 32->16 @112)", 12544, 16, 32);
+    bench_qgemm("12544x96x16 (1x1 16->96 @112)", 12544, 96, 16);
     bench_qgemm("3136x144x24 (1x1 24->144 @56)", 3136, 144, 24);
+    bench_qgemm("3136x24x144 (1x1 144->24 @56)", 3136, 24, 144);
     bench_qgemm("784x32x192 (1x1 192->32 @28)", 784, 32, 192);
     bench_qgemm("49x160x960 (1x1 960->160 @7)", 49, 160, 960);
     bench_qgemm("3136x64x576 (3x3 64->64 @56 im2col)", 3136, 64, 576);
