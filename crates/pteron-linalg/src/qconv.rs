@@ -171,16 +171,32 @@ pub fn qmaxpool_nhwc(g: &QConvGeom, x: &[u8], q: QOut, out: &mut [u8]) {
     assert!(g.kh * g.kw <= MAX_TAPS, "qmaxpool: window too large");
     par_rows(g.batch * g.out_h, g.out_w * c, out, |r0, dst| {
         let mut taps: [&[u8]; MAX_TAPS] = [&[]; MAX_TAPS];
+        let mut rowbase = [0usize; MAX_TAPS];
         for (orow, drow) in (r0..).zip(dst.chunks_exact_mut(g.out_w * c)) {
             let (n, oy) = (orow / g.out_h, orow % g.out_h);
+            // First pixel of each in-bounds input row of the window.
+            let mut nrows = 0;
+            for ky in 0..g.kh {
+                if let Some(iy) = (oy * g.sh + ky * g.dh).checked_sub(g.pad_top) {
+                    if iy < g.in_h {
+                        rowbase[nrows] = (n * g.in_h + iy) * g.in_w;
+                        nrows += 1;
+                    }
+                }
+            }
             for (ox, d) in drow.chunks_exact_mut(c).enumerate() {
                 let mut nt = 0;
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                            taps[nt] = &x[((n * g.in_h + iy) * g.in_w + ix) * c..][..c];
-                            nt += 1;
-                        }
+                for kx in 0..g.kw {
+                    let Some(ix) = (ox * g.sw + kx * g.dw).checked_sub(g.pad_left) else {
+                        continue;
+                    };
+                    if ix >= g.in_w {
+                        continue;
+                    }
+                    for &rb in &rowbase[..nrows] {
+                        let at = (rb + ix) * c;
+                        taps[nt] = &x[at..at + c];
+                        nt += 1;
                     }
                 }
                 max_taps(&taps[..nt], flip, lo, hi, d);
