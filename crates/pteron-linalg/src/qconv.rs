@@ -242,7 +242,10 @@ unsafe fn max_taps_avx2(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) 
             m = _mm256_max_epu8(m, _mm256_xor_si256(v, vf));
         }
         let m = _mm256_min_epu8(_mm256_max_epu8(m, vlo), vhi);
-        _mm256_storeu_si256(d.as_mut_ptr().add(c0) as *mut __m256i, _mm256_xor_si256(m, vf));
+        _mm256_storeu_si256(
+            d.as_mut_ptr().add(c0) as *mut __m256i,
+            _mm256_xor_si256(m, vf),
+        );
         c0 += 32;
     }
     n
@@ -254,7 +257,10 @@ unsafe fn max_taps_avx2(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) 
 /// # Panics
 /// If `x` or `out` is too short.
 pub fn nchw_to_nhwc_u8(x: &[u8], batch: usize, c: usize, hw: usize, out: &mut [u8]) {
-    assert!(x.len() >= batch * c * hw, "nchw_to_nhwc_u8: input too short");
+    assert!(
+        x.len() >= batch * c * hw,
+        "nchw_to_nhwc_u8: input too short"
+    );
     // Rows of 64 pixels (or fewer in the last of each image).
     const PX: usize = 64;
     let per_img = hw.div_ceil(PX);
@@ -262,7 +268,10 @@ pub fn nchw_to_nhwc_u8(x: &[u8], batch: usize, c: usize, hw: usize, out: &mut [u
     if c == 0 || hw == 0 {
         return;
     }
-    assert!(out.len() >= batch * hw * c, "nchw_to_nhwc_u8: output too short");
+    assert!(
+        out.len() >= batch * hw * c,
+        "nchw_to_nhwc_u8: output too short"
+    );
     let (tasks, per) = row_split(rows, PX * c);
     let op = SyncPtr(out.as_mut_ptr());
     parallel_for(tasks, |t| {
@@ -271,9 +280,8 @@ pub fn nchw_to_nhwc_u8(x: &[u8], batch: usize, c: usize, hw: usize, out: &mut [u
             let np = (hw - p0).min(PX);
             // SAFETY: pixels p0..p0+np of image n (in bounds: asserted above) are
             // written by this row only.
-            let d = unsafe {
-                core::slice::from_raw_parts_mut(op.get().add((n * hw + p0) * c), np * c)
-            };
+            let d =
+                unsafe { core::slice::from_raw_parts_mut(op.get().add((n * hw + p0) * c), np * c) };
             if c == 3 {
                 // The RGB input: three bytes per pixel gathered from the planes.
                 let s0 = &x[(n * c) * hw + p0..][..np];

@@ -806,7 +806,7 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     #[cfg(target_arch = "x86_64")]
     if avx512_vnni() && !b.w4.is_empty() {
         if let ASrc::Conv { g, x, c0, cg, pad } = src {
-            if cg % 4 == 0 && g.kh * g.kw <= MAX_ITAPS {
+            if cg.is_multiple_of(4) && g.kh * g.kw <= MAX_ITAPS {
                 conv_indirect(m, g, x, c0, cg, pad, b, cp, clen, ldc);
                 return;
             }
@@ -965,6 +965,7 @@ unsafe fn vnni_panels(
 }
 
 /// Most taps of the indirect convolution path.
+#[cfg(target_arch = "x86_64")]
 const MAX_ITAPS: usize = 64;
 
 /// Convolution whose group has a multiple of 4 channels on the VNNI kernel without
@@ -987,7 +988,7 @@ fn conv_indirect(
 ) {
     use core::mem::MaybeUninit;
     let taps = g.kh * g.kw;
-    assert!(taps <= MAX_ITAPS && cg % 4 == 0 && c0 + cg <= g.in_c && b.k == taps * cg);
+    assert!(taps <= MAX_ITAPS && cg.is_multiple_of(4) && c0 + cg <= g.in_c && b.k == taps * cg);
     assert!(x.len() >= g.batch * g.in_h * g.in_w * g.in_c);
     with_scratch_as::<u8, ()>(cg, |padrow| {
         padrow.fill(pad);
@@ -1077,7 +1078,14 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
         let (body, slack) = buf.split_at_mut(g.batch * hp * row);
         slack.fill(padv);
         let rows_n = g.batch * hp;
-        let (tasks, per) = chunks(rows_n, if rows_n * row < 64 * 1024 { 1 } else { 4 * num_threads() });
+        let (tasks, per) = chunks(
+            rows_n,
+            if rows_n * row < 64 * 1024 {
+                1
+            } else {
+                4 * num_threads()
+            },
+        );
         let bp = SyncPtr(body.as_mut_ptr());
         let in_row = g.in_w * cin;
         let left = g.pad_left.min(wp) * cin;
@@ -1086,7 +1094,8 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
             let (i0, i1) = (t * per, ((t + 1) * per).min(rows_n));
             // SAFETY: rows i0..i1 of the padded body (in bounds: i1 ≤ rows_n) belong
             // to this task only.
-            let dst = unsafe { core::slice::from_raw_parts_mut(bp.get().add(i0 * row), (i1 - i0) * row) };
+            let dst =
+                unsafe { core::slice::from_raw_parts_mut(bp.get().add(i0 * row), (i1 - i0) * row) };
             for (i, prow) in (i0..i1).zip(dst.chunks_exact_mut(row)) {
                 let (nb, yp) = (i / hp, i % hp);
                 let iy = yp.wrapping_sub(g.pad_top);
@@ -1207,7 +1216,10 @@ fn drive<T: Copy + Default + Sync>(
     parallel_for(row_chunks * col_chunks, |t| {
         let (rc, cc) = (t / col_chunks, t % col_chunks);
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
-        let (p0, p1) = (cc * cols_per * pair, ((cc + 1) * cols_per * pair).min(panels));
+        let (p0, p1) = (
+            cc * cols_per * pair,
+            ((cc + 1) * cols_per * pair).min(panels),
+        );
         with_scratch_as::<T, ()>(blk, |apack| {
             for mb in mb0..mb1 {
                 let r0 = mb * mr;

@@ -252,7 +252,10 @@ fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64
     // One group with at most 4 channels also runs on the tap-major layout.
     let taps: Vec<PackedQs8> = packed
         .iter()
-        .map(|p| p.clone().with_conv_taps(if groups == 1 { cg } else { 0 }, g.kw))
+        .map(|p| {
+            p.clone()
+                .with_conv_taps(if groups == 1 { cg } else { 0 }, g.kw)
+        })
         .collect();
     with_threads(|ctx| {
         for (layout, pk) in [("rows", &packed), ("taps", &taps)] {
@@ -325,7 +328,10 @@ fn qconv_edge_shapes() {
     }
     // Rows dilated but columns not (the kernel-row path), 1 and 2 channels, and an
     // output that leaves input columns unread.
-    for (i, &(c, dh, kw, pad_left)) in [(1, 2, 5, 2), (2, 3, 3, 0), (3, 2, 7, 3)].iter().enumerate() {
+    for (i, &(c, dh, kw, pad_left)) in [(1, 2, 5, 2), (2, 3, 3, 0), (3, 2, 7, 3)]
+        .iter()
+        .enumerate()
+    {
         let mut g = geom(1, (11, 13), c, (3, kw), 2, 1, (1, pad_left, 0, 0)).expect("valid");
         g.dh = dh;
         g.out_h = (g.in_h + 1 - (2 * dh + 1)) / 2 + 1;
@@ -364,7 +370,11 @@ fn check_qmaxpool(g: &QConvGeom, unsigned: bool, seed: u64) {
     let mut want = vec![0u8; olen];
     for (o, wv) in want.iter_mut().enumerate() {
         let (ch, px) = (o % c, o / c);
-        let (n, oy, ox) = (px / (g.out_h * g.out_w), (px / g.out_w) % g.out_h, px % g.out_w);
+        let (n, oy, ox) = (
+            px / (g.out_h * g.out_w),
+            (px / g.out_w) % g.out_h,
+            px % g.out_w,
+        );
         let mut best = if unsigned { 0 } else { -128 };
         for ky in 0..g.kh {
             for kx in 0..g.kw {
@@ -420,9 +430,15 @@ fn check_nchw_to_nhwc(batch: usize, c: usize, hw: usize, seed: u64) {
 
 #[test]
 fn nchw_to_nhwc_edge_shapes() {
-    for (i, &(b, c, hw)) in [(1, 3, 224 * 224), (2, 3, 65), (1, 1, 1), (3, 7, 130), (1, 16, 64)]
-        .iter()
-        .enumerate()
+    for (i, &(b, c, hw)) in [
+        (1, 3, 224 * 224),
+        (2, 3, 65),
+        (1, 1, 1),
+        (3, 7, 130),
+        (1, 16, 64),
+    ]
+    .iter()
+    .enumerate()
     {
         check_nchw_to_nhwc(b, c, hw, 600 + i as u64);
     }

@@ -936,4 +936,3 @@ fn transpose_q8(x: &[u8], id: &Dims, perm: &[usize], out: &mut [u8], od: &Dims) 
         }
     }
 }
-
