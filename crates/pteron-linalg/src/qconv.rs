@@ -9,6 +9,8 @@
 //!   size ≤ 9×9): `acc[c] = bias[c] - izp·Σ_t w[t][c] + Σ_t x_t · w[t][c]` with
 //!   out-of-bounds taps reading a row of input zero points (XNNPACK's zero buffer). AVX2 kernel:
 //!   16 channels per step, two taps interleaved per `vpmaddwd`.
+//! * [`qmaxpool_nhwc`] (int8 max pooling then the clamp, AVX2 byte max) and
+//!   [`nchw_to_nhwc_u8`] (the network input's byte transpose), parallel over rows.
 
 use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
