@@ -1341,22 +1341,29 @@ pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
         "qadd: lengths"
     );
     assert!((1..=31).contains(&p.shift), "qadd: shift");
-    // Large adds run in parallel chunks of whole 64-byte blocks.
-    const CHUNK: usize = 16 * 1024;
-    if out.len() >= 4 * CHUNK && num_threads() > 1 {
-        let n = out.len();
-        let (tasks, per) = chunks(n.div_ceil(64), 4 * num_threads());
-        let op = SyncPtr(out.as_mut_ptr());
-        parallel_for(tasks, |t| {
-            let (i0, i1) = (t * per * 64, ((t + 1) * per * 64).min(n));
-            // SAFETY: elements i0..i1 of `out` (i1 ≤ n = out.len()) belong to this
-            // task only.
-            let o = unsafe { core::slice::from_raw_parts_mut(op.get().add(i0), i1 - i0) };
-            qadd_serial(&a[i0..i1], &b[i0..i1], p, o);
-        });
+    par_elems(out, |i0, o| {
+        qadd_serial(&a[i0..i0 + o.len()], &b[i0..i0 + o.len()], p, o)
+    });
+}
+
+/// Runs `f(i0, out[i0..i1])` over the whole of `out`: in parallel chunks of whole
+/// 64-byte blocks when it is large (≥ 64K elements), else in one call.
+fn par_elems(out: &mut [u8], f: impl Fn(usize, &mut [u8]) + Sync) {
+    const MIN_PARALLEL: usize = 64 * 1024;
+    let n = out.len();
+    if n < MIN_PARALLEL || num_threads() <= 1 {
+        f(0, out);
         return;
     }
-    qadd_serial(a, b, p, out);
+    let (tasks, per) = chunks(n.div_ceil(64), 4 * num_threads());
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let (i0, i1) = (t * per * 64, ((t + 1) * per * 64).min(n));
+        // SAFETY: elements i0..i1 of `out` (i1 ≤ n = out.len()) belong to this
+        // task only.
+        let o = unsafe { core::slice::from_raw_parts_mut(op.get().add(i0), i1 - i0) };
+        f(i0, o);
+    });
 }
 
 fn qadd_serial(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
@@ -1380,6 +1387,13 @@ fn qadd_serial(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
 /// If the lengths differ.
 pub fn quantize_q8(src: &[f32], inv: f32, q: QOut, dst: &mut [u8]) {
     assert_eq!(src.len(), dst.len(), "quantize_q8: lengths");
+    par_elems(dst, |i0, d| {
+        quantize_serial(&src[i0..i0 + d.len()], inv, q, d)
+    });
+}
+
+fn quantize_serial(src: &[f32], inv: f32, q: QOut, dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if isa() >= Isa::Avx2Fma {

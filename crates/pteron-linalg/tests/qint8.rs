@@ -503,7 +503,8 @@ fn check_quantize(n: usize, unsigned: bool, seed: u64) {
 
 #[test]
 fn quantize_edge_lengths() {
-    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+    // 70000: the parallel chunked path (≥ 64K elements), with a ragged tail.
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000, 70_000].iter().enumerate() {
         check_quantize(n, i % 2 == 0, 400 + i as u64);
     }
 }
