@@ -253,6 +253,108 @@ unsafe fn max_taps_avx2(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) 
     n
 }
 
+/// Byte matrix transpose of `batch` matrices: `out[b][c][r] = x[b][r][c]` for
+/// `rows × cols` matrices (NHWC → NCHW: rows = H·W, cols = C; NCHW → NHWC: rows =
+/// C, cols = H·W); 16×16 blocks (SSE2 unpacks on the AVX2 tier), parallel over
+/// blocks of 16 rows.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn transpose_u8(x: &[u8], batch: usize, rows: usize, cols: usize, out: &mut [u8]) {
+    const T: usize = 16;
+    let len = batch * rows * cols;
+    assert!(x.len() >= len, "transpose_u8: input too short");
+    assert!(out.len() >= len, "transpose_u8: output too short");
+    if len == 0 {
+        return;
+    }
+    let rb = rows.div_ceil(T);
+    let (tasks, per) = row_split(batch * rb, T * cols);
+    let simd = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64");
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        for blk in t * per..((t + 1) * per).min(batch * rb) {
+            let (b, r0) = (blk / rb, (blk % rb) * T);
+            let nr = (rows - r0).min(T);
+            let base = b * rows * cols;
+            let mut c0 = 0;
+            #[cfg(target_arch = "x86_64")]
+            if simd && nr == T {
+                while c0 + T <= cols {
+                    let s = &x[base + r0 * cols + c0..base + (r0 + T - 1) * cols + c0 + T];
+                    // SAFETY: AVX2 (and so SSE2) was detected (isa()); `s` holds the
+                    // 16 input rows of 16 bytes at stride `cols`; the destination is
+                    // out[base + (c0 + j)·rows + r0 ..][..16] for j < 16, inside
+                    // `out` (len asserted), and rows r0..r0+16 of this matrix are
+                    // written by this task only.
+                    unsafe {
+                        sse::t16(s.as_ptr(), cols, op.get().add(base + c0 * rows + r0), rows)
+                    };
+                    c0 += T;
+                }
+            }
+            let _ = simd;
+            for c in c0..cols {
+                for r in r0..r0 + nr {
+                    // SAFETY: the index is < base + rows·cols ≤ len ≤ out.len(); row
+                    // r of this matrix belongs to this task only.
+                    unsafe { *op.get().add(base + c * rows + r) = x[base + r * cols + c] };
+                }
+            }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse {
+    use core::arch::x86_64::*;
+
+    /// Transposes a 16×16 byte block (source rows at stride `lds`, destination rows
+    /// at stride `ldd`) with four rounds of unpacks (8, 16, 32, 64 bits).
+    ///
+    /// # Safety
+    /// AVX2 must be available (SSE2 is used); 16 rows of 16 readable bytes at
+    /// `src + i·lds` and writable at `dst + j·ldd`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn t16(src: *const u8, lds: usize, dst: *mut u8, ldd: usize) {
+        let mut r = [_mm_setzero_si128(); 16];
+        for (i, ri) in r.iter_mut().enumerate() {
+            *ri = _mm_loadu_si128(src.add(i * lds) as *const __m128i);
+        }
+        // Words: (row pair 2i, column j) for j < 8 (lo) and j ≥ 8 (hi).
+        let mut t = [_mm_setzero_si128(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4k + m], dword j: rows 4k..4k+4 of column 4m + j.
+        let mut u = [_mm_setzero_si128(); 16];
+        for k in 0..4 {
+            let (a, b, c, d) = (t[4 * k], t[4 * k + 2], t[4 * k + 1], t[4 * k + 3]);
+            u[4 * k] = _mm_unpacklo_epi16(a, b);
+            u[4 * k + 1] = _mm_unpackhi_epi16(a, b);
+            u[4 * k + 2] = _mm_unpacklo_epi16(c, d);
+            u[4 * k + 3] = _mm_unpackhi_epi16(c, d);
+        }
+        for m in 0..4 {
+            // Rows 0..8 (v) and 8..16 (w) of columns 4m, 4m+1 (lo) and 4m+2, 4m+3 (hi).
+            let vl = _mm_unpacklo_epi32(u[m], u[4 + m]);
+            let vh = _mm_unpackhi_epi32(u[m], u[4 + m]);
+            let wl = _mm_unpacklo_epi32(u[8 + m], u[12 + m]);
+            let wh = _mm_unpackhi_epi32(u[8 + m], u[12 + m]);
+            let o = [
+                _mm_unpacklo_epi64(vl, wl),
+                _mm_unpackhi_epi64(vl, wl),
+                _mm_unpacklo_epi64(vh, wh),
+                _mm_unpackhi_epi64(vh, wh),
+            ];
+            for (j, oj) in o.iter().enumerate() {
+                _mm_storeu_si128(dst.add((4 * m + j) * ldd) as *mut __m128i, *oj);
+            }
+        }
+    }
+}
+
 /// Byte NCHW → NHWC transpose of `batch` images of `c` planes of `hw` pixels,
 /// parallel over pixel rows of the output.
 ///
@@ -263,6 +365,10 @@ pub fn nchw_to_nhwc_u8(x: &[u8], batch: usize, c: usize, hw: usize, out: &mut [u
         x.len() >= batch * c * hw,
         "nchw_to_nhwc_u8: input too short"
     );
+    if c >= 16 {
+        transpose_u8(x, batch, c, hw, out);
+        return;
+    }
     // Rows of 64 pixels (or fewer in the last of each image).
     const PX: usize = 64;
     let per_img = hw.div_ceil(PX);

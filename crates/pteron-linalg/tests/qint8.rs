@@ -410,37 +410,58 @@ fn qmaxpool_edge_shapes() {
     }
 }
 
-fn check_nchw_to_nhwc(batch: usize, c: usize, hw: usize, seed: u64) {
+/// A byte transpose kernel: `(x, batch, rows, cols, out)` with
+/// `out[b][c][r] = x[b][r][c]` (`nchw_to_nhwc_u8` takes rows = C, cols = H·W).
+type ByteTranspose = fn(&[u8], usize, usize, usize, &mut [u8]);
+
+fn check_transpose(f: ByteTranspose, batch: usize, rows: usize, cols: usize, seed: u64) {
     let mut rng = Rng::new(seed);
-    let x = bytes(&mut rng, batch * c * hw);
+    let x = bytes(&mut rng, batch * rows * cols);
     let mut want = vec![0u8; x.len()];
-    for n in 0..batch {
-        for ch in 0..c {
-            for p in 0..hw {
-                want[(n * hw + p) * c + ch] = x[(n * c + ch) * hw + p];
+    for b in 0..batch {
+        for r in 0..rows {
+            for c in 0..cols {
+                want[(b * cols + c) * rows + r] = x[(b * rows + r) * cols + c];
             }
         }
     }
     with_threads(|ctx| {
-        let mut got = vec![0x11u8; x.len()];
-        pteron_linalg::nchw_to_nhwc_u8(&x, batch, c, hw, &mut got);
-        assert_eq!(got, want, "{ctx}: batch {batch} c {c} hw {hw}");
+        let mut got = vec![0x22u8; x.len()];
+        f(&x, batch, rows, cols, &mut got);
+        assert_eq!(got, want, "{ctx}: batch {batch} rows {rows} cols {cols}");
     });
 }
 
 #[test]
-fn nchw_to_nhwc_edge_shapes() {
-    for (i, &(b, c, hw)) in [
-        (1, 3, 224 * 224),
-        (2, 3, 65),
-        (1, 1, 1),
-        (3, 7, 130),
-        (1, 16, 64),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_nchw_to_nhwc(b, c, hw, 600 + i as u64);
+fn byte_transpose_edge_shapes() {
+    // transpose_u8: NHWC -> NCHW of a 56x56x64 activation, whole and ragged 16x16
+    // blocks; nchw_to_nhwc_u8: the RGB input (3 channels), few and many channels.
+    let cases: [(ByteTranspose, [(usize, usize, usize); 5]); 2] = [
+        (
+            pteron_linalg::transpose_u8,
+            [
+                (1, 3136, 64),
+                (2, 16, 16),
+                (1, 17, 33),
+                (3, 15, 48),
+                (1, 1, 1),
+            ],
+        ),
+        (
+            pteron_linalg::nchw_to_nhwc_u8,
+            [
+                (1, 3, 224 * 224),
+                (2, 3, 65),
+                (1, 1, 1),
+                (3, 7, 130),
+                (1, 16, 64),
+            ],
+        ),
+    ];
+    for (k, (f, shapes)) in cases.iter().enumerate() {
+        for (i, &(b, r, c)) in shapes.iter().enumerate() {
+            check_transpose(*f, b, r, c, 600 + 10 * k as u64 + i as u64);
+        }
     }
 }
 
@@ -559,8 +580,13 @@ proptest! {
     }
 
     #[test]
-    fn nchw_to_nhwc_random(b in 1usize..3, c in 1usize..9, hw in 1usize..300, seed: u64) {
-        check_nchw_to_nhwc(b, c, hw, seed);
+    fn nchw_to_nhwc_random(b in 1usize..3, c in 1usize..40, hw in 1usize..300, seed: u64) {
+        check_transpose(pteron_linalg::nchw_to_nhwc_u8, b, c, hw, seed);
+    }
+
+    #[test]
+    fn transpose_u8_random(b in 1usize..3, rows in 1usize..70, cols in 1usize..70, seed: u64) {
+        check_transpose(pteron_linalg::transpose_u8, b, rows, cols, seed);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 
 use pteron_linalg::{
     nchw_to_nhwc_u8, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, qmaxpool_nhwc, quantize_q8,
-    PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
+    transpose_u8, PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
 };
 
 use crate::error::XnnError;
@@ -905,6 +905,11 @@ fn transpose_q8(x: &[u8], id: &Dims, perm: &[usize], out: &mut [u8], od: &Dims) 
         // NCHW → NHWC (the network input): the parallel kernel.
         let hw = id.get(2) * id.get(3);
         nchw_to_nhwc_u8(x, id.get(0), id.get(1), hw, out);
+        return;
+    }
+    if perm == [0, 3, 1, 2] {
+        // NHWC → NCHW: one (H·W) × C byte matrix per image.
+        transpose_u8(x, id.get(0), id.get(1) * id.get(2), id.get(3), out);
         return;
     }
     // Output stride of each input axis.

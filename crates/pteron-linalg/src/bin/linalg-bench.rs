@@ -634,6 +634,22 @@ fn main() {
         });
         report("nchw_to_nhwc_u8 3x224x224", x.len() as f64, s);
     }
+    if selected("transpose_u8 3136x64") {
+        let x: Vec<u8> = fill(3136 * 64, 4)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let mut o = vec![0u8; x.len()];
+        let s = time(|| {
+            pteron_linalg::transpose_u8(&x, 1, 3136, 64, &mut o);
+            black_box(&o);
+        });
+        report(
+            "transpose_u8 3136x64 (NHWC->NCHW 56x56x64)",
+            x.len() as f64,
+            s,
+        );
+    }
     if selected("quantize_q8") {
         let n = 3 * 224 * 224;
         let x = fill(n, 9);
