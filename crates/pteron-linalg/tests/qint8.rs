@@ -436,7 +436,8 @@ fn check_transpose(f: ByteTranspose, batch: usize, rows: usize, cols: usize, see
 fn byte_transpose_edge_shapes() {
     // transpose_u8: NHWC -> NCHW of a 56x56x64 activation, whole and ragged 16x16
     // blocks; nchw_to_nhwc_u8: the RGB input (3 channels), few and many channels.
-    let cases: [(ByteTranspose, [(usize, usize, usize); 5]); 2] = [
+    type Shapes = [(usize, usize, usize); 5];
+    let cases: [(ByteTranspose, Shapes); 2] = [
         (
             pteron_linalg::transpose_u8,
             [
