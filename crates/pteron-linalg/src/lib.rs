@@ -71,7 +71,10 @@ pub use isa::{
 };
 pub use pool::{num_threads, parallel_for, set_num_threads};
 pub use pool2d::global_avg_pool_nchw;
-pub use qconv::{im2col_q8, qconv2d_nhwc, qdwconv_nhwc, PackedQDw, QConvGeom};
+pub use qconv::{
+    im2col_q8, nchw_to_nhwc_u8, qconv2d_nhwc, qdwconv_nhwc, qmaxpool_nhwc, transpose_u8, PackedQDw,
+    QConvGeom,
+};
 pub use qd8::{qd8_gemm, qd8_quantize_row, qd8_quantize_row_with, PackedQd8, Qd8Kind, Qd8Params};
 pub use qgemm::{qadd, qgemm, quantize_q8, requantize, PackedQs8, QAddParams, QOut, QMR, QNR};
 

@@ -9,6 +9,8 @@
 //!   size ≤ 9×9): `acc[c] = bias[c] - izp·Σ_t w[t][c] + Σ_t x_t · w[t][c]` with
 //!   out-of-bounds taps reading a row of input zero points (XNNPACK's zero buffer). AVX2 kernel:
 //!   16 channels per step, two taps interleaved per `vpmaddwd`.
+//! * [`qmaxpool_nhwc`] (int8 max pooling then the clamp, AVX2 byte max) and
+//!   [`nchw_to_nhwc_u8`] (the network input's byte transpose), parallel over rows.
 
 use crate::isa::{avx512_vnni, isa, Isa};
 use crate::pool::{num_threads, parallel_for};
@@ -72,7 +74,7 @@ impl QConvGeom {
             && self.out_w == self.in_w
     }
 
-    fn input_len(&self) -> usize {
+    pub(crate) fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
     }
 
@@ -129,6 +131,279 @@ pub fn im2col_q8(g: &QConvGeom, input: &[u8], c0: usize, cg: usize, pad: u8, out
                         None => d.fill(pad),
                     }
                     o += cg;
+                }
+            }
+        }
+    });
+}
+
+/// Runs `f(row0, rows)` over contiguous ranges of `rows` rows of `row_bytes`
+/// output bytes each, handing each range its own slice of `out` (parallel when
+/// the output is large enough).
+fn par_rows(rows: usize, row_bytes: usize, out: &mut [u8], f: impl Fn(usize, &mut [u8]) + Sync) {
+    assert!(out.len() >= rows * row_bytes, "par_rows: output too short");
+    if rows == 0 || row_bytes == 0 {
+        return;
+    }
+    let (tasks, per) = row_split(rows, row_bytes);
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let (r0, r1) = (t * per, ((t + 1) * per).min(rows));
+        // SAFETY: rows r0..r1 of `out` (in bounds: asserted above) belong to this
+        // task only.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut(op.get().add(r0 * row_bytes), (r1 - r0) * row_bytes)
+        };
+        f(r0, dst);
+    });
+}
+
+/// NHWC int8 max pooling over the window of `g` (`in_c` channels, `in_c` out;
+/// taps in the padding never win), then the clamp of `q`; parallel over output rows.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn qmaxpool_nhwc(g: &QConvGeom, x: &[u8], q: QOut, out: &mut [u8]) {
+    let c = g.in_c;
+    assert!(x.len() >= g.input_len(), "qmaxpool: input too short");
+    // Work in an order-preserving unsigned domain: signed bytes flip the sign bit.
+    let flip: u8 = if q.unsigned { 0 } else { 0x80 };
+    let (lo, hi) = ((q.min as u8) ^ flip, (q.max as u8) ^ flip);
+    const MAX_TAPS: usize = 81;
+    assert!(g.kh * g.kw <= MAX_TAPS, "qmaxpool: window too large");
+    par_rows(g.batch * g.out_h, g.out_w * c, out, |r0, dst| {
+        let mut taps: [&[u8]; MAX_TAPS] = [&[]; MAX_TAPS];
+        let mut rowbase = [0usize; MAX_TAPS];
+        for (orow, drow) in (r0..).zip(dst.chunks_exact_mut(g.out_w * c)) {
+            let (n, oy) = (orow / g.out_h, orow % g.out_h);
+            // First pixel of each in-bounds input row of the window.
+            let mut nrows = 0;
+            for ky in 0..g.kh {
+                if let Some(iy) = (oy * g.sh + ky * g.dh).checked_sub(g.pad_top) {
+                    if iy < g.in_h {
+                        rowbase[nrows] = (n * g.in_h + iy) * g.in_w;
+                        nrows += 1;
+                    }
+                }
+            }
+            for (ox, d) in drow.chunks_exact_mut(c).enumerate() {
+                let mut nt = 0;
+                for kx in 0..g.kw {
+                    let Some(ix) = (ox * g.sw + kx * g.dw).checked_sub(g.pad_left) else {
+                        continue;
+                    };
+                    if ix >= g.in_w {
+                        continue;
+                    }
+                    for &rb in &rowbase[..nrows] {
+                        let at = (rb + ix) * c;
+                        taps[nt] = &x[at..at + c];
+                        nt += 1;
+                    }
+                }
+                max_taps(&taps[..nt], flip, lo, hi, d);
+            }
+        }
+    });
+}
+
+/// `d[i] = clamp(max(0, max_t taps[t][i] ^ flip), lo, hi) ^ flip` (every tap
+/// holds `d.len()` bytes).
+#[inline]
+fn max_taps(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) {
+    let c = d.len();
+    assert!(taps.iter().all(|t| t.len() == c));
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2Fma {
+        // SAFETY: AVX2 was detected (isa()); every tap holds d.len() bytes (asserted).
+        done = unsafe { max_taps_avx2(taps, flip, lo, hi, d) };
+    }
+    for i in done..c {
+        let m = taps.iter().fold(0u8, |m, t| m.max(t[i] ^ flip));
+        d[i] = m.clamp(lo, hi) ^ flip;
+    }
+}
+
+/// [`max_taps`] on whole 32-byte blocks; returns how many bytes were written.
+///
+/// # Safety
+/// AVX2 must be available; every tap holds at least `d.len()` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_taps_avx2(taps: &[&[u8]], flip: u8, lo: u8, hi: u8, d: &mut [u8]) -> usize {
+    use core::arch::x86_64::*;
+    let n = d.len() / 32 * 32;
+    let vf = _mm256_set1_epi8(flip as i8);
+    let (vlo, vhi) = (_mm256_set1_epi8(lo as i8), _mm256_set1_epi8(hi as i8));
+    let mut c0 = 0;
+    while c0 < n {
+        let mut m = _mm256_setzero_si256();
+        for t in taps {
+            let v = _mm256_loadu_si256(t.as_ptr().add(c0) as *const __m256i);
+            m = _mm256_max_epu8(m, _mm256_xor_si256(v, vf));
+        }
+        let m = _mm256_min_epu8(_mm256_max_epu8(m, vlo), vhi);
+        _mm256_storeu_si256(
+            d.as_mut_ptr().add(c0) as *mut __m256i,
+            _mm256_xor_si256(m, vf),
+        );
+        c0 += 32;
+    }
+    n
+}
+
+/// Byte matrix transpose of `batch` matrices: `out[b][c][r] = x[b][r][c]` for
+/// `rows × cols` matrices (NHWC → NCHW: rows = H·W, cols = C; NCHW → NHWC: rows =
+/// C, cols = H·W); 16×16 blocks (SSE2 unpacks on the AVX2 tier), parallel over
+/// blocks of 16 rows.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn transpose_u8(x: &[u8], batch: usize, rows: usize, cols: usize, out: &mut [u8]) {
+    const T: usize = 16;
+    let len = batch * rows * cols;
+    assert!(x.len() >= len, "transpose_u8: input too short");
+    assert!(out.len() >= len, "transpose_u8: output too short");
+    if len == 0 {
+        return;
+    }
+    let rb = rows.div_ceil(T);
+    let (tasks, per) = row_split(batch * rb, T * cols);
+    let simd = isa() >= Isa::Avx2Fma && cfg!(target_arch = "x86_64");
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        for blk in t * per..((t + 1) * per).min(batch * rb) {
+            let (b, r0) = (blk / rb, (blk % rb) * T);
+            let nr = (rows - r0).min(T);
+            let base = b * rows * cols;
+            let mut c0 = 0;
+            #[cfg(target_arch = "x86_64")]
+            if simd && nr == T {
+                while c0 + T <= cols {
+                    let s = &x[base + r0 * cols + c0..base + (r0 + T - 1) * cols + c0 + T];
+                    // SAFETY: AVX2 (and so SSE2) was detected (isa()); `s` holds the
+                    // 16 input rows of 16 bytes at stride `cols`; the destination is
+                    // out[base + (c0 + j)·rows + r0 ..][..16] for j < 16, inside
+                    // `out` (len asserted), and rows r0..r0+16 of this matrix are
+                    // written by this task only.
+                    unsafe {
+                        sse::t16(s.as_ptr(), cols, op.get().add(base + c0 * rows + r0), rows)
+                    };
+                    c0 += T;
+                }
+            }
+            let _ = simd;
+            for c in c0..cols {
+                for r in r0..r0 + nr {
+                    // SAFETY: the index is < base + rows·cols ≤ len ≤ out.len(); row
+                    // r of this matrix belongs to this task only.
+                    unsafe { *op.get().add(base + c * rows + r) = x[base + r * cols + c] };
+                }
+            }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse {
+    use core::arch::x86_64::*;
+
+    /// Transposes a 16×16 byte block (source rows at stride `lds`, destination rows
+    /// at stride `ldd`) with four rounds of unpacks (8, 16, 32, 64 bits).
+    ///
+    /// # Safety
+    /// AVX2 must be available (SSE2 is used); 16 rows of 16 readable bytes at
+    /// `src + i·lds` and writable at `dst + j·ldd`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn t16(src: *const u8, lds: usize, dst: *mut u8, ldd: usize) {
+        let mut r = [_mm_setzero_si128(); 16];
+        for (i, ri) in r.iter_mut().enumerate() {
+            *ri = _mm_loadu_si128(src.add(i * lds) as *const __m128i);
+        }
+        // Words: (row pair 2i, column j) for j < 8 (lo) and j ≥ 8 (hi).
+        let mut t = [_mm_setzero_si128(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4k + m], dword j: rows 4k..4k+4 of column 4m + j.
+        let mut u = [_mm_setzero_si128(); 16];
+        for k in 0..4 {
+            let (a, b, c, d) = (t[4 * k], t[4 * k + 2], t[4 * k + 1], t[4 * k + 3]);
+            u[4 * k] = _mm_unpacklo_epi16(a, b);
+            u[4 * k + 1] = _mm_unpackhi_epi16(a, b);
+            u[4 * k + 2] = _mm_unpacklo_epi16(c, d);
+            u[4 * k + 3] = _mm_unpackhi_epi16(c, d);
+        }
+        for m in 0..4 {
+            // Rows 0..8 (v) and 8..16 (w) of columns 4m, 4m+1 (lo) and 4m+2, 4m+3 (hi).
+            let vl = _mm_unpacklo_epi32(u[m], u[4 + m]);
+            let vh = _mm_unpackhi_epi32(u[m], u[4 + m]);
+            let wl = _mm_unpacklo_epi32(u[8 + m], u[12 + m]);
+            let wh = _mm_unpackhi_epi32(u[8 + m], u[12 + m]);
+            let o = [
+                _mm_unpacklo_epi64(vl, wl),
+                _mm_unpackhi_epi64(vl, wl),
+                _mm_unpacklo_epi64(vh, wh),
+                _mm_unpackhi_epi64(vh, wh),
+            ];
+            for (j, oj) in o.iter().enumerate() {
+                _mm_storeu_si128(dst.add((4 * m + j) * ldd) as *mut __m128i, *oj);
+            }
+        }
+    }
+}
+
+/// Byte NCHW → NHWC transpose of `batch` images of `c` planes of `hw` pixels,
+/// parallel over pixel rows of the output.
+///
+/// # Panics
+/// If `x` or `out` is too short.
+pub fn nchw_to_nhwc_u8(x: &[u8], batch: usize, c: usize, hw: usize, out: &mut [u8]) {
+    assert!(
+        x.len() >= batch * c * hw,
+        "nchw_to_nhwc_u8: input too short"
+    );
+    if c >= 16 {
+        transpose_u8(x, batch, c, hw, out);
+        return;
+    }
+    // Rows of 64 pixels (or fewer in the last of each image).
+    const PX: usize = 64;
+    let per_img = hw.div_ceil(PX);
+    let rows = batch * per_img;
+    if c == 0 || hw == 0 {
+        return;
+    }
+    assert!(
+        out.len() >= batch * hw * c,
+        "nchw_to_nhwc_u8: output too short"
+    );
+    let (tasks, per) = row_split(rows, PX * c);
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        for r in t * per..((t + 1) * per).min(rows) {
+            let (n, p0) = (r / per_img, (r % per_img) * PX);
+            let np = (hw - p0).min(PX);
+            // SAFETY: pixels p0..p0+np of image n (in bounds: asserted above) are
+            // written by this row only.
+            let d =
+                unsafe { core::slice::from_raw_parts_mut(op.get().add((n * hw + p0) * c), np * c) };
+            if c == 3 {
+                // The RGB input: three bytes per pixel gathered from the planes.
+                let s0 = &x[(n * c) * hw + p0..][..np];
+                let s1 = &x[(n * c + 1) * hw + p0..][..np];
+                let s2 = &x[(n * c + 2) * hw + p0..][..np];
+                for (i, px) in d.chunks_exact_mut(3).enumerate() {
+                    px.copy_from_slice(&[s0[i], s1[i], s2[i]]);
+                }
+                continue;
+            }
+            for ch in 0..c {
+                let s = &x[(n * c + ch) * hw + p0..][..np];
+                for (px, &v) in d.chunks_exact_mut(c).zip(s) {
+                    px[ch] = v;
                 }
             }
         }

@@ -120,10 +120,12 @@ pub struct PackedQs8 {
     w4: Vec<i8>,
     /// Bias folded for activations read as unsigned (`izp + 128` for `qs8`).
     bias4: Vec<i32>,
-    /// Input channels of the tap-major VNNI layout (0: none).
+    /// Input channels and kernel width of the kernel-row VNNI layout (0: none).
     tap_cin: usize,
-    /// Tap-major VNNI layout for convolutions with ≤ 4 input channels: per panel,
-    /// `k / tap_cin` taps of `QNR` columns × 4 bytes (the tap's channels, zero-padded).
+    tap_kw: usize,
+    /// Kernel-row VNNI layout for convolutions with ≤ 4 input channels: per panel,
+    /// `kh · ceil(kw · cin / 4)` groups of `QNR` columns × 4 bytes (a kernel row's
+    /// `kw · cin` weights in input order, zero-padded to whole groups).
     wt: Vec<i8>,
 }
 
@@ -201,31 +203,42 @@ impl PackedQs8 {
             w4,
             bias4: pb4,
             tap_cin: 0,
+            tap_kw: 0,
             wt: Vec::new(),
         }
     }
 
-    /// Adds the tap-major layout used by convolutions with `cin ≤ 4` input channels
-    /// (rows of `k = taps · cin` weights, channels fastest) on CPUs with AVX-512
-    /// VNNI: each tap is one 4-byte group read straight from a padded copy of the
-    /// input, with no per-row packing. A no-op otherwise.
-    pub fn with_conv_taps(mut self, cin: usize) -> Self {
-        if self.w4.is_empty() || !(1..=4).contains(&cin) || !self.k.is_multiple_of(cin) {
+    /// Adds the kernel-row layout used by convolutions with `cin ≤ 4` input
+    /// channels and kernel width `kw` (rows of `k = kh · kw · cin` weights, channels
+    /// fastest) on CPUs with AVX-512 VNNI: a kernel row's `kw · cin` weights are
+    /// contiguous in the input too, so they are read as `ceil(kw · cin / 4)` 4-byte
+    /// groups straight from a padded copy of the input (the bytes past the row
+    /// meet zero weights), with no per-row packing. A no-op otherwise.
+    pub fn with_conv_taps(mut self, cin: usize, kw: usize) -> Self {
+        if self.w4.is_empty()
+            || !(1..=4).contains(&cin)
+            || kw == 0
+            || !self.k.is_multiple_of(cin * kw)
+        {
             return self;
         }
-        let taps = self.k / cin;
+        let (run, kh) = (kw * cin, self.k / (kw * cin));
+        let gpr = run.div_ceil(4);
+        let groups = kh * gpr;
         let panels = self.n.div_ceil(QNR);
-        let mut wt = vec![0i8; panels * taps * QNR * 4];
+        let mut wt = vec![0i8; panels * groups * QNR * 4];
         for j in 0..self.n {
             let (p, c) = (j / QNR, j % QNR);
             let src = p * self.kp * QNR * 2;
             for kk in 0..self.k {
                 let v = self.w[src + (kk / 2) * QNR * 2 + c * 2 + (kk & 1)] as i8;
-                let (t, ci) = (kk / cin, kk % cin);
-                wt[(p * taps + t) * QNR * 4 + c * 4 + ci] = v;
+                let (ky, e) = (kk / run, kk % run);
+                let grp = ky * gpr + e / 4;
+                wt[(p * groups + grp) * QNR * 4 + c * 4 + e % 4] = v;
             }
         }
         self.tap_cin = cin;
+        self.tap_kw = kw;
         self.wt = wt;
         self
     }
@@ -531,6 +544,14 @@ mod vnni {
             rows: [*const u8; VMR],
             offs: *const usize,
         },
+        /// Implicit convolution (XNNPACK's indirect GEMM): tap `t` of row `r` is
+        /// the run of `4·gpt` bytes at `ptrs[t·VMR + r]` (an input pixel's channels
+        /// or a row of pad bytes); the sign bit is flipped in registers when `flip`.
+        Indirect {
+            ptrs: *const *const u8,
+            gpt: usize,
+            flip: bool,
+        },
     }
 
     /// `qs8_qc8w_gemm_{1..8}x{16,32}c4__avx512vnni`: `rows ≤ VMR` rows times
@@ -560,6 +581,19 @@ mod vnni {
         let (ptrs, lda, offs, mode) = match a {
             AView::Rows { a, lda, flip } => ([a; VMR], lda, core::ptr::null(), flip as u8),
             AView::Taps { rows, offs } => (rows, 0, offs, 2),
+            AView::Indirect { ptrs, gpt, flip } => {
+                macro_rules! ind {
+                    ($($mr:literal)*) => {
+                        match (np, rows) {
+                            $((1, $mr) => tile_ind::<1, $mr>(kq, ptrs, gpt, flip, b, bstride, bias, scale, q, c, ldc, cols),
+                              (_, $mr) => tile_ind::<2, $mr>(kq, ptrs, gpt, flip, b, bstride, bias, scale, q, c, ldc, cols),)*
+                            _ => unreachable!("rows ≤ VMR"),
+                        }
+                    };
+                }
+                debug_assert!(rows <= VMR);
+                return ind!(1 2 3 4 5 6 7 8);
+            }
         };
         macro_rules! go {
             ($($mr:literal)*) => {
@@ -630,6 +664,23 @@ mod vnni {
             bp = bp.add(QNR * 4);
             ap = ap.add(4);
         }
+        store::<NP, MR>(&acc, scale, q, c, ldc, cols);
+    }
+
+    /// Requantizes and stores an `MR × NP·QNR` tile of accumulators (`cols` valid).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be available; `scale` holds `NP · QNR` values and `c`
+    /// is valid for `MR` rows of `cols` bytes at stride `ldc`.
+    #[inline(always)]
+    unsafe fn store<const NP: usize, const MR: usize>(
+        acc: &[[__m512i; NP]; MR],
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        cols: usize,
+    ) {
         let (lo, hi) = q.fbounds();
         let (vlo, vhi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
         let vzp = _mm512_set1_epi32(q.zero_point);
@@ -650,6 +701,60 @@ mod vnni {
                 _mm_mask_storeu_epi8(c.add(r * ldc + QNR * j) as *mut i8, mask, bytes);
             }
         }
+    }
+
+    /// The [`AView::Indirect`] tile: per tap, `MR` row pointers, then `gpt` k groups
+    /// read at increasing offsets from each (`kq = taps · gpt`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_ind<const NP: usize, const MR: usize>(
+        kq: usize,
+        ptrs: *const *const u8,
+        gpt: usize,
+        flip: bool,
+        b: *const i8,
+        bstride: usize,
+        bias: *const i32,
+        scale: *const f32,
+        q: QOut,
+        c: *mut u8,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        for j in 0..NP {
+            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
+            for accr in acc.iter_mut() {
+                accr[j] = bj;
+            }
+        }
+        let vflip = _mm512_set1_epi8(if flip { -128 } else { 0 });
+        let taps = kq / gpt.max(1);
+        let mut bp = b;
+        for t in 0..taps {
+            let mut a = [core::ptr::null::<u8>(); MR];
+            for (r, ar) in a.iter_mut().enumerate() {
+                *ar = *ptrs.add(t * VMR + r);
+            }
+            for _ in 0..gpt {
+                let mut bv = [_mm512_setzero_si512(); NP];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(bp.add(j * bstride) as *const _);
+                }
+                for (accr, ar) in acc.iter_mut().zip(a.iter_mut()) {
+                    let av = _mm512_set1_epi32((*ar as *const i32).read_unaligned());
+                    let av = _mm512_xor_si512(av, vflip);
+                    *ar = ar.add(4);
+                    for (j, v) in bv.iter().enumerate() {
+                        // u8 × i8, four products summed exactly into each i32 lane.
+                        accr[j] = _mm512_dpbusd_epi32(accr[j], av, *v);
+                    }
+                }
+                bp = bp.add(QNR * 4);
+            }
+        }
+        store::<NP, MR>(&acc, scale, q, c, ldc, cols);
     }
 }
 
@@ -700,6 +805,12 @@ pub(crate) fn qgemm_src(m: usize, src: ASrc<'_>, b: &PackedQs8, c: &mut [u8], ld
     };
     #[cfg(target_arch = "x86_64")]
     if avx512_vnni() && !b.w4.is_empty() {
+        if let ASrc::Conv { g, x, c0, cg, pad } = src {
+            if cg.is_multiple_of(4) && g.kh * g.kw <= MAX_ITAPS {
+                conv_indirect(m, g, x, c0, cg, pad, b, cp, clen, ldc);
+                return;
+            }
+        }
         let flip = if b.a_unsigned { 0 } else { 0x80 };
         // Dense rows made of whole k groups are read in place (the sign flip then
         // happens in registers); other sources are packed per row block.
@@ -853,68 +964,151 @@ unsafe fn vnni_panels(
     }
 }
 
-/// Most taps of the tap-major convolution path.
+/// Most taps of the indirect convolution path.
+#[cfg(target_arch = "x86_64")]
+const MAX_ITAPS: usize = 64;
+
+/// Convolution whose group has a multiple of 4 channels on the VNNI kernel without
+/// packing A (XNNPACK's indirect GEMM): per row block, one pointer per tap and row
+/// to the input pixel's channels `c0..c0+cg`, or to a row of `pad` bytes for taps
+/// outside the input; the kernel reads `cg / 4` groups from each.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn conv_indirect(
+    m: usize,
+    g: &QConvGeom,
+    x: &[u8],
+    c0: usize,
+    cg: usize,
+    pad: u8,
+    b: &PackedQs8,
+    cp: SyncPtr<u8>,
+    clen: usize,
+    ldc: usize,
+) {
+    use core::mem::MaybeUninit;
+    let taps = g.kh * g.kw;
+    assert!(taps <= MAX_ITAPS && cg.is_multiple_of(4) && c0 + cg <= g.in_c && b.k == taps * cg);
+    assert!(x.len() >= g.batch * g.in_h * g.in_w * g.in_c);
+    with_scratch_as::<u8, ()>(cg, |padrow| {
+        padrow.fill(pad);
+        let padrow: &[u8] = padrow;
+        let flip = !b.a_unsigned;
+        drive::<u8>(m, b, VMR, 0, &|_, _, _| {}, &|_, mb, p0, p1| {
+            let r0 = mb * VMR;
+            let rows = (m - r0).min(VMR);
+            let mut ptrs = [const { MaybeUninit::<*const u8>::uninit() }; MAX_ITAPS * VMR];
+            let (mut n, mut oy, mut ox) = (
+                r0 / (g.out_h * g.out_w),
+                (r0 / g.out_w) % g.out_h,
+                r0 % g.out_w,
+            );
+            for r in 0..rows {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let p = match g.src(oy, ox, ky, kx) {
+                            Some((iy, ix)) => {
+                                x[((n * g.in_h + iy) * g.in_w + ix) * g.in_c + c0..].as_ptr()
+                            }
+                            None => padrow.as_ptr(),
+                        };
+                        ptrs[(ky * g.kw + kx) * VMR + r].write(p);
+                    }
+                }
+                (n, oy, ox) = g.next_pixel(n, oy, ox);
+            }
+            let view = vnni::AView::Indirect {
+                ptrs: ptrs.as_ptr() as *const *const u8,
+                gpt: cg / 4,
+                flip,
+            };
+            // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); entries `t·VMR + r`
+            // for every tap t and row r < rows were written above, each pointing at
+            // `cg` readable bytes (a pixel's channels c0..c0+cg of `x`, whose
+            // length is asserted, or the pad row); k = taps · cg (asserted).
+            unsafe { vnni_panels(b, b.kq, view, &b.w4, r0, m, p0, p1, cp, clen, ldc) };
+        });
+    });
+}
+
+/// Most k groups of the kernel-row convolution path.
 const MAX_CONV_TAPS: usize = 128;
 
-/// Convolution with `g.in_c ≤ 4` channels (one group) on the tap-major VNNI
-/// layout: the input is copied once into a zero-point-padded buffer of 4-byte
-/// pixels (sign bit flipped for `qs8`), and row `r`'s tap `t` is the u32 at
-/// `pixel(r) + offs[t]`. Returns `false` (doing nothing) when not applicable.
+/// Convolution with `g.in_c ≤ 4` channels (one group, undilated columns) on the
+/// kernel-row VNNI layout: the input is copied once into a zero-point-padded
+/// buffer (sign bit flipped for `qs8`; rows filled in parallel), and row `r`'s k
+/// group `q` is the u32 at `pixel(r) + offs[q]`. Returns `false` (doing nothing)
+/// when not applicable.
 pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mut [u8]) -> bool {
-    let taps = g.kh * g.kw;
-    if b.tap_cin != g.in_c
+    let cin = g.in_c;
+    let run = g.kw * cin;
+    let gpr = run.div_ceil(4);
+    let groups = g.kh * gpr;
+    if b.tap_cin != cin
         || b.tap_cin == 0
-        || taps * g.in_c != b.k
-        || taps > MAX_CONV_TAPS
+        || b.tap_kw != g.kw
+        || g.kh * run != b.k
+        || g.dw != 1
+        || groups > MAX_CONV_TAPS
         || !avx512_vnni()
         || !cfg!(target_arch = "x86_64")
     {
         return false;
     }
-    let (m, n, cin) = (g.batch * g.out_h * g.out_w, b.n, g.in_c);
+    let (m, n) = (g.batch * g.out_h * g.out_w, b.n);
     if m == 0 || n == 0 {
         return true;
     }
     assert!(c.len() >= m * n, "qconv: output too short");
+    assert!(x.len() >= g.input_len(), "qconv: input too short");
     let hp = (g.out_h - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-    let wp = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    let wp = (g.out_w - 1) * g.sw + g.kw;
+    let row = wp * cin;
     let flip = if b.a_unsigned { 0 } else { 0x80 };
     let mut offs = [0usize; MAX_CONV_TAPS];
     for ky in 0..g.kh {
-        for kx in 0..g.kw {
-            offs[ky * g.kw + kx] = (ky * g.dh * wp + kx * g.dw) * 4;
+        for j in 0..gpr {
+            offs[ky * gpr + j] = ky * g.dh * row + 4 * j;
         }
     }
-    with_scratch_as::<u8, ()>(g.batch * hp * wp * 4, |buf| {
-        let padv = u32::from_ne_bytes([pad ^ flip; 4]);
-        let f4 = u32::from_ne_bytes([flip; 4]);
-        let cmask = (u64::MAX >> (64 - 8 * cin)) as u32;
-        for (i, prow) in buf.chunks_exact_mut(wp * 4).enumerate() {
-            let (nb, yp) = (i / hp, i % hp);
-            let iy = yp.wrapping_sub(g.pad_top);
-            for (xp, px) in prow.chunks_exact_mut(4).enumerate() {
-                let ix = xp.wrapping_sub(g.pad_left);
-                let v = if iy < g.in_h && ix < g.in_w {
-                    let s = ((nb * g.in_h + iy) * g.in_w + ix) * cin;
-                    // Assembled in a register (a byte copy through memory stalls
-                    // store forwarding); channels past cin meet zero weights.
-                    let v = match x.get(s..s + 4) {
-                        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) & cmask,
-                        None => {
-                            let mut v = 0u32;
-                            for (i, &b) in x[s..s + cin].iter().enumerate() {
-                                v |= (b as u32) << (8 * i);
-                            }
-                            v
-                        }
-                    };
-                    v ^ f4
-                } else {
-                    padv
-                };
-                px.copy_from_slice(&v.to_le_bytes());
+    // The last group of a kernel row may read up to 3 bytes past it: slack at the end.
+    let total = g.batch * hp * row + 4;
+    with_scratch_as::<u8, ()>(total, |buf| {
+        let padv = pad ^ flip;
+        let (body, slack) = buf.split_at_mut(g.batch * hp * row);
+        slack.fill(padv);
+        let rows_n = g.batch * hp;
+        let (tasks, per) = chunks(
+            rows_n,
+            if rows_n * row < 64 * 1024 {
+                1
+            } else {
+                4 * num_threads()
+            },
+        );
+        let bp = SyncPtr(body.as_mut_ptr());
+        let in_row = g.in_w * cin;
+        let left = g.pad_left.min(wp) * cin;
+        let mid = g.in_w.min(wp.saturating_sub(g.pad_left)) * cin;
+        parallel_for(tasks, |t| {
+            let (i0, i1) = (t * per, ((t + 1) * per).min(rows_n));
+            // SAFETY: rows i0..i1 of the padded body (in bounds: i1 ≤ rows_n) belong
+            // to this task only.
+            let dst =
+                unsafe { core::slice::from_raw_parts_mut(bp.get().add(i0 * row), (i1 - i0) * row) };
+            for (i, prow) in (i0..i1).zip(dst.chunks_exact_mut(row)) {
+                let (nb, yp) = (i / hp, i % hp);
+                let iy = yp.wrapping_sub(g.pad_top);
+                if iy >= g.in_h {
+                    prow.fill(padv);
+                    continue;
+                }
+                let s = (nb * g.in_h + iy) * in_row;
+                prow[..left].fill(padv);
+                flip_copy(&mut prow[left..left + mid], &x[s..s + mid], flip);
+                prow[left + mid..].fill(padv);
             }
-        }
+        });
         let buf: &[u8] = buf;
         let clen = c.len();
         let cp = SyncPtr(c.as_mut_ptr());
@@ -928,9 +1122,9 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
                 r0 % g.out_w,
             );
             for pr in ptrs.iter_mut().take(rows) {
-                let at = ((nb * hp + oy * g.sh) * wp + ox * g.sw) * 4;
-                // Every tap of this pixel lies inside the padded buffer.
-                assert!(at + offs[taps - 1] + 4 <= buf.len());
+                let at = (nb * hp + oy * g.sh) * row + ox * g.sw * cin;
+                // Every group of this pixel lies inside the padded buffer.
+                assert!(at + offs[groups - 1] + 4 <= buf.len());
                 *pr = buf[at..].as_ptr();
                 (nb, oy, ox) = g.next_pixel(nb, oy, ox);
             }
@@ -939,8 +1133,8 @@ pub(crate) fn qconv_taps(g: &QConvGeom, x: &[u8], b: &PackedQs8, pad: u8, c: &mu
                 offs: offs.as_ptr(),
             };
             // SAFETY: AVX-512 VNNI was detected (avx512_vnni()); each row pointer has
-            // all `taps` 4-byte groups at `offs` inside `buf` (asserted above).
-            unsafe { vnni_panels(b, taps, view, &b.wt, r0, m, p0, p1, cp, clen, n) };
+            // all `groups` 4-byte groups at `offs` inside `buf` (asserted above).
+            unsafe { vnni_panels(b, groups, view, &b.wt, r0, m, p0, p1, cp, clen, n) };
         });
     });
     true
@@ -979,6 +1173,9 @@ fn drive<T: Copy + Default + Sync>(
     let (n, k) = (b.n, b.k);
     let mblocks = m.div_ceil(mr);
     let panels = n.div_ceil(QNR);
+    // Column splits keep whole tiles: the VNNI tile (mr = VMR) covers two panels.
+    let pair = if mr == VMR { 2 } else { 1 };
+    let units = panels.div_ceil(pair);
     let threads = num_threads();
     let work = m * n * k.max(1);
     let target = if threads <= 1 || work < 64 * 1024 {
@@ -998,11 +1195,11 @@ fn drive<T: Copy + Default + Sync>(
                 }
             }
             let apack: &[T] = apack;
-            let (pc, pper) = chunks(panels, target);
+            let (pc, pper) = chunks(units, target);
             let (rc, rper) = chunks(mblocks, target.div_ceil(pc));
             parallel_for(pc * rc, |t| {
                 let (pi, ri) = (t / rc, t % rc);
-                let (p0, p1) = (pi * pper, ((pi + 1) * pper).min(panels));
+                let (p0, p1) = (pi * pper * pair, ((pi + 1) * pper * pair).min(panels));
                 for mb in ri * rper..((ri + 1) * rper).min(mblocks) {
                     tile(&apack[mb * blk..(mb + 1) * blk], mb, p0, p1);
                 }
@@ -1012,14 +1209,17 @@ fn drive<T: Copy + Default + Sync>(
     }
     let (row_chunks, rows_per) = chunks(mblocks, target);
     let (col_chunks, cols_per) = if row_chunks >= target {
-        (1, panels)
+        (1, units)
     } else {
-        chunks(panels, target.div_ceil(row_chunks))
+        chunks(units, target.div_ceil(row_chunks))
     };
     parallel_for(row_chunks * col_chunks, |t| {
         let (rc, cc) = (t / col_chunks, t % col_chunks);
         let (mb0, mb1) = (rc * rows_per, ((rc + 1) * rows_per).min(mblocks));
-        let (p0, p1) = (cc * cols_per, ((cc + 1) * cols_per).min(panels));
+        let (p0, p1) = (
+            cc * cols_per * pair,
+            ((cc + 1) * cols_per * pair).min(panels),
+        );
         with_scratch_as::<T, ()>(blk, |apack| {
             for mb in mb0..mb1 {
                 let r0 = mb * mr;
@@ -1141,6 +1341,33 @@ pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
         "qadd: lengths"
     );
     assert!((1..=31).contains(&p.shift), "qadd: shift");
+    par_elems(out, |i0, o| {
+        qadd_serial(&a[i0..i0 + o.len()], &b[i0..i0 + o.len()], p, o)
+    });
+}
+
+/// Runs `f(i0, out[i0..i1])` over the whole of `out`: in parallel chunks of whole
+/// 64-byte blocks when it is large (≥ 64K elements), else in one call.
+fn par_elems(out: &mut [u8], f: impl Fn(usize, &mut [u8]) + Sync) {
+    const MIN_PARALLEL: usize = 64 * 1024;
+    let n = out.len();
+    if n < MIN_PARALLEL || num_threads() <= 1 {
+        f(0, out);
+        return;
+    }
+    let (tasks, per) = chunks(n.div_ceil(64), 4 * num_threads());
+    let op = SyncPtr(out.as_mut_ptr());
+    parallel_for(tasks, |t| {
+        let (i0, i1) = (t * per * 64, ((t + 1) * per * 64).min(n));
+        // SAFETY: elements i0..i1 of `out` (i1 ≤ n = out.len()) belong to this
+        // task only.
+        let o = unsafe { core::slice::from_raw_parts_mut(op.get().add(i0), i1 - i0) };
+        f(i0, o);
+    });
+}
+
+fn qadd_serial(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
+    assert!(a.len() == out.len() && b.len() == out.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if isa() >= Isa::Avx2Fma {
@@ -1160,6 +1387,13 @@ pub fn qadd(a: &[u8], b: &[u8], p: &QAddParams, out: &mut [u8]) {
 /// If the lengths differ.
 pub fn quantize_q8(src: &[f32], inv: f32, q: QOut, dst: &mut [u8]) {
     assert_eq!(src.len(), dst.len(), "quantize_q8: lengths");
+    par_elems(dst, |i0, d| {
+        quantize_serial(&src[i0..i0 + d.len()], inv, q, d)
+    });
+}
+
+fn quantize_serial(src: &[f32], inv: f32, q: QOut, dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if isa() >= Isa::Avx2Fma {

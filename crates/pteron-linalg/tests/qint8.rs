@@ -252,7 +252,10 @@ fn check_conv(g: &QConvGeom, groups: usize, og: usize, unsigned: bool, seed: u64
     // One group with at most 4 channels also runs on the tap-major layout.
     let taps: Vec<PackedQs8> = packed
         .iter()
-        .map(|p| p.clone().with_conv_taps(if groups == 1 { cg } else { 0 }))
+        .map(|p| {
+            p.clone()
+                .with_conv_taps(if groups == 1 { cg } else { 0 }, g.kw)
+        })
         .collect();
     with_threads(|ctx| {
         for (layout, pk) in [("rows", &packed), ("taps", &taps)] {
@@ -307,6 +310,11 @@ fn qconv_edge_shapes() {
         // Weights over the cache threshold: the panel-outer path.
         (1, (5, 4), 96, (3, 3), 1, 1, (1, 1, 1, 1), 1, 130),
         (1, (7, 7), 48, (3, 3), 2, 1, (1, 1, 1, 1), 2, 120),
+        // Indirect VNNI path (4·j channels per group): 8x8 taps (the limit is 64),
+        // a 9x9 kernel (packed rows instead), and rows past the last row block.
+        (1, (9, 10), 8, (8, 8), 1, 1, (3, 4, 4, 3), 1, 33),
+        (1, (9, 9), 4, (9, 9), 1, 1, (4, 4, 4, 4), 1, 16),
+        (3, (5, 3), 24, (3, 3), 2, 1, (1, 1, 1, 1), 3, 48),
         // First layers: 3 channels, 3x3/2 and 7x7/2 (the tap-major path).
         (1, (17, 15), 3, (3, 3), 2, 1, (1, 1, 1, 1), 1, 32),
         (2, (13, 12), 3, (7, 7), 2, 1, (3, 3, 3, 3), 1, 40),
@@ -317,6 +325,17 @@ fn qconv_edge_shapes() {
     for (i, &(b, hw, c, k, s, d, pad, groups, og)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");
         check_conv(&g, groups, og, i % 2 == 1, 100 + i as u64);
+    }
+    // Rows dilated but columns not (the kernel-row path), 1 and 2 channels, and an
+    // output that leaves input columns unread.
+    for (i, &(c, dh, kw, pad_left)) in [(1, 2, 5, 2), (2, 3, 3, 0), (3, 2, 7, 3)]
+        .iter()
+        .enumerate()
+    {
+        let mut g = geom(1, (11, 13), c, (3, kw), 2, 1, (1, pad_left, 0, 0)).expect("valid");
+        g.dh = dh;
+        g.out_h = (g.in_h + 1 - (2 * dh + 1)) / 2 + 1;
+        check_conv(&g, 1, 19, i == 1, 150 + i as u64);
     }
 }
 
@@ -336,6 +355,114 @@ fn qdwconv_edge_shapes() {
     for (i, &(b, hw, c, k, s, d, pad)) in cases.iter().enumerate() {
         let g = geom(b, hw, c, k, s, d, pad).expect("valid");
         check_dw(&g, i % 3 == 2, 200 + i as u64);
+    }
+}
+
+/// Max pooling against a naive oracle (max over in-bounds taps of the values as
+/// signed or unsigned bytes, then the clamp).
+fn check_qmaxpool(g: &QConvGeom, unsigned: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let c = g.in_c;
+    let x = bytes(&mut rng, g.batch * g.in_h * g.in_w * c);
+    let q = qout(&mut rng, unsigned);
+    let olen = g.batch * g.out_h * g.out_w * c;
+    let val = |b: u8| if unsigned { b as i32 } else { b as i8 as i32 };
+    let mut want = vec![0u8; olen];
+    for (o, wv) in want.iter_mut().enumerate() {
+        let (ch, px) = (o % c, o / c);
+        let (n, oy, ox) = (
+            px / (g.out_h * g.out_w),
+            (px / g.out_w) % g.out_h,
+            px % g.out_w,
+        );
+        let mut best = if unsigned { 0 } else { -128 };
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_top as isize;
+                let ix = (ox * g.sw + kx * g.dw) as isize - g.pad_left as isize;
+                if iy >= 0 && ix >= 0 && (iy as usize) < g.in_h && (ix as usize) < g.in_w {
+                    let i = ((n * g.in_h + iy as usize) * g.in_w + ix as usize) * c + ch;
+                    best = best.max(val(x[i]));
+                }
+            }
+        }
+        *wv = best.clamp(q.min, q.max) as u8;
+    }
+    with_threads(|ctx| {
+        let mut got = vec![0x5Au8; olen];
+        pteron_linalg::qmaxpool_nhwc(g, &x, q, &mut got);
+        assert_eq!(got, want, "{ctx}: {g:?} {q:?}");
+    });
+}
+
+#[test]
+fn qmaxpool_edge_shapes() {
+    let cases = [
+        // The resnet stem pool (3x3/2, padding 1) and smaller odd shapes.
+        (1, (112, 112), 64, (3, 3), 2, 1, (1, 1, 1, 1)),
+        (2, (7, 9), 5, (2, 2), 2, 1, (0, 0, 1, 1)),
+        (1, (6, 5), 17, (3, 2), 1, 2, (2, 1, 2, 0)),
+        (1, (1, 1), 3, (3, 3), 1, 1, (1, 1, 1, 1)),
+    ];
+    for (i, &(b, hw, c, k, s, d, pad)) in cases.iter().enumerate() {
+        let g = geom(b, hw, c, k, s, d, pad).expect("valid");
+        check_qmaxpool(&g, i % 2 == 0, 500 + i as u64);
+    }
+}
+
+/// A byte transpose kernel: `(x, batch, rows, cols, out)` with
+/// `out[b][c][r] = x[b][r][c]` (`nchw_to_nhwc_u8` takes rows = C, cols = H·W).
+type ByteTranspose = fn(&[u8], usize, usize, usize, &mut [u8]);
+
+fn check_transpose(f: ByteTranspose, batch: usize, rows: usize, cols: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = bytes(&mut rng, batch * rows * cols);
+    let mut want = vec![0u8; x.len()];
+    for b in 0..batch {
+        for r in 0..rows {
+            for c in 0..cols {
+                want[(b * cols + c) * rows + r] = x[(b * rows + r) * cols + c];
+            }
+        }
+    }
+    with_threads(|ctx| {
+        let mut got = vec![0x22u8; x.len()];
+        f(&x, batch, rows, cols, &mut got);
+        assert_eq!(got, want, "{ctx}: batch {batch} rows {rows} cols {cols}");
+    });
+}
+
+#[test]
+fn byte_transpose_edge_shapes() {
+    // transpose_u8: NHWC -> NCHW of a 56x56x64 activation, whole and ragged 16x16
+    // blocks; nchw_to_nhwc_u8: the RGB input (3 channels), few and many channels.
+    type Shapes = [(usize, usize, usize); 5];
+    let cases: [(ByteTranspose, Shapes); 2] = [
+        (
+            pteron_linalg::transpose_u8,
+            [
+                (1, 3136, 64),
+                (2, 16, 16),
+                (1, 17, 33),
+                (3, 15, 48),
+                (1, 1, 1),
+            ],
+        ),
+        (
+            pteron_linalg::nchw_to_nhwc_u8,
+            [
+                (1, 3, 224 * 224),
+                (2, 3, 65),
+                (1, 1, 1),
+                (3, 7, 130),
+                (1, 16, 64),
+            ],
+        ),
+    ];
+    for (k, (f, shapes)) in cases.iter().enumerate() {
+        for (i, &(b, r, c)) in shapes.iter().enumerate() {
+            check_transpose(*f, b, r, c, 600 + 10 * k as u64 + i as u64);
+        }
     }
 }
 
@@ -365,7 +492,8 @@ fn check_qadd(n: usize, shift: u32, seed: u64) {
 
 #[test]
 fn qadd_edge_lengths() {
-    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+    // 70000: the parallel chunked path (≥ 64K elements), with a ragged tail.
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000, 70_000].iter().enumerate() {
         check_qadd(n, 12 + (i as u32 * 3) % 19, 300 + i as u64);
     }
 }
@@ -397,7 +525,8 @@ fn check_quantize(n: usize, unsigned: bool, seed: u64) {
 
 #[test]
 fn quantize_edge_lengths() {
-    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000].iter().enumerate() {
+    // 70000: the parallel chunked path (≥ 64K elements), with a ragged tail.
+    for (i, &n) in [0usize, 1, 15, 16, 17, 33, 1000, 70_000].iter().enumerate() {
         check_quantize(n, i % 2 == 0, 400 + i as u64);
     }
 }
@@ -428,6 +557,37 @@ proptest! {
         if let Some(g) = geom(b, (h, w), cg * groups, (kh, kw), s, d, (pt, pl, pb, pr)) {
             check_conv(&g, groups, og, unsigned, seed);
         }
+    }
+
+    /// Groups of a multiple of 4 channels (the indirect VNNI path), taps up to 5×5.
+    #[test]
+    fn qconv_random_c4(b in 1usize..3, h in 1usize..8, w in 1usize..8, cg4 in 1usize..5, groups in 1usize..3,
+                       og in 1usize..40, kh in 1usize..6, kw in 1usize..6, s in 1usize..3, d in 1usize..3,
+                       pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+                       unsigned: bool, seed: u64) {
+        if let Some(g) = geom(b, (h, w), 4 * cg4 * groups, (kh, kw), s, d, (pt, pl, pb, pr)) {
+            check_conv(&g, groups, og, unsigned, seed);
+        }
+    }
+
+    #[test]
+    fn qmaxpool_random(b in 1usize..3, h in 1usize..10, w in 1usize..10, c in 1usize..40,
+                       kh in 1usize..4, kw in 1usize..4, s in 1usize..3, d in 1usize..3,
+                       pt in 0usize..2, pl in 0usize..2, pb in 0usize..2, pr in 0usize..2,
+                       unsigned: bool, seed: u64) {
+        if let Some(g) = geom(b, (h, w), c, (kh, kw), s, d, (pt, pl, pb, pr)) {
+            check_qmaxpool(&g, unsigned, seed);
+        }
+    }
+
+    #[test]
+    fn nchw_to_nhwc_random(b in 1usize..3, c in 1usize..40, hw in 1usize..300, seed: u64) {
+        check_transpose(pteron_linalg::nchw_to_nhwc_u8, b, c, hw, seed);
+    }
+
+    #[test]
+    fn transpose_u8_random(b in 1usize..3, rows in 1usize..70, cols in 1usize..70, seed: u64) {
+        check_transpose(pteron_linalg::transpose_u8, b, rows, cols, seed);
     }
 
     #[test]

@@ -19,8 +19,8 @@
 //! its f32 buffer right after it is produced.
 
 use pteron_linalg::{
-    qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, PackedQDw, PackedQs8, QAddParams,
-    QConvGeom, QOut,
+    nchw_to_nhwc_u8, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, qmaxpool_nhwc, quantize_q8,
+    transpose_u8, PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
 };
 
 use crate::error::XnnError;
@@ -329,7 +329,7 @@ fn prepare_inner(g: &Graph<'_>, node: &Node, shapes: &[Dims]) -> Result<Option<Q
                             q,
                         );
                         if p.groups == 1 {
-                            pk.with_conv_taps(p.group_in)
+                            pk.with_conv_taps(p.group_in, p.kw)
                         } else {
                             pk
                         }
@@ -856,7 +856,26 @@ pub(crate) fn run(
                 if x.len() < id.numel() {
                     return Err(err("input exceeds its buffer"));
                 }
-                maxpool_q8(x, i4, p, o4, *qo, out);
+                let g = QConvGeom {
+                    batch: i4.0,
+                    in_h: i4.1,
+                    in_w: i4.2,
+                    in_c: i4.3,
+                    out_h: o4.1,
+                    out_w: o4.2,
+                    kh: p.kh,
+                    kw: p.kw,
+                    sh: p.sh.max(1),
+                    sw: p.sw.max(1),
+                    dh: p.dh.max(1),
+                    dw: p.dw.max(1),
+                    pad_top: p.pad_top,
+                    pad_left: p.pad_left,
+                };
+                if o4.0 != i4.0 || o4.3 != i4.3 {
+                    return Err(err("max pooling shapes do not match"));
+                }
+                qmaxpool_nhwc(&g, x, *qo, out);
             }
         }
         Ok(())
@@ -880,6 +899,17 @@ fn transpose_q8(x: &[u8], id: &Dims, perm: &[usize], out: &mut [u8], od: &Dims) 
     let n = id.numel();
     if n == 0 || r == 0 {
         out[..n.min(1)].copy_from_slice(&x[..n.min(1)]);
+        return;
+    }
+    if perm == [0, 2, 3, 1] {
+        // NCHW → NHWC (the network input): the parallel kernel.
+        let hw = id.get(2) * id.get(3);
+        nchw_to_nhwc_u8(x, id.get(0), id.get(1), hw, out);
+        return;
+    }
+    if perm == [0, 3, 1, 2] {
+        // NHWC → NCHW: one (H·W) × C byte matrix per image.
+        transpose_u8(x, id.get(0), id.get(1) * id.get(2), id.get(3), out);
         return;
     }
     // Output stride of each input axis.
@@ -908,54 +938,6 @@ fn transpose_q8(x: &[u8], id: &Dims, perm: &[usize], out: &mut [u8], od: &Dims) 
             }
             base -= idx[k] * ostr[k];
             idx[k] = 0;
-        }
-    }
-}
-
-/// NHWC int8 max pooling (padding never wins), then the output clamp.
-fn maxpool_q8(
-    x: &[u8],
-    (b, h, w, c): (usize, usize, usize, usize),
-    p: &PoolParams,
-    (_, oh, ow, _): (usize, usize, usize, usize),
-    q: QOut,
-    out: &mut [u8],
-) {
-    let (sh, sw) = (p.sh.max(1), p.sw.max(1));
-    let (dh, dw) = (p.dh.max(1), p.dw.max(1));
-    // Work in an order-preserving unsigned domain: signed bytes flip the sign bit.
-    let flip: u8 = if q.unsigned { 0 } else { 0x80 };
-    let lo = (q.min as u8) ^ flip;
-    let hi = (q.max as u8) ^ flip;
-    for n in 0..b {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let dst = &mut out[((n * oh + oy) * ow + ox) * c..][..c];
-                dst.fill(0);
-                for ky in 0..p.kh {
-                    let Some(iy) = (oy * sh + ky * dh).checked_sub(p.pad_top) else {
-                        continue;
-                    };
-                    if iy >= h {
-                        continue;
-                    }
-                    for kx in 0..p.kw {
-                        let Some(ix) = (ox * sw + kx * dw).checked_sub(p.pad_left) else {
-                            continue;
-                        };
-                        if ix >= w {
-                            continue;
-                        }
-                        let src = &x[((n * h + iy) * w + ix) * c..][..c];
-                        for (d, &s) in dst.iter_mut().zip(src) {
-                            *d = (*d).max(s ^ flip);
-                        }
-                    }
-                }
-                for d in dst.iter_mut() {
-                    *d = (*d).clamp(lo, hi) ^ flip;
-                }
-            }
         }
     }
 }

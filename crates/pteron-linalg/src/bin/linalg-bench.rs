@@ -466,7 +466,7 @@ fn bench_qconv(name: &str, in_c: usize, hw: usize, out_c: usize, k: usize, s: us
         .collect();
     let pk = [
         PackedQs8::new(kk, out_c, &w, kk, None, 1, false, &[0.001], QOut::qs8(0))
-            .with_conv_taps(in_c),
+            .with_conv_taps(in_c, k),
     ];
     let mut out = vec![0u8; o * o * out_c];
     let t = time(|| {
@@ -580,7 +580,9 @@ fn main() {
     bench_attention_rows(256);
     println!("-- Int8 (qs8 x qc8w -> qs8, fp32 requantization) vs f32 on the same shapes");
     bench_qgemm("12544x16x32 (1x1 32->16 @112)", 12544, 16, 32);
+    bench_qgemm("12544x96x16 (1x1 16->96 @112)", 12544, 96, 16);
     bench_qgemm("3136x144x24 (1x1 24->144 @56)", 3136, 144, 24);
+    bench_qgemm("3136x24x144 (1x1 144->24 @56)", 3136, 24, 144);
     bench_qgemm("784x32x192 (1x1 192->32 @28)", 784, 32, 192);
     bench_qgemm("49x160x960 (1x1 960->160 @7)", 49, 160, 960);
     bench_qgemm("3136x64x576 (3x3 64->64 @56 im2col)", 3136, 64, 576);
@@ -607,6 +609,47 @@ fn main() {
         });
         report("qadd 56x56x24", n as f64, s);
     }
+    if selected("qmaxpool 3x3/2 64 @112") {
+        let g = square_geom(64, 112, 3, 2);
+        let x: Vec<u8> = fill(112 * 112 * 64, 3)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let mut o = vec![0u8; g.out_h * g.out_w * 64];
+        let s = time(|| {
+            pteron_linalg::qmaxpool_nhwc(&g, &x, QOut::qs8(0), &mut o);
+            black_box(&o);
+        });
+        report("qmaxpool 3x3/2 64 @112", (o.len() * 9) as f64, s);
+    }
+    if selected("nchw_to_nhwc_u8 3x224x224") {
+        let x: Vec<u8> = fill(3 * 224 * 224, 4)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let mut o = vec![0u8; x.len()];
+        let s = time(|| {
+            pteron_linalg::nchw_to_nhwc_u8(&x, 1, 3, 224 * 224, &mut o);
+            black_box(&o);
+        });
+        report("nchw_to_nhwc_u8 3x224x224", x.len() as f64, s);
+    }
+    if selected("transpose_u8 3136x64") {
+        let x: Vec<u8> = fill(3136 * 64, 4)
+            .iter()
+            .map(|v| (v * 250.0) as i8 as u8)
+            .collect();
+        let mut o = vec![0u8; x.len()];
+        let s = time(|| {
+            pteron_linalg::transpose_u8(&x, 1, 3136, 64, &mut o);
+            black_box(&o);
+        });
+        report(
+            "transpose_u8 3136x64 (NHWC->NCHW 56x56x64)",
+            x.len() as f64,
+            s,
+        );
+    }
     if selected("quantize_q8") {
         let n = 3 * 224 * 224;
         let x = fill(n, 9);
@@ -625,6 +668,12 @@ fn main() {
     bench_qconv("qconv 3x3/2 3->32 @224", 3, 224, 32, 3, 2);
     bench_qconv("qconv 3x3 64->64 @56", 64, 56, 64, 3, 1);
     bench_qconv("qconv 7x7/2 3->64 @224", 3, 224, 64, 7, 2);
+    bench_qconv("qconv 3x3 128->128 @28", 128, 28, 128, 3, 1);
+    bench_qconv("qconv 3x3 256->256 @14", 256, 14, 256, 3, 1);
+    bench_qconv("qconv 3x3 512->512 @7", 512, 7, 512, 3, 1);
+    bench_qconv("qconv 3x3/2 64->128 @56", 64, 56, 128, 3, 2);
+    bench_qconv("qconv 3x3/2 256->512 @14", 256, 14, 512, 3, 2);
+    bench_qconv("qconv 1x1/2 128->256 @28", 128, 28, 256, 1, 2);
     bench_qdw("qdwconv 3x3 32 @112", 32, 112, 3, 1);
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
