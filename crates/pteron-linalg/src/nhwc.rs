@@ -18,6 +18,12 @@
 //! the clamp in its epilogue. Tiles are grouped into tasks of (pixel range × panel
 //! block) so that a block of panels stays in L2 while the task's pixel tiles stream
 //! through, and each tile's rows are reused from L1 across the block's panels.
+//! With several threads the tasks split the pixels, the panels or both, whichever
+//! moves fewer bytes ([`ConvNhwc`]'s `split`).
+//!
+//! 3x3 stride-1 convolutions of 16..256 channels on maps of at least
+//! [`WINOGRAD_MIN_PIXELS`] pixels run as Winograd F(2x2, 3x3) instead (see
+//! `winograd.rs`): 2.25x fewer multiplies, the same microkernels.
 
 use crate::gemm::clamp_nan;
 use crate::pool::{num_threads, parallel_for};
@@ -415,6 +421,49 @@ impl ConvNhwc {
         }
     }
 
+    /// Work split of a run: `(pixel chunks, panel blocks, panels per block)`.
+    ///
+    /// One thread takes one task (all tiles, L2-sized panel blocks). With more
+    /// threads, enough tasks (about 12 per thread, fewer for small layers) are claimed
+    /// dynamically so the threads finish together. The tasks come from splitting the
+    /// pixels, the panels, or both, whichever moves the fewest bytes: every pixel
+    /// chunk streams all the weights once, and every panel block re-reads its pixels'
+    /// activations. Small maps with many channels (7x7 and 14x14 layers, whose weights
+    /// are far larger than their activations) are split over the panels.
+    fn split(&self, m: usize, m_tiles: usize, threads: usize, flops: f64) -> (usize, usize, usize) {
+        let (n_blocks, nb) = self.panel_blocks();
+        if threads <= 1 || flops <= 400_000.0 {
+            return (1, n_blocks, nb);
+        }
+        let want = (threads * 12)
+            .min((flops / 150_000.0) as usize)
+            .max(threads);
+        let pair = usize::from(self.kern == IKern::Avx512) + 1;
+        let max_blocks = div_ceil(self.panels, pair);
+        let wbytes = (self.panels * self.k * NR * 4) as f64;
+        let abytes = (m * self.k * 4) as f64;
+        let mut best = (f64::INFINITY, 1, n_blocks, nb);
+        for blocks in n_blocks..=max_blocks.max(n_blocks) {
+            // Panels per block, a whole number of pairs (the AVX-512 tier).
+            let per = (div_ceil(div_ceil(self.panels, blocks), pair) * pair).min(self.panels);
+            let blocks = div_ceil(self.panels, per);
+            let chunks = div_ceil(want, blocks).min(m_tiles);
+            let chunks = div_ceil(m_tiles, div_ceil(m_tiles, chunks));
+            // Too few tasks to balance the threads: count the idle share as bytes.
+            let tasks = chunks * blocks;
+            let idle = if tasks < want {
+                (want - tasks) as f64 / want as f64
+            } else {
+                0.0
+            };
+            let cost = chunks as f64 * wbytes + blocks as f64 * abytes + idle * (wbytes + abytes) * 4.0;
+            if cost < best.0 {
+                best = (cost, chunks, blocks, per);
+            }
+        }
+        (best.1, best.2, best.3)
+    }
+
     /// Convolve `input` (`[batch, h, w, in_c]`) into `output` (`[batch, oh, ow,
     /// out_c]`), then clamp to `[lo, hi]` (NaN propagates). Taps that fall outside
     /// the input (padding) read zeros, so any `(oh, ow)` is accepted.
@@ -448,19 +497,9 @@ impl ConvNhwc {
         let kern = self.kern;
         let mr = kern.mr();
         let m_tiles = div_ceil(m, mr);
-        let (n_blocks, nb) = self.panel_blocks();
         let threads = num_threads();
         let flops = 2.0 * m as f64 * p.out_c as f64 * self.k as f64;
-        let m_chunks = if threads > 1 && flops > 400_000.0 {
-            // Many small tasks, claimed dynamically, keep the threads' finishing times
-            // close (no packing is repeated per task, so they are cheap).
-            let want = (threads * 12)
-                .min((flops / 150_000.0) as usize)
-                .max(threads);
-            div_ceil(want, n_blocks).min(m_tiles)
-        } else {
-            1
-        };
+        let (m_chunks, n_blocks, nb) = self.split(m, m_tiles, threads, flops);
         let per_chunk = div_ceil(m_tiles, m_chunks);
         let m_chunks = div_ceil(m_tiles, per_chunk);
         let out = SyncPtr(output.as_mut_ptr());

@@ -121,14 +121,23 @@ impl Winograd {
             return;
         }
         let mr = conv.kern.mr();
-        // Tiles per block: the scratch of a block fits the per-thread reservation.
-        // With several threads, a whole number of blocks per thread (2, or 4 when
-        // the transformed filters are small: every block streams all of them).
-        let tmax = (INITIAL_SCRATCH / (PTS * (c + k))).max(1);
+        // Tiles per block: the scratch of a block fits the per-thread reservation,
+        // and when the transformed filters are small (<= 256 KiB) it leaves them room
+        // in a 768 KiB share of L2 (measured: 64 channels at 56x56 7% faster than
+        // with the whole reservation; larger filters gain more from big blocks, each
+        // block streams all of them). With several threads, a whole number of
+        // blocks per thread (2, or 4 when the filters are small).
+        let u_bytes = PTS * c * k * 4;
+        let budget = if u_bytes <= 256 << 10 {
+            ((768 << 10) - u_bytes) / 4
+        } else {
+            INITIAL_SCRATCH
+        };
+        let tmax = (budget / (PTS * (c + k))).max(1);
         let mut blocks = div_ceil(n_tiles, tmax);
         let threads = num_threads();
         if threads > 1 {
-            let per_thread = if c * k <= 128 * 128 { 4 } else { 2 };
+            let per_thread = if u_bytes <= 256 << 10 { 4 } else { 2 };
             blocks = div_ceil(blocks.max(threads * per_thread), threads) * threads;
         }
         let bt = div_ceil(n_tiles, blocks.min(n_tiles));
