@@ -456,7 +456,8 @@ impl ConvNhwc {
             } else {
                 0.0
             };
-            let cost = chunks as f64 * wbytes + blocks as f64 * abytes + idle * (wbytes + abytes) * 4.0;
+            let cost =
+                chunks as f64 * wbytes + blocks as f64 * abytes + idle * (wbytes + abytes) * 4.0;
             if cost < best.0 {
                 best = (cost, chunks, blocks, per);
             }
@@ -521,7 +522,9 @@ impl ConvNhwc {
                 // (or the zero row); rows m0..m0+rows of the output (stride out_c) lie
                 // in `output` (length asserted above) and the (tile, panel block)
                 // pair belongs to this task only.
-                unsafe { self.tile_panels(&tp, rows, (p0, p1), out.get().add(m0 * p.out_c), (lo, hi)) };
+                unsafe {
+                    self.tile_panels(&tp, rows, (p0, p1), out.get().add(m0 * p.out_c), (lo, hi))
+                };
             }
         };
         parallel_for(m_chunks * n_blocks, task);

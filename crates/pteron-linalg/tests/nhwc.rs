@@ -276,22 +276,73 @@ proptest! {
 fn nhwc_winograd_edge_shapes() {
     let inf = f32::INFINITY;
     let cases = [
-        (params(16, 16, (3, 3), (1, 1), (1, 1), (1, 1)), (1, 10, 10), (-inf, inf)),
-        (params(17, 33, (3, 3), (1, 1), (1, 1), (1, 1)), (1, 10, 11), (0.0, inf)),
-        (params(64, 64, (3, 3), (1, 1), (1, 1), (1, 1)), (2, 13, 12), (0.0, 6.0)),
-        (params(20, 40, (3, 3), (1, 1), (1, 1), (0, 0)), (1, 13, 12), (-0.5, 0.5)),
-        (params(31, 24, (3, 3), (1, 1), (1, 1), (2, 2)), (1, 8, 9), (-inf, inf)),
-        (params(48, 100, (3, 3), (1, 1), (1, 1), (1, 0)), (3, 10, 12), (0.0, inf)),
-        (params(128, 128, (3, 3), (1, 1), (1, 1), (1, 1)), (1, 15, 14), (0.0, inf)),
-        (params(160, 160, (3, 3), (1, 1), (1, 1), (1, 1)), (1, 10, 11), (-inf, inf)),
+        (
+            params(16, 16, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 10),
+            (-inf, inf),
+        ),
+        (
+            params(17, 33, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 11),
+            (0.0, inf),
+        ),
+        (
+            params(64, 64, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (2, 13, 12),
+            (0.0, 6.0),
+        ),
+        (
+            params(20, 40, (3, 3), (1, 1), (1, 1), (0, 0)),
+            (1, 13, 12),
+            (-0.5, 0.5),
+        ),
+        (
+            params(31, 24, (3, 3), (1, 1), (1, 1), (2, 2)),
+            (1, 8, 9),
+            (-inf, inf),
+        ),
+        (
+            params(48, 100, (3, 3), (1, 1), (1, 1), (1, 0)),
+            (3, 10, 12),
+            (0.0, inf),
+        ),
+        (
+            params(128, 128, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 15, 14),
+            (0.0, inf),
+        ),
+        (
+            params(160, 160, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 11),
+            (-inf, inf),
+        ),
     ];
     for_each_tier(|isa| {
         for (i, (p, (b, h, w), clamp)) in cases.iter().enumerate() {
             let ctx = format!("{isa} winograd case {i}");
             let (oh, ow) = natural(p, *h, *w);
-            assert!(oh * ow >= WINOGRAD_MIN_PIXELS, "{ctx}: map too small for the Winograd path");
-            check(*p, (*b, *h, *w), (oh, ow), i % 2 == 0, *clamp, 40 + i as u64, &ctx);
-            check(*p, (*b, *h, *w), (oh + 1, ow + 2), true, *clamp, 50 + i as u64, &ctx);
+            assert!(
+                oh * ow >= WINOGRAD_MIN_PIXELS,
+                "{ctx}: map too small for the Winograd path"
+            );
+            check(
+                *p,
+                (*b, *h, *w),
+                (oh, ow),
+                i % 2 == 0,
+                *clamp,
+                40 + i as u64,
+                &ctx,
+            );
+            check(
+                *p,
+                (*b, *h, *w),
+                (oh + 1, ow + 2),
+                true,
+                *clamp,
+                50 + i as u64,
+                &ctx,
+            );
         }
     });
 }

@@ -309,12 +309,7 @@ mod x86 {
     /// # Safety
     /// AVX-512F available.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input_avx512(
-        d: &[&[f32]; PTS],
-        v: &mut [f32],
-        stride: usize,
-        off: usize,
-    ) {
+    pub(super) unsafe fn input_avx512(d: &[&[f32]; PTS], v: &mut [f32], stride: usize, off: usize) {
         input_tf(d, v, stride, off)
     }
 
@@ -393,7 +388,12 @@ fn input_lanes<const L: usize>(
     for i in 0..4 {
         let mut r = [[0.0f32; L]; 4];
         for l in 0..L {
-            let (a0, a1, a2, a3) = (t[4 * i][l], t[4 * i + 1][l], t[4 * i + 2][l], t[4 * i + 3][l]);
+            let (a0, a1, a2, a3) = (
+                t[4 * i][l],
+                t[4 * i + 1][l],
+                t[4 * i + 2][l],
+                t[4 * i + 3][l],
+            );
             r[0][l] = a0 - a2;
             r[1][l] = a1 + a2;
             r[2][l] = a2 - a1;
@@ -458,7 +458,12 @@ fn output_lanes<const L: usize>(
     for i in 0..2 {
         let mut y = [[0.0f32; L]; 2];
         for l in 0..L {
-            let (a0, a1, a2, a3) = (s[4 * i][l], s[4 * i + 1][l], s[4 * i + 2][l], s[4 * i + 3][l]);
+            let (a0, a1, a2, a3) = (
+                s[4 * i][l],
+                s[4 * i + 1][l],
+                s[4 * i + 2][l],
+                s[4 * i + 3][l],
+            );
             y[0][l] = clamp_nan(a0 + a1 + a2 + b[l], lo, hi);
             y[1][l] = clamp_nan(a1 - a2 - a3 + b[l], lo, hi);
         }
