@@ -154,15 +154,14 @@ impl Winograd {
                 // Input transform.
                 for j in 0..nt {
                     let (n, ti, tj) = decode(t0 + j, ty, tx);
-                    let d: [&[f32]; PTS] = std::array::from_fn(|q| {
+                    let mut d = [zeros; PTS];
+                    for (q, dq) in d.iter_mut().enumerate() {
                         let iy = (2 * ti + q / 4).wrapping_sub(p.pad_top);
                         let ix = (2 * tj + q % 4).wrapping_sub(p.pad_left);
                         if iy < h && ix < w {
-                            &input[((n * h + iy) * w + ix) * c..][..c]
-                        } else {
-                            zeros
+                            *dq = &input[((n * h + iy) * w + ix) * c..][..c];
                         }
-                    });
+                    }
                     tier.input(&d, v, bt * c, j * c);
                 }
                 // 16 GEMMs: M[pt] (nt × k) = V[pt] (nt × c) · U[pt] (c × k).
@@ -369,11 +368,12 @@ fn input_lanes<const L: usize>(
     off: usize,
     ch: usize,
 ) {
-    let x: [[f32; L]; PTS] = std::array::from_fn(|q| {
-        let mut a = [0.0; L];
-        a.copy_from_slice(&d[q][ch..ch + L]);
-        a
-    });
+    // Plain loops, not `array::from_fn`: its closure is not always inlined into
+    // the `#[target_feature]` callers, and then runs without their vector width.
+    let mut x = [[0.0f32; L]; PTS];
+    for (xq, dq) in x.iter_mut().zip(d) {
+        xq.copy_from_slice(&dq[ch..ch + L]);
+    }
     // Columns of Bᵀ d (rows of the patch combined), then rows of (Bᵀ d) B.
     let mut t = [[0.0f32; L]; PTS];
     for j in 0..4 {
@@ -439,11 +439,10 @@ fn output_lanes<const L: usize>(
     (lo, hi): (f32, f32),
     ch: usize,
 ) {
-    let x: [[f32; L]; PTS] = std::array::from_fn(|q| {
-        let mut a = [0.0; L];
-        a.copy_from_slice(&m[q * stride + off + ch..][..L]);
-        a
-    });
+    let mut x = [[0.0f32; L]; PTS];
+    for (q, xq) in x.iter_mut().enumerate() {
+        xq.copy_from_slice(&m[q * stride + off + ch..][..L]);
+    }
     let mut b = [0.0f32; L];
     b.copy_from_slice(&bias[ch..ch + L]);
     // s = Aᵀ M (2x4), then y = s A (2x2).
