@@ -425,11 +425,12 @@ impl ConvNhwc {
     ///
     /// One thread takes one task (all tiles, L2-sized panel blocks). With more
     /// threads, enough tasks (about 12 per thread, fewer for small layers) are claimed
-    /// dynamically so the threads finish together. The tasks come from splitting the
-    /// pixels, the panels, or both, whichever moves the fewest bytes: every pixel
-    /// chunk streams all the weights once, and every panel block re-reads its pixels'
-    /// activations. Small maps with many channels (7x7 and 14x14 layers, whose weights
-    /// are far larger than their activations) are split over the panels.
+    /// dynamically so the threads finish together (at least 8 per thread where the
+    /// layer is big enough). The tasks come from splitting the pixels, the panels, or
+    /// both, whichever moves the fewest bytes: every pixel chunk streams all the
+    /// weights once, and every panel block re-reads its pixels' activations. Small
+    /// maps with many channels (7x7 and 14x14 layers, whose weights are far larger
+    /// than their activations) are split over the panels.
     fn split(&self, m: usize, m_tiles: usize, threads: usize, flops: f64) -> (usize, usize, usize) {
         let (n_blocks, nb) = self.panel_blocks();
         if threads <= 1 || flops <= 400_000.0 {
@@ -442,24 +443,29 @@ impl ConvNhwc {
         let max_blocks = div_ceil(self.panels, pair);
         let wbytes = (self.panels * self.k * NR * 4) as f64;
         let abytes = (m * self.k * 4) as f64;
+        // Fewest tasks that still let dynamic claiming even out the threads (also
+        // when another process takes a core for a while).
+        let min_tasks = (threads * 8).min(want);
+        // Uneven task counts leave a thread idle at the end: charged as the bytes that
+        // the idle time could have moved (about 5 flops per byte).
+        let compute = flops / 5.0;
         let mut best = (f64::INFINITY, 1, n_blocks, nb);
         for blocks in n_blocks..=max_blocks.max(n_blocks) {
             // Panels per block, a whole number of pairs (the AVX-512 tier).
             let per = (div_ceil(div_ceil(self.panels, blocks), pair) * pair).min(self.panels);
             let blocks = div_ceil(self.panels, per);
-            let chunks = div_ceil(want, blocks).min(m_tiles);
-            let chunks = div_ceil(m_tiles, div_ceil(m_tiles, chunks));
-            // Too few tasks to balance the threads: count the idle share as bytes.
-            let tasks = chunks * blocks;
-            let idle = if tasks < want {
-                (want - tasks) as f64 / want as f64
-            } else {
-                0.0
-            };
-            let cost =
-                chunks as f64 * wbytes + blocks as f64 * abytes + idle * (wbytes + abytes) * 4.0;
-            if cost < best.0 {
-                best = (cost, chunks, blocks, per);
+            let most = div_ceil(want, blocks).min(m_tiles);
+            for chunks in 1..=most {
+                let chunks = div_ceil(m_tiles, div_ceil(m_tiles, chunks));
+                let tasks = chunks * blocks;
+                if tasks < min_tasks && chunks < most {
+                    continue;
+                }
+                let uneven = (div_ceil(tasks, threads) * threads) as f64 / tasks as f64 - 1.0;
+                let cost = chunks as f64 * wbytes + blocks as f64 * abytes + uneven * compute;
+                if cost < best.0 {
+                    best = (cost, chunks, blocks, per);
+                }
             }
         }
         (best.1, best.2, best.3)
