@@ -10,6 +10,8 @@
 //! the direct convolution, at the price of the two transforms and of rounding that
 //! differs from direct summation by a few ulps per layer (the transforms' constants
 //! are 0, ±1 and ±1/2, so they add no error of their own beyond the additions).
+//! NaN inputs propagate as in the direct path; an infinite input can give NaN
+//! (`inf - inf` inside the transforms) where direct summation gives ±inf.
 //!
 //! The GEMMs reuse the direct convolution's packed panels and microkernels (one
 //! pointwise [`ConvNhwc`] per point). Tiles are processed in blocks: a task
