@@ -425,8 +425,8 @@ impl ConvNhwc {
     ///
     /// One thread takes one task (all tiles, L2-sized panel blocks). With more
     /// threads, enough tasks (about 12 per thread, fewer for small layers) are claimed
-    /// dynamically so the threads finish together (at least 8 per thread where the
-    /// layer is big enough). The tasks come from splitting the pixels, the panels, or
+    /// dynamically so the threads finish together (12 per thread where the layer is
+    /// big enough). The tasks come from splitting the pixels, the panels, or
     /// both, whichever moves the fewest bytes: every pixel chunk streams all the
     /// weights once, and every panel block re-reads its pixels' activations. Small
     /// maps with many channels (7x7 and 14x14 layers, whose weights are far larger
@@ -444,8 +444,9 @@ impl ConvNhwc {
         let wbytes = (self.panels * self.k * NR * 4) as f64;
         let abytes = (m * self.k * 4) as f64;
         // Fewest tasks that still let dynamic claiming even out the threads (also
-        // when another process takes a core for a while).
-        let min_tasks = (threads * 8).min(want);
+        // when another process takes a core for a while): as many as before this
+        // search existed, so it only changes how small-map layers are cut.
+        let min_tasks = want;
         // Uneven task counts leave a thread idle at the end: charged as the bytes that
         // the idle time could have moved (about 5 flops per byte).
         let compute = flops / 5.0;
@@ -455,10 +456,12 @@ impl ConvNhwc {
             let per = (div_ceil(div_ceil(self.panels, blocks), pair) * pair).min(self.panels);
             let blocks = div_ceil(self.panels, per);
             let most = div_ceil(want, blocks).min(m_tiles);
-            for chunks in 1..=most {
-                let chunks = div_ceil(m_tiles, div_ceil(m_tiles, chunks));
+            // `most` itself is always a candidate (the most tasks this block count
+            // gives), so every block count offers at least one split.
+            for c in 1..=most {
+                let chunks = div_ceil(m_tiles, div_ceil(m_tiles, c));
                 let tasks = chunks * blocks;
-                if tasks < min_tasks && chunks < most {
+                if tasks < min_tasks && c < most {
                     continue;
                 }
                 let uneven = (div_ceil(tasks, threads) * threads) as f64 / tasks as f64 - 1.0;
