@@ -18,11 +18,19 @@
 //! the clamp in its epilogue. Tiles are grouped into tasks of (pixel range × panel
 //! block) so that a block of panels stays in L2 while the task's pixel tiles stream
 //! through, and each tile's rows are reused from L1 across the block's panels.
+//! With several threads the tasks split the pixels, the panels or both, whichever
+//! moves fewer bytes ([`ConvNhwc`]'s `split`).
+//!
+//! 3x3 stride-1 convolutions of 16..256 channels on maps of at least
+//! [`WINOGRAD_MIN_PIXELS`] pixels run as Winograd F(2x2, 3x3) instead (see
+//! `winograd.rs`): 2.25x fewer multiplies, the same microkernels.
 
 use crate::gemm::clamp_nan;
 use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, AlignedBuf, SyncPtr};
 use crate::{isa, Isa};
+
+mod winograd;
 
 /// Output pixels per microkernel tile (scalar and AVX2 tiers).
 pub const MR: usize = 6;
@@ -129,7 +137,14 @@ pub struct ConvNhwc {
     kern: IKern,
     /// 1x1, stride 1, no padding.
     pointwise: bool,
+    /// Winograd F(2x2, 3x3) form of a 3x3 stride-1 convolution, used on maps of at
+    /// least [`WINOGRAD_MIN_PIXELS`] output pixels.
+    wino: Option<Box<winograd::Winograd>>,
 }
+
+/// Smallest output map (pixels per image) run through the Winograd transforms; on
+/// smaller maps the padded tiles and the transforms cost more than they save.
+pub const WINOGRAD_MIN_PIXELS: usize = 100;
 
 /// Pointers of one tile: `ptrs[seg*PS + row]`.
 struct TilePtrs {
@@ -189,6 +204,11 @@ impl ConvNhwc {
             zeros: vec![0.0; p.kw * p.in_c],
             kern,
             pointwise: taps == 1 && p.stride == (1, 1) && p.pad_top == 0 && p.pad_left == 0,
+            wino: if winograd::Winograd::eligible(&p) {
+                Some(Box::new(winograd::Winograd::new(&p, weight, bias)?))
+            } else {
+                None
+            },
         })
     }
 
@@ -199,7 +219,10 @@ impl ConvNhwc {
 
     /// Bytes of packed weights, bias and the zero row.
     pub fn packed_bytes(&self) -> usize {
-        self.w.bytes() + self.bias.bytes() + self.zeros.len() * 4
+        self.w.bytes()
+            + self.bias.bytes()
+            + self.zeros.len() * 4
+            + self.wino.as_ref().map_or(0, |wg| wg.packed_bytes())
     }
 
     /// Fill the segment pointers of the tile of pixels `m0..m0+rows` (`rows <= mr`,
@@ -321,6 +344,136 @@ impl ConvNhwc {
         (div_ceil(self.panels, nb), nb)
     }
 
+    /// Runs the microkernel of this convolution's tier on one tile of `rows` pixels
+    /// (pointers in `tp`) over panels `p0..p1`, writing output columns
+    /// `p0*16..min(p1*16, out_c)` of the tile's rows at `c` (row stride `out_c`).
+    ///
+    /// # Safety
+    /// `tp` holds `nseg` segments whose first `mr` slots (the tier's tile height) each
+    /// point to `seg_len` readable floats, with `nseg * seg_len == k`; `p0 < p1 <=
+    /// panels`; `c` is valid for writes of `rows <= mr` rows × those columns, with
+    /// stride `out_c`, and no other thread accesses them.
+    unsafe fn tile_panels(
+        &self,
+        tp: &TilePtrs,
+        rows: usize,
+        (p0, p1): (usize, usize),
+        c: *mut f32,
+        (lo, hi): (f32, f32),
+    ) {
+        let (k, ldc) = (self.k, self.p.out_c);
+        let wbuf = self.w.as_slice();
+        let bbuf = self.bias.as_slice();
+        #[cfg(target_arch = "x86_64")]
+        if self.kern == IKern::Avx512 {
+            let n0 = p0 * NR;
+            let cols = (p1 * NR).min(ldc) - n0;
+            // SAFETY: AVX-512F/VL and AVX2+FMA are available (`kern` is `Avx512` only
+            // when `avx512()` held at construction, which checks F/BW/VL/DQ on the CPU
+            // and requires the AVX2+FMA tier). The pointers in `tp` are valid per this
+            // function's contract; panels p0..p1 each hold k*16 floats at stride k*16
+            // from `wbuf[p0*k*16]`, `bbuf[n0..]` holds (p1-p0)*16 floats; the C tile
+            // is valid for writes (contract).
+            unsafe {
+                x512::f32_igemm_7x32__avx512f(
+                    tp.nseg,
+                    tp.seg_len,
+                    tp.ptrs.as_ptr(),
+                    wbuf[p0 * k * NR..p1 * k * NR].as_ptr(),
+                    k * NR,
+                    bbuf[n0..p1 * NR].as_ptr(),
+                    c.add(n0),
+                    ldc,
+                    rows,
+                    cols,
+                    lo,
+                    hi,
+                );
+            }
+            return;
+        }
+        for pi in p0..p1 {
+            let n0 = pi * NR;
+            let cols = NR.min(ldc - n0);
+            let kf = self.kern.func(rows, cols);
+            let wp = &wbuf[pi * k * NR..(pi + 1) * k * NR];
+            let bp = &bbuf[n0..n0 + NR];
+            // SAFETY: the pointers in `tp` are valid per this function's contract; `wp`
+            // holds k*16 = nseg*seg_len*16 floats and `bp` 16; the C tile (rows
+            // 0..rows, columns n0..n0+cols, row stride ldc) is valid for writes
+            // (contract). The AVX2 kernels are selected only when `isa()` reported
+            // AVX2+FMA.
+            unsafe {
+                kf(
+                    tp.nseg,
+                    tp.seg_len,
+                    tp.ptrs.as_ptr(),
+                    wp.as_ptr(),
+                    bp.as_ptr(),
+                    c.add(n0),
+                    ldc,
+                    rows,
+                    cols,
+                    lo,
+                    hi,
+                );
+            }
+        }
+    }
+
+    /// Work split of a run: `(pixel chunks, panel blocks, panels per block)`.
+    ///
+    /// One thread takes one task (all tiles, L2-sized panel blocks). With more
+    /// threads, enough tasks (about 12 per thread, fewer for small layers) are claimed
+    /// dynamically so the threads finish together (12 per thread where the layer is
+    /// big enough). The tasks come from splitting the pixels, the panels, or
+    /// both, whichever moves the fewest bytes: every pixel chunk streams all the
+    /// weights once, and every panel block re-reads its pixels' activations. Small
+    /// maps with many channels (7x7 and 14x14 layers, whose weights are far larger
+    /// than their activations) are split over the panels.
+    fn split(&self, m: usize, m_tiles: usize, threads: usize, flops: f64) -> (usize, usize, usize) {
+        let (n_blocks, nb) = self.panel_blocks();
+        if threads <= 1 || flops <= 400_000.0 {
+            return (1, n_blocks, nb);
+        }
+        let want = (threads * 12)
+            .min((flops / 150_000.0) as usize)
+            .max(threads);
+        let pair = usize::from(self.kern == IKern::Avx512) + 1;
+        let max_blocks = div_ceil(self.panels, pair);
+        let wbytes = (self.panels * self.k * NR * 4) as f64;
+        let abytes = (m * self.k * 4) as f64;
+        // Fewest tasks that still let dynamic claiming even out the threads (also
+        // when another process takes a core for a while): as many as before this
+        // search existed, so it only changes how small-map layers are cut.
+        let min_tasks = want;
+        // Uneven task counts leave a thread idle at the end: charged as the bytes that
+        // the idle time could have moved (about 5 flops per byte).
+        let compute = flops / 5.0;
+        let mut best = (f64::INFINITY, 1, n_blocks, nb);
+        for blocks in n_blocks..=max_blocks.max(n_blocks) {
+            // Panels per block, a whole number of pairs (the AVX-512 tier).
+            let per = (div_ceil(div_ceil(self.panels, blocks), pair) * pair).min(self.panels);
+            let blocks = div_ceil(self.panels, per);
+            let most = div_ceil(want, blocks).min(m_tiles);
+            // `most` itself is always a candidate (the most tasks this block count
+            // gives), so every block count offers at least one split.
+            for c in 1..=most {
+                let chunks = div_ceil(m_tiles, div_ceil(m_tiles, c));
+                let tasks = chunks * blocks;
+                if tasks < min_tasks && c < most {
+                    continue;
+                }
+                let uneven = (div_ceil(tasks, threads) * threads) as f64 / tasks as f64 - 1.0;
+                let cost = chunks as f64 * wbytes + blocks as f64 * abytes + uneven * compute;
+                if cost < best.0 {
+                    best = (cost, chunks, blocks, per);
+                }
+            }
+        }
+        (best.1, best.2, best.3)
+    }
+
     /// Convolve `input` (`[batch, h, w, in_c]`) into `output` (`[batch, oh, ow,
     /// out_c]`), then clamp to `[lo, hi]` (NaN propagates). Taps that fall outside
     /// the input (padding) read zeros, so any `(oh, ow)` is accepted.
@@ -345,29 +498,21 @@ impl ConvNhwc {
         if m == 0 {
             return;
         }
+        if let Some(wg) = &self.wino {
+            if oh * ow >= WINOGRAD_MIN_PIXELS {
+                wg.run(self, input, (batch, h, w), (oh, ow), output, (lo, hi));
+                return;
+            }
+        }
         let kern = self.kern;
         let mr = kern.mr();
         let m_tiles = div_ceil(m, mr);
-        let (n_blocks, nb) = self.panel_blocks();
         let threads = num_threads();
         let flops = 2.0 * m as f64 * p.out_c as f64 * self.k as f64;
-        let m_chunks = if threads > 1 && flops > 400_000.0 {
-            // Many small tasks, claimed dynamically, keep the threads' finishing times
-            // close (no packing is repeated per task, so they are cheap).
-            let want = (threads * 12)
-                .min((flops / 150_000.0) as usize)
-                .max(threads);
-            div_ceil(want, n_blocks).min(m_tiles)
-        } else {
-            1
-        };
+        let (m_chunks, n_blocks, nb) = self.split(m, m_tiles, threads, flops);
         let per_chunk = div_ceil(m_tiles, m_chunks);
         let m_chunks = div_ceil(m_tiles, per_chunk);
         let out = SyncPtr(output.as_mut_ptr());
-        let ldc = p.out_c;
-        let k = self.k;
-        let wbuf = self.w.as_slice();
-        let bbuf = self.bias.as_slice();
         let task = |t: usize| {
             let (mc, nbi) = (t % m_chunks, t / m_chunks);
             let (t0, t1) = (mc * per_chunk, ((mc + 1) * per_chunk).min(m_tiles));
@@ -381,68 +526,14 @@ impl ConvNhwc {
                 let m0 = ti * mr;
                 let rows = mr.min(m - m0);
                 self.tile_ptrs(input, (h, w), (oh, ow), m0, rows, mr, &mut tp);
-                debug_assert_eq!(tp.nseg * tp.seg_len, k);
-                #[cfg(target_arch = "x86_64")]
-                if kern == IKern::Avx512 {
-                    let n0 = p0 * NR;
-                    let cols = (p1 * NR).min(p.out_c) - n0;
-                    // SAFETY: AVX-512F/VL and AVX2+FMA are available (`kern` is
-                    // `Avx512` only when `avx512()` held at construction, which checks
-                    // F/BW/VL/DQ on the CPU and requires the AVX2+FMA tier). Every
-                    // pointer in `tp.ptrs` (nseg segments × MR512 slots, stride PS) was
-                    // taken from a slice of `input` (or the zero row) at least `seg_len`
-                    // floats long; panels p0..p1 each hold k*16 floats at stride k*16
-                    // from `wbuf[p0*k*16]`, `bbuf[n0..]` holds (p1-p0)*16 floats; the C
-                    // tile (rows m0..m0+rows, columns n0..n0+cols, stride ldc) lies in
-                    // `output` (length asserted above) and belongs to this task only.
-                    unsafe {
-                        x512::f32_igemm_7x32__avx512f(
-                            tp.nseg,
-                            tp.seg_len,
-                            tp.ptrs.as_ptr(),
-                            wbuf[p0 * k * NR..p1 * k * NR].as_ptr(),
-                            k * NR,
-                            bbuf[n0..p1 * NR].as_ptr(),
-                            out.get().add(m0 * ldc + n0),
-                            ldc,
-                            rows,
-                            cols,
-                            lo,
-                            hi,
-                        );
-                    }
-                    continue;
-                }
-                for pi in p0..p1 {
-                    let n0 = pi * NR;
-                    let cols = NR.min(p.out_c - n0);
-                    let kf = kern.func(rows, cols);
-                    let wp = &wbuf[pi * k * NR..(pi + 1) * k * NR];
-                    let bp = &bbuf[n0..n0 + NR];
-                    // SAFETY: every pointer in `tp.ptrs` (nseg segments × MR slots,
-                    // stride PS) was taken from a slice of `input` (or the zero row) at
-                    // least `seg_len` floats long; `wp` holds k*16 = nseg*seg_len*16
-                    // floats and `bp` 16; the C tile (rows m0..m0+rows, columns
-                    // n0..n0+cols, row stride ldc) lies inside `output` (length asserted
-                    // above) and tiles of different tasks are disjoint (each (tile,
-                    // panel) pair belongs to exactly one task). The AVX2 kernels are
-                    // selected only when `isa()` reported AVX2+FMA.
-                    unsafe {
-                        kf(
-                            tp.nseg,
-                            tp.seg_len,
-                            tp.ptrs.as_ptr(),
-                            wp.as_ptr(),
-                            bp.as_ptr(),
-                            out.get().add(m0 * ldc + n0),
-                            ldc,
-                            rows,
-                            cols,
-                            lo,
-                            hi,
-                        );
-                    }
-                }
+                debug_assert_eq!(tp.nseg * tp.seg_len, self.k);
+                // SAFETY: the pointers in `tp` were filled by `tile_ptrs` from `input`
+                // (or the zero row); rows m0..m0+rows of the output (stride out_c) lie
+                // in `output` (length asserted above) and the (tile, panel block)
+                // pair belongs to this task only.
+                unsafe {
+                    self.tile_panels(&tp, rows, (p0, p1), out.get().add(m0 * p.out_c), (lo, hi))
+                };
             }
         };
         parallel_for(m_chunks * n_blocks, task);

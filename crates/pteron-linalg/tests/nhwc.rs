@@ -2,7 +2,9 @@ mod common;
 
 use common::{assert_close, for_each_tier, Rng};
 use proptest::prelude::*;
-use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
+use pteron_linalg::nhwc::{
+    depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window, WINOGRAD_MIN_PIXELS,
+};
 use pteron_linalg::{num_threads, reference, set_num_threads};
 
 const TOL: f32 = 1e-4;
@@ -258,6 +260,102 @@ proptest! {
         bias: bool, act in 0usize..3, seed: u64,
     ) {
         let p = params(in_c, out_c, k, s, d, pad);
+        let (oh, ow) = natural(&p, hw.0, hw.1);
+        let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, f32::INFINITY), (-0.3, 0.2)][act];
+        for_each_tier(|isa| {
+            check(p, (batch, hw.0, hw.1), (oh + extra.0, ow + extra.1), bias, clamp, seed, isa);
+        });
+    }
+}
+
+/// 3x3 stride-1 convolutions with at least 16 input and output channels and maps of
+/// at least [`WINOGRAD_MIN_PIXELS`] output pixels take the Winograd F(2x2, 3x3) path: odd map sizes
+/// (partial tiles), channel counts off the 16-lane and 16-column grids, padding 0..2,
+/// outputs larger than the natural size, batches, clamps, 1/2/3 threads per tier.
+#[test]
+fn nhwc_winograd_edge_shapes() {
+    let inf = f32::INFINITY;
+    let cases = [
+        (
+            params(16, 16, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 10),
+            (-inf, inf),
+        ),
+        (
+            params(17, 33, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 11),
+            (0.0, inf),
+        ),
+        (
+            params(64, 64, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (2, 13, 12),
+            (0.0, 6.0),
+        ),
+        (
+            params(20, 40, (3, 3), (1, 1), (1, 1), (0, 0)),
+            (1, 13, 12),
+            (-0.5, 0.5),
+        ),
+        (
+            params(31, 24, (3, 3), (1, 1), (1, 1), (2, 2)),
+            (1, 8, 9),
+            (-inf, inf),
+        ),
+        (
+            params(48, 100, (3, 3), (1, 1), (1, 1), (1, 0)),
+            (3, 10, 12),
+            (0.0, inf),
+        ),
+        (
+            params(128, 128, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 15, 14),
+            (0.0, inf),
+        ),
+        (
+            params(160, 160, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 10, 11),
+            (-inf, inf),
+        ),
+    ];
+    for_each_tier(|isa| {
+        for (i, (p, (b, h, w), clamp)) in cases.iter().enumerate() {
+            let ctx = format!("{isa} winograd case {i}");
+            let (oh, ow) = natural(p, *h, *w);
+            assert!(
+                oh * ow >= WINOGRAD_MIN_PIXELS,
+                "{ctx}: map too small for the Winograd path"
+            );
+            check(
+                *p,
+                (*b, *h, *w),
+                (oh, ow),
+                i % 2 == 0,
+                *clamp,
+                40 + i as u64,
+                &ctx,
+            );
+            check(
+                *p,
+                (*b, *h, *w),
+                (oh + 1, ow + 2),
+                true,
+                *clamp,
+                50 + i as u64,
+                &ctx,
+            );
+        }
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn nhwc_winograd_random(
+        in_c in 16usize..70, out_c in 16usize..70, pad in (0usize..3, 0usize..3),
+        batch in 1usize..3, hw in (10usize..20, 10usize..20), extra in (0usize..2, 0usize..2),
+        bias: bool, act in 0usize..3, seed: u64,
+    ) {
+        let p = params(in_c, out_c, (3, 3), (1, 1), (1, 1), pad);
         let (oh, ow) = natural(&p, hw.0, hw.1);
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, f32::INFINITY), (-0.3, 0.2)][act];
         for_each_tier(|isa| {

@@ -678,7 +678,7 @@ fn main() {
     bench_qdw("qdwconv 3x3/2 96 @112", 96, 112, 3, 2);
     bench_qdw("qdwconv 3x3 960 @7", 960, 7, 3, 1);
     bench_qdw("qdwconv 5x5 64 @56", 64, 56, 5, 1);
-    println!("-- NHWC conv (f32_igemm_6x16 / f32_igemm_7x32 with AVX-512, XNNPACK backend)");
+    println!("-- NHWC conv (f32_igemm_6x16 / f32_igemm_7x32 with AVX-512, XNNPACK backend; 3x3/1 from 16 to 256 channels on maps of >= 100 pixels: Winograd F(2x2,3x3))");
     bench_nhwc("conv_nhwc 1x1 32->16 @112", 32, 112, 16, 1, 1);
     bench_nhwc("conv_nhwc 1x1 16->96 @112", 16, 112, 96, 1, 1);
     bench_nhwc("conv_nhwc 1x1 24->144 @56", 24, 56, 144, 1, 1);
