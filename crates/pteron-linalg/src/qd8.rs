@@ -1771,7 +1771,12 @@ mod vnni {
     ) {
         let w = t.w;
         let QbTile {
-            nb, wt, bs, col0, a, ..
+            nb,
+            wt,
+            bs,
+            col0,
+            a,
+            ..
         } = QbTile::<MR>::new(t, r0, true);
         // Column of each even lane (odd lanes copy their neighbour).
         let cidx = _mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7);

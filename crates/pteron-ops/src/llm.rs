@@ -1104,7 +1104,6 @@ fn scale_and_max(p: &mut [f32], mask: Mask<'_>, scale: f32, i: usize, j0: usize)
     bmax
 }
 
-
 /// Divides a finished row by its softmax sum.
 fn finish_row(st: &mut RowState<'_>) {
     let inv = 1.0 / st.l;
