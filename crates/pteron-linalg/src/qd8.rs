@@ -58,6 +58,10 @@
 //! lane sums, and the float lanes of 4 columns fill one `zmm`. Rows go in passes
 //! of about 512 KiB; within a pass each tile's weights stay in cache while all
 //! the rows go by, so a decode step (up to 7 rows) streams the weights once.
+//! For 1..4 rows with blocks of 32 and the VNNI arithmetic the nibbles become
+//! signed bytes `16 · w` (one shift and one ternary-logic op per register, no
+//! bias to subtract; the sums are divided by 16 exactly) and the column sums of
+//! two blocks are reduced together, which cuts the vector ops per block.
 //! Row quantization has an AVX2 form with the same operations per value.
 
 use crate::pool::{num_threads, parallel_for};
