@@ -58,6 +58,10 @@
 //! lane sums, and the float lanes of 4 columns fill one `zmm`. Rows go in passes
 //! of about 512 KiB; within a pass each tile's weights stay in cache while all
 //! the rows go by, so a decode step (up to 7 rows) streams the weights once.
+//! For 1..4 rows with blocks of 32 and the VNNI arithmetic the nibbles become
+//! signed bytes `16 · w` (one shift and one ternary-logic op per register, no
+//! bias to subtract; the sums are divided by 16 exactly) and the column sums of
+//! two blocks are reduced together, which cuts the vector ops per block.
 //! Row quantization has an AVX2 form with the same operations per value.
 
 use crate::pool::{num_threads, parallel_for};
@@ -1431,6 +1435,17 @@ mod vnni {
                 _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
             }
         } else if t.w.arith == super::XnnArith::Avx512Vnni {
+            // Decode-sized row tiles: fewer vector ops per block (measured faster
+            // at 1 row, slower at 8, where the register tile of `tile_u8` wins).
+            if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) && mr <= 4 {
+                match mr {
+                    1 => tile_u8_b32::<1>(t, r0, c, ldc, ncols),
+                    2 => tile_u8_b32::<2>(t, r0, c, ldc, ncols),
+                    3 => tile_u8_b32::<3>(t, r0, c, ldc, ncols),
+                    _ => tile_u8_b32::<4>(t, r0, c, ldc, ncols),
+                }
+                return;
+            }
             qb4w_rows!(tile_u8, t, r0, mr, c, ldc, ncols);
         } else {
             qb4w_rows!(tile, t, r0, mr, c, ldc, ncols);
@@ -1664,6 +1679,156 @@ mod vnni {
         let vhi = _mm256_set1_ps(t.hi);
         // Columns 0..4 from lanes 0, 4, 8, 12; columns 4..8 from lanes 1, 5, 9, 13.
         let gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mask = ((1u16 << ncols) - 1) as u8;
+        for (r, f) in fo.iter().enumerate() {
+            let qp = t.params[r0 + r];
+            let s = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, *f));
+            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
+            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
+            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
+        }
+    }
+
+    /// The weights of group `g` of the packed int4 tile `wt` as signed bytes
+    /// `16 · w` (`w = nibble - 8`), low nibbles then high nibbles, columns 0..4
+    /// and 4..8: `((n << 4) & 0xf0) ^ 0x80` is `16 · (n - 8)` as an `i8`, one
+    /// shift and one ternary-logic op per register (the high nibbles need no
+    /// shift). The dot products come out 16 times the exact ones.
+    #[inline(always)]
+    unsafe fn group_w16(wt: *const u8, g: usize) -> [__m512i; 4] {
+        let hi4 = _mm512_set1_epi8(-16);
+        let sign = _mm512_set1_epi8(-128);
+        // (A & B) ^ C with A = 0xF0, B = 0xCC, C = 0xAA: 0x6A.
+        const AND_XOR: i32 = 0x6A;
+        let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
+        let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
+        [
+            _mm512_ternarylogic_epi32(_mm512_slli_epi16(v0, 4), hi4, sign, AND_XOR),
+            _mm512_ternarylogic_epi32(_mm512_slli_epi16(v1, 4), hi4, sign, AND_XOR),
+            _mm512_ternarylogic_epi32(v0, hi4, sign, AND_XOR),
+            _mm512_ternarylogic_epi32(v1, hi4, sign, AND_XOR),
+        ]
+    }
+
+    /// `16 ·` the int32 dot products of one row's 32 activations at `ap` (sign
+    /// bit flipped in registers: `a + 128` as unsigned bytes) with a group's
+    /// weights from [`group_w16`]: 4 lanes per column, columns 0..4 and 4..8.
+    #[inline(always)]
+    unsafe fn dot_u8(ap: *const i8, w: &[__m512i; 4]) -> [__m512i; 2] {
+        let flip = _mm512_set1_epi8(-128);
+        let alo = _mm512_xor_si512(
+            _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i)),
+            flip,
+        );
+        let ahi = _mm512_xor_si512(
+            _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i)),
+            flip,
+        );
+        let z = _mm512_setzero_si512();
+        [
+            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, alo, w[0]), ahi, w[2]),
+            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, alo, w[1]), ahi, w[3]),
+        ]
+    }
+
+    /// The column sums of two blocks' lanes from [`dot_u8`] (`x` block b, `y`
+    /// block b + 1), divided by 16 (exact), as floats: lane `4c` column `c` and
+    /// lane `4c + 2` column `c + 4` of block b; lanes `4c + 1` and `4c + 3` the
+    /// same of block b + 1. Nine integer ops for both blocks.
+    #[inline(always)]
+    unsafe fn pair_sums(x: &[__m512i; 2], y: &[__m512i; 2]) -> __m512 {
+        const ADJ: _MM_PERM_ENUM = 0b10_11_00_01;
+        const HALF: _MM_PERM_ENUM = 0b01_00_11_10;
+        // Per column: lanes (0 + 1, 2 + 3) of x in even lanes, of y in odd lanes.
+        let p0 = _mm512_add_epi32(
+            _mm512_mask_shuffle_epi32(x[0], 0xAAAA, y[0], ADJ),
+            _mm512_mask_shuffle_epi32(y[0], 0x5555, x[0], ADJ),
+        );
+        let p1 = _mm512_add_epi32(
+            _mm512_mask_shuffle_epi32(x[1], 0xAAAA, y[1], ADJ),
+            _mm512_mask_shuffle_epi32(y[1], 0x5555, x[1], ADJ),
+        );
+        // Per 128-bit lane c: [x c, y c, x c + 4, y c + 4].
+        let s = _mm512_add_epi32(
+            _mm512_mask_shuffle_epi32(p0, 0xCCCC, p1, HALF),
+            _mm512_mask_shuffle_epi32(p1, 0x3333, p0, HALF),
+        );
+        _mm512_cvtepi32_ps(_mm512_srai_epi32(s, 4))
+    }
+
+    /// [`tile_u8`] for blocks of 32, two blocks at a time: the weights as `16 ·
+    /// w` ([`group_w16`]: no bias to subtract), the column sums of both blocks
+    /// reduced together ([`pair_sums`]), then per block one FMA with its
+    /// scales, in block order (the same operations per column as
+    /// [`super::tile_scalar`]). The float sums live in the even lanes: lane
+    /// `4c` column `c`, lane `4c + 2` column `c + 4`.
+    ///
+    /// # Safety
+    /// As [`rows`], with `t.w` of kind `Qb4w { block: 32 }`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_u8_b32<const MR: usize>(
+        t: &TileArgs<'_>,
+        r0: usize,
+        c: *mut f32,
+        ldc: usize,
+        ncols: usize,
+    ) {
+        let w = t.w;
+        let QbTile {
+            nb,
+            wt,
+            bs,
+            col0,
+            a,
+            ..
+        } = QbTile::<MR>::new(t, r0, true);
+        // Column of each even lane (odd lanes copy their neighbour).
+        let cidx = _mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7);
+        // bf16 scales of blocks b (words 0..8) and b + 1 (words 8..16) into the
+        // high words of the lanes.
+        let sidx_x = _mm512_slli_epi32(cidx, 16);
+        let sidx_y = _mm512_slli_epi32(_mm512_add_epi32(cidx, _mm512_set1_epi32(8)), 16);
+        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
+        const ADJ: _MM_PERM_ENUM = 0b10_11_00_01;
+        let ks = _mm512_permutexvar_ps(
+            cidx,
+            _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0))),
+        );
+        let mut fo = [_mm512_setzero_ps(); MR];
+        for (r, f) in fo.iter_mut().enumerate() {
+            let zp = _mm512_set1_ps((t.params[r0 + r].zero_point + 128) as f32);
+            *f = _mm512_mul_ps(ks, zp);
+        }
+        let mut b = 0;
+        while b + 2 <= nb {
+            let sv = _mm512_castsi256_si512(_mm256_loadu_si256(bs.add(b * NR) as *const __m256i));
+            let scx = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_x, sv));
+            let scy = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_y, sv));
+            let wx = group_w16(wt, b);
+            let wy = group_w16(wt, b + 1);
+            for r in 0..MR {
+                let ap = a[r].add(b * 32);
+                let s = pair_sums(&dot_u8(ap, &wx), &dot_u8(ap.add(32), &wy));
+                fo[r] = _mm512_fmadd_ps(s, scx, fo[r]);
+                fo[r] = _mm512_fmadd_ps(_mm512_shuffle_ps(s, s, ADJ), scy, fo[r]);
+            }
+            b += 2;
+        }
+        if b < nb {
+            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
+            let scx = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_x, sv));
+            let wx = group_w16(wt, b);
+            let zero = [_mm512_setzero_si512(); 2];
+            for r in 0..MR {
+                let s = pair_sums(&dot_u8(a[r].add(b * 32), &wx), &zero);
+                fo[r] = _mm512_fmadd_ps(s, scx, fo[r]);
+            }
+        }
+        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
+        let vlo = _mm256_set1_ps(t.lo);
+        let vhi = _mm256_set1_ps(t.hi);
+        let gather = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
         let mask = ((1u16 << ncols) - 1) as u8;
         for (r, f) in fo.iter().enumerate() {
             let qp = t.params[r0 + r];

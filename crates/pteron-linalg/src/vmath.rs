@@ -293,6 +293,40 @@ mod x86 {
         let pa = a.as_ptr();
         let pb = b.as_ptr();
         let mut c = 0;
+        // Rows without a scalar tail, eight at a time: the eight lane sums of
+        // every row reduced together (transposes and horizontal adds), with the
+        // same additions in the same order as the per-row reduction below.
+        while d8 == d && c + 8 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut i = 0;
+            while i < d {
+                // SAFETY: i + 8 <= d for `a` and for each of the eight rows, which
+                // lie inside `b` (caller's contract).
+                unsafe {
+                    let va = _mm256_loadu_ps(pa.add(i));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let vb = _mm256_loadu_ps(pb.add((c + r) * stride + i));
+                        *acc = _mm256_fmadd_ps(va, vb, *acc);
+                    }
+                }
+                i += 8;
+            }
+            // Rows r, r + 1: [l0 + l4, l1 + l5, l2 + l6, l3 + l7] of each.
+            let s = |x: __m256, y: __m256| {
+                _mm256_add_ps(
+                    _mm256_permute2f128_ps(x, y, 0x20),
+                    _mm256_permute2f128_ps(x, y, 0x31),
+                )
+            };
+            let (s01, s23) = (s(acc[0], acc[1]), s(acc[2], acc[3]));
+            let (s45, s67) = (s(acc[4], acc[5]), s(acc[6], acc[7]));
+            // [0, 2, 4, 6 | 1, 3, 5, 7]: ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)).
+            let t = _mm256_hadd_ps(_mm256_hadd_ps(s01, s23), _mm256_hadd_ps(s45, s67));
+            let t = _mm256_permutevar8x32_ps(t, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            // SAFETY: c + 8 <= n = out.len().
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c), t) };
+            c += 8;
+        }
         while c + 4 <= n {
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut i = 0;

@@ -1206,6 +1206,55 @@ mod tests {
         assert!(got.iter().zip(&a).all(|(g, x)| *g == x * 3.0));
     }
 
+    /// Small same-dtype broadcasts (the typed strided path): rotary-style
+    /// `[1, 1, 6, 24] × [6, 1]`, an outer product `[6, 1] × [1, 24]` and a
+    /// channels-last operand, against index arithmetic.
+    #[test]
+    fn small_broadcasts_match_index_arithmetic() {
+        let reg = crate::registry();
+        let a = data(6 * 24, 11);
+        let b = data(6, 13);
+        let c = data(24, 17);
+        let mul = |x: TestTensor, y: TestTensor, out: &[usize]| {
+            let r = run_op(
+                &reg,
+                "aten::mul.out",
+                vec![
+                    TestArg::Tensor(x),
+                    TestArg::Tensor(y),
+                    TestArg::Tensor(TestTensor::out(ScalarType::Float, out)),
+                    TestArg::Ref(2),
+                ],
+            )
+            .unwrap();
+            r[2].tensor().to_logical_vec::<f32>()
+        };
+        let got = mul(
+            TestTensor::new(&[1, 1, 6, 24], a.clone()),
+            TestTensor::new(&[6, 1], b.clone()),
+            &[1, 1, 6, 24],
+        );
+        for i in 0..6 * 24 {
+            assert_eq!(got[i], a[i] * b[i / 24], "rotary element {i}");
+        }
+        let got = mul(
+            TestTensor::new(&[6, 1], b.clone()),
+            TestTensor::new(&[1, 24], c.clone()),
+            &[6, 24],
+        );
+        for i in 0..6 * 24 {
+            assert_eq!(got[i], b[i / 24] * c[i % 24], "outer element {i}");
+        }
+        let got = mul(
+            TestTensor::new(&[1, 24, 2, 3], a.clone()).with_dim_order(&[0, 2, 3, 1]),
+            TestTensor::new(&[3], b[..3].to_vec()),
+            &[1, 24, 2, 3],
+        );
+        for i in 0..6 * 24 {
+            assert_eq!(got[i], a[i] * b[i % 3], "channels-last element {i}");
+        }
+    }
+
     /// Channels-last input with a contiguous output and long rows (several gather blocks).
     #[test]
     fn strided_rows_longer_than_a_block() {

@@ -952,37 +952,9 @@ fn key_block<S: AttnSrc>(
     let n = limit - j0;
     let kr0 = g.kv_row(b, j0, hk);
     src.qk_rows(qr, kr0, kv_stride, d, &mut p[..n]);
-    let mut bmax = f32::NEG_INFINITY;
-    for (c, pc) in p[..n].iter_mut().enumerate() {
-        let s = *pc * g.scale + mask.get(i, j0 + c);
-        *pc = s;
-        if s > bmax {
-            bmax = s;
-        }
+    if softmax_block(&mut p[..n], mask, g, i, j0, st) {
+        src.add_v_rows(kr0, kv_stride, &p[..n], st.acc);
     }
-    let m_new = if bmax > st.m { bmax } else { st.m };
-    if m_new == f32::NEG_INFINITY {
-        return;
-    }
-    for pc in p[..n].iter_mut() {
-        *pc -= m_new;
-    }
-    pteron_linalg::vmath::vexp(&mut p[..n]);
-    let corr = if st.m == f32::NEG_INFINITY {
-        0.0
-    } else {
-        pteron_linalg::vmath::exp_scalar(st.m - m_new)
-    };
-    st.m = m_new;
-    if corr != 1.0 {
-        st.acc.iter_mut().for_each(|x| *x *= corr);
-    }
-    let mut sum = 0.0f32;
-    for &pc in &p[..n] {
-        sum += pc;
-    }
-    src.add_v_rows(kr0, kv_stride, &p[..n], st.acc);
-    st.l = st.l * corr + sum;
 }
 
 /// Fresh states for the first `n` rows of `acc` (`D` = `d` each), `None` beyond.
@@ -1068,6 +1040,68 @@ fn attend_heads<S: AttnSrc>(
         j0 = j1;
     }
     st.iter_mut().flatten().for_each(finish_row);
+}
+
+/// The online-softmax update of `st` for the raw scores `p` of keys `j0..` of query
+/// row `i`: scaled and masked in place, turned into `exp(s - m)`, `st.acc` rescaled
+/// and `st.l` updated. `false` when every score is masked (nothing to add).
+fn softmax_block(
+    p: &mut [f32],
+    mask: Mask<'_>,
+    g: &Geom,
+    i: usize,
+    j0: usize,
+    st: &mut RowState<'_>,
+) -> bool {
+    let bmax = scale_and_max(p, mask, g.scale, i, j0);
+    let m_new = if bmax > st.m { bmax } else { st.m };
+    if m_new == f32::NEG_INFINITY {
+        return false;
+    }
+    for pc in p.iter_mut() {
+        *pc -= m_new;
+    }
+    pteron_linalg::vmath::vexp(p);
+    let corr = if st.m == f32::NEG_INFINITY {
+        0.0
+    } else {
+        pteron_linalg::vmath::exp_scalar(st.m - m_new)
+    };
+    st.m = m_new;
+    if corr != 1.0 {
+        st.acc.iter_mut().for_each(|x| *x *= corr);
+    }
+    // In key order: the sum's rounding decides greedy tokens of weak models.
+    let sum = p.iter().fold(0.0f32, |acc, &x| acc + x);
+    st.l = st.l * corr + sum;
+    true
+}
+
+/// `p[c] = p[c] · scale + mask(i, j0 + c)` in place; returns the largest (NaNs
+/// skipped). Without a mask the same operations run eight lanes at a time.
+fn scale_and_max(p: &mut [f32], mask: Mask<'_>, scale: f32, i: usize, j0: usize) -> f32 {
+    let pick = |s: f32, m: f32| if s > m { s } else { m };
+    let mut bmax = f32::NEG_INFINITY;
+    if let Mask::None = mask {
+        let mut lanes = [f32::NEG_INFINITY; 8];
+        let mut chunks = p.chunks_exact_mut(8);
+        for ch in &mut chunks {
+            for (x, l) in ch.iter_mut().zip(lanes.iter_mut()) {
+                *x = *x * scale + 0.0;
+                *l = pick(*x, *l);
+            }
+        }
+        for x in chunks.into_remainder() {
+            *x = *x * scale + 0.0;
+            bmax = pick(*x, bmax);
+        }
+        return lanes.iter().fold(bmax, |m, &l| pick(l, m));
+    }
+    for (c, pc) in p.iter_mut().enumerate() {
+        *pc = *pc * scale + mask.get(i, j0 + c);
+        bmax = pick(*pc, bmax);
+    }
+    bmax
 }
 
 /// Divides a finished row by its softmax sum.

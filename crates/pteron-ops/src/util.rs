@@ -925,6 +925,14 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
         par_chunks(dst, 1024, |start, d| flat_run(&srcs, &st, start, d, &f));
         return Ok(());
     }
+    if native {
+        let mut srcs: [&[C]; N] = [&[]; N];
+        for k in 0..N {
+            srcs[k] = ins[k].as_slice::<C>()?;
+        }
+        typed_strided_run(&plan, &srcs, out.as_mut_slice::<R>()?, &f);
+        return Ok(());
+    }
     let mut srcs: [Option<Src<'_>>; N] = [None; N];
     for k in 0..N {
         srcs[k] = Some(Src::of(ins[k])?);
@@ -932,6 +940,77 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     let mut dst = Dst::of(out)?;
     strided_run(&plan, &srcs, &mut dst, &f);
     Ok(())
+}
+
+/// [`strided_run`] when every operand already has its compute dtype: the typed
+/// slices are indexed directly (no gather/scatter through byte buffers), which is
+/// what small broadcasts (rotary embeddings, norms) cost per call.
+fn typed_strided_run<const N: usize, C: Num, R: Num>(
+    plan: &Plan<N>,
+    srcs: &[&[C]; N],
+    dst: &mut [R],
+    f: &impl Fn([C; N]) -> R,
+) {
+    let last = plan.rank - 1;
+    let len = plan.dims[last];
+    let outer: usize = plan.dims[..last].iter().product();
+    let os = plan.out[last];
+    let is: [usize; N] = core::array::from_fn(|k| plan.ins[k][last]);
+    let mut cur = Cursor::<N>::default();
+    for _ in 0..outer {
+        let (o0, i0) = (cur.ooff, cur.ioff);
+        if os == 1 && is.iter().all(|&s| s <= 1) {
+            // A dense run (inputs contiguous or broadcast along it).
+            let sub: [&[C]; N] = core::array::from_fn(|k| &srcs[k][i0[k]..]);
+            flat_run(&sub, &is, 0, &mut dst[o0..o0 + len], f);
+        } else {
+            for i in 0..len {
+                dst[o0 + i * os] = f(core::array::from_fn(|k| srcs[k][i0[k] + i * is[k]]));
+            }
+        }
+        cur.advance(plan);
+    }
+}
+
+/// The outer multi-index of a [`Plan`] walk (every dim but the innermost) and the
+/// element offsets it stands for in the output and in each input.
+struct Cursor<const N: usize> {
+    idx: [usize; 16],
+    ooff: usize,
+    ioff: [usize; N],
+}
+
+impl<const N: usize> Default for Cursor<N> {
+    fn default() -> Self {
+        Cursor {
+            idx: [0; 16],
+            ooff: 0,
+            ioff: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> Cursor<N> {
+    /// Steps to the next outer index (odometer order, innermost outer dim fastest).
+    fn advance(&mut self, plan: &Plan<N>) {
+        let mut d = plan.rank - 1;
+        while d > 0 {
+            d -= 1;
+            self.idx[d] += 1;
+            self.ooff += plan.out[d];
+            for k in 0..N {
+                self.ioff[k] += plan.ins[k][d];
+            }
+            if self.idx[d] < plan.dims[d] {
+                break;
+            }
+            self.ooff -= plan.out[d] * plan.dims[d];
+            for k in 0..N {
+                self.ioff[k] -= plan.ins[k][d] * plan.dims[d];
+            }
+            self.idx[d] = 0;
+        }
+    }
 }
 
 /// Dense run: inputs with stride 1 are read directly, stride-0 ones are scalars.
@@ -1007,10 +1086,9 @@ fn strided_run<const N: usize, C: Num, R: Num>(
     let outer: usize = plan.dims[..last].iter().product();
     let mut bufs = [[C::zero(); BLK]; N];
     let mut obuf = [R::zero(); BLK];
-    let mut idx = [0usize; 16];
-    let mut ooff = 0usize;
-    let mut ioff = [0usize; N];
+    let mut cur = Cursor::<N>::default();
     for _ in 0..outer {
+        let (ooff, ioff) = (cur.ooff, cur.ioff);
         let mut s = 0;
         while s < len {
             let m = (len - s).min(BLK);
@@ -1029,24 +1107,7 @@ fn strided_run<const N: usize, C: Num, R: Num>(
             dst.scatter(ooff + s * plan.out[last], plan.out[last], &obuf[..m]);
             s += m;
         }
-        // Advance the outer multi-index.
-        let mut d = last;
-        while d > 0 {
-            d -= 1;
-            idx[d] += 1;
-            ooff += plan.out[d];
-            for k in 0..N {
-                ioff[k] += plan.ins[k][d];
-            }
-            if idx[d] < plan.dims[d] {
-                break;
-            }
-            ooff -= plan.out[d] * plan.dims[d];
-            for k in 0..N {
-                ioff[k] -= plan.ins[k][d] * plan.dims[d];
-            }
-            idx[d] = 0;
-        }
+        cur.advance(plan);
     }
 }
 

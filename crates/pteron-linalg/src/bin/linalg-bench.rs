@@ -732,9 +732,11 @@ fn main() {
     }
     println!("-- qd8 (dynamically quantized int8 activations x int8/int4 weights)");
     let b32 = Qd8Kind::Qb4w { block: 32 };
+    bench_qd8("qd8 qb4w 1x288x288 (15M attention)", b32, 1, 288, 288);
     bench_qd8("qd8 qb4w 1x288x768 (15M ffn)", b32, 1, 768, 288);
     bench_qd8("qd8 qb4w 1x288x32000 (15M output)", b32, 1, 32000, 288);
     bench_qd8("qd8 qb4w 1x2048x8192", b32, 1, 8192, 2048);
+    bench_qd8("qd8 qb4w 4x2048x8192", b32, 4, 8192, 2048);
     bench_qd8("qd8 qb4w 1x8192x2048", b32, 1, 2048, 8192);
     bench_qd8("qd8 qb4w 64x2048x8192", b32, 64, 8192, 2048);
     bench_qd8("qd8 qb4w 64x8192x2048", b32, 64, 2048, 8192);
