@@ -767,6 +767,17 @@ pub fn parse<'d>(
                         "per-tensor scale {scale} is not a positive finite number"
                     )));
                 }
+                // XNNPACK's own range checks: 8-bit values need an 8-bit zero point.
+                let zp_ok = match dtype {
+                    Datatype::QInt8 => (-128..=127).contains(&zero_point),
+                    Datatype::QUInt8 => (0..=255).contains(&zero_point),
+                    _ => true,
+                };
+                if !zp_ok {
+                    return Err(verr(format!(
+                        "zero point {zero_point} is out of range for {dtype:?}"
+                    )));
+                }
                 Quant::PerTensor { scale, zero_point }
             }
             (Some(q), 1) | (Some(q), 4) => {

@@ -1346,7 +1346,10 @@ fn apply_fq(fq: Fq, x: &mut [f32], d: &Dims) {
             qmax,
         } => {
             let inv = 1.0 / scale;
-            let (lo, hi) = ((qmin - zp) as f32, (qmax - zp) as f32);
+            let (lo, hi) = (
+                (qmin as i64 - zp as i64) as f32,
+                (qmax as i64 - zp as i64) as f32,
+            );
             for v in x.iter_mut() {
                 // Clamp first (the bounds are integers, so this commutes with
                 // rounding), then round ties-to-even with the magic number, exact
@@ -2012,7 +2015,9 @@ impl XnnDelegate {
                         _ => (1.0, 0, -128, 127),
                     };
                     for (d, &v) in dst.iter_mut().zip(src) {
-                        let q = ((v / scale).round_ties_even() as i32 + zp).clamp(qmin, qmax);
+                        let q = ((v / scale).round_ties_even() as i32)
+                            .saturating_add(zp)
+                            .clamp(qmin, qmax);
                         *d = q as u8;
                     }
                 }
