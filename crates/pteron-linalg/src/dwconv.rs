@@ -143,6 +143,8 @@ fn fill_rows(
 
 /// Largest band buffer (floats per thread) a depthwise convolution may need.
 const MAX_BAND_FLOATS: u128 = 1 << 28;
+/// Largest padded input height a depthwise convolution accepts.
+const MAX_PADDED_ROWS: u128 = 1 << 40;
 
 /// Prepares a depthwise convolution: the offset of every tap (`ky`-major) within a
 /// band, or `None` when one output row's band would not fit in `MAX_BAND_FLOATS`
@@ -153,7 +155,15 @@ pub(crate) fn prepare(p: &Conv2dParams) -> Option<Vec<usize>> {
     let wp = p.in_w as u128 + 2 * p.padding.1 as u128;
     let rs = sw * wp.div_ceil(sw);
     let rows = (kh.checked_sub(1)?) * dh + 1;
-    if rows * rs > MAX_BAND_FLOATS || kh * kw > MAX_BAND_FLOATS {
+    let sh = p.stride.0 as u128;
+    let hp = p.in_h as u128 + 2 * p.padding.0 as u128;
+    // One output row's band, one row step (`sh * rs`, the kernels' pitch), the window,
+    // and the padded height (row offsets are computed as `oy * sh - ph`) all bounded.
+    if rows * rs > MAX_BAND_FLOATS
+        || sh * rs > MAX_BAND_FLOATS
+        || kh * kw > MAX_BAND_FLOATS
+        || hp > MAX_PADDED_ROWS
+    {
         return None;
     }
     let lay = BandLayout::new(p.in_w, p.padding.1, p.stride.1);
