@@ -159,9 +159,9 @@ pub struct XnnDelegate {
     /// value that owns a buffer): they and `scratch` can live in the method's shared
     /// workspace.
     transient: Vec<usize>,
-    /// Buffers handed to the method's workspace: where each lives while we run, its
-    /// slot there, and its length.
-    lent: Vec<(Home, usize, usize)>,
+    /// Buffers handed to the method's workspace, entry `k` in slot `k`: where it
+    /// lives while we run, and its length.
+    lent: Vec<(Home, usize)>,
     q8: qs8::Q8State,
     /// Per step (nanoseconds, calls) while profiling is on.
     profile: Option<Vec<(u64, u64)>>,
@@ -1769,10 +1769,10 @@ impl DelegateHandle for XnnDelegate {
         }
         homes.sort_by_key(|&h| core::cmp::Reverse(self.home(h).len()));
         let mut out = Vec::with_capacity(homes.len());
-        for (slot, h) in homes.into_iter().enumerate() {
+        for h in homes {
             let b = core::mem::take(self.home(h));
             self.prepared = self.prepared.saturating_sub(b.len() * 4);
-            self.lent.push((h, slot, b.len()));
+            self.lent.push((h, b.len()));
             out.push(b);
         }
         out
@@ -1786,10 +1786,12 @@ impl DelegateHandle for XnnDelegate {
         if self.lent.is_empty() {
             return self.run_call(ctx);
         }
-        let short = self
-            .lent
-            .iter()
-            .any(|&(_, k, n)| slots.get(k).is_none_or(|s| s.len() < n));
+        let short = slots.len() < self.lent.len()
+            || self
+                .lent
+                .iter()
+                .zip(slots.iter())
+                .any(|(&(_, n), s)| s.len() < n);
         if short {
             return Err(KernelError::invalid(
                 "the method's shared workspace is smaller than what this delegate handed over",
@@ -1855,9 +1857,9 @@ impl XnnDelegate {
 
     /// Swaps the lent buffers with their workspace slots (its own inverse).
     fn swap_lent(&mut self, slots: &mut [Vec<f32>]) {
-        for i in 0..self.lent.len() {
-            let (h, k, _) = self.lent[i];
-            core::mem::swap(self.home(h), &mut slots[k]);
+        for (k, slot) in slots.iter_mut().enumerate().take(self.lent.len()) {
+            let h = self.lent[k].0;
+            core::mem::swap(self.home(h), slot);
         }
     }
 
