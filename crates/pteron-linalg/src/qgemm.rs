@@ -631,13 +631,7 @@ mod vnni {
         ldc: usize,
         cols: usize,
     ) {
-        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
-        for j in 0..NP {
-            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
-            for accr in acc.iter_mut() {
-                accr[j] = bj;
-            }
-        }
+        let mut acc = bias_acc::<NP, MR>(bias);
         let mut bp = b;
         let mut ap = rows[0];
         let vflip = _mm512_set1_epi8(-128);
@@ -665,6 +659,23 @@ mod vnni {
             ap = ap.add(4);
         }
         store::<NP, MR>(&acc, scale, q, c, ldc, cols);
+    }
+
+    /// `MR` rows of accumulators, each starting at the `NP · QNR` column biases.
+    ///
+    /// # Safety
+    /// AVX-512 F must be available and `bias` valid for `NP · QNR` values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn bias_acc<const NP: usize, const MR: usize>(bias: *const i32) -> [[__m512i; NP]; MR] {
+        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
+        for j in 0..NP {
+            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
+            for accr in acc.iter_mut() {
+                accr[j] = bj;
+            }
+        }
+        acc
     }
 
     /// Requantizes and stores an `MR × NP·QNR` tile of accumulators (`cols` valid).
@@ -722,13 +733,7 @@ mod vnni {
         ldc: usize,
         cols: usize,
     ) {
-        let mut acc = [[_mm512_setzero_si512(); NP]; MR];
-        for j in 0..NP {
-            let bj = _mm512_loadu_si512(bias.add(QNR * j) as *const _);
-            for accr in acc.iter_mut() {
-                accr[j] = bj;
-            }
-        }
+        let mut acc = bias_acc::<NP, MR>(bias);
         let vflip = _mm512_set1_epi8(if flip { -128 } else { 0 });
         let taps = kq / gpt.max(1);
         let mut bp = b;

@@ -18,6 +18,7 @@
 //! produced here that an f32 node or an external output reads is dequantized into
 //! its f32 buffer right after it is produced.
 
+use pteron_linalg::nhwc::Window;
 use pteron_linalg::{
     nchw_to_nhwc_u8, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, qmaxpool_nhwc, quantize_q8,
     transpose_u8, PackedQDw, PackedQs8, QAddParams, QConvGeom, QOut,
@@ -606,7 +607,9 @@ fn add_params(a: QMeta, b: QMeta, o: QMeta) -> Option<(i32, i32, i32, u32)> {
     Some((am, bm, bias, shift as u32))
 }
 
-fn geom(p: &ConvParams, id: &Dims, od: &Dims) -> QConvGeom {
+/// The int8 kernels' geometry of a sliding window (convolution or pooling) from
+/// NHWC input dims `id` and output dims `od`.
+fn geom(w: Window, id: &Dims, od: &Dims) -> QConvGeom {
     QConvGeom {
         batch: id.get(0),
         in_h: id.get(1),
@@ -614,14 +617,14 @@ fn geom(p: &ConvParams, id: &Dims, od: &Dims) -> QConvGeom {
         in_c: id.get(3),
         out_h: od.get(1),
         out_w: od.get(2),
-        kh: p.kh,
-        kw: p.kw,
-        sh: p.sh.max(1),
-        sw: p.sw.max(1),
-        dh: p.dh.max(1),
-        dw: p.dw.max(1),
-        pad_top: p.pad_top,
-        pad_left: p.pad_left,
+        kh: w.kh,
+        kw: w.kw,
+        sh: w.stride.0.max(1),
+        sw: w.stride.1.max(1),
+        dh: w.dilation.0.max(1),
+        dw: w.dilation.1.max(1),
+        pad_top: w.pad_top,
+        pad_left: w.pad_left,
     }
 }
 
@@ -780,7 +783,7 @@ pub(crate) fn run(
                 let (Some(_), Some(_)) = (nhwc(&id), nhwc(&od)) else {
                     return Err(err("convolution needs 4-d NHWC values"));
                 };
-                let g = geom(p, &id, &od);
+                let g = geom(p.window(), &id, &od);
                 if g.in_c != p.groups * p.group_in || od.get(3) != p.groups * p.group_out {
                     return Err(err("convolution channels do not match the filter"));
                 }
@@ -793,7 +796,7 @@ pub(crate) fn run(
                 let (Some(_), Some(_)) = (nhwc(&id), nhwc(&od)) else {
                     return Err(err("convolution needs 4-d NHWC values"));
                 };
-                let g = geom(p, &id, &od);
+                let g = geom(p.window(), &id, &od);
                 if g.in_c != p.groups || od.get(3) != p.groups || x.len() < id.numel() {
                     return Err(err("depthwise channels do not match the filter"));
                 }
@@ -856,22 +859,7 @@ pub(crate) fn run(
                 if x.len() < id.numel() {
                     return Err(err("input exceeds its buffer"));
                 }
-                let g = QConvGeom {
-                    batch: i4.0,
-                    in_h: i4.1,
-                    in_w: i4.2,
-                    in_c: i4.3,
-                    out_h: o4.1,
-                    out_w: o4.2,
-                    kh: p.kh,
-                    kw: p.kw,
-                    sh: p.sh.max(1),
-                    sw: p.sw.max(1),
-                    dh: p.dh.max(1),
-                    dw: p.dw.max(1),
-                    pad_top: p.pad_top,
-                    pad_left: p.pad_left,
-                };
+                let g = geom(p.window(), &id, &od);
                 if o4.0 != i4.0 || o4.3 != i4.3 {
                     return Err(err("max pooling shapes do not match"));
                 }
