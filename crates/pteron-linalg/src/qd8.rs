@@ -253,8 +253,10 @@ pub struct PackedQd8 {
     ksum_f: Vec<f32>,
     /// `qc*`: per-column scale.
     scale: Vec<f32>,
-    /// `qb4w`: `[tile][block][8]` bf16 block scales.
+    /// `qb4w`: `[tile][block][8]` bf16 block scales (`[panel][block][16]` when `v16`).
     bscale: Vec<u16>,
+    /// `qb4w` in 16-column panels for the AVX-512 VNNI kernels ([`pack_v16`]).
+    v16: bool,
     bias: Vec<f32>,
 }
 
@@ -309,6 +311,73 @@ impl WeightSrc<'_> {
             }
         }
     }
+}
+
+/// Output columns per panel of the `v16` layout.
+const VN: usize = 16;
+/// Largest `qb4w` block packed for the `v16` kernels: their int32 block sums are
+/// 16 times the exact ones and must stay below 2^31 (`16 · block · 255 · 8`).
+const V16_MAX_BLOCK: usize = 1 << 15;
+
+/// Packs `qb4w` weights (`block` inputs per scale, `kp` a multiple of it) in
+/// the `v16` layout of the AVX-512 VNNI kernels ([`v16`]): panels of 16
+/// columns, `8 · kp` bytes each; per 8 inputs `8o..8o + 8`, 64 bytes, column
+/// `c` at bytes `4c..4c + 4`, byte `i` holding `w[8o + i]` in its low nibble and
+/// `w[8o + 4 + i]` in its high nibble, as 4-bit two's complement. Returns the
+/// weights, XNNPACK's float `ksum` per column (`16 · panels`, zero past `n`)
+/// and the bf16 block scales (`[panel][block][16]`).
+fn pack_v16(
+    n: usize,
+    k: usize,
+    kp: usize,
+    block: usize,
+    w: WeightSrc<'_>,
+    scales: &[f32],
+) -> (Vec<u8>, Vec<f32>, Vec<u16>) {
+    let nb = kp / block;
+    let np = n.div_ceil(VN);
+    let pb = kp * VN / 2;
+    let mut data = vec![0u8; np * pb];
+    let mut ksum = vec![0.0f32; np * VN];
+    let mut bscale = vec![0u16; np * nb * VN];
+    type Cell<'a> = std::sync::Mutex<(&'a mut [u8], &'a mut [f32], &'a mut [u16])>;
+    let cells: Vec<Cell<'_>> = data
+        .chunks_mut(pb)
+        .zip(ksum.chunks_mut(VN))
+        .zip(bscale.chunks_mut(nb * VN))
+        .map(|((d, ks), bs)| std::sync::Mutex::new((d, ks, bs)))
+        .collect();
+    // Parallel over panels: packing a large model's weights is a noticeable part
+    // of its load time.
+    parallel_for(np, |p| {
+        let mut guard = cells[p].lock().unwrap_or_else(|e| e.into_inner());
+        let (d, ks, bs) = &mut *guard;
+        let mut cw = vec![0i8; kp];
+        for c in 0..VN.min(n - p * VN) {
+            let col = p * VN + c;
+            w.read(k, col, 0, &mut cw[..k]);
+            let sc = &scales[col * nb..(col + 1) * nb];
+            for (b, &s) in sc.iter().enumerate() {
+                bs[b * VN + c] = bf16_bits(s);
+            }
+            // XNNPACK's float ksum: 16-input chunks in order, each
+            // `-float(Σ w) · scale_block`.
+            let mut acc = 0.0f32;
+            for (i, ch) in cw[..k].chunks(16).enumerate() {
+                let sum: i32 = ch.iter().map(|&v| v as i32).sum();
+                acc -= (sum as f32) * bf16_to_f32(bf16_bits(sc[i * 16 / block]));
+            }
+            ks[c] = acc;
+            for (o, src) in cw.chunks_exact(8).enumerate() {
+                let dst = &mut d[o * 64 + 4 * c..o * 64 + 4 * c + 4];
+                for (i, b) in dst.iter_mut().enumerate() {
+                    *b = (src[i] as u8 & 0xf) | ((src[4 + i] as u8) << 4);
+                }
+            }
+        }
+    });
+    drop(cells);
+    (data, ksum, bscale)
 }
 
 fn bf16_bits(x: f32) -> u16 {
@@ -415,6 +484,33 @@ impl PackedQd8 {
             Qd8Kind::Qc4w => k.next_multiple_of(32),
             Qd8Kind::Qb4w { block } => nblocks * block,
         };
+        let arith = crate::isa::xnn_arith();
+        if let Qd8Kind::Qb4w { block } = kind {
+            if block <= V16_MAX_BLOCK
+                && arith == XnnArith::Avx512Vnni
+                && crate::isa::avx512_vnni()
+            {
+                let (data, ksum_f, bscale) = pack_v16(n, k, kp, block, w, scales);
+                let mut bias_v = vec![0.0f32; ksum_f.len()];
+                if let Some(b) = bias {
+                    bias_v[..n].copy_from_slice(b);
+                }
+                return Ok(PackedQd8 {
+                    kind,
+                    arith,
+                    v16: true,
+                    n,
+                    k,
+                    kp,
+                    data,
+                    ksum_i: Vec::new(),
+                    ksum_f,
+                    scale: Vec::new(),
+                    bscale,
+                    bias: bias_v,
+                });
+            }
+        }
         let ntiles = n.div_ceil(NR);
         let cols = ntiles * NR;
         // Signed weight of a (padded) column at a (padded) input.
@@ -540,7 +636,8 @@ impl PackedQd8 {
         }
         Ok(PackedQd8 {
             kind,
-            arith: crate::isa::xnn_arith(),
+            arith,
+            v16: false,
             n,
             k,
             kp,
@@ -595,8 +692,30 @@ impl PackedQd8 {
             + 2 * self.bscale.len()
     }
 
+    /// Signed weight of column `col` at input `kk < kp` in the `v16` layout.
+    fn v16_weight(&self, col: usize, kk: usize) -> i32 {
+        let b = self.data[(col / VN) * self.kp * VN / 2 + (kk / 8) * 64 + 4 * (col % VN) + kk % 4];
+        let nib = if kk % 8 < 4 { b << 4 } else { b & 0xf0 };
+        ((nib as i8) >> 4) as i32
+    }
+
+    /// Block scale `b` of column `col` (`qb4w`; `col` below the padded columns).
+    fn block_scale(&self, col: usize, b: usize) -> f32 {
+        let nb = self.row_blocks_qb();
+        let (per, idx) = if self.v16 { (VN, col / VN) } else { (NR, col / NR) };
+        bf16_to_f32(self.bscale[(idx * nb + b) * per + col % per])
+    }
+
+    /// Blocks per column of `qb4w` weights.
+    fn row_blocks_qb(&self) -> usize {
+        self.kp / self.block_len()
+    }
+
     /// Blocks whose zero-point corrections follow an int4 row (0 for int8).
     fn row_blocks(&self) -> usize {
+        if self.v16 {
+            return 0;
+        }
         match self.kind {
             Qd8Kind::Qc8w => 0,
             Qd8Kind::Qc4w => 1,
@@ -633,6 +752,13 @@ impl PackedQd8 {
         assert!(out.len() >= self.row_len(), "quantize_row: out too short");
         let out = &mut out[..kp + 32 * nb];
         let p = qd8_quantize_row_with(self.arith, x, &mut out[..kp]);
+        if self.v16 {
+            // The `v16` kernels read `a + 128` as unsigned bytes, in order.
+            for v in out.iter_mut() {
+                *v ^= i8::MIN;
+            }
+            return p;
+        }
         if nb == 0 {
             return p;
         }
@@ -735,6 +861,9 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
     }
     // Signed weight of tile column j at input kk.
     let wval = |j: usize, kk: usize| -> i32 {
+        if w.v16 {
+            return w.v16_weight(t.tile * NR + j, kk);
+        }
         let (p, half) = (j / 2, j % 2);
         if int4 {
             let (g, r) = (kk / 32, kk % 32);
@@ -750,7 +879,9 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
         let r = r0 + ri;
         let row = &t.a[r * t.lda..r * t.lda + w.kp];
         let a = |kk: usize| -> i32 {
-            if int4 {
+            if w.v16 {
+                row[kk] as u8 as i32 - 128
+            } else if int4 {
                 row[(kk / 16) * 16 + inv[kk % 16]] as i32
             } else {
                 row[kk] as i32
@@ -777,7 +908,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
                         for kk in b * block..(b + 1) * block {
                             x += (a(kk) + 128) * wval(j, kk);
                         }
-                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
+                        let s = w.block_scale(col, b);
                         acc = (x as f32).mul_add(s, acc);
                     }
                     acc * qp.inv_scale + w.bias[col]
@@ -792,7 +923,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
                         for kk in b * block..(b + 1) * block {
                             acc[(kk % 8) / 2] += a(kk) * wval(j, kk);
                         }
-                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
+                        let s = w.block_scale(col, b);
                         for (l, &ac) in lanes.iter_mut().zip(&acc) {
                             *l = (ac as f32).mul_add(s, *l);
                         }
@@ -2146,6 +2277,198 @@ unsafe fn vnni_int4(
     }
 }
 
+/// AVX-512 VNNI kernels for `qb4w` weights in the `v16` layout ([`pack_v16`])
+/// with XNNPACK's VNNI arithmetic: 16 columns per register, one int32 lane per
+/// column, so each `vpdpbusd` adds 4 consecutive inputs of one row to 16
+/// columns with no horizontal sums. The weights become signed bytes `16 · w`
+/// (low nibbles: shift left 4 and mask `0xf0`; high nibbles: mask), the row's
+/// unsigned `a + 128` bytes are broadcast 4 at a time, so per block the lanes
+/// hold 16 times the exact int32 sums `Σ (a + 128) · w`; an arithmetic shift
+/// right by 4 (exact) makes them the sums themselves, converted and added to
+/// each column's float sum with one FMA with its block scale, as
+/// [`super::tile_scalar`] does (same operations, same order, same bits).
+#[cfg(target_arch = "x86_64")]
+mod v16 {
+    use super::{PackedQd8, Qd8Kind, Qd8Params, VN};
+    use core::arch::x86_64::*;
+
+    /// Most rows of one register tile.
+    pub(super) const MR_MAX: usize = 6;
+
+    /// What every register tile of one call needs.
+    pub(super) struct Rows<'a> {
+        pub w: &'a PackedQd8,
+        /// Row 0 of the quantized rows (`row_len()` bytes each, stride `lda`).
+        pub a: *const i8,
+        pub lda: usize,
+        pub params: &'a [Qd8Params],
+        /// Row 0, column 0 of the output (stride `ldc`).
+        pub c: *mut f32,
+        pub ldc: usize,
+        pub lo: f32,
+        pub hi: f32,
+    }
+
+    /// Rows `r0..r0 + MR` times panels `p0..p0 + NP` (16 columns each). `S` is
+    /// 2 to put the products of the high nibbles in separate int32 registers
+    /// (more independent chains for a single row; integer sums, exact), else 1.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `g.w` is `v16` `Qb4w`; rows
+    /// `r0..r0 + MR` of `g.a` hold `kp` bytes each and `g.params` has them;
+    /// `p0 + NP <= n.div_ceil(16)`; `g.c` has room for those rows (stride
+    /// `ldc`) at columns `16 · p0..min(n, 16 · (p0 + NP))`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn strip<const MR: usize, const NP: usize, const S: usize>(
+        g: &Rows<'_>,
+        r0: usize,
+        p0: usize,
+    ) {
+        let w = g.w;
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("v16 tile on {:?} weights", w.kind)
+        };
+        let kp = w.kp;
+        let (nb, opb, pb) = (kp / block, block / 8, kp * VN / 2);
+        let mut wp = [core::ptr::null::<u8>(); NP];
+        let mut bp = [core::ptr::null::<u16>(); NP];
+        for p in 0..NP {
+            wp[p] = w.data.as_ptr().add((p0 + p) * pb);
+            bp[p] = w.bscale.as_ptr().add((p0 + p) * nb * VN);
+        }
+        let mut a = [core::ptr::null::<u8>(); MR];
+        let mut fo = [[_mm512_setzero_ps(); NP]; MR];
+        for r in 0..MR {
+            a[r] = g.a.add((r0 + r) * g.lda) as *const u8;
+            let zp = _mm512_set1_ps((g.params[r0 + r].zero_point + 128) as f32);
+            for p in 0..NP {
+                let ks = _mm512_loadu_ps(w.ksum_f.as_ptr().add((p0 + p) * VN));
+                fo[r][p] = _mm512_mul_ps(ks, zp);
+            }
+        }
+        let hi4 = _mm512_set1_epi8(-16);
+        for b in 0..nb {
+            let mut acc = [[[_mm512_setzero_si512(); NP]; MR]; S];
+            for o in b * opb..(b + 1) * opb {
+                let mut wl = [_mm512_setzero_si512(); NP];
+                let mut wh = [_mm512_setzero_si512(); NP];
+                for p in 0..NP {
+                    let v = _mm512_loadu_si512(wp[p].add(o * 64) as *const _);
+                    wl[p] = _mm512_and_si512(_mm512_slli_epi16(v, 4), hi4);
+                    wh[p] = _mm512_and_si512(v, hi4);
+                }
+                for r in 0..MR {
+                    let al = _mm512_set1_epi32((a[r].add(o * 8) as *const i32).read_unaligned());
+                    let ah =
+                        _mm512_set1_epi32((a[r].add(o * 8 + 4) as *const i32).read_unaligned());
+                    for p in 0..NP {
+                        acc[0][r][p] = _mm512_dpbusd_epi32(acc[0][r][p], al, wl[p]);
+                        acc[S - 1][r][p] = _mm512_dpbusd_epi32(acc[S - 1][r][p], ah, wh[p]);
+                    }
+                }
+            }
+            for p in 0..NP {
+                let sv = _mm256_loadu_si256(bp[p].add(b * VN) as *const __m256i);
+                let sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(sv), 16));
+                for r in 0..MR {
+                    let mut x = acc[0][r][p];
+                    if S == 2 {
+                        x = _mm512_add_epi32(x, acc[1][r][p]);
+                    }
+                    let x = _mm512_cvtepi32_ps(_mm512_srai_epi32(x, 4));
+                    fo[r][p] = _mm512_fmadd_ps(x, sc, fo[r][p]);
+                }
+            }
+        }
+        let (vlo, vhi) = (_mm512_set1_ps(g.lo), _mm512_set1_ps(g.hi));
+        for p in 0..NP {
+            let col0 = (p0 + p) * VN;
+            let mask = (((1u32 << (w.n - col0).min(VN)) - 1) & 0xffff) as __mmask16;
+            let bias = _mm512_loadu_ps(w.bias.as_ptr().add(col0));
+            for r in 0..MR {
+                let inv = _mm512_set1_ps(g.params[r0 + r].inv_scale);
+                let f = _mm512_add_ps(_mm512_mul_ps(fo[r][p], inv), bias);
+                let f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+                _mm512_mask_storeu_ps(g.c.add((r0 + r) * g.ldc + col0), mask, f);
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + mr` (`1 <= mr <= MR_MAX`) times panels `p0..p0 + NP`.
+    ///
+    /// # Safety
+    /// As [`strip`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn rows_np<const NP: usize>(g: &Rows<'_>, r0: usize, mr: usize, p0: usize) {
+        match mr {
+            1 => strip::<1, NP, 2>(g, r0, p0),
+            2 => strip::<2, NP, 1>(g, r0, p0),
+            3 => strip::<3, NP, 1>(g, r0, p0),
+            4 => strip::<4, NP, 1>(g, r0, p0),
+            5 => strip::<5, NP, 1>(g, r0, p0),
+            _ => strip::<6, NP, 1>(g, r0, p0),
+        }
+    }
+
+    /// Panels per register tile for tiles of `mr` rows (the widest that keeps
+    /// the accumulators, weights and broadcasts in the 32 registers).
+    pub(super) fn panels_for(mr: usize) -> usize {
+        if mr <= 2 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Rows `rows` times panels `panels`: rows in passes of about
+    /// `super::VNNI_ROW_BYTES` (split evenly); per pass and group of panels
+    /// (whose weights stay in L1/L2 while the rows go by), the rows in register
+    /// tiles of up to [`MR_MAX`], split evenly.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `g.w` is `v16` `Qb4w`; the rows
+    /// hold `kp` bytes each in `g.a` and have params; `panels` are below
+    /// `n.div_ceil(16)`; `g.c` has room for the rows at stride `ldc` and `n`
+    /// columns; no other thread writes these rows and columns.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn run(
+        g: &Rows<'_>,
+        rows: core::ops::Range<usize>,
+        panels: core::ops::Range<usize>,
+    ) {
+        let m = rows.len();
+        if m == 0 {
+            return;
+        }
+        let passes = (m * g.lda).div_ceil(super::VNNI_ROW_BYTES).clamp(1, m);
+        let per_pass = m.div_ceil(passes);
+        let mut rc = rows.start;
+        while rc < rows.end {
+            let rend = (rc + per_pass).min(rows.end);
+            let chunks = (rend - rc).div_ceil(MR_MAX);
+            let np = panels_for((rend - rc).div_ceil(chunks));
+            let mut p = panels.start;
+            while p < panels.end {
+                let step = if panels.end - p >= np { np } else { 1 };
+                let mut r = rc;
+                for i in 0..chunks {
+                    // Even split: chunk sizes differ by at most one row.
+                    let mr = (rend - r).div_ceil(chunks - i);
+                    match step {
+                        4 => rows_np::<4>(g, r, mr, p),
+                        2 => rows_np::<2>(g, r, mr, p),
+                        _ => rows_np::<1>(g, r, mr, p),
+                    }
+                    r += mr;
+                }
+                p += step;
+            }
+            rc = rend;
+        }
+    }
+}
+
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
 /// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
 /// their `params`. `c` has row stride `ldc`.
@@ -2179,9 +2502,55 @@ pub fn qd8_gemm(
         ldc >= n && c.len() >= (m - 1) * ldc + n,
         "qd8_gemm: c too short"
     );
-    let ntiles = n.div_ceil(NR);
     let nt = num_threads();
     let work = m * n * kp;
+    #[cfg(target_arch = "x86_64")]
+    if w.v16 && w.arith == XnnArith::Avx512Vnni && crate::isa::avx512_vnni() {
+        let npan = n.div_ceil(VN);
+        let unit = v16::panels_for(m.min(v16::MR_MAX));
+        let nstrips = npan.div_ceil(unit);
+        // As below: one thread under ~1M multiply-adds; otherwise panel groups
+        // over the threads, and rows too when there are few groups.
+        let (pchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
+            (1, 1)
+        } else {
+            let pc = nstrips.min(nt * 4);
+            let rb = if pc >= nt * 2 {
+                1
+            } else {
+                m.div_ceil(2).min((nt * 4).div_ceil(pc))
+            };
+            (pc, rb)
+        };
+        let per_chunk = nstrips.div_ceil(pchunks) * unit;
+        let pchunks = npan.div_ceil(per_chunk);
+        let rows_per = m.div_ceil(rblocks);
+        let rblocks = m.div_ceil(rows_per);
+        let g = v16::Rows {
+            w,
+            a: a.as_ptr(),
+            lda,
+            params,
+            c: c.as_mut_ptr(),
+            ldc,
+            lo,
+            hi,
+        };
+        let g = SyncPtr(&g as *const v16::Rows<'_> as *mut v16::Rows<'_>);
+        parallel_for(pchunks * rblocks, |task| {
+            let (pc, rb) = (task % pchunks, task / pchunks);
+            let rows = rb * rows_per..((rb + 1) * rows_per).min(m);
+            let panels = pc * per_chunk..((pc + 1) * per_chunk).min(npan);
+            // SAFETY: AVX-512 F/BW/VL/VNNI checked by avx512_vnni(); `v16` is
+            // only packed for `Qb4w`; the rows exist in `a` (kp bytes each),
+            // `params` and `c`, and `c` has `n` columns (asserted above); the
+            // panels are below `n.div_ceil(16)`; tasks write disjoint rows x
+            // panels; `g` outlives the parallel_for and is only read.
+            unsafe { v16::run(&*g.get(), rows, panels) };
+        });
+        return;
+    }
+    let ntiles = n.div_ceil(NR);
     // Below ~1M multiply-adds (tens of microseconds) one thread is faster than a
     // dispatch, especially when another process holds a core.
     let (tchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
@@ -2207,6 +2576,10 @@ pub fn qd8_gemm(
     // (a forced `PTERON_XNN_ARITH` or a cap) it runs on the scalar path.
     let u8_arith = w.arith == XnnArith::Avx512Vnni && matches!(w.kind, Qd8Kind::Qb4w { .. });
     let kern = if u8_arith && !vnni { Isa::Scalar } else { kern };
+    // The `v16` layout has only the kernels above; capped, or with the AVX2
+    // arithmetic, it runs on the scalar path.
+    let vnni = vnni && !w.v16;
+    let kern = if w.v16 { Isa::Scalar } else { kern };
     let panel = cfg!(target_arch = "x86_64")
         && !vnni
         && kern == Isa::Avx2Fma
