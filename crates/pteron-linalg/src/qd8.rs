@@ -353,27 +353,53 @@ fn pack_v16(
         let mut guard = cells[p].lock().unwrap_or_else(|e| e.into_inner());
         let (d, ks, bs) = &mut *guard;
         let mut cw = vec![0i8; kp];
+        let mut sums = vec![0i32; k.div_ceil(16)];
         for c in 0..VN.min(n - p * VN) {
             let col = p * VN + c;
-            w.read(k, col, 0, &mut cw[..k]);
             let sc = &scales[col * nb..(col + 1) * nb];
             for (b, &s) in sc.iter().enumerate() {
                 bs[b * VN + c] = bf16_bits(s);
             }
+            match w {
+                WeightSrc::Nibbles(src) if k.is_multiple_of(16) => {
+                    // Straight from the stored bytes: per 8 inputs, 4 bytes of
+                    // `w + 8` nibbles in input order become two's complement
+                    // (xor 8) and are shuffled to `w0 w4 w1 w5 w2 w6 w3 w7`.
+                    let row = &src[col * (k / 2)..(col + 1) * (k / 2)];
+                    for (o, q) in row.chunks_exact(4).enumerate() {
+                        let x = u32::from_le_bytes([q[0], q[1], q[2], q[3]]) ^ 0x8888_8888;
+                        let x = ((x & 0x0000_ff00) << 8) | ((x >> 8) & 0x0000_ff00) | (x & 0xff00_00ff);
+                        let x = ((x & 0x00f0_00f0) << 4) | ((x >> 4) & 0x00f0_00f0) | (x & 0xf00f_f00f);
+                        d[o * 64 + 4 * c..o * 64 + 4 * c + 4].copy_from_slice(&x.to_le_bytes());
+                    }
+                    // Σ w per 16 inputs: the nibbles' sum minus 8 · 16.
+                    for (s, q) in sums.iter_mut().zip(row.chunks_exact(8)) {
+                        let x = u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
+                        let m = 0x0f0f_0f0f_0f0f_0f0fu64;
+                        let bytes = (x & m) + ((x >> 4) & m);
+                        *s = (bytes.wrapping_mul(0x0101_0101_0101_0101) >> 56) as i32 - 128;
+                    }
+                }
+                _ => {
+                    w.read(k, col, 0, &mut cw[..k]);
+                    for (o, src) in cw.chunks_exact(8).enumerate() {
+                        let dst = &mut d[o * 64 + 4 * c..o * 64 + 4 * c + 4];
+                        for (i, b) in dst.iter_mut().enumerate() {
+                            *b = (src[i] as u8 & 0xf) | ((src[4 + i] as u8) << 4);
+                        }
+                    }
+                    for (s, ch) in sums.iter_mut().zip(cw[..k].chunks(16)) {
+                        *s = ch.iter().map(|&v| v as i32).sum();
+                    }
+                }
+            }
             // XNNPACK's float ksum: 16-input chunks in order, each
             // `-float(Σ w) · scale_block`.
             let mut acc = 0.0f32;
-            for (i, ch) in cw[..k].chunks(16).enumerate() {
-                let sum: i32 = ch.iter().map(|&v| v as i32).sum();
+            for (i, &sum) in sums.iter().enumerate() {
                 acc -= (sum as f32) * bf16_to_f32(bf16_bits(sc[i * 16 / block]));
             }
             ks[c] = acc;
-            for (o, src) in cw.chunks_exact(8).enumerate() {
-                let dst = &mut d[o * 64 + 4 * c..o * 64 + 4 * c + 4];
-                for (i, b) in dst.iter_mut().enumerate() {
-                    *b = (src[i] as u8 & 0xf) | ((src[4 + i] as u8) << 4);
-                }
-            }
         }
     });
     drop(cells);

@@ -382,6 +382,27 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
     );
 }
 
+/// Packing `qb4w` weights from the stored nibbles (part of a model's load time).
+fn bench_qd8_pack(name: &str, block: usize, n: usize, k: usize) {
+    if !selected(name) {
+        return;
+    }
+    let nib: Vec<u8> = fill(n * k / 2, 13)
+        .iter()
+        .map(|v| (v * 127.0 + 128.0) as u8)
+        .collect();
+    let scales = vec![0.01f32; n * (k / block)];
+    let kind = Qd8Kind::Qb4w { block };
+    let s = time(|| {
+        black_box(PackedQd8::from_nibbles(kind, n, k, &nib, &scales, None).expect("pack"));
+    });
+    println!(
+        "{name:<44} {:>9.1} us {:>6.1} GB/s of weights",
+        s * 1e6,
+        (n * k / 2) as f64 / s / 1e9
+    );
+}
+
 /// f32 packed GEMM and int8 qgemm on the same `m × n × k` (NHWC 1x1-conv shape).
 fn bench_qgemm(name: &str, m: usize, n: usize, k: usize) {
     let fname = format!("sgemm_packed {name}");
@@ -763,6 +784,8 @@ fn main() {
         32000,
         288,
     );
+    bench_qd8_pack("qd8 pack qb4w 2048x8192", 32, 8192, 2048);
+    bench_qd8_pack("qd8 pack qb4w 288x32000", 32, 32000, 288);
     bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
     bench_qd8("qd8 qc4w 64x2048x8192", Qd8Kind::Qc4w, 64, 8192, 2048);
     println!("-- Networks (conv + FC layers only; no adds/pools)");
