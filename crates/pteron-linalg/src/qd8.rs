@@ -368,13 +368,16 @@ fn pack_v16(
                     let row = &src[col * (k / 2)..(col + 1) * (k / 2)];
                     for (o, q) in row.chunks_exact(4).enumerate() {
                         let x = u32::from_le_bytes([q[0], q[1], q[2], q[3]]) ^ 0x8888_8888;
-                        let x = ((x & 0x0000_ff00) << 8) | ((x >> 8) & 0x0000_ff00) | (x & 0xff00_00ff);
-                        let x = ((x & 0x00f0_00f0) << 4) | ((x >> 4) & 0x00f0_00f0) | (x & 0xf00f_f00f);
+                        let x =
+                            ((x & 0x0000_ff00) << 8) | ((x >> 8) & 0x0000_ff00) | (x & 0xff00_00ff);
+                        let x =
+                            ((x & 0x00f0_00f0) << 4) | ((x >> 4) & 0x00f0_00f0) | (x & 0xf00f_f00f);
                         d[o * 64 + 4 * c..o * 64 + 4 * c + 4].copy_from_slice(&x.to_le_bytes());
                     }
                     // Σ w per 16 inputs: the nibbles' sum minus 8 · 16.
                     for (s, q) in sums.iter_mut().zip(row.chunks_exact(8)) {
-                        let x = u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
+                        let x =
+                            u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
                         let m = 0x0f0f_0f0f_0f0f_0f0fu64;
                         let bytes = (x & m) + ((x >> 4) & m);
                         *s = (bytes.wrapping_mul(0x0101_0101_0101_0101) >> 56) as i32 - 128;
@@ -512,9 +515,7 @@ impl PackedQd8 {
         };
         let arith = crate::isa::xnn_arith();
         if let Qd8Kind::Qb4w { block } = kind {
-            if block <= V16_MAX_BLOCK
-                && arith == XnnArith::Avx512Vnni
-                && crate::isa::avx512_vnni()
+            if block <= V16_MAX_BLOCK && arith == XnnArith::Avx512Vnni && crate::isa::avx512_vnni()
             {
                 let (data, ksum_f, bscale) = pack_v16(n, k, kp, block, w, scales);
                 let mut bias_v = vec![0.0f32; ksum_f.len()];
@@ -728,7 +729,11 @@ impl PackedQd8 {
     /// Block scale `b` of column `col` (`qb4w`; `col` below the padded columns).
     fn block_scale(&self, col: usize, b: usize) -> f32 {
         let nb = self.row_blocks_qb();
-        let (per, idx) = if self.v16 { (VN, col / VN) } else { (NR, col / NR) };
+        let (per, idx) = if self.v16 {
+            (VN, col / VN)
+        } else {
+            (NR, col / NR)
+        };
         bf16_to_f32(self.bscale[(idx * nb + b) * per + col % per])
     }
 
@@ -1591,19 +1596,6 @@ mod vnni {
                 7 => tile_qc4w::<7>(t, r0, c, ldc, ncols),
                 _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
             }
-        } else if t.w.arith == super::XnnArith::Avx512Vnni {
-            // Decode-sized row tiles: fewer vector ops per block (measured faster
-            // at 1 row, slower at 8, where the register tile of `tile_u8` wins).
-            if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) && mr <= 4 {
-                match mr {
-                    1 => tile_u8_b32::<1>(t, r0, c, ldc, ncols),
-                    2 => tile_u8_b32::<2>(t, r0, c, ldc, ncols),
-                    3 => tile_u8_b32::<3>(t, r0, c, ldc, ncols),
-                    _ => tile_u8_b32::<4>(t, r0, c, ldc, ncols),
-                }
-                return;
-            }
-            qb4w_rows!(tile_u8, t, r0, mr, c, ldc, ncols);
         } else {
             qb4w_rows!(tile, t, r0, mr, c, ldc, ncols);
         }
@@ -1741,258 +1733,6 @@ mod vnni {
                 col0: t.tile * NR,
                 a,
             }
-        }
-    }
-
-    /// `qb4w` with XNNPACK's AVX-512 VNNI arithmetic ([`super::XnnArith::Avx512Vnni`])
-    /// for `MR` rows, as [`super::tile_scalar`] computes it: per block, the exact
-    /// int32 sum of `(a + 128) · w` over the block (`vpdpbusd` of the unsigned
-    /// activations, sign bit flipped in registers, with the weights as signed
-    /// bytes `nibble - 8`), summed per column across its 4 lanes, to float, one
-    /// FMA with the block scale into a float sum that starts at
-    /// `ksum · (zp + 128)`; then `sum · inv_scale + bias` and the clamp. Lane
-    /// `4c` of the float register holds column `c`, lane `4c + 1` column `c + 4`.
-    ///
-    /// # Safety
-    /// As [`rows`].
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_u8<const MR: usize, const B32: bool>(
-        t: &TileArgs<'_>,
-        r0: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-    ) {
-        let w = t.w;
-        let QbTile {
-            nb,
-            gpb,
-            wt,
-            bs,
-            col0,
-            a,
-            ..
-        } = QbTile::<MR>::new(t, r0, B32);
-        // Column of lane d: d / 4 for even d, d / 4 + 4 for odd d.
-        let cidx = _mm512_setr_epi32(0, 4, 0, 4, 1, 5, 1, 5, 2, 6, 2, 6, 3, 7, 3, 7);
-        let sidx = _mm512_slli_epi32(cidx, 16);
-        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
-        let ks = _mm512_permutexvar_ps(
-            cidx,
-            _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0))),
-        );
-        let mut fo = [_mm512_setzero_ps(); MR];
-        for (r, f) in fo.iter_mut().enumerate() {
-            let zp = _mm512_set1_ps((t.params[r0 + r].zero_point + 128) as f32);
-            *f = _mm512_mul_ps(ks, zp);
-        }
-        let flip = _mm512_set1_epi8(-128);
-        let eight = _mm512_set1_epi8(8);
-        // Per block: the column sums of both halves' lanes into one register, to
-        // float, one FMA with the lanes' block scales.
-        let finish = |acc: &[__m512i; 2], sc: __m512, fo: &mut __m512| {
-            let p0 = _mm512_add_epi32(acc[0], _mm512_shuffle_epi32(acc[0], 0b10_11_00_01));
-            let p1 = _mm512_add_epi32(acc[1], _mm512_shuffle_epi32(acc[1], 0b10_11_00_01));
-            let m = _mm512_mask_blend_epi32(0xAAAA, p0, p1);
-            let s = _mm512_add_epi32(m, _mm512_shuffle_epi32(m, 0b01_00_11_10));
-            *fo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, *fo);
-        };
-        for b in 0..nb {
-            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
-            let sc = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx, sv));
-            let mut acc = [[_mm512_setzero_si512(); 2]; MR];
-            for g in b * gpb..(b + 1) * gpb {
-                let (lo, hi) = group_nibbles(wt, g);
-                let lo = [_mm512_sub_epi8(lo[0], eight), _mm512_sub_epi8(lo[1], eight)];
-                let hi = [_mm512_sub_epi8(hi[0], eight), _mm512_sub_epi8(hi[1], eight)];
-                for r in 0..MR {
-                    let ap = a[r].add(g * 32);
-                    let alo = _mm512_xor_si512(
-                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i)),
-                        flip,
-                    );
-                    let ahi = _mm512_xor_si512(
-                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i)),
-                        flip,
-                    );
-                    for h in 0..2 {
-                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], alo, lo[h]);
-                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], ahi, hi[h]);
-                    }
-                    if B32 {
-                        finish(&acc[r], sc, &mut fo[r]);
-                    }
-                }
-            }
-            if !B32 {
-                for r in 0..MR {
-                    finish(&acc[r], sc, &mut fo[r]);
-                }
-            }
-        }
-        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
-        let vlo = _mm256_set1_ps(t.lo);
-        let vhi = _mm256_set1_ps(t.hi);
-        // Columns 0..4 from lanes 0, 4, 8, 12; columns 4..8 from lanes 1, 5, 9, 13.
-        let gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-        let mask = ((1u16 << ncols) - 1) as u8;
-        for (r, f) in fo.iter().enumerate() {
-            let qp = t.params[r0 + r];
-            let s = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, *f));
-            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
-            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
-        }
-    }
-
-    /// The weights of group `g` of the packed int4 tile `wt` as signed bytes
-    /// `16 · w` (`w = nibble - 8`), low nibbles then high nibbles, columns 0..4
-    /// and 4..8: `((n << 4) & 0xf0) ^ 0x80` is `16 · (n - 8)` as an `i8`, one
-    /// shift and one ternary-logic op per register (the high nibbles need no
-    /// shift). The dot products come out 16 times the exact ones.
-    #[inline(always)]
-    unsafe fn group_w16(wt: *const u8, g: usize) -> [__m512i; 4] {
-        let hi4 = _mm512_set1_epi8(-16);
-        let sign = _mm512_set1_epi8(-128);
-        // (A & B) ^ C with A = 0xF0, B = 0xCC, C = 0xAA: 0x6A.
-        const AND_XOR: i32 = 0x6A;
-        let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
-        let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
-        [
-            _mm512_ternarylogic_epi32(_mm512_slli_epi16(v0, 4), hi4, sign, AND_XOR),
-            _mm512_ternarylogic_epi32(_mm512_slli_epi16(v1, 4), hi4, sign, AND_XOR),
-            _mm512_ternarylogic_epi32(v0, hi4, sign, AND_XOR),
-            _mm512_ternarylogic_epi32(v1, hi4, sign, AND_XOR),
-        ]
-    }
-
-    /// `16 ·` the int32 dot products of one row's 32 activations at `ap` (sign
-    /// bit flipped in registers: `a + 128` as unsigned bytes) with a group's
-    /// weights from [`group_w16`]: 4 lanes per column, columns 0..4 and 4..8.
-    #[inline(always)]
-    unsafe fn dot_u8(ap: *const i8, w: &[__m512i; 4]) -> [__m512i; 2] {
-        let flip = _mm512_set1_epi8(-128);
-        let alo = _mm512_xor_si512(
-            _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i)),
-            flip,
-        );
-        let ahi = _mm512_xor_si512(
-            _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i)),
-            flip,
-        );
-        let z = _mm512_setzero_si512();
-        [
-            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, alo, w[0]), ahi, w[2]),
-            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, alo, w[1]), ahi, w[3]),
-        ]
-    }
-
-    /// The column sums of two blocks' lanes from [`dot_u8`] (`x` block b, `y`
-    /// block b + 1), divided by 16 (exact), as floats: lane `4c` column `c` and
-    /// lane `4c + 2` column `c + 4` of block b; lanes `4c + 1` and `4c + 3` the
-    /// same of block b + 1. Nine integer ops for both blocks.
-    #[inline(always)]
-    unsafe fn pair_sums(x: &[__m512i; 2], y: &[__m512i; 2]) -> __m512 {
-        const ADJ: _MM_PERM_ENUM = 0b10_11_00_01;
-        const HALF: _MM_PERM_ENUM = 0b01_00_11_10;
-        // Per column: lanes (0 + 1, 2 + 3) of x in even lanes, of y in odd lanes.
-        let p0 = _mm512_add_epi32(
-            _mm512_mask_shuffle_epi32(x[0], 0xAAAA, y[0], ADJ),
-            _mm512_mask_shuffle_epi32(y[0], 0x5555, x[0], ADJ),
-        );
-        let p1 = _mm512_add_epi32(
-            _mm512_mask_shuffle_epi32(x[1], 0xAAAA, y[1], ADJ),
-            _mm512_mask_shuffle_epi32(y[1], 0x5555, x[1], ADJ),
-        );
-        // Per 128-bit lane c: [x c, y c, x c + 4, y c + 4].
-        let s = _mm512_add_epi32(
-            _mm512_mask_shuffle_epi32(p0, 0xCCCC, p1, HALF),
-            _mm512_mask_shuffle_epi32(p1, 0x3333, p0, HALF),
-        );
-        _mm512_cvtepi32_ps(_mm512_srai_epi32(s, 4))
-    }
-
-    /// [`tile_u8`] for blocks of 32, two blocks at a time: the weights as `16 ·
-    /// w` ([`group_w16`]: no bias to subtract), the column sums of both blocks
-    /// reduced together ([`pair_sums`]), then per block one FMA with its
-    /// scales, in block order (the same operations per column as
-    /// [`super::tile_scalar`]). The float sums live in the even lanes: lane
-    /// `4c` column `c`, lane `4c + 2` column `c + 4`.
-    ///
-    /// # Safety
-    /// As [`rows`], with `t.w` of kind `Qb4w { block: 32 }`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_u8_b32<const MR: usize>(
-        t: &TileArgs<'_>,
-        r0: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-    ) {
-        let w = t.w;
-        let QbTile {
-            nb,
-            wt,
-            bs,
-            col0,
-            a,
-            ..
-        } = QbTile::<MR>::new(t, r0, true);
-        // Column of each even lane (odd lanes copy their neighbour).
-        let cidx = _mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7);
-        // bf16 scales of blocks b (words 0..8) and b + 1 (words 8..16) into the
-        // high words of the lanes.
-        let sidx_x = _mm512_slli_epi32(cidx, 16);
-        let sidx_y = _mm512_slli_epi32(_mm512_add_epi32(cidx, _mm512_set1_epi32(8)), 16);
-        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
-        const ADJ: _MM_PERM_ENUM = 0b10_11_00_01;
-        let ks = _mm512_permutexvar_ps(
-            cidx,
-            _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0))),
-        );
-        let mut fo = [_mm512_setzero_ps(); MR];
-        for (r, f) in fo.iter_mut().enumerate() {
-            let zp = _mm512_set1_ps((t.params[r0 + r].zero_point + 128) as f32);
-            *f = _mm512_mul_ps(ks, zp);
-        }
-        let mut b = 0;
-        while b + 2 <= nb {
-            let sv = _mm512_castsi256_si512(_mm256_loadu_si256(bs.add(b * NR) as *const __m256i));
-            let scx = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_x, sv));
-            let scy = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_y, sv));
-            let wx = group_w16(wt, b);
-            let wy = group_w16(wt, b + 1);
-            for r in 0..MR {
-                let ap = a[r].add(b * 32);
-                let s = pair_sums(&dot_u8(ap, &wx), &dot_u8(ap.add(32), &wy));
-                fo[r] = _mm512_fmadd_ps(s, scx, fo[r]);
-                fo[r] = _mm512_fmadd_ps(_mm512_shuffle_ps(s, s, ADJ), scy, fo[r]);
-            }
-            b += 2;
-        }
-        if b < nb {
-            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
-            let scx = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_x, sv));
-            let wx = group_w16(wt, b);
-            let zero = [_mm512_setzero_si512(); 2];
-            for r in 0..MR {
-                let s = pair_sums(&dot_u8(a[r].add(b * 32), &wx), &zero);
-                fo[r] = _mm512_fmadd_ps(s, scx, fo[r]);
-            }
-        }
-        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
-        let vlo = _mm256_set1_ps(t.lo);
-        let vhi = _mm256_set1_ps(t.hi);
-        let gather = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-        let mask = ((1u16 << ncols) - 1) as u8;
-        for (r, f) in fo.iter().enumerate() {
-            let qp = t.params[r0 + r];
-            let s = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, *f));
-            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
-            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
         }
     }
 
@@ -2600,12 +2340,12 @@ pub fn qd8_gemm(
         && crate::isa::avx512_vnni();
     // XNNPACK's VNNI arithmetic for `qb4w` has no AVX2 kernel: without VNNI
     // (a forced `PTERON_XNN_ARITH` or a cap) it runs on the scalar path.
+    // Its VNNI kernels (above) read the `v16` layout only; with the 8-column
+    // tiles (weights packed under a cap, then run uncapped) it also runs on the
+    // scalar path, as does the `v16` layout capped or with the AVX2 arithmetic.
     let u8_arith = w.arith == XnnArith::Avx512Vnni && matches!(w.kind, Qd8Kind::Qb4w { .. });
-    let kern = if u8_arith && !vnni { Isa::Scalar } else { kern };
-    // The `v16` layout has only the kernels above; capped, or with the AVX2
-    // arithmetic, it runs on the scalar path.
-    let vnni = vnni && !w.v16;
-    let kern = if w.v16 { Isa::Scalar } else { kern };
+    let vnni = vnni && !u8_arith && !w.v16;
+    let kern = if u8_arith || w.v16 { Isa::Scalar } else { kern };
     let panel = cfg!(target_arch = "x86_64")
         && !vnni
         && kern == Isa::Avx2Fma
