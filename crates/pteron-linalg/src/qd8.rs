@@ -39,8 +39,12 @@
 //! the 2048→8192→2048 stack of `bench/qlinear_compare.py` (batch 1 and 64:
 //! every output equal) with the AVX-512 VNNI arithmetic on an AVX-512 VNNI CPU.
 //!
-//! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
-//! values stay two per byte, so a decode step reads half a byte per weight.
+//! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns, or,
+//! for `qb4w` packed with the VNNI arithmetic on an AVX-512 VNNI CPU, in the
+//! `v16` layout (panels of 16 columns, below); int4 values stay two per byte
+//! either way, so a decode step reads half a byte per weight. The layout is
+//! chosen at packing time and only one is kept (no extra memory; columns are
+//! padded to 16 instead of 8).
 //!
 //! Kernels: up to 7 rows (decode), tiles of 2 rows × 8 columns unpack the nibbles
 //! in registers. From 8 rows on (batches, prompt prefill) with `qb4w` blocks of
@@ -52,16 +56,31 @@
 //! output's products, int32 block sums and float operations are the same in every
 //! path, so all row counts, tiers and thread counts give the same bits.
 //!
-//! With AVX-512 VNNI ([`crate::avx512_vnni`]) all `qb4w` calls use register
-//! tiles of up to 8 rows × 8 columns (`vnni`): `vpdpbusd` of the packed nibbles
-//! (4 columns per register) with the row's activations yields the same int32
-//! lane sums, and the float lanes of 4 columns fill one `zmm`. Rows go in passes
-//! of about 512 KiB; within a pass each tile's weights stay in cache while all
-//! the rows go by, so a decode step (up to 7 rows) streams the weights once.
-//! For 1..4 rows with blocks of 32 and the VNNI arithmetic the nibbles become
-//! signed bytes `16 · w` (one shift and one ternary-logic op per register, no
-//! bias to subtract; the sums are divided by 16 exactly) and the column sums of
-//! two blocks are reduced together, which cuts the vector ops per block.
+//! `qb4w` with the VNNI arithmetic on AVX-512 VNNI ([`crate::avx512_vnni`],
+//! the layout packed for it) runs the `v16` kernels: per 8 inputs a panel
+//! holds 64 bytes, 4 per column, byte `i` with inputs `i` and `4 + i` as 4-bit
+//! two's complement; the quantized rows are stored as unsigned `a + 128` in
+//! input order. One shift and two ands give `16 · w` as signed bytes, and one
+//! `vpdpbusd` with 4 broadcast activation bytes adds 4 inputs of one row to
+//! 16 columns, one int32 lane per column (no horizontal sums). Per block the
+//! lanes are shifted right by 4 (exact), converted and added to the column's
+//! float sum with one FMA with a register of 16 block scales. Register tiles
+//! are up to 6 rows × 2 panels (batches, prefill) or 1..2 rows × 4 panels
+//! (decode; one row keeps the products of the low and high nibbles in separate
+//! registers for more independent chains), rows split evenly; rows go in
+//! passes of about 512 KiB, and within a pass each group of panels stays in
+//! cache while the rows go by, so a decode step streams the weights once.
+//! Panels are split over the threads (rows too when there are few panels).
+//! Capped below AVX-512, or with the AVX2 arithmetic, the `v16` layout runs on
+//! the scalar path, which reads it; so does the 8-column layout with the VNNI
+//! arithmetic (weights packed under a cap, or the arithmetic forced).
+//!
+//! Otherwise, with AVX-512 VNNI, `qc4w` and `qb4w` with the AVX2 arithmetic use
+//! register tiles of up to 8 rows × 8 columns (`vnni`): `vpdpbusd` of the
+//! packed nibbles (4 columns per register) with the row's activations yields
+//! the same int32 lane sums, and the float lanes of 4 columns fill one `zmm`.
+//! Rows go in passes of about 512 KiB; within a pass each tile's weights stay
+//! in cache while all the rows go by.
 //! Row quantization has an AVX2 form with the same operations per value.
 
 use crate::pool::{num_threads, parallel_for};
@@ -236,12 +255,14 @@ const PERM: [usize; 16] = [0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15]
 /// Tiles of 8 columns. int8: per 16 inputs and column pair, 32 bytes
 /// (`[c0 k0..8][c1 k0..8][c0 k8..16][c1 k8..16]`). int4: per 32 inputs and column
 /// pair, 32 bytes (16 per column; byte `i` holds `w + 8` of input `PERM[i]` in its
-/// low nibble and of input `16 + PERM[i]` in its high nibble).
+/// low nibble and of input `16 + PERM[i]` in its high nibble). `qb4w` packed
+/// for the AVX-512 VNNI kernels: panels of 16 columns instead ([`pack_v16`]).
 #[derive(Clone, Debug)]
 pub struct PackedQd8 {
     kind: Qd8Kind,
     /// Whose arithmetic the results reproduce (row quantization rule and, for
-    /// `qb4w`, the float block sums); the packed layout is the same for both.
+    /// `qb4w`, the float block sums); every layout computes either (the scalar
+    /// path reads them all), the fast kernels need the matching one.
     arith: XnnArith,
     n: usize,
     k: usize,
@@ -678,7 +699,8 @@ impl PackedQd8 {
     }
 
     /// The same weights computing with `arith` instead of [`crate::xnn_arith`]'s
-    /// choice at packing time (the layout does not depend on it).
+    /// choice at packing time (same bits as packing with it; the layout, chosen
+    /// at packing time, may then only have the scalar path for it).
     pub fn with_arith(mut self, arith: XnnArith) -> PackedQd8 {
         self.arith = arith;
         self
@@ -2054,6 +2076,7 @@ unsafe fn vnni_int4(
 /// each column's float sum with one FMA with its block scale, as
 /// [`super::tile_scalar`] does (same operations, same order, same bits).
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
 mod v16 {
     use super::{PackedQd8, Qd8Kind, Qd8Params, VN};
     use core::arch::x86_64::*;
