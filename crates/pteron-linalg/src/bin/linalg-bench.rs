@@ -816,7 +816,12 @@ fn main() {
         32000,
         288,
     );
-    bench_qd8_cold("qd8 qb4w 1x2048x8192 from DRAM (16 matrices)", 8192, 2048, 16);
+    bench_qd8_cold(
+        "qd8 qb4w 1x2048x8192 from DRAM (16 matrices)",
+        8192,
+        2048,
+        16,
+    );
     bench_qd8_pack("qd8 pack qb4w 2048x8192", 32, 8192, 2048);
     bench_qd8_pack("qd8 pack qb4w 288x32000", 32, 32000, 288);
     bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
