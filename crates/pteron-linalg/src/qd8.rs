@@ -39,8 +39,12 @@
 //! the 2048→8192→2048 stack of `bench/qlinear_compare.py` (batch 1 and 64:
 //! every output equal) with the AVX-512 VNNI arithmetic on an AVX-512 VNNI CPU.
 //!
-//! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns; int4
-//! values stay two per byte, so a decode step reads half a byte per weight.
+//! Weights are packed once ([`PackedQd8`]) in tiles of 8 output columns, or,
+//! for `qb4w` packed with the VNNI arithmetic on an AVX-512 VNNI CPU, in the
+//! `v16` layout (panels of 16 columns, below); int4 values stay two per byte
+//! either way, so a decode step reads half a byte per weight. The layout is
+//! chosen at packing time and only one is kept (no extra memory; columns are
+//! padded to 16 instead of 8).
 //!
 //! Kernels: up to 7 rows (decode), tiles of 2 rows × 8 columns unpack the nibbles
 //! in registers. From 8 rows on (batches, prompt prefill) with `qb4w` blocks of
@@ -52,16 +56,31 @@
 //! output's products, int32 block sums and float operations are the same in every
 //! path, so all row counts, tiers and thread counts give the same bits.
 //!
-//! With AVX-512 VNNI ([`crate::avx512_vnni`]) all `qb4w` calls use register
-//! tiles of up to 8 rows × 8 columns (`vnni`): `vpdpbusd` of the packed nibbles
-//! (4 columns per register) with the row's activations yields the same int32
-//! lane sums, and the float lanes of 4 columns fill one `zmm`. Rows go in passes
-//! of about 512 KiB; within a pass each tile's weights stay in cache while all
-//! the rows go by, so a decode step (up to 7 rows) streams the weights once.
-//! For 1..4 rows with blocks of 32 and the VNNI arithmetic the nibbles become
-//! signed bytes `16 · w` (one shift and one ternary-logic op per register, no
-//! bias to subtract; the sums are divided by 16 exactly) and the column sums of
-//! two blocks are reduced together, which cuts the vector ops per block.
+//! `qb4w` with the VNNI arithmetic on AVX-512 VNNI ([`crate::avx512_vnni`],
+//! the layout packed for it) runs the `v16` kernels: per 8 inputs a panel
+//! holds 64 bytes, 4 per column, byte `i` with inputs `i` and `4 + i` as 4-bit
+//! two's complement; the quantized rows are stored as unsigned `a + 128` in
+//! input order. One shift and two ands give `16 · w` as signed bytes, and one
+//! `vpdpbusd` with 4 broadcast activation bytes adds 4 inputs of one row to
+//! 16 columns, one int32 lane per column (no horizontal sums). Per block the
+//! lanes are shifted right by 4 (exact), converted and added to the column's
+//! float sum with one FMA with a register of 16 block scales. Register tiles
+//! are up to 6 rows × 2 panels (batches, prefill) or 1..2 rows × 4 panels
+//! (decode; one row keeps the products of the low and high nibbles in separate
+//! registers for more independent chains), rows split evenly; rows go in
+//! passes of about 512 KiB, and within a pass each group of panels stays in
+//! cache while the rows go by, so a decode step streams the weights once.
+//! Panels are split over the threads (rows too when there are few panels).
+//! Capped below AVX-512, or with the AVX2 arithmetic, the `v16` layout runs on
+//! the scalar path, which reads it; so does the 8-column layout with the VNNI
+//! arithmetic (weights packed under a cap, or the arithmetic forced).
+//!
+//! Otherwise, with AVX-512 VNNI, `qc4w` and `qb4w` with the AVX2 arithmetic use
+//! register tiles of up to 8 rows × 8 columns (`vnni`): `vpdpbusd` of the
+//! packed nibbles (4 columns per register) with the row's activations yields
+//! the same int32 lane sums, and the float lanes of 4 columns fill one `zmm`.
+//! Rows go in passes of about 512 KiB; within a pass each tile's weights stay
+//! in cache while all the rows go by.
 //! Row quantization has an AVX2 form with the same operations per value.
 
 use crate::pool::{num_threads, parallel_for};
@@ -236,12 +255,14 @@ const PERM: [usize; 16] = [0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15]
 /// Tiles of 8 columns. int8: per 16 inputs and column pair, 32 bytes
 /// (`[c0 k0..8][c1 k0..8][c0 k8..16][c1 k8..16]`). int4: per 32 inputs and column
 /// pair, 32 bytes (16 per column; byte `i` holds `w + 8` of input `PERM[i]` in its
-/// low nibble and of input `16 + PERM[i]` in its high nibble).
+/// low nibble and of input `16 + PERM[i]` in its high nibble). `qb4w` packed
+/// for the AVX-512 VNNI kernels: panels of 16 columns instead ([`pack_v16`]).
 #[derive(Clone, Debug)]
 pub struct PackedQd8 {
     kind: Qd8Kind,
     /// Whose arithmetic the results reproduce (row quantization rule and, for
-    /// `qb4w`, the float block sums); the packed layout is the same for both.
+    /// `qb4w`, the float block sums); every layout computes either (the scalar
+    /// path reads them all), the fast kernels need the matching one.
     arith: XnnArith,
     n: usize,
     k: usize,
@@ -253,8 +274,10 @@ pub struct PackedQd8 {
     ksum_f: Vec<f32>,
     /// `qc*`: per-column scale.
     scale: Vec<f32>,
-    /// `qb4w`: `[tile][block][8]` bf16 block scales.
+    /// `qb4w`: `[tile][block][8]` bf16 block scales (`[panel][block][16]` when `v16`).
     bscale: Vec<u16>,
+    /// `qb4w` in 16-column panels for the AVX-512 VNNI kernels ([`pack_v16`]).
+    v16: bool,
     bias: Vec<f32>,
 }
 
@@ -309,6 +332,102 @@ impl WeightSrc<'_> {
             }
         }
     }
+}
+
+/// Output columns per panel of the `v16` layout.
+const VN: usize = 16;
+/// Largest `qb4w` block packed for the `v16` kernels: their int32 block sums are
+/// 16 times the exact ones and must stay below 2^31 (`16 · block · 255 · 8`).
+const V16_MAX_BLOCK: usize = 1 << 15;
+
+/// Packs `qb4w` weights (`block` inputs per scale, `kp` a multiple of it) in
+/// the `v16` layout of the AVX-512 VNNI kernels ([`v16`]): panels of 16
+/// columns, `8 · kp` bytes each; per 8 inputs `8o..8o + 8`, 64 bytes, column
+/// `c` at bytes `4c..4c + 4`, byte `i` holding `w[8o + i]` in its low nibble and
+/// `w[8o + 4 + i]` in its high nibble, as 4-bit two's complement. Returns the
+/// weights, XNNPACK's float `ksum` per column (`16 · panels`, zero past `n`)
+/// and the bf16 block scales (`[panel][block][16]`).
+fn pack_v16(
+    n: usize,
+    k: usize,
+    kp: usize,
+    block: usize,
+    w: WeightSrc<'_>,
+    scales: &[f32],
+) -> (Vec<u8>, Vec<f32>, Vec<u16>) {
+    let nb = kp / block;
+    let np = n.div_ceil(VN);
+    let pb = kp * VN / 2;
+    let mut data = vec![0u8; np * pb];
+    let mut ksum = vec![0.0f32; np * VN];
+    let mut bscale = vec![0u16; np * nb * VN];
+    type Cell<'a> = std::sync::Mutex<(&'a mut [u8], &'a mut [f32], &'a mut [u16])>;
+    let cells: Vec<Cell<'_>> = data
+        .chunks_mut(pb)
+        .zip(ksum.chunks_mut(VN))
+        .zip(bscale.chunks_mut(nb * VN))
+        .map(|((d, ks), bs)| std::sync::Mutex::new((d, ks, bs)))
+        .collect();
+    // Parallel over panels: packing a large model's weights is a noticeable part
+    // of its load time.
+    parallel_for(np, |p| {
+        let mut guard = cells[p].lock().unwrap_or_else(|e| e.into_inner());
+        let (d, ks, bs) = &mut *guard;
+        let mut cw = vec![0i8; kp];
+        let mut sums = vec![0i32; k.div_ceil(16)];
+        for c in 0..VN.min(n - p * VN) {
+            let col = p * VN + c;
+            let sc = &scales[col * nb..(col + 1) * nb];
+            for (b, &s) in sc.iter().enumerate() {
+                bs[b * VN + c] = bf16_bits(s);
+            }
+            match w {
+                WeightSrc::Nibbles(src) if k.is_multiple_of(16) => {
+                    // Straight from the stored bytes: per 8 inputs, 4 bytes of
+                    // `w + 8` nibbles in input order become two's complement
+                    // (xor 8) and are shuffled to `w0 w4 w1 w5 w2 w6 w3 w7`.
+                    let row = &src[col * (k / 2)..(col + 1) * (k / 2)];
+                    for (o, q) in row.chunks_exact(4).enumerate() {
+                        let x = u32::from_le_bytes([q[0], q[1], q[2], q[3]]) ^ 0x8888_8888;
+                        let x =
+                            ((x & 0x0000_ff00) << 8) | ((x >> 8) & 0x0000_ff00) | (x & 0xff00_00ff);
+                        let x =
+                            ((x & 0x00f0_00f0) << 4) | ((x >> 4) & 0x00f0_00f0) | (x & 0xf00f_f00f);
+                        d[o * 64 + 4 * c..o * 64 + 4 * c + 4].copy_from_slice(&x.to_le_bytes());
+                    }
+                    // Σ w per 16 inputs: the nibbles' sum minus 8 · 16.
+                    for (s, q) in sums.iter_mut().zip(row.chunks_exact(8)) {
+                        let x =
+                            u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
+                        let m = 0x0f0f_0f0f_0f0f_0f0fu64;
+                        let bytes = (x & m) + ((x >> 4) & m);
+                        *s = (bytes.wrapping_mul(0x0101_0101_0101_0101) >> 56) as i32 - 128;
+                    }
+                }
+                _ => {
+                    w.read(k, col, 0, &mut cw[..k]);
+                    for (o, src) in cw.chunks_exact(8).enumerate() {
+                        let dst = &mut d[o * 64 + 4 * c..o * 64 + 4 * c + 4];
+                        for (i, b) in dst.iter_mut().enumerate() {
+                            *b = (src[i] as u8 & 0xf) | ((src[4 + i] as u8) << 4);
+                        }
+                    }
+                    for (s, ch) in sums.iter_mut().zip(cw[..k].chunks(16)) {
+                        *s = ch.iter().map(|&v| v as i32).sum();
+                    }
+                }
+            }
+            // XNNPACK's float ksum: 16-input chunks in order, each
+            // `-float(Σ w) · scale_block`.
+            let mut acc = 0.0f32;
+            for (i, &sum) in sums.iter().enumerate() {
+                acc -= (sum as f32) * bf16_to_f32(bf16_bits(sc[i * 16 / block]));
+            }
+            ks[c] = acc;
+        }
+    });
+    drop(cells);
+    (data, ksum, bscale)
 }
 
 fn bf16_bits(x: f32) -> u16 {
@@ -415,6 +534,31 @@ impl PackedQd8 {
             Qd8Kind::Qc4w => k.next_multiple_of(32),
             Qd8Kind::Qb4w { block } => nblocks * block,
         };
+        let arith = crate::isa::xnn_arith();
+        if let Qd8Kind::Qb4w { block } = kind {
+            if block <= V16_MAX_BLOCK && arith == XnnArith::Avx512Vnni && crate::isa::avx512_vnni()
+            {
+                let (data, ksum_f, bscale) = pack_v16(n, k, kp, block, w, scales);
+                let mut bias_v = vec![0.0f32; ksum_f.len()];
+                if let Some(b) = bias {
+                    bias_v[..n].copy_from_slice(b);
+                }
+                return Ok(PackedQd8 {
+                    kind,
+                    arith,
+                    v16: true,
+                    n,
+                    k,
+                    kp,
+                    data,
+                    ksum_i: Vec::new(),
+                    ksum_f,
+                    scale: Vec::new(),
+                    bscale,
+                    bias: bias_v,
+                });
+            }
+        }
         let ntiles = n.div_ceil(NR);
         let cols = ntiles * NR;
         // Signed weight of a (padded) column at a (padded) input.
@@ -540,7 +684,8 @@ impl PackedQd8 {
         }
         Ok(PackedQd8 {
             kind,
-            arith: crate::isa::xnn_arith(),
+            arith,
+            v16: false,
             n,
             k,
             kp,
@@ -554,7 +699,8 @@ impl PackedQd8 {
     }
 
     /// The same weights computing with `arith` instead of [`crate::xnn_arith`]'s
-    /// choice at packing time (the layout does not depend on it).
+    /// choice at packing time (same bits as packing with it; the layout, chosen
+    /// at packing time, may then only have the scalar path for it).
     pub fn with_arith(mut self, arith: XnnArith) -> PackedQd8 {
         self.arith = arith;
         self
@@ -595,8 +741,34 @@ impl PackedQd8 {
             + 2 * self.bscale.len()
     }
 
+    /// Signed weight of column `col` at input `kk < kp` in the `v16` layout.
+    fn v16_weight(&self, col: usize, kk: usize) -> i32 {
+        let b = self.data[(col / VN) * self.kp * VN / 2 + (kk / 8) * 64 + 4 * (col % VN) + kk % 4];
+        let nib = if kk % 8 < 4 { b << 4 } else { b & 0xf0 };
+        ((nib as i8) >> 4) as i32
+    }
+
+    /// Block scale `b` of column `col` (`qb4w`; `col` below the padded columns).
+    fn block_scale(&self, col: usize, b: usize) -> f32 {
+        let nb = self.row_blocks_qb();
+        let (per, idx) = if self.v16 {
+            (VN, col / VN)
+        } else {
+            (NR, col / NR)
+        };
+        bf16_to_f32(self.bscale[(idx * nb + b) * per + col % per])
+    }
+
+    /// Blocks per column of `qb4w` weights.
+    fn row_blocks_qb(&self) -> usize {
+        self.kp / self.block_len()
+    }
+
     /// Blocks whose zero-point corrections follow an int4 row (0 for int8).
     fn row_blocks(&self) -> usize {
+        if self.v16 {
+            return 0;
+        }
         match self.kind {
             Qd8Kind::Qc8w => 0,
             Qd8Kind::Qc4w => 1,
@@ -633,6 +805,13 @@ impl PackedQd8 {
         assert!(out.len() >= self.row_len(), "quantize_row: out too short");
         let out = &mut out[..kp + 32 * nb];
         let p = qd8_quantize_row_with(self.arith, x, &mut out[..kp]);
+        if self.v16 {
+            // The `v16` kernels read `a + 128` as unsigned bytes, in order.
+            for v in out.iter_mut() {
+                *v ^= i8::MIN;
+            }
+            return p;
+        }
         if nb == 0 {
             return p;
         }
@@ -735,6 +914,9 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
     }
     // Signed weight of tile column j at input kk.
     let wval = |j: usize, kk: usize| -> i32 {
+        if w.v16 {
+            return w.v16_weight(t.tile * NR + j, kk);
+        }
         let (p, half) = (j / 2, j % 2);
         if int4 {
             let (g, r) = (kk / 32, kk % 32);
@@ -750,7 +932,9 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
         let r = r0 + ri;
         let row = &t.a[r * t.lda..r * t.lda + w.kp];
         let a = |kk: usize| -> i32 {
-            if int4 {
+            if w.v16 {
+                row[kk] as u8 as i32 - 128
+            } else if int4 {
                 row[(kk / 16) * 16 + inv[kk % 16]] as i32
             } else {
                 row[kk] as i32
@@ -777,7 +961,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
                         for kk in b * block..(b + 1) * block {
                             x += (a(kk) + 128) * wval(j, kk);
                         }
-                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
+                        let s = w.block_scale(col, b);
                         acc = (x as f32).mul_add(s, acc);
                     }
                     acc * qp.inv_scale + w.bias[col]
@@ -792,7 +976,7 @@ fn tile_scalar(t: &TileArgs<'_>, r0: usize, rows: usize, out: &mut [[f32; NR]; 2
                         for kk in b * block..(b + 1) * block {
                             acc[(kk % 8) / 2] += a(kk) * wval(j, kk);
                         }
-                        let s = bf16_to_f32(w.bscale[(t.tile * nb + b) * NR + j]);
+                        let s = w.block_scale(col, b);
                         for (l, &ac) in lanes.iter_mut().zip(&acc) {
                             *l = (ac as f32).mul_add(s, *l);
                         }
@@ -1434,19 +1618,6 @@ mod vnni {
                 7 => tile_qc4w::<7>(t, r0, c, ldc, ncols),
                 _ => tile_qc4w::<8>(t, r0, c, ldc, ncols),
             }
-        } else if t.w.arith == super::XnnArith::Avx512Vnni {
-            // Decode-sized row tiles: fewer vector ops per block (measured faster
-            // at 1 row, slower at 8, where the register tile of `tile_u8` wins).
-            if t.w.kind == (Qd8Kind::Qb4w { block: 32 }) && mr <= 4 {
-                match mr {
-                    1 => tile_u8_b32::<1>(t, r0, c, ldc, ncols),
-                    2 => tile_u8_b32::<2>(t, r0, c, ldc, ncols),
-                    3 => tile_u8_b32::<3>(t, r0, c, ldc, ncols),
-                    _ => tile_u8_b32::<4>(t, r0, c, ldc, ncols),
-                }
-                return;
-            }
-            qb4w_rows!(tile_u8, t, r0, mr, c, ldc, ncols);
         } else {
             qb4w_rows!(tile, t, r0, mr, c, ldc, ncols);
         }
@@ -1584,258 +1755,6 @@ mod vnni {
                 col0: t.tile * NR,
                 a,
             }
-        }
-    }
-
-    /// `qb4w` with XNNPACK's AVX-512 VNNI arithmetic ([`super::XnnArith::Avx512Vnni`])
-    /// for `MR` rows, as [`super::tile_scalar`] computes it: per block, the exact
-    /// int32 sum of `(a + 128) · w` over the block (`vpdpbusd` of the unsigned
-    /// activations, sign bit flipped in registers, with the weights as signed
-    /// bytes `nibble - 8`), summed per column across its 4 lanes, to float, one
-    /// FMA with the block scale into a float sum that starts at
-    /// `ksum · (zp + 128)`; then `sum · inv_scale + bias` and the clamp. Lane
-    /// `4c` of the float register holds column `c`, lane `4c + 1` column `c + 4`.
-    ///
-    /// # Safety
-    /// As [`rows`].
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_u8<const MR: usize, const B32: bool>(
-        t: &TileArgs<'_>,
-        r0: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-    ) {
-        let w = t.w;
-        let QbTile {
-            nb,
-            gpb,
-            wt,
-            bs,
-            col0,
-            a,
-            ..
-        } = QbTile::<MR>::new(t, r0, B32);
-        // Column of lane d: d / 4 for even d, d / 4 + 4 for odd d.
-        let cidx = _mm512_setr_epi32(0, 4, 0, 4, 1, 5, 1, 5, 2, 6, 2, 6, 3, 7, 3, 7);
-        let sidx = _mm512_slli_epi32(cidx, 16);
-        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
-        let ks = _mm512_permutexvar_ps(
-            cidx,
-            _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0))),
-        );
-        let mut fo = [_mm512_setzero_ps(); MR];
-        for (r, f) in fo.iter_mut().enumerate() {
-            let zp = _mm512_set1_ps((t.params[r0 + r].zero_point + 128) as f32);
-            *f = _mm512_mul_ps(ks, zp);
-        }
-        let flip = _mm512_set1_epi8(-128);
-        let eight = _mm512_set1_epi8(8);
-        // Per block: the column sums of both halves' lanes into one register, to
-        // float, one FMA with the lanes' block scales.
-        let finish = |acc: &[__m512i; 2], sc: __m512, fo: &mut __m512| {
-            let p0 = _mm512_add_epi32(acc[0], _mm512_shuffle_epi32(acc[0], 0b10_11_00_01));
-            let p1 = _mm512_add_epi32(acc[1], _mm512_shuffle_epi32(acc[1], 0b10_11_00_01));
-            let m = _mm512_mask_blend_epi32(0xAAAA, p0, p1);
-            let s = _mm512_add_epi32(m, _mm512_shuffle_epi32(m, 0b01_00_11_10));
-            *fo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, *fo);
-        };
-        for b in 0..nb {
-            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
-            let sc = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx, sv));
-            let mut acc = [[_mm512_setzero_si512(); 2]; MR];
-            for g in b * gpb..(b + 1) * gpb {
-                let (lo, hi) = group_nibbles(wt, g);
-                let lo = [_mm512_sub_epi8(lo[0], eight), _mm512_sub_epi8(lo[1], eight)];
-                let hi = [_mm512_sub_epi8(hi[0], eight), _mm512_sub_epi8(hi[1], eight)];
-                for r in 0..MR {
-                    let ap = a[r].add(g * 32);
-                    let alo = _mm512_xor_si512(
-                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i)),
-                        flip,
-                    );
-                    let ahi = _mm512_xor_si512(
-                        _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i)),
-                        flip,
-                    );
-                    for h in 0..2 {
-                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], alo, lo[h]);
-                        acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], ahi, hi[h]);
-                    }
-                    if B32 {
-                        finish(&acc[r], sc, &mut fo[r]);
-                    }
-                }
-            }
-            if !B32 {
-                for r in 0..MR {
-                    finish(&acc[r], sc, &mut fo[r]);
-                }
-            }
-        }
-        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
-        let vlo = _mm256_set1_ps(t.lo);
-        let vhi = _mm256_set1_ps(t.hi);
-        // Columns 0..4 from lanes 0, 4, 8, 12; columns 4..8 from lanes 1, 5, 9, 13.
-        let gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-        let mask = ((1u16 << ncols) - 1) as u8;
-        for (r, f) in fo.iter().enumerate() {
-            let qp = t.params[r0 + r];
-            let s = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, *f));
-            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
-            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
-        }
-    }
-
-    /// The weights of group `g` of the packed int4 tile `wt` as signed bytes
-    /// `16 · w` (`w = nibble - 8`), low nibbles then high nibbles, columns 0..4
-    /// and 4..8: `((n << 4) & 0xf0) ^ 0x80` is `16 · (n - 8)` as an `i8`, one
-    /// shift and one ternary-logic op per register (the high nibbles need no
-    /// shift). The dot products come out 16 times the exact ones.
-    #[inline(always)]
-    unsafe fn group_w16(wt: *const u8, g: usize) -> [__m512i; 4] {
-        let hi4 = _mm512_set1_epi8(-16);
-        let sign = _mm512_set1_epi8(-128);
-        // (A & B) ^ C with A = 0xF0, B = 0xCC, C = 0xAA: 0x6A.
-        const AND_XOR: i32 = 0x6A;
-        let v0 = _mm512_loadu_si512(wt.add(g * 128) as *const _);
-        let v1 = _mm512_loadu_si512(wt.add(g * 128 + 64) as *const _);
-        [
-            _mm512_ternarylogic_epi32(_mm512_slli_epi16(v0, 4), hi4, sign, AND_XOR),
-            _mm512_ternarylogic_epi32(_mm512_slli_epi16(v1, 4), hi4, sign, AND_XOR),
-            _mm512_ternarylogic_epi32(v0, hi4, sign, AND_XOR),
-            _mm512_ternarylogic_epi32(v1, hi4, sign, AND_XOR),
-        ]
-    }
-
-    /// `16 ·` the int32 dot products of one row's 32 activations at `ap` (sign
-    /// bit flipped in registers: `a + 128` as unsigned bytes) with a group's
-    /// weights from [`group_w16`]: 4 lanes per column, columns 0..4 and 4..8.
-    #[inline(always)]
-    unsafe fn dot_u8(ap: *const i8, w: &[__m512i; 4]) -> [__m512i; 2] {
-        let flip = _mm512_set1_epi8(-128);
-        let alo = _mm512_xor_si512(
-            _mm512_broadcast_i32x4(_mm_loadu_si128(ap as *const __m128i)),
-            flip,
-        );
-        let ahi = _mm512_xor_si512(
-            _mm512_broadcast_i32x4(_mm_loadu_si128(ap.add(16) as *const __m128i)),
-            flip,
-        );
-        let z = _mm512_setzero_si512();
-        [
-            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, alo, w[0]), ahi, w[2]),
-            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, alo, w[1]), ahi, w[3]),
-        ]
-    }
-
-    /// The column sums of two blocks' lanes from [`dot_u8`] (`x` block b, `y`
-    /// block b + 1), divided by 16 (exact), as floats: lane `4c` column `c` and
-    /// lane `4c + 2` column `c + 4` of block b; lanes `4c + 1` and `4c + 3` the
-    /// same of block b + 1. Nine integer ops for both blocks.
-    #[inline(always)]
-    unsafe fn pair_sums(x: &[__m512i; 2], y: &[__m512i; 2]) -> __m512 {
-        const ADJ: _MM_PERM_ENUM = 0b10_11_00_01;
-        const HALF: _MM_PERM_ENUM = 0b01_00_11_10;
-        // Per column: lanes (0 + 1, 2 + 3) of x in even lanes, of y in odd lanes.
-        let p0 = _mm512_add_epi32(
-            _mm512_mask_shuffle_epi32(x[0], 0xAAAA, y[0], ADJ),
-            _mm512_mask_shuffle_epi32(y[0], 0x5555, x[0], ADJ),
-        );
-        let p1 = _mm512_add_epi32(
-            _mm512_mask_shuffle_epi32(x[1], 0xAAAA, y[1], ADJ),
-            _mm512_mask_shuffle_epi32(y[1], 0x5555, x[1], ADJ),
-        );
-        // Per 128-bit lane c: [x c, y c, x c + 4, y c + 4].
-        let s = _mm512_add_epi32(
-            _mm512_mask_shuffle_epi32(p0, 0xCCCC, p1, HALF),
-            _mm512_mask_shuffle_epi32(p1, 0x3333, p0, HALF),
-        );
-        _mm512_cvtepi32_ps(_mm512_srai_epi32(s, 4))
-    }
-
-    /// [`tile_u8`] for blocks of 32, two blocks at a time: the weights as `16 ·
-    /// w` ([`group_w16`]: no bias to subtract), the column sums of both blocks
-    /// reduced together ([`pair_sums`]), then per block one FMA with its
-    /// scales, in block order (the same operations per column as
-    /// [`super::tile_scalar`]). The float sums live in the even lanes: lane
-    /// `4c` column `c`, lane `4c + 2` column `c + 4`.
-    ///
-    /// # Safety
-    /// As [`rows`], with `t.w` of kind `Qb4w { block: 32 }`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_u8_b32<const MR: usize>(
-        t: &TileArgs<'_>,
-        r0: usize,
-        c: *mut f32,
-        ldc: usize,
-        ncols: usize,
-    ) {
-        let w = t.w;
-        let QbTile {
-            nb,
-            wt,
-            bs,
-            col0,
-            a,
-            ..
-        } = QbTile::<MR>::new(t, r0, true);
-        // Column of each even lane (odd lanes copy their neighbour).
-        let cidx = _mm512_setr_epi32(0, 0, 4, 4, 1, 1, 5, 5, 2, 2, 6, 6, 3, 3, 7, 7);
-        // bf16 scales of blocks b (words 0..8) and b + 1 (words 8..16) into the
-        // high words of the lanes.
-        let sidx_x = _mm512_slli_epi32(cidx, 16);
-        let sidx_y = _mm512_slli_epi32(_mm512_add_epi32(cidx, _mm512_set1_epi32(8)), 16);
-        const HI_WORDS: __mmask32 = 0xAAAA_AAAA;
-        const ADJ: _MM_PERM_ENUM = 0b10_11_00_01;
-        let ks = _mm512_permutexvar_ps(
-            cidx,
-            _mm512_castps256_ps512(_mm256_loadu_ps(w.ksum_f.as_ptr().add(col0))),
-        );
-        let mut fo = [_mm512_setzero_ps(); MR];
-        for (r, f) in fo.iter_mut().enumerate() {
-            let zp = _mm512_set1_ps((t.params[r0 + r].zero_point + 128) as f32);
-            *f = _mm512_mul_ps(ks, zp);
-        }
-        let mut b = 0;
-        while b + 2 <= nb {
-            let sv = _mm512_castsi256_si512(_mm256_loadu_si256(bs.add(b * NR) as *const __m256i));
-            let scx = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_x, sv));
-            let scy = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_y, sv));
-            let wx = group_w16(wt, b);
-            let wy = group_w16(wt, b + 1);
-            for r in 0..MR {
-                let ap = a[r].add(b * 32);
-                let s = pair_sums(&dot_u8(ap, &wx), &dot_u8(ap.add(32), &wy));
-                fo[r] = _mm512_fmadd_ps(s, scx, fo[r]);
-                fo[r] = _mm512_fmadd_ps(_mm512_shuffle_ps(s, s, ADJ), scy, fo[r]);
-            }
-            b += 2;
-        }
-        if b < nb {
-            let sv = _mm512_zextsi128_si512(_mm_loadu_si128(bs.add(b * NR) as *const __m128i));
-            let scx = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(HI_WORDS, sidx_x, sv));
-            let wx = group_w16(wt, b);
-            let zero = [_mm512_setzero_si512(); 2];
-            for r in 0..MR {
-                let s = pair_sums(&dot_u8(a[r].add(b * 32), &wx), &zero);
-                fo[r] = _mm512_fmadd_ps(s, scx, fo[r]);
-            }
-        }
-        let bias = _mm256_loadu_ps(w.bias.as_ptr().add(col0));
-        let vlo = _mm256_set1_ps(t.lo);
-        let vhi = _mm256_set1_ps(t.hi);
-        let gather = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-        let mask = ((1u16 << ncols) - 1) as u8;
-        for (r, f) in fo.iter().enumerate() {
-            let qp = t.params[r0 + r];
-            let s = _mm512_castps512_ps256(_mm512_permutexvar_ps(gather, *f));
-            let f = _mm256_add_ps(_mm256_mul_ps(s, _mm256_set1_ps(qp.inv_scale)), bias);
-            let f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-            _mm256_mask_storeu_ps(c.add((r0 + r) * ldc + col0), mask, f);
         }
     }
 
@@ -2146,6 +2065,199 @@ unsafe fn vnni_int4(
     }
 }
 
+/// AVX-512 VNNI kernels for `qb4w` weights in the `v16` layout ([`pack_v16`])
+/// with XNNPACK's VNNI arithmetic: 16 columns per register, one int32 lane per
+/// column, so each `vpdpbusd` adds 4 consecutive inputs of one row to 16
+/// columns with no horizontal sums. The weights become signed bytes `16 · w`
+/// (low nibbles: shift left 4 and mask `0xf0`; high nibbles: mask), the row's
+/// unsigned `a + 128` bytes are broadcast 4 at a time, so per block the lanes
+/// hold 16 times the exact int32 sums `Σ (a + 128) · w`; an arithmetic shift
+/// right by 4 (exact) makes them the sums themselves, converted and added to
+/// each column's float sum with one FMA with its block scale, as
+/// [`super::tile_scalar`] does (same operations, same order, same bits).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // register-tile loops index several arrays at once
+mod v16 {
+    use super::{PackedQd8, Qd8Kind, Qd8Params, VN};
+    use core::arch::x86_64::*;
+
+    /// Most rows of one register tile.
+    pub(super) const MR_MAX: usize = 6;
+
+    /// What every register tile of one call needs.
+    pub(super) struct Rows<'a> {
+        pub w: &'a PackedQd8,
+        /// Row 0 of the quantized rows (`row_len()` bytes each, stride `lda`).
+        pub a: *const i8,
+        pub lda: usize,
+        pub params: &'a [Qd8Params],
+        /// Row 0, column 0 of the output (stride `ldc`).
+        pub c: *mut f32,
+        pub ldc: usize,
+        pub lo: f32,
+        pub hi: f32,
+    }
+
+    /// Rows `r0..r0 + MR` times panels `p0..p0 + NP` (16 columns each). `S` is
+    /// 2 to put the products of the high nibbles in separate int32 registers
+    /// (more independent chains for a single row; integer sums, exact), else 1.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `g.w` is `v16` `Qb4w`; rows
+    /// `r0..r0 + MR` of `g.a` hold `kp` bytes each and `g.params` has them;
+    /// `p0 + NP <= n.div_ceil(16)`; `g.c` has room for those rows (stride
+    /// `ldc`) at columns `16 · p0..min(n, 16 · (p0 + NP))`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn strip<const MR: usize, const NP: usize, const S: usize>(
+        g: &Rows<'_>,
+        r0: usize,
+        p0: usize,
+    ) {
+        let w = g.w;
+        let Qd8Kind::Qb4w { block } = w.kind else {
+            unreachable!("v16 tile on {:?} weights", w.kind)
+        };
+        let kp = w.kp;
+        let (nb, opb, pb) = (kp / block, block / 8, kp * VN / 2);
+        let mut wp = [core::ptr::null::<u8>(); NP];
+        let mut bp = [core::ptr::null::<u16>(); NP];
+        for p in 0..NP {
+            wp[p] = w.data.as_ptr().add((p0 + p) * pb);
+            bp[p] = w.bscale.as_ptr().add((p0 + p) * nb * VN);
+        }
+        let mut a = [core::ptr::null::<u8>(); MR];
+        let mut fo = [[_mm512_setzero_ps(); NP]; MR];
+        for r in 0..MR {
+            a[r] = g.a.add((r0 + r) * g.lda) as *const u8;
+            let zp = _mm512_set1_ps((g.params[r0 + r].zero_point + 128) as f32);
+            for p in 0..NP {
+                let ks = _mm512_loadu_ps(w.ksum_f.as_ptr().add((p0 + p) * VN));
+                fo[r][p] = _mm512_mul_ps(ks, zp);
+            }
+        }
+        let hi4 = _mm512_set1_epi8(-16);
+        for b in 0..nb {
+            let mut acc = [[[_mm512_setzero_si512(); NP]; MR]; S];
+            for o in b * opb..(b + 1) * opb {
+                let mut wl = [_mm512_setzero_si512(); NP];
+                let mut wh = [_mm512_setzero_si512(); NP];
+                for p in 0..NP {
+                    let v = _mm512_loadu_si512(wp[p].add(o * 64) as *const _);
+                    wl[p] = _mm512_and_si512(_mm512_slli_epi16(v, 4), hi4);
+                    wh[p] = _mm512_and_si512(v, hi4);
+                }
+                for r in 0..MR {
+                    let al = _mm512_set1_epi32((a[r].add(o * 8) as *const i32).read_unaligned());
+                    let ah =
+                        _mm512_set1_epi32((a[r].add(o * 8 + 4) as *const i32).read_unaligned());
+                    for p in 0..NP {
+                        acc[0][r][p] = _mm512_dpbusd_epi32(acc[0][r][p], al, wl[p]);
+                        acc[S - 1][r][p] = _mm512_dpbusd_epi32(acc[S - 1][r][p], ah, wh[p]);
+                    }
+                }
+            }
+            for p in 0..NP {
+                let sv = _mm256_loadu_si256(bp[p].add(b * VN) as *const __m256i);
+                let sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(sv), 16));
+                for r in 0..MR {
+                    let mut x = acc[0][r][p];
+                    if S == 2 {
+                        x = _mm512_add_epi32(x, acc[1][r][p]);
+                    }
+                    let x = _mm512_cvtepi32_ps(_mm512_srai_epi32(x, 4));
+                    fo[r][p] = _mm512_fmadd_ps(x, sc, fo[r][p]);
+                }
+            }
+        }
+        let (vlo, vhi) = (_mm512_set1_ps(g.lo), _mm512_set1_ps(g.hi));
+        for p in 0..NP {
+            let col0 = (p0 + p) * VN;
+            let mask = (((1u32 << (w.n - col0).min(VN)) - 1) & 0xffff) as __mmask16;
+            let bias = _mm512_loadu_ps(w.bias.as_ptr().add(col0));
+            for r in 0..MR {
+                let inv = _mm512_set1_ps(g.params[r0 + r].inv_scale);
+                let f = _mm512_add_ps(_mm512_mul_ps(fo[r][p], inv), bias);
+                let f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+                _mm512_mask_storeu_ps(g.c.add((r0 + r) * g.ldc + col0), mask, f);
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + mr` (`1 <= mr <= MR_MAX`) times panels `p0..p0 + NP`.
+    ///
+    /// # Safety
+    /// As [`strip`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn rows_np<const NP: usize>(g: &Rows<'_>, r0: usize, mr: usize, p0: usize) {
+        match mr {
+            1 => strip::<1, NP, 2>(g, r0, p0),
+            2 => strip::<2, NP, 1>(g, r0, p0),
+            3 => strip::<3, NP, 1>(g, r0, p0),
+            4 => strip::<4, NP, 1>(g, r0, p0),
+            5 => strip::<5, NP, 1>(g, r0, p0),
+            _ => strip::<6, NP, 1>(g, r0, p0),
+        }
+    }
+
+    /// Panels per register tile for tiles of `mr` rows (the widest that keeps
+    /// the accumulators, weights and broadcasts in the 32 registers).
+    pub(super) fn panels_for(mr: usize) -> usize {
+        if mr <= 2 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Rows `rows` times panels `panels`: rows in passes of about
+    /// `super::VNNI_ROW_BYTES` (split evenly); per pass and group of panels
+    /// (whose weights stay in L1/L2 while the rows go by), the rows in register
+    /// tiles of up to [`MR_MAX`], split evenly.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI must be available; `g.w` is `v16` `Qb4w`; the rows
+    /// hold `kp` bytes each in `g.a` and have params; `panels` are below
+    /// `n.div_ceil(16)`; `g.c` has room for the rows at stride `ldc` and `n`
+    /// columns; no other thread writes these rows and columns.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn run(
+        g: &Rows<'_>,
+        rows: core::ops::Range<usize>,
+        panels: core::ops::Range<usize>,
+    ) {
+        let m = rows.len();
+        if m == 0 {
+            return;
+        }
+        let passes = (m * g.lda).div_ceil(super::VNNI_ROW_BYTES).clamp(1, m);
+        let per_pass = m.div_ceil(passes);
+        let mut rc = rows.start;
+        while rc < rows.end {
+            let rend = (rc + per_pass).min(rows.end);
+            let chunks = (rend - rc).div_ceil(MR_MAX);
+            let np = panels_for((rend - rc).div_ceil(chunks));
+            let mut p = panels.start;
+            while p < panels.end {
+                let step = if panels.end - p >= np { np } else { 1 };
+                let mut r = rc;
+                for i in 0..chunks {
+                    // Even split: chunk sizes differ by at most one row.
+                    let mr = (rend - r).div_ceil(chunks - i);
+                    match step {
+                        4 => rows_np::<4>(g, r, mr, p),
+                        2 => rows_np::<2>(g, r, mr, p),
+                        _ => rows_np::<1>(g, r, mr, p),
+                    }
+                    r += mr;
+                }
+                p += step;
+            }
+            rc = rend;
+        }
+    }
+}
+
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
 /// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
 /// their `params`. `c` has row stride `ldc`.
@@ -2179,9 +2291,55 @@ pub fn qd8_gemm(
         ldc >= n && c.len() >= (m - 1) * ldc + n,
         "qd8_gemm: c too short"
     );
-    let ntiles = n.div_ceil(NR);
     let nt = num_threads();
     let work = m * n * kp;
+    #[cfg(target_arch = "x86_64")]
+    if w.v16 && w.arith == XnnArith::Avx512Vnni && crate::isa::avx512_vnni() {
+        let npan = n.div_ceil(VN);
+        let unit = v16::panels_for(m.min(v16::MR_MAX));
+        let nstrips = npan.div_ceil(unit);
+        // As below: one thread under ~1M multiply-adds; otherwise panel groups
+        // over the threads, and rows too when there are few groups.
+        let (pchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
+            (1, 1)
+        } else {
+            let pc = nstrips.min(nt * 4);
+            let rb = if pc >= nt * 2 {
+                1
+            } else {
+                m.div_ceil(2).min((nt * 4).div_ceil(pc))
+            };
+            (pc, rb)
+        };
+        let per_chunk = nstrips.div_ceil(pchunks) * unit;
+        let pchunks = npan.div_ceil(per_chunk);
+        let rows_per = m.div_ceil(rblocks);
+        let rblocks = m.div_ceil(rows_per);
+        let g = v16::Rows {
+            w,
+            a: a.as_ptr(),
+            lda,
+            params,
+            c: c.as_mut_ptr(),
+            ldc,
+            lo,
+            hi,
+        };
+        let g = SyncPtr(&g as *const v16::Rows<'_> as *mut v16::Rows<'_>);
+        parallel_for(pchunks * rblocks, |task| {
+            let (pc, rb) = (task % pchunks, task / pchunks);
+            let rows = rb * rows_per..((rb + 1) * rows_per).min(m);
+            let panels = pc * per_chunk..((pc + 1) * per_chunk).min(npan);
+            // SAFETY: AVX-512 F/BW/VL/VNNI checked by avx512_vnni(); `v16` is
+            // only packed for `Qb4w`; the rows exist in `a` (kp bytes each),
+            // `params` and `c`, and `c` has `n` columns (asserted above); the
+            // panels are below `n.div_ceil(16)`; tasks write disjoint rows x
+            // panels; `g` outlives the parallel_for and is only read.
+            unsafe { v16::run(&*g.get(), rows, panels) };
+        });
+        return;
+    }
+    let ntiles = n.div_ceil(NR);
     // Below ~1M multiply-adds (tens of microseconds) one thread is faster than a
     // dispatch, especially when another process holds a core.
     let (tchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
@@ -2205,8 +2363,12 @@ pub fn qd8_gemm(
         && crate::isa::avx512_vnni();
     // XNNPACK's VNNI arithmetic for `qb4w` has no AVX2 kernel: without VNNI
     // (a forced `PTERON_XNN_ARITH` or a cap) it runs on the scalar path.
+    // Its VNNI kernels (above) read the `v16` layout only; with the 8-column
+    // tiles (weights packed under a cap, then run uncapped) it also runs on the
+    // scalar path, as does the `v16` layout capped or with the AVX2 arithmetic.
     let u8_arith = w.arith == XnnArith::Avx512Vnni && matches!(w.kind, Qd8Kind::Qb4w { .. });
-    let kern = if u8_arith && !vnni { Isa::Scalar } else { kern };
+    let vnni = vnni && !u8_arith && !w.v16;
+    let kern = if u8_arith || w.v16 { Isa::Scalar } else { kern };
     let panel = cfg!(target_arch = "x86_64")
         && !vnni
         && kern == Isa::Avx2Fma

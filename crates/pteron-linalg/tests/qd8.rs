@@ -554,7 +554,13 @@ fn packing_from_nibbles_matches_values() {
     // and a short buffer is an error.
     let mut seed = 500;
     for kind in [Qd8Kind::Qc4w, Qd8Kind::Qb4w { block: 32 }] {
-        for &(m, n, k) in &[(1, 9, 64), (3, 8, 96), (9, 11, 33), (2, 5, 31)] {
+        for &(m, n, k) in &[
+            (1, 9, 64),
+            (3, 8, 96),
+            (9, 11, 33),
+            (2, 5, 31),
+            (2, 37, 288),
+        ] {
             if matches!(kind, Qd8Kind::Qb4w { .. }) && k % 32 != 0 {
                 continue;
             }
@@ -581,6 +587,86 @@ fn packing_from_nibbles_matches_values() {
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&ca), bits(&cb), "{kind:?} {m}x{n}x{k}");
             assert!(PackedQd8::from_nibbles(kind, n, k, &nib[1..], &p.scales, None).is_err());
+        }
+    }
+}
+
+#[test]
+fn vnni_panel_edge_shapes() {
+    // The 16-column panel kernels of `qb4w` with the VNNI arithmetic (packed
+    // uncapped on an AVX-512 VNNI CPU; the capped tiers pack the 8-column
+    // tiles): every register-tile height (1..=9 rows, 64 and 65 split into
+    // tiles of up to 6), column counts around the 16-column panels and their
+    // groups of 2 and 4, K over one and several blocks and not a multiple of
+    // the block (zero padded).
+    let mut seed = 900;
+    for (block, ks) in [(32, &[32usize, 40, 288][..]), (64, &[64, 100, 320][..])] {
+        for m in (1..=9).chain([64, 65]) {
+            for n in [1, 15, 16, 17, 33, 50, 70] {
+                let k = ks[(m + n) % ks.len()];
+                seed += 1;
+                let p = make(
+                    Qd8Kind::Qb4w { block },
+                    m,
+                    n,
+                    k,
+                    seed,
+                    seed % 2 == 0,
+                    seed % 3 != 0,
+                );
+                check(
+                    &p,
+                    (seed % 3) as usize * 16,
+                    (seed % 2) as usize,
+                    &format!("b{block} {m}x{n}x{k}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_under_one_tier_runs_under_another() {
+    // Weights packed uncapped (the 16-column panels on an AVX-512 VNNI CPU) or
+    // capped to AVX2 (8-column tiles) compute the same bits when run under any
+    // tier afterwards (the scalar path reads either layout), with either
+    // arithmetic.
+    let mut seed = 1200;
+    for &(m, n, k, block) in &[
+        (1, 17, 64, 32),
+        (5, 40, 96, 32),
+        (9, 33, 128, 64),
+        (64, 20, 64, 32),
+    ] {
+        seed += 1;
+        let p = make(Qd8Kind::Qb4w { block }, m, n, k, seed, true, true);
+        for pack_cap in [None, Some(pteron_linalg::Isa::Avx2Fma)] {
+            for arith in [XnnArith::Avx2, XnnArith::Avx512Vnni] {
+                let want = oracle(&p, arith);
+                let packed = {
+                    let _g = common::lock();
+                    pteron_linalg::set_isa_cap(pack_cap);
+                    pteron_linalg::set_xnn_arith(Some(arith));
+                    let w = PackedQd8::new(p.kind, n, k, &p.w, &p.scales, p.bias.as_deref());
+                    pteron_linalg::set_xnn_arith(None);
+                    pteron_linalg::set_isa_cap(None);
+                    w.unwrap()
+                };
+                let rl = packed.row_len();
+                let mut a = vec![0i8; m * rl];
+                let mut params = vec![Qd8Params::default(); m];
+                with_tiers(|tier| {
+                    packed.quantize_rows(m, &p.x, &mut a, rl, &mut params);
+                    let mut c = vec![f32::NAN; m * n];
+                    qd8_gemm(m, &a, rl, &params, &packed, &mut c, n, p.lo, p.hi);
+                    for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                        assert!(
+                            g.to_bits() == w.to_bits(),
+                            "{m}x{n}x{k} b{block} packed {pack_cap:?} {arith:?} {tier}: [{i}] got {g}, want {w}",
+                        );
+                    }
+                });
+            }
         }
     }
 }

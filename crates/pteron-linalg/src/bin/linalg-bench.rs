@@ -382,6 +382,59 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
     );
 }
 
+/// qd8 decode (`m = 1`) through `copies` different weight matrices in turn, so
+/// that they come from DRAM rather than cache (an LLM decode step).
+fn bench_qd8_cold(name: &str, n: usize, k: usize, copies: usize) {
+    if !selected(name) {
+        return;
+    }
+    let kind = Qd8Kind::Qb4w { block: 32 };
+    let x = fill(k, 11);
+    let w: Vec<i8> = fill(n * k, 12).iter().map(|v| (v * 7.0) as i8).collect();
+    let scales = vec![0.01f32; n * (k / 32)];
+    let packed: Vec<PackedQd8> = (0..copies)
+        .map(|_| PackedQd8::new(kind, n, k, &w, &scales, None).expect("pack"))
+        .collect();
+    let kp = packed[0].row_len();
+    let mut qa = vec![0i8; kp];
+    let mut qp = vec![Qd8Params::default(); 1];
+    let mut out = vec![0.0f32; n];
+    let s = time(|| {
+        for p in &packed {
+            p.quantize_rows(1, &x, &mut qa, kp, &mut qp);
+            let (lo, hi) = (f32::NEG_INFINITY, f32::INFINITY);
+            qd8_gemm(1, &qa, kp, &qp, p, &mut out, n, lo, hi);
+        }
+        black_box(&out);
+    }) / copies as f64;
+    println!(
+        "{name:<44} {:>9.1} us per matrix {:>6.1} GB/s of weights",
+        s * 1e6,
+        packed[0].bytes() as f64 / s / 1e9
+    );
+}
+
+/// Packing `qb4w` weights from the stored nibbles (part of a model's load time).
+fn bench_qd8_pack(name: &str, block: usize, n: usize, k: usize) {
+    if !selected(name) {
+        return;
+    }
+    let nib: Vec<u8> = fill(n * k / 2, 13)
+        .iter()
+        .map(|v| (v * 127.0 + 128.0) as u8)
+        .collect();
+    let scales = vec![0.01f32; n * (k / block)];
+    let kind = Qd8Kind::Qb4w { block };
+    let s = time(|| {
+        black_box(PackedQd8::from_nibbles(kind, n, k, &nib, &scales, None).expect("pack"));
+    });
+    println!(
+        "{name:<44} {:>9.1} us {:>6.1} GB/s of weights",
+        s * 1e6,
+        (n * k / 2) as f64 / s / 1e9
+    );
+}
+
 /// f32 packed GEMM and int8 qgemm on the same `m × n × k` (NHWC 1x1-conv shape).
 fn bench_qgemm(name: &str, m: usize, n: usize, k: usize) {
     let fname = format!("sgemm_packed {name}");
@@ -763,6 +816,14 @@ fn main() {
         32000,
         288,
     );
+    bench_qd8_cold(
+        "qd8 qb4w 1x2048x8192 from DRAM (16 matrices)",
+        8192,
+        2048,
+        16,
+    );
+    bench_qd8_pack("qd8 pack qb4w 2048x8192", 32, 8192, 2048);
+    bench_qd8_pack("qd8 pack qb4w 288x32000", 32, 32000, 288);
     bench_qd8("qd8 qc8w 1x2048x8192", Qd8Kind::Qc8w, 1, 8192, 2048);
     bench_qd8("qd8 qc4w 64x2048x8192", Qd8Kind::Qc4w, 64, 8192, 2048);
     println!("-- Networks (conv + FC layers only; no adds/pools)");
