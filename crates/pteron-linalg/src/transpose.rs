@@ -98,6 +98,35 @@ unsafe fn sub(
         unsafe { scalar(m, rows, cols, (r0, r1), (c, c1), o) };
         return;
     }
+    // Tiles of TILE × TILE floats (2×2 blocks): small enough that the tile's output
+    // rows stay in L1 even when the row pitch is a multiple of 1 KiB (a 12544×96
+    // matrix: 64×64 tiles ran 1.5x slower, set conflicts).
+    for tr in (r0..r1).step_by(TILE) {
+        for tc in (c0..c1).step_by(TILE) {
+            let (tr1, tc1) = ((tr + TILE).min(r1), (tc + TILE).min(c1));
+            // SAFETY: a sub-rectangle of this function's rectangle.
+            unsafe { tile(m, rows, cols, (tr, tr1), (tc, tc1), o, simd) };
+        }
+    }
+}
+
+/// Edge of a tile of [`sub`].
+const TILE: usize = 16;
+
+/// One tile of [`sub`]: 8×8 blocks (SIMD when `simd`), ragged edges element by element.
+///
+/// # Safety
+/// As for [`sub`].
+unsafe fn tile(
+    m: &[f32],
+    rows: usize,
+    cols: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+    o: *mut f32,
+    simd: bool,
+) {
+    let _ = simd;
     let mut r = r0;
     while r + T <= r1 {
         let mut c = c0;
