@@ -654,6 +654,7 @@ fn main() {
     for (name, rows, cols) in [
         ("transpose_f32 3x50176 (NCHW->NHWC 3x224x224)", 3, 224 * 224),
         ("transpose_f32 12544x96 (NHWC->NCHW 112x112x96)", 12544, 96),
+        ("transpose_f32 96x12544 (NCHW->NHWC 96x112x112)", 96, 12544),
         ("transpose_f32 49x1280 (NHWC->NCHW 7x7x1280)", 49, 1280),
     ] {
         if selected(name) {
