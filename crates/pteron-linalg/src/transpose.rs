@@ -58,121 +58,123 @@ pub fn transpose_f32(x: &[f32], batch: usize, rows: usize, cols: usize, out: &mu
             } else {
                 ((0, rows), (q0 * T, (q1 * T).min(cols)))
             };
-            let m = &x[b * rows * cols..(b + 1) * rows * cols];
+            let mat = Mat {
+                m: &x[b * rows * cols..(b + 1) * rows * cols],
+                rows,
+                cols,
+                // In bounds: b < batch, and `out` holds batch·rows·cols floats.
+                o: op.get().wrapping_add(b * rows * cols),
+                simd,
+            };
             // SAFETY: the output matrix b (rows·cols floats from b·rows·cols, inside
             // `out`, length asserted) is written only at the columns (rows of the
             // input) r and rows (columns of the input) c of this task's strips,
             // which no other task writes. `simd` implies AVX2 was detected.
-            unsafe { sub(m, rows, cols, r, c, op.get().add(b * rows * cols), simd) };
+            unsafe { mat.sub(r, c) };
         }
     });
 }
 
-/// Transposes the sub-rectangle rows `r0..r1` × columns `c0..c1` of the
-/// `rows × cols` matrix `m` into `o` (`cols × rows`).
-///
-/// # Safety
-/// `o` is valid for writes of `rows * cols` floats and no other thread accesses the
-/// destination of this rectangle; `simd` only when AVX2 is available.
-unsafe fn sub(
-    m: &[f32],
+/// One matrix of a [`transpose_f32`] call: `m` (`rows × cols`) into `o`
+/// (`cols × rows`), with the AVX2 kernels when `simd`.
+struct Mat<'a> {
+    m: &'a [f32],
     rows: usize,
     cols: usize,
-    (r0, r1): (usize, usize),
-    (c0, c1): (usize, usize),
     o: *mut f32,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     simd: bool,
-) {
-    let _ = simd;
-    #[cfg(target_arch = "x86_64")]
-    if simd && rows == 3 {
-        let mut c = c0;
-        while c + T <= c1 {
-            // SAFETY: AVX2 (simd); columns c..c+8 of the 3 rows are inside `m`
-            // (c + 8 <= c1 <= cols); the destination o[c*3..c*3+24] lies inside the
-            // output and belongs to this rectangle.
-            unsafe { x86::f32_interleave3_8__avx2(m.as_ptr().add(c), cols, o.add(c * 3)) };
-            c += T;
-        }
-        // SAFETY: per this function's contract.
-        unsafe { scalar(m, rows, cols, (r0, r1), (c, c1), o) };
-        return;
-    }
-    // Tiles of TILE × TILE floats (2×2 blocks): small enough that the tile's output
-    // rows stay in L1 even when the row pitch is a multiple of 1 KiB (a 12544×96
-    // matrix: 64×64 tiles ran 1.5x slower, set conflicts).
-    for tr in (r0..r1).step_by(TILE) {
-        for tc in (c0..c1).step_by(TILE) {
-            let (tr1, tc1) = ((tr + TILE).min(r1), (tc + TILE).min(c1));
-            // SAFETY: a sub-rectangle of this function's rectangle.
-            unsafe { tile(m, rows, cols, (tr, tr1), (tc, tc1), o, simd) };
-        }
-    }
 }
 
-/// Edge of a tile of [`sub`].
+/// Edge of a tile of [`Mat::sub`].
 const TILE: usize = 16;
 
-/// One tile of [`sub`]: 8×8 blocks (SIMD when `simd`), ragged edges element by element.
-///
-/// # Safety
-/// As for [`sub`].
-unsafe fn tile(
-    m: &[f32],
-    rows: usize,
-    cols: usize,
-    (r0, r1): (usize, usize),
-    (c0, c1): (usize, usize),
-    o: *mut f32,
-    simd: bool,
-) {
-    let _ = simd;
-    let mut r = r0;
-    while r + T <= r1 {
-        let mut c = c0;
+impl Mat<'_> {
+    /// Transposes the sub-rectangle rows `r0..r1` × columns `c0..c1`.
+    ///
+    /// # Safety
+    /// `o` is valid for writes of `rows * cols` floats and no other thread accesses
+    /// the destination of this rectangle; `simd` only when AVX2 is available.
+    unsafe fn sub(&self, (r0, r1): (usize, usize), (c0, c1): (usize, usize)) {
         #[cfg(target_arch = "x86_64")]
-        if simd {
+        if self.simd && self.rows == 3 {
+            let mut c = c0;
             while c + T <= c1 {
-                // SAFETY: AVX2 (simd); rows r..r+8, columns c..c+8 are inside `m`;
-                // the destination rows c..c+8 (stride `rows`), columns r..r+8 lie
-                // inside the output and belong to this rectangle.
+                // SAFETY: AVX2 (simd); columns c..c+8 of the 3 rows are inside `m`
+                // (c + 8 <= c1 <= cols); the destination o[c*3..c*3+24] lies inside
+                // the output and belongs to this rectangle.
                 unsafe {
-                    x86::f32_transpose_8x8__avx2(
-                        m.as_ptr().add(r * cols + c),
-                        cols,
-                        o.add(c * rows + r),
-                        rows,
+                    x86::f32_interleave3_8__avx2(
+                        self.m.as_ptr().add(c),
+                        self.cols,
+                        self.o.add(c * 3),
                     )
                 };
                 c += T;
             }
+            // SAFETY: per this function's contract.
+            unsafe { self.scalar((r0, r1), (c, c1)) };
+            return;
+        }
+        // Tiles of TILE × TILE floats (2×2 blocks): small enough that the tile's
+        // output rows stay in L1 even when the row pitch is a multiple of 1 KiB (a
+        // 12544×96 matrix: 64×64 tiles ran 1.5x slower, set conflicts).
+        for tr in (r0..r1).step_by(TILE) {
+            for tc in (c0..c1).step_by(TILE) {
+                let (tr1, tc1) = ((tr + TILE).min(r1), (tc + TILE).min(c1));
+                // SAFETY: a sub-rectangle of this function's rectangle.
+                unsafe { self.tile((tr, tr1), (tc, tc1)) };
+            }
+        }
+    }
+
+    /// One tile of [`Mat::sub`]: 8×8 blocks (SIMD when `simd`), ragged edges element
+    /// by element.
+    ///
+    /// # Safety
+    /// As for [`Mat::sub`].
+    unsafe fn tile(&self, (r0, r1): (usize, usize), (c0, c1): (usize, usize)) {
+        let (rows, cols) = (self.rows, self.cols);
+        let mut r = r0;
+        while r + T <= r1 {
+            let mut c = c0;
+            #[cfg(target_arch = "x86_64")]
+            if self.simd {
+                while c + T <= c1 {
+                    // SAFETY: AVX2 (simd); rows r..r+8, columns c..c+8 are inside `m`;
+                    // the destination rows c..c+8 (stride `rows`), columns r..r+8 lie
+                    // inside the output and belong to this rectangle.
+                    unsafe {
+                        x86::f32_transpose_8x8__avx2(
+                            self.m.as_ptr().add(r * cols + c),
+                            cols,
+                            self.o.add(c * rows + r),
+                            rows,
+                        )
+                    };
+                    c += T;
+                }
+            }
+            // SAFETY: per this function's contract.
+            unsafe { self.scalar((r, r + T), (c, c1)) };
+            r += T;
         }
         // SAFETY: per this function's contract.
-        unsafe { scalar(m, rows, cols, (r, r + T), (c, c1), o) };
-        r += T;
+        unsafe { self.scalar((r, r1), (c0, c1)) };
     }
-    // SAFETY: per this function's contract.
-    unsafe { scalar(m, rows, cols, (r, r1), (c0, c1), o) };
-}
 
-/// Element-by-element transpose of a rectangle in 8×8 blocks.
-///
-/// # Safety
-/// As for [`sub`].
-unsafe fn scalar(
-    m: &[f32],
-    rows: usize,
-    cols: usize,
-    (r0, r1): (usize, usize),
-    (c0, c1): (usize, usize),
-    o: *mut f32,
-) {
-    for rb in (r0..r1).step_by(T) {
-        for cb in (c0..c1).step_by(T) {
-            for c in cb..(cb + T).min(c1) {
-                for r in rb..(rb + T).min(r1) {
-                    // SAFETY: c < cols, r < rows: inside the output (contract).
-                    unsafe { *o.add(c * rows + r) = m[r * cols + c] };
+    /// Element-by-element transpose of a rectangle in 8×8 blocks.
+    ///
+    /// # Safety
+    /// As for [`Mat::sub`].
+    unsafe fn scalar(&self, (r0, r1): (usize, usize), (c0, c1): (usize, usize)) {
+        for rb in (r0..r1).step_by(T) {
+            for cb in (c0..c1).step_by(T) {
+                for c in cb..(cb + T).min(c1) {
+                    for r in rb..(rb + T).min(r1) {
+                        // SAFETY: c < cols, r < rows: inside the output (contract).
+                        unsafe { *self.o.add(c * self.rows + r) = self.m[r * self.cols + c] };
+                    }
                 }
             }
         }
