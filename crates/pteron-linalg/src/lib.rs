@@ -59,6 +59,7 @@ mod qconv;
 mod qd8;
 mod qgemm;
 pub mod reference;
+mod transpose;
 mod util;
 pub mod vmath;
 
@@ -77,6 +78,7 @@ pub use qconv::{
 };
 pub use qd8::{qd8_gemm, qd8_quantize_row, qd8_quantize_row_with, PackedQd8, Qd8Kind, Qd8Params};
 pub use qgemm::{qadd, qgemm, quantize_q8, requantize, PackedQs8, QAddParams, QOut, QMR, QNR};
+pub use transpose::transpose_f32;
 
 /// Activation fused into the output of GEMM/conv kernels.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -289,6 +289,29 @@ impl ConvNhwc {
             // (`full`), so the pointer stays inside `input`.
             let base = input.as_ptr();
             let row_step = dh * w * c;
+            let (n0, oy0, ox0) = pix[0];
+            let last = pix[mr - 1];
+            let y0 = oy0 * sh;
+            if (last.0, last.1) == (n0, oy0)
+                && y0 >= p.pad_top
+                && y0 + (p.kh - 1) * dh < p.pad_top + h
+            {
+                // The common case: the tile's pixels lie in one output row and every
+                // kernel row inside the input, so pointer (ky, r) is affine in both
+                // (pixel r < rows is ox0 + r; the slots past the tile repeat the last
+                // pixel). In bounds as argued below.
+                let off0 = ((n0 * h + y0 - p.pad_top) * w + ox0 * sw - p.pad_left) * c;
+                let px_step = sw * c;
+                for (ky, slots) in t.ptrs.chunks_exact_mut(PS).take(p.kh).enumerate() {
+                    let row = off0 + ky * row_step;
+                    for (r, slot) in slots[..mr].iter_mut().enumerate() {
+                        let off = row + r.min(rows - 1) * px_step;
+                        debug_assert!(off + seg <= input.len());
+                        *slot = base.wrapping_add(off);
+                    }
+                }
+                return;
+            }
             for (r, &(n, oy, ox)) in pix.iter().enumerate() {
                 let ix0 = ox * sw - p.pad_left;
                 let mut y = oy * sh;

@@ -157,6 +157,19 @@ fn nhwc_edge_shapes() {
             (1, 23, 24),
             (0.0, 6.0),
         ),
+        // Output rows of 15 and 29 pixels: 7-pixel tiles inside one row (pointers
+        // affine in tap row and pixel), tiles across rows and images, a tile ending
+        // early (the last one), and the padded top and bottom rows.
+        (
+            params(3, 32, (3, 3), (2, 2), (1, 1), (1, 1)),
+            (2, 30, 30),
+            (0.0, 6.0),
+        ),
+        (
+            params(4, 24, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 5, 29),
+            (-inf, inf),
+        ),
         // Dilation, non-square kernels and strides, padding only on one side.
         (
             params(6, 10, (3, 3), (1, 1), (2, 2), (2, 2)),

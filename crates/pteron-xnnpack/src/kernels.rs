@@ -232,8 +232,49 @@ fn strides(d: &Dims) -> [usize; 8] {
     s
 }
 
+/// `(batch, rows, cols)` when a transpose is a batched matrix transpose
+/// (`out[b][c][r] = in[b][r][c]`) once size-1 axes are dropped and input axes that
+/// stay adjacent and in order are merged: NCHW ↔ NHWC and 2-D transposes.
+fn as_matrix_transpose(id: &Dims, perm: &[usize]) -> Option<(usize, usize, usize)> {
+    // Input axes of size > 1 renumbered in order (`at`); the output's axes in that
+    // numbering, where runs of consecutive ones merge into `(first, size)` groups.
+    let mut at = [0usize; 8];
+    let mut k = 0;
+    for (a, slot) in at.iter_mut().enumerate().take(id.rank()) {
+        *slot = k;
+        k += usize::from(id.get(a) != 1);
+    }
+    let mut groups: [(usize, usize); 8] = [(0, 1); 8];
+    let mut n = 0;
+    let mut last = usize::MAX;
+    for &p in perm {
+        let (a, d) = (at[p], id.get(p));
+        if d == 1 {
+            continue;
+        }
+        if n > 0 && a == last.wrapping_add(1) {
+            groups[n - 1].1 *= d;
+        } else {
+            groups[n] = (a, d);
+            n += 1;
+        }
+        last = a;
+    }
+    // The groups' input order: a matrix transpose swaps the last two of them.
+    match &groups[..n] {
+        [] | [_] => Some((1, 1, id.numel())),
+        [(a, c), (b, r)] if a > b => Some((1, *r, *c)),
+        [(z, bt), (a, c), (b, r)] if z < b && a > b => Some((*bt, *r, *c)),
+        _ => None,
+    }
+}
+
 /// Generic N-d transpose: `out[i] = in[perm-mapped index]`.
 pub fn transpose(input: &[f32], id: &Dims, perm: &[usize], out: &mut [f32], od: &Dims) {
+    if let Some((batch, rows, cols)) = as_matrix_transpose(id, perm) {
+        pteron_linalg::transpose_f32(input, batch, rows, cols, out);
+        return;
+    }
     let is = strides(id);
     let r = od.rank();
     let mut st = [0usize; 8];
@@ -785,6 +826,19 @@ mod tests {
     }
 
     #[test]
+    fn matrix_transposes_recognised() {
+        let m = |s: &[usize], p: &[usize]| as_matrix_transpose(&Dims::new(s).unwrap(), p);
+        assert_eq!(m(&[1, 3, 224, 224], &[0, 2, 3, 1]), Some((1, 3, 224 * 224)));
+        assert_eq!(m(&[2, 7, 7, 1280], &[0, 3, 1, 2]), Some((2, 49, 1280)));
+        assert_eq!(m(&[5, 6], &[1, 0]), Some((1, 5, 6)));
+        assert_eq!(m(&[2, 1, 3], &[0, 2, 1]), Some((1, 1, 6)));
+        assert_eq!(m(&[2, 3, 4], &[0, 1, 2]), Some((1, 1, 24)));
+        assert_eq!(m(&[2, 3, 4], &[2, 1, 0]), None);
+        assert_eq!(m(&[2, 3, 4], &[1, 0, 2]), None);
+        assert_eq!(m(&[2, 3, 4, 5], &[0, 3, 2, 1]), None);
+    }
+
+    #[test]
     fn transpose_matches_index_oracle() {
         // Every permutation of ranks 1..=4 on small odd shapes, plus the NCHW → NHWC
         // input transpose of a 3-channel image.
@@ -810,6 +864,13 @@ mod tests {
             }
         }
         cases.push((vec![1, 3, 6, 7], vec![0, 2, 3, 1]));
+        // Batched matrix transposes large enough for the 8x8 / 3-row SIMD blocks,
+        // with unit axes in between.
+        cases.push((vec![1, 3, 20, 21], vec![0, 2, 3, 1]));
+        cases.push((vec![2, 16, 9, 10], vec![0, 2, 3, 1]));
+        cases.push((vec![2, 9, 10, 16], vec![0, 3, 1, 2]));
+        cases.push((vec![2, 1, 24, 1, 17], vec![0, 4, 2, 3, 1]));
+        cases.push((vec![24, 1, 17], vec![1, 2, 0]));
         for (shape, perm) in cases {
             let id = Dims::new(&shape).unwrap();
             let oshape: Vec<usize> = perm.iter().map(|&k| shape[k]).collect();

@@ -703,6 +703,23 @@ fn main() {
             s,
         );
     }
+    println!("-- f32 layout transposes");
+    for (name, rows, cols) in [
+        ("transpose_f32 3x50176 (NCHW->NHWC 3x224x224)", 3, 224 * 224),
+        ("transpose_f32 12544x96 (NHWC->NCHW 112x112x96)", 12544, 96),
+        ("transpose_f32 96x12544 (NCHW->NHWC 96x112x112)", 96, 12544),
+        ("transpose_f32 49x1280 (NHWC->NCHW 7x7x1280)", 49, 1280),
+    ] {
+        if selected(name) {
+            let x = fill(rows * cols, 4);
+            let mut o = vec![0.0f32; x.len()];
+            let s = time(|| {
+                pteron_linalg::transpose_f32(&x, 1, rows, cols, &mut o);
+                black_box(&o);
+            });
+            report(name, x.len() as f64, s);
+        }
+    }
     if selected("quantize_q8") {
         let n = 3 * 224 * 224;
         let x = fill(n, 9);
