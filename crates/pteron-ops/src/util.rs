@@ -900,6 +900,22 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     ins: [&TensorRef<'_>; N],
     f: impl Fn([C; N]) -> R + Sync,
 ) -> Result<(), KernelError> {
+    if let Some((lead, st)) = dense_operands(&ins) {
+        if ins.iter().all(|t| t.dtype() == C::DTYPE) && out.dtype() == R::DTYPE {
+            out.resize(ins[lead].sizes())?;
+            if out.is_contiguous() {
+                // What the general path below computes for this case (one flat plan),
+                // without building the broadcast plan.
+                let mut srcs: [&[C]; N] = [&[]; N];
+                for k in 0..N {
+                    srcs[k] = ins[k].as_slice::<C>()?;
+                }
+                let dst = out.as_mut_slice::<R>()?;
+                par_chunks(dst, 1024, |start, d| flat_run(&srcs, &st, start, d, &f));
+                return Ok(());
+            }
+        }
+    }
     let (shape, rank) = broadcast_all(&ins)?;
     let dims = &shape[..rank];
     out.resize(dims)?;
@@ -940,6 +956,39 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     let mut dst = Dst::of(out)?;
     strided_run(&plan, &srcs, &mut dst, &f);
     Ok(())
+}
+
+/// The common case of elementwise ops on small tensors: every operand is contiguous
+/// and either has the shape of the highest-rank operand (up to leading 1s) or is a
+/// single element of no higher rank. Returns that operand's index (its sizes are the
+/// broadcast shape) and each operand's element stride in the flat run (1, or 0 for a
+/// single element). `None` for anything else, including all-single-element operands.
+fn dense_operands<const N: usize>(ins: &[&TensorRef<'_>; N]) -> Option<(usize, [usize; N])> {
+    let lead = (0..N)
+        .filter(|&k| ins[k].numel() != 1)
+        .max_by_key(|&k| ins[k].dim())?;
+    if ins[lead].numel() == 0 {
+        return None;
+    }
+    let strip = |d: &[usize]| -> usize { d.iter().take_while(|&&x| x == 1).count() };
+    let ld = ins[lead].sizes();
+    let core = &ld[strip(ld)..];
+    let mut st = [0usize; N];
+    for k in 0..N {
+        let t = ins[k];
+        if t.dim() > ld.len() {
+            return None;
+        }
+        if t.numel() == 1 {
+            continue;
+        }
+        let d = t.sizes();
+        if &d[strip(d)..] != core || !t.is_contiguous() {
+            return None;
+        }
+        st[k] = 1;
+    }
+    Some((lead, st))
 }
 
 /// [`strided_run`] when every operand already has its compute dtype: the typed

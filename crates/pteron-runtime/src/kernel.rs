@@ -271,6 +271,7 @@ pub(crate) fn distinct_tensor_args(args: &[usize], values: &[Value]) -> Box<[usi
 }
 
 impl<'a> Access<'a> {
+    #[inline(always)]
     fn new(
         args: &[usize],
         tensors: Option<&[usize]>,
@@ -470,6 +471,7 @@ impl<'a> KernelCtx<'a> {
 
     /// Like `new`, with the distinct tensor values of `args` computed at load
     /// ([`distinct_tensor_args`]), which saves walking every argument on each call.
+    #[inline]
     pub(crate) fn with_tensors(
         args: &'a [usize],
         tensors: Option<&[usize]>,
