@@ -900,18 +900,30 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     ins: [&TensorRef<'_>; N],
     f: impl Fn([C; N]) -> R + Sync,
 ) -> Result<(), KernelError> {
-    if let Some((lead, st)) = dense_operands(&ins) {
+    if let Some((lead, how, period)) = dense_operands(&ins) {
         if ins.iter().all(|t| t.dtype() == C::DTYPE) && out.dtype() == R::DTYPE {
             out.resize(ins[lead].sizes())?;
             if out.is_contiguous() {
-                // What the general path below computes for this case (one flat plan),
-                // without building the broadcast plan.
+                // What the general path below computes for these cases (one flat
+                // plan, or one dense run per repeat of the `Row` operands), without
+                // building the broadcast plan.
                 let mut srcs: [&[C]; N] = [&[]; N];
                 for k in 0..N {
                     srcs[k] = ins[k].as_slice::<C>()?;
                 }
+                let st: [usize; N] = core::array::from_fn(|k| (how[k] != Read::One) as usize);
                 let dst = out.as_mut_slice::<R>()?;
-                par_chunks(dst, 1024, |start, d| flat_run(&srcs, &st, start, d, &f));
+                if period == 0 {
+                    par_chunks(dst, 1024, |start, d| flat_run(&srcs, &st, start, d, &f));
+                } else {
+                    for (r, d) in dst.chunks_mut(period).enumerate() {
+                        let sub: [&[C]; N] = core::array::from_fn(|k| match how[k] {
+                            Read::Full => &srcs[k][r * period..],
+                            _ => srcs[k],
+                        });
+                        flat_run(&sub, &st, 0, d, &f);
+                    }
+                }
                 return Ok(());
             }
         }
@@ -958,22 +970,38 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     Ok(())
 }
 
+/// How an operand of a dense elementwise op is read (see [`dense_operands`]).
+#[derive(Clone, Copy, PartialEq)]
+enum Read {
+    /// A single element, read for every output.
+    One,
+    /// The whole output's shape: element `i` for output `i`.
+    Full,
+    /// A trailing block of the output's shape repeated over its leading dims:
+    /// element `i % period`.
+    Row,
+}
+
 /// The common case of elementwise ops on small tensors: every operand is contiguous
-/// and either has the shape of the highest-rank operand (up to leading 1s) or is a
-/// single element of no higher rank. Returns that operand's index (its sizes are the
-/// broadcast shape) and each operand's element stride in the flat run (1, or 0 for a
-/// single element). `None` for anything else, including all-single-element operands.
-fn dense_operands<const N: usize>(ins: &[&TensorRef<'_>; N]) -> Option<(usize, [usize; N])> {
+/// and has the shape of the highest-rank operand (up to leading 1s), or is a single
+/// element of no higher rank, or (below [`PAR_MIN`] elements) is a trailing block of
+/// that shape repeated over its leading dims (a rotary table against `[.., heads, d]`).
+/// Returns that operand's index (its sizes are the broadcast shape), how each operand
+/// is read and the block length of `Row` operands (0 if none). `None` for anything
+/// else, including all-single-element operands.
+fn dense_operands<const N: usize>(ins: &[&TensorRef<'_>; N]) -> Option<(usize, [Read; N], usize)> {
     let lead = (0..N)
         .filter(|&k| ins[k].numel() != 1)
-        .max_by_key(|&k| ins[k].dim())?;
-    if ins[lead].numel() == 0 {
+        .max_by_key(|&k| (ins[k].dim(), ins[k].numel()))?;
+    let numel = ins[lead].numel();
+    if numel == 0 {
         return None;
     }
     let strip = |d: &[usize]| -> usize { d.iter().take_while(|&&x| x == 1).count() };
     let ld = ins[lead].sizes();
     let core = &ld[strip(ld)..];
-    let mut st = [0usize; N];
+    let mut how = [Read::One; N];
+    let mut period = 0;
     for k in 0..N {
         let t = ins[k];
         if t.dim() > ld.len() {
@@ -982,13 +1010,24 @@ fn dense_operands<const N: usize>(ins: &[&TensorRef<'_>; N]) -> Option<(usize, [
         if t.numel() == 1 {
             continue;
         }
-        let d = t.sizes();
-        if &d[strip(d)..] != core || !t.is_contiguous() {
+        if !t.is_contiguous() {
             return None;
         }
-        st[k] = 1;
+        let d = t.sizes();
+        let d = &d[strip(d)..];
+        if d == core {
+            how[k] = Read::Full;
+        } else if d.len() < core.len() && core.ends_with(d) && numel < PAR_MIN {
+            if period != 0 && period != t.numel() {
+                return None;
+            }
+            period = t.numel();
+            how[k] = Read::Row;
+        } else {
+            return None;
+        }
     }
-    Some((lead, st))
+    Some((lead, how, period))
 }
 
 /// [`strided_run`] when every operand already has its compute dtype: the typed

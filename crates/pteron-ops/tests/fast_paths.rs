@@ -21,8 +21,16 @@ fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
     let n = a.len().max(b.len());
     (0..n)
         .map(|i| {
-            let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-            let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+            let da = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                1
+            };
             assert!(da == db || da == 1 || db == 1, "not broadcastable");
             da.max(db)
         })
@@ -35,7 +43,13 @@ fn bcast_offset(dims: &[usize], idx: &[usize]) -> usize {
     let st = strides(dims);
     let off = idx.len() - dims.len();
     (0..dims.len())
-        .map(|i| if dims[i] == 1 { 0 } else { idx[off + i] * st[i] })
+        .map(|i| {
+            if dims[i] == 1 {
+                0
+            } else {
+                idx[off + i] * st[i]
+            }
+        })
         .sum()
 }
 
@@ -63,13 +77,20 @@ fn reference(
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
-        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 37.0 - 13.0)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 37.0 - 13.0
+        })
         .collect()
 }
 
 /// Runs `name(a, b, out)` (the `.out` binary form with `alpha` for add/sub) and
 /// returns the output's shape and logical values.
-fn run_binary(name: &str, a: TestTensor, b: TestTensor, out_bound: &[usize]) -> (Vec<usize>, Vec<f32>) {
+fn run_binary(
+    name: &str,
+    a: TestTensor,
+    b: TestTensor,
+    out_bound: &[usize],
+) -> (Vec<usize>, Vec<f32>) {
     let reg = registry();
     let mut args = vec![TestArg::Tensor(a), TestArg::Tensor(b)];
     if name != "aten::mul.out" {
@@ -89,12 +110,7 @@ fn check(name: &str, op: fn(f32, f32) -> f32, a: &[usize], b: &[usize]) {
     let (an, bn) = (a.iter().product(), b.iter().product());
     let (av, bv) = (values(an, 1), values(bn, 7));
     let (shape, want) = reference(a, &av, b, &bv, op);
-    let (got_shape, got) = run_binary(
-        name,
-        TestTensor::new(a, av),
-        TestTensor::new(b, bv),
-        &shape,
-    );
+    let (got_shape, got) = run_binary(name, TestTensor::new(a, av), TestTensor::new(b, bv), &shape);
     assert_eq!(got_shape, shape, "{name} {a:?} {b:?}");
     assert_eq!(got, want, "{name} {a:?} {b:?}");
 }
@@ -110,9 +126,17 @@ fn dense_operands_match_reference() {
         (&[1], &[2, 3]),
         (&[2, 3], &[]),
         (&[1, 3], &[1, 1, 3]),
+        // A trailing block repeated over leading dims (rotary tables).
+        (&[1, 1, 6, 24], &[1, 1, 1, 24]),
+        (&[1, 1, 1, 24], &[1, 1, 6, 24]),
+        (&[2, 3, 4], &[4]),
+        (&[2, 3, 4], &[3, 4]),
+        (&[5, 1, 4], &[1, 4]),
         // Neighbours that need the broadcast plan.
         (&[1, 1, 1, 1], &[3]),
-        (&[1, 1, 6, 24], &[1, 1, 1, 24]),
+        (&[2, 3, 4], &[1, 3, 1]),
+        (&[2, 3, 4], &[2, 1, 4]),
+        (&[6, 24], &[1, 1, 1, 24]),
         (&[2, 3], &[3, 1, 1]),
         (&[1], &[1]),
         (&[2, 1], &[1, 2]),
@@ -154,7 +178,7 @@ fn dims_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
         prop::collection::vec(1usize..5, 0..4),
         0usize..3,
         0usize..3,
-        0usize..4,
+        0usize..5,
     )
         .prop_map(|(core, la, lb, mode)| {
             let mut a = vec![1; la];
@@ -164,6 +188,13 @@ fn dims_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
             match mode {
                 0 => (a, vec![1; lb]),
                 1 => (vec![1; la], b),
+                // b keeps only a trailing block of the core (a repeated row).
+                2 => {
+                    let keep = core.len() / 2;
+                    let mut b = vec![1; lb];
+                    b.extend(&core[core.len() - keep..]);
+                    (a, b)
+                }
                 _ => (a, b),
             }
         })
@@ -222,7 +253,11 @@ fn dense_views_match_reference() {
         )
         .unwrap();
         let got = res[3].tensor().to_logical_vec::<f32>();
-        assert_eq!(got, naive_slice(&dims, &x, dim, index, 1), "select dim {dim}");
+        assert_eq!(
+            got,
+            naive_slice(&dims, &x, dim, index, 1),
+            "select dim {dim}"
+        );
     }
     // slice along each dim with step 1 (dense on dim 0 only) and on dim 0 past a
     // shape change between calls.
@@ -267,7 +302,9 @@ fn dense_views_match_reference() {
         &reg,
         "aten::squeeze_copy.dims_out",
         vec![
-            TestArg::Tensor(TestTensor::new(&[1, 3, 4, 5], x.clone()).with_dim_order(&[0, 2, 3, 1])),
+            TestArg::Tensor(
+                TestTensor::new(&[1, 3, 4, 5], x.clone()).with_dim_order(&[0, 2, 3, 1]),
+            ),
             TestArg::IntList(vec![0]),
             TestArg::Tensor(TestTensor::out(ScalarType::Float, &[3, 4, 5])),
             TestArg::Ref(2),
