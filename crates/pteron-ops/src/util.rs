@@ -900,6 +900,34 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     ins: [&TensorRef<'_>; N],
     f: impl Fn([C; N]) -> R + Sync,
 ) -> Result<(), KernelError> {
+    if let Some((lead, how, period)) = dense_operands(&ins) {
+        if ins.iter().all(|t| t.dtype() == C::DTYPE) && out.dtype() == R::DTYPE {
+            out.resize(ins[lead].sizes())?;
+            if out.is_contiguous() {
+                // What the general path below computes for these cases (one flat
+                // plan, or one dense run per repeat of the `Row` operands), without
+                // building the broadcast plan.
+                let mut srcs: [&[C]; N] = [&[]; N];
+                for k in 0..N {
+                    srcs[k] = ins[k].as_slice::<C>()?;
+                }
+                let st: [usize; N] = core::array::from_fn(|k| (how[k] != Read::One) as usize);
+                let dst = out.as_mut_slice::<R>()?;
+                if period == 0 {
+                    par_chunks(dst, 1024, |start, d| flat_run(&srcs, &st, start, d, &f));
+                } else {
+                    for (r, d) in dst.chunks_mut(period).enumerate() {
+                        let sub: [&[C]; N] = core::array::from_fn(|k| match how[k] {
+                            Read::Full => &srcs[k][r * period..],
+                            _ => srcs[k],
+                        });
+                        flat_run(&sub, &st, 0, d, &f);
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
     let (shape, rank) = broadcast_all(&ins)?;
     let dims = &shape[..rank];
     out.resize(dims)?;
@@ -940,6 +968,66 @@ pub fn map_n<const N: usize, C: Num + Send + Sync, R: Num + Send + Sync>(
     let mut dst = Dst::of(out)?;
     strided_run(&plan, &srcs, &mut dst, &f);
     Ok(())
+}
+
+/// How an operand of a dense elementwise op is read (see [`dense_operands`]).
+#[derive(Clone, Copy, PartialEq)]
+enum Read {
+    /// A single element, read for every output.
+    One,
+    /// The whole output's shape: element `i` for output `i`.
+    Full,
+    /// A trailing block of the output's shape repeated over its leading dims:
+    /// element `i % period`.
+    Row,
+}
+
+/// The common case of elementwise ops on small tensors: every operand is contiguous
+/// and has the shape of the highest-rank operand (up to leading 1s), or is a single
+/// element of no higher rank, or (below [`PAR_MIN`] elements) is a trailing block of
+/// that shape repeated over its leading dims (a rotary table against `[.., heads, d]`).
+/// Returns that operand's index (its sizes are the broadcast shape), how each operand
+/// is read and the block length of `Row` operands (0 if none). `None` for anything
+/// else, including all-single-element operands.
+fn dense_operands<const N: usize>(ins: &[&TensorRef<'_>; N]) -> Option<(usize, [Read; N], usize)> {
+    let lead = (0..N)
+        .filter(|&k| ins[k].numel() != 1)
+        .max_by_key(|&k| (ins[k].dim(), ins[k].numel()))?;
+    let numel = ins[lead].numel();
+    if numel == 0 {
+        return None;
+    }
+    let strip = |d: &[usize]| -> usize { d.iter().take_while(|&&x| x == 1).count() };
+    let ld = ins[lead].sizes();
+    let core = &ld[strip(ld)..];
+    let mut how = [Read::One; N];
+    let mut period = 0;
+    for k in 0..N {
+        let t = ins[k];
+        if t.dim() > ld.len() {
+            return None;
+        }
+        if t.numel() == 1 {
+            continue;
+        }
+        if !t.is_contiguous() {
+            return None;
+        }
+        let d = t.sizes();
+        let d = &d[strip(d)..];
+        if d == core {
+            how[k] = Read::Full;
+        } else if d.len() < core.len() && core.ends_with(d) && numel < PAR_MIN {
+            if period != 0 && period != t.numel() {
+                return None;
+            }
+            period = t.numel();
+            how[k] = Read::Row;
+        } else {
+            return None;
+        }
+    }
+    Some((lead, how, period))
 }
 
 /// [`strided_run`] when every operand already has its compute dtype: the typed

@@ -271,13 +271,40 @@ pub(crate) fn distinct_tensor_args(args: &[usize], values: &[Value]) -> Box<[usi
 }
 
 impl<'a> Access<'a> {
-    fn new(
+    /// No tensor bound yet (see [`Access::bind`]).
+    #[inline(always)]
+    fn empty(readonly: &'a [Bytes]) -> Self {
+        Access {
+            reqs: SmallVec::new(),
+            slots: SmallVec::new(),
+            region_start: SmallVec::new(),
+            readonly,
+            n_mut: 0,
+        }
+    }
+
+    /// Gathers the tensors of `args` and splits the mutable spaces into their
+    /// regions. Fills `self` in place: the gathered lists are large inline arrays,
+    /// and building them in a local and moving it out cost a copy per call.
+    #[inline(always)]
+    fn bind(
+        &mut self,
         args: &[usize],
         tensors: Option<&[usize]>,
         values: &[Value],
         spaces: Spaces<'a>,
-    ) -> Result<Self, KernelError> {
-        let mut reqs: SmallVec<[Req; 24]> = SmallVec::new();
+    ) -> Result<(), KernelError> {
+        let Access {
+            reqs,
+            slots,
+            region_start,
+            readonly,
+            n_mut: n_mut_out,
+        } = self;
+        reqs.clear();
+        slots.clear();
+        region_start.clear();
+        *readonly = spaces.readonly;
         match tensors {
             // Precomputed at load: distinct, tensors only (checked again below).
             Some(ts) => {
@@ -300,15 +327,15 @@ impl<'a> Access<'a> {
             None => {
                 for &a in args {
                     match values.get(a) {
-                        Some(Value::Tensor(_)) => push_req(&mut reqs, values, a),
+                        Some(Value::Tensor(_)) => push_req(reqs, values, a),
                         Some(Value::TensorList(items)) => {
                             for &i in items.iter() {
-                                push_req(&mut reqs, values, i)
+                                push_req(reqs, values, i)
                             }
                         }
                         Some(Value::OptTensorList(items)) => {
                             for i in items.iter().flatten() {
-                                push_req(&mut reqs, values, *i)
+                                push_req(reqs, values, *i)
                             }
                         }
                         _ => {}
@@ -336,8 +363,6 @@ impl<'a> Access<'a> {
         }
         // Sort mutable requests by (space, start) and merge overlaps into regions.
         reqs.sort_unstable_by_key(|r| (r.space, r.start));
-        let mut slots: SmallVec<[Cell<Slot<'a>>; 16]> = SmallVec::new();
-        let mut region_start: SmallVec<[usize; 16]> = SmallVec::new();
         let mut bounds: SmallVec<[(u32, usize, usize); 16]> = SmallVec::new();
         for r in reqs.iter_mut() {
             if r.space >= n_mut {
@@ -368,13 +393,8 @@ impl<'a> Access<'a> {
                 bi += 1;
             }
         }
-        Ok(Access {
-            reqs,
-            slots,
-            region_start,
-            readonly: spaces.readonly,
-            n_mut,
-        })
+        *n_mut_out = n_mut;
+        Ok(())
     }
 
     fn req(&self, v: usize) -> Option<&Req> {
@@ -470,17 +490,39 @@ impl<'a> KernelCtx<'a> {
 
     /// Like `new`, with the distinct tensor values of `args` computed at load
     /// ([`distinct_tensor_args`]), which saves walking every argument on each call.
+    #[inline]
     pub(crate) fn with_tensors(
         args: &'a [usize],
         tensors: Option<&[usize]>,
         values: &'a [Value],
         spaces: Spaces<'a>,
     ) -> Result<Self, KernelError> {
-        Ok(KernelCtx {
+        let mut ctx = KernelCtx::unbound(args, values, spaces.readonly);
+        ctx.bind(tensors, spaces)?;
+        Ok(ctx)
+    }
+
+    /// A context whose tensors are not reachable until [`KernelCtx::bind`]; the
+    /// executor builds one in its own frame and binds it in place.
+    #[inline(always)]
+    pub(crate) fn unbound(args: &'a [usize], values: &'a [Value], readonly: &'a [Bytes]) -> Self {
+        KernelCtx {
             args,
             values,
-            access: Access::new(args, tensors, values, spaces)?,
-        })
+            access: Access::empty(readonly),
+        }
+    }
+
+    /// Gathers the tensors of the arguments (`tensors`: the distinct tensor values of
+    /// `args`, computed at load, or `None` to walk `args`) and splits `spaces` into
+    /// their regions.
+    #[inline(always)]
+    pub(crate) fn bind(
+        &mut self,
+        tensors: Option<&[usize]>,
+        spaces: Spaces<'a>,
+    ) -> Result<(), KernelError> {
+        self.access.bind(self.args, tensors, self.values, spaces)
     }
 
     /// Number of stack entries (schema arguments + return).

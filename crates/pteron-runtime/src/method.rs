@@ -775,8 +775,8 @@ impl Method {
                             mutable: &mut mutable[..],
                             readonly: &readonly[..],
                         };
-                        let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
-                            .map_err(wrap)?;
+                        let mut ctx = KernelCtx::unbound(args, values, spaces.readonly);
+                        ctx.bind(tensors.as_deref(), spaces).map_err(wrap)?;
                         kernel.run(&ctx).map_err(wrap)?;
                         drop(ctx);
                         if let Some((from, to)) = *post_copy {
@@ -799,8 +799,8 @@ impl Method {
                             mutable: &mut mutable[..],
                             readonly: &readonly[..],
                         };
-                        let ctx = KernelCtx::with_tensors(args, tensors.as_deref(), values, spaces)
-                            .map_err(wrap)?;
+                        let mut ctx = KernelCtx::unbound(args, values, spaces.readonly);
+                        ctx.bind(tensors.as_deref(), spaces).map_err(wrap)?;
                         h.execute_in(&ctx, workspace).map_err(wrap)?;
                     }
                     Instr::Move { from, to } => {

@@ -60,21 +60,20 @@ fn span(dims: &[usize], st: &[isize], off: isize) -> (isize, isize) {
 }
 
 /// Sorts dims by destination stride (descending), drops size-1 dims and merges dims
-/// contiguous in both views. Returns the simplified layout.
-fn simplify(l: &Layout) -> Layout {
-    let mut s = Layout::new();
-    s.dst_off = l.dst_off;
-    s.src_off = l.src_off;
-    for k in 0..l.rank {
-        if l.dims[k] != 1 {
-            s.dims[s.rank] = l.dims[k];
-            s.dst[s.rank] = l.dst[k];
-            s.src[s.rank] = l.src[k];
-            s.rank += 1;
+/// contiguous in both views, in place (no second layout to zero and copy).
+fn simplify(s: &mut Layout) {
+    let mut r = 0;
+    for k in 0..s.rank {
+        if s.dims[k] != 1 {
+            s.dims[r] = s.dims[k];
+            s.dst[r] = s.dst[k];
+            s.src[r] = s.src[k];
+            r += 1;
         }
     }
+    s.rank = r;
     // Stable insertion sort by |dst stride| descending.
-    for i in 1..s.rank {
+    for i in 1..r {
         let mut j = i;
         while j > 0 && s.dst[j - 1].unsigned_abs() < s.dst[j].unsigned_abs() {
             s.dims.swap(j - 1, j);
@@ -83,27 +82,26 @@ fn simplify(l: &Layout) -> Layout {
             j -= 1;
         }
     }
-    // Merge.
-    let mut m = Layout::new();
-    m.dst_off = s.dst_off;
-    m.src_off = s.src_off;
-    for k in 0..s.rank {
-        if m.rank > 0 {
-            let p = m.rank - 1;
+    // Merge: dim k folds into the kept dim before it when that one steps over it
+    // exactly in both views.
+    let mut m = 0;
+    for k in 0..r {
+        if m > 0 {
+            let p = m - 1;
             let n = s.dims[k] as isize;
-            if m.dst[p] == s.dst[k] * n && m.src[p] == s.src[k] * n {
-                m.dims[p] *= s.dims[k];
-                m.dst[p] = s.dst[k];
-                m.src[p] = s.src[k];
+            if s.dst[p] == s.dst[k] * n && s.src[p] == s.src[k] * n {
+                s.dims[p] *= s.dims[k];
+                s.dst[p] = s.dst[k];
+                s.src[p] = s.src[k];
                 continue;
             }
         }
-        m.dims[m.rank] = s.dims[k];
-        m.dst[m.rank] = s.dst[k];
-        m.src[m.rank] = s.src[k];
-        m.rank += 1;
+        s.dims[m] = s.dims[k];
+        s.dst[m] = s.dst[k];
+        s.src[m] = s.src[k];
+        m += 1;
     }
-    m
+    s.rank = m;
 }
 
 /// Calls `f(dst_off, src_off)` for every index of `dims` (row-major), no allocation.
@@ -166,7 +164,8 @@ pub(crate) fn copy_typed<T: Copy>(dst: &mut [T], src: &[T], l: &Layout) -> Resul
             dst.len()
         )));
     }
-    let s = simplify(l);
+    let mut s = *l;
+    simplify(&mut s);
     if s.rank == 0 {
         dst[s.dst_off as usize] = src[s.src_off as usize];
         return Ok(());
@@ -349,6 +348,13 @@ pub(crate) fn view_into(
 ) -> Result<(), KernelError> {
     same_dtype(op, x, out)?;
     out.resize(dims)?;
+    if out.is_contiguous() {
+        if let Some(n) = dense_run(dims, src_st) {
+            // The view is one dense block of the source (squeeze, unsqueeze, a
+            // select or slice of outer dims): a plain copy, no layout walk.
+            return copy_run(op, out, x, src_off, n);
+        }
+    }
     let ost = istrides_mut(out);
     let mut l = Layout::new();
     for k in 0..dims.len() {
@@ -357,6 +363,57 @@ pub(crate) fn view_into(
     l.src_off = src_off;
     copy_bytes(x.dtype().element_size(), out.bytes_mut(), x.bytes(), &l)
         .map_err(|e| KernelError::new(e.kind, format!("{op}: {}", e.msg)))
+}
+
+/// `Some(numel)` when the view with sizes `dims` and element strides `st` is one dense
+/// row-major block (size-1 dims may have any stride).
+fn dense_run(dims: &[usize], st: &[isize]) -> Option<usize> {
+    let mut want = 1isize;
+    for (&d, &s) in dims.iter().zip(st).rev() {
+        if d == 1 {
+            continue;
+        }
+        if s != want {
+            return None;
+        }
+        want = want.checked_mul(d as isize)?;
+    }
+    Some(want as usize)
+}
+
+/// Copies elements `[off, off + n)` of `x` into contiguous `out` (which holds `n`).
+fn copy_run(
+    op: &str,
+    out: &mut TensorMut<'_>,
+    x: &TensorRef<'_>,
+    off: isize,
+    n: usize,
+) -> Result<(), KernelError> {
+    if n == 0 {
+        return Ok(());
+    }
+    let es = x.dtype().element_size();
+    let src = x.bytes();
+    let start = usize::try_from(off).ok().and_then(|o| o.checked_mul(es));
+    let end = start.and_then(|s| s.checked_add(n.checked_mul(es)?));
+    match (start, end) {
+        (Some(a), Some(b)) if b <= src.len() => {
+            let dst = out.bytes_mut();
+            if dst.len() != b - a {
+                return Err(KernelError::internal(format!(
+                    "{op}: copy of {} bytes into an output of {} bytes",
+                    b - a,
+                    dst.len()
+                )));
+            }
+            dst.copy_from_slice(&src[a..b]);
+            Ok(())
+        }
+        _ => Err(KernelError::invalid(format!(
+            "{op}: view reads elements [{off}, {off} + {n}) of a source of {} elements",
+            x.numel()
+        ))),
+    }
 }
 
 /// Copies `x` (logical order) into `out` reshaped to `dims` (same element count).
