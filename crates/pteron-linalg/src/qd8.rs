@@ -2298,9 +2298,11 @@ pub fn qd8_gemm(
         let npan = n.div_ceil(VN);
         let unit = v16::panels_for(m.min(v16::MR_MAX));
         let nstrips = npan.div_ceil(unit);
-        // As below: one thread under ~1M multiply-adds; otherwise panel groups
-        // over the threads, and rows too when there are few groups.
-        let (pchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
+        // One thread under ~64K multiply-adds (these panels are fast enough that
+        // the LLM's 288x288 and 288x768 decode products already gain from a
+        // second thread); otherwise panel groups over the threads, and rows too
+        // when there are few groups.
+        let (pchunks, rblocks) = if nt <= 1 || work < (1 << 16) {
             (1, 1)
         } else {
             let pc = nstrips.min(nt * 4);

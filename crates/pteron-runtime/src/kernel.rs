@@ -408,6 +408,12 @@ impl<'a> Access<'a> {
         let r = *self
             .req(v)
             .ok_or_else(|| KernelError::invalid(format!("tensor value {v} has no storage")))?;
+        if len > r.end - r.start {
+            return Err(KernelError::invalid(format!(
+                "tensor value {v} needs {len} bytes but its storage holds {}",
+                r.end - r.start
+            )));
+        }
         if r.region == READONLY {
             let src: &'a Bytes = &self.readonly[(r.space - self.n_mut) as usize];
             return Ok(&src.bytes()[r.start..r.start + len]);
@@ -450,7 +456,12 @@ impl<'a> Access<'a> {
                         "output tensor value {v} overlaps another argument of the same call"
                     )));
                 }
-                Ok(&mut m[..cap])
+                m.get_mut(..cap).ok_or_else(|| {
+                    KernelError::invalid(format!(
+                        "output tensor value {v} needs {cap} bytes but its storage holds {}",
+                        r.end - r.start
+                    ))
+                })
             }
             other => {
                 cell.set(other);
@@ -792,6 +803,13 @@ impl<'a> KernelCtx<'a> {
             )));
         }
         let new_shape = Shape::new(sizes).ok_or_else(|| KernelError::invalid("rank above 16"))?;
+        let bytes = numel.saturating_mul(o.dtype.element_size());
+        if bytes > o.capacity {
+            return Err(KernelError::resize(format!(
+                "view as {sizes:?} needs {bytes} bytes, above the output's bound of {} bytes",
+                o.capacity
+            )));
+        }
         if new_shape.rank() != o.shape.get().rank() {
             return Err(KernelError::invalid(format!(
                 "view output has rank {}, size list has {}",
