@@ -2258,6 +2258,23 @@ mod v16 {
     }
 }
 
+/// How a `qd8_gemm` call is split: `(column groups, row blocks)` over `units`
+/// column groups and `m` rows. One task below `min_work` multiply-adds (a
+/// dispatch costs more than it saves); otherwise up to four column groups per
+/// thread, and rows split too when there are fewer than two groups per thread.
+fn split_work(nt: usize, work: usize, min_work: usize, units: usize, m: usize) -> (usize, usize) {
+    if nt <= 1 || work < min_work {
+        return (1, 1);
+    }
+    let groups = units.min(nt * 4);
+    let rblocks = if groups >= nt * 2 {
+        1
+    } else {
+        m.div_ceil(2).min((nt * 4).div_ceil(groups))
+    };
+    (groups, rblocks)
+}
+
 /// `c[m × n] = clamp(dequant(a) · Wᵀ + bias, lo, hi)` for quantized rows `a`
 /// (`m` rows at stride `lda >= w.row_len()`, from [`PackedQd8::quantize_row`]) with
 /// their `params`. `c` has row stride `ldc`.
@@ -2302,17 +2319,7 @@ pub fn qd8_gemm(
         // the LLM's 288x288 and 288x768 decode products already gain from a
         // second thread); otherwise panel groups over the threads, and rows too
         // when there are few groups.
-        let (pchunks, rblocks) = if nt <= 1 || work < (1 << 16) {
-            (1, 1)
-        } else {
-            let pc = nstrips.min(nt * 4);
-            let rb = if pc >= nt * 2 {
-                1
-            } else {
-                m.div_ceil(2).min((nt * 4).div_ceil(pc))
-            };
-            (pc, rb)
-        };
+        let (pchunks, rblocks) = split_work(nt, work, 1 << 16, nstrips, m);
         let per_chunk = nstrips.div_ceil(pchunks) * unit;
         let pchunks = npan.div_ceil(per_chunk);
         let rows_per = m.div_ceil(rblocks);
@@ -2344,17 +2351,7 @@ pub fn qd8_gemm(
     let ntiles = n.div_ceil(NR);
     // Below ~1M multiply-adds (tens of microseconds) one thread is faster than a
     // dispatch, especially when another process holds a core.
-    let (tchunks, rblocks) = if nt <= 1 || work < (1 << 20) {
-        (1, 1)
-    } else {
-        let tc = ntiles.min(nt * 4);
-        let rb = if tc >= nt * 2 {
-            1
-        } else {
-            m.div_ceil(2).min((nt * 4).div_ceil(tc))
-        };
-        (tc, rb)
-    };
+    let (tchunks, rblocks) = split_work(nt, work, 1 << 20, ntiles, m);
     let rows_per = m.div_ceil(rblocks).next_multiple_of(2);
     let rblocks = m.div_ceil(rows_per);
     let tiles_per = ntiles.div_ceil(tchunks);
