@@ -3,8 +3,15 @@
 //! Design: `n - 1` worker threads (the caller is the n-th participant). A dispatch
 //! publishes a pointer to a stack-allocated job descriptor and bumps a generation
 //! word (`generation << 1 | open`). Workers spin for a short while on that word and
-//! then park on a condition variable. Tasks are claimed with an atomic counter and
-//! counted when finished.
+//! then park on a condition variable. Tasks are counted when finished.
+//!
+//! Task order (as pthreadpool does it): every participant owns a contiguous range
+//! of the task indices (the caller the first, worker `i` the `i`-th) and takes its
+//! tasks from the front; a participant whose range is empty steals from the back
+//! of the others'. Kernels number their tasks so that neighbouring indices touch
+//! neighbouring data (pixel chunks, rows, column panels), so each thread works on
+//! the same part of the activations from one layer to the next, and those stay in
+//! its own cache; a thread that is slow or descheduled loses its tail to the others.
 //!
 //! The caller never waits for a worker that has not started: it runs tasks itself
 //! until none are left, waits for the *tasks* to finish, closes the job, and then
@@ -30,18 +37,75 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins before parking.
 const SPIN_TIME: Duration = Duration::from_micros(200);
 const MAX_THREADS: usize = 0xFFFF;
+/// Most participants of one job (the caller and the first `SLOTS - 1` workers);
+/// with more threads than that, the others sit jobs out.
+const SLOTS: usize = 64;
+/// Tasks per dispatch (a range packs two `u32` bounds); larger jobs run in rounds.
+const MAX_TASKS: usize = u32::MAX as usize;
 
 struct Job {
     data: *const (),
     call: unsafe fn(*const (), usize),
+    /// Index of task 0 of this round.
+    base: usize,
     n_tasks: usize,
+    /// Participants that own a range (`ranges[..parts]`).
+    parts: usize,
+}
+
+/// One participant's remaining tasks, `start | end << 32`, alone on its cache lines.
+#[repr(align(128))]
+struct Range(AtomicU64);
+
+fn pack(start: usize, end: usize) -> u64 {
+    start as u64 | (end as u64) << 32
+}
+
+fn unpack(v: u64) -> (usize, usize) {
+    ((v & 0xFFFF_FFFF) as usize, (v >> 32) as usize)
+}
+
+/// Takes the first task of `r`.
+fn take_front(r: &Range) -> Option<usize> {
+    let mut v = r.0.load(Ordering::Acquire);
+    loop {
+        let (s, e) = unpack(v);
+        if s >= e {
+            return None;
+        }
+        match r
+            .0
+            .compare_exchange_weak(v, pack(s + 1, e), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Some(s),
+            Err(cur) => v = cur,
+        }
+    }
+}
+
+/// Takes the last task of `r` (stealing).
+fn take_back(r: &Range) -> Option<usize> {
+    let mut v = r.0.load(Ordering::Acquire);
+    loop {
+        let (s, e) = unpack(v);
+        if s >= e {
+            return None;
+        }
+        match r
+            .0
+            .compare_exchange_weak(v, pack(s, e - 1), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Some(e - 1),
+            Err(cur) => v = cur,
+        }
+    }
 }
 
 struct Shared {
     /// generation << 1 | open.
     state: AtomicU64,
     job: AtomicPtr<Job>,
-    next: AtomicUsize,
+    ranges: [Range; SLOTS],
     /// Tasks finished (or skipped after a panic) in the current job.
     done: AtomicUsize,
     /// Workers registered on the current job.
@@ -72,7 +136,7 @@ fn pool() -> &'static Pool {
         shared: Box::leak(Box::new(Shared {
             state: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
-            next: AtomicUsize::new(0),
+            ranges: std::array::from_fn(|_| Range(AtomicU64::new(0))),
             done: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
@@ -115,23 +179,37 @@ unsafe fn call_shim<F: Fn(usize) + Sync>(data: *const (), i: usize) {
     f(i);
 }
 
-fn run_tasks(sh: &Shared, job: &Job) {
-    loop {
-        let i = sh.next.fetch_add(1, Ordering::Relaxed);
-        if i >= job.n_tasks {
-            break;
-        }
+/// The next task for participant `me`: from the front of its own range, else
+/// stolen from the back of the next non-empty one.
+/// `me < job.parts`.
+fn claim(sh: &Shared, job: &Job, me: usize) -> Option<usize> {
+    take_front(&sh.ranges[me]).or_else(|| {
+        (1..job.parts)
+            .map(|d| (me + d) % job.parts)
+            .find_map(|j| take_back(&sh.ranges[j]))
+    })
+}
+
+fn run_tasks(sh: &Shared, job: &Job, me: usize) {
+    while let Some(i) = claim(sh, job, me) {
         // SAFETY: job.data/job.call were built together from one `&F` that stays
         // alive until every task has finished and every registered worker has left.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, i) }));
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe {
+            (job.call)(job.data, job.base + i)
+        }));
         match r {
             Ok(()) => {
                 sh.done.fetch_add(1, Ordering::Release);
             }
             Err(payload) => {
                 // Skip the remaining tasks (count them as done); keep the first payload.
-                let claimed = sh.next.swap(usize::MAX / 2, Ordering::AcqRel);
-                let skipped = job.n_tasks.saturating_sub(claimed.min(job.n_tasks));
+                let skipped: usize = sh.ranges[..job.parts]
+                    .iter()
+                    .map(|r| {
+                        let (s, e) = unpack(r.0.swap(0, Ordering::AcqRel));
+                        e.saturating_sub(s)
+                    })
+                    .sum();
                 let mut slot = sh.panic.lock().unwrap_or_else(PoisonError::into_inner);
                 if slot.is_none() {
                     *slot = Some(payload);
@@ -168,7 +246,7 @@ fn wait_for_new(sh: &Shared, last_gen: u64) -> u64 {
     }
 }
 
-fn worker(sh: &'static Shared, mut last_gen: u64) {
+fn worker(sh: &'static Shared, me: usize, mut last_gen: u64) {
     IN_POOL.with(|c| c.set(true));
     crate::util::reserve_scratch();
     sh.started.fetch_add(1, Ordering::SeqCst);
@@ -185,10 +263,63 @@ fn worker(sh: &'static Shared, mut last_gen: u64) {
             // for `active` to drain, and keeps the job (and what it borrows) alive
             // and unchanged until then.
             let job = unsafe { &*sh.job.load(Ordering::Acquire) };
-            run_tasks(sh, job);
+            // Workers above the thread count (left from a larger earlier setting,
+            // or beyond SLOTS) sit the job out.
+            if me < job.parts {
+                run_tasks(sh, job, me);
+            }
         }
         sh.active.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Publishes `job`, runs tasks on the calling thread (participant 0) and returns
+/// once every task has finished and every worker that joined has left.
+fn dispatch(sh: &Shared, job: &Job) {
+    for (p, r) in sh.ranges[..job.parts].iter().enumerate() {
+        let (lo, hi) = (
+            p * job.n_tasks / job.parts,
+            (p + 1) * job.n_tasks / job.parts,
+        );
+        r.0.store(pack(lo, hi), Ordering::Relaxed);
+    }
+    sh.job
+        .store(job as *const Job as *mut Job, Ordering::Relaxed);
+    sh.done.store(0, Ordering::Relaxed);
+    let cur_gen = sh.state.load(Ordering::Relaxed) >> 1;
+    let gen = (cur_gen + 1) & ((1u64 << 62) - 1);
+    let open = (gen << 1) | 1;
+    sh.state.store(open, Ordering::SeqCst);
+    if sh.sleepers.load(Ordering::SeqCst) > 0 {
+        let _g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        sh.cv.notify_all();
+    }
+    crate::util::reserve_scratch();
+    IN_POOL.with(|c| c.set(true));
+    run_tasks(sh, job, 0);
+    IN_POOL.with(|c| c.set(false));
+    // Wait for tasks other threads are still running (not for idle workers).
+    let mut spins: u32 = 0;
+    while sh.done.load(Ordering::Acquire) < job.n_tasks {
+        if spins < 4096 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    // Close the job, then wait for registered workers to leave it.
+    sh.state.store(gen << 1, Ordering::SeqCst);
+    let mut spins: u32 = 0;
+    while sh.active.load(Ordering::SeqCst) != 0 {
+        if spins < 4096 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    sh.job.store(std::ptr::null_mut(), Ordering::Relaxed);
 }
 
 /// Run `f(i)` for every `i in 0..n_tasks` on the pool; the calling thread
@@ -220,7 +351,7 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
         let index = workers.len() + 1;
         let spawned = std::thread::Builder::new()
             .name(format!("pteron-linalg-{index}"))
-            .spawn(move || worker(sh, cur_gen));
+            .spawn(move || worker(sh, index, cur_gen));
         match spawned {
             Ok(h) => workers.push(h),
             Err(_) => break,
@@ -238,48 +369,28 @@ pub fn parallel_for<F: Fn(usize) + Sync>(n_tasks: usize, f: F) {
         }
         return;
     }
-    let job = Job {
-        data: &f as *const F as *const (),
-        call: call_shim::<F>,
-        n_tasks,
-    };
-    sh.job
-        .store(&job as *const Job as *mut Job, Ordering::Relaxed);
-    sh.next.store(0, Ordering::Relaxed);
-    sh.done.store(0, Ordering::Relaxed);
-    let gen = (cur_gen + 1) & ((1u64 << 62) - 1);
-    let open = (gen << 1) | 1;
-    sh.state.store(open, Ordering::SeqCst);
-    if sh.sleepers.load(Ordering::SeqCst) > 0 {
-        let _g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        sh.cv.notify_all();
-    }
-    crate::util::reserve_scratch();
-    IN_POOL.with(|c| c.set(true));
-    run_tasks(sh, &job);
-    IN_POOL.with(|c| c.set(false));
-    // Wait for tasks other threads are still running (not for idle workers).
-    let mut spins: u32 = 0;
-    while sh.done.load(Ordering::Acquire) < n_tasks {
-        if spins < 4096 {
-            std::hint::spin_loop();
-            spins += 1;
-        } else {
-            std::thread::yield_now();
+    let mut base = 0;
+    while base < n_tasks {
+        let round = (n_tasks - base).min(MAX_TASKS);
+        let job = Job {
+            data: &f as *const F as *const (),
+            call: call_shim::<F>,
+            base,
+            n_tasks: round,
+            parts: (workers.len() + 1).min(nt).min(round).min(SLOTS),
+        };
+        dispatch(sh, &job);
+        base += round;
+        if base < n_tasks
+            && sh
+                .panic
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+        {
+            break;
         }
     }
-    // Close the job, then wait for registered workers to leave it.
-    sh.state.store(gen << 1, Ordering::SeqCst);
-    let mut spins: u32 = 0;
-    while sh.active.load(Ordering::SeqCst) != 0 {
-        if spins < 4096 {
-            std::hint::spin_loop();
-            spins += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
-    sh.job.store(std::ptr::null_mut(), Ordering::Relaxed);
     let payload = sh
         .panic
         .lock()
