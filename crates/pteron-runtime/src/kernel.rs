@@ -16,7 +16,7 @@ use pteron_format::{ScalarType, ShapeDynamism};
 use smallvec::SmallVec;
 
 use crate::error::KernelError;
-use crate::memory::{AlignedBuf, Bytes};
+use crate::memory::{AlignedBuf, Bytes, F32Buf};
 use crate::tensor::{Shape, Storage, TensorMut, TensorRef, TensorValue};
 use crate::value::{Scalar, Value};
 
@@ -73,7 +73,7 @@ pub trait DelegateHandle: Send {
     /// a method with many delegates then holds one delegate's worth of activations,
     /// not the sum. Called at most once, at load; the default hands over nothing and
     /// the delegate keeps running on its own buffers.
-    fn donate_workspace(&mut self) -> Vec<Vec<f32>> {
+    fn donate_workspace(&mut self) -> Vec<F32Buf> {
         Vec::new()
     }
     /// Runs the delegate on the method's shared workspace: `slots[k]` is at least as
@@ -82,7 +82,7 @@ pub trait DelegateHandle: Send {
     fn execute_in(
         &mut self,
         ctx: &KernelCtx<'_>,
-        _slots: &mut [Vec<f32>],
+        _slots: &mut [F32Buf],
     ) -> Result<(), KernelError> {
         self.execute(ctx)
     }

@@ -32,7 +32,7 @@ pub use kernel::{
 };
 pub use memory::{
     bytes_from_slice, bytes_from_vec, try_zeroed_vec, AlignedBuf, ByteSource, Bytes, DataLoader,
-    FileLoader,
+    F32Buf, FileLoader,
 };
 pub use method::{copy_reorder, MemoryReport, Method, OpProfile, MAX_INSTRUCTIONS};
 pub use program::{IoInfo, MethodMeta, Program, TensorInfo};

@@ -10,7 +10,7 @@ use crate::kernel::{
     distinct_tensor_args, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, NodeProfile,
     PrepareCtx, Registry, Spaces,
 };
-use crate::memory::{AlignedBuf, Bytes};
+use crate::memory::{AlignedBuf, Bytes, F32Buf};
 use crate::program::{FileData, Program};
 use crate::tensor::{strides_for, Shape, Storage, TensorRef, TensorValue};
 use crate::value::{Scalar, Value};
@@ -60,7 +60,7 @@ pub struct Method {
     delegates: Vec<(String, Box<dyn DelegateHandle>)>,
     /// Buffers the delegates need only while they run, shared by all of them (see
     /// [`DelegateHandle::donate_workspace`]).
-    workspace: Vec<Vec<f32>>,
+    workspace: Vec<F32Buf>,
     op_names: Vec<String>,
     /// Planned arenas first, then buffers owned for unplanned inputs/outputs.
     mutable: Vec<AlignedBuf>,
@@ -322,7 +322,7 @@ impl Method {
 
         // Delegates.
         let mut delegates = Vec::with_capacity(plan.delegates.len());
-        let mut workspace: Vec<Vec<f32>> = Vec::new();
+        let mut workspace: Vec<F32Buf> = Vec::new();
         let mut prepared_bytes = 0usize;
         // Find the args of each delegate's (first) call for the init context.
         let mut delegate_args: Vec<&[usize]> = vec![&[]; plan.delegates.len()];

@@ -15,8 +15,8 @@ use pteron_linalg::{
     Qd8Params,
 };
 use pteron_runtime::{
-    BackendInitCtx, DelegateHandle, KernelCtx, KernelError, NodeProfile, PrepareCtx, ScalarType,
-    Value as RtValue,
+    BackendInitCtx, DelegateHandle, F32Buf, KernelCtx, KernelError, NodeProfile, PrepareCtx,
+    ScalarType, Value as RtValue,
 };
 
 use crate::bufplan;
@@ -137,7 +137,7 @@ enum Home {
 /// A compiled XNNPACK delegate.
 pub struct XnnDelegate {
     steps: Vec<Step>,
-    bufs: Vec<Vec<f32>>,
+    bufs: Vec<F32Buf>,
     /// Elements planned per value (its buffer may be lent to or borrowed from another
     /// value while a run is under way, see `Step::borrow`).
     cap: Vec<usize>,
@@ -145,12 +145,12 @@ pub struct XnnDelegate {
     fq: Vec<Fq>,
     inputs: Vec<Ext>,
     outputs: Vec<Ext>,
-    scratch: Vec<f32>,
+    scratch: F32Buf,
     /// Quantized rows (`i8`, four per element) and their parameters (`Qd8Params`,
     /// two elements each) for `Prep::Qd8Fc` steps, held as `f32` words so that they
     /// can live in the method's shared workspace like the other run buffers.
-    qa: Vec<f32>,
-    qp: Vec<f32>,
+    qa: F32Buf,
+    qp: F32Buf,
     /// External inputs left unquantized because only `Prep::Qd8Fc` steps read them.
     raw_dynamic: Vec<bool>,
     last_inputs: Vec<Dims>,
@@ -991,25 +991,25 @@ impl XnnDelegate {
         }
 
         // Buffers at the upper-bound sizes; scratch for im2col.
-        let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(nv);
+        let mut bufs: Vec<F32Buf> = Vec::with_capacity(nv);
         for i in 0..nv {
             if !needs_buf[i] {
-                bufs.push(Vec::new());
+                bufs.push(F32Buf::default());
                 continue;
             }
             let v = &g.values[i];
-            let mut b = if v.data.is_some() {
-                decode_const(i, v)?
+            let b = if v.data.is_some() {
+                let c = decode_const(i, v)?;
+                F32Buf::copy_from(if c.is_empty() { &[0.0] } else { &c })
             } else {
-                zeroed(shapes[i].numel().max(v.numel()), || format!("value {i}"))?
+                zeroed(shapes[i].numel().max(v.numel()).max(1), || {
+                    format!("value {i}")
+                })?
             };
-            if b.is_empty() {
-                b.push(0.0);
-            }
             prepared += b.len() * 4;
             bufs.push(b);
         }
-        let cap: Vec<usize> = bufs.iter().map(Vec::len).collect();
+        let cap: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
         {
             // Share activation buffers: only values that plain f32 steps alone access.
             let mut shareable: Vec<bool> = (0..nv)
@@ -1039,7 +1039,7 @@ impl XnnDelegate {
                 if b.is_some() {
                     let out = st.op.out();
                     prepared -= bufs[out].len() * 4;
-                    bufs[out] = Vec::new();
+                    bufs[out] = F32Buf::default();
                 }
                 st.borrow = b;
             }
@@ -1408,7 +1408,7 @@ fn nhwc(d: &Dims) -> (usize, usize, usize, usize) {
 
 fn run_op(
     s: &Step,
-    bufs: &[Vec<f32>],
+    bufs: &[F32Buf],
     shapes: &[Dims],
     scratch: &mut [f32],
     out: &mut [f32],
@@ -1757,7 +1757,7 @@ impl DelegateHandle for XnnDelegate {
         self.run_call(ctx)
     }
 
-    fn donate_workspace(&mut self) -> Vec<Vec<f32>> {
+    fn donate_workspace(&mut self) -> Vec<F32Buf> {
         if !self.lent.is_empty() {
             return Vec::new();
         }
@@ -1778,11 +1778,7 @@ impl DelegateHandle for XnnDelegate {
         out
     }
 
-    fn execute_in(
-        &mut self,
-        ctx: &KernelCtx<'_>,
-        slots: &mut [Vec<f32>],
-    ) -> Result<(), KernelError> {
+    fn execute_in(&mut self, ctx: &KernelCtx<'_>, slots: &mut [F32Buf]) -> Result<(), KernelError> {
         if self.lent.is_empty() {
             return self.run_call(ctx);
         }
@@ -1846,7 +1842,7 @@ impl DelegateHandle for XnnDelegate {
 }
 
 impl XnnDelegate {
-    fn home(&mut self, h: Home) -> &mut Vec<f32> {
+    fn home(&mut self, h: Home) -> &mut F32Buf {
         match h {
             Home::Value(v) => &mut self.bufs[v],
             Home::Scratch => &mut self.scratch,
@@ -1856,7 +1852,7 @@ impl XnnDelegate {
     }
 
     /// Swaps the lent buffers with their workspace slots (its own inverse).
-    fn swap_lent(&mut self, slots: &mut [Vec<f32>]) {
+    fn swap_lent(&mut self, slots: &mut [F32Buf]) {
         for (k, slot) in slots.iter_mut().enumerate().take(self.lent.len()) {
             let h = self.lent[k].0;
             core::mem::swap(self.home(h), slot);
@@ -2039,15 +2035,13 @@ impl pteron_runtime::Backend for XnnpackBackend {
     }
 }
 
-/// A zero-filled buffer of `len` values, or a typed error when the allocator
-/// refuses (a corrupted graph can declare absurd sizes; never abort on them).
-fn zeroed<T: pteron_runtime::Zeroable>(
-    len: usize,
-    what: impl FnOnce() -> String,
-) -> Result<Vec<T>, XnnError> {
-    pteron_runtime::try_zeroed_vec(len).ok_or_else(|| XnnError::Alloc {
+/// A zero-filled run buffer of `len` values (64-byte aligned, [`F32Buf`]), or a
+/// typed error when the allocator refuses (a corrupted graph can declare absurd
+/// sizes; never abort on them).
+fn zeroed(len: usize, what: impl FnOnce() -> String) -> Result<F32Buf, XnnError> {
+    F32Buf::try_zeroed(len).ok_or_else(|| XnnError::Alloc {
         what: what(),
-        bytes: len as u128 * core::mem::size_of::<T>() as u128,
+        bytes: len as u128 * 4,
     })
 }
 

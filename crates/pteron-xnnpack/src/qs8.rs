@@ -735,7 +735,7 @@ pub(crate) fn run(
     index: usize,
     kind: &'static str,
     st: &mut Q8State,
-    bufs: &mut [Vec<f32>],
+    bufs: &mut [pteron_runtime::F32Buf],
     shapes: &[Dims],
 ) -> Result<(), XnnError> {
     if let Kind::Nop = q.kind {

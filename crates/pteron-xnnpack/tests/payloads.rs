@@ -6,8 +6,8 @@ use std::cell::RefCell;
 
 use pteron_runtime::testing::{run_op, TestArg, TestTensor};
 use pteron_runtime::{
-    Backend, BackendInitCtx, DelegateHandle, Kernel, KernelCtx, KernelError, PrepareCtx, Registry,
-    ScalarType,
+    Backend, BackendInitCtx, DelegateHandle, F32Buf, Kernel, KernelCtx, KernelError, PrepareCtx,
+    Registry, ScalarType,
 };
 use pteron_xnnpack::{parse, XnnError, XnnpackBackend};
 
@@ -40,7 +40,7 @@ impl Kernel for AsKernel {
 
 /// Runs on a shared workspace as a method does: the run buffers are handed over at
 /// init, the slots filled with garbage (what another delegate would leave there).
-struct Donated(Box<dyn DelegateHandle>, Vec<Vec<f32>>);
+struct Donated(Box<dyn DelegateHandle>, Vec<F32Buf>);
 impl Kernel for Donated {
     fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         for s in &mut self.1 {
@@ -74,7 +74,7 @@ fn donated_factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     );
     // Slots may be longer than asked (another delegate's larger buffer).
     for s in &mut slots {
-        s.extend(std::iter::repeat_n(0.0, 7));
+        *s = F32Buf::zeroed(s.len() + 7);
     }
     Ok(Box::new(Donated(h, slots)))
 }
@@ -155,12 +155,13 @@ fn donated_delegate_refuses_to_run_without_the_workspace() {
         assert!(h.donate_workspace().is_empty());
         Ok(Box::new(Probe(h, std::mem::take(&mut slots))))
     }
-    struct Probe(Box<dyn DelegateHandle>, Vec<Vec<f32>>);
+    struct Probe(Box<dyn DelegateHandle>, Vec<F32Buf>);
     impl Kernel for Probe {
         fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             let direct = self.0.execute(ctx).unwrap_err().to_string();
             assert!(direct.contains("execute_in"), "{direct}");
-            let mut short: Vec<Vec<f32>> = self.1.iter().map(|s| vec![0.0; s.len() / 2]).collect();
+            let mut short: Vec<F32Buf> =
+                self.1.iter().map(|s| F32Buf::zeroed(s.len() / 2)).collect();
             let e = self.0.execute_in(ctx, &mut short).unwrap_err().to_string();
             assert!(e.contains("workspace"), "{e}");
             self.0.execute_in(ctx, &mut self.1[..]).map(|_| ())
