@@ -14,39 +14,37 @@ pub fn try_zeroed_vec<T: bytemuck::Zeroable>(len: usize) -> Option<Vec<T>> {
     bytemuck::allocation::try_zeroed_vec(len).ok()
 }
 
-/// 16 `f32` values on one 64-byte cache line: the unit [`F32Buf`] allocates in.
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
-
-/// A growable-once `f32` buffer whose data starts on a 64-byte boundary.
+/// An `f32` buffer whose data starts on a 64-byte boundary.
 ///
 /// Kernels' activation and scratch buffers: a `Vec<f32>` from the system
 /// allocator starts 16 bytes past a cache line when it is large (glibc puts a
 /// 16-byte header in front of `mmap`ed blocks), so every 64-byte vector load or
 /// store then spans two lines (depthwise convolutions ran 10-35% slower on such
-/// buffers). Derefs to `[f32]` of exactly [`len`](F32Buf::len) values.
+/// buffers). The buffer is a `Vec<f32>` 15 values longer than asked, used from
+/// the first aligned value: it still comes zeroed from `calloc`, whose fresh
+/// pages cost memory only where they are touched (an allocation with a 64-byte
+/// alignment would be cleared with `memset`, all of it resident).
+/// Derefs to `[f32]` of exactly [`len`](F32Buf::len) values.
 #[derive(Clone, Default)]
 pub struct F32Buf {
-    lines: Vec<Line>,
+    v: Vec<f32>,
+    off: usize,
     len: usize,
 }
 
 impl F32Buf {
+    fn aligned(v: Vec<f32>, len: usize) -> Self {
+        let off = (64 - v.as_ptr() as usize % 64) % 64 / 4;
+        F32Buf { v, off, len }
+    }
     /// `len` zeros, or `None` when the allocator refuses (sizes read from a file
     /// can be absurd; never abort on them).
     pub fn try_zeroed(len: usize) -> Option<Self> {
-        Some(F32Buf {
-            lines: try_zeroed_vec(len.div_ceil(16))?,
-            len,
-        })
+        Some(Self::aligned(try_zeroed_vec(len.checked_add(15)?)?, len))
     }
     /// `len` zeros.
     pub fn zeroed(len: usize) -> Self {
-        F32Buf {
-            lines: vec![Line::default(); len.div_ceil(16)],
-            len,
-        }
+        Self::aligned(vec![0.0; len + 15], len)
     }
     /// An aligned copy of `values`.
     pub fn copy_from(values: &[f32]) -> Self {
@@ -59,13 +57,13 @@ impl F32Buf {
 impl core::ops::Deref for F32Buf {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &bytemuck::cast_slice(&self.lines)[..self.len]
+        &self.v[self.off..self.off + self.len]
     }
 }
 
 impl core::ops::DerefMut for F32Buf {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+        &mut self.v[self.off..self.off + self.len]
     }
 }
 
