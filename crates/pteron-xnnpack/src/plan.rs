@@ -990,10 +990,29 @@ impl XnnDelegate {
             needs_buf[i.value] = true;
         }
 
+        // Values that only int8 steps produce and read live in `Q8State`'s byte
+        // buffers alone: no f32 buffer (their planned size still bounds reshapes).
+        let mut f32_side = vec![false; nv];
+        for st in &steps {
+            if !matches!(st.prep, Prep::Q8(_)) {
+                for i in st.op.inputs() {
+                    f32_side[i] = true;
+                }
+                f32_side[st.op.out()] = true;
+            }
+        }
+        for e in inputs.iter().chain(&outputs) {
+            f32_side[e.value] = true;
+        }
+        let planned = |i: usize| shapes[i].numel().max(g.values[i].numel()).max(1);
+        let cap: Vec<usize> = (0..nv)
+            .map(|i| if needs_buf[i] { planned(i) } else { 0 })
+            .collect();
+
         // Buffers at the upper-bound sizes; scratch for im2col.
         let mut bufs: Vec<F32Buf> = Vec::with_capacity(nv);
         for i in 0..nv {
-            if !needs_buf[i] {
+            if !needs_buf[i] || !f32_side[i] {
                 bufs.push(F32Buf::default());
                 continue;
             }
@@ -1002,14 +1021,11 @@ impl XnnDelegate {
                 let c = decode_const(i, v)?;
                 F32Buf::copy_from(if c.is_empty() { &[0.0] } else { &c })
             } else {
-                zeroed(shapes[i].numel().max(v.numel()).max(1), || {
-                    format!("value {i}")
-                })?
+                zeroed(planned(i), || format!("value {i}"))?
             };
             prepared += b.len() * 4;
             bufs.push(b);
         }
-        let cap: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
         {
             // Share activation buffers: only values that plain f32 steps alone access.
             let mut shareable: Vec<bool> = (0..nv)
