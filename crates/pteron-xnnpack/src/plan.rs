@@ -1086,7 +1086,7 @@ impl XnnDelegate {
                     Prep::Q8(q) => Some(&**q),
                     _ => None,
                 };
-                (q, s.op.inputs(), s.op.out())
+                (q, s.op.inputs())
             })
             .collect();
         let out_ids: Vec<usize> = outputs.iter().map(|o| o.value).collect();
@@ -1147,6 +1147,7 @@ impl XnnDelegate {
         if let Some(d) = s.borrow {
             self.bufs.swap(d, s.op.out());
         }
+        self.q8.swap_borrowed(si);
     }
 
     /// Runs the steps in order; whatever happens, every borrowed buffer is back home

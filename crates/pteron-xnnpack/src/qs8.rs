@@ -636,15 +636,19 @@ pub(crate) struct Q8State {
     q_src: Vec<bool>,
     /// Read by an f32 step or an external output: dequantize after production.
     need_f: Vec<bool>,
+    /// Per step, `(lender, output)`: the int8 output takes over the byte buffer of
+    /// a value no later step reads (as the f32 buffers do, `bufplan`), so a network
+    /// cycles through a few warm buffers instead of writing a cold one per layer.
+    borrow: Vec<Option<(usize, usize)>>,
     bytes: usize,
 }
 
 impl Q8State {
-    /// `steps`: per step, `Some(prep)` for int8 steps, with every step's inputs and output.
+    /// `steps`: per step, `Some(prep)` for int8 steps, with the step's inputs.
     pub(crate) fn new(
         g: &Graph<'_>,
         shapes: &[Dims],
-        steps: &[(Option<&QPrep>, Vec<usize>, usize)],
+        steps: &[(Option<&QPrep>, Vec<usize>)],
         outputs: &[usize],
     ) -> Q8State {
         let nv = g.values.len();
@@ -652,10 +656,15 @@ impl Q8State {
         let mut q_src = vec![false; nv];
         let mut need_q = vec![false; nv];
         let mut need_f = vec![false; nv];
-        for (q, ins, out) in steps {
+        for (q, ins) in steps {
             match q {
+                // A clamp fused into its producer became a no-op: the producer
+                // writes the clamp's output, and the value between them is unused.
+                Some(QPrep {
+                    kind: Kind::Nop, ..
+                }) => {}
                 Some(q) => {
-                    q_src[*out] = true;
+                    q_src[q.out] = true;
                     for &i in &q.ins[..q.nin] {
                         need_q[i] = true;
                     }
@@ -670,13 +679,48 @@ impl Q8State {
         for &o in outputs {
             need_f[o] = true;
         }
+        let lens: Vec<usize> = (0..nv)
+            .map(|v| {
+                if q_src[v] || need_q[v] {
+                    shapes[v].numel().max(g.values[v].numel()).max(1)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        // Sharing: values that int8 steps alone write and read. Values quantized
+        // from the f32 side (written by their reader) and external outputs keep
+        // their own buffers.
+        let mut reads = vec![Vec::new(); steps.len()];
+        let mut writes = vec![None; steps.len()];
+        let mut shareable: Vec<bool> = lens.iter().map(|&n| n > 0).collect();
+        for &o in outputs {
+            shareable[o] = false;
+        }
+        for (si, (q, _)) in steps.iter().enumerate() {
+            let Some(q) = q.filter(|q| !matches!(q.kind, Kind::Nop)) else {
+                continue;
+            };
+            for &i in &q.ins[..q.nin] {
+                reads[si].push(i);
+                if !q_src[i] {
+                    shareable[i] = false;
+                }
+            }
+            writes[si] = Some(q.out);
+        }
+        let plan = crate::bufplan::plan(&reads, &writes, &lens, &shareable);
+        let borrow: Vec<Option<(usize, usize)>> = plan
+            .iter()
+            .zip(&writes)
+            .map(|(b, w)| Some(((*b)?, (*w)?)))
+            .collect();
         let mut bytes = 0;
         let qbufs = (0..nv)
             .map(|v| {
-                if q_src[v] || need_q[v] {
-                    let n = shapes[v].numel().max(g.values[v].numel()).max(1);
-                    bytes += n;
-                    vec![0u8; n]
+                if lens[v] > 0 && !borrow.iter().flatten().any(|&(_, o)| o == v) {
+                    bytes += lens[v];
+                    vec![0u8; lens[v]]
                 } else {
                     Vec::new()
                 }
@@ -687,7 +731,17 @@ impl Q8State {
             meta,
             q_src,
             need_f,
+            borrow,
             bytes,
+        }
+    }
+
+    /// Before int8 step `si` runs (and again in reverse step order after the run,
+    /// to put every buffer home): swaps its output's slot with the slot whose
+    /// buffer it borrows.
+    pub(crate) fn swap_borrowed(&mut self, si: usize) {
+        if let Some(Some((d, o))) = self.borrow.get(si) {
+            self.qbufs.swap(*d, *o);
         }
     }
 
