@@ -19,7 +19,7 @@ pub fn try_zeroed_vec<T: bytemuck::Zeroable>(len: usize) -> Option<Vec<T>> {
 /// Kernels' activation and scratch buffers: a `Vec<f32>` from the system
 /// allocator starts 16 bytes past a cache line when it is large (glibc puts a
 /// 16-byte header in front of `mmap`ed blocks), so every 64-byte vector load or
-/// store then spans two lines (depthwise convolutions ran 10-35% slower on such
+/// store then spans two lines (depthwise convolutions ran about 10-40% slower on such
 /// buffers). The buffer is a `Vec<f32>` 15 values longer than asked, used from
 /// the first aligned value: it still comes zeroed from `calloc`, whose fresh
 /// pages cost memory only where they are touched (an allocation with a 64-byte
