@@ -1090,7 +1090,7 @@ impl XnnDelegate {
             })
             .collect();
         let out_ids: Vec<usize> = outputs.iter().map(|o| o.value).collect();
-        let q8 = qs8::Q8State::new(g, &shapes, &q8_steps, &out_ids);
+        let q8 = qs8::Q8State::new(g, &shapes, &q8_steps, &out_ids)?;
         drop(q8_steps);
         prepared += q8.bytes();
         let transient = (0..nv)

@@ -650,7 +650,7 @@ impl Q8State {
         shapes: &[Dims],
         steps: &[(Option<&QPrep>, Vec<usize>)],
         outputs: &[usize],
-    ) -> Q8State {
+    ) -> Result<Q8State, XnnError> {
         let nv = g.values.len();
         let meta: Vec<Option<QMeta>> = g.values.iter().map(qmeta).collect();
         let mut q_src = vec![false; nv];
@@ -720,20 +720,25 @@ impl Q8State {
             .map(|v| {
                 if lens[v] > 0 && !borrow.iter().flatten().any(|&(_, o)| o == v) {
                     bytes += lens[v];
-                    vec![0u8; lens[v]]
+                    // Sizes come from the graph: refuse absurd ones with a typed
+                    // error, never abort.
+                    pteron_runtime::try_zeroed_vec(lens[v]).ok_or_else(|| XnnError::Alloc {
+                        what: format!("int8 value {v}"),
+                        bytes: lens[v] as u128,
+                    })
                 } else {
-                    Vec::new()
+                    Ok(Vec::new())
                 }
             })
-            .collect();
-        Q8State {
+            .collect::<Result<_, _>>()?;
+        Ok(Q8State {
             qbufs,
             meta,
             q_src,
             need_f,
             borrow,
             bytes,
-        }
+        })
     }
 
     /// Before int8 step `si` runs (and again in reverse step order after the run,
