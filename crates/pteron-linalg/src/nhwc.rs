@@ -33,7 +33,10 @@ use crate::{isa, Isa};
 mod fused;
 mod winograd;
 
-pub use fused::{pointwise_depthwise_nhwc, pointwise_depthwise_scratch, FUSED_SCRATCH_FLOATS};
+pub use fused::{
+    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_scratch,
+    FUSED_SCRATCH_FLOATS, FUSE_MIN_FLOATS,
+};
 
 /// Output pixels per microkernel tile (scalar and AVX2 tiers).
 pub const MR: usize = 6;
@@ -587,7 +590,10 @@ impl ConvNhwc {
         output: &mut [f32],
         clamp: (f32, f32),
     ) {
-        assert!(self.pointwise, "run_pointwise_serial: not a pointwise convolution");
+        assert!(
+            self.pointwise,
+            "run_pointwise_serial: not a pointwise convolution"
+        );
         assert!(input.len() >= m * self.p.in_c && output.len() >= m * self.p.out_c);
         let mr = self.kern.mr();
         let (n_blocks, nb) = self.panel_blocks();

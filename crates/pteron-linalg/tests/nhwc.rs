@@ -3,8 +3,8 @@ mod common;
 use common::{assert_close, for_each_tier, Rng};
 use proptest::prelude::*;
 use pteron_linalg::nhwc::{
-    depthwise_nhwc, max_pool_nhwc, pointwise_depthwise_nhwc, pointwise_depthwise_scratch,
-    ConvNhwc, ConvNhwcParams, Window, WINOGRAD_MIN_PIXELS,
+    depthwise_nhwc, max_pool_nhwc, pointwise_depthwise_nhwc, pointwise_depthwise_scratch, ConvNhwc,
+    ConvNhwcParams, Window, WINOGRAD_MIN_PIXELS,
 };
 use pteron_linalg::{num_threads, reference, set_num_threads};
 
@@ -609,9 +609,16 @@ fn check_fused(
     let pb = rng.vec(c);
     let dw = rng.vec(wn.kh * wn.kw * c);
     let db = rng.vec(c);
-    let conv = ConvNhwc::new(params(cin, c, (1, 1), (1, 1), (1, 1), (0, 0)), &pw, Some(&pb))
-        .expect("supported");
-    assert!(pointwise_depthwise_scratch(&wn, w, c).is_some(), "{ctx}: fits");
+    let conv = ConvNhwc::new(
+        params(cin, c, (1, 1), (1, 1), (1, 1), (0, 0)),
+        &pw,
+        Some(&pb),
+    )
+    .expect("supported");
+    assert!(
+        pointwise_depthwise_scratch(&wn, w, c).is_some(),
+        "{ctx}: fits"
+    );
     let n_out = batch * oh * ow * c;
     let prev = num_threads();
     for threads in [1, 2, 3] {
@@ -624,7 +631,16 @@ fn check_fused(
         let mut mid = vec![0.0; batch * h * w * c];
         conv.run(&input, (batch, h, w), (h, w), &mut mid, conv_clamp);
         let mut want = vec![0.0; n_out];
-        depthwise_nhwc(&mid, (batch, h, w, c), &wn, (oh, ow), &dw, &db, clamp, &mut want);
+        depthwise_nhwc(
+            &mid,
+            (batch, h, w, c),
+            &wn,
+            (oh, ow),
+            &dw,
+            &db,
+            clamp,
+            &mut want,
+        );
         let mut got = vec![f32::NAN; n_out + 3];
         pointwise_depthwise_nhwc(
             &conv,
@@ -685,11 +701,29 @@ fn nhwc_fused_pointwise_depthwise_edge_shapes() {
                 out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
                 out_size(dims.2, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
             );
-            check_fused(*ch, *wn, *dims, (oh, ow), *cc, *dc, i as u64, &format!("{isa} case {i}"));
+            check_fused(
+                *ch,
+                *wn,
+                *dims,
+                (oh, ow),
+                *cc,
+                *dc,
+                i as u64,
+                &format!("{isa} case {i}"),
+            );
         }
         // Output taller than natural: bands made only of padding rows.
         let wn = win((3, 3), (2, 2), (1, 1), (1, 1));
-        check_fused((4, 9), wn, (1, 5, 5), (6, 3), none, none, 99, &format!("{isa} far pad"));
+        check_fused(
+            (4, 9),
+            wn,
+            (1, 5, 5),
+            (6, 3),
+            none,
+            none,
+            99,
+            &format!("{isa} far pad"),
+        );
     });
 }
 

@@ -2,8 +2,10 @@
 //! output (MobileNet's "expand" then "depthwise" steps), run in horizontal bands of
 //! depthwise output rows so the expanded tensor is never written to memory.
 //!
-//! The output rows of every image are cut into *strips* (the tasks of one
-//! `parallel_for`, numbered top to bottom, so each thread takes neighbouring strips).
+//! The output rows of every image are cut into *strips*, one per thread (the tasks
+//! of one `parallel_for`, numbered top to bottom): a strip boundary recomputes the
+//! `kh - stride` expanded rows both sides read, so fewer, taller strips do less
+//! work (two strips per thread were 3-10% slower on the MobileNet shapes).
 //! A strip is walked in *bands* of a few output rows: for each band the expanded rows
 //! its windows read (rows in the padding are not computed) are produced by the
 //! pointwise convolution into a per-thread scratch (the thread-local scratch, a few
@@ -26,9 +28,19 @@ const BAND_BYTES: usize = 256 * 1024;
 /// Most scratch floats a fused run may need per thread: half the per-thread scratch
 /// reserved when the pool starts, so a fused run never grows it.
 pub const FUSED_SCRATCH_FLOATS: usize = INITIAL_SCRATCH / 2;
-/// Strips per thread when the pool has several threads (a slow thread's last strip
-/// can be taken by another one).
-const STRIPS_PER_THREAD: usize = 2;
+/// Smallest expanded map (floats per image) worth fusing: below it the expanded
+/// tensor stays in cache anyway, and the rows recomputed at strip boundaries and
+/// the weights streamed once per band cost more than the traffic saved
+/// (`linalg-bench --filter pw_dw`, 1 thread: 96->576 @14 and 160->960 @7 are 0-3%
+/// slower fused, 32->192 @28 5% faster, 16->96 @112 and 24->144 @56 much faster in
+/// the model).
+pub const FUSE_MIN_FLOATS: usize = 128 * 1024;
+
+/// Whether fusing pays for an expanded map of `h` x `w` x `c` (see
+/// [`FUSE_MIN_FLOATS`]); [`pointwise_depthwise_nhwc`] runs any size.
+pub fn pointwise_depthwise_pays(h: usize, w: usize, c: usize) -> bool {
+    h.saturating_mul(w).saturating_mul(c) >= FUSE_MIN_FLOATS
+}
 
 /// Rows of the window (`(kh - 1) * dh + 1`).
 fn span(win: &Window) -> usize {
@@ -82,7 +94,10 @@ pub fn pointwise_depthwise_nhwc(
     clamp: (f32, f32),
     output: &mut [f32],
 ) {
-    assert!(conv.is_pointwise(), "pointwise_depthwise_nhwc: not a pointwise convolution");
+    assert!(
+        conv.is_pointwise(),
+        "pointwise_depthwise_nhwc: not a pointwise convolution"
+    );
     let (cin, c) = (conv.params().in_c, conv.params().out_c);
     let scratch = pointwise_depthwise_scratch(win, w, c)
         .expect("pointwise_depthwise_nhwc: band does not fit the scratch");
@@ -109,7 +124,7 @@ pub fn pointwise_depthwise_nhwc(
     let threads = num_threads();
     let flops = 2.0 * (batch * h * w) as f64 * (cin * c) as f64;
     let strips = if threads > 1 && flops > 400_000.0 {
-        div_ceil(threads * STRIPS_PER_THREAD, batch).min(oh)
+        div_ceil(threads, batch).min(oh)
     } else {
         1
     };
