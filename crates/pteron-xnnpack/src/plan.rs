@@ -104,22 +104,40 @@ struct PwDw {
     bias: Vec<f32>,
 }
 
-/// Pointwise + depthwise fusion switch (on unless `PTERON_XNN_FUSE=0` or
-/// [`set_fusion`]`(false)`): read when a delegate is compiled.
-static FUSION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// Turns the pointwise + depthwise fusion on or off for delegates compiled from now
-/// on (process-wide; for tests and benchmarks that compare both plans, whose results
-/// are the same bits). `PTERON_XNN_FUSE=0` in the environment turns it off too.
-pub fn set_fusion(on: bool) {
-    FUSION.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+/// Which pointwise + depthwise pairs a delegate fuses (see [`set_fusion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    /// None: every node runs as its own step.
+    Off,
+    /// Those where it pays (`pteron_linalg::nhwc::pointwise_depthwise_pays`): the
+    /// default.
+    Auto,
+    /// Every eligible pair, whatever its size (tests of small graphs).
+    All,
 }
 
-fn fusion_enabled() -> bool {
+/// [`set_fusion`]'s choice: 0 = unset (environment), else `Fusion as u8 + 1`.
+static FUSION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the pointwise + depthwise fusion of delegates compiled from now on
+/// (process-wide; for tests and benchmarks that compare plans, whose results are
+/// the same bits). Without a call, `PTERON_XNN_FUSE=0` (or `off`) selects
+/// [`Fusion::Off`], `PTERON_XNN_FUSE=all` [`Fusion::All`], anything else
+/// [`Fusion::Auto`].
+pub fn set_fusion(mode: Fusion) {
+    FUSION.store(mode as u8 + 1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn fusion_mode() -> Fusion {
     match FUSION.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => std::env::var("PTERON_XNN_FUSE").map_or(true, |v| v != "0"),
+        1 => Fusion::Off,
+        2 => Fusion::Auto,
+        3 => Fusion::All,
+        _ => match std::env::var("PTERON_XNN_FUSE").as_deref() {
+            Ok("0") | Ok("off") => Fusion::Off,
+            Ok("all") => Fusion::All,
+            _ => Fusion::Auto,
+        },
     }
 }
 
@@ -1018,8 +1036,10 @@ impl XnnDelegate {
                 }
             }
         }
-        if fusion_enabled() {
-            fuse_pointwise_depthwise(g, &mut steps, &outputs, &shapes, &mut needs_buf);
+        let fusion = fusion_mode();
+        if fusion != Fusion::Off {
+            let all = fusion == Fusion::All;
+            fuse_pointwise_depthwise(g, &mut steps, &outputs, &shapes, &mut needs_buf, all);
         }
         let raw_dynamic: Vec<bool> = (0..nv)
             .map(|v| {
@@ -1276,6 +1296,7 @@ fn fuse_pointwise_depthwise(
     outputs: &[Ext],
     shapes: &[Dims],
     needs_buf: &mut [bool],
+    all: bool,
 ) {
     let nv = g.values.len();
     let mut readers = vec![0usize; nv];
@@ -1309,6 +1330,7 @@ fn fuse_pointwise_depthwise(
             continue;
         };
         let (src, mid, out) = (*src, *mid, *out);
+        let (mh, mw, mc) = (shapes[mid].get(1), shapes[mid].get(2), shapes[mid].get(3));
         if a.skip
             || b.skip
             || !conv.is_pointwise()
@@ -1318,9 +1340,8 @@ fn fuse_pointwise_depthwise(
             || !f32_value(mid)
             || g.values[out].dtype != Datatype::Fp32
             || shapes[mid].rank() != 4
-            || !pointwise_depthwise_pays(shapes[mid].get(1), shapes[mid].get(2), shapes[mid].get(3))
-            || pointwise_depthwise_scratch(&p.window(), shapes[mid].get(2), shapes[mid].get(3))
-                .is_none()
+            || !(all || pointwise_depthwise_pays(mh, mw, mc))
+            || pointwise_depthwise_scratch(&p.window(), mw, mc).is_none()
         {
             continue;
         }
