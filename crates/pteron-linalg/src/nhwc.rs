@@ -68,6 +68,22 @@ pub struct ConvNhwcParams {
     pub pad_left: usize,
 }
 
+impl ConvNhwcParams {
+    /// A pointwise convolution: 1x1, stride 1, no padding.
+    pub fn pointwise(in_c: usize, out_c: usize) -> Self {
+        ConvNhwcParams {
+            in_c,
+            out_c,
+            kh: 1,
+            kw: 1,
+            stride: (1, 1),
+            dilation: (1, 1),
+            pad_top: 0,
+            pad_left: 0,
+        }
+    }
+}
+
 /// Microkernel tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IKern {

@@ -235,16 +235,7 @@ fn bench_nhwc_window(k: usize, c: usize, hw: usize, s: usize) {
 /// ReLU6) on an `hw`x`hw` map: the two kernels one after the other through the
 /// whole expanded tensor, and fused into row bands (`pointwise_depthwise_nhwc`).
 fn bench_pw_dw(in_c: usize, c: usize, hw: usize, s: usize) {
-    let p = ConvNhwcParams {
-        in_c,
-        out_c: c,
-        kh: 1,
-        kw: 1,
-        stride: (1, 1),
-        dilation: (1, 1),
-        pad_top: 0,
-        pad_left: 0,
-    };
+    let p = ConvNhwcParams::pointwise(in_c, c);
     let conv = ConvNhwc::new(p, &fill(c * in_c, 7), Some(&fill(c, 8))).expect("supported conv");
     let win = Window {
         kh: 3,
