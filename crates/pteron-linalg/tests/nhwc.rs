@@ -609,12 +609,7 @@ fn check_fused(
     let pb = rng.vec(c);
     let dw = rng.vec(wn.kh * wn.kw * c);
     let db = rng.vec(c);
-    let conv = ConvNhwc::new(
-        params(cin, c, (1, 1), (1, 1), (1, 1), (0, 0)),
-        &pw,
-        Some(&pb),
-    )
-    .expect("supported");
+    let conv = ConvNhwc::new(ConvNhwcParams::pointwise(cin, c), &pw, Some(&pb)).expect("supported");
     assert!(
         pointwise_depthwise_scratch(&wn, w, c).is_some(),
         "{ctx}: fits"
