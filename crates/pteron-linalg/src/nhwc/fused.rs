@@ -8,8 +8,8 @@
 //! work (two strips per thread were 3-10% slower on the MobileNet shapes).
 //! A strip is walked in *bands* of a few output rows: for each band the expanded rows
 //! its windows read (rows in the padding are not computed) are produced by the
-//! pointwise convolution into a per-thread scratch (the thread-local scratch, a few
-//! hundred KiB, so it stays in L2), then the depthwise convolution of the band reads
+//! pointwise convolution into a per-thread scratch (the thread-local scratch, at
+//! most 512 KiB, so it stays in L2), then the depthwise convolution of the band reads
 //! them there. Rows the previous band of the strip already computed (the `kh - stride`
 //! rows the windows of neighbouring bands share) are moved to the top of the scratch
 //! instead of being computed again, so only strip boundaries recompute rows.
@@ -23,11 +23,15 @@ use super::{dw_rows, ConvNhwc, Window};
 use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, with_scratch, SyncPtr, INITIAL_SCRATCH};
 
-/// Bytes of expanded rows a band aims to hold (L2 is 1 MiB per core on Zen 4).
-const BAND_BYTES: usize = 256 * 1024;
 /// Most scratch floats a fused run may need per thread: half the per-thread scratch
 /// reserved when the pool starts, so a fused run never grows it.
 pub const FUSED_SCRATCH_FLOATS: usize = INITIAL_SCRATCH / 2;
+/// Bytes of expanded rows a band aims to hold: half of Zen 4's 1 MiB L2. Taller
+/// bands restart the kernels and carry overlap rows less often (`linalg-bench
+/// --filter pw_dw`, 1 thread, 24->144 @56 3x3/1: 362 us with 64 KiB bands, 332 with
+/// 128 KiB, 313 with 256 KiB, 301 with 512 KiB; 298 unfused in that loop, where the
+/// expanded tensor stays in L3).
+const BAND_BYTES: usize = FUSED_SCRATCH_FLOATS * 4;
 /// Smallest expanded map (floats per image) worth fusing: below it the expanded
 /// tensor stays in cache anyway, and the rows recomputed at strip boundaries and
 /// the weights streamed once per band cost more than the traffic saved
