@@ -24,6 +24,12 @@
 //! 3x3 stride-1 convolutions of 16..256 channels on maps of at least
 //! [`WINOGRAD_MIN_PIXELS`] pixels run as Winograd F(2x2, 3x3) instead (see
 //! `winograd.rs`): 2.25x fewer multiplies, the same microkernels.
+//!
+//! [`pointwise_depthwise_nhwc`] (`fused.rs`) fuses a pointwise convolution with the
+//! depthwise convolution that reads its output: per band of depthwise output rows
+//! the expanded rows it needs are computed into a per-thread scratch (overlap rows
+//! carried from the previous band) and the depthwise reads them there, so the
+//! expanded tensor never goes through memory. Same kernels, same bits.
 
 use crate::gemm::clamp_nan;
 use crate::pool::{num_threads, parallel_for};
