@@ -2,10 +2,12 @@
 //! output (MobileNet's "expand" then "depthwise" steps), run in horizontal bands of
 //! depthwise output rows so the expanded tensor is never written to memory.
 //!
-//! The output rows of every image are cut into *strips*, one per thread (the tasks
-//! of one `parallel_for`, numbered top to bottom): a strip boundary recomputes the
-//! `kh - stride` expanded rows both sides read, so fewer, taller strips do less
-//! work (two strips per thread were 3-10% slower on the MobileNet shapes).
+//! The output rows of every image are cut into *strips*, a few per thread (the tasks
+//! of one `parallel_for`, numbered top to bottom). The pool hands each thread a
+//! contiguous range of tasks, so a thread usually runs the strip just below its
+//! previous one: it then starts from the expanded rows that strip left in its
+//! scratch. Only where a thread's range starts (or a strip was taken by another
+//! thread) are the `kh - stride` rows the two strips share computed twice.
 //! A strip is walked in *bands* of a few output rows: for each band the expanded rows
 //! its windows read (rows in the padding are not computed) are produced by the
 //! pointwise convolution into a per-thread scratch (the thread-local scratch, at
@@ -21,7 +23,9 @@
 
 use super::{dw_rows, ConvNhwc, Window};
 use crate::pool::{num_threads, parallel_for};
-use crate::util::{div_ceil, with_scratch, SyncPtr, INITIAL_SCRATCH};
+use crate::util::{div_ceil, with_scratch_kept, SyncPtr, INITIAL_SCRATCH};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most scratch floats a fused run may need per thread: half the per-thread scratch
 /// reserved when the pool starts, so a fused run never grows it.
@@ -44,6 +48,21 @@ pub const FUSE_MIN_FLOATS: usize = 128 * 1024;
 /// [`FUSE_MIN_FLOATS`]); [`pointwise_depthwise_nhwc`] runs any size.
 pub fn pointwise_depthwise_pays(h: usize, w: usize, c: usize) -> bool {
     h.saturating_mul(w).saturating_mul(c) >= FUSE_MIN_FLOATS
+}
+
+/// Strips per thread (with several threads): enough for a thread held up by another
+/// process to lose work to the others in pieces.
+const STRIPS_PER_THREAD: usize = 4;
+
+/// Numbers the fused runs, so that a thread only picks up rows it left in its
+/// scratch during the same run.
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// What this thread's scratch holds after its last strip: `(run, next task,
+    /// first row, end row)`: expanded rows `first..end` of the image of `next task - 1`
+    /// at the top of the scratch.
+    static CARRY: Cell<(u64, usize, usize, usize)> = const { Cell::new((0, 0, 0, 0)) };
 }
 
 /// Rows of the window (`(kh - 1) * dh + 1`).
@@ -128,11 +147,12 @@ pub fn pointwise_depthwise_nhwc(
     let threads = num_threads();
     let flops = 2.0 * (batch * h * w) as f64 * (cin * c) as f64;
     let strips = if threads > 1 && flops > 400_000.0 {
-        div_ceil(threads, batch).min(oh)
+        div_ceil(threads * STRIPS_PER_THREAD, batch).min(oh)
     } else {
         1
     };
     let op = SyncPtr(output.as_mut_ptr());
+    let run = RUNS.fetch_add(1, Ordering::Relaxed) + 1;
     let task = |t: usize| {
         let (n, j) = (t / strips, t % strips);
         let (s0, s1) = (j * oh / strips, (j + 1) * oh / strips);
@@ -148,9 +168,15 @@ pub fn pointwise_depthwise_nhwc(
                 (s1 - s0) * row_out,
             )
         };
-        with_scratch(scratch, |buf| {
-            // Expanded rows plo..phi of this image sit at the top of `buf`.
+        with_scratch_kept(scratch, |buf, kept| {
+            // Expanded rows plo..phi of this image sit at the top of `buf`: none, or
+            // when this thread ran the strip just above (its tasks are contiguous),
+            // what that strip's last band left there.
             let (mut plo, mut phi) = (0usize, 0usize);
+            let (crun, next, clo, chi) = CARRY.get();
+            if kept && j > 0 && crun == run && next == t {
+                (plo, phi) = (clo, chi);
+            }
             let mut oy0 = s0;
             while oy0 < s1 {
                 let oy1 = (oy0 + band).min(s1);
@@ -193,6 +219,7 @@ pub fn pointwise_depthwise_nhwc(
                 );
                 oy0 = oy1;
             }
+            CARRY.set((run, t + 1, plo, phi));
         });
     };
     parallel_for(batch * strips, task);
