@@ -39,9 +39,10 @@ const BAND_BYTES: usize = FUSED_SCRATCH_FLOATS * 4;
 /// Smallest expanded map (floats per image) worth fusing: below it the expanded
 /// tensor stays in cache anyway, and the rows recomputed at strip boundaries and
 /// the weights streamed once per band cost more than the traffic saved
-/// (`linalg-bench --filter pw_dw`, 1 thread: 96->576 @14 and 160->960 @7 are 0-3%
-/// slower fused, 32->192 @28 5% faster, 16->96 @112 and 24->144 @56 much faster in
-/// the model).
+/// (`linalg-bench --filter pw_dw`: 96->576 @14 and 160->960 @7 break even on 1
+/// thread and are 5% / 4-40% slower fused on 2 (123 vs 129 us, 86-120 vs 123 us);
+/// 32->192 @28 is 17% faster on 2 threads (82 vs 68 us); in mobilenet_v2 the
+/// 112x112 and 56x56 pairs gain most).
 pub const FUSE_MIN_FLOATS: usize = 128 * 1024;
 
 /// Whether fusing pays for an expanded map of `h` x `w` x `c` (see
