@@ -1776,10 +1776,14 @@ fn run_op(
             let (b, h, w, _) = nhwc(&shapes[f.src]);
             let win = p.window();
             let (mh, mw) = (shapes[f.mid].get(1), shapes[f.mid].get(2));
-            let c = f.conv.params().out_c;
-            if (mh, mw) != (h, w)
+            let (cin, c) = (f.conv.params().in_c, f.conv.params().out_c);
+            if shapes[f.src].rank() != 4
+                || shapes[f.src].get(3) != cin
+                || (mh, mw) != (h, w)
                 || pointwise_depthwise_scratch(&win, w, c).is_none()
+                || od.rank() != 4
                 || od.get(3) != c
+                || od.get(0) != b
             {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}): fused pointwise + depthwise does not fit {:?} -> {od:?}",
