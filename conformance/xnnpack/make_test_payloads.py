@@ -49,6 +49,80 @@ def graph(filter_value=None, fc_input=0, extra_nodes=(), const=None, consts=None
     return serialize_xnnpack_binary(g, bytearray(data))
 
 
+def conv_node(kind, cin_per_group, cout_per_group, groups, k, stride, pad, inp, filt, bias, out, handle):
+    return S.XNode(
+        xnode_union=kind(
+            padding_top=pad, padding_right=pad, padding_bottom=pad, padding_left=pad,
+            kernel_height=k, kernel_width=k, subsampling_height=stride, subsampling_width=stride,
+            dilation_height=1, dilation_width=1, group_input_channels=cin_per_group,
+            group_output_channels=cout_per_group, groups=groups, adjustment_height=0, adjustment_width=0,
+            input1_id=inp, filter_id=filt, bias_id=bias, output_id=out, flags=0,
+        ),
+        debug_handle=handle,
+        output_min_max=S.OutputMinMax(output_min=0.0, output_max=6.0),
+    )
+
+
+def pw_dw_graph(variant):
+    """x[1,7,9,5] -> 1x1 conv (5->12, ReLU6) -> mid -> depthwise 3x3 (pad 1, ReLU6) -> y.
+
+    variant "plain": stride 2, y is the only output (the pair is fused);
+    "shared": stride 1, the output is add(mid, y) (mid has a second reader);
+    "output": stride 1, mid is an external output too. Weights: a fixed LCG."""
+    h, w, cin, c = 7, 9, 5, 12
+    state = [12345]
+
+    def vals(n):
+        out = []
+        for _ in range(n):
+            state[0] = (state[0] * 1103515245 + 12345) % (1 << 31)
+            out.append(state[0] / (1 << 30) - 1.0)
+        return out
+
+    blobs = [vals(c * cin), vals(c), vals(9 * c), vals(c)]
+    data = b"".join(struct.pack(f"<{len(b)}f", *b) for b in blobs)
+    offs = [S.ConstantDataOffset(0, 0)]
+    pos = 0
+    for b in blobs:
+        offs.append(S.ConstantDataOffset(pos, 4 * len(b)))
+        pos += 4 * len(b)
+    stride = 2 if variant == "plain" else 1
+    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+    mid_ext = dict(ext=2, flags=2) if variant == "output" else {}
+    values = [
+        S.XValue(tv(F32, [1, h, w, cin], ext=0, flags=1, id_out=0)),
+        S.XValue(tv(F32, [c, 1, 1, cin], cidx=1, id_out=1)),
+        S.XValue(tv(F32, [c], cidx=2, id_out=2)),
+        S.XValue(tv(F32, [1, h, w, c], id_out=3, **mid_ext)),
+        S.XValue(tv(F32, [1, 3, 3, c], cidx=3, id_out=4)),
+        S.XValue(tv(F32, [c], cidx=4, id_out=5)),
+        S.XValue(tv(F32, [1, oh, ow, c], **({} if variant == "shared" else dict(ext=1, flags=2)), id_out=6)),
+    ]
+    nodes = [
+        conv_node(S.XNNConv2d, cin, c, 1, 1, 1, 0, 0, 1, 2, 3, 0),
+        conv_node(S.XNNDepthwiseConv2d, 1, 1, c, 3, stride, 1, 3, 4, 5, 6, 1),
+    ]
+    outs = [6]
+    if variant == "shared":
+        values.append(S.XValue(tv(F32, [1, oh, ow, c], ext=1, flags=2, id_out=7)))
+        nodes.append(
+            S.XNode(xnode_union=S.XNNAdd(input1_id=3, input2_id=6, output_id=7, flags=0), debug_handle=2)
+        )
+        outs = [7]
+    if variant == "output":
+        outs = [6, 3]
+    g = S.XNNGraph(
+        version="0",
+        xnodes=nodes,
+        xvalues=values,
+        num_externs=1 + len(outs),
+        input_ids=[0],
+        output_ids=outs,
+        constant_data=offs,
+    )
+    return serialize_xnnpack_binary(g, bytearray(data))
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "fc_ok.bin").write_bytes(graph())
@@ -71,6 +145,8 @@ def main():
         debug_handle=1,
     )
     (OUT / "fc_unsupported.bin").write_bytes(graph(extra_nodes=[argmax]))
+    for variant in ("plain", "shared", "output"):
+        (OUT / f"pw_dw_{variant}.bin").write_bytes(pw_dw_graph(variant))
     print("wrote", sorted(p.name for p in OUT.iterdir()))
 
 

@@ -16,7 +16,9 @@
 //!   16-column weight panels, `f32_igemm_6x16__avx2_fma` or, with AVX-512,
 //!   `f32_igemm_7x32__avx512f` (7-pixel tiles over panel pairs, masked edges) reading
 //!   activation rows in place, no im2col; depthwise runs on ymm or zmm lanes), for the
-//!   XNNPACK backend's NHWC graphs.
+//!   XNNPACK backend's NHWC graphs; [`nhwc::pointwise_depthwise_nhwc`] runs a 1x1
+//!   convolution and the depthwise convolution reading its output together in row
+//!   bands, the expanded tensor held only band by band in L2 (same bits as unfused).
 //! * [`pool2d`]: max/avg pooling (AVX2: separable vertical/horizontal passes over
 //!   phase-split rows) and [`global_avg_pool_nchw`]; [`vmath`]: vectorised
 //!   exp/sigmoid/tanh/gelu.

@@ -24,13 +24,25 @@
 //! 3x3 stride-1 convolutions of 16..256 channels on maps of at least
 //! [`WINOGRAD_MIN_PIXELS`] pixels run as Winograd F(2x2, 3x3) instead (see
 //! `winograd.rs`): 2.25x fewer multiplies, the same microkernels.
+//!
+//! [`pointwise_depthwise_nhwc`] (`fused.rs`) fuses a pointwise convolution with the
+//! depthwise convolution that reads its output: per band of depthwise output rows
+//! the expanded rows it needs are computed into a per-thread scratch (overlap rows
+//! carried from the previous band) and the depthwise reads them there, so the
+//! expanded tensor never goes through memory. Same kernels, same bits.
 
 use crate::gemm::clamp_nan;
 use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, AlignedBuf, SyncPtr};
 use crate::{isa, Isa};
 
+mod fused;
 mod winograd;
+
+pub use fused::{
+    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_scratch,
+    FUSED_SCRATCH_FLOATS, FUSE_MIN_FLOATS,
+};
 
 /// Output pixels per microkernel tile (scalar and AVX2 tiers).
 pub const MR: usize = 6;
@@ -60,6 +72,22 @@ pub struct ConvNhwcParams {
     /// output size passed to [`ConvNhwc::run`]).
     pub pad_top: usize,
     pub pad_left: usize,
+}
+
+impl ConvNhwcParams {
+    /// A pointwise convolution: 1x1, stride 1, no padding.
+    pub fn pointwise(in_c: usize, out_c: usize) -> Self {
+        ConvNhwcParams {
+            in_c,
+            out_c,
+            kh: 1,
+            kw: 1,
+            stride: (1, 1),
+            dilation: (1, 1),
+            pad_top: 0,
+            pad_left: 0,
+        }
+    }
 }
 
 /// Microkernel tier.
@@ -560,6 +588,55 @@ impl ConvNhwc {
             }
         };
         parallel_for(m_chunks * n_blocks, task);
+    }
+}
+
+impl ConvNhwc {
+    /// Whether this is a pointwise convolution (1x1, stride 1, no padding), the
+    /// producer [`pointwise_depthwise_nhwc`] accepts.
+    pub fn is_pointwise(&self) -> bool {
+        self.pointwise
+    }
+
+    /// Pointwise convolution of `m` consecutive pixels (`input`: `m * in_c` floats,
+    /// `output`: `m * out_c`) on the calling thread, with the same microkernels and
+    /// per-pixel operation order as [`ConvNhwc::run`] (so the results are the same
+    /// bits as the matching rows of a whole-tensor run).
+    ///
+    /// # Panics
+    /// If the convolution is not pointwise or a slice is too short.
+    pub(crate) fn run_pointwise_serial(
+        &self,
+        input: &[f32],
+        m: usize,
+        output: &mut [f32],
+        clamp: (f32, f32),
+    ) {
+        assert!(
+            self.pointwise,
+            "run_pointwise_serial: not a pointwise convolution"
+        );
+        assert!(input.len() >= m * self.p.in_c && output.len() >= m * self.p.out_c);
+        let mr = self.kern.mr();
+        let (n_blocks, nb) = self.panel_blocks();
+        let mut tp = TilePtrs {
+            ptrs: [std::ptr::null(); PS * MAX_SEGS],
+            nseg: 0,
+            seg_len: 0,
+        };
+        let out = output.as_mut_ptr();
+        for bi in 0..n_blocks {
+            let (p0, p1) = (bi * nb, ((bi + 1) * nb).min(self.panels));
+            for m0 in (0..m).step_by(mr) {
+                let rows = mr.min(m - m0);
+                self.tile_ptrs(input, (1, m), (1, m), m0, rows, mr, &mut tp);
+                // SAFETY: `tile_ptrs` pointed every slot at an `in_c`-float pixel of
+                // `input` (pointwise, same size: pixel m0+r, r < rows, all below m);
+                // rows m0..m0+rows of the output (stride out_c) lie inside `output`
+                // (length asserted above) and nothing else accesses it.
+                unsafe { self.tile_panels(&tp, rows, (p0, p1), out.add(m0 * self.p.out_c), clamp) };
+            }
+        }
     }
 }
 
@@ -1579,106 +1656,139 @@ pub fn depthwise_nhwc(
         output.len() >= batch * oh * ow * c,
         "depthwise_nhwc: output too short"
     );
-    let row_len = ow * c;
-    if batch * oh == 0 || row_len == 0 {
+    if batch * oh == 0 || ow * c == 0 {
         return;
     }
+    par_rows(output, batch * oh, ow * c, 1 << 13, |r0, nrows, out| {
+        dw_rows(
+            input,
+            (h, w, c),
+            win,
+            (oh, ow),
+            weight,
+            bias,
+            (lo, hi),
+            (r0, nrows),
+            out,
+        )
+    });
+}
+
+/// Depthwise rows `r0..r0+nrows` (counted over `batch * oh`) of [`depthwise_nhwc`]
+/// into `out` (those rows), on the calling thread. Every output pixel's value depends
+/// only on the input values its window reads, the geometry and the tier (the same
+/// kernel and the same order of taps wherever the pixel's rows are computed), which
+/// the fused pointwise + depthwise path relies on.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dw_rows(
+    input: &[f32],
+    (h, w, c): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    (lo, hi): (f32, f32),
+    (r0, nrows): (usize, usize),
+    out: &mut [f32],
+) {
+    let taps_n = win.kh * win.kw;
+    let row_len = ow * c;
+    // The kernels' safety rests on these (callers check them too).
+    assert!(weight.len() >= taps_n * c && bias.len() >= c && out.len() >= nrows * row_len);
     let avx = isa() == Isa::Avx2Fma && cfg!(target_arch = "x86_64") && taps_n <= MAX_SEGS;
     let zmm = avx && crate::avx512();
     let sw = win.stride.1.max(1);
     let (dh, dw) = (win.dilation.0.max(1), win.dilation.1.max(1));
-    par_rows(output, batch * oh, row_len, 1 << 13, |r0, nrows, out| {
-        if avx {
-            #[cfg(target_arch = "x86_64")]
-            for_each_pixel(
-                input.len(),
-                (h, w, c),
-                win,
-                (oh, ow),
-                r0,
-                nrows,
-                out,
-                |first, npx, ky, dst| {
-                    let k = win.kh;
-                    if k != win.kw || (dh, dw) != (1, 1) || !matches!((k, sw), (3 | 5, 1 | 2)) {
-                        return false;
-                    }
-                    let r = x86::DwRun {
-                        input: input[first..].as_ptr(),
-                        npx,
-                        rs: w * c,
-                        c,
-                        ky,
-                        weight: weight.as_ptr(),
-                        bias: bias.as_ptr(),
-                        dst: dst.as_mut_ptr(),
-                        lo,
-                        hi,
-                    };
-                    // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
-                    // every valid tap of the `npx` run pixels lies inside `input`, with
-                    // the steps dw_run uses (row w*c, pixel sw*c, column c: dilation
-                    // 1); weight holds k*k*c floats and bias >= c (asserted above);
-                    // `dst` is exactly npx*c floats.
-                    // With `zmm`, AVX-512F was detected too (`avx512()`). 3x3 stride 2
-                    // measured 2-3% faster on ymm, the other shapes 4-25% on zmm.
-                    unsafe {
-                        match (k, sw, zmm) {
-                            (3, 1, true) => x512::dw_run::<3, 1>(&r),
-                            (3, 1, false) => x86::dw_run::<3, 1>(&r),
-                            (3, _, _) => x86::dw_run::<3, 2>(&r),
-                            (_, 1, true) => x512::dw_run::<5, 1>(&r),
-                            (_, 1, false) => x86::dw_run::<5, 1>(&r),
-                            (_, _, true) => x512::dw_run::<5, 2>(&r),
-                            (_, _, false) => x86::dw_run::<5, 2>(&r),
-                        }
-                    };
-                    true
-                },
-                |first, taps, dst| {
-                    // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
-                    // every tap's `c` floats lie inside `input`; tap indices are below
-                    // kh*kw, so weight rows lie inside `weight` (asserted above); `bias`
-                    // holds >= c floats and `dst` exactly c.
-                    unsafe {
-                        x86::dw_pixel(
-                            input.as_ptr().add(first),
-                            weight.as_ptr(),
-                            taps,
-                            bias.as_ptr(),
-                            dst,
-                            lo,
-                            hi,
-                        )
-                    }
-                },
-            );
-            return;
-        }
-        for_each_pixel_scalar(
+    if avx {
+        #[cfg(target_arch = "x86_64")]
+        for_each_pixel(
+            input.len(),
             (h, w, c),
             win,
             (oh, ow),
             r0,
             nrows,
             out,
-            |n, iy, ix, t, dst, first| {
-                if first {
-                    dst.copy_from_slice(&bias[..c]);
+            |first, npx, ky, dst| {
+                let k = win.kh;
+                if k != win.kw || (dh, dw) != (1, 1) || !matches!((k, sw), (3 | 5, 1 | 2)) {
+                    return false;
                 }
-                if let Some(t) = t {
-                    let px = &input[((n * h + iy) * w + ix) * c..][..c];
-                    let wt = &weight[t * c..][..c];
-                    for ((o, &x), &k) in dst.iter_mut().zip(px).zip(wt) {
-                        *o += x * k;
+                let r = x86::DwRun {
+                    input: input[first..].as_ptr(),
+                    npx,
+                    rs: w * c,
+                    c,
+                    ky,
+                    weight: weight.as_ptr(),
+                    bias: bias.as_ptr(),
+                    dst: dst.as_mut_ptr(),
+                    lo,
+                    hi,
+                };
+                // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
+                // every valid tap of the `npx` run pixels lies inside `input`, with
+                // the steps dw_run uses (row w*c, pixel sw*c, column c: dilation
+                // 1); weight holds k*k*c floats and bias >= c (asserted above);
+                // `dst` is exactly npx*c floats.
+                // With `zmm`, AVX-512F was detected too (`avx512()`). 3x3 stride 2
+                // measured 2-3% faster on ymm, the other shapes 4-25% on zmm.
+                unsafe {
+                    match (k, sw, zmm) {
+                        (3, 1, true) => x512::dw_run::<3, 1>(&r),
+                        (3, 1, false) => x86::dw_run::<3, 1>(&r),
+                        (3, _, _) => x86::dw_run::<3, 2>(&r),
+                        (_, 1, true) => x512::dw_run::<5, 1>(&r),
+                        (_, 1, false) => x86::dw_run::<5, 1>(&r),
+                        (_, _, true) => x512::dw_run::<5, 2>(&r),
+                        (_, _, false) => x86::dw_run::<5, 2>(&r),
                     }
+                };
+                true
+            },
+            |first, taps, dst| {
+                // SAFETY: AVX2+FMA detected (isa()); `for_each_pixel` checked that
+                // every tap's `c` floats lie inside `input`; tap indices are below
+                // kh*kw, so weight rows lie inside `weight` (asserted above); `bias`
+                // holds >= c floats and `dst` exactly c.
+                unsafe {
+                    x86::dw_pixel(
+                        input.as_ptr().add(first),
+                        weight.as_ptr(),
+                        taps,
+                        bias.as_ptr(),
+                        dst,
+                        lo,
+                        hi,
+                    )
                 }
             },
         );
-        for o in out[..nrows * row_len].iter_mut() {
-            *o = clamp_nan(*o, lo, hi);
-        }
-    });
+        return;
+    }
+    for_each_pixel_scalar(
+        (h, w, c),
+        win,
+        (oh, ow),
+        r0,
+        nrows,
+        out,
+        |n, iy, ix, t, dst, first| {
+            if first {
+                dst.copy_from_slice(&bias[..c]);
+            }
+            if let Some(t) = t {
+                let px = &input[((n * h + iy) * w + ix) * c..][..c];
+                let wt = &weight[t * c..][..c];
+                for ((o, &x), &k) in dst.iter_mut().zip(px).zip(wt) {
+                    *o += x * k;
+                }
+            }
+        },
+    );
+    for o in out[..nrows * row_len].iter_mut() {
+        *o = clamp_nan(*o, lo, hi);
+    }
 }
 
 /// Scalar driver: for every output pixel calls `f(n, iy, ix, Some(tap), dst, is_first)`

@@ -65,14 +65,22 @@ pub(crate) fn reserve_scratch() {
 /// Run `f` with a thread-local, 64-byte aligned scratch slice of at least `len`
 /// elements (contents unspecified). Re-entrant: a nested call gets a fresh buffer.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_scratch_kept(len, |buf, _| f(buf))
+}
+
+/// [`with_scratch`], also telling `f` whether the slice is this thread's own scratch
+/// with its contents kept from the previous call on this thread (not a fresh buffer
+/// for a nested call, not regrown), so that a kernel may pick up what it left there.
+pub(crate) fn with_scratch_kept<R>(len: usize, f: impl FnOnce(&mut [f32], bool) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
+            let kept = len <= buf.len;
             buf.reserve(len);
-            f(&mut buf.as_mut_slice()[..len])
+            f(&mut buf.as_mut_slice()[..len], kept)
         }
         Err(_) => {
             let mut tmp = AlignedBuf::new(len);
-            f(tmp.as_mut_slice())
+            f(tmp.as_mut_slice(), false)
         }
     })
 }

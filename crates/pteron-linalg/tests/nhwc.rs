@@ -3,7 +3,8 @@ mod common;
 use common::{assert_close, for_each_tier, Rng};
 use proptest::prelude::*;
 use pteron_linalg::nhwc::{
-    depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window, WINOGRAD_MIN_PIXELS,
+    depthwise_nhwc, max_pool_nhwc, pointwise_depthwise_nhwc, pointwise_depthwise_scratch, ConvNhwc,
+    ConvNhwcParams, Window, WINOGRAD_MIN_PIXELS,
 };
 use pteron_linalg::{num_threads, reference, set_num_threads};
 
@@ -585,6 +586,156 @@ proptest! {
         let clamp = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)][act];
         for_each_tier(|isa| {
             check_window(wn, (batch, hw.0, hw.1, c), (oh, ow), clamp, seed, isa);
+        });
+    }
+}
+
+/// Fused pointwise + depthwise against the two unfused kernels on the whole tensor
+/// (`ConvNhwc::run`, then `depthwise_nhwc`): the same bits, at 1-3 threads.
+#[allow(clippy::too_many_arguments)]
+fn check_fused(
+    (cin, c): (usize, usize),
+    wn: Window,
+    (batch, h, w): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    conv_clamp: (f32, f32),
+    clamp: (f32, f32),
+    seed: u64,
+    ctx: &str,
+) {
+    let mut rng = Rng::new(seed);
+    let input = rng.vec(batch * h * w * cin);
+    let pw = rng.vec(c * cin);
+    let pb = rng.vec(c);
+    let dw = rng.vec(wn.kh * wn.kw * c);
+    let db = rng.vec(c);
+    let conv = ConvNhwc::new(ConvNhwcParams::pointwise(cin, c), &pw, Some(&pb)).expect("supported");
+    assert!(
+        pointwise_depthwise_scratch(&wn, w, c).is_some(),
+        "{ctx}: fits"
+    );
+    let n_out = batch * oh * ow * c;
+    let prev = num_threads();
+    for threads in [1, 2, 3] {
+        set_num_threads(threads);
+        let ctx = format!(
+            "{ctx} threads={threads} {cin}->{c} {wn:?} {:?} -> {:?}",
+            (batch, h, w),
+            (oh, ow)
+        );
+        let mut mid = vec![0.0; batch * h * w * c];
+        conv.run(&input, (batch, h, w), (h, w), &mut mid, conv_clamp);
+        let mut want = vec![0.0; n_out];
+        depthwise_nhwc(
+            &mid,
+            (batch, h, w, c),
+            &wn,
+            (oh, ow),
+            &dw,
+            &db,
+            clamp,
+            &mut want,
+        );
+        let mut got = vec![f32::NAN; n_out + 3];
+        pointwise_depthwise_nhwc(
+            &conv,
+            conv_clamp,
+            &input,
+            (batch, h, w),
+            &wn,
+            (oh, ow),
+            &dw,
+            &db,
+            clamp,
+            &mut got,
+        );
+        assert!(
+            got[n_out..].iter().all(|v| v.is_nan()),
+            "{ctx}: wrote past output"
+        );
+        for (i, (g, e)) in got[..n_out].iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == e.to_bits(),
+                "{ctx}: [{i}] fused {g} != unfused {e}"
+            );
+        }
+    }
+    set_num_threads(prev);
+}
+
+#[test]
+fn nhwc_fused_pointwise_depthwise_edge_shapes() {
+    let inf = f32::INFINITY;
+    let r6 = (0.0, 6.0);
+    let none = (-inf, inf);
+    #[rustfmt::skip]
+    let cases = [
+        // MobileNet-like: expand then 3x3 s1/s2 pad 1.
+        ((16, 96), win((3, 3), (2, 2), (1, 1), (1, 1)), (1, 12, 12), r6, r6),
+        ((24, 144), win((3, 3), (1, 1), (1, 1), (1, 1)), (1, 9, 8), r6, r6),
+        // Wide rows (several bands per strip, overlap rows carried between bands).
+        ((7, 190), win((3, 3), (1, 1), (1, 1), (1, 1)), (1, 13, 70), r6, none),
+        ((5, 190), win((3, 3), (2, 2), (1, 1), (1, 1)), (2, 15, 71), none, r6),
+        ((3, 201), win((5, 5), (1, 1), (1, 1), (2, 2)), (1, 11, 66), (-0.5, 0.5), none),
+        ((9, 170), win((5, 5), (2, 2), (1, 1), (2, 1)), (1, 17, 80), none, (-0.3, 0.2)),
+        ((4, 150), win((3, 3), (1, 1), (1, 1), (0, 0)), (1, 12, 90), none, none),
+        // 1-row and 1-column maps, odd sizes, channel tails, batch 2.
+        ((3, 5), win((3, 3), (1, 1), (1, 1), (1, 1)), (1, 1, 7), r6, r6),
+        ((3, 13), win((3, 3), (2, 2), (1, 1), (1, 1)), (1, 9, 1), none, none),
+        ((1, 1), win((3, 3), (1, 1), (1, 1), (1, 1)), (1, 1, 1), none, none),
+        ((17, 33), win((5, 5), (2, 2), (1, 1), (2, 2)), (2, 7, 9), r6, (-1.0, 1.0)),
+        ((8, 40), win((3, 3), (2, 2), (1, 1), (0, 0)), (2, 6, 6), (0.0, inf), none),
+        // Padding 2 with a 3x3 window (whole rows of padding), dilation, 1xN.
+        ((6, 24), win((3, 3), (1, 1), (1, 1), (2, 2)), (1, 4, 5), none, none),
+        ((6, 20), win((3, 3), (1, 1), (2, 2), (2, 2)), (1, 8, 9), r6, none),
+        ((6, 11), win((1, 4), (1, 3), (1, 1), (0, 1)), (1, 3, 10), none, r6),
+    ];
+    for_each_tier(|isa| {
+        for (i, (ch, wn, dims, cc, dc)) in cases.iter().enumerate() {
+            let (oh, ow) = (
+                out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
+                out_size(dims.2, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
+            );
+            check_fused(
+                *ch,
+                *wn,
+                *dims,
+                (oh, ow),
+                *cc,
+                *dc,
+                i as u64,
+                &format!("{isa} case {i}"),
+            );
+        }
+        // Output taller than natural: bands made only of padding rows.
+        let wn = win((3, 3), (2, 2), (1, 1), (1, 1));
+        check_fused(
+            (4, 9),
+            wn,
+            (1, 5, 5),
+            (6, 3),
+            none,
+            none,
+            99,
+            &format!("{isa} far pad"),
+        );
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn nhwc_fused_pointwise_depthwise_random(
+        cin in 1usize..20, c in 1usize..200, k in prop::sample::select(vec![1usize, 3, 5]),
+        s in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3), batch in 1usize..3,
+        hw in (1usize..20, 1usize..80), act in (0usize..3, 0usize..3), seed: u64,
+    ) {
+        let wn = win((k, k), s, (1, 1), pad);
+        let oh = out_size(hw.0, k, s.0, pad.0, 1);
+        let ow = out_size(hw.1, k, s.1, pad.1, 1);
+        let cl = [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0), (-0.3, 0.2)];
+        for_each_tier(|isa| {
+            check_fused((cin, c), wn, (batch, hw.0, hw.1), (oh, ow), cl[act.0], cl[act.1], seed, isa);
         });
     }
 }

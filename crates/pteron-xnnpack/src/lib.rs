@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use pteron_runtime::Registry;
 
-pub use plan::{XnnDelegate, XnnpackBackend};
+pub use plan::{set_fusion, Fusion, XnnDelegate, XnnpackBackend};
 pub use qs8::int8_steps_compiled;
 
 pub use error::XnnError;

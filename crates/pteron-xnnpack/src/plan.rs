@@ -9,7 +9,10 @@
 //! within a quantization step. Quantized weights are dequantized once at init and
 //! pre-packed for the f32 GEMM.
 
-use pteron_linalg::nhwc::{ConvNhwc, ConvNhwcParams};
+use pteron_linalg::nhwc::{
+    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_scratch, ConvNhwc,
+    ConvNhwcParams,
+};
 use pteron_linalg::{
     qd8_gemm, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB, PackedQd8, Qd8Kind,
     Qd8Params,
@@ -75,12 +78,67 @@ enum Prep {
     Q8(Box<qs8::QPrep>),
     /// Ungrouped convolution as an NHWC indirect GEMM (no im2col scratch).
     ConvNhwc(ConvNhwc),
+    /// A pointwise convolution fused into this depthwise step (see [`PwDw`]).
+    PwDw(Box<PwDw>),
     /// Transposed convolution: per group, input rows x packed `[group_in, kh*kw*group_out]`
     /// filter into scratch columns, then scattered (col2im) onto the biased output.
     Deconv {
         groups: Vec<PackedB>,
         bias: Vec<f32>,
     },
+}
+
+/// A pointwise (1x1) convolution and the depthwise convolution that is the only
+/// reader of its output, run together in row bands
+/// (`pteron_linalg::nhwc::pointwise_depthwise_nhwc`): the expanded value `mid` gets
+/// no buffer. Lives in the depthwise step; the convolution's step is `fused`.
+struct PwDw {
+    conv: ConvNhwc,
+    /// The convolution's clamp.
+    conv_lo: f32,
+    conv_hi: f32,
+    /// The convolution's input and output values.
+    src: usize,
+    mid: usize,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// Which pointwise + depthwise pairs a delegate fuses (see [`set_fusion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    /// None: every node runs as its own step.
+    Off,
+    /// Those where it pays (`pteron_linalg::nhwc::pointwise_depthwise_pays`): the
+    /// default.
+    Auto,
+    /// Every eligible pair, whatever its size (tests of small graphs).
+    All,
+}
+
+/// [`set_fusion`]'s choice: 0 = unset (environment), else `Fusion as u8 + 1`.
+static FUSION: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the pointwise + depthwise fusion of delegates compiled from now on
+/// (process-wide; for tests and benchmarks that compare plans, whose results are
+/// the same bits). Without a call, `PTERON_XNN_FUSE=0` (or `off`) selects
+/// [`Fusion::Off`], `PTERON_XNN_FUSE=all` [`Fusion::All`], anything else
+/// [`Fusion::Auto`].
+pub fn set_fusion(mode: Fusion) {
+    FUSION.store(mode as u8 + 1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn fusion_mode() -> Fusion {
+    match FUSION.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Fusion::Off,
+        2 => Fusion::Auto,
+        3 => Fusion::All,
+        _ => match std::env::var("PTERON_XNN_FUSE").as_deref() {
+            Ok("0") | Ok("off") => Fusion::Off,
+            Ok("all") => Fusion::All,
+            _ => Fusion::Auto,
+        },
+    }
 }
 
 struct Step {
@@ -95,6 +153,23 @@ struct Step {
     skip: bool,
     /// Value whose (dead) buffer this step's output takes over ([`bufplan`]).
     borrow: Option<usize>,
+    /// Runs inside the next step (`Prep::PwDw`): reads and writes nothing itself.
+    fused: bool,
+}
+
+impl Step {
+    /// Values this step reads from their buffers.
+    fn reads(&self) -> Vec<usize> {
+        if self.fused {
+            return Vec::new();
+        }
+        let mut r = self.op.inputs();
+        if let Prep::PwDw(f) = &self.prep {
+            r.retain(|&v| v != f.mid);
+            r.insert(0, f.src);
+        }
+        r
+    }
 }
 
 /// Element type of an external argument.
@@ -931,6 +1006,7 @@ impl XnnDelegate {
                 prep,
                 skip: false,
                 borrow: None,
+                fused: false,
             });
         }
         // Converts to qdint8 read only by integer qd8 steps are skipped; external
@@ -959,6 +1035,11 @@ impl XnnDelegate {
                     needs_buf[out] = false;
                 }
             }
+        }
+        let fusion = fusion_mode();
+        if fusion != Fusion::Off {
+            let all = fusion == Fusion::All;
+            fuse_pointwise_depthwise(g, &mut steps, &outputs, &shapes, &mut needs_buf, all);
         }
         let raw_dynamic: Vec<bool> = (0..nv)
             .map(|v| {
@@ -1045,10 +1126,10 @@ impl XnnDelegate {
                     }
                 }
             }
-            let reads: Vec<Vec<usize>> = steps.iter().map(|s| s.op.inputs()).collect();
+            let reads: Vec<Vec<usize>> = steps.iter().map(Step::reads).collect();
             let writes: Vec<Option<usize>> = steps
                 .iter()
-                .map(|s| (!s.skip).then(|| s.op.out()))
+                .map(|s| (!s.skip && !s.fused).then(|| s.op.out()))
                 .collect();
             let borrow = bufplan::plan(&reads, &writes, &cap, &shareable);
             for (st, b) in steps.iter_mut().zip(borrow) {
@@ -1123,7 +1204,7 @@ impl XnnDelegate {
         for s in &self.steps {
             let od = infer_step(s, &self.shapes)?;
             let out = s.op.out();
-            if !s.skip && od.numel() > self.cap[out] {
+            if !s.skip && !s.fused && od.numel() > self.cap[out] {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}) output {:?} exceeds the {} elements planned at init",
                     s.index, s.kind, od, self.cap[out]
@@ -1179,7 +1260,7 @@ impl XnnDelegate {
 
     fn run_step(&mut self, si: usize) -> Result<(), XnnError> {
         let s = &self.steps[si];
-        if s.skip {
+        if s.skip || s.fused {
             return Ok(());
         }
         if let Prep::Q8(q) = &s.prep {
@@ -1216,6 +1297,94 @@ impl XnnDelegate {
         let n = od.numel();
         apply_fq(self.fq[out], &mut self.bufs[out][..n], &od);
         Ok(())
+    }
+}
+
+/// Fuses every f32 pointwise convolution (`Prep::ConvNhwc`, 1x1 stride 1 unpadded)
+/// whose output is read only by the next step, a multiplier-1 f32 depthwise
+/// convolution, and is neither an external output nor snapped to a grid
+/// (`Fq::None`): the depthwise step takes the convolution over (`Prep::PwDw`), the
+/// convolution's step is marked `fused`, and the expanded value loses its buffer.
+/// Pairs whose band would not fit the per-thread scratch, or whose expanded map is
+/// too small for fusion to pay (`pointwise_depthwise_pays`), stay apart.
+fn fuse_pointwise_depthwise(
+    g: &Graph<'_>,
+    steps: &mut [Step],
+    outputs: &[Ext],
+    shapes: &[Dims],
+    needs_buf: &mut [bool],
+    all: bool,
+) {
+    let nv = g.values.len();
+    let mut readers = vec![0usize; nv];
+    for st in steps.iter() {
+        for v in st.op.inputs() {
+            readers[v] += 1;
+        }
+        if let Prep::Qd8Fc { src, .. } = &st.prep {
+            readers[*src] += 1;
+        }
+    }
+    for o in outputs {
+        readers[o.value] += 1;
+    }
+    let f32_value =
+        |v: usize| g.values[v].dtype == Datatype::Fp32 && fq_of(&g.values[v]) == Fq::None;
+    for i in 0..steps.len().saturating_sub(1) {
+        let (a, b) = (&steps[i], &steps[i + 1]);
+        let (
+            Op::Conv {
+                input: src,
+                out: mid,
+                ..
+            },
+            Prep::ConvNhwc(conv),
+        ) = (&a.op, &a.prep)
+        else {
+            continue;
+        };
+        let (Op::Conv { p, input, out, .. }, Prep::Dw { mult: 1, .. }) = (&b.op, &b.prep) else {
+            continue;
+        };
+        let (src, mid, out) = (*src, *mid, *out);
+        let (mh, mw, mc) = (shapes[mid].get(1), shapes[mid].get(2), shapes[mid].get(3));
+        if a.skip
+            || b.skip
+            || !conv.is_pointwise()
+            || *input != mid
+            || readers[mid] != 1
+            || !f32_value(src)
+            || !f32_value(mid)
+            || g.values[out].dtype != Datatype::Fp32
+            || shapes[mid].rank() != 4
+            || !(all || pointwise_depthwise_pays(mh, mw, mc))
+            || pointwise_depthwise_scratch(&p.window(), mw, mc).is_none()
+        {
+            continue;
+        }
+        let (conv_lo, conv_hi) = (a.lo, a.hi);
+        let pa = core::mem::replace(&mut steps[i].prep, Prep::None);
+        let pb = core::mem::replace(&mut steps[i + 1].prep, Prep::None);
+        match (pa, pb) {
+            (Prep::ConvNhwc(conv), Prep::Dw { w, bias, .. }) => {
+                steps[i + 1].prep = Prep::PwDw(Box::new(PwDw {
+                    conv,
+                    conv_lo,
+                    conv_hi,
+                    src,
+                    mid,
+                    w,
+                    bias,
+                }));
+                steps[i].fused = true;
+                // Never allocated (the packed weights stay counted where they were).
+                needs_buf[mid] = false;
+            }
+            (pa, pb) => {
+                steps[i].prep = pa;
+                steps[i + 1].prep = pb;
+            }
+        }
     }
 }
 
@@ -1620,6 +1789,37 @@ fn run_op(
                 (lo, hi),
             );
         }
+        (Op::Conv { p, .. }, Prep::PwDw(f)) => {
+            let (b, h, w, _) = nhwc(&shapes[f.src]);
+            let win = p.window();
+            let (mh, mw) = (shapes[f.mid].get(1), shapes[f.mid].get(2));
+            let (cin, c) = (f.conv.params().in_c, f.conv.params().out_c);
+            if shapes[f.src].rank() != 4
+                || shapes[f.src].get(3) != cin
+                || (mh, mw) != (h, w)
+                || pointwise_depthwise_scratch(&win, w, c).is_none()
+                || od.rank() != 4
+                || od.get(3) != c
+                || od.get(0) != b
+            {
+                return Err(XnnError::Shape(format!(
+                    "node {} ({}): fused pointwise + depthwise does not fit {:?} -> {od:?}",
+                    s.index, s.kind, shapes[f.src]
+                )));
+            }
+            pointwise_depthwise_nhwc(
+                &f.conv,
+                (f.conv_lo, f.conv_hi),
+                &bufs[f.src],
+                (b, h, w),
+                &win,
+                (od.get(1), od.get(2)),
+                &f.w,
+                &f.bias,
+                (lo, hi),
+                out,
+            );
+        }
         (Op::Conv { p, input, .. }, Prep::Dw { w, bias, mult }) => {
             let id = shapes[*input];
             if *mult == 1 {
@@ -1831,15 +2031,16 @@ impl DelegateHandle for XnnDelegate {
         self.steps
             .iter()
             .zip(p)
-            .filter(|(s, &(_, calls))| calls > 0 && !s.skip)
+            .filter(|(s, &(_, calls))| calls > 0 && !s.skip && !s.fused)
             .map(|(s, &(nanos, calls))| {
-                let first = s.op.inputs().first().map(|&i| self.shapes[i]);
+                let first = s.reads().first().map(|&i| self.shapes[i]);
                 let path = match &s.prep {
                     Prep::Q8(_) => " int8",
                     Prep::Qd8Fc { .. } => " qd8",
                     Prep::ConvNhwc(_) => " nhwc",
                     // Multiplier 1 runs pteron_linalg::nhwc::depthwise_nhwc.
                     Prep::Dw { mult: 1, .. } => " nhwc",
+                    Prep::PwDw(_) => " nhwc pointwise+depthwise fused",
                     _ => "",
                 };
                 let detail = match first {

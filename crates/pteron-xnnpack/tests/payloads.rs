@@ -9,7 +9,7 @@ use pteron_runtime::{
     Backend, BackendInitCtx, DelegateHandle, F32Buf, Kernel, KernelCtx, KernelError, PrepareCtx,
     Registry, ScalarType,
 };
-use pteron_xnnpack::{parse, XnnError, XnnpackBackend};
+use pteron_xnnpack::{parse, set_fusion, Fusion, XnnError, XnnpackBackend};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -270,4 +270,110 @@ fn byte_flips_never_panic() {
         }
         let _ = try_parse(&q);
     }
+}
+
+thread_local! {
+    /// What the last `Profiled` run saw: `(profile lines, prepared bytes)`.
+    static PROFILE: RefCell<(Vec<String>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// Runs with profiling on and records the delegate's profile and prepared bytes.
+struct Profiled(Box<dyn DelegateHandle>);
+impl Kernel for Profiled {
+    fn run(&mut self, ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+        self.0.set_profiling(true);
+        let r = self.0.execute(ctx);
+        let lines = self
+            .0
+            .profile()
+            .iter()
+            .map(|n| format!("{} {} {}", n.node, n.kind, n.detail))
+            .collect();
+        PROFILE.with(|p| *p.borrow_mut() = (lines, self.0.prepared_bytes()));
+        r
+    }
+}
+
+fn profiled_factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    Ok(Box::new(Profiled(init_handle(p)?)) as Box<dyn Kernel>)
+}
+
+/// Runs `pw_dw_<variant>.bin` (x[1,7,9,5] -> 1x1 conv -> mid[1,7,9,12] -> 3x3
+/// depthwise, see `make_test_payloads.py`) compiled under `mode`: every output's bits,
+/// the profile lines and the prepared bytes.
+fn run_pw_dw(
+    variant: &str,
+    mode: Fusion,
+    outs: &[&[usize]],
+) -> (Vec<Vec<u32>>, Vec<String>, usize) {
+    set_fusion(mode);
+    PAYLOAD.with(|p| *p.borrow_mut() = data(&format!("pw_dw_{variant}.bin")));
+    let x: Vec<f32> = (0..7 * 9 * 5)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    let mut args = vec![TestArg::Tensor(TestTensor::new(&[1, 7, 9, 5], x))];
+    for d in outs {
+        args.push(TestArg::Tensor(TestTensor::out(ScalarType::Float, d)));
+    }
+    let mut reg = Registry::new();
+    reg.register_factory("test::xnnpack_prof", profiled_factory);
+    let res = run_op(&reg, "test::xnnpack_prof", args).unwrap();
+    let bits = res[1..]
+        .iter()
+        .map(|a| {
+            a.tensor()
+                .to_vec::<f32>()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
+        .collect();
+    let (lines, prepared) = PROFILE.with(|p| p.borrow().clone());
+    (bits, lines, prepared)
+}
+
+/// A 1x1 conv whose output only a depthwise conv reads is fused into it (same bits
+/// as the unfused plan, the expanded value's buffer gone); when that value is also
+/// read by another node or is an external output, nothing is fused.
+#[test]
+fn pointwise_depthwise_fusion() {
+    let fused = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains("pointwise+depthwise fused"))
+    };
+    let (off, off_prof, off_bytes) = run_pw_dw("plain", Fusion::Off, &[&[1, 4, 5, 12]]);
+    let (on, on_prof, on_bytes) = run_pw_dw("plain", Fusion::All, &[&[1, 4, 5, 12]]);
+    assert!(!fused(&off_prof), "{off_prof:?}");
+    assert!(fused(&on_prof), "{on_prof:?}");
+    // The conv node no longer runs on its own.
+    assert!(
+        !on_prof.iter().any(|l| l.contains("XNNConv2d")),
+        "{on_prof:?}"
+    );
+    assert!(
+        off[0].iter().any(|&b| f32::from_bits(b) > 0.0),
+        "all clamped away"
+    );
+    assert_eq!(off, on, "fused output differs from the unfused plan");
+    assert_eq!(
+        off_bytes - on_bytes,
+        7 * 9 * 12 * 4,
+        "the expanded buffer is dropped"
+    );
+    // The default (sizes below the profitable threshold) leaves this small graph alone.
+    let (auto, auto_prof, _) = run_pw_dw("plain", Fusion::Auto, &[&[1, 4, 5, 12]]);
+    assert!(!fused(&auto_prof), "{auto_prof:?}");
+    assert_eq!(off, auto);
+    for (variant, outs) in [
+        ("shared", &[&[1usize, 7, 9, 12][..]][..]),
+        ("output", &[&[1, 7, 9, 12][..], &[1, 7, 9, 12][..]][..]),
+    ] {
+        let (off, _, off_bytes) = run_pw_dw(variant, Fusion::Off, outs);
+        let (all, prof, all_bytes) = run_pw_dw(variant, Fusion::All, outs);
+        assert!(!fused(&prof), "{variant}: {prof:?}");
+        assert_eq!(off, all, "{variant}");
+        assert_eq!(off_bytes, all_bytes, "{variant}");
+    }
+    set_fusion(Fusion::Auto);
 }

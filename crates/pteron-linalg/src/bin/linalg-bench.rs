@@ -3,7 +3,9 @@
 //! `cargo run --release -p pteron-linalg --bin linalg-bench [-- --threads N] [--isa scalar|avx2]`
 //! (no `--isa`: the best tier, with the AVX-512 kernels where the CPU has them)
 
-use pteron_linalg::nhwc::{depthwise_nhwc, max_pool_nhwc, ConvNhwc, ConvNhwcParams, Window};
+use pteron_linalg::nhwc::{
+    depthwise_nhwc, max_pool_nhwc, pointwise_depthwise_nhwc, ConvNhwc, ConvNhwcParams, Window,
+};
 use pteron_linalg::{
     pool2d, qadd, qconv2d_nhwc, qdwconv_nhwc, qgemm, quantize_q8, set_isa_cap, set_num_threads,
     sgemm, sgemm_packed, Activation, Bias, Conv2d, Conv2dParams, GemmArgs, Isa, PackedB, PackedQDw,
@@ -226,6 +228,57 @@ fn bench_nhwc_window(k: usize, c: usize, hw: usize, s: usize) {
             black_box(&out);
         });
         report(&name, (o * o * c * 9) as f64, t);
+    }
+}
+
+/// MobileNet's expand 1x1 `in_c -> c` (ReLU6) then depthwise 3x3 stride `s` (pad 1,
+/// ReLU6) on an `hw`x`hw` map: the two kernels one after the other through the
+/// whole expanded tensor, and fused into row bands (`pointwise_depthwise_nhwc`).
+fn bench_pw_dw(in_c: usize, c: usize, hw: usize, s: usize) {
+    let p = ConvNhwcParams::pointwise(in_c, c);
+    let conv = ConvNhwc::new(p, &fill(c * in_c, 7), Some(&fill(c, 8))).expect("supported conv");
+    let win = Window {
+        kh: 3,
+        kw: 3,
+        stride: (s, s),
+        dilation: (1, 1),
+        pad_top: 1,
+        pad_left: 1,
+    };
+    let o = (hw - 1) / s + 1;
+    let x = fill(hw * hw * in_c, 3);
+    let (wt, bias) = (fill(9 * c, 4), fill(c, 5));
+    let mut mid = vec![0.0; hw * hw * c];
+    let mut out = vec![0.0; o * o * c];
+    let flops = 2.0 * (hw * hw * c * in_c + o * o * c * 9) as f64;
+    let r6 = (0.0, 6.0);
+    let name = format!("pw_dw_nhwc {in_c}->{c} @{hw} 3x3/{s} unfused");
+    if selected(&name) {
+        let t = time(|| {
+            conv.run(&x, (1, hw, hw), (hw, hw), &mut mid, r6);
+            depthwise_nhwc(&mid, (1, hw, hw, c), &win, (o, o), &wt, &bias, r6, &mut out);
+            black_box(&out);
+        });
+        report(&name, flops, t);
+    }
+    let name = format!("pw_dw_nhwc {in_c}->{c} @{hw} 3x3/{s} fused");
+    if selected(&name) {
+        let t = time(|| {
+            pointwise_depthwise_nhwc(
+                &conv,
+                r6,
+                &x,
+                (1, hw, hw),
+                &win,
+                (o, o),
+                &wt,
+                &bias,
+                r6,
+                &mut out,
+            );
+            black_box(&out);
+        });
+        report(&name, flops, t);
     }
 }
 
@@ -769,6 +822,12 @@ fn main() {
     bench_nhwc_window(3, 64, 112, 2);
     bench_nhwc_window(5, 240, 28, 1);
     bench_nhwc_window(5, 144, 56, 2);
+    bench_pw_dw(16, 96, 112, 2);
+    bench_pw_dw(24, 144, 56, 1);
+    bench_pw_dw(32, 192, 28, 1);
+    bench_pw_dw(96, 576, 14, 1);
+    bench_pw_dw(160, 960, 7, 1);
+    bench_pw_dw(32, 32, 112, 1);
     println!("-- Pooling");
     let mut pp = pool2d::Pool2dParams::new(1, 64, (112, 112), (3, 3), (2, 2));
     pp.padding = (1, 1);

@@ -77,16 +77,7 @@ impl Winograd {
                 }
             }
         }
-        let pw = ConvNhwcParams {
-            in_c: c,
-            out_c: k,
-            kh: 1,
-            kw: 1,
-            stride: (1, 1),
-            dilation: (1, 1),
-            pad_top: 0,
-            pad_left: 0,
-        };
+        let pw = ConvNhwcParams::pointwise(c, k);
         let u = u
             .chunks_exact(k * c)
             .map(|w| ConvNhwc::new(pw, w, None))
