@@ -764,8 +764,8 @@ impl PackedQd8 {
     /// Signed weight of column `col` at input `kk < kp` in the `v16` layout.
     fn v16_weight(&self, col: usize, kk: usize) -> i32 {
         let (g0, j, gw) = v16_group(self.n.div_ceil(VN), col / VN);
-        let b = self.data
-            [g0 * self.kp * VN / 2 + ((kk / 8) * gw + j) * 64 + 4 * (col % VN) + kk % 4];
+        let b =
+            self.data[g0 * self.kp * VN / 2 + ((kk / 8) * gw + j) * 64 + 4 * (col % VN) + kk % 4];
         let nib = if kk % 8 < 4 { b << 4 } else { b & 0xf0 };
         ((nib as i8) >> 4) as i32
     }
