@@ -25,7 +25,7 @@ pub fn try_zeroed_vec<T: bytemuck::Zeroable>(len: usize) -> Option<Vec<T>> {
 /// pages cost memory only where they are touched (an allocation with a 64-byte
 /// alignment would be cleared with `memset`, all of it resident).
 /// Derefs to `[f32]` of exactly [`len`](F32Buf::len) values.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct F32Buf {
     v: Vec<f32>,
     off: usize,
@@ -51,6 +51,13 @@ impl F32Buf {
         let mut b = Self::zeroed(values.len());
         b.copy_from_slice(values);
         b
+    }
+}
+
+impl Clone for F32Buf {
+    /// An aligned copy (a plain copy of the `Vec` could start elsewhere in its line).
+    fn clone(&self) -> Self {
+        Self::copy_from(self)
     }
 }
 
@@ -254,5 +261,37 @@ impl DataLoader for Bytes {
                 ),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod f32buf_tests {
+    use super::F32Buf;
+
+    fn aligned(b: &F32Buf) -> bool {
+        (b.as_ptr() as usize).is_multiple_of(64)
+    }
+
+    #[test]
+    fn buffers_are_zeroed_aligned_and_exactly_long() {
+        for len in [0usize, 1, 15, 16, 17, 1000, 300_000] {
+            let b = F32Buf::try_zeroed(len).unwrap();
+            assert_eq!(b.len(), len);
+            assert!(b.iter().all(|&x| x == 0.0));
+            assert!(len == 0 || aligned(&b), "len {len}");
+            let mut c = F32Buf::copy_from(&(0..len).map(|i| i as f32).collect::<Vec<_>>());
+            assert!(len == 0 || aligned(&c));
+            c.iter_mut().for_each(|x| *x += 1.0);
+            let d = c.clone();
+            assert!(len == 0 || aligned(&d));
+            assert_eq!(&d[..], &c[..]);
+        }
+        assert!(F32Buf::default().is_empty());
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused() {
+        assert!(F32Buf::try_zeroed(usize::MAX).is_none());
+        assert!(F32Buf::try_zeroed(usize::MAX / 4).is_none());
     }
 }
