@@ -8,7 +8,7 @@
 
 use crate::conv::Im2colView;
 use crate::pool::{num_threads, parallel_for};
-use crate::util::{div_ceil, with_scratch, AlignedBuf, SyncPtr};
+use crate::util::{div_ceil, with_scratch, F32Buf, SyncPtr};
 use crate::{isa, Activation, Isa};
 use std::sync::Mutex;
 
@@ -186,7 +186,7 @@ pub(crate) struct Panels {
     lanes: usize,
     depth: usize,
     lanes_pad: usize,
-    buf: AlignedBuf,
+    buf: F32Buf,
 }
 
 impl Panels {
@@ -201,10 +201,10 @@ impl Panels {
         ps: usize,
     ) -> Panels {
         let lanes_pad = div_ceil(lanes, r) * r;
-        let mut buf = AlignedBuf::new(lanes_pad * depth);
+        let mut buf = F32Buf::zeroed(lanes_pad * depth);
         if lanes > 0 {
             let (nkb, kcmax) = k_blocks(depth);
-            let out = buf.as_mut_slice();
+            let out = &mut buf[..];
             for kb in 0..nkb {
                 let p0 = kb * kcmax;
                 let kc = kcmax.min(depth - p0);
@@ -239,7 +239,7 @@ impl Panels {
         PanelView {
             r: self.r,
             lanes_pad: self.lanes_pad,
-            data: self.buf.as_slice(),
+            data: &self.buf,
         }
     }
 
@@ -263,7 +263,7 @@ impl<'a> PanelView<'a> {
 }
 
 /// Persistent buffer for B operands packed once per call (shared by all tiles).
-static SHARED_B: Mutex<Option<AlignedBuf>> = Mutex::new(None);
+static SHARED_B: Mutex<Option<F32Buf>> = Mutex::new(None);
 /// Largest shared packed B (floats) worth keeping around.
 const SHARED_B_MAX: usize = 1 << 25;
 
@@ -777,9 +777,9 @@ where
     let shared_len = nprob * n_pad * k;
     if mblocks > 1 && !b_packed && k > 0 && shared_len <= SHARED_B_MAX {
         if let Ok(mut guard) = SHARED_B.try_lock() {
-            let buf = guard.get_or_insert_with(|| AlignedBuf::new(0));
+            let buf = guard.get_or_insert_with(|| F32Buf::zeroed(0));
             buf.reserve(shared_len);
-            let data = &mut buf.as_mut_slice()[..shared_len];
+            let data = &mut buf[..shared_len];
             pack_b_shared(kern, nprob, n, k, &get, data, parallel);
             let data: &[f32] = data;
             gemm_tiles(kern, nprob, m, n, k, mb, nb, parallel, |t| {

@@ -63,6 +63,7 @@ mod qgemm;
 pub mod reference;
 mod transpose;
 mod util;
+pub use util::F32Buf;
 pub mod vmath;
 
 pub use conv::{

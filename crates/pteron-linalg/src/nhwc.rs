@@ -33,7 +33,7 @@
 
 use crate::gemm::clamp_nan;
 use crate::pool::{num_threads, parallel_for};
-use crate::util::{div_ceil, AlignedBuf, SyncPtr};
+use crate::util::{div_ceil, F32Buf, SyncPtr};
 use crate::{isa, Isa};
 
 mod fused;
@@ -159,8 +159,8 @@ pub struct ConvNhwc {
     p: ConvNhwcParams,
     k: usize,
     panels: usize,
-    w: AlignedBuf,
-    bias: AlignedBuf,
+    w: F32Buf,
+    bias: F32Buf,
     zeros: Vec<f32>,
     kern: IKern,
     /// 1x1, stride 1, no padding.
@@ -203,9 +203,9 @@ impl ConvNhwc {
             return None;
         }
         let panels = div_ceil(p.out_c, NR);
-        let mut w = AlignedBuf::new(panels * k * NR);
+        let mut w = F32Buf::zeroed(panels * k * NR);
         {
-            let dst = w.as_mut_slice();
+            let dst = &mut w[..];
             for (co, row) in weight.chunks_exact(k).enumerate() {
                 let (pi, l) = (co / NR, co % NR);
                 let base = pi * k * NR + l;
@@ -214,9 +214,9 @@ impl ConvNhwc {
                 }
             }
         }
-        let mut bb = AlignedBuf::new(panels * NR);
+        let mut bb = F32Buf::zeroed(panels * NR);
         if let Some(b) = bias {
-            bb.as_mut_slice()[..p.out_c].copy_from_slice(b);
+            bb[..p.out_c].copy_from_slice(b);
         }
         let kern = match isa() {
             Isa::Scalar => IKern::Scalar,
@@ -413,8 +413,8 @@ impl ConvNhwc {
         (lo, hi): (f32, f32),
     ) {
         let (k, ldc) = (self.k, self.p.out_c);
-        let wbuf = self.w.as_slice();
-        let bbuf = self.bias.as_slice();
+        let wbuf = &self.w[..];
+        let bbuf = &self.bias[..];
         #[cfg(target_arch = "x86_64")]
         if self.kern == IKern::Avx512 {
             let n0 = p0 * NR;

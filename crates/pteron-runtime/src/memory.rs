@@ -14,71 +14,8 @@ pub fn try_zeroed_vec<T: bytemuck::Zeroable>(len: usize) -> Option<Vec<T>> {
     bytemuck::allocation::try_zeroed_vec(len).ok()
 }
 
-/// An `f32` buffer whose data starts on a 64-byte boundary.
-///
-/// Kernels' activation and scratch buffers: a `Vec<f32>` from the system
-/// allocator starts 16 bytes past a cache line when it is large (glibc puts a
-/// 16-byte header in front of `mmap`ed blocks), so every 64-byte vector load or
-/// store then spans two lines (depthwise convolutions ran about 10-40% slower on such
-/// buffers). The buffer is a `Vec<f32>` 15 values longer than asked, used from
-/// the first aligned value: it still comes zeroed from `calloc`, whose fresh
-/// pages cost memory only where they are touched (an allocation with a 64-byte
-/// alignment would be cleared with `memset`, all of it resident).
-/// Derefs to `[f32]` of exactly [`len`](F32Buf::len) values.
-#[derive(Default)]
-pub struct F32Buf {
-    v: Vec<f32>,
-    off: usize,
-    len: usize,
-}
-
-impl F32Buf {
-    fn aligned(v: Vec<f32>, len: usize) -> Self {
-        let off = (64 - v.as_ptr() as usize % 64) % 64 / 4;
-        F32Buf { v, off, len }
-    }
-    /// `len` zeros, or `None` when the allocator refuses (sizes read from a file
-    /// can be absurd; never abort on them).
-    pub fn try_zeroed(len: usize) -> Option<Self> {
-        Some(Self::aligned(try_zeroed_vec(len.checked_add(15)?)?, len))
-    }
-    /// `len` zeros.
-    pub fn zeroed(len: usize) -> Self {
-        Self::aligned(vec![0.0; len + 15], len)
-    }
-    /// An aligned copy of `values`.
-    pub fn copy_from(values: &[f32]) -> Self {
-        let mut b = Self::zeroed(values.len());
-        b.copy_from_slice(values);
-        b
-    }
-}
-
-impl Clone for F32Buf {
-    /// An aligned copy (a plain copy of the `Vec` could start elsewhere in its line).
-    fn clone(&self) -> Self {
-        Self::copy_from(self)
-    }
-}
-
-impl core::ops::Deref for F32Buf {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.v[self.off..self.off + self.len]
-    }
-}
-
-impl core::ops::DerefMut for F32Buf {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.v[self.off..self.off + self.len]
-    }
-}
-
-impl core::fmt::Debug for F32Buf {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "F32Buf({} values)", self.len)
-    }
-}
+/// The aligned `f32` buffer of the delegates' run buffers (see [`pteron_linalg::F32Buf`]).
+pub use pteron_linalg::F32Buf;
 
 /// A heap buffer aligned to 16 bytes (backed by `u128` words), allocated once.
 #[derive(Clone, Default)]
@@ -261,37 +198,5 @@ impl DataLoader for Bytes {
                 ),
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod f32buf_tests {
-    use super::F32Buf;
-
-    fn aligned(b: &F32Buf) -> bool {
-        (b.as_ptr() as usize).is_multiple_of(64)
-    }
-
-    #[test]
-    fn buffers_are_zeroed_aligned_and_exactly_long() {
-        for len in [0usize, 1, 15, 16, 17, 1000, 300_000] {
-            let b = F32Buf::try_zeroed(len).unwrap();
-            assert_eq!(b.len(), len);
-            assert!(b.iter().all(|&x| x == 0.0));
-            assert!(len == 0 || aligned(&b), "len {len}");
-            let mut c = F32Buf::copy_from(&(0..len).map(|i| i as f32).collect::<Vec<_>>());
-            assert!(len == 0 || aligned(&c));
-            c.iter_mut().for_each(|x| *x += 1.0);
-            let d = c.clone();
-            assert!(len == 0 || aligned(&d));
-            assert_eq!(&d[..], &c[..]);
-        }
-        assert!(F32Buf::default().is_empty());
-    }
-
-    #[test]
-    fn absurd_sizes_are_refused() {
-        assert!(F32Buf::try_zeroed(usize::MAX).is_none());
-        assert!(F32Buf::try_zeroed(usize::MAX / 4).is_none());
     }
 }
