@@ -26,14 +26,20 @@ impl F32Buf {
         F32Buf { v, off, len }
     }
 
-    /// `len` zeros.
+    /// `len` zeros (no allocation for none).
     pub fn zeroed(len: usize) -> Self {
+        if len == 0 {
+            return Self::default();
+        }
         Self::aligned(vec![0.0; len + 15], len)
     }
 
     /// `len` zeros, or `None` when the allocator refuses (sizes read from a file
     /// can be absurd; never abort on them).
     pub fn try_zeroed(len: usize) -> Option<Self> {
+        if len == 0 {
+            return Some(Self::default());
+        }
         let v = bytemuck::allocation::try_zeroed_vec(len.checked_add(15)?).ok()?;
         Some(Self::aligned(v, len))
     }
