@@ -65,37 +65,24 @@ fn unpack(v: u64) -> (usize, usize) {
     ((v & 0xFFFF_FFFF) as usize, (v >> 32) as usize)
 }
 
-/// Takes the first task of `r`.
-fn take_front(r: &Range) -> Option<usize> {
+/// Takes the first task of `r` (its owner) or the last one (a thief).
+fn take(r: &Range, front: bool) -> Option<usize> {
     let mut v = r.0.load(Ordering::Acquire);
     loop {
         let (s, e) = unpack(v);
         if s >= e {
             return None;
         }
+        let (task, rest) = if front {
+            (s, pack(s + 1, e))
+        } else {
+            (e - 1, pack(s, e - 1))
+        };
         match r
             .0
-            .compare_exchange_weak(v, pack(s + 1, e), Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange_weak(v, rest, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => return Some(s),
-            Err(cur) => v = cur,
-        }
-    }
-}
-
-/// Takes the last task of `r` (stealing).
-fn take_back(r: &Range) -> Option<usize> {
-    let mut v = r.0.load(Ordering::Acquire);
-    loop {
-        let (s, e) = unpack(v);
-        if s >= e {
-            return None;
-        }
-        match r
-            .0
-            .compare_exchange_weak(v, pack(s, e - 1), Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => return Some(e - 1),
+            Ok(_) => return Some(task),
             Err(cur) => v = cur,
         }
     }
@@ -183,10 +170,10 @@ unsafe fn call_shim<F: Fn(usize) + Sync>(data: *const (), i: usize) {
 /// stolen from the back of the next non-empty one.
 /// `me < job.parts`.
 fn claim(sh: &Shared, job: &Job, me: usize) -> Option<usize> {
-    take_front(&sh.ranges[me]).or_else(|| {
+    take(&sh.ranges[me], true).or_else(|| {
         (1..job.parts)
             .map(|d| (me + d) % job.parts)
-            .find_map(|j| take_back(&sh.ranges[j]))
+            .find_map(|j| take(&sh.ranges[j], false))
     })
 }
 

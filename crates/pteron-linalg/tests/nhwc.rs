@@ -16,6 +16,14 @@ fn out_size(inp: usize, k: usize, s: usize, pad: usize, d: usize) -> usize {
     ((inp + 2 * pad).saturating_sub(eff) / s + 1).max(1)
 }
 
+/// The output map `wn` gives on an `h` x `w` input (no extra padding rows).
+fn natural_out(wn: &Window, (h, w): (usize, usize)) -> (usize, usize) {
+    (
+        out_size(h, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
+        out_size(w, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check(
     p: ConvNhwcParams,
@@ -526,10 +534,7 @@ fn nhwc_depthwise_and_pool_edge_shapes() {
     ];
     for_each_tier(|isa| {
         for (i, (wn, dims, clamp)) in cases.iter().enumerate() {
-            let (oh, ow) = (
-                out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
-                out_size(dims.2, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
-            );
+            let (oh, ow) = natural_out(wn, (dims.1, dims.2));
             check_window(
                 *wn,
                 *dims,
@@ -692,10 +697,7 @@ fn nhwc_fused_pointwise_depthwise_edge_shapes() {
     ];
     for_each_tier(|isa| {
         for (i, (ch, wn, dims, cc, dc)) in cases.iter().enumerate() {
-            let (oh, ow) = (
-                out_size(dims.1, wn.kh, wn.stride.0, wn.pad_top, wn.dilation.0),
-                out_size(dims.2, wn.kw, wn.stride.1, wn.pad_left, wn.dilation.1),
-            );
+            let (oh, ow) = natural_out(wn, (dims.1, dims.2));
             check_fused(
                 *ch,
                 *wn,

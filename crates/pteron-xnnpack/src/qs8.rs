@@ -715,10 +715,15 @@ impl Q8State {
             .zip(&writes)
             .map(|(b, w)| Some(((*b)?, (*w)?)))
             .collect();
+        // Outputs that borrow a buffer need none of their own.
+        let mut borrows = vec![false; nv];
+        for &(_, o) in borrow.iter().flatten() {
+            borrows[o] = true;
+        }
         let mut bytes = 0;
         let qbufs = (0..nv)
             .map(|v| {
-                if lens[v] > 0 && !borrow.iter().flatten().any(|&(_, o)| o == v) {
+                if lens[v] > 0 && !borrows[v] {
                     bytes += lens[v];
                     // Sizes come from the graph: refuse absurd ones with a typed
                     // error, never abort.
