@@ -123,6 +123,65 @@ def pw_dw_graph(variant):
     return serialize_xnnpack_binary(g, bytearray(data))
 
 
+def conv_add_graph(variant):
+    """x[1,7,9,5] -> conv (5->5, ReLU6) -> mid; y = add(x, mid), clamped to [-1, 2.5].
+
+    variant "plain": 1x1 conv, y the only output (the pair is fused); "k3": 3x3 conv
+    (pad 1) and add(mid, x) (fused too); "shared": 1x1, the output is add(mid, y)
+    (mid has a second reader); "output": 1x1, mid is an external output too.
+    Weights: a fixed LCG."""
+    h, w, c = 7, 9, 5
+    k = 3 if variant == "k3" else 1
+    state = [54321]
+
+    def vals(n):
+        out = []
+        for _ in range(n):
+            state[0] = (state[0] * 1103515245 + 12345) % (1 << 31)
+            out.append(state[0] / (1 << 30) - 1.0)
+        return out
+
+    blobs = [vals(c * k * k * c), vals(c)]
+    data = b"".join(struct.pack(f"<{len(b)}f", *b) for b in blobs)
+    offs = [S.ConstantDataOffset(0, 0), S.ConstantDataOffset(0, 4 * len(blobs[0])),
+            S.ConstantDataOffset(4 * len(blobs[0]), 4 * len(blobs[1]))]
+    mid_ext = dict(ext=2, flags=2) if variant == "output" else {}
+    y_ext = {} if variant == "shared" else dict(ext=1, flags=2)
+    values = [
+        S.XValue(tv(F32, [1, h, w, c], ext=0, flags=1, id_out=0)),
+        S.XValue(tv(F32, [c, k, k, c], cidx=1, id_out=1)),
+        S.XValue(tv(F32, [c], cidx=2, id_out=2)),
+        S.XValue(tv(F32, [1, h, w, c], id_out=3, **mid_ext)),
+        S.XValue(tv(F32, [1, h, w, c], id_out=4, **y_ext)),
+    ]
+    a, b = (3, 0) if variant == "k3" else (0, 3)
+    nodes = [
+        conv_node(S.XNNConv2d, c, c, 1, k, 1, k // 2, 0, 1, 2, 3, 0),
+        S.XNode(
+            xnode_union=S.XNNAdd(input1_id=a, input2_id=b, output_id=4, flags=0),
+            debug_handle=1,
+            output_min_max=S.OutputMinMax(output_min=-1.0, output_max=2.5),
+        ),
+    ]
+    outs = [4]
+    if variant == "shared":
+        values.append(S.XValue(tv(F32, [1, h, w, c], ext=1, flags=2, id_out=5)))
+        nodes.append(S.XNode(xnode_union=S.XNNAdd(input1_id=3, input2_id=4, output_id=5, flags=0), debug_handle=2))
+        outs = [5]
+    if variant == "output":
+        outs = [4, 3]
+    g = S.XNNGraph(
+        version="0",
+        xnodes=nodes,
+        xvalues=values,
+        num_externs=1 + len(outs),
+        input_ids=[0],
+        output_ids=outs,
+        constant_data=offs,
+    )
+    return serialize_xnnpack_binary(g, bytearray(data))
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "fc_ok.bin").write_bytes(graph())
@@ -147,6 +206,8 @@ def main():
     (OUT / "fc_unsupported.bin").write_bytes(graph(extra_nodes=[argmax]))
     for variant in ("plain", "shared", "output"):
         (OUT / f"pw_dw_{variant}.bin").write_bytes(pw_dw_graph(variant))
+    for variant in ("plain", "k3", "shared", "output"):
+        (OUT / f"conv_add_{variant}.bin").write_bytes(conv_add_graph(variant))
     print("wrote", sorted(p.name for p in OUT.iterdir()))
 
 

@@ -1351,6 +1351,14 @@ pub fn sgemm_packed(
     });
 }
 
+/// Slivers whose accumulators one [`gemv_packed`] pass keeps on the stack.
+const GEMV_GROUP: usize = 16;
+
+/// `c = x·B + bias`, then `act`, for one row against packed B. Each task takes a run
+/// of slivers and walks the k-blocks outermost, so that it reads every k-block's
+/// slivers as one sequential stream (the slivers of a k-block are stored
+/// contiguously) instead of hopping between k-blocks once per sliver. Each output's
+/// sums run over the k-blocks in the same order either way.
 fn gemv_packed(p: &Panels, x: &[f32], c: &mut [f32], bias: Bias<'_>, act: Activation) {
     let (r, n, k) = (p.r, p.lanes, p.depth);
     let bounds = act_bounds(act);
@@ -1365,42 +1373,48 @@ fn gemv_packed(p: &Panels, x: &[f32], c: &mut [f32], bias: Bias<'_>, act: Activa
     let cp = SyncPtr(c.as_mut_ptr());
     let (nkb, kcmax) = k_blocks(k);
     parallel_for(ntasks, |t| {
-        let s0 = t * per;
-        let s1 = (s0 + per).min(nsl);
-        for s in s0..s1 {
-            let mut acc = [0.0f32; 16];
+        let s_end = ((t + 1) * per).min(nsl);
+        let mut g0 = t * per;
+        while g0 < s_end {
+            let g1 = (g0 + GEMV_GROUP).min(s_end);
+            let mut acc = [[0.0f32; 16]; GEMV_GROUP];
             for kb in 0..nkb {
                 let p0 = kb * kcmax;
                 let kc = kcmax.min(k - p0);
-                let pan = &p.block(p0, kc, s * r)[..kc * r];
                 let xs = &x[p0..p0 + kc];
-                match p.kern {
-                    #[cfg(target_arch = "x86_64")]
-                    Kern::Avx2Fma6x16 => {
-                        // SAFETY: panel has kc*16 floats (sliced above); the AVX2 tier
-                        // is only ever selected when the CPU supports it.
-                        unsafe { x86::gemv_sliver16(xs, pan.as_ptr(), &mut acc) };
-                    }
-                    _ => {
-                        for (q, &xv) in xs.iter().enumerate() {
-                            for l in 0..r {
-                                acc[l] += xv * pan[q * r + l];
+                for (s, acc) in (g0..g1).zip(acc.iter_mut()) {
+                    let pan = &p.block(p0, kc, s * r)[..kc * r];
+                    match p.kern {
+                        #[cfg(target_arch = "x86_64")]
+                        Kern::Avx2Fma6x16 => {
+                            // SAFETY: panel has kc*16 floats (sliced above); the AVX2
+                            // tier is only ever selected when the CPU supports it.
+                            unsafe { x86::gemv_sliver16(xs, pan.as_ptr(), acc) };
+                        }
+                        _ => {
+                            for (q, &xv) in xs.iter().enumerate() {
+                                for l in 0..r {
+                                    acc[l] += xv * pan[q * r + l];
+                                }
                             }
                         }
                     }
                 }
             }
-            let j0 = s * r;
-            for (l, &v) in acc.iter().enumerate().take(r.min(n - j0)) {
-                let j = j0 + l;
-                let bv = match bias {
-                    Bias::None => 0.0,
-                    Bias::PerColumn(bc) => bc[j],
-                    Bias::PerRow(br) => br[0],
-                };
-                // SAFETY: j < n and slivers are disjoint between tasks.
-                unsafe { *cp.get().add(j) = finish_elem(v, 0.0, 1.0, 0.0, bv, bounds) };
+            for (s, acc) in (g0..g1).zip(acc.iter()) {
+                let j0 = s * r;
+                for (l, &v) in acc.iter().enumerate().take(r.min(n - j0)) {
+                    let j = j0 + l;
+                    let bv = match bias {
+                        Bias::None => 0.0,
+                        Bias::PerColumn(bc) => bc[j],
+                        Bias::PerRow(br) => br[0],
+                    };
+                    // SAFETY: j < n and slivers are disjoint between tasks.
+                    unsafe { *cp.get().add(j) = finish_elem(v, 0.0, 1.0, 0.0, bv, bounds) };
+                }
             }
+            g0 = g1;
         }
     });
 }

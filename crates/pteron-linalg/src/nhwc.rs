@@ -181,6 +181,26 @@ struct TilePtrs {
     seg_len: usize,
 }
 
+/// The residual add of [`ConvNhwc::run_add`].
+struct Residual<'a> {
+    r: &'a [f32],
+    lo: f32,
+    hi: f32,
+}
+
+impl Residual<'_> {
+    /// `o = clamp(o + r)` elementwise (selects, so that the loop vectorizes; NaN
+    /// propagates like the elementwise add and clamp it replaces).
+    fn apply(&self, o: &mut [f32], r: &[f32]) {
+        let (lo, hi) = (self.lo, self.hi);
+        for (o, &r) in o.iter_mut().zip(r) {
+            let v = *o + r;
+            let t = if v < lo { lo } else { v };
+            *o = if t > hi { hi } else { t };
+        }
+    }
+}
+
 impl ConvNhwc {
     /// Pack `weight` (`[out_c, kh, kw, in_c]`) and `bias` (`out_c`, or zeros).
     /// Returns `None` for empty or unsupported geometry (zero sizes/strides/dilations,
@@ -539,6 +559,46 @@ impl ConvNhwc {
         output: &mut [f32],
         (lo, hi): (f32, f32),
     ) {
+        self.run_impl(input, (batch, h, w), (oh, ow), output, (lo, hi), None);
+    }
+
+    /// [`ConvNhwc::run`] followed by a residual add: every output value `v` (already
+    /// clamped to `[lo, hi]`) becomes `min(max(v + r, add_lo), add_hi)` (NaN
+    /// propagates), `r` the value at the same index of `residual` (`[batch, oh, ow,
+    /// out_c]`). The same bits as running the convolution, then an elementwise add
+    /// and a clamp; the sums are made right after each tile is stored, while it is
+    /// still in L1.
+    ///
+    /// # Panics
+    /// As [`ConvNhwc::run`], and if `residual` is shorter than the output.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_add(
+        &self,
+        input: &[f32],
+        (batch, h, w): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        output: &mut [f32],
+        (lo, hi): (f32, f32),
+        residual: &[f32],
+        (add_lo, add_hi): (f32, f32),
+    ) {
+        let epi = Residual {
+            r: residual,
+            lo: add_lo,
+            hi: add_hi,
+        };
+        self.run_impl(input, (batch, h, w), (oh, ow), output, (lo, hi), Some(epi));
+    }
+
+    fn run_impl(
+        &self,
+        input: &[f32],
+        (batch, h, w): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        output: &mut [f32],
+        (lo, hi): (f32, f32),
+        residual: Option<Residual<'_>>,
+    ) {
         let p = self.p;
         let m = batch * oh * ow;
         assert!(
@@ -546,12 +606,18 @@ impl ConvNhwc {
             "conv_nhwc: input too short"
         );
         assert!(output.len() >= m * p.out_c, "conv_nhwc: output too short");
+        if let Some(res) = &residual {
+            assert!(res.r.len() >= m * p.out_c, "conv_nhwc: residual too short");
+        }
         if m == 0 {
             return;
         }
         if let Some(wg) = &self.wino {
             if oh * ow >= WINOGRAD_MIN_PIXELS {
                 wg.run(self, input, (batch, h, w), (oh, ow), output, (lo, hi));
+                if let Some(res) = &residual {
+                    res.apply(&mut output[..m * p.out_c], &res.r[..m * p.out_c]);
+                }
                 return;
             }
         }
@@ -585,6 +651,19 @@ impl ConvNhwc {
                 unsafe {
                     self.tile_panels(&tp, rows, (p0, p1), out.get().add(m0 * p.out_c), (lo, hi))
                 };
+                if let Some(res) = &residual {
+                    let (n0, n1) = (p0 * NR, (p1 * NR).min(p.out_c));
+                    for row in m0..m0 + rows {
+                        let at = row * p.out_c + n0;
+                        // SAFETY: columns n0..n1 of output row `row` (< m, inside
+                        // `output` as asserted above) belong to this task's (tile,
+                        // panel block) pair only; no other reference to them exists
+                        // while this slice lives.
+                        let o =
+                            unsafe { std::slice::from_raw_parts_mut(out.get().add(at), n1 - n0) };
+                        res.apply(o, &res.r[at..at + (n1 - n0)]);
+                    }
+                }
             }
         };
         parallel_for(m_chunks * n_blocks, task);

@@ -322,6 +322,10 @@ fn sgemm_packed_matches_reference() {
         let mut rng = Rng::new(11);
         for &(m, n, k) in &[
             (1, 1000, 1280),
+            // GEMV tasks of more slivers than one pass keeps (16) at 2 threads, and
+            // several k-blocks with many slivers at 1 thread.
+            (1, 2100, 40),
+            (1, 300, 700),
             (5, 37, 300),
             (64, 17, 9),
             (1, 5, 3),

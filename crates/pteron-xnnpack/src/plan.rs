@@ -80,6 +80,8 @@ enum Prep {
     ConvNhwc(ConvNhwc),
     /// A pointwise convolution fused into this depthwise step (see [`PwDw`]).
     PwDw(Box<PwDw>),
+    /// A convolution fused into this residual add step (see [`ConvAdd`]).
+    ConvAdd(Box<ConvAdd>),
     /// Transposed convolution: per group, input rows x packed `[group_in, kh*kw*group_out]`
     /// filter into scratch columns, then scattered (col2im) onto the biased output.
     Deconv {
@@ -102,6 +104,20 @@ struct PwDw {
     mid: usize,
     w: Vec<f32>,
     bias: Vec<f32>,
+}
+
+/// An NHWC convolution and the residual add that is the only reader of its output,
+/// run as one step (`ConvNhwc::run_add`: each output tile gets the other operand
+/// added and the add's clamp right after it is stored): the convolution's output
+/// `mid` gets no buffer. Lives in the add step; the convolution's step is `fused`.
+struct ConvAdd {
+    conv: ConvNhwc,
+    /// The convolution's clamp.
+    conv_lo: f32,
+    conv_hi: f32,
+    /// The convolution's input and the add's other operand.
+    src: usize,
+    residual: usize,
 }
 
 /// Which pointwise + depthwise pairs a delegate fuses (see [`set_fusion`]).
@@ -164,9 +180,13 @@ impl Step {
             return Vec::new();
         }
         let mut r = self.op.inputs();
-        if let Prep::PwDw(f) = &self.prep {
-            r.retain(|&v| v != f.mid);
-            r.insert(0, f.src);
+        match &self.prep {
+            Prep::PwDw(f) => {
+                r.retain(|&v| v != f.mid);
+                r.insert(0, f.src);
+            }
+            Prep::ConvAdd(f) => r = vec![f.src, f.residual],
+            _ => {}
         }
         r
     }
@@ -1040,6 +1060,7 @@ impl XnnDelegate {
         if fusion != Fusion::Off {
             let all = fusion == Fusion::All;
             fuse_pointwise_depthwise(g, &mut steps, &outputs, &shapes, &mut needs_buf, all);
+            fuse_conv_add(g, &mut steps, &outputs, &shapes, &mut needs_buf);
         }
         let raw_dynamic: Vec<bool> = (0..nv)
             .map(|v| {
@@ -1315,21 +1336,8 @@ fn fuse_pointwise_depthwise(
     needs_buf: &mut [bool],
     all: bool,
 ) {
-    let nv = g.values.len();
-    let mut readers = vec![0usize; nv];
-    for st in steps.iter() {
-        for v in st.op.inputs() {
-            readers[v] += 1;
-        }
-        if let Prep::Qd8Fc { src, .. } = &st.prep {
-            readers[*src] += 1;
-        }
-    }
-    for o in outputs {
-        readers[o.value] += 1;
-    }
-    let f32_value =
-        |v: usize| g.values[v].dtype == Datatype::Fp32 && fq_of(&g.values[v]) == Fq::None;
+    let readers = value_readers(g.values.len(), steps, outputs);
+    let f32_value = |v: usize| plain_f32(g, v);
     for i in 0..steps.len().saturating_sub(1) {
         let (a, b) = (&steps[i], &steps[i + 1]);
         let (
@@ -1384,6 +1392,103 @@ fn fuse_pointwise_depthwise(
                 steps[i].prep = pa;
                 steps[i + 1].prep = pb;
             }
+        }
+    }
+}
+
+/// How many readers each value has: step inputs (a qd8 step's raw source too) and
+/// external outputs.
+fn value_readers(nv: usize, steps: &[Step], outputs: &[Ext]) -> Vec<usize> {
+    let mut readers = vec![0usize; nv];
+    for st in steps {
+        for v in st.op.inputs() {
+            readers[v] += 1;
+        }
+        if let Prep::Qd8Fc { src, .. } = &st.prep {
+            readers[*src] += 1;
+        }
+    }
+    for o in outputs {
+        readers[o.value] += 1;
+    }
+    readers
+}
+
+/// An f32 value that is not snapped to a quantization grid (`Fq::None`).
+fn plain_f32(g: &Graph<'_>, v: usize) -> bool {
+    g.values[v].dtype == Datatype::Fp32 && fq_of(&g.values[v]) == Fq::None
+}
+
+/// Fuses every f32 NHWC convolution (`Prep::ConvNhwc`) whose output is read only by
+/// the next step, an elementwise add of two equally shaped f32 values (no
+/// broadcast), and is neither an external output nor snapped to a grid: the add's
+/// step takes the convolution over (`Prep::ConvAdd`), the convolution's step is
+/// marked `fused`, and the convolution's output loses its buffer. The projection
+/// convolutions of residual blocks (MobileNet v2's inverted residuals) end this way.
+fn fuse_conv_add(
+    g: &Graph<'_>,
+    steps: &mut [Step],
+    outputs: &[Ext],
+    shapes: &[Dims],
+    needs_buf: &mut [bool],
+) {
+    let readers = value_readers(g.values.len(), steps, outputs);
+    for i in 0..steps.len().saturating_sub(1) {
+        let (a, b) = (&steps[i], &steps[i + 1]);
+        let (
+            Op::Conv {
+                input: src,
+                out: mid,
+                ..
+            },
+            Prep::ConvNhwc(_),
+        ) = (&a.op, &a.prep)
+        else {
+            continue;
+        };
+        let (
+            Op::Binary {
+                op: BinOp::Add,
+                a: x,
+                b: y,
+                out,
+                ..
+            },
+            Prep::None,
+        ) = (&b.op, &b.prep)
+        else {
+            continue;
+        };
+        let (src, mid, out) = (*src, *mid, *out);
+        let residual = if *x == mid { *y } else { *x };
+        if a.skip
+            || a.fused
+            || b.skip
+            || (*x != mid && *y != mid)
+            || residual == mid
+            || readers[mid] != 1
+            || !plain_f32(g, src)
+            || !plain_f32(g, mid)
+            || !plain_f32(g, residual)
+            || g.values[out].dtype != Datatype::Fp32
+            || shapes[mid].rank() != 4
+            || shapes[residual] != shapes[mid]
+            || shapes[out] != shapes[mid]
+        {
+            continue;
+        }
+        let (conv_lo, conv_hi) = (a.lo, a.hi);
+        if let Prep::ConvNhwc(conv) = core::mem::replace(&mut steps[i].prep, Prep::None) {
+            steps[i + 1].prep = Prep::ConvAdd(Box::new(ConvAdd {
+                conv,
+                conv_lo,
+                conv_hi,
+                src,
+                residual,
+            }));
+            steps[i].fused = true;
+            // Never allocated (the packed weights stay counted where they were).
+            needs_buf[mid] = false;
         }
     }
 }
@@ -1603,6 +1708,32 @@ fn run_op(
     let (lo, hi) = (s.lo, s.hi);
     let n_out = od.numel();
     match (&s.op, &s.prep) {
+        (Op::Binary { .. }, Prep::ConvAdd(f)) => {
+            let id = shapes[f.src];
+            let cp = f.conv.params();
+            if id.rank() != 4
+                || id.get(3) != cp.in_c
+                || od.rank() != 4
+                || od.get(3) != cp.out_c
+                || od.get(0) != id.get(0)
+                || shapes[f.residual] != *od
+            {
+                return Err(XnnError::Shape(format!(
+                    "node {} ({}): fused convolution + add does not fit {id:?} and {:?} -> {od:?}",
+                    s.index, s.kind, shapes[f.residual]
+                )));
+            }
+            let (b, h, w, _) = nhwc(&id);
+            f.conv.run_add(
+                &bufs[f.src],
+                (b, h, w),
+                (od.get(1), od.get(2)),
+                out,
+                (f.conv_lo, f.conv_hi),
+                &bufs[f.residual],
+                (lo, hi),
+            );
+        }
         (Op::Binary { op, a, b, .. }, _) => {
             kernels::binary(*op, &bufs[*a], &shapes[*a], &bufs[*b], &shapes[*b], out, od);
             if *op != BinOp::Min && *op != BinOp::Max {
@@ -2041,6 +2172,7 @@ impl DelegateHandle for XnnDelegate {
                     // Multiplier 1 runs pteron_linalg::nhwc::depthwise_nhwc.
                     Prep::Dw { mult: 1, .. } => " nhwc",
                     Prep::PwDw(_) => " nhwc pointwise+depthwise fused",
+                    Prep::ConvAdd(_) => " nhwc convolution+add fused",
                     _ => "",
                 };
                 let detail = match first {

@@ -298,6 +298,9 @@ fn profiled_factory(p: &PrepareCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> 
     Ok(Box::new(Profiled(init_handle(p)?)) as Box<dyn Kernel>)
 }
 
+/// The fusion mode is process-wide: tests that set it run one at a time.
+static FUSION_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `pw_dw_<variant>.bin` (x[1,7,9,5] -> 1x1 conv -> mid[1,7,9,12] -> 3x3
 /// depthwise, see `make_test_payloads.py`) compiled under `mode`: every output's bits,
 /// the profile lines and the prepared bytes.
@@ -306,8 +309,18 @@ fn run_pw_dw(
     mode: Fusion,
     outs: &[&[usize]],
 ) -> (Vec<Vec<u32>>, Vec<String>, usize) {
+    run_fusion_graph(&format!("pw_dw_{variant}.bin"), mode, outs)
+}
+
+/// Runs payload `file` (one input x[1,7,9,5]) compiled under `mode`: every output's
+/// bits, the profile lines and the prepared bytes.
+fn run_fusion_graph(
+    file: &str,
+    mode: Fusion,
+    outs: &[&[usize]],
+) -> (Vec<Vec<u32>>, Vec<String>, usize) {
     set_fusion(mode);
-    PAYLOAD.with(|p| *p.borrow_mut() = data(&format!("pw_dw_{variant}.bin")));
+    PAYLOAD.with(|p| *p.borrow_mut() = data(file));
     let x: Vec<f32> = (0..7 * 9 * 5)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
         .collect();
@@ -337,6 +350,7 @@ fn run_pw_dw(
 /// read by another node or is an external output, nothing is fused.
 #[test]
 fn pointwise_depthwise_fusion() {
+    let _one = FUSION_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let fused = |lines: &[String]| {
         lines
             .iter()
@@ -371,6 +385,53 @@ fn pointwise_depthwise_fusion() {
     ] {
         let (off, _, off_bytes) = run_pw_dw(variant, Fusion::Off, outs);
         let (all, prof, all_bytes) = run_pw_dw(variant, Fusion::All, outs);
+        assert!(!fused(&prof), "{variant}: {prof:?}");
+        assert_eq!(off, all, "{variant}");
+        assert_eq!(off_bytes, all_bytes, "{variant}");
+    }
+    set_fusion(Fusion::Auto);
+}
+
+/// A convolution whose output only a residual add reads is fused into it (same bits
+/// as the unfused plan, the convolution's output buffer gone), for a 1x1 and a 3x3
+/// convolution and either operand order; when that output is also read by another
+/// node or is an external output, nothing is fused.
+#[test]
+fn convolution_add_fusion() {
+    let _one = FUSION_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let fused = |lines: &[String]| lines.iter().any(|l| l.contains("convolution+add fused"));
+    let shape: &[usize] = &[1, 7, 9, 5];
+    for variant in ["plain", "k3"] {
+        let file = format!("conv_add_{variant}.bin");
+        let (off, off_prof, off_bytes) = run_fusion_graph(&file, Fusion::Off, &[shape]);
+        let (on, on_prof, on_bytes) = run_fusion_graph(&file, Fusion::Auto, &[shape]);
+        assert!(!fused(&off_prof), "{variant}: {off_prof:?}");
+        assert!(fused(&on_prof), "{variant}: {on_prof:?}");
+        assert!(
+            !on_prof.iter().any(|l| l.contains("XNNConv2d")),
+            "{variant}: {on_prof:?}"
+        );
+        // Both clamps of the add bite somewhere, so the test sees their order.
+        let vals: Vec<f32> = off[0].iter().map(|&b| f32::from_bits(b)).collect();
+        assert!(
+            vals.contains(&-1.0) && vals.contains(&2.5),
+            "{variant}: {vals:?}"
+        );
+        assert!(vals.iter().any(|&v| v > -1.0 && v < 2.5), "{variant}");
+        assert_eq!(
+            off, on,
+            "{variant}: fused output differs from the unfused plan"
+        );
+        assert_eq!(
+            off_bytes - on_bytes,
+            7 * 9 * 5 * 4,
+            "{variant}: buffer kept"
+        );
+    }
+    for (variant, outs) in [("shared", &[shape][..]), ("output", &[shape, shape][..])] {
+        let file = format!("conv_add_{variant}.bin");
+        let (off, _, off_bytes) = run_fusion_graph(&file, Fusion::Off, outs);
+        let (all, prof, all_bytes) = run_fusion_graph(&file, Fusion::All, outs);
         assert!(!fused(&prof), "{variant}: {prof:?}");
         assert_eq!(off, all, "{variant}");
         assert_eq!(off_bytes, all_bytes, "{variant}");
