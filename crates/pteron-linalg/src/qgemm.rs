@@ -1194,10 +1194,21 @@ fn drive<T: Copy + Default + Sync>(
         // Panel-outer: pack all of A once, then each task keeps its panels hot.
         with_scratch_as::<T, ()>(mblocks * blk, |apack| {
             if blk > 0 {
-                for (mb, dst) in apack.chunks_exact_mut(blk).enumerate() {
-                    let r0 = mb * mr;
-                    pack(r0, (m - r0).min(mr), dst);
-                }
+                // Packed in parallel, in the row order the tasks below read it.
+                let (pcs, per) = chunks(mblocks, target);
+                let ap = SyncPtr(apack.as_mut_ptr());
+                parallel_for(pcs, |t| {
+                    let (b0, b1) = (t * per, ((t + 1) * per).min(mblocks));
+                    // SAFETY: row blocks b0..b1 (inside `apack`, which holds
+                    // mblocks·blk elements) belong to this task only.
+                    let dst = unsafe {
+                        core::slice::from_raw_parts_mut(ap.get().add(b0 * blk), (b1 - b0) * blk)
+                    };
+                    for (mb, dst) in (b0..b1).zip(dst.chunks_exact_mut(blk)) {
+                        let r0 = mb * mr;
+                        pack(r0, (m - r0).min(mr), dst);
+                    }
+                });
             }
             let apack: &[T] = apack;
             let (pc, pper) = chunks(units, target);
