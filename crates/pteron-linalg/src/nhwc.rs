@@ -1748,7 +1748,7 @@ pub fn depthwise_nhwc(
     if batch * oh == 0 || ow * c == 0 {
         return;
     }
-    par_rows(output, batch * oh, ow * c, 1 << 13, |r0, nrows, out| {
+    par_rows(output, batch * oh, ow * c, 1 << 11, |r0, nrows, out| {
         dw_rows(
             input,
             (h, w, c),
