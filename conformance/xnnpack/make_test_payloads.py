@@ -80,13 +80,17 @@ def pw_dw_graph(variant):
         return out
 
     blobs = [vals(c * cin), vals(c), vals(9 * c), vals(c)]
+    proj = variant in ("proj", "proj_add")
+    pc = cin if variant == "proj_add" else 6
+    if proj:
+        blobs += [vals(pc * c), vals(pc)]
     data = b"".join(struct.pack(f"<{len(b)}f", *b) for b in blobs)
     offs = [S.ConstantDataOffset(0, 0)]
     pos = 0
     for b in blobs:
         offs.append(S.ConstantDataOffset(pos, 4 * len(b)))
         pos += 4 * len(b)
-    stride = 2 if variant == "plain" else 1
+    stride = 2 if variant in ("plain", "proj") else 1
     oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
     mid_ext = dict(ext=2, flags=2) if variant == "output" else {}
     values = [
@@ -96,13 +100,34 @@ def pw_dw_graph(variant):
         S.XValue(tv(F32, [1, h, w, c], id_out=3, **mid_ext)),
         S.XValue(tv(F32, [1, 3, 3, c], cidx=3, id_out=4)),
         S.XValue(tv(F32, [c], cidx=4, id_out=5)),
-        S.XValue(tv(F32, [1, oh, ow, c], **({} if variant == "shared" else dict(ext=1, flags=2)), id_out=6)),
+        S.XValue(tv(F32, [1, oh, ow, c], **({} if variant in ("shared", "proj", "proj_add") else dict(ext=1, flags=2)), id_out=6)),
     ]
     nodes = [
         conv_node(S.XNNConv2d, cin, c, 1, 1, 1, 0, 0, 1, 2, 3, 0),
         conv_node(S.XNNDepthwiseConv2d, 1, 1, c, 3, stride, 1, 3, 4, 5, 6, 1),
     ]
     outs = [6]
+    if proj:
+        # y -> 1x1 projection (12 -> pc, clamp [-2, 2]) -> z; "proj_add": out = add(x, z)
+        # clamped to [-1, 1.5].
+        z_ext = {} if variant == "proj_add" else dict(ext=1, flags=2)
+        values += [
+            S.XValue(tv(F32, [pc, 1, 1, c], cidx=5, id_out=7)),
+            S.XValue(tv(F32, [pc], cidx=6, id_out=8)),
+            S.XValue(tv(F32, [1, oh, ow, pc], id_out=9, **z_ext)),
+        ]
+        pnode = conv_node(S.XNNConv2d, c, pc, 1, 1, 1, 0, 6, 7, 8, 9, 2)
+        pnode.output_min_max = S.OutputMinMax(output_min=-2.0, output_max=2.0)
+        nodes.append(pnode)
+        outs = [9]
+        if variant == "proj_add":
+            values.append(S.XValue(tv(F32, [1, h, w, cin], ext=1, flags=2, id_out=10)))
+            nodes.append(S.XNode(
+                xnode_union=S.XNNAdd(input1_id=0, input2_id=9, output_id=10, flags=0),
+                debug_handle=3,
+                output_min_max=S.OutputMinMax(output_min=-1.0, output_max=1.5),
+            ))
+            outs = [10]
     if variant == "shared":
         values.append(S.XValue(tv(F32, [1, oh, ow, c], ext=1, flags=2, id_out=7)))
         nodes.append(
@@ -204,7 +229,7 @@ def main():
         debug_handle=1,
     )
     (OUT / "fc_unsupported.bin").write_bytes(graph(extra_nodes=[argmax]))
-    for variant in ("plain", "shared", "output"):
+    for variant in ("plain", "shared", "output", "proj", "proj_add"):
         (OUT / f"pw_dw_{variant}.bin").write_bytes(pw_dw_graph(variant))
     for variant in ("plain", "k3", "shared", "output"):
         (OUT / f"conv_add_{variant}.bin").write_bytes(conv_add_graph(variant))

@@ -40,7 +40,8 @@ mod fused;
 mod winograd;
 
 pub use fused::{
-    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_scratch,
+    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_project_nhwc,
+    pointwise_depthwise_project_scratch, pointwise_depthwise_scratch, Projection,
     FUSED_SCRATCH_FLOATS, FUSE_MIN_FLOATS,
 };
 
@@ -191,16 +192,16 @@ struct TilePtrs {
 }
 
 /// The residual add of [`ConvNhwc::run_add`].
-struct Residual<'a> {
-    r: &'a [f32],
-    lo: f32,
-    hi: f32,
+pub(super) struct Residual<'a> {
+    pub(super) r: &'a [f32],
+    pub(super) lo: f32,
+    pub(super) hi: f32,
 }
 
 impl Residual<'_> {
     /// `o = clamp(o + r)` elementwise (selects, so that the loop vectorizes; NaN
     /// propagates like the elementwise add and clamp it replaces).
-    fn apply(&self, o: &mut [f32], r: &[f32]) {
+    pub(super) fn apply(&self, o: &mut [f32], r: &[f32]) {
         let (lo, hi) = (self.lo, self.hi);
         for (o, &r) in o.iter_mut().zip(r) {
             let v = *o + r;

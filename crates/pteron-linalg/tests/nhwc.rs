@@ -3,8 +3,9 @@ mod common;
 use common::{assert_close, for_each_tier, Rng};
 use proptest::prelude::*;
 use pteron_linalg::nhwc::{
-    depthwise_nhwc, max_pool_nhwc, pointwise_depthwise_nhwc, pointwise_depthwise_scratch, ConvNhwc,
-    ConvNhwcParams, Window, WINOGRAD_MIN_PIXELS,
+    depthwise_nhwc, max_pool_nhwc, pointwise_depthwise_nhwc, pointwise_depthwise_project_nhwc,
+    pointwise_depthwise_project_scratch, pointwise_depthwise_scratch, ConvNhwc, ConvNhwcParams,
+    Projection, Window, WINOGRAD_MIN_PIXELS,
 };
 use pteron_linalg::{num_threads, reference, set_num_threads};
 
@@ -664,8 +665,94 @@ fn check_fused(
                 "{ctx}: [{i}] fused {g} != unfused {e}"
             );
         }
+        if pointwise_depthwise_project_scratch(&wn, w, c, ow).is_some() {
+            check_projected(
+                &conv,
+                conv_clamp,
+                &input,
+                (batch, h, w),
+                &wn,
+                (oh, ow),
+                (&dw, &db, clamp),
+                &want,
+                seed,
+                &ctx,
+            );
+        }
     }
     set_num_threads(prev);
+}
+
+/// The fused projection (`pointwise_depthwise_project_nhwc`) against a pointwise
+/// `ConvNhwc::run` of the unfused depthwise output `dw_out`, then (odd seeds) an
+/// elementwise add of a residual and its clamp: the same bits.
+#[allow(clippy::too_many_arguments)]
+fn check_projected(
+    conv: &ConvNhwc,
+    conv_clamp: (f32, f32),
+    input: &[f32],
+    (batch, h, w): (usize, usize, usize),
+    wn: &Window,
+    (oh, ow): (usize, usize),
+    (dw, db, clamp): (&[f32], &[f32], (f32, f32)),
+    dw_out: &[f32],
+    seed: u64,
+    ctx: &str,
+) {
+    let c = conv.params().out_c;
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let pco = 1 + (seed as usize % 37);
+    let pw = rng.vec(pco * c);
+    let pb = rng.vec(pco);
+    let proj = ConvNhwc::new(ConvNhwcParams::pointwise(c, pco), &pw, Some(&pb)).expect("supported");
+    let n = batch * oh * ow * pco;
+    let residual = rng.vec(n);
+    let with_add = seed % 2 == 1;
+    let (pclamp, aclamp) = ((-0.4, 0.7), (-0.5, 0.6));
+    let mut want = vec![0.0; n];
+    proj.run(dw_out, (batch, oh, ow), (oh, ow), &mut want, pclamp);
+    if with_add {
+        for (o, &r) in want.iter_mut().zip(&residual) {
+            let v = *o + r;
+            *o = if v < aclamp.0 {
+                aclamp.0
+            } else if v > aclamp.1 {
+                aclamp.1
+            } else {
+                v
+            };
+        }
+    }
+    let pj = Projection {
+        conv: &proj,
+        clamp: pclamp,
+        residual: with_add.then_some(&residual[..]),
+        add_clamp: aclamp,
+    };
+    let mut got = vec![f32::NAN; n + 3];
+    pointwise_depthwise_project_nhwc(
+        conv,
+        conv_clamp,
+        input,
+        (batch, h, w),
+        wn,
+        (oh, ow),
+        dw,
+        db,
+        clamp,
+        &pj,
+        &mut got,
+    );
+    assert!(
+        got[n..].iter().all(|v| v.is_nan()),
+        "{ctx}: projection wrote past output"
+    );
+    for (i, (g, e)) in got[..n].iter().zip(&want).enumerate() {
+        assert!(
+            g.to_bits() == e.to_bits(),
+            "{ctx}: projected (add {with_add}) [{i}] fused {g} != unfused {e}"
+        );
+    }
 }
 
 #[test]

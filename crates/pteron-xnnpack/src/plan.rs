@@ -10,8 +10,9 @@
 //! pre-packed for the f32 GEMM.
 
 use pteron_linalg::nhwc::{
-    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_scratch, ConvNhwc,
-    ConvNhwcParams,
+    pointwise_depthwise_nhwc, pointwise_depthwise_pays, pointwise_depthwise_project_nhwc,
+    pointwise_depthwise_project_scratch, pointwise_depthwise_scratch, ConvNhwc, ConvNhwcParams,
+    Projection, Window,
 };
 use pteron_linalg::{
     qd8_gemm, sgemm, sgemm_packed, Activation, Bias, GemmArgs, PackedB, PackedQd8, Qd8Kind,
@@ -82,6 +83,9 @@ enum Prep {
     PwDw(Box<PwDw>),
     /// A convolution fused into this residual add step (see [`ConvAdd`]).
     ConvAdd(Box<ConvAdd>),
+    /// A fused pointwise + depthwise pair fused into this projection step (see
+    /// [`PwDwPw`]).
+    PwDwPw(Box<PwDwPw>),
     /// Transposed convolution: per group, input rows x packed `[group_in, kh*kw*group_out]`
     /// filter into scratch columns, then scattered (col2im) onto the biased output.
     Deconv {
@@ -118,6 +122,26 @@ struct ConvAdd {
     /// The convolution's input and the add's other operand.
     src: usize,
     residual: usize,
+}
+
+/// A fused pointwise + depthwise pair ([`PwDw`]) and the pointwise convolution that
+/// alone reads the depthwise output (MobileNet v2's projection), with its residual
+/// add when that was fused into it ([`ConvAdd`]): the whole inverted-residual block
+/// runs band by band (`pteron_linalg::nhwc::pointwise_depthwise_project_nhwc`), so
+/// the depthwise output gets no buffer either. Lives in the projection's step (the
+/// add's when there is one); the depthwise step is `fused`.
+struct PwDwPw {
+    pwdw: PwDw,
+    /// The depthwise window and clamp, and its output value.
+    win: Window,
+    dw_lo: f32,
+    dw_hi: f32,
+    dw_out: usize,
+    /// The projection and its clamp; the add's clamp is the step's.
+    proj: ConvNhwc,
+    proj_lo: f32,
+    proj_hi: f32,
+    residual: Option<usize>,
 }
 
 /// Which pointwise + depthwise pairs a delegate fuses (see [`set_fusion`]).
@@ -186,6 +210,7 @@ impl Step {
                 r.insert(0, f.src);
             }
             Prep::ConvAdd(f) => r = vec![f.src, f.residual],
+            Prep::PwDwPw(f) => r = [f.pwdw.src].into_iter().chain(f.residual).collect(),
             _ => {}
         }
         r
@@ -1061,6 +1086,7 @@ impl XnnDelegate {
             let all = fusion == Fusion::All;
             fuse_pointwise_depthwise(g, &mut steps, &outputs, &shapes, &mut needs_buf, all);
             fuse_conv_add(g, &mut steps, &outputs, &shapes, &mut needs_buf);
+            fuse_projection(g, &mut steps, &outputs, &shapes, &mut needs_buf);
         }
         let raw_dynamic: Vec<bool> = (0..nv)
             .map(|v| {
@@ -1493,6 +1519,88 @@ fn fuse_conv_add(
     }
 }
 
+/// Fuses the pointwise projection into every fused pointwise + depthwise pair
+/// (`Prep::PwDw`) whose depthwise output is read only by it: the next step, a
+/// pointwise `Prep::ConvNhwc`, or (the projection's own step `fused`) the one after,
+/// a `Prep::ConvAdd` whose convolution is pointwise. The depthwise output must be a
+/// plain f32 value that is not an external output, and both bands must fit the
+/// per-thread scratch (`pointwise_depthwise_project_scratch`). The projection's step
+/// takes the pair over (`Prep::PwDwPw`), the depthwise step is marked `fused`, and
+/// the depthwise output loses its buffer.
+fn fuse_projection(
+    g: &Graph<'_>,
+    steps: &mut [Step],
+    outputs: &[Ext],
+    shapes: &[Dims],
+    needs_buf: &mut [bool],
+) {
+    let readers = value_readers(g.values.len(), steps, outputs);
+    for i in 0..steps.len() {
+        let (Op::Conv { p, out: dw_out, .. }, Prep::PwDw(f)) = (&steps[i].op, &steps[i].prep)
+        else {
+            continue;
+        };
+        let dw_out = *dw_out;
+        let win = p.window();
+        let (mw, c) = (shapes[f.mid].get(2), shapes[f.mid].get(3));
+        let od = shapes[dw_out];
+        // Where the projection sits: its own step, or the add it was fused into.
+        let k = match (steps.get(i + 1), steps.get(i + 2)) {
+            (Some(a), _)
+                if !a.skip
+                    && !a.fused
+                    && matches!((&a.op, &a.prep), (Op::Conv { input, .. }, Prep::ConvNhwc(cv))
+                        if *input == dw_out && cv.is_pointwise()) =>
+            {
+                i + 1
+            }
+            (Some(a), Some(b))
+                if a.fused
+                    && !b.skip
+                    && matches!(&b.prep, Prep::ConvAdd(ca)
+                        if ca.src == dw_out && ca.conv.is_pointwise()) =>
+            {
+                i + 2
+            }
+            _ => continue,
+        };
+        if steps[i].skip
+            || readers[dw_out] != 1
+            || !plain_f32(g, dw_out)
+            || od.rank() != 4
+            || pointwise_depthwise_project_scratch(&win, mw, c, od.get(2)).is_none()
+        {
+            continue;
+        }
+        let (dw_lo, dw_hi) = (steps[i].lo, steps[i].hi);
+        let (proj, proj_lo, proj_hi, residual) =
+            match core::mem::replace(&mut steps[k].prep, Prep::None) {
+                Prep::ConvNhwc(cv) => (cv, steps[k].lo, steps[k].hi, None),
+                Prep::ConvAdd(ca) => (ca.conv, ca.conv_lo, ca.conv_hi, Some(ca.residual)),
+                other => {
+                    steps[k].prep = other;
+                    continue;
+                }
+            };
+        let Prep::PwDw(pwdw) = core::mem::replace(&mut steps[i].prep, Prep::None) else {
+            unreachable!("matched above")
+        };
+        steps[k].prep = Prep::PwDwPw(Box::new(PwDwPw {
+            pwdw: *pwdw,
+            win,
+            dw_lo,
+            dw_hi,
+            dw_out,
+            proj,
+            proj_lo,
+            proj_hi,
+            residual,
+        }));
+        steps[i].fused = true;
+        needs_buf[dw_out] = false;
+    }
+}
+
 /// Packs a transposed convolution's constant filter (the caller checked that filter
 /// and bias are constants) `[groups * group_out, kh, kw,
 /// group_in]` into one `[group_in, kh * kw * group_out]` GEMM operand per group, and
@@ -1708,6 +1816,50 @@ fn run_op(
     let (lo, hi) = (s.lo, s.hi);
     let n_out = od.numel();
     match (&s.op, &s.prep) {
+        (_, Prep::PwDwPw(f)) => {
+            let pd = &f.pwdw;
+            let (b, h, w, _) = nhwc(&shapes[pd.src]);
+            let (mh, mw) = (shapes[pd.mid].get(1), shapes[pd.mid].get(2));
+            let (cin, c) = (pd.conv.params().in_c, pd.conv.params().out_c);
+            let dd = shapes[f.dw_out];
+            let (oh, ow) = (dd.get(1), dd.get(2));
+            if shapes[pd.src].rank() != 4
+                || shapes[pd.src].get(3) != cin
+                || (mh, mw) != (h, w)
+                || dd.rank() != 4
+                || dd.get(0) != b
+                || dd.get(3) != c
+                || pointwise_depthwise_project_scratch(&f.win, w, c, ow).is_none()
+                || od.rank() != 4
+                || (od.get(0), od.get(1), od.get(2)) != (b, oh, ow)
+                || od.get(3) != f.proj.params().out_c
+                || f.residual.is_some_and(|r| shapes[r] != *od)
+            {
+                return Err(XnnError::Shape(format!(
+                    "node {} ({}): fused pointwise + depthwise + pointwise does not fit {:?} -> {dd:?} -> {od:?}",
+                    s.index, s.kind, shapes[pd.src]
+                )));
+            }
+            let proj = Projection {
+                conv: &f.proj,
+                clamp: (f.proj_lo, f.proj_hi),
+                residual: f.residual.map(|r| &bufs[r][..]),
+                add_clamp: (lo, hi),
+            };
+            pointwise_depthwise_project_nhwc(
+                &pd.conv,
+                (pd.conv_lo, pd.conv_hi),
+                &bufs[pd.src],
+                (b, h, w),
+                &f.win,
+                (oh, ow),
+                &pd.w,
+                &pd.bias,
+                (f.dw_lo, f.dw_hi),
+                &proj,
+                out,
+            );
+        }
         (Op::Binary { .. }, Prep::ConvAdd(f)) => {
             let id = shapes[f.src];
             let cp = f.conv.params();
@@ -2173,6 +2325,10 @@ impl DelegateHandle for XnnDelegate {
                     Prep::Dw { mult: 1, .. } => " nhwc",
                     Prep::PwDw(_) => " nhwc pointwise+depthwise fused",
                     Prep::ConvAdd(_) => " nhwc convolution+add fused",
+                    Prep::PwDwPw(f) if f.residual.is_some() => {
+                        " nhwc pointwise+depthwise+pointwise+add fused"
+                    }
+                    Prep::PwDwPw(_) => " nhwc pointwise+depthwise+pointwise fused",
                     _ => "",
                 };
                 let detail = match first {

@@ -438,3 +438,44 @@ fn convolution_add_fusion() {
     }
     set_fusion(Fusion::Auto);
 }
+
+/// A fused pointwise + depthwise pair whose depthwise output only a pointwise
+/// projection reads takes the projection (and the residual add fused into it) over:
+/// the same bits as the unfused plan, the depthwise output's buffer gone.
+#[test]
+fn pointwise_depthwise_projection_fusion() {
+    let _one = FUSION_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    for (variant, shape, label) in [
+        (
+            "proj",
+            [1usize, 4, 5, 6],
+            "pointwise+depthwise+pointwise fused",
+        ),
+        (
+            "proj_add",
+            [1, 7, 9, 5],
+            "pointwise+depthwise+pointwise+add fused",
+        ),
+    ] {
+        let (off, off_prof, off_bytes) = run_pw_dw(variant, Fusion::Off, &[&shape]);
+        let (all, all_prof, all_bytes) = run_pw_dw(variant, Fusion::All, &[&shape]);
+        let has = |lines: &[String]| lines.iter().any(|l| l.ends_with(label));
+        assert!(!has(&off_prof), "{variant}: {off_prof:?}");
+        assert!(has(&all_prof), "{variant}: {all_prof:?}");
+        assert_eq!(all_prof.len(), 1, "{variant}: one step left: {all_prof:?}");
+        let vals: Vec<f32> = off[0].iter().map(|&b| f32::from_bits(b)).collect();
+        assert!(
+            vals.windows(2).any(|p| p[0] != p[1]),
+            "{variant}: constant output {vals:?}"
+        );
+        assert_eq!(
+            off, all,
+            "{variant}: fused output differs from the unfused plan"
+        );
+        assert!(
+            all_bytes < off_bytes,
+            "{variant}: {all_bytes} vs {off_bytes} bytes"
+        );
+    }
+    set_fusion(Fusion::Auto);
+}

@@ -21,7 +21,7 @@
 //! results are bit-identical to running [`ConvNhwc::run`] then
 //! [`depthwise_nhwc`](super::depthwise_nhwc) on the whole tensor.
 
-use super::{dw_rows, ConvNhwc, Window};
+use super::{dw_rows, ConvNhwc, Residual, Window};
 use crate::pool::{num_threads, parallel_for};
 use crate::util::{div_ceil, with_scratch_kept, SyncPtr, INITIAL_SCRATCH};
 use std::cell::Cell;
@@ -94,6 +94,24 @@ pub fn pointwise_depthwise_scratch(win: &Window, w: usize, c: usize) -> Option<u
     Some(band_geometry(win, w, c).1)
 }
 
+/// Scratch floats per thread [`pointwise_depthwise_project_nhwc`] needs (the
+/// expanded band and the depthwise band of `ow` output pixels per row), or `None`
+/// when that exceeds the thread's reserved scratch (then do not fuse the projection).
+pub fn pointwise_depthwise_project_scratch(
+    win: &Window,
+    w: usize,
+    c: usize,
+    ow: usize,
+) -> Option<usize> {
+    let expanded = pointwise_depthwise_scratch(win, w, c)?;
+    let (band, _) = band_geometry(win, w, c);
+    let total = band
+        .checked_mul(ow)?
+        .checked_mul(c)?
+        .checked_add(expanded)?;
+    (total <= 2 * FUSED_SCRATCH_FLOATS).then_some(total)
+}
+
 /// `depthwise(clamp(conv(input)))`: the pointwise convolution `conv` (clamped to
 /// `conv_clamp`) of `input` (`[batch, h, w, in_c]`) gives the `[batch, h, w, c]`
 /// tensor (`c = conv`'s `out_c`) that the depthwise convolution (`win`, `weight`
@@ -118,6 +136,93 @@ pub fn pointwise_depthwise_nhwc(
     clamp: (f32, f32),
     output: &mut [f32],
 ) {
+    pw_dw(
+        conv,
+        conv_clamp,
+        input,
+        (batch, h, w),
+        win,
+        (oh, ow),
+        (weight, bias, clamp),
+        None,
+        output,
+    );
+}
+
+/// The pointwise convolution that reads a fused depthwise convolution's output
+/// ([`pointwise_depthwise_project_nhwc`]), with an optional residual add.
+pub struct Projection<'a> {
+    /// A pointwise convolution whose `in_c` is the depthwise channel count.
+    pub conv: &'a ConvNhwc,
+    /// Its clamp.
+    pub clamp: (f32, f32),
+    /// `[batch, oh, ow, out_c]` values added to its output, then clamped to
+    /// `add_clamp` (as [`ConvNhwc::run_add`]); `None`: no add.
+    pub residual: Option<&'a [f32]>,
+    pub add_clamp: (f32, f32),
+}
+
+/// [`pointwise_depthwise_nhwc`] followed by the pointwise convolution `proj` of the
+/// depthwise output (and its residual add): each band of depthwise rows goes to a
+/// second per-thread scratch region and `proj` turns it into `output` rows (`[batch,
+/// oh, ow, proj.conv.out_c]`) while it is still in L2, so neither the expanded
+/// tensor nor the depthwise output is stored whole. Same bits as the three (four)
+/// steps run apart.
+///
+/// # Panics
+/// As [`pointwise_depthwise_nhwc`], and if `proj.conv` is not pointwise, its `in_c`
+/// differs from the depthwise channels, or `output` or the residual is shorter than
+/// its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_depthwise_project_nhwc(
+    conv: &ConvNhwc,
+    conv_clamp: (f32, f32),
+    input: &[f32],
+    (batch, h, w): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    weight: &[f32],
+    bias: &[f32],
+    clamp: (f32, f32),
+    proj: &Projection<'_>,
+    output: &mut [f32],
+) {
+    let pc = proj.conv.params();
+    assert!(
+        proj.conv.is_pointwise() && pc.in_c == conv.params().out_c,
+        "pointwise_depthwise_project_nhwc: projection does not fit"
+    );
+    if let Some(r) = proj.residual {
+        assert!(
+            r.len() >= batch * oh * ow * pc.out_c,
+            "pointwise_depthwise_project_nhwc: residual too short"
+        );
+    }
+    pw_dw(
+        conv,
+        conv_clamp,
+        input,
+        (batch, h, w),
+        win,
+        (oh, ow),
+        (weight, bias, clamp),
+        Some(proj),
+        output,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pw_dw(
+    conv: &ConvNhwc,
+    conv_clamp: (f32, f32),
+    input: &[f32],
+    (batch, h, w): (usize, usize, usize),
+    win: &Window,
+    (oh, ow): (usize, usize),
+    (weight, bias, clamp): (&[f32], &[f32], (f32, f32)),
+    proj: Option<&Projection<'_>>,
+    output: &mut [f32],
+) {
     assert!(
         conv.is_pointwise(),
         "pointwise_depthwise_nhwc: not a pointwise convolution"
@@ -133,7 +238,9 @@ pub fn pointwise_depthwise_nhwc(
         weight.len() >= win.kh * win.kw * c && bias.len() >= c,
         "pointwise_depthwise_nhwc: weight or bias too short"
     );
-    let row_out = ow * c;
+    // Depthwise output row, and output row (the projection's when there is one).
+    let row_dw = ow * c;
+    let row_out = ow * proj.map_or(c, |p| p.conv.params().out_c);
     assert!(
         output.len() >= batch * oh * row_out,
         "pointwise_depthwise_nhwc: output too short"
@@ -142,6 +249,11 @@ pub fn pointwise_depthwise_nhwc(
         return;
     }
     let (band, _) = band_geometry(win, w, c);
+    let dw_need = if proj.is_some() { band * row_dw } else { 0 };
+    assert!(
+        scratch + dw_need <= 2 * FUSED_SCRATCH_FLOATS,
+        "pointwise_depthwise_project_nhwc: bands do not fit the scratch"
+    );
     let (sh, pt) = (win.stride.0.max(1), win.pad_top);
     let span = span(win);
     let rl = w * c;
@@ -169,7 +281,9 @@ pub fn pointwise_depthwise_nhwc(
                 (s1 - s0) * row_out,
             )
         };
-        with_scratch_kept(scratch, |buf, kept| {
+        // With a projection, the band's depthwise rows go to a second region.
+        with_scratch_kept(scratch + dw_need, |buf, kept| {
+            let (buf, dw_buf) = buf.split_at_mut(scratch);
             // Expanded rows plo..phi of this image sit at the top of `buf`: none, or
             // when this thread ran the strip just above (its tasks are contiguous),
             // what that strip's last band left there.
@@ -207,6 +321,11 @@ pub fn pointwise_depthwise_nhwc(
                     ..*win
                 };
                 let rows = oy1 - oy0;
+                let dst = &mut out[(oy0 - s0) * row_out..(oy1 - s0) * row_out];
+                let dw_dst = match proj {
+                    Some(_) => &mut dw_buf[..rows * row_dw],
+                    None => &mut *dst,
+                };
                 dw_rows(
                     &buf[..(hi - lo) * rl],
                     (hi - lo, w, c),
@@ -216,8 +335,25 @@ pub fn pointwise_depthwise_nhwc(
                     bias,
                     clamp,
                     (0, rows),
-                    &mut out[(oy0 - s0) * row_out..(oy1 - s0) * row_out],
+                    dw_dst,
                 );
+                if let Some(pj) = proj {
+                    pj.conv.run_pointwise_serial(
+                        &dw_buf[..rows * row_dw],
+                        rows * ow,
+                        dst,
+                        pj.clamp,
+                    );
+                    if let Some(r) = pj.residual {
+                        let at = (n * oh + oy0) * row_out;
+                        let res = Residual {
+                            r,
+                            lo: pj.add_clamp.0,
+                            hi: pj.add_clamp.1,
+                        };
+                        res.apply(dst, &r[at..at + rows * row_out]);
+                    }
+                }
                 oy0 = oy1;
             }
             CARRY.set((run, t + 1, plo, phi));
