@@ -63,14 +63,9 @@ def conv_node(kind, cin_per_group, cout_per_group, groups, k, stride, pad, inp, 
     )
 
 
-def pw_dw_graph(variant):
-    """x[1,7,9,5] -> 1x1 conv (5->12, ReLU6) -> mid -> depthwise 3x3 (pad 1, ReLU6) -> y.
-
-    variant "plain": stride 2, y is the only output (the pair is fused);
-    "shared": stride 1, the output is add(mid, y) (mid has a second reader);
-    "output": stride 1, mid is an external output too. Weights: a fixed LCG."""
-    h, w, cin, c = 7, 9, 5, 12
-    state = [12345]
+def lcg(seed):
+    """A fixed linear congruential generator: vals(n) gives n floats in [-1, 1)."""
+    state = [seed]
 
     def vals(n):
         out = []
@@ -79,17 +74,48 @@ def pw_dw_graph(variant):
             out.append(state[0] / (1 << 30) - 1.0)
         return out
 
-    blobs = [vals(c * cin), vals(c), vals(9 * c), vals(c)]
-    proj = variant in ("proj", "proj_add")
-    pc = cin if variant == "proj_add" else 6
-    if proj:
-        blobs += [vals(pc * c), vals(pc)]
+    return vals
+
+
+def constant_region(blobs):
+    """The packed f32 blobs and their constant_data entries (entry 0 empty)."""
     data = b"".join(struct.pack(f"<{len(b)}f", *b) for b in blobs)
     offs = [S.ConstantDataOffset(0, 0)]
     pos = 0
     for b in blobs:
         offs.append(S.ConstantDataOffset(pos, 4 * len(b)))
         pos += 4 * len(b)
+    return data, offs
+
+
+def one_input_graph(nodes, values, outs, offs, data):
+    """Serializes a graph whose value 0 is the only input."""
+    g = S.XNNGraph(
+        version="0",
+        xnodes=nodes,
+        xvalues=values,
+        num_externs=1 + len(outs),
+        input_ids=[0],
+        output_ids=outs,
+        constant_data=offs,
+    )
+    return serialize_xnnpack_binary(g, bytearray(data))
+
+
+def pw_dw_graph(variant):
+    """x[1,7,9,5] -> 1x1 conv (5->12, ReLU6) -> mid -> depthwise 3x3 (pad 1, ReLU6) -> y.
+
+    variant "plain": stride 2, y is the only output (the pair is fused);
+    "shared": stride 1, the output is add(mid, y) (mid has a second reader);
+    "output": stride 1, mid is an external output too. Weights: a fixed LCG."""
+    h, w, cin, c = 7, 9, 5, 12
+    vals = lcg(12345)
+    blobs = [vals(c * cin), vals(c), vals(9 * c), vals(c)]
+    proj = variant in ("proj", "proj_add")
+    pc = cin if variant == "proj_add" else 6
+    if proj:
+        blobs += [vals(pc * c), vals(pc)]
+    data, offs = constant_region(blobs)
     stride = 2 if variant in ("plain", "proj") else 1
     oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
     mid_ext = dict(ext=2, flags=2) if variant == "output" else {}
@@ -136,16 +162,7 @@ def pw_dw_graph(variant):
         outs = [7]
     if variant == "output":
         outs = [6, 3]
-    g = S.XNNGraph(
-        version="0",
-        xnodes=nodes,
-        xvalues=values,
-        num_externs=1 + len(outs),
-        input_ids=[0],
-        output_ids=outs,
-        constant_data=offs,
-    )
-    return serialize_xnnpack_binary(g, bytearray(data))
+    return one_input_graph(nodes, values, outs, offs, data)
 
 
 def conv_add_graph(variant):
@@ -157,19 +174,9 @@ def conv_add_graph(variant):
     Weights: a fixed LCG."""
     h, w, c = 7, 9, 5
     k = 3 if variant == "k3" else 1
-    state = [54321]
-
-    def vals(n):
-        out = []
-        for _ in range(n):
-            state[0] = (state[0] * 1103515245 + 12345) % (1 << 31)
-            out.append(state[0] / (1 << 30) - 1.0)
-        return out
-
+    vals = lcg(54321)
     blobs = [vals(c * k * k * c), vals(c)]
-    data = b"".join(struct.pack(f"<{len(b)}f", *b) for b in blobs)
-    offs = [S.ConstantDataOffset(0, 0), S.ConstantDataOffset(0, 4 * len(blobs[0])),
-            S.ConstantDataOffset(4 * len(blobs[0]), 4 * len(blobs[1]))]
+    data, offs = constant_region(blobs)
     mid_ext = dict(ext=2, flags=2) if variant == "output" else {}
     y_ext = {} if variant == "shared" else dict(ext=1, flags=2)
     values = [
@@ -195,16 +202,7 @@ def conv_add_graph(variant):
         outs = [5]
     if variant == "output":
         outs = [4, 3]
-    g = S.XNNGraph(
-        version="0",
-        xnodes=nodes,
-        xvalues=values,
-        num_externs=1 + len(outs),
-        input_ids=[0],
-        output_ids=outs,
-        constant_data=offs,
-    )
-    return serialize_xnnpack_binary(g, bytearray(data))
+    return one_input_graph(nodes, values, outs, offs, data)
 
 
 def main():

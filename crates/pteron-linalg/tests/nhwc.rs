@@ -655,16 +655,7 @@ fn check_fused(
             clamp,
             &mut got,
         );
-        assert!(
-            got[n_out..].iter().all(|v| v.is_nan()),
-            "{ctx}: wrote past output"
-        );
-        for (i, (g, e)) in got[..n_out].iter().zip(&want).enumerate() {
-            assert!(
-                g.to_bits() == e.to_bits(),
-                "{ctx}: [{i}] fused {g} != unfused {e}"
-            );
-        }
+        assert_fused_bits(&got, &want, &ctx);
         if pointwise_depthwise_project_scratch(&wn, w, c, ow).is_some() {
             check_projected(
                 &conv,
@@ -743,14 +734,21 @@ fn check_projected(
         &pj,
         &mut got,
     );
+    assert_fused_bits(&got, &want, &format!("{ctx} projected (add {with_add})"));
+}
+
+/// `got` (the fused result, NaN-filled past the output) holds `want`'s bits and
+/// nothing was written past them.
+fn assert_fused_bits(got: &[f32], want: &[f32], ctx: &str) {
+    let n = want.len();
     assert!(
         got[n..].iter().all(|v| v.is_nan()),
-        "{ctx}: projection wrote past output"
+        "{ctx}: wrote past output"
     );
-    for (i, (g, e)) in got[..n].iter().zip(&want).enumerate() {
+    for (i, (g, e)) in got[..n].iter().zip(want).enumerate() {
         assert!(
             g.to_bits() == e.to_bits(),
-            "{ctx}: projected (add {with_add}) [{i}] fused {g} != unfused {e}"
+            "{ctx}: [{i}] fused {g} != unfused {e}"
         );
     }
 }

@@ -110,6 +110,24 @@ struct PwDw {
     bias: Vec<f32>,
 }
 
+impl PwDw {
+    /// `(batch, h, w)` of this pair's run on these shapes, `dw` the depthwise output's:
+    /// `None` unless the input is `[b, h, w, in_c]`, the expanded value `h x w` and
+    /// `dw` `[b, _, _, c]` (`in_c`, `c` those of the convolution).
+    fn fits(&self, shapes: &[Dims], dw: &Dims) -> Option<(usize, usize, usize)> {
+        let (x, mid) = (&shapes[self.src], &shapes[self.mid]);
+        let (cin, c) = (self.conv.params().in_c, self.conv.params().out_c);
+        let (b, h, w, xc) = nhwc(x);
+        let ok = x.rank() == 4
+            && xc == cin
+            && (mid.get(1), mid.get(2)) == (h, w)
+            && dw.rank() == 4
+            && dw.get(0) == b
+            && dw.get(3) == c;
+        ok.then_some((b, h, w))
+    }
+}
+
 /// An NHWC convolution and the residual add that is the only reader of its output,
 /// run as one step (`ConvNhwc::run_add`: each output tile gets the other operand
 /// added and the add's clamp right after it is stored): the convolution's output
@@ -1084,9 +1102,11 @@ impl XnnDelegate {
         let fusion = fusion_mode();
         if fusion != Fusion::Off {
             let all = fusion == Fusion::All;
-            fuse_pointwise_depthwise(g, &mut steps, &outputs, &shapes, &mut needs_buf, all);
-            fuse_conv_add(g, &mut steps, &outputs, &shapes, &mut needs_buf);
-            fuse_projection(g, &mut steps, &outputs, &shapes, &mut needs_buf);
+            // Fusing changes no step's inputs: one count serves the three passes.
+            let readers = value_readers(nv, &steps, &outputs);
+            fuse_pointwise_depthwise(g, &mut steps, &readers, &shapes, &mut needs_buf, all);
+            fuse_conv_add(g, &mut steps, &readers, &shapes, &mut needs_buf);
+            fuse_projection(g, &mut steps, &readers, &shapes, &mut needs_buf);
         }
         let raw_dynamic: Vec<bool> = (0..nv)
             .map(|v| {
@@ -1357,13 +1377,11 @@ impl XnnDelegate {
 fn fuse_pointwise_depthwise(
     g: &Graph<'_>,
     steps: &mut [Step],
-    outputs: &[Ext],
+    readers: &[usize],
     shapes: &[Dims],
     needs_buf: &mut [bool],
     all: bool,
 ) {
-    let readers = value_readers(g.values.len(), steps, outputs);
-    let f32_value = |v: usize| plain_f32(g, v);
     for i in 0..steps.len().saturating_sub(1) {
         let (a, b) = (&steps[i], &steps[i + 1]);
         let (
@@ -1387,8 +1405,8 @@ fn fuse_pointwise_depthwise(
             || !conv.is_pointwise()
             || *input != mid
             || readers[mid] != 1
-            || !f32_value(src)
-            || !f32_value(mid)
+            || !plain_f32(g, src)
+            || !plain_f32(g, mid)
             || g.values[out].dtype != Datatype::Fp32
             || shapes[mid].rank() != 4
             || !(all || pointwise_depthwise_pays(mh, mw, mc))
@@ -1454,11 +1472,10 @@ fn plain_f32(g: &Graph<'_>, v: usize) -> bool {
 fn fuse_conv_add(
     g: &Graph<'_>,
     steps: &mut [Step],
-    outputs: &[Ext],
+    readers: &[usize],
     shapes: &[Dims],
     needs_buf: &mut [bool],
 ) {
-    let readers = value_readers(g.values.len(), steps, outputs);
     for i in 0..steps.len().saturating_sub(1) {
         let (a, b) = (&steps[i], &steps[i + 1]);
         let (
@@ -1530,11 +1547,10 @@ fn fuse_conv_add(
 fn fuse_projection(
     g: &Graph<'_>,
     steps: &mut [Step],
-    outputs: &[Ext],
+    readers: &[usize],
     shapes: &[Dims],
     needs_buf: &mut [bool],
 ) {
-    let readers = value_readers(g.values.len(), steps, outputs);
     for i in 0..steps.len() {
         let (Op::Conv { p, out: dw_out, .. }, Prep::PwDw(f)) = (&steps[i].op, &steps[i].prep)
         else {
@@ -1818,28 +1834,20 @@ fn run_op(
     match (&s.op, &s.prep) {
         (_, Prep::PwDwPw(f)) => {
             let pd = &f.pwdw;
-            let (b, h, w, _) = nhwc(&shapes[pd.src]);
-            let (mh, mw) = (shapes[pd.mid].get(1), shapes[pd.mid].get(2));
-            let (cin, c) = (pd.conv.params().in_c, pd.conv.params().out_c);
             let dd = shapes[f.dw_out];
             let (oh, ow) = (dd.get(1), dd.get(2));
-            if shapes[pd.src].rank() != 4
-                || shapes[pd.src].get(3) != cin
-                || (mh, mw) != (h, w)
-                || dd.rank() != 4
-                || dd.get(0) != b
-                || dd.get(3) != c
-                || pointwise_depthwise_project_scratch(&f.win, w, c, ow).is_none()
-                || od.rank() != 4
-                || (od.get(0), od.get(1), od.get(2)) != (b, oh, ow)
-                || od.get(3) != f.proj.params().out_c
-                || f.residual.is_some_and(|r| shapes[r] != *od)
-            {
+            let Some((b, h, w)) = pd.fits(shapes, &dd).filter(|&(b, _, w)| {
+                pointwise_depthwise_project_scratch(&f.win, w, pd.conv.params().out_c, ow).is_some()
+                    && od.rank() == 4
+                    && (od.get(0), od.get(1), od.get(2)) == (b, oh, ow)
+                    && od.get(3) == f.proj.params().out_c
+                    && !f.residual.is_some_and(|r| shapes[r] != *od)
+            }) else {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}): fused pointwise + depthwise + pointwise does not fit {:?} -> {dd:?} -> {od:?}",
                     s.index, s.kind, shapes[pd.src]
                 )));
-            }
+            };
             let proj = Projection {
                 conv: &f.proj,
                 clamp: (f.proj_lo, f.proj_hi),
@@ -2073,23 +2081,16 @@ fn run_op(
             );
         }
         (Op::Conv { p, .. }, Prep::PwDw(f)) => {
-            let (b, h, w, _) = nhwc(&shapes[f.src]);
             let win = p.window();
-            let (mh, mw) = (shapes[f.mid].get(1), shapes[f.mid].get(2));
-            let (cin, c) = (f.conv.params().in_c, f.conv.params().out_c);
-            if shapes[f.src].rank() != 4
-                || shapes[f.src].get(3) != cin
-                || (mh, mw) != (h, w)
-                || pointwise_depthwise_scratch(&win, w, c).is_none()
-                || od.rank() != 4
-                || od.get(3) != c
-                || od.get(0) != b
-            {
+            let fits = f.fits(shapes, od).filter(|&(_, _, w)| {
+                pointwise_depthwise_scratch(&win, w, f.conv.params().out_c).is_some()
+            });
+            let Some((b, h, w)) = fits else {
                 return Err(XnnError::Shape(format!(
                     "node {} ({}): fused pointwise + depthwise does not fit {:?} -> {od:?}",
                     s.index, s.kind, shapes[f.src]
                 )));
-            }
+            };
             pointwise_depthwise_nhwc(
                 &f.conv,
                 (f.conv_lo, f.conv_hi),

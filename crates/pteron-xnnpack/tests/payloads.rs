@@ -383,13 +383,19 @@ fn pointwise_depthwise_fusion() {
         ("shared", &[&[1usize, 7, 9, 12][..]][..]),
         ("output", &[&[1, 7, 9, 12][..], &[1, 7, 9, 12][..]][..]),
     ] {
-        let (off, _, off_bytes) = run_pw_dw(variant, Fusion::Off, outs);
-        let (all, prof, all_bytes) = run_pw_dw(variant, Fusion::All, outs);
-        assert!(!fused(&prof), "{variant}: {prof:?}");
-        assert_eq!(off, all, "{variant}");
-        assert_eq!(off_bytes, all_bytes, "{variant}");
+        assert_not_fused(&format!("pw_dw_{variant}.bin"), outs, fused);
     }
     set_fusion(Fusion::Auto);
+}
+
+/// Payload `file`, whose graph must not fuse, gives no `fused` profile line even with
+/// every fusion forced on, and the same bits and prepared bytes as with none.
+fn assert_not_fused(file: &str, outs: &[&[usize]], fused: impl Fn(&[String]) -> bool) {
+    let (off, _, off_bytes) = run_fusion_graph(file, Fusion::Off, outs);
+    let (all, prof, all_bytes) = run_fusion_graph(file, Fusion::All, outs);
+    assert!(!fused(&prof), "{file}: {prof:?}");
+    assert_eq!(off, all, "{file}");
+    assert_eq!(off_bytes, all_bytes, "{file}");
 }
 
 /// A convolution whose output only a residual add reads is fused into it (same bits
@@ -429,12 +435,7 @@ fn convolution_add_fusion() {
         );
     }
     for (variant, outs) in [("shared", &[shape][..]), ("output", &[shape, shape][..])] {
-        let file = format!("conv_add_{variant}.bin");
-        let (off, _, off_bytes) = run_fusion_graph(&file, Fusion::Off, outs);
-        let (all, prof, all_bytes) = run_fusion_graph(&file, Fusion::All, outs);
-        assert!(!fused(&prof), "{variant}: {prof:?}");
-        assert_eq!(off, all, "{variant}");
-        assert_eq!(off_bytes, all_bytes, "{variant}");
+        assert_not_fused(&format!("conv_add_{variant}.bin"), outs, fused);
     }
     set_fusion(Fusion::Auto);
 }

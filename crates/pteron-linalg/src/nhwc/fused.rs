@@ -249,11 +249,15 @@ fn pw_dw(
         return;
     }
     let (band, _) = band_geometry(win, w, c);
-    let dw_need = if proj.is_some() { band * row_dw } else { 0 };
-    assert!(
-        scratch + dw_need <= 2 * FUSED_SCRATCH_FLOATS,
-        "pointwise_depthwise_project_nhwc: bands do not fit the scratch"
-    );
+    // With a projection, the band's depthwise rows go to a second scratch region.
+    let dw_need = match proj {
+        Some(_) => {
+            pointwise_depthwise_project_scratch(win, w, c, ow)
+                .expect("pointwise_depthwise_project_nhwc: bands do not fit the scratch")
+                - scratch
+        }
+        None => 0,
+    };
     let (sh, pt) = (win.stride.0.max(1), win.pad_top);
     let span = span(win);
     let rl = w * c;
@@ -281,7 +285,6 @@ fn pw_dw(
                 (s1 - s0) * row_out,
             )
         };
-        // With a projection, the band's depthwise rows go to a second region.
         with_scratch_kept(scratch + dw_need, |buf, kept| {
             let (buf, dw_buf) = buf.split_at_mut(scratch);
             // Expanded rows plo..phi of this image sit at the top of `buf`: none, or
