@@ -203,12 +203,14 @@ const QB: usize = 32;
 /// Multiply-adds (`q·k` and `p·v`, each counted once) below which attention runs
 /// on one thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
-/// The same for one query row (a decode step), where the work is reading the cache:
-/// at 2^17 multiply-adds (e.g. 6 heads of 48 over 455 keys, or 32 heads of 64 over
-/// 64 keys) a step reads ~512 KiB of cache and takes ~20 us on one core; below that a
-/// pool dispatch (and, on a busy machine, waiting for a descheduled worker) costs
-/// more than the second core saves.
-const DECODE_PARALLEL_MIN_WORK: usize = 1 << 17;
+/// The same for one query row (a decode step), where the work is reading the cache.
+/// Inside a model the cache comes from L3 (the layers' weights went through L2
+/// since the last step) and the other pool thread is spinning between the
+/// linear layers, so a split pays off early: stories15M's 6 heads of 48 at 128-256
+/// keys took 135-231 us per token on one thread and 81-96 us on two (decode
+/// profile, 2026-11-25). Below 2^14 multiply-adds (6 heads of 48 over 57 keys) one
+/// thread stays ahead (`llm_speed` test: 1.8 vs 2.2 us at 32 keys with a hot cache).
+const DECODE_PARALLEL_MIN_WORK: usize = 1 << 14;
 /// Keys per inner block.
 const KB: usize = 64;
 /// Upper bound on parallel groups (the slot array lives on the stack).

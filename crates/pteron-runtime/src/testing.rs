@@ -239,6 +239,19 @@ fn build(args: &[TestArg]) -> Built {
     b
 }
 
+/// Runs operator `name`'s factory (if any) on `b`'s arguments, as method load would.
+fn instantiate(registry: &Registry, name: &str, b: &Built) -> Result<Box<dyn Kernel>, KernelError> {
+    let pctx = PrepareCtx {
+        args: &b.args,
+        values: &b.values,
+        readonly: &b.readonly,
+        n_mut: b.mutable.len() as u32,
+    };
+    registry
+        .instantiate(name, &pctx)
+        .ok_or_else(|| KernelError::internal(format!("operator {name} is not registered")))?
+}
+
 fn read_back(b: &Built, args: &[TestArg]) -> Vec<TestArg> {
     let n_mut = b.mutable.len();
     let tensor_of = |v: usize| -> TestTensor {
@@ -298,6 +311,34 @@ pub fn run_kernel(f: KernelFn, args: Vec<TestArg>) -> Result<Vec<TestArg>, Kerne
     Ok(read_back(&b, &args))
 }
 
+/// Instantiates operator `name` once, as [`run_op`] does, then runs it `runs`
+/// times on the same arguments and returns the median time of one run (for
+/// kernel timing tests; outputs are discarded).
+pub fn time_op(
+    registry: &Registry,
+    name: &str,
+    args: Vec<TestArg>,
+    runs: usize,
+) -> Result<std::time::Duration, KernelError> {
+    let mut b = build(&args);
+    let mut k = instantiate(registry, name, &b)?;
+    let mut times = Vec::with_capacity(runs + 1);
+    for _ in 0..=runs.max(1) {
+        // A context per call, as the executor makes one per instruction.
+        let spaces = Spaces {
+            mutable: &mut b.mutable,
+            readonly: &b.readonly,
+        };
+        let t = std::time::Instant::now();
+        let ctx = KernelCtx::new(&b.args, &b.values, spaces)?;
+        k.run(&ctx)?;
+        times.push(t.elapsed());
+    }
+    times.remove(0);
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
 /// Instantiates operator `name` from `registry` (running its factory, if any, as
 /// method load would) and runs it on `args`.
 pub fn run_op(
@@ -306,18 +347,7 @@ pub fn run_op(
     args: Vec<TestArg>,
 ) -> Result<Vec<TestArg>, KernelError> {
     let mut b = build(&args);
-    let n_mut = b.mutable.len() as u32;
-    let mut k: Box<dyn Kernel> = {
-        let pctx = PrepareCtx {
-            args: &b.args,
-            values: &b.values,
-            readonly: &b.readonly,
-            n_mut,
-        };
-        registry
-            .instantiate(name, &pctx)
-            .ok_or_else(|| KernelError::internal(format!("operator {name} is not registered")))??
-    };
+    let mut k = instantiate(registry, name, &b)?;
     {
         let spaces = Spaces {
             mutable: &mut b.mutable,
