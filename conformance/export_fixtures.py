@@ -1208,6 +1208,37 @@ def _():
     )
 
 
+class ExactFloatOps(nn.Module):
+    def forward(self, x):
+        ms = x.pow(2).mean(-1, keepdim=True)
+        return (
+            torch.exp(x - 3.0),
+            torch.sigmoid(x),
+            F.silu(x),
+            torch.tanh(x),
+            torch.softmax(x, -1),
+            x.mean(-1, keepdim=True),
+            x.mean(0, keepdim=True),
+            F.hardswish(x),
+            x / 6.0,
+            x * torch.rsqrt(ms + 1e-5),
+        )
+
+
+@case("exact_float_ops")
+def _():
+    return single(
+        ExactFloatOps(),
+        (rn(16, 288) * 3,),
+        atol=0.0,
+        rtol=0.0,
+        notes="float32 portable ops whose ExecuTorch results pteron reproduces bit for bit (atol = rtol = 0): exp and "
+        "sigmoid/silu (glibc's expf arithmetic), tanh (the platform tanhf), softmax (exp, sum in element order, "
+        "division), mean (sum in element order), hardswish and division by a constant (a multiply by the f32 "
+        "reciprocal, as ExecuTorch's div does for a one-element divisor), pow(x, 2) (powf), RMSNorm",
+    )
+
+
 class IntRemainder(nn.Module):
     def forward(self, a, b):
         return torch.remainder(a, b), torch.remainder(a, 4), torch.remainder(a.float(), b.float())

@@ -415,3 +415,66 @@ proptest! {
         check_rows(d, n, d + extra, seed);
     }
 }
+
+/// `vmath`'s exp follows glibc's `expf` arithmetic: on glibc (where Rust's
+/// `f32::exp` is that `expf`) the results are identical over the whole range.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exp_matches_glibc_expf() {
+    let (lo, hi) = (-104.5f32, 89.0f32);
+    let mut bad = Vec::new();
+    let mut n = 0usize;
+    // Every 61st bit pattern of each sign over the range (with +-0, specials).
+    for bits in (0u32..0x8000_0000)
+        .step_by(61)
+        .chain([0, 0x7f80_0000, 0x7fc0_0000])
+    {
+        for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+            if !(x.is_nan() || (lo..=hi).contains(&x) || x.is_infinite()) {
+                continue;
+            }
+            n += 1;
+            let (got, want) = (pteron_linalg::vmath::exp_scalar(x), x.exp());
+            if got.to_bits() != want.to_bits() && !(got.is_nan() && want.is_nan()) {
+                bad.push((x, got, want));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {n} differ from expf, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+/// The SIMD `vexp` gives the scalar `exp_scalar` bit for bit (every tier computes
+/// the same function), including the ends of the range and the specials.
+#[test]
+fn vexp_matches_exp_scalar() {
+    let mut xs: Vec<f32> = (0u32..0x8000_0000)
+        .step_by(997)
+        .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
+        .filter(|x| (-110.0..=95.0).contains(x))
+        .collect();
+    xs.extend([
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        88.72283,
+        88.722_84,
+        -103.97207,
+        -103.972_08,
+        0.0,
+        -0.0,
+    ]);
+    let mut got = xs.clone();
+    pteron_linalg::vmath::vexp(&mut got);
+    for (&x, &g) in xs.iter().zip(&got) {
+        let w = pteron_linalg::vmath::exp_scalar(x);
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "exp({x}): vexp {g}, exp_scalar {w}"
+        );
+    }
+}

@@ -455,6 +455,15 @@ enum DivKind {
 /// `div.out(Tensor self, Tensor other, *, Tensor(a!) out)`.
 fn div_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
     let (mut out, a, b) = tt(ctx, 4, 2)?;
+    // ExecuTorch divides f32 tensors by a one-element divisor as a multiply by
+    // its f32 reciprocal (x / 6 is x * (1/6)); that rounding is reproduced.
+    if [a.dtype(), b.dtype(), out.dtype()] == [ScalarType::Float; 3]
+        && b.numel() == 1
+        && b.dim() <= a.dim()
+    {
+        let inv = 1.0f32 / b.as_slice::<f32>()?[0];
+        return map1::<f32, f32>(&mut out, &a, move |x| x * inv);
+    }
     div_like("div", &mut out, &a, Ok(&b), Mode::True, DivKind::Div)
 }
 
@@ -569,13 +578,9 @@ fn pow_run(
     }
     match rt {
         ScalarType::Double => run!(f64, |x: f64, y: f64| x.powf(y)),
-        t if t.is_floating() => run!(f32, |x: f32, y: f32| {
-            if y == 2.0 {
-                x * x
-            } else {
-                x.powf(y)
-            }
-        }),
+        // The platform `powf`, as ExecuTorch calls it (glibc's `powf(x, 2)` is not
+        // always `x * x`).
+        t if t.is_floating() => run!(f32, |x: f32, y: f32| x.powf(y)),
         _ => run!(i64, powi),
     }
 }

@@ -343,8 +343,13 @@ fn drive<T: Copy, R: Red<T>>(x: &[T], p: &Plan, r: &R, mut write: impl FnMut(usi
 // ---------------------------------------------------------------------------
 // Reducers
 
-/// Sum with an `f32` accumulator (f32/f16/bf16 inputs).
-struct SumF32;
+/// Sum with an `f32` accumulator (f32/f16/bf16 inputs). `in_order`: one
+/// addition after another in element order, as ExecuTorch's portable `mean` adds
+/// (its results reproduced bit for bit); otherwise in 8 lanes (faster, rounds
+/// differently).
+struct SumF32 {
+    in_order: bool,
+}
 impl<T: Num> Red<T> for SumF32 {
     type Acc = f32;
     fn init(&self) -> f32 {
@@ -355,6 +360,9 @@ impl<T: Num> Red<T> for SumF32 {
         a + v.to_f32()
     }
     fn run(&self, a: f32, s: &[T]) -> f32 {
+        if self.in_order {
+            return s.iter().fold(a, |a, &v| a + v.to_f32());
+        }
         // 8 lanes per block of 1024, blocks summed in a separate accumulator.
         let mut total = 0f32;
         for blk in s.chunks(1024) {
@@ -637,10 +645,10 @@ fn sum_like(
             SumKind::Prod if out_float => drive(xv, &p, &ProdF, |o, a| w.f(o, a)),
             SumKind::Prod => drive(xv, &p, &ProdI, |o, a| w.i(o, a)),
             SumKind::Mean if wide => drive(xv, &p, &SumF64, |o, a| w.f(o, a / rn)),
-            SumKind::Mean => drive(xv, &p, &SumF32, |o, a| w.f(o, (a / rn as f32) as f64)),
+            SumKind::Mean => drive(xv, &p, &SumF32 { in_order: true }, |o, a| w.f(o, (a / rn as f32) as f64)),
             SumKind::Sum if !out_float => drive(xv, &p, &SumI, |o, a| w.i(o, a)),
             SumKind::Sum if wide => drive(xv, &p, &SumF64, |o, a| w.f(o, a)),
-            SumKind::Sum => drive(xv, &p, &SumF32, |o, a| w.f(o, a as f64)),
+            SumKind::Sum => drive(xv, &p, &SumF32 { in_order: false }, |o, a| w.f(o, a as f64)),
         }
     });
     Ok(())

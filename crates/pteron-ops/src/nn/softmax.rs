@@ -130,11 +130,12 @@ fn row_f32(x: &[f32], y: &mut [f32], log: bool) {
             *o -= ls;
         }
     } else {
+        // As ExecuTorch: exp (glibc's expf arithmetic), the sum in element order,
+        // then a division per element (not a multiply by the reciprocal).
         vexp(y);
         let s: f32 = y.iter().sum();
-        let inv = 1.0 / s;
         for o in y.iter_mut() {
-            *o *= inv;
+            *o /= s;
         }
     }
 }
