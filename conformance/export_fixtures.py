@@ -1239,6 +1239,40 @@ def _():
     )
 
 
+class ExactNormOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        self.w = nn.Parameter(torch.randn(288, generator=g))
+        self.b = nn.Parameter(torch.randn(288, generator=g))
+
+    def forward(self, x):
+        s = x[:, :100] + 0.7
+        return (
+            F.layer_norm(x + 0.7, (288,), self.w, self.b, 1e-5),
+            F.layer_norm(x, (288,)),
+            F.layer_norm(s, (100,), self.w[:100], self.b[:100], 1e-5),
+            F.layer_norm(s, (100,)),
+            F.gelu(x),
+            F.gelu(x, approximate="tanh"),
+            torch.erf(x),
+        )
+
+
+@case("exact_norm_ops")
+def _():
+    return single(
+        ExactNormOps(),
+        (rn(16, 288) * 3,),
+        atol=0.0,
+        rtol=0.0,
+        notes="float32 ops whose ExecuTorch 1.5.1 results pteron reproduces bit for bit (atol = rtol = 0): layer_norm "
+        "below 256 elements (plain sums, x^2 mean minus squared mean, divide by the std) and from 256 on (the "
+        "8-lane Welford cascade of ExecuTorch's optimized kernel, then x*rstd - rstd*mean), with and without weight "
+        "and bias; exact gelu and erf (glibc 2.36's erff arithmetic); tanh gelu (the platform tanhf)",
+    )
+
+
 class IntRemainder(nn.Module):
     def forward(self, a, b):
         return torch.remainder(a, b), torch.remainder(a, 4), torch.remainder(a.float(), b.float())

@@ -453,6 +453,72 @@ fn exp_matches_glibc_expf() {
     );
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod glibc {
+    use std::ffi::{c_char, CStr};
+    extern "C" {
+        fn erff(x: f32) -> f32;
+        fn gnu_get_libc_version() -> *const c_char;
+    }
+    /// The platform `erff`.
+    pub fn platform_erff(x: f32) -> f32 {
+        // SAFETY: `erff` is a pure libm function of one float.
+        unsafe { erff(x) }
+    }
+    /// glibc's `(major, minor)` version.
+    pub fn version() -> (u32, u32) {
+        // SAFETY: glibc returns a static NUL-terminated string.
+        let v = unsafe { CStr::from_ptr(gnu_get_libc_version()) };
+        let v = v.to_str().unwrap_or("0.0");
+        let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+}
+
+/// `vmath::erf_f32` follows the `erff` of glibc up to 2.40 (fdlibm's, which
+/// ExecuTorch calls on the reference machine; glibc 2.41 replaced it with a
+/// correctly rounded one): identical results on every sampled float, the
+/// subnormals, the interval ends and the specials.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn erf_matches_glibc_erff() {
+    let ver = glibc::version();
+    if ver >= (2, 41) {
+        eprintln!("skipped: glibc {ver:?} has a different erff than the reference's 2.36");
+        return;
+    }
+    let ends = [
+        0x0400_0000u32,
+        0x3180_0000,
+        0x3f58_0000,
+        0x3fa0_0000,
+        0x4036_db6e,
+        0x40c0_0000,
+    ];
+    let mut bad = Vec::new();
+    let mut n = 0usize;
+    let picks = (0u32..0x8000_0000)
+        .step_by(127)
+        .chain(0..4096)
+        .chain(ends.iter().flat_map(|&e| e - 64..e + 64))
+        .chain([0x7f80_0000, 0x7fc0_0000]);
+    for bits in picks {
+        for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+            n += 1;
+            let (got, want) = (pteron_linalg::vmath::erf_f32(x), glibc::platform_erff(x));
+            if !same_bits(got, want) {
+                bad.push((x, got, want));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {n} differ from erff, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
 /// The SIMD `vexp` gives the scalar `exp_scalar` bit for bit (every tier computes
 /// the same function), including the ends of the range and the specials.
 #[test]

@@ -2,6 +2,7 @@
 //! Every kernel is a thin adapter over the elementwise engine in [`crate::util`]
 //! (`map1`/`map2`/`map3`). See the crate docs for conventions.
 
+use pteron_linalg::vmath::erf_f32;
 use pteron_runtime::{KernelCtx, KernelError, Registry, Scalar, ScalarType, TensorMut, TensorRef};
 
 use crate::dispatch_compute;
@@ -155,8 +156,27 @@ float_ufunc! {
     asinh_out => |x| x.asinh(), None;
     acosh_out => |x| x.acosh(), None;
     atanh_out => |x| x.atanh(), None;
-    erf_out => |x| erf64(x as f64) as _, None;
     sigmoid_out => |x| 1.0 / (1.0 + (-x).exp()), Some(pteron_linalg::vmath::vsigmoid);
+}
+
+/// `erf.out(Tensor self, *, Tensor(a!) out)`: `f32` with glibc's `erff`
+/// arithmetic ([`erf_f32`]), as ExecuTorch computes it; `f64` to double precision.
+fn erf_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
+    float_unary(ctx, "erf_out", erf_f32, erf64, Some(verf_f32))
+}
+
+fn verf_f32(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = erf_f32(*v));
+}
+
+/// Exact GELU in `f32` as ExecuTorch 1.5.1 computes it (bit for bit, with the
+/// platform-independent [`erf_f32`]): `(x · ½) · (1 + erf(x · f32(1/√2)))`.
+fn gelu_erf_f32(v: f32) -> f32 {
+    (v * 0.5) * (1.0 + erf_f32(v * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn vgelu_erf_f32(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = gelu_erf_f32(*v));
 }
 
 /// `erf` to double precision (W. J. Cody's rational approximations).
@@ -460,24 +480,23 @@ fn gelu_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
             &mut out,
             &x,
             "gelu",
-            |v| {
-                (0.5 * v as f64 * (1.0 + erf64(v as f64 * core::f64::consts::FRAC_1_SQRT_2))) as f32
-            },
+            gelu_erf_f32,
             |v| 0.5 * v * (1.0 + erf64(v * core::f64::consts::FRAC_1_SQRT_2)),
-            Some(pteron_linalg::vmath::vgelu),
+            Some(vgelu_erf_f32),
         ),
         "tanh" => {
-            const K: f64 = 0.797_884_560_802_865_4; // sqrt(2/pi)
+            // `√2 · (2/√π) · ½` in double, as ATen spells √(2/π).
+            const K: f64 = core::f64::consts::SQRT_2 * core::f64::consts::FRAC_2_SQRT_PI * 0.5;
             float_unary_on(
                 &mut out,
                 &x,
                 "gelu",
                 |v| {
-                    let inner = K as f32 * (v + 0.044715 * v * v * v);
+                    let inner = K as f32 * (v + 0.044715 * (v * v * v));
                     0.5 * v * (1.0 + inner.tanh())
                 },
                 |v| {
-                    let inner = K * (v + 0.044715 * v * v * v);
+                    let inner = K * (v + 0.044715 * (v * v * v));
                     0.5 * v * (1.0 + inner.tanh())
                 },
                 None,

@@ -359,23 +359,7 @@ fn layer_norm_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         for i in 0..rows {
             let xr = &xs[i * inner..(i + 1) * inner];
             let yr = &mut ys[i * inner..(i + 1) * inner];
-            let mean = xr.iter().sum::<f32>() / inner as f32;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / inner as f32;
-            let rstd = 1.0 / (var + eps as f32).sqrt();
-            match (ws, bs) {
-                (Some(ws), Some(bs)) => {
-                    for (((y, &v), &g), &bb) in yr.iter_mut().zip(xr).zip(ws).zip(bs) {
-                        *y = (v - mean) * rstd * g + bb;
-                    }
-                }
-                _ => {
-                    for (j, (y, &v)) in yr.iter_mut().zip(xr).enumerate() {
-                        let g = ws.map_or(1.0, |w| w[j]);
-                        let bb = bs.map_or(0.0, |b| b[j]);
-                        *y = (v - mean) * rstd * g + bb;
-                    }
-                }
-            }
+            let (mean, rstd) = layer_norm_row_f32(xr, yr, ws, bs, eps as f32);
             set_elem(&mut mo, i, mean as f64)?;
             set_elem(&mut ro, i, rstd as f64)?;
         }
@@ -493,4 +477,184 @@ fn group_norm_out(ctx: &KernelCtx<'_>) -> Result<(), KernelError> {
         }
     });
     Ok(())
+}
+
+/// From this many normalized elements on, ExecuTorch's `native_layer_norm`
+/// computes the row statistics with a vectorised Welford cascade
+/// ([`welford_moments_f32`]); below it, with plain sums ([`layer_norm_row_f32`]).
+const LN_WELFORD_MIN: usize = 256;
+
+/// One `f32` layer-norm row with ExecuTorch 1.5.1's arithmetic, bit for bit
+/// (`fixtures/exact_norm_ops`); returns `(mean, rstd)`.
+/// * Fewer than [`LN_WELFORD_MIN`] elements: `Σx` and `Σx²` in element order,
+///   `mean = Σx / n`, `var = Σx² / n - mean²`, `std = √(var + eps)`,
+///   `y = (x - mean) / std · γ + β`, `rstd = 1 / std`.
+/// * Otherwise: `(mean, var)` from [`welford_moments_f32`], `rstd = 1 / √(var +
+///   eps)`, `y = (x · rstd + (-rstd · mean)) · γ + β`.
+///
+/// A missing `γ` is 1 and a missing `β` is 0. No operation is fused.
+fn layer_norm_row_f32(
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    eps: f32,
+) -> (f32, f32) {
+    let n = x.len();
+    let g = |j: usize| gamma.map_or(1.0, |w| w[j]);
+    let b = |j: usize| beta.map_or(0.0, |w| w[j]);
+    if n < LN_WELFORD_MIN {
+        let mut sum = 0.0f32;
+        for &v in x {
+            sum += v;
+        }
+        let mut sq = 0.0f32;
+        for &v in x {
+            sq += v * v;
+        }
+        let mean = sum / n as f32;
+        let var = sq / n as f32 - mean * mean;
+        let std = (var + eps).sqrt();
+        for (j, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+            *o = (v - mean) / std * g(j) + b(j);
+        }
+        return (mean, 1.0 / std);
+    }
+    let (mean, var) = welford_moments_f32(x);
+    let rstd = 1.0 / (var + eps).sqrt();
+    let offset = -rstd * mean;
+    match (gamma, beta) {
+        (Some(gs), Some(bs)) => {
+            for (((o, &v), &gv), &bv) in y.iter_mut().zip(x).zip(gs).zip(bs) {
+                *o = (v * rstd + offset) * gv + bv;
+            }
+        }
+        _ => {
+            for (j, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+                *o = (v * rstd + offset) * g(j) + b(j);
+            }
+        }
+    }
+    (mean, rstd)
+}
+
+/// Lanes of [`welford_moments_f32`] (ExecuTorch's `Vectorized<float>` width).
+const WL: usize = 8;
+/// Vectors per Welford chunk.
+const W_CHUNK: usize = 16;
+
+/// Count, mean and sum of squared deviations of 8 independent lanes.
+#[derive(Clone, Copy)]
+struct Moments8 {
+    count: i64,
+    mean: [f32; WL],
+    m2: [f32; WL],
+}
+
+const MOMENTS8_ZERO: Moments8 = Moments8 {
+    count: 0,
+    mean: [0.0; WL],
+    m2: [0.0; WL],
+};
+
+/// Chan et al.'s merge of `(count, mean, m2)` into `(n0, m1, m2)` in `f32`, in
+/// the operation order of ExecuTorch's `AddMoments`:
+/// `c = count / (n0 + count)`, `δ = mean - m1`, `m1 += c · δ`,
+/// `m2 += m2_add + δ · δ · c · n0`.
+#[inline(always)]
+fn merge_moments(count: i64, mean: f32, m2_add: f32, n0: i64, m1: &mut f32, m2: &mut f32) {
+    let n = n0 + count;
+    let c = if n == 0 { 0.0 } else { count as f32 / n as f32 };
+    let delta = mean - *m1;
+    *m1 += c * delta;
+    *m2 += m2_add + delta * delta * c * n0 as f32;
+}
+
+/// [`merge_moments`] lane by lane (`into.count` is the count before the merge).
+fn merge_moments8(add: &Moments8, into: &mut Moments8) {
+    let n0 = into.count;
+    for l in 0..WL {
+        let (m1, m2) = (&mut into.mean[l], &mut into.m2[l]);
+        merge_moments(add.count, add.mean[l], add.m2[l], n0, m1, m2);
+    }
+    into.count = n0 + add.count;
+}
+
+/// Population mean and variance of `x` with the arithmetic of ExecuTorch's
+/// `RowwiseMoments` (the parallel Welford algorithm with a cascade; all `f32`,
+/// no fused multiply-adds):
+/// * the first `8 · ⌊n / 8⌋` values form vectors of 8 lanes (lane `l` takes
+///   the values `≡ l mod 8`), in chunks of 16 vectors; each chunk runs
+///   Welford from zero (`δ = x - m1`, `m1 += δ · (1 / j)` with the f32
+///   reciprocal of the 1-based step `j`, `m2 += δ · (x - m1)`) and is merged
+///   into level 0 of a stack of partial results; after chunk `i`, while bit
+///   `j - 1` of `i + 1` is 0 (for `j < depth = ⌈log2 chunks⌉`), level `j - 1`
+///   is merged into level `j` and cleared; finally levels `1..depth` are merged
+///   into level 0, in order;
+/// * the remaining `n mod 8` values run scalar Welford (`m1 += δ / count`);
+///   then the 8 lanes are merged into that, lane 0 first;
+/// * variance `= m2 / n`.
+fn welford_moments_f32(x: &[f32]) -> (f32, f32) {
+    let n = x.len();
+    let vecs = n / WL;
+    let chunks = vecs.div_ceil(W_CHUNK);
+    let depth = if chunks <= 1 {
+        0
+    } else {
+        (usize::BITS - (chunks - 1).leading_zeros()) as usize
+    };
+    let mut recip = [0.0f32; W_CHUNK];
+    for (j, r) in recip.iter_mut().enumerate() {
+        *r = 1.0 / (j + 1) as f32;
+    }
+    // depth <= 60 for any slice that fits in memory.
+    let mut stack = [MOMENTS8_ZERO; 64];
+    for i in 0..chunks {
+        let steps = W_CHUNK.min(vecs - i * W_CHUNK);
+        let mut ch = Moments8 {
+            count: steps as i64,
+            ..MOMENTS8_ZERO
+        };
+        for (j, &c) in recip.iter().enumerate().take(steps) {
+            let v = &x[(i * W_CHUNK + j) * WL..][..WL];
+            for ((&xv, m1), m2) in v.iter().zip(&mut ch.mean).zip(&mut ch.m2) {
+                let delta = xv - *m1;
+                *m1 += delta * c;
+                *m2 += delta * (xv - *m1);
+            }
+        }
+        merge_moments8(&ch, &mut stack[0]);
+        let mut mask = i + 1;
+        let mut j = 1;
+        while j < depth && mask & 1 == 0 {
+            let lower = stack[j - 1];
+            merge_moments8(&lower, &mut stack[j]);
+            stack[j - 1] = MOMENTS8_ZERO;
+            mask >>= 1;
+            j += 1;
+        }
+    }
+    for j in 1..depth {
+        let level = stack[j];
+        merge_moments8(&level, &mut stack[0]);
+    }
+    let (mut count, mut m1, mut m2) = (0i64, 0.0f32, 0.0f32);
+    for &v in &x[vecs * WL..] {
+        let delta = v - m1;
+        count += 1;
+        m1 += delta / count as f32;
+        m2 += delta * (v - m1);
+    }
+    for l in 0..WL {
+        merge_moments(
+            vecs as i64,
+            stack[0].mean[l],
+            stack[0].m2[l],
+            count,
+            &mut m1,
+            &mut m2,
+        );
+        count += vecs as i64;
+    }
+    (m1, m2 / n as f32)
 }
