@@ -1273,6 +1273,31 @@ def _():
     )
 
 
+class ExactSumOps(nn.Module):
+    def forward(self, x):
+        return (
+            x.sum(-1),
+            x[:, :103].sum(-1, keepdim=True),
+            x.sum(0),
+            x.sum(),
+            x.sum((0, 1)),
+            x.reshape(16, 2, 144).sum(1),
+        )
+
+
+@case("exact_sum_ops")
+def _():
+    return single(
+        ExactSumOps(),
+        (rn(16, 288) * 3 + 1.0,),
+        atol=0.0,
+        rtol=0.0,
+        notes="float32 sum as ExecuTorch 1.5.1 adds (atol = rtol = 0): over one innermost dim in 8 lanes, lanes "
+        "added in order, then the tail (its optimized sum); over a strided dim, all dims or several dims, in "
+        "element order (its portable sum)",
+    )
+
+
 class IntRemainder(nn.Module):
     def forward(self, a, b):
         return torch.remainder(a, b), torch.remainder(a, 4), torch.remainder(a.float(), b.float())

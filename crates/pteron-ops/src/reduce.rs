@@ -343,12 +343,16 @@ fn drive<T: Copy, R: Red<T>>(x: &[T], p: &Plan, r: &R, mut write: impl FnMut(usi
 // ---------------------------------------------------------------------------
 // Reducers
 
-/// Sum with an `f32` accumulator (f32/f16/bf16 inputs). `in_order`: one
-/// addition after another in element order, as ExecuTorch's portable `mean` adds
-/// (its results reproduced bit for bit); otherwise in 8 lanes (faster, rounds
-/// differently).
+/// Sum with an `f32` accumulator (f32/f16/bf16 inputs), in one of ExecuTorch's
+/// two orders (its results reproduced bit for bit):
+/// * `lanes8 == false`: one addition after another in element order (its
+///   portable `sum` and `mean`, and every strided reduction);
+/// * `lanes8 == true`: a contiguous run in 8 lanes (element `i` into lane
+///   `i mod 8` while 8 remain), the lanes added in order `((l0 + l1) + l2) + …`,
+///   then the remaining elements one by one (its optimized `sum` over one
+///   innermost dim).
 struct SumF32 {
-    in_order: bool,
+    lanes8: bool,
 }
 impl<T: Num> Red<T> for SumF32 {
     type Acc = f32;
@@ -360,31 +364,18 @@ impl<T: Num> Red<T> for SumF32 {
         a + v.to_f32()
     }
     fn run(&self, a: f32, s: &[T]) -> f32 {
-        if self.in_order {
+        if !self.lanes8 {
             return s.iter().fold(a, |a, &v| a + v.to_f32());
         }
-        // 8 lanes per block of 1024, blocks summed in a separate accumulator.
-        let mut total = 0f32;
-        for blk in s.chunks(1024) {
-            let mut lanes = [0f32; 8];
-            let mut it = blk.chunks_exact(8);
-            for c in &mut it {
-                for k in 0..8 {
-                    lanes[k] += c[k].to_f32();
-                }
+        let mut lanes = [0f32; 8];
+        let mut it = s.chunks_exact(8);
+        for c in &mut it {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += v.to_f32();
             }
-            let mut rest = 0f32;
-            for &v in it.remainder() {
-                rest += v.to_f32();
-            }
-            let s4 = [
-                lanes[0] + lanes[4],
-                lanes[1] + lanes[5],
-                lanes[2] + lanes[6],
-                lanes[3] + lanes[7],
-            ];
-            total += ((s4[0] + s4[2]) + (s4[1] + s4[3])) + rest;
         }
+        let total = lanes[1..].iter().fold(lanes[0], |t, &l| t + l);
+        let total = it.remainder().iter().fold(total, |t, &v| t + v.to_f32());
         a + total
     }
 }
@@ -639,16 +630,19 @@ fn sum_like(
     let rn = p.rn as f64;
     let mut w = OutW::new(out)?;
     let wide = od == ScalarType::Double || x.dtype() == ScalarType::Double || !in_float;
+    // ExecuTorch's optimized `sum` (8 lanes) takes one listed dim of a contiguous
+    // input into the same dtype; everything else goes to its portable kernel.
+    let lanes8 = dims.is_some_and(|d| d.len() == 1) && x.dtype() == od && x.is_contiguous();
     dispatch_all!(x.dtype(), T => {
         let xv = ts::<T>(x)?;
         match kind {
             SumKind::Prod if out_float => drive(xv, &p, &ProdF, |o, a| w.f(o, a)),
             SumKind::Prod => drive(xv, &p, &ProdI, |o, a| w.i(o, a)),
             SumKind::Mean if wide => drive(xv, &p, &SumF64, |o, a| w.f(o, a / rn)),
-            SumKind::Mean => drive(xv, &p, &SumF32 { in_order: true }, |o, a| w.f(o, (a / rn as f32) as f64)),
+            SumKind::Mean => drive(xv, &p, &SumF32 { lanes8: false }, |o, a| w.f(o, (a / rn as f32) as f64)),
             SumKind::Sum if !out_float => drive(xv, &p, &SumI, |o, a| w.i(o, a)),
             SumKind::Sum if wide => drive(xv, &p, &SumF64, |o, a| w.f(o, a)),
-            SumKind::Sum => drive(xv, &p, &SumF32 { in_order: false }, |o, a| w.f(o, a as f64)),
+            SumKind::Sum => drive(xv, &p, &SumF32 { lanes8 }, |o, a| w.f(o, a as f64)),
         }
     });
     Ok(())
