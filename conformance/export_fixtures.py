@@ -1282,6 +1282,10 @@ class ExactSumOps(nn.Module):
             x.sum(),
             x.sum((0, 1)),
             x.reshape(16, 2, 144).sum(1),
+            x.var(-1),
+            x.var(0, unbiased=False),
+            x.var((0, 1), correction=2),
+            x[:1, :1].var(-1),
         )
 
 
@@ -1294,7 +1298,8 @@ def _():
         rtol=0.0,
         notes="float32 sum as ExecuTorch 1.5.1 adds (atol = rtol = 0): over one innermost dim in 8 lanes, lanes "
         "added in order, then the tail (its optimized sum); over a strided dim, all dims or several dims, in "
-        "element order (its portable sum)",
+        "element order (its portable sum); var as its portable kernel computes it (two passes in element order, "
+        "the division by n - correction in double; NaN when that is not positive)",
     )
 
 

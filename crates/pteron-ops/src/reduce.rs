@@ -1028,6 +1028,34 @@ fn var_like(
         None => None,
     };
     let mut w = OutW::new(out)?;
+    if x.dtype() == ScalarType::Float && !take_sqrt && mw.is_none() {
+        // `var` on f32 with ExecuTorch's portable arithmetic (bit for bit): the
+        // sum in element order, `mean = sum / n`, the squared deviations
+        // `(v - mean) · (v - mean)` added in element order, divided by
+        // `n - correction` in f64; NaN when that is not positive.
+        let xv = ts::<f32>(x)?;
+        let (kd, ks, ko) = (&p.kd[..p.kr], &p.ks[..p.kr], &p.ko[..p.kr]);
+        let (rd, rs) = (&p.rd[..p.rr], &p.rs[..p.rr]);
+        let n = p.rn;
+        let denom = n as f64 - correction;
+        walk2(kd, ks, ko, 0, 0, |s0, o| {
+            let v = if n == 0 || denom <= 0.0 {
+                f32::NAN
+            } else {
+                let mut sum = 0f32;
+                walk2(rd, rs, rs, s0, 0, |s, _| sum += xv[s as usize]);
+                let mean = sum / n as f32;
+                let mut sum2 = 0f32;
+                walk2(rd, rs, rs, s0, 0, |s, _| {
+                    let d = xv[s as usize] - mean;
+                    sum2 += d * d;
+                });
+                (sum2 as f64 / denom) as f32
+            };
+            w.f(o as usize, v as f64);
+        });
+        return Ok(());
+    }
     dispatch_float!(x.dtype(), T => {
         let xv = ts::<T>(x)?;
         drive(xv, &p, &Welford, |i, a| {
