@@ -1256,6 +1256,10 @@ class ExactNormOps(nn.Module):
             F.gelu(x),
             F.gelu(x, approximate="tanh"),
             torch.erf(x),
+            F.log_softmax(x, -1),
+            F.log_softmax(x[:, :13], -1),
+            F.log_softmax(x[:, :5], -1),
+            F.log_softmax(x, 0),
         )
 
 
@@ -1269,7 +1273,8 @@ def _():
         notes="float32 ops whose ExecuTorch 1.5.1 results pteron reproduces bit for bit (atol = rtol = 0): layer_norm "
         "below 256 elements (plain sums, x^2 mean minus squared mean, divide by the std) and from 256 on (the "
         "8-lane Welford cascade of ExecuTorch's optimized kernel, then x*rstd - rstd*mean), with and without weight "
-        "and bias; exact gelu and erf (glibc 2.36's erff arithmetic); tanh gelu (the platform tanhf)",
+        "and bias; exact gelu and erf (glibc 2.36's erff arithmetic); tanh gelu (the platform tanhf); log_softmax over the last dim (exp(x - max) "
+        "summed in 8 lanes, lanes in order, then (x - max) - log(sum)) and over another dim (element order)",
     )
 
 

@@ -121,10 +121,16 @@ fn row_f32(x: &[f32], y: &mut [f32], log: bool) {
         *o = v - m;
     }
     if log {
-        let mut s = 0.0f32;
-        for &v in y.iter() {
-            s += pteron_linalg::vmath::exp_scalar(v);
+        // As ExecuTorch's optimized `log_softmax` over the last dim: `exp(x - max)`
+        // (glibc's `expf`) summed in 8 lanes (element `i` into lane `i mod 8`,
+        // the tail too), the lanes added in order, then `(x - max) - ln(sum)`.
+        let mut lanes = [0.0f32; 8];
+        for c in y.chunks(8) {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += pteron_linalg::vmath::exp_scalar(v);
+            }
         }
+        let s = lanes[1..].iter().fold(lanes[0], |a, &l| a + l);
         let ls = s.ln();
         for o in y.iter_mut() {
             *o -= ls;
