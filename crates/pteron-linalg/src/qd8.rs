@@ -1180,6 +1180,10 @@ mod avx2 {
         acc: &mut [[__m256i; 4]; MR],
     ) {
         for c in 0..chunks {
+            // As in `accumulate4`: the chunk's two lines `PREFETCH_AHEAD` bytes on.
+            let ahead = tile.wrapping_add(c * 128 + PREFETCH_AHEAD) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(ahead);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
             let mut alo = [_mm256_setzero_si256(); MR];
             let mut ahi = [_mm256_setzero_si256(); MR];
             for r in 0..MR {
@@ -1199,7 +1203,8 @@ mod avx2 {
         }
     }
 
-    /// Bytes ahead of the current int4 block that [`accumulate4`] prefetches.
+    /// Bytes ahead of the current block that [`accumulate4`] and [`accumulate8`]
+    /// prefetch.
     const PREFETCH_AHEAD: usize = 2048;
 
     /// int4: adds groups `g0..g1` (32 inputs each) of rows `a[r]` into `acc[r][p]`

@@ -437,14 +437,16 @@ fn bench_qd8(name: &str, kind: Qd8Kind, m: usize, n: usize, k: usize) {
 
 /// qd8 decode (`m = 1`) through `copies` different weight matrices in turn, so
 /// that they come from DRAM rather than cache (an LLM decode step).
-fn bench_qd8_cold(name: &str, n: usize, k: usize, copies: usize) {
+fn bench_qd8_cold(name: &str, kind: Qd8Kind, n: usize, k: usize, copies: usize) {
     if !selected(name) {
         return;
     }
-    let kind = Qd8Kind::Qb4w { block: 32 };
     let x = fill(k, 11);
     let w: Vec<i8> = fill(n * k, 12).iter().map(|v| (v * 7.0) as i8).collect();
-    let scales = vec![0.01f32; n * (k / 32)];
+    let scales = match kind {
+        Qd8Kind::Qb4w { block } => vec![0.01f32; n * (k / block)],
+        _ => vec![0.01f32; n],
+    };
     let packed: Vec<PackedQd8> = (0..copies)
         .map(|_| PackedQd8::new(kind, n, k, &w, &scales, None).expect("pack"))
         .collect();
@@ -894,9 +896,17 @@ fn main() {
     );
     bench_qd8_cold(
         "qd8 qb4w 1x2048x8192 from DRAM (16 matrices)",
+        b32,
         8192,
         2048,
         16,
+    );
+    bench_qd8_cold(
+        "qd8 qc8w 1x2048x8192 from DRAM (8 matrices)",
+        Qd8Kind::Qc8w,
+        8192,
+        2048,
+        8,
     );
     bench_qd8_pack("qd8 pack qb4w 2048x8192", 32, 8192, 2048);
     bench_qd8_pack("qd8 pack qb4w 288x32000", 32, 32000, 288);
