@@ -92,6 +92,11 @@ def single(model, *runs, dynamic_shapes=None, **kw) -> Spec:
     return Spec(methods={"forward": MethodSpec(model, list(runs), dynamic_shapes)}, **kw)
 
 
+def bit_exact(model, x, notes: str) -> Spec:
+    """One forward run on `x`, compared with atol = rtol = 0 (ops whose ExecuTorch arithmetic pteron reproduces)."""
+    return single(model, (x,), atol=0.0, rtol=0.0, notes=notes)
+
+
 def seed_for(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
@@ -1227,12 +1232,10 @@ class ExactFloatOps(nn.Module):
 
 @case("exact_float_ops")
 def _():
-    return single(
+    return bit_exact(
         ExactFloatOps(),
-        (rn(16, 288) * 3,),
-        atol=0.0,
-        rtol=0.0,
-        notes="float32 portable ops whose ExecuTorch results pteron reproduces bit for bit (atol = rtol = 0): exp and "
+        rn(16, 288) * 3,
+        "float32 portable ops whose ExecuTorch results pteron reproduces bit for bit (atol = rtol = 0): exp and "
         "sigmoid/silu (glibc's expf arithmetic), tanh (the platform tanhf), softmax (exp, sum in element order, "
         "division), mean (sum in element order), hardswish and division by a constant (a multiply by the f32 "
         "reciprocal, as ExecuTorch's div does for a one-element divisor), pow(x, 2) (powf), RMSNorm",
@@ -1265,12 +1268,10 @@ class ExactNormOps(nn.Module):
 
 @case("exact_norm_ops")
 def _():
-    return single(
+    return bit_exact(
         ExactNormOps(),
-        (rn(16, 288) * 3,),
-        atol=0.0,
-        rtol=0.0,
-        notes="float32 ops whose ExecuTorch 1.5.1 results pteron reproduces bit for bit (atol = rtol = 0): layer_norm "
+        rn(16, 288) * 3,
+        "float32 ops whose ExecuTorch 1.5.1 results pteron reproduces bit for bit (atol = rtol = 0): layer_norm "
         "below 256 elements (plain sums, x^2 mean minus squared mean, divide by the std) and from 256 on (the "
         "8-lane Welford cascade of ExecuTorch's optimized kernel, then x*rstd - rstd*mean), with and without weight "
         "and bias; exact gelu and erf (glibc 2.36's erff arithmetic); tanh gelu (the platform tanhf); log_softmax over the last dim (exp(x - max) "
@@ -1296,12 +1297,10 @@ class ExactSumOps(nn.Module):
 
 @case("exact_sum_ops")
 def _():
-    return single(
+    return bit_exact(
         ExactSumOps(),
-        (rn(16, 288) * 3 + 1.0,),
-        atol=0.0,
-        rtol=0.0,
-        notes="float32 sum as ExecuTorch 1.5.1 adds (atol = rtol = 0): over one innermost dim in 8 lanes, lanes "
+        rn(16, 288) * 3 + 1.0,
+        "float32 sum as ExecuTorch 1.5.1 adds (atol = rtol = 0): over one innermost dim in 8 lanes, lanes "
         "added in order, then the tail (its optimized sum); over a strided dim, all dims or several dims, in "
         "element order (its portable sum); var as its portable kernel computes it (two passes in element order, "
         "the division by n - correction in double; NaN when that is not positive)",

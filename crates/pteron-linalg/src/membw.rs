@@ -9,13 +9,25 @@ use std::time::Instant;
 
 use crate::pool::{num_threads, parallel_for};
 
+/// Bytes ahead of the read position that [`sum_words`] prefetches.
+const PREFETCH_AHEAD: usize = 2048;
+
 /// Adds up every 64-bit word of `words` (wrapping) with eight independent
 /// lanes, which the compiler turns into vector loads and adds: a read that
-/// costs about as much as streaming the bytes.
-fn sum_words(words: &[u64]) -> u64 {
+/// costs about as much as streaming the bytes. With `PREFETCH` (x86-64 only),
+/// each 64-byte line also prefetches the line [`PREFETCH_AHEAD`] bytes on.
+fn sum_words<const PREFETCH: bool>(words: &[u64]) -> u64 {
     let mut lanes = [0u64; 8];
     let mut chunks = words.chunks_exact(8);
     for c in &mut chunks {
+        #[cfg(target_arch = "x86_64")]
+        if PREFETCH {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let ahead = c.as_ptr().wrapping_byte_add(PREFETCH_AHEAD) as *const i8;
+            // SAFETY: SSE is part of x86-64; a prefetch reads nothing the
+            // program sees and never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead) };
+        }
         for (l, &w) in lanes.iter_mut().zip(c) {
             *l = l.wrapping_add(w);
         }
@@ -25,36 +37,6 @@ fn sum_words(words: &[u64]) -> u64 {
         .iter()
         .fold(0u64, |a, &w| a.wrapping_add(w));
     lanes.iter().fold(tail, |a, &l| a.wrapping_add(l))
-}
-
-/// Bytes ahead of the read position that [`sum_words_prefetch`] prefetches.
-const PREFETCH_AHEAD: usize = 2048;
-
-/// [`sum_words`] with a software prefetch of the line [`PREFETCH_AHEAD`] bytes
-/// ahead of each 64-byte line it adds (x86-64; elsewhere the plain loop).
-fn sum_words_prefetch(words: &[u64]) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let mut lanes = [0u64; 8];
-        let mut chunks = words.chunks_exact(8);
-        for c in &mut chunks {
-            let ahead = c.as_ptr().wrapping_byte_add(PREFETCH_AHEAD) as *const i8;
-            // SAFETY: SSE is part of x86-64; a prefetch reads nothing the
-            // program sees and never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead) };
-            for (l, &w) in lanes.iter_mut().zip(c) {
-                *l = l.wrapping_add(w);
-            }
-        }
-        let tail = chunks
-            .remainder()
-            .iter()
-            .fold(0u64, |a, &w| a.wrapping_add(w));
-        lanes.iter().fold(tail, |a, &l| a.wrapping_add(l))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    sum_words(words)
 }
 
 /// Reads all of `words` once, split over the thread pool in contiguous parts
@@ -76,9 +58,9 @@ fn read_all_with(words: &[u64], prefetch: bool) -> u64 {
         let hi = ((p + 1) * per).min(words.len());
         let part = &words[lo..hi];
         let sum = if prefetch {
-            sum_words_prefetch(part)
+            sum_words::<true>(part)
         } else {
-            sum_words(part)
+            sum_words::<false>(part)
         };
         sums[p].store(sum, std::sync::atomic::Ordering::Relaxed);
     });

@@ -421,35 +421,54 @@ fn same_bits(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
+/// Asserts `got(x)` and `want(x)` have the same bits ([`same_bits`]) for both
+/// signs of every bit pattern in `picks` that `keep` accepts; the message names
+/// `what` the reference is, the count compared and a few differences.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn assert_same_as(
+    what: &str,
+    picks: impl Iterator<Item = u32>,
+    keep: impl Fn(f32) -> bool,
+    got: impl Fn(f32) -> f32,
+    want: impl Fn(f32) -> f32,
+) {
+    let mut bad = Vec::new();
+    let mut n = 0usize;
+    for bits in picks {
+        for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+            if !keep(x) {
+                continue;
+            }
+            n += 1;
+            let (g, w) = (got(x), want(x));
+            if !same_bits(g, w) {
+                bad.push((x, g, w));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {n} differ from {what}, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
 /// `vmath`'s exp follows glibc's `expf` arithmetic: on glibc (where Rust's
 /// `f32::exp` is that `expf`) the results are identical over the whole range.
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn exp_matches_glibc_expf() {
     let (lo, hi) = (-104.5f32, 89.0f32);
-    let mut bad = Vec::new();
-    let mut n = 0usize;
     // Every 61st bit pattern of each sign over the range (with +-0, specials).
-    for bits in (0u32..0x8000_0000)
-        .step_by(61)
-        .chain([0, 0x7f80_0000, 0x7fc0_0000])
-    {
-        for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
-            if !(x.is_nan() || (lo..=hi).contains(&x) || x.is_infinite()) {
-                continue;
-            }
-            n += 1;
-            let (got, want) = (pteron_linalg::vmath::exp_scalar(x), x.exp());
-            if !same_bits(got, want) {
-                bad.push((x, got, want));
-            }
-        }
-    }
-    assert!(
-        bad.is_empty(),
-        "{} of {n} differ from expf, e.g. {:?}",
-        bad.len(),
-        &bad[..bad.len().min(5)]
+    assert_same_as(
+        "expf",
+        (0u32..0x8000_0000)
+            .step_by(61)
+            .chain([0, 0x7f80_0000, 0x7fc0_0000]),
+        |x| x.is_nan() || (lo..=hi).contains(&x) || x.is_infinite(),
+        pteron_linalg::vmath::exp_scalar,
+        f32::exp,
     );
 }
 
@@ -495,27 +514,17 @@ fn erf_matches_glibc_erff() {
         0x4036_db6e,
         0x40c0_0000,
     ];
-    let mut bad = Vec::new();
-    let mut n = 0usize;
     let picks = (0u32..0x8000_0000)
         .step_by(127)
         .chain(0..4096)
         .chain(ends.iter().flat_map(|&e| e - 64..e + 64))
         .chain([0x7f80_0000, 0x7fc0_0000]);
-    for bits in picks {
-        for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
-            n += 1;
-            let (got, want) = (pteron_linalg::vmath::erf_f32(x), glibc::platform_erff(x));
-            if !same_bits(got, want) {
-                bad.push((x, got, want));
-            }
-        }
-    }
-    assert!(
-        bad.is_empty(),
-        "{} of {n} differ from erff, e.g. {:?}",
-        bad.len(),
-        &bad[..bad.len().min(5)]
+    assert_same_as(
+        "erff",
+        picks,
+        |_| true,
+        pteron_linalg::vmath::erf_f32,
+        glibc::platform_erff,
     );
 }
 
